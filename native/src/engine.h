@@ -1,0 +1,143 @@
+// The contract between the N-API glue (addon.cc) and the compute engines
+// (cpu/ on oneDNN, cuda/ on cuDNN). It mirrors the TypeScript seam in
+// packages/core/src/backend.ts: read that first; the semantics are the same.
+//
+// Layouts: images and activations are float32 NHWC; kernels are HWIO
+// (3 x 3 x in x out, Keras order) as they arrive from JavaScript. An engine
+// may re-layout internally (once, at setWeights).
+//
+// Threading: the glue calls an engine from one thread at a time (the JS
+// thread or one AsyncWorker), never concurrently. Engines throw
+// nst::Error (a std::runtime_error) with a message naming the operation.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace nst {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// 2x2 stride-2 pooling with TensorFlow's SAME padding, as the notebook: an odd
+// size n gives ceil(n/2); the last window of an odd axis covers one row
+// (column), padding sits at the bottom/right, and avg averages the valid
+// elements only (the divisor is 1 or 2 per axis), max takes their maximum.
+enum class Pooling { Avg, Max };
+
+// One convolution's parameters (borrowed: valid only during setWeights).
+struct ConvWeightsView {
+  int in_channels;
+  int out_channels;
+  const float* kernel;  // 3*3*in*out, HWIO
+  const float* bias;    // out
+};
+
+// A loss term at the ReLU output of conv layer `conv_index` (0 = conv1_1).
+struct WeightedLayer {
+  int conv_index;
+  float weight;
+};
+
+struct LossSpec {
+  std::vector<WeightedLayer> content;
+  std::vector<WeightedLayer> style;
+  float alpha = 10.f;
+  float beta = 40.f;
+  float tv_weight = 0.f;
+};
+
+struct SessionConfig {
+  int height = 0;
+  int width = 0;
+  int batch = 1;
+  Pooling pooling = Pooling::Avg;
+  LossSpec loss;
+};
+
+// Per batch item. content/style before alpha/beta; total after (see loss.ts).
+struct LossValues {
+  double content = 0, style = 0, tv = 0, total = 0;
+};
+
+struct ImageView {
+  int height;
+  int width;
+  const float* data;  // H*W*3, HWC
+};
+
+struct StyleImageView {
+  ImageView image;
+  float weight;
+};
+
+struct TargetsView {
+  ImageView content;                    // session size
+  std::vector<StyleImageView> styles;  // any sizes, weights sum to 1
+};
+
+struct AdamParams {
+  float beta1, beta2, eps;
+  std::vector<float> step_sizes;  // lr_t per update; size = number of updates
+};
+
+// A session: one image size, one batch, one loss, buffers allocated once.
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual void set_targets(const std::vector<TargetsView>& targets) = 0;
+  // batch*H*W*3; zeroes the Adam moments.
+  virtual void set_images(const float* images) = 0;
+  // Loss of the images as they are, then step_sizes.size() Adam updates.
+  // `progress(done)` may be called from the calling thread at any time.
+  virtual std::vector<LossValues> iterate(const AdamParams& adam,
+                                          const std::function<void(int)>& progress) = 0;
+  // Loss and d J / d image (batch*H*W*3) of the current images.
+  virtual std::vector<LossValues> loss_and_gradient(float* gradient_out) = 0;
+  virtual void read_images(float* out) const = 0;
+  virtual void read_optimizer_state(float* m_out, float* v_out) const = 0;
+  virtual void write_optimizer_state(const float* m, const float* v) = 0;
+  virtual const SessionConfig& config() const = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // e.g. "cpu (oneDNN 2.6.3, 2 threads)" or "cuda (NVIDIA H100, cuDNN 9.x, tf32)"
+  virtual std::string describe() const = 0;
+  // A prefix of VGG-19: layers[i] is conv layer i. Copies what it needs.
+  virtual void set_weights(const std::vector<ConvWeightsView>& layers) = 0;
+  virtual std::unique_ptr<Session> create_session(const SessionConfig& config) = 0;
+};
+
+// Factories. Each throws nst::Error with a one-line reason when unavailable
+// (no GPU, cuDNN not found: say what was searched).
+std::unique_ptr<Engine> make_cpu_engine();
+struct CudaOptions {
+  int device = 0;
+  enum class Precision { Fp32, Tf32, Bf16 } precision = Precision::Tf32;
+};
+std::unique_ptr<Engine> make_cuda_engine(const CudaOptions& options);
+
+// The VGG-19 conv stack shape, shared by both engines.
+struct VggLayerShape {
+  const char* name;
+  int in_channels;
+  int out_channels;
+  bool pool_after;
+};
+inline constexpr VggLayerShape kVgg19[16] = {
+    {"conv1_1", 3, 64, false},    {"conv1_2", 64, 64, true},    {"conv2_1", 64, 128, false},
+    {"conv2_2", 128, 128, true},  {"conv3_1", 128, 256, false}, {"conv3_2", 256, 256, false},
+    {"conv3_3", 256, 256, false}, {"conv3_4", 256, 256, true},  {"conv4_1", 256, 512, false},
+    {"conv4_2", 512, 512, false}, {"conv4_3", 512, 512, false}, {"conv4_4", 512, 512, true},
+    {"conv5_1", 512, 512, false}, {"conv5_2", 512, 512, false}, {"conv5_3", 512, 512, false},
+    {"conv5_4", 512, 512, true},
+};
+
+}  // namespace nst

@@ -1,0 +1,83 @@
+import { UserError } from './errors.js';
+import { findLayer, VGG19_LAYER_NAMES } from './vgg.js';
+
+/** A VGG layer (the ReLU output of a convolution) with its weight in the loss. */
+export interface WeightedLayer {
+  /** conv1_1 .. conv5_4 */
+  readonly layer: string;
+  readonly weight: number;
+}
+
+/**
+ * What the loss is made of (../shared/NST-SPEC.md):
+ *   J = alpha * sum_c w_c * J_content^[c] + beta * sum_l w_l * J_style^[l] + tvWeight * J_tv
+ * with, per layer of shape n_H x n_W x n_C (N = n_H * n_W),
+ *   J_content = sum (a_C - a_G)^2 / (4 N n_C)
+ *   J_style   = sum (Ghat_S - Ghat_G)^2 / (4 n_C^2),   Ghat = A A^T / N
+ * (the Gram normalised by its own N: identical to the spec's 1/(4 n_C^2 N^2)
+ * when style and content images have the same size, and still well defined
+ * when the style image has another size), and
+ *   J_tv = sum_{i,j,c} (x[i+1,j,c] - x[i,j,c])^2 + (x[i,j+1,c] - x[i,j,c])^2
+ * on the image in network input space (0 by default, as in the notebook).
+ */
+export interface LossSpec {
+  readonly contentLayers: readonly WeightedLayer[];
+  readonly styleLayers: readonly WeightedLayer[];
+  readonly alpha: number;
+  readonly beta: number;
+  readonly tvWeight: number;
+}
+
+export const DEFAULT_LOSS: LossSpec = {
+  contentLayers: [{ layer: 'conv4_2', weight: 1 }],
+  styleLayers: ['conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1'].map((layer) => ({ layer, weight: 0.2 })),
+  alpha: 10,
+  beta: 40,
+  tvWeight: 0,
+};
+
+/** The loss of one image: content and style before alpha and beta, total after. */
+export interface LossValues {
+  /** sum_c w_c J_content^[c] (before alpha) */
+  readonly content: number;
+  /** sum_l w_l J_style^[l] (before beta) */
+  readonly style: number;
+  /** J_tv (before tvWeight) */
+  readonly tv: number;
+  /** alpha * content + beta * style + tvWeight * tv */
+  readonly total: number;
+}
+
+/** The notebook's total_cost(). */
+export function totalCost(jContent: number, jStyle: number, alpha = DEFAULT_LOSS.alpha, beta = DEFAULT_LOSS.beta): number {
+  return alpha * jContent + beta * jStyle;
+}
+
+export function combineLoss(spec: LossSpec, content: number, style: number, tv: number): LossValues {
+  return { content, style, tv, total: spec.alpha * content + spec.beta * style + spec.tvWeight * tv };
+}
+
+/**
+ * Parses `conv4_2:1,conv5_2:0.5` (a missing weight means `defaultWeight`).
+ * `flag` names the option in errors.
+ */
+export function parseLayerList(text: string, flag: string, defaultWeight = 1): WeightedLayer[] {
+  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (items.length === 0) throw new UserError(`${flag}: expected layer[:weight],... but got an empty list`);
+  return items.map((item) => {
+    const [name, w, ...rest] = item.split(':');
+    if (rest.length > 0) throw new UserError(`${flag}: '${item}' is not of the form layer:weight`);
+    const layer = findLayer(name);
+    if (!layer) throw new UserError(`${flag}: unknown layer '${name}' (VGG-19 layers are ${VGG19_LAYER_NAMES.join(', ')})`);
+    const weight = w === undefined ? defaultWeight : Number(w);
+    if (!Number.isFinite(weight) || weight < 0) throw new UserError(`${flag}: weight '${w}' of ${name} is not a non-negative number`);
+    return { layer: layer.name, weight };
+  });
+}
+
+/** Index of the deepest conv layer the loss needs: the network runs only up to it. */
+export function deepestLayerIndex(spec: LossSpec): number {
+  let deepest = 0;
+  for (const l of [...spec.contentLayers, ...spec.styleLayers]) deepest = Math.max(deepest, findLayer(l.layer)!.index);
+  return deepest;
+}

@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+import { fileURLToPath } from 'node:url';
+
+// Tests import workspace packages from their TypeScript sources, so `vitest run`
+// needs no build of the package under test (the CLI end-to-end tests run the
+// built binary and rely on `turbo run build` having run first).
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@nst/core': src('core'),
+      '@nst/weights': src('weights'),
+      '@nst/tfjs': src('tfjs'),
+      '@nst/native': src('native'),
+      '@nst/cli': src('cli'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
