@@ -1,1 +1,1 @@
-export {};
+export { parseConfig } from './commands/render.js';

@@ -1,1 +1,42 @@
-export {};
+import { Command, CommanderError } from 'commander';
+import { isUserError } from '@nst/core';
+import { describeBackends } from './backends.js';
+import { registerRenderCommand } from './commands/render.js';
+import { registerWeightsCommands } from './commands/weights.js';
+
+/**
+ * `nst`: the command line. Every error the user can cause is one line on
+ * stderr and a non-zero exit; stack traces only with --debug.
+ */
+const program = new Command('nst')
+  .description('Neural style transfer (Gatys et al. 2015) on a frozen VGG-19')
+  .version('0.1.0')
+  .option('--debug', 'print stack traces on errors')
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(text.split('\n')[0].replace(/^error: /, 'nst: ') + '\n') });
+
+registerRenderCommand(program);
+registerWeightsCommands(program);
+program
+  .command('backends')
+  .description('list the compute backends and whether each can run here')
+  .action(async () => {
+    for (const line of await describeBackends({})) process.stdout.write(line + '\n');
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Commander already printed its one line (or help/version, exit code 0).
+    process.exitCode = e.exitCode;
+  } else {
+    const debug = process.argv.includes('--debug');
+    const message = e instanceof Error ? e.message : String(e);
+    if (isUserError(e)) process.stderr.write(`nst: ${message.split('\n')[0]}\n`);
+    else process.stderr.write(`nst: internal error: ${message.split('\n')[0]}${debug ? '' : ' (run with --debug for details)'}\n`);
+    if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = isUserError(e) ? 2 : 1;
+  }
+}

@@ -1,0 +1,69 @@
+import type { Backend } from '@nst/core';
+import { UserError } from '@nst/core';
+import { createNativeBackend, loadNativeAddon } from '@nst/native';
+import { createTfjsBackend } from '@nst/tfjs';
+
+export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
+
+export interface BackendOptions {
+  readonly precision?: 'fp32' | 'tf32' | 'bf16';
+  readonly gpu?: number;
+}
+
+type Opener = () => Promise<Backend>;
+
+function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>, Opener> {
+  const native = (device: 'cpu' | 'cuda') => async () => {
+    const loaded = loadNativeAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    return createNativeBackend(device, { precision: options.precision, gpu: options.gpu });
+  };
+  return { cuda: native('cuda'), cpu: native('cpu'), tfjs: () => createTfjsBackend() };
+}
+
+/**
+ * Opens the requested backend. `auto` tries cuda, then cpu, then tfjs, and
+ * reports each fallback through `notice` as one line; an explicit choice
+ * that cannot open is a UserError saying why.
+ */
+export async function openBackend(choice: BackendChoice, options: BackendOptions, notice: (line: string) => void): Promise<Backend> {
+  const table = openers(options);
+  if (choice !== 'auto') {
+    try {
+      return await table[choice]();
+    } catch (e) {
+      throw new UserError(`--backend ${choice}: not available: ${firstLine(e)}`);
+    }
+  }
+  const skipped: string[] = [];
+  for (const name of ['cuda', 'cpu', 'tfjs'] as const) {
+    try {
+      const backend = await table[name]();
+      if (skipped.length > 0) notice(`backend: ${backend.detail} (${skipped.join('; ')})`);
+      return backend;
+    } catch (e) {
+      skipped.push(`${name} unavailable: ${firstLine(e)}`);
+    }
+  }
+  throw new UserError(`--backend auto: no backend could start (${skipped.join('; ')})`);
+}
+
+/** One line per backend: whether it opens here and why not. */
+export async function describeBackends(options: BackendOptions): Promise<string[]> {
+  const lines: string[] = [];
+  for (const [name, open] of Object.entries(openers(options))) {
+    try {
+      const b = await open();
+      lines.push(`${name.padEnd(5)} yes  ${b.detail}`);
+      b.dispose();
+    } catch (e) {
+      lines.push(`${name.padEnd(5)} no   ${firstLine(e)}`);
+    }
+  }
+  return lines;
+}
+
+export function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+}

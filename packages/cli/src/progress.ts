@@ -1,0 +1,96 @@
+import type { IterationReport, LossValues } from '@nst/core';
+
+/**
+ * What the user sees while a render runs. Three modes:
+ *   json - one JSON object per reported iteration on stdout, nothing else there
+ *   tty  - a progress bar redrawn in place, report lines printed above it
+ *   plain - one line per report (logs, pipes, CI)
+ */
+export interface ProgressView {
+  info(line: string): void;
+  report(r: IterationReport): void;
+  progress(iteration: number, elapsedMs: number): void;
+  saved(file: string, iteration: number): void;
+  summary(s: Record<string, unknown>): void;
+  done(): void;
+}
+
+export const fmt = (x: number) => (Math.abs(x) >= 1e5 || (Math.abs(x) < 1e-2 && x !== 0) ? x.toExponential(3) : x.toPrecision(5));
+
+function lossText(l: LossValues): string {
+  return `J ${fmt(l.total)}  J_content ${fmt(l.content)}  J_style ${fmt(l.style)}${l.tv ? `  J_tv ${fmt(l.tv)}` : ''}`;
+}
+
+export function jsonView(write: (s: string) => void, info: (s: string) => void): ProgressView {
+  return {
+    info,
+    report(r) {
+      r.losses.forEach((l, item) => {
+        const o: Record<string, unknown> = { iteration: r.iteration, total: l.total, content: l.content, style: l.style, tv: l.tv, elapsedMs: Math.round(r.elapsedMs) };
+        if (r.losses.length > 1) o.item = item;
+        write(JSON.stringify(o) + '\n');
+      });
+    },
+    progress() {},
+    saved() {},
+    summary(s) {
+      write(JSON.stringify({ summary: true, ...s }) + '\n');
+    },
+    done() {},
+  };
+}
+
+export function plainView(write: (s: string) => void, total: number): ProgressView {
+  return {
+    info: (line) => write(line + '\n'),
+    report(r) {
+      const rate = r.iteration > 0 ? `  ${(r.elapsedMs / 1000 / r.iteration).toFixed(3)} s/it` : '';
+      r.losses.forEach((l, item) =>
+        write(`iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l)}${rate}\n`),
+      );
+    },
+    progress() {},
+    saved: (file) => write(`saved ${file}\n`),
+    summary() {},
+    done() {},
+  };
+}
+
+export function ttyView(stream: NodeJS.WriteStream, total: number): ProgressView {
+  let last: LossValues | undefined;
+  let startIteration: number | undefined;
+  let line = '';
+  const draw = (iteration: number, elapsedMs: number) => {
+    startIteration ??= iteration;
+    const width = Math.max(10, Math.min(30, (stream.columns ?? 80) - 70));
+    const filled = Math.round((width * iteration) / Math.max(1, total));
+    const done = iteration - startIteration;
+    const rate = done > 0 && elapsedMs > 0 ? (1000 * done) / elapsedMs : 0;
+    const eta = rate > 0 ? formatSeconds((total - iteration) / rate) : '--';
+    const losses = last ? `  J ${fmt(last.total)} Jc ${fmt(last.content)} Js ${fmt(last.style)}` : '';
+    line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${iteration}/${total}${losses}  ${rate.toFixed(2)} it/s  ETA ${eta}`;
+    stream.write(`\r\x1b[2K${line}`);
+  };
+  const above = (text: string) => stream.write(`\r\x1b[2K${text}\n${line}`);
+  return {
+    info: above,
+    report(r) {
+      last = r.losses[0];
+      r.losses.forEach((l, item) => above(`iteration ${r.iteration}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l)}`));
+      draw(r.iteration, r.elapsedMs);
+    },
+    progress: draw,
+    saved: (file) => above(`saved ${file}`),
+    summary() {},
+    done() {
+      stream.write('\n');
+    },
+  };
+}
+
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '--';
+  if (s < 60) return `${s.toFixed(0)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}

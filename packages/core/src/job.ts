@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_ADAM, type AdamConfig } from './adam.js';
+import type { Backend, ImageTensor, Targets } from './backend.js';
+import { UserError } from './errors.js';
+import { assertWritable, loadImage, pixelUnit, probeImage, toNetworkSpace } from './image.js';
+import { DEFAULT_NOISE_RATIO, initialImage, type InitSpec } from './init.js';
+import { DEFAULT_LOSS, type LossSpec } from './loss.js';
+import type { RenderPlan } from './render.js';
+import { DEFAULT_SIZE, resolveSize, type SizeSpec } from './size.js';
+import { findLayer, type Pooling } from './vgg.js';
+import type { WeightSet } from './weights.js';
+
+/** A render job as the user describes it (the CLI's flags, parsed). */
+export interface RenderConfig {
+  /** One content image, or several rendered together as a batch (then `out` is a folder). */
+  readonly contents: readonly string[];
+  /** One or more style images, blended. */
+  readonly styles: readonly string[];
+  /** Blend weights of the styles (normalised to sum 1); equal when absent. */
+  readonly styleBlendWeights?: readonly number[];
+  /** Style images are resized to this factor of the output's longest side (keeping their aspect); absent: the output's exact size, as the notebook. */
+  readonly styleScale?: number;
+  readonly out: string;
+  readonly size: SizeSpec;
+  readonly iterations: number;
+  readonly adam: AdamConfig;
+  readonly loss: LossSpec;
+  readonly pooling: Pooling;
+  /** 'noise' | 'content' | 'random' | a file path */
+  readonly init: string;
+  readonly noiseRatio: number;
+  readonly seed: number;
+  readonly printEvery: number;
+  readonly saveEvery: number;
+  readonly checkpointEvery: number;
+  readonly resume: boolean;
+}
+
+export const RENDER_DEFAULTS = {
+  size: DEFAULT_SIZE,
+  iterations: 200,
+  adam: DEFAULT_ADAM,
+  loss: DEFAULT_LOSS,
+  pooling: 'avg' as Pooling,
+  init: 'noise',
+  noiseRatio: DEFAULT_NOISE_RATIO,
+  seed: 0,
+  printEvery: 20,
+  saveEvery: 20,
+  checkpointEvery: 0,
+  resume: false,
+};
+
+/** Checks that the weight set has every layer the loss asks for; names the flag and the layer otherwise. */
+export function checkLayersAvailable(loss: LossSpec, weights: WeightSet): void {
+  const have = weights.layers.length;
+  const range = `it has ${weights.layers[0].name} .. ${weights.layers[have - 1].name}`;
+  const check = (flag: string, layers: LossSpec['contentLayers']) => {
+    for (const l of layers)
+      if (findLayer(l.layer)!.index >= have)
+        throw new UserError(`${flag}: layer ${l.layer} is not in the weight set ${weights.source} (${range})`);
+  };
+  check('--content-layers', loss.contentLayers);
+  check('--style-layers', loss.styleLayers);
+}
+
+/** Output file of each batch item. */
+export function outputPaths(config: RenderConfig): string[] {
+  if (config.contents.length === 1) return [config.out];
+  return config.contents.map((c) => path.join(config.out, `${path.basename(c, path.extname(c))}.png`));
+}
+
+/**
+ * Loads and preprocesses everything a render needs and returns the plan for
+ * runOptimisation. The backend must already hold `weights`.
+ */
+export async function prepareRender(config: RenderConfig, weights: WeightSet, backend: Backend): Promise<RenderPlan> {
+  validateNumbers(config);
+  checkLayersAvailable(config.loss, weights);
+  const pre = weights.preprocessing;
+
+  if (config.contents.length === 0) throw new UserError('--content: no content image given');
+  if (config.styles.length === 0) throw new UserError('--style: no style image given');
+  const outs = outputPaths(config);
+  if (config.contents.length > 1) await fs.mkdir(config.out, { recursive: true }).catch(() => undefined);
+  for (const o of outs) await assertWritable(o, '--out');
+
+  const first = await probeImage(config.contents[0], '--content');
+  const size = resolveSize(config.size, first.width, first.height);
+  const contents: ImageTensor[] = [];
+  for (const c of config.contents) contents.push(toNetworkSpace(await loadImage(c, '--content', size), pre));
+
+  const blend = styleBlend(config);
+  const styles: { image: ImageTensor; weight: number }[] = [];
+  for (let k = 0; k < config.styles.length; k++) {
+    const file = config.styles[k];
+    let styleSize = size;
+    if (config.styleScale !== undefined) {
+      const own = await probeImage(file, '--style');
+      styleSize = resolveSize({ kind: 'longest', longest: Math.max(1, Math.round(config.styleScale * Math.max(size.width, size.height))) }, own.width, own.height);
+    }
+    styles.push({ image: toNetworkSpace(await loadImage(file, '--style', styleSize), pre), weight: blend[k] });
+  }
+  const targets: Targets[] = contents.map((content) => ({ content, styles }));
+
+  const init = await initSpec(config, size, pre);
+  const pixels = size.width * size.height * 3;
+  const initialImages = new Float32Array(contents.length * pixels);
+  contents.forEach((c, b) => initialImages.set(initialImage(init, c, pre, config.seed + b), b * pixels));
+
+  // Adam's lr is in pixel levels (the notebook's space); scale it into the weight set's units.
+  const unit = pixelUnit(pre);
+  const lrScale = (unit[0] + unit[1] + unit[2]) / 3;
+  return {
+    backend,
+    session: { height: size.height, width: size.width, batch: contents.length, pooling: config.pooling, loss: config.loss },
+    targets,
+    initialImages,
+    preprocessing: pre,
+    outPaths: outs,
+    iterations: config.iterations,
+    adam: { ...config.adam, lr: config.adam.lr * lrScale },
+    printEvery: config.printEvery,
+    saveEvery: config.saveEvery,
+    checkpointPath: checkpointPathFor(config),
+    checkpointEvery: config.checkpointEvery,
+    resume: config.resume,
+    fingerprint: fingerprint(config, weights, size),
+  };
+}
+
+export function checkpointPathFor(config: RenderConfig): string {
+  return config.contents.length === 1 ? `${config.out}.ckpt` : path.join(config.out, 'nst.ckpt');
+}
+
+function styleBlend(config: RenderConfig): number[] {
+  const n = config.styles.length;
+  const raw = config.styleBlendWeights ?? new Array(n).fill(1);
+  if (raw.length !== n)
+    throw new UserError(`--style-blend-weights: ${raw.length} weights given for ${n} style images`);
+  const sum = raw.reduce((a, b) => a + b, 0);
+  if (!(sum > 0) || raw.some((w) => !(w >= 0))) throw new UserError('--style-blend-weights: weights must be non-negative with a positive sum');
+  return raw.map((w) => w / sum);
+}
+
+async function initSpec(config: RenderConfig, size: { width: number; height: number }, pre: WeightSet['preprocessing']): Promise<InitSpec> {
+  switch (config.init) {
+    case 'noise':
+      return { kind: 'noise', noiseRatio: config.noiseRatio };
+    case 'content':
+      return { kind: 'content' };
+    case 'random':
+      return { kind: 'random' };
+    default:
+      return { kind: 'image', image: toNetworkSpace(await loadImage(config.init, '--init', size), pre) };
+  }
+}
+
+function validateNumbers(c: RenderConfig): void {
+  const int = (v: number, flag: string, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new UserError(`${flag}: expected a whole number >= ${min}, got ${v}`);
+  };
+  const pos = (v: number, flag: string) => {
+    if (!Number.isFinite(v) || v <= 0) throw new UserError(`${flag}: expected a positive number, got ${v}`);
+  };
+  const nonneg = (v: number, flag: string) => {
+    if (!Number.isFinite(v) || v < 0) throw new UserError(`${flag}: expected a number >= 0, got ${v}`);
+  };
+  int(c.iterations, '--iterations', 0);
+  int(c.printEvery, '--print-every', 1);
+  int(c.saveEvery, '--save-every', 0);
+  int(c.checkpointEvery, '--checkpoint-every', 0);
+  int(c.seed, '--seed', 0);
+  pos(c.adam.lr, '--lr');
+  nonneg(c.loss.alpha, '--alpha');
+  nonneg(c.loss.beta, '--beta');
+  nonneg(c.loss.tvWeight, '--tv-weight');
+  if (!(c.noiseRatio >= 0 && c.noiseRatio <= 1)) throw new UserError(`--noise-ratio: ${c.noiseRatio} is not in 0..1`);
+  if (c.styleScale !== undefined) pos(c.styleScale, '--style-scale');
+  if (c.pooling !== 'avg' && c.pooling !== 'max') throw new UserError(`--pooling: '${c.pooling}' is not avg or max`);
+}
+
+/** A digest of everything that defines a job's result, for checkpoints. */
+export function fingerprint(config: RenderConfig, weights: WeightSet, size: { width: number; height: number }): string {
+  const job = {
+    contents: config.contents.map((c) => path.resolve(c)),
+    styles: config.styles.map((s) => path.resolve(s)),
+    blend: config.styleBlendWeights ?? null,
+    styleScale: config.styleScale ?? null,
+    size,
+    adam: config.adam,
+    loss: config.loss,
+    pooling: config.pooling,
+    init: config.init,
+    noiseRatio: config.noiseRatio,
+    seed: config.seed,
+    weights: weights.sha256 ?? weights.source,
+  };
+  return createHash('sha256').update(JSON.stringify(job)).digest('hex');
+}

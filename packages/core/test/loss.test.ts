@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LOSS, forwardFlops, layerInputSize, parseLayerList, totalCost, deepestLayerIndex, findLayer, VGG19_LAYERS } from '@nst/core';
+
+describe('loss configuration', () => {
+  it("reproduces the notebook's total_cost example", () => {
+    // total_cost(J_content=1.78862847, J_style=0.43650985), alpha 10, beta 40 = 35.3466787...
+    expect(totalCost(1.78862847, 0.43650985)).toBeCloseTo(35.3466787, 6);
+    expect(10 * 1.78862847 + 40 * 0.43650985).toBeCloseTo(totalCost(1.78862847, 0.43650985, 10, 40), 12);
+  });
+
+  it('has the notebook defaults', () => {
+    expect(DEFAULT_LOSS.alpha).toBe(10);
+    expect(DEFAULT_LOSS.beta).toBe(40);
+    expect(DEFAULT_LOSS.contentLayers).toEqual([{ layer: 'conv4_2', weight: 1 }]);
+    expect(DEFAULT_LOSS.styleLayers.map((l) => `${l.layer}:${l.weight}`)).toEqual(['conv1_1:0.2', 'conv2_1:0.2', 'conv3_1:0.2', 'conv4_1:0.2', 'conv5_1:0.2']);
+    expect(VGG19_LAYERS[deepestLayerIndex(DEFAULT_LOSS)].name).toBe('conv5_1');
+  });
+
+  it('parses layer lists and rejects bad ones with the flag named', () => {
+    expect(parseLayerList('conv4_2:1,conv5_2:0.5,block3_conv1', '--x')).toEqual([
+      { layer: 'conv4_2', weight: 1 },
+      { layer: 'conv5_2', weight: 0.5 },
+      { layer: 'conv3_1', weight: 1 },
+    ]);
+    expect(() => parseLayerList('conv9_9', '--style-layers')).toThrow(/^--style-layers: unknown layer 'conv9_9'/);
+    expect(() => parseLayerList('conv1_1:abc', '--style-layers')).toThrow(/--style-layers: weight 'abc'/);
+    expect(() => parseLayerList('', '--content-layers')).toThrow(/--content-layers/);
+    expect(findLayer('pool1')).toBeUndefined();
+  });
+});
+
+describe('VGG-19 shapes', () => {
+  it('has 16 convolutions with the published channel counts', () => {
+    expect(VGG19_LAYERS.map((l) => l.outChannels)).toEqual([64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]);
+    // parameters conv1_1..conv5_1: 12.94 M (the spec)
+    const params = VGG19_LAYERS.slice(0, 13).reduce((s, l) => s + 9 * l.inChannels * l.outChannels + l.outChannels, 0);
+    expect(params / 1e6).toBeCloseTo(12.94, 2);
+  });
+
+  it('pools with SAME padding: 300x400 -> 38x50 at block 4', () => {
+    expect(layerInputSize(findLayer('conv4_1')!.index, 300, 400)).toEqual({ height: 38, width: 50 });
+    expect(layerInputSize(findLayer('conv5_1')!.index, 300, 400)).toEqual({ height: 19, width: 25 });
+  });
+
+  it("counts the spec's forward FLOPs up to conv5_1", () => {
+    // ../shared/NST-SPEC.md: 87.1, 189.3 and 757 GFLOP
+    expect(forwardFlops(12, 300, 400) / 1e9).toBeCloseTo(87.1, 1);
+    expect(forwardFlops(12, 512, 512) / 1e9).toBeCloseTo(189.3, 1);
+    expect(Math.round(forwardFlops(12, 1024, 1024) / 1e9)).toBe(757);
+  });
+});
