@@ -3,20 +3,12 @@
 // dependencies when they are missing (npm ci, which also builds the native
 // addon and the TypeScript), draws the project's own example style image, and
 // renders examples/out/landscape-brushstrokes.png with the best weights found.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ensureInstalled, root } from './ensure-installed.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
-
-if (!existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
-  console.log('example: installing dependencies (npm ci)...');
-  run('npm', ['ci', '--no-audit', '--no-fund']);
-} else if (!existsSync(path.join(root, 'packages', 'cli', 'dist', 'main.js'))) {
-  run('npm', ['run', 'build']);
-}
+ensureInstalled();
 
 // A seeded "painting" of swirling brush strokes: the project's own style image.
 const generated = path.join(root, 'examples', 'generated');
