@@ -64,6 +64,7 @@ export async function describeBackends(options: BackendOptions): Promise<string[
   return lines;
 }
 
+/** The first line of an error's message, without a leading `--backend x:` the backend may have added. */
 export function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0].replace(/^--backend \w+: /, '');
 }

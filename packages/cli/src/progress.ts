@@ -17,8 +17,8 @@ export interface ProgressView {
 
 export const fmt = (x: number) => (Math.abs(x) >= 1e5 || (Math.abs(x) < 1e-2 && x !== 0) ? x.toExponential(3) : x.toPrecision(5));
 
-function lossText(l: LossValues): string {
-  return `J ${fmt(l.total)}  J_content ${fmt(l.content)}  J_style ${fmt(l.style)}${l.tv ? `  J_tv ${fmt(l.tv)}` : ''}`;
+function lossText(l: LossValues, showTv: boolean): string {
+  return `J ${fmt(l.total)}  J_content ${fmt(l.content)}  J_style ${fmt(l.style)}${showTv ? `  J_tv ${fmt(l.tv)}` : ''}`;
 }
 
 export function jsonView(write: (s: string) => void, info: (s: string) => void): ProgressView {
@@ -40,13 +40,13 @@ export function jsonView(write: (s: string) => void, info: (s: string) => void):
   };
 }
 
-export function plainView(write: (s: string) => void, total: number): ProgressView {
+export function plainView(write: (s: string) => void, total: number, showTv: boolean): ProgressView {
   return {
     info: (line) => write(line + '\n'),
     report(r) {
       const rate = r.iteration > 0 ? `  ${(r.elapsedMs / 1000 / r.iteration).toFixed(3)} s/it` : '';
       r.losses.forEach((l, item) =>
-        write(`iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l)}${rate}\n`),
+        write(`iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}${rate}\n`),
       );
     },
     progress() {},
@@ -56,7 +56,7 @@ export function plainView(write: (s: string) => void, total: number): ProgressVi
   };
 }
 
-export function ttyView(stream: NodeJS.WriteStream, total: number): ProgressView {
+export function ttyView(stream: NodeJS.WriteStream, total: number, showTv: boolean): ProgressView {
   let last: LossValues | undefined;
   let startIteration: number | undefined;
   let line = '';
@@ -76,7 +76,7 @@ export function ttyView(stream: NodeJS.WriteStream, total: number): ProgressView
     info: above,
     report(r) {
       last = r.losses[0];
-      r.losses.forEach((l, item) => above(`iteration ${r.iteration}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l)}`));
+      r.losses.forEach((l, item) => above(`iteration ${r.iteration}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}`));
       draw(r.iteration, r.elapsedMs);
     },
     progress: draw,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_ADAM, type AdamConfig } from './adam.js';
-import type { Backend, ImageTensor, Targets } from './backend.js';
+import type { ImageTensor, Targets } from './backend.js';
 import { UserError } from './errors.js';
 import { assertWritable, loadImage, pixelUnit, probeImage, toNetworkSpace } from './image.js';
 import { DEFAULT_NOISE_RATIO, initialImage, type InitSpec } from './init.js';
@@ -74,9 +74,9 @@ export function outputPaths(config: RenderConfig): string[] {
 
 /**
  * Loads and preprocesses everything a render needs and returns the plan for
- * runOptimisation. The backend must already hold `weights`.
+ * runOptimisation. Every input error surfaces here, before any backend starts.
  */
-export async function prepareRender(config: RenderConfig, weights: WeightSet, backend: Backend): Promise<RenderPlan> {
+export async function prepareRender(config: RenderConfig, weights: WeightSet): Promise<RenderPlan> {
   validateNumbers(config);
   checkLayersAvailable(config.loss, weights);
   const pre = weights.preprocessing;
@@ -114,7 +114,6 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet, ba
   const unit = pixelUnit(pre);
   const lrScale = (unit[0] + unit[1] + unit[2]) / 3;
   return {
-    backend,
     session: { height: size.height, width: size.width, batch: contents.length, pooling: config.pooling, loss: config.loss },
     targets,
     initialImages,

@@ -8,9 +8,8 @@ import { saveImage, toPixels } from './image.js';
 import type { LossValues } from './loss.js';
 import type { Preprocessing } from './weights.js';
 
-/** Everything the optimisation loop needs, prepared by the caller (images loaded, weights uploaded). */
+/** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
-  readonly backend: Backend;
   readonly session: SessionOptions;
   /** One per batch item. */
   readonly targets: readonly Targets[];
@@ -74,13 +73,18 @@ export function intermediatePath(outPath: string, iteration: number): string {
  * chunks that end on every report, save and checkpoint boundary; the loss of
  * iteration i is that of the image after i updates.
  */
-export async function runOptimisation(plan: RenderPlan, events: RenderEvents = {}, signal?: AbortSignal): Promise<RenderResult> {
+export async function runOptimisation(
+  backend: Backend,
+  plan: RenderPlan,
+  events: RenderEvents = {},
+  signal?: AbortSignal,
+): Promise<RenderResult> {
   const { session: options } = plan;
   const pixelsPerImage = options.height * options.width * 3;
   if (plan.initialImages.length !== options.batch * pixelsPerImage) throw new Error('initialImages has the wrong length');
   if (plan.outPaths.length !== options.batch) throw new Error('one output path per batch item is needed');
 
-  const session = await plan.backend.createSession(options);
+  const session = await backend.createSession(options);
   try {
     await session.setTargets(plan.targets);
     let iteration = 0;

@@ -93,10 +93,11 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
   const view: ProgressView = flags.json
     ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
     : process.stdout.isTTY
-      ? ttyView(process.stdout, total)
-      : plainView((s) => process.stdout.write(s), total);
+      ? ttyView(process.stdout, total, config.loss.tvWeight > 0)
+      : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
   const weights = await chooseWeights(flags, view);
+  const plan = await prepareRender(config, weights);
   const backend = await openBackend(
     flags.backend as BackendChoice,
     { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: intOf(flags.gpu, '--gpu', 0) },
@@ -106,7 +107,6 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
     await backend.loadWeights(weights);
-    const plan = await prepareRender(config, weights, backend);
     const { width, height, batch } = { ...plan.session };
     view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
 
@@ -120,7 +120,7 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
     process.on('SIGTERM', onSigint);
     let result;
     try {
-      result = await runOptimisation(plan, {
+      result = await runOptimisation(backend, plan, {
         onReport: (r) => view.report(r),
         onProgress: (i, ms) => view.progress(i, ms),
         onSaved: (f, i) => view.saved(f, i),

@@ -1,0 +1,91 @@
+/**
+ * `nst weights fetch | import | info`: obtaining VGG-19 weights, turning any
+ * supported file into the cache, and showing what a file holds.
+ */
+import { existsSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { UserError } from '@nst/core';
+import {
+  PREPROCESSING_CHOICES,
+  WEIGHT_SOURCES,
+  cacheDir,
+  cachePath,
+  compareKernels,
+  describePreprocessing,
+  describeWeights,
+  fetchWeightsDetailed,
+  findSource,
+  loadWeightsDetailed,
+  preprocessingByName,
+  weightsInfoJson,
+  writeCache,
+} from '@nst/weights';
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+export function registerWeightsCommands(program: Command): void {
+  const weights = program.command('weights').description('obtain, import and inspect VGG-19 weights');
+
+  weights
+    .command('fetch')
+    .description('download VGG-19 weights (checksum-verified, resumable) into the cache')
+    .addOption(new Option('--source <name>', 'which published file to download (default: each in turn until one works)').choices(WEIGHT_SOURCES.map((s) => s.id)))
+    .option('-y, --yes', 'do not ask before downloading')
+    .option('--keep', 'keep the downloaded original in <cache>/downloads')
+    .action(async (flags: { source?: string; yes?: boolean; keep?: boolean }) => {
+      const source = flags.source ? findSource(flags.source) : WEIGHT_SOURCES[0];
+      if (!flags.yes && process.stdin.isTTY && process.stderr.isTTY) {
+        const ok = await ask(`Download ${source.description} (${source.megabytes} MB) into ${cacheDir()}? [Y/n] `);
+        if (!ok) throw new UserError('weights fetch: cancelled');
+      }
+      const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
+      out(`${result.cachePath}: ${result.set.layers.length} layers from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
+    });
+
+  weights
+    .command('import <file-or-dir>')
+    .description('convert a weight file (TF.js, Keras .h5, MatConvNet .mat, PyTorch .pth, safetensors) into the cache')
+    .addOption(new Option('--preprocessing <name>', 'override the detected input preprocessing').choices([...PREPROCESSING_CHOICES]))
+    .action(async (path: string, flags: { preprocessing?: string }) => {
+      const preprocessing = flags.preprocessing ? preprocessingByName(flags.preprocessing) : undefined;
+      const { set } = await loadWeightsDetailed(path, { preprocessing });
+      const written = await writeCache(set);
+      out(`${written}: ${set.layers.length} layers (${set.layers[0].name} .. ${set.layers.at(-1)!.name}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
+    });
+
+  weights
+    .command('info [file-or-dir]')
+    .description('show the format, layers, shapes, preprocessing and checksum of a weight file (default: the cache)')
+    .option('--json', 'print one JSON object')
+    .action(async (path: string | undefined, flags: { json?: boolean }) => {
+      const target = path ?? cachePath();
+      if (!path && !existsSync(target)) throw new UserError(`no weights in the cache (${target}): run \`nst weights fetch\` or \`nst weights import FILE\``);
+      const loaded = await loadWeightsDetailed(target);
+      if (flags.json) out(JSON.stringify(weightsInfoJson(loaded)));
+      else describeWeights(loaded).forEach(out);
+    });
+
+  weights
+    .command('compare <a> <b>')
+    .description("which spatial symmetry / channel order maps a's kernels onto b's (e.g. a MatConvNet .mat against the Keras .h5)")
+    .option('--layer <name>', 'the layer to compare', 'conv1_1')
+    .action(async (a: string, b: string, flags: { layer: string }) => {
+      const [wa, wb] = [await loadWeightsDetailed(a), await loadWeightsDetailed(b)];
+      const la = wa.set.layers.find((l) => l.name === flags.layer);
+      const lb = wb.set.layers.find((l) => l.name === flags.layer);
+      if (!la || !lb) throw new UserError(`--layer ${flags.layer}: not in both weight sets`);
+      for (const r of compareKernels(la, lb).slice(0, 4))
+        out(`${r.relativeError.toExponential(2).padStart(9)}  ${r.symmetry}${r.channelsReversed ? ', input channels reversed' : ''}`);
+    });
+}
+
+async function ask(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = (await rl.question(question)).trim().toLowerCase();
+    return answer === '' || answer === 'y' || answer === 'yes';
+  } finally {
+    rl.close();
+  }
+}
