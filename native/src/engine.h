@@ -82,7 +82,9 @@ struct TargetsView {
 };
 
 struct AdamParams {
-  float beta1, beta2, eps;
+  // double: 1 - float(0.999) is off by 5e-5 relative, enough to move the loss
+  // by 1e-4 over 20 updates; engines form 1 - beta in double.
+  double beta1, beta2, eps;
   std::vector<float> step_sizes;  // lr_t per update; size = number of updates
 };
 

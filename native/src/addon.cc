@@ -1,0 +1,548 @@
+// The N-API glue: one JS class surface (Engine, Session) over both engines.
+// Every argument from JavaScript is checked here (type, range, buffer length,
+// handle state) and turned into a JS TypeError/RangeError/Error, so that bad
+// input never reaches the engines as a bad pointer. Work that takes long
+// (setTargets, iterate, lossAndGradient) runs on a libuv worker thread and
+// returns a Promise; the engine is then marked busy and every other call on
+// it throws until the promise settles (engines are not re-entrant).
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+
+namespace {
+
+using nst::kVgg19;
+
+// ---- argument checking -----------------------------------------------------
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+[[noreturn]] void range_error(Napi::Env env, const std::string& message) {
+  throw Napi::RangeError::New(env, message);
+}
+
+Napi::Object object_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject() || v.IsArray()) type_error(env, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+Napi::Array array_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) type_error(env, what + " must be an array");
+  return v.As<Napi::Array>();
+}
+
+double number_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) type_error(env, what + "." + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) range_error(env, what + "." + key + " must be finite");
+  return d;
+}
+
+double optional_number(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what,
+                       double fallback) {
+  return o.Get(key).IsUndefined() ? fallback : number_field(env, o, key, what);
+}
+
+int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what, int min, int max) {
+  double d = number_field(env, o, key, what);
+  if (d != std::floor(d) || d < min || d > max)
+    range_error(env, what + "." + key + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max) +
+                         ", got " + Napi::Number::New(env, d).ToString().Utf8Value());
+  return int(d);
+}
+
+std::string string_field(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsString()) type_error(env, what + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// A Float32Array of exactly `length` values (length < 0: any length).
+Napi::Float32Array floats_arg(Napi::Env env, const Napi::Value& v, const std::string& what, long long length) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(env, what + " must be a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  if (length >= 0 && (long long)a.ElementLength() != length)
+    range_error(env, what + " must hold " + std::to_string(length) + " values, got " +
+                         std::to_string(a.ElementLength()));
+  return a;
+}
+
+Napi::Object loss_to_js(Napi::Env env, const nst::LossValues& l) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("content", l.content);
+  o.Set("style", l.style);
+  o.Set("tv", l.tv);
+  o.Set("total", l.total);
+  return o;
+}
+
+Napi::Array losses_to_js(Napi::Env env, const std::vector<nst::LossValues>& losses) {
+  Napi::Array a = Napi::Array::New(env, losses.size());
+  for (size_t i = 0; i < losses.size(); i++) a.Set(uint32_t(i), loss_to_js(env, losses[i]));
+  return a;
+}
+
+// Engine exceptions (nst::Error, dnnl::error, bad_alloc) become JS Errors.
+template <typename F>
+auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// ---- shared state ----------------------------------------------------------
+
+struct SessionState;
+
+struct EngineState {
+  std::unique_ptr<nst::Engine> engine;
+  std::vector<std::weak_ptr<SessionState>> sessions;
+  int num_layers = 0;  // after setWeights
+  bool busy = false;
+  bool disposed = false;
+  void release_if_disposed();
+};
+
+struct SessionState {
+  std::shared_ptr<EngineState> engine;  // declared first: outlives `session`
+  std::unique_ptr<nst::Session> session;
+  nst::SessionConfig config;
+  bool disposed = false;
+  size_t image_values() const { return size_t(config.batch) * config.height * config.width * 3; }
+};
+
+// Frees what dispose() asked to free once no worker uses it: sessions before their engine.
+void EngineState::release_if_disposed() {
+  if (busy) return;
+  for (auto& weak : sessions)
+    if (auto s = weak.lock(); s && (s->disposed || disposed)) s->session.reset();
+  if (disposed) engine.reset();
+}
+
+void check_usable(Napi::Env env, const EngineState& e, const char* op) {
+  if (e.disposed) throw Napi::Error::New(env, std::string(op) + ": the engine has been disposed");
+  if (e.busy) throw Napi::Error::New(env, std::string(op) + ": the engine is busy with an earlier call that has not finished (await it)");
+}
+
+void check_usable(Napi::Env env, const SessionState& s, const char* op) {
+  if (s.disposed) throw Napi::Error::New(env, std::string(op) + ": the session has been disposed");
+  check_usable(env, *s.engine, op);
+}
+
+// ---- the worker behind every Promise ---------------------------------------
+
+class Job : public Napi::AsyncProgressWorker<int> {
+ public:
+  using Work = std::function<void(const std::function<void(int)>&)>;
+  using Result = std::function<Napi::Value(Napi::Env)>;
+
+  // Marks the engine busy until the job settles.
+  static Napi::Promise Start(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result,
+                             Napi::Value on_progress = Napi::Value()) {
+    auto* job = new Job(env, std::move(state), std::move(work), std::move(result), on_progress);
+    Napi::Promise promise = job->deferred_.Promise();
+    job->state_->engine->busy = true;
+    job->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      work_([&](int done) { progress.Send(&done, 1); });
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const int* done, size_t count) override {
+    if (count == 0 || on_progress_.IsEmpty()) return;
+    Napi::HandleScope scope(Env());
+    try {
+      on_progress_.Call({Napi::Number::New(Env(), done[count - 1])});
+    } catch (const Napi::Error&) {
+      // A throwing progress callback must not abort the optimisation.
+    }
+  }
+  void OnOK() override {
+    finish();
+    Napi::HandleScope scope(Env());
+    deferred_.Resolve(result_(Env()));
+  }
+  void OnError(const Napi::Error& e) override {
+    finish();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Job(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result, Napi::Value on_progress)
+      : Napi::AsyncProgressWorker<int>(env, "nst:job"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        state_(std::move(state)),
+        work_(std::move(work)),
+        result_(std::move(result)) {
+    if (on_progress.IsFunction()) on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
+  }
+  void finish() {
+    state_->engine->busy = false;
+    state_->engine->release_if_disposed();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<SessionState> state_;
+  Work work_;
+  Result result_;
+  Napi::FunctionReference on_progress_;
+};
+
+// ---- Session ---------------------------------------------------------------
+
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeSession",
+                       {InstanceMethod<&SessionWrap::SetTargets>("setTargets"),
+                        InstanceMethod<&SessionWrap::SetImages>("setImages"),
+                        InstanceMethod<&SessionWrap::Iterate>("iterate"),
+                        InstanceMethod<&SessionWrap::LossAndGradient>("lossAndGradient"),
+                        InstanceMethod<&SessionWrap::ReadImages>("readImages"),
+                        InstanceMethod<&SessionWrap::ReadOptimizerState>("readOptimizerState"),
+                        InstanceMethod<&SessionWrap::WriteOptimizerState>("writeOptimizerState"),
+                        InstanceMethod<&SessionWrap::Dispose>("dispose")});
+  }
+
+  // Only EngineWrap::CreateSession constructs these (it passes an External).
+  SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      type_error(info.Env(), "NativeSession cannot be constructed directly: use engine.createSession()");
+    state_ = *info[0].As<Napi::External<std::shared_ptr<SessionState>>>().Data();
+  }
+
+ private:
+  SessionState& usable(Napi::Env env, const char* op) {
+    check_usable(env, *state_, op);
+    return *state_;
+  }
+
+  // setTargets([{ content: {height,width,data}, styles: [{ image, weight }] }]) -> Promise<void>
+  Napi::Value SetTargets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "setTargets");
+    Napi::Array items = array_arg(env, info[0], "setTargets: targets");
+    if (int(items.Length()) != s.config.batch)
+      range_error(env, "setTargets: expected " + std::to_string(s.config.batch) + " targets (one per batch item), got " +
+                           std::to_string(items.Length()));
+    // The pixels are copied so that the worker never reads JS memory.
+    struct OwnedImage {
+      int height, width;
+      std::vector<float> data;
+      float weight;
+    };
+    auto owned = std::make_shared<std::vector<std::pair<OwnedImage, std::vector<OwnedImage>>>>();
+    auto read_image = [&](const Napi::Value& v, const std::string& what, float weight) {
+      Napi::Object o = object_arg(env, v, what);
+      int h = int_field(env, o, "height", what, 1, 1 << 15), w = int_field(env, o, "width", what, 1, 1 << 15);
+      auto data = floats_arg(env, o.Get("data"), what + ".data", (long long)h * w * 3);
+      return OwnedImage{h, w, std::vector<float>(data.Data(), data.Data() + data.ElementLength()), weight};
+    };
+    for (uint32_t b = 0; b < items.Length(); b++) {
+      std::string what = "setTargets: targets[" + std::to_string(b) + "]";
+      Napi::Object t = object_arg(env, items.Get(b), what);
+      OwnedImage content = read_image(t.Get("content"), what + ".content", 1.f);
+      if (content.height != s.config.height || content.width != s.config.width)
+        range_error(env, what + ".content must be " + std::to_string(s.config.height) + "x" +
+                             std::to_string(s.config.width) + " (the session's size)");
+      Napi::Array styles = array_arg(env, t.Get("styles"), what + ".styles");
+      if (styles.Length() == 0) range_error(env, what + ".styles must hold at least one style image");
+      std::vector<OwnedImage> style_images;
+      for (uint32_t k = 0; k < styles.Length(); k++) {
+        std::string swhat = what + ".styles[" + std::to_string(k) + "]";
+        Napi::Object st = object_arg(env, styles.Get(k), swhat);
+        double weight = number_field(env, st, "weight", swhat);
+        if (weight < 0) range_error(env, swhat + ".weight must be >= 0");
+        style_images.push_back(read_image(st.Get("image"), swhat + ".image", float(weight)));
+      }
+      owned->push_back({std::move(content), std::move(style_images)});
+    }
+    auto state = state_;
+    return Job::Start(
+        env, state_,
+        [state, owned](const std::function<void(int)>&) {
+          std::vector<nst::TargetsView> views;
+          for (const auto& [content, styles] : *owned) {
+            nst::TargetsView v{{content.height, content.width, content.data.data()}, {}};
+            for (const auto& st : styles) v.styles.push_back({{st.height, st.width, st.data.data()}, st.weight});
+            views.push_back(std::move(v));
+          }
+          state->session->set_targets(views);
+        },
+        [](Napi::Env env) { return env.Undefined(); });
+  }
+
+  Napi::Value SetImages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "setImages");
+    auto images = floats_arg(env, info[0], "setImages: images (batch x height x width x 3)", (long long)s.image_values());
+    guarded(env, [&] { s.session->set_images(images.Data()); });
+    return env.Undefined();
+  }
+
+  // iterate({beta1, beta2, eps}, stepSizes: Float32Array, onProgress?) -> Promise<LossValues[]>
+  Napi::Value Iterate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    usable(env, "iterate");
+    Napi::Object adam = object_arg(env, info[0], "iterate: adam");
+    nst::AdamParams params{number_field(env, adam, "beta1", "iterate: adam"),
+                           number_field(env, adam, "beta2", "iterate: adam"),
+                           number_field(env, adam, "eps", "iterate: adam"),
+                           {}};
+    auto steps = floats_arg(env, info[1], "iterate: stepSizes", -1);
+    params.step_sizes.assign(steps.Data(), steps.Data() + steps.ElementLength());
+    for (float f : params.step_sizes)
+      if (!std::isfinite(f)) range_error(env, "iterate: stepSizes must be finite");
+    if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsFunction())
+      type_error(env, "iterate: onProgress must be a function");
+    auto state = state_;
+    auto losses = std::make_shared<std::vector<nst::LossValues>>();
+    return Job::Start(
+        env, state_,
+        [state, losses, params](const std::function<void(int)>& progress) {
+          *losses = state->session->iterate(params, progress);
+        },
+        [losses](Napi::Env env) -> Napi::Value { return losses_to_js(env, *losses); },
+        info.Length() > 2 ? info[2] : env.Undefined());
+  }
+
+  // lossAndGradient() -> Promise<{ losses, gradient: Float32Array }>
+  Napi::Value LossAndGradient(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "lossAndGradient");
+    // The result array is made here and filled by the worker; the reference
+    // keeps it alive (and unseen by JS) until the promise resolves.
+    auto gradient = std::make_shared<Napi::Reference<Napi::Float32Array>>(
+        Napi::Persistent(Napi::Float32Array::New(env, s.image_values())));
+    float* out = gradient->Value().Data();
+    auto state = state_;
+    auto losses = std::make_shared<std::vector<nst::LossValues>>();
+    return Job::Start(
+        env, state_,
+        [state, losses, out](const std::function<void(int)>&) { *losses = state->session->loss_and_gradient(out); },
+        [losses, gradient](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("losses", losses_to_js(env, *losses));
+          o.Set("gradient", gradient->Value());
+          gradient->Reset();
+          return o;
+        });
+  }
+
+  Napi::Value ReadImages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "readImages");
+    auto out = Napi::Float32Array::New(env, s.image_values());
+    guarded(env, [&] { s.session->read_images(out.Data()); });
+    return out;
+  }
+
+  Napi::Value ReadOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "readOptimizerState");
+    auto m = Napi::Float32Array::New(env, s.image_values());
+    auto v = Napi::Float32Array::New(env, s.image_values());
+    guarded(env, [&] { s.session->read_optimizer_state(m.Data(), v.Data()); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("m", m);
+    o.Set("v", v);
+    return o;
+  }
+
+  Napi::Value WriteOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "writeOptimizerState");
+    auto m = floats_arg(env, info[0], "writeOptimizerState: m", (long long)s.image_values());
+    auto v = floats_arg(env, info[1], "writeOptimizerState: v", (long long)s.image_values());
+    guarded(env, [&] { s.session->write_optimizer_state(m.Data(), v.Data()); });
+    return env.Undefined();
+  }
+
+  // Idempotent; frees the buffers now, or when the running job settles.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_->disposed = true;
+    state_->engine->release_if_disposed();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<SessionState> state_;
+};
+
+// ---- Engine ----------------------------------------------------------------
+
+// The classes, per Node environment (worker threads each load their own).
+struct AddonData {
+  Napi::FunctionReference engine_class, session_class;
+};
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {InstanceMethod<&EngineWrap::Describe>("describe"),
+                        InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
+                        InstanceMethod<&EngineWrap::CreateSession>("createSession"),
+                        InstanceMethod<&EngineWrap::Dispose>("dispose")});
+  }
+
+  // new NativeEngine('cpu' | 'cuda', { gpu?, precision? })
+  EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    std::string kind = string_field(env, info[0], "createEngine: kind");
+    Napi::Object options = info.Length() > 1 && !info[1].IsUndefined() ? object_arg(env, info[1], "createEngine: options")
+                                                                        : Napi::Object::New(env);
+    state_ = std::make_shared<EngineState>();
+    if (kind == "cpu") {
+      state_->engine = guarded(env, [] { return nst::make_cpu_engine(); });
+    } else if (kind == "cuda") {
+      nst::CudaOptions o;
+      if (!options.Get("gpu").IsUndefined()) o.device = int_field(env, options, "gpu", "createEngine: options", 0, 63);
+      Napi::Value p = options.Get("precision");
+      if (!p.IsUndefined()) {
+        std::string precision = string_field(env, p, "createEngine: options.precision");
+        if (precision == "fp32") o.precision = nst::CudaOptions::Precision::Fp32;
+        else if (precision == "tf32") o.precision = nst::CudaOptions::Precision::Tf32;
+        else if (precision == "bf16") o.precision = nst::CudaOptions::Precision::Bf16;
+        else range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
+      }
+      state_->engine = guarded(env, [&] { return nst::make_cuda_engine(o); });
+    } else {
+      range_error(env, "createEngine: kind must be 'cpu' or 'cuda', got '" + kind + "'");
+    }
+  }
+
+ private:
+  EngineState& usable(Napi::Env env, const char* op) {
+    check_usable(env, *state_, op);
+    return *state_;
+  }
+
+  Napi::Value Describe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed) throw Napi::Error::New(env, "describe: the engine has been disposed");
+    return Napi::String::New(env, state_->engine->describe());
+  }
+
+  // setWeights([{ inChannels, outChannels, kernel: Float32Array (HWIO), bias }]), VGG-19 order.
+  Napi::Value SetWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EngineState& e = usable(env, "setWeights");
+    Napi::Array layers = array_arg(env, info[0], "setWeights: layers");
+    if (layers.Length() < 1 || layers.Length() > 16)
+      range_error(env, "setWeights: expected 1 to 16 conv layers, got " + std::to_string(layers.Length()));
+    std::vector<nst::ConvWeightsView> views;
+    for (uint32_t i = 0; i < layers.Length(); i++) {
+      std::string what = std::string("setWeights: layers[") + std::to_string(i) + "] (" + kVgg19[i].name + ")";
+      Napi::Object l = object_arg(env, layers.Get(i), what);
+      int in = int_field(env, l, "inChannels", what, 1, 4096), out = int_field(env, l, "outChannels", what, 1, 4096);
+      if (in != kVgg19[i].in_channels || out != kVgg19[i].out_channels)
+        range_error(env, what + " must have " + std::to_string(kVgg19[i].in_channels) + "->" +
+                             std::to_string(kVgg19[i].out_channels) + " channels, got " + std::to_string(in) + "->" +
+                             std::to_string(out));
+      auto kernel = floats_arg(env, l.Get("kernel"), what + ".kernel", 9LL * in * out);
+      auto bias = floats_arg(env, l.Get("bias"), what + ".bias", out);
+      views.push_back({in, out, kernel.Data(), bias.Data()});
+    }
+    guarded(env, [&] { e.engine->set_weights(views); });
+    e.num_layers = int(views.size());
+    return env.Undefined();
+  }
+
+  // createSession({ height, width, batch, pooling, loss: { content, style, alpha, beta, tvWeight } })
+  Napi::Value CreateSession(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EngineState& e = usable(env, "createSession");
+    if (e.num_layers == 0) throw Napi::Error::New(env, "createSession: call setWeights first");
+    const std::string what = "createSession: config";
+    Napi::Object c = object_arg(env, info[0], what);
+    nst::SessionConfig config;
+    config.height = int_field(env, c, "height", what, 1, 1 << 15);
+    config.width = int_field(env, c, "width", what, 1, 1 << 15);
+    config.batch = int_field(env, c, "batch", what, 1, 1024);
+    std::string pooling = string_field(env, c.Get("pooling"), what + ".pooling");
+    if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
+    config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
+    Napi::Object loss = object_arg(env, c.Get("loss"), what + ".loss");
+    auto read_layers = [&](const char* key) {
+      std::vector<nst::WeightedLayer> out;
+      Napi::Array list = array_arg(env, loss.Get(key), what + ".loss." + key);
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        std::string lwhat = what + ".loss." + key + "[" + std::to_string(i) + "]";
+        Napi::Object l = object_arg(env, list.Get(i), lwhat);
+        int index = int_field(env, l, "convIndex", lwhat, 0, e.num_layers - 1);
+        double weight = number_field(env, l, "weight", lwhat);
+        if (weight < 0) range_error(env, lwhat + ".weight must be >= 0");
+        out.push_back({index, float(weight)});
+      }
+      return out;
+    };
+    config.loss.content = read_layers("content");
+    config.loss.style = read_layers("style");
+    if (config.loss.content.empty() && config.loss.style.empty())
+      range_error(env, what + ".loss needs at least one content or style layer");
+    config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", 10));
+    config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", 40));
+    config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", 0));
+
+    auto state = std::make_shared<SessionState>();
+    state->engine = state_;
+    state->config = config;
+    state->session = guarded(env, [&] { return e.engine->create_session(config); });
+    e.sessions.push_back(state);
+    auto holder = Napi::External<std::shared_ptr<SessionState>>::New(
+        env, new std::shared_ptr<SessionState>(state),
+        [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
+    return env.GetInstanceData<AddonData>()->session_class.New({holder});
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_->disposed = true;
+    state_->release_if_disposed();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<EngineState> state_;
+};
+
+Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
+  std::vector<napi_value> args(info.Length());
+  for (size_t i = 0; i < info.Length(); i++) args[i] = info[i];
+  return info.Env().GetInstanceData<AddonData>()->engine_class.New(args);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function engine = EngineWrap::Define(env);
+  Napi::Function session = SessionWrap::Define(env);
+  env.SetInstanceData(new AddonData{Napi::Persistent(engine), Napi::Persistent(session)});
+  exports.Set("NativeEngine", engine);
+  exports.Set("NativeSession", session);
+  exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
+#ifdef NST_HAS_CUDA
+  exports.Set("cudaCompiled", true);
+#else
+  exports.Set("cudaCompiled", false);
+#endif
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nst_native, Init)

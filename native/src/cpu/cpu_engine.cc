@@ -1,0 +1,265 @@
+// The CPU engine: VGG-19 on oneDNN plus the fused loss kernels, one whole
+// iteration (forward, losses, backward, Adam) per loop turn in C++.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "../engine.h"
+#include "kernels.h"
+#include "vgg_net.h"
+
+namespace nst {
+namespace cpu {
+
+static std::string onednn_version() {
+  const dnnl_version_t* v = ::dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+static int deepest_layer(const LossSpec& loss) {
+  int deepest = -1;
+  for (const auto& l : loss.content) deepest = std::max(deepest, l.conv_index);
+  for (const auto& l : loss.style) deepest = std::max(deepest, l.conv_index);
+  return deepest;
+}
+
+static void check_config(const SessionConfig& c, int num_layers) {
+  if (c.height < 1 || c.width < 1 || c.batch < 1)
+    throw Error("cpu: createSession: height, width and batch must be positive");
+  if (c.loss.content.empty() && c.loss.style.empty())
+    throw Error("cpu: createSession: the loss names no content or style layer");
+  for (const auto* list : {&c.loss.content, &c.loss.style})
+    for (const auto& l : *list)
+      if (l.conv_index < 0 || l.conv_index >= num_layers)
+        throw Error("cpu: createSession: loss layer " + std::to_string(l.conv_index) + " is outside the " +
+                    std::to_string(num_layers) + " layers of the weights");
+}
+
+class CpuSession : public Session {
+ public:
+  CpuSession(const dnnl::engine& engine, std::shared_ptr<CpuWeights> weights, const SessionConfig& config)
+      : engine_(engine),
+        weights_(std::move(weights)),
+        config_(config),
+        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss),
+             config.pooling, true),
+        image_size_(size_t(config.height) * config.width * 3),
+        m_(image_size_ * config.batch, 0.f),
+        v_(image_size_ * config.batch, 0.f),
+        losses_(config.batch) {
+    for (const auto& l : config_.loss.content) {
+      const LayerShape& s = net_.shape(l.conv_index);
+      content_targets_.emplace_back(size_t(config.batch) * s.pixels() * s.channels, 0.f);
+    }
+    size_t largest_gram = 0;
+    for (const auto& l : config_.loss.style) {
+      const int c = net_.shape(l.conv_index).channels;
+      style_targets_.emplace_back(size_t(config.batch) * c * c, 0.f);
+      largest_gram = std::max(largest_gram, size_t(c) * c);
+    }
+    gram_scratch_.resize(largest_gram);
+  }
+
+  const SessionConfig& config() const override { return config_; }
+
+  void set_targets(const std::vector<TargetsView>& targets) override {
+    if (int(targets.size()) != config_.batch)
+      throw Error("cpu: setTargets: got " + std::to_string(targets.size()) + " targets for a batch of " +
+                  std::to_string(config_.batch));
+    for (const auto& t : targets) {
+      if (t.content.height != config_.height || t.content.width != config_.width)
+        throw Error("cpu: setTargets: the content image must be the session's size");
+      if (t.styles.empty()) throw Error("cpu: setTargets: each batch item needs at least one style image");
+    }
+    set_content_targets(targets);
+    set_style_targets(targets);
+    has_targets_ = true;
+  }
+
+  void set_images(const float* images) override {
+    std::memcpy(net_.image(), images, m_.size() * sizeof(float));
+    std::fill(m_.begin(), m_.end(), 0.f);
+    std::fill(v_.begin(), v_.end(), 0.f);
+    has_images_ = true;
+  }
+
+  std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) override {
+    check_ready("iterate");
+    if (adam.step_sizes.empty()) {
+      evaluate(false);
+      return losses_;
+    }
+    std::vector<LossValues> first;
+    for (size_t k = 0; k < adam.step_sizes.size(); k++) {
+      evaluate(true);
+      if (k == 0) first = losses_;
+      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k],
+                  adam.beta1, adam.beta2, adam.eps);
+      progress(int(k + 1));
+    }
+    return first;
+  }
+
+  std::vector<LossValues> loss_and_gradient(float* gradient_out) override {
+    check_ready("lossAndGradient");
+    evaluate(true);
+    std::memcpy(gradient_out, net_.image_gradient(), m_.size() * sizeof(float));
+    return losses_;
+  }
+
+  void read_images(float* out) const override { std::memcpy(out, net_image(), m_.size() * sizeof(float)); }
+
+  void read_optimizer_state(float* m_out, float* v_out) const override {
+    std::memcpy(m_out, m_.data(), m_.size() * sizeof(float));
+    std::memcpy(v_out, v_.data(), v_.size() * sizeof(float));
+  }
+
+  void write_optimizer_state(const float* m, const float* v) override {
+    std::memcpy(m_.data(), m, m_.size() * sizeof(float));
+    std::memcpy(v_.data(), v, v_.size() * sizeof(float));
+  }
+
+ private:
+  const float* net_image() const { return const_cast<VggNet&>(net_).image(); }
+
+  void check_ready(const char* op) const {
+    if (!has_targets_) throw Error(std::string("cpu: ") + op + ": call setTargets first");
+    if (!has_images_) throw Error(std::string("cpu: ") + op + ": call setImages first");
+  }
+
+  // Content targets: the content images' activations, batched in one forward.
+  void set_content_targets(const std::vector<TargetsView>& targets) {
+    if (config_.loss.content.empty()) return;
+    int deepest = -1;
+    for (const auto& l : config_.loss.content) deepest = std::max(deepest, l.conv_index);
+    VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false);
+    for (int b = 0; b < config_.batch; b++)
+      std::memcpy(net.image() + b * image_size_, targets[b].content.data, image_size_ * sizeof(float));
+    net.forward();
+    for (size_t i = 0; i < config_.loss.content.size(); i++) {
+      const int l = config_.loss.content[i].conv_index;
+      std::memcpy(content_targets_[i].data(), net.activation(l), content_targets_[i].size() * sizeof(float));
+    }
+  }
+
+  // Style targets: sum_k weight_k * Ghat(style_k) per layer, one net per style size.
+  void set_style_targets(const std::vector<TargetsView>& targets) {
+    if (config_.loss.style.empty()) return;
+    int deepest = -1;
+    for (const auto& l : config_.loss.style) deepest = std::max(deepest, l.conv_index);
+    std::map<std::pair<int, int>, std::unique_ptr<VggNet>> nets;
+    for (auto& t : style_targets_) std::fill(t.begin(), t.end(), 0.f);
+    for (int b = 0; b < config_.batch; b++) {
+      for (const auto& style : targets[b].styles) {
+        const ImageView& img = style.image;
+        auto& net = nets[{img.height, img.width}];
+        if (!net)
+          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling, false);
+        std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
+        net->forward();
+        for (size_t i = 0; i < config_.loss.style.size(); i++) {
+          const LayerShape& s = net->shape(config_.loss.style[i].conv_index);
+          float* target = style_targets_[i].data() + size_t(b) * s.channels * s.channels;
+          gram(net->activation(config_.loss.style[i].conv_index), int(s.pixels()), s.channels,
+               style.weight / float(s.pixels()), 1.f, target);
+        }
+      }
+    }
+  }
+
+  // Forward, every loss term into losses_, and with_gradient the backward
+  // (into net_.image_gradient()) with the loss gradients added layer by layer.
+  void evaluate(bool with_gradient) {
+    for (auto& l : losses_) l = LossValues{};
+    net_.forward();
+    if (with_gradient) {
+      net_.backward([this](int layer, float* grad) { add_layer_losses(layer, grad); });
+    } else {
+      for (int l = 0; l <= net_.last_layer(); l++) add_layer_losses(l, nullptr);
+    }
+    const LossSpec& spec = config_.loss;
+    for (int b = 0; b < config_.batch; b++) {
+      const float* x = net_.image() + b * image_size_;
+      float* g = with_gradient && spec.tv_weight != 0.f ? net_.image_gradient() + b * image_size_ : nullptr;
+      losses_[b].tv = total_variation(x, config_.height, config_.width, spec.tv_weight, g);
+      LossValues& v = losses_[b];
+      v.total = spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv;
+    }
+  }
+
+  // The content and style terms at one layer, for every batch item; with a
+  // gradient buffer also their derivatives (see NST-SPEC.md).
+  void add_layer_losses(int layer, float* grad) {
+    const LayerShape& s = net_.shape(layer);
+    const size_t n = s.pixels(), c = s.channels, item = n * c;
+    const LossSpec& spec = config_.loss;
+    for (size_t i = 0; i < spec.content.size(); i++) {
+      if (spec.content[i].conv_index != layer) continue;
+      const float w = spec.content[i].weight;
+      for (int b = 0; b < config_.batch; b++) {
+        double sum = content_loss(net_.activation(layer) + b * item, content_targets_[i].data() + b * item, item,
+                                  float(spec.alpha * w / (2.0 * n * c)), grad ? grad + b * item : nullptr);
+        losses_[b].content += w * sum / (4.0 * n * c);
+      }
+    }
+    for (size_t i = 0; i < spec.style.size(); i++) {
+      if (spec.style[i].conv_index != layer) continue;
+      const float w = spec.style[i].weight;
+      for (int b = 0; b < config_.batch; b++) {
+        double sum = style_loss(net_.activation(layer) + b * item, int(n), int(c), style_targets_[i].data() + b * c * c,
+                                float(spec.beta * w / (double(c) * c * n)), gram_scratch_.data(),
+                                grad ? grad + b * item : nullptr);
+        losses_[b].style += w * sum / (4.0 * c * c);
+      }
+    }
+  }
+
+  dnnl::engine engine_;
+  std::shared_ptr<CpuWeights> weights_;
+  SessionConfig config_;
+  VggNet net_;
+  size_t image_size_;
+  std::vector<float> m_, v_;
+  std::vector<std::vector<float>> content_targets_, style_targets_;
+  std::vector<float> gram_scratch_;
+  std::vector<LossValues> losses_;
+  bool has_targets_ = false, has_images_ = false;
+};
+
+class CpuEngine : public Engine {
+ public:
+  CpuEngine() : engine_(dnnl::engine::kind::cpu, 0) {}
+
+  std::string describe() const override {
+    return "cpu (oneDNN " + onednn_version() + ", " + std::to_string(omp_get_max_threads()) + " threads)";
+  }
+
+  void set_weights(const std::vector<ConvWeightsView>& layers) override {
+    if (layers.empty() || layers.size() > 16) throw Error("cpu: setWeights: expected 1 to 16 conv layers");
+    for (size_t i = 0; i < layers.size(); i++)
+      if (layers[i].in_channels != kVgg19[i].in_channels || layers[i].out_channels != kVgg19[i].out_channels)
+        throw Error(std::string("cpu: setWeights: ") + kVgg19[i].name + " has the wrong number of channels");
+    weights_ = std::make_shared<CpuWeights>(engine_, layers);
+  }
+
+  std::unique_ptr<Session> create_session(const SessionConfig& config) override {
+    if (!weights_) throw Error("cpu: createSession: call setWeights first");
+    check_config(config, weights_->num_layers());
+    return std::make_unique<CpuSession>(engine_, weights_, config);
+  }
+
+ private:
+  dnnl::engine engine_;
+  std::shared_ptr<CpuWeights> weights_;
+};
+
+}  // namespace cpu
+
+std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<cpu::CpuEngine>(); }
+
+}  // namespace nst

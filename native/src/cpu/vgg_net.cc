@@ -1,0 +1,200 @@
+#include "vgg_net.h"
+
+#include <cstring>
+
+#include "kernels.h"
+
+namespace nst::cpu {
+
+using dnnl::memory;
+using dt = memory::data_type;
+using tag = memory::format_tag;
+
+// Activations stay NHWC end to end: the layout JavaScript hands over, the one
+// the Gram and content kernels read as an N x C matrix, and one oneDNN 2.6's
+// brgemm convolutions run at full speed on (bench/RESULTS.md has the numbers).
+static memory::desc nhwc(int n, int c, int h, int w) { return {{n, c, h, w}, dt::f32, tag::nhwc}; }
+
+static void copy_into(const memory& m, const float* src, size_t count) {
+  std::memcpy(m.get_data_handle(), src, count * sizeof(float));
+}
+
+CpuWeights::CpuWeights(const dnnl::engine& engine, const std::vector<ConvWeightsView>& layers)
+    : engine_(engine) {
+  for (const auto& l : layers) {
+    memory kernel({{l.out_channels, l.in_channels, 3, 3}, dt::f32, tag::hwio}, engine_);
+    copy_into(kernel, l.kernel, size_t(9) * l.in_channels * l.out_channels);
+    memory bias({{l.out_channels}, dt::f32, tag::x}, engine_);
+    copy_into(bias, l.bias, size_t(l.out_channels));
+    kernels_.push_back(kernel);
+    biases_.push_back(bias);
+  }
+}
+
+memory CpuWeights::kernel(int layer, const memory::desc& format) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (kernels_[layer].get_desc() == format) return kernels_[layer];
+  for (const auto& r : cache_)
+    if (r.layer == layer && r.memory.get_desc() == format) return r.memory;
+  memory reordered(format, engine_);
+  dnnl::stream s(engine_);
+  dnnl::reorder(kernels_[layer], reordered).execute(s, kernels_[layer], reordered);
+  s.wait();
+  cache_.push_back({layer, reordered});
+  return reordered;
+}
+
+static dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width,
+               int last_layer, Pooling pooling, bool with_backward)
+    : engine_(engine), stream_(engine), batch_(batch) {
+  if (last_layer < 0 || last_layer >= weights.num_layers())
+    throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
+                std::to_string(weights.num_layers()));
+  const auto pool_alg = pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding
+                                                : dnnl::algorithm::pooling_max;
+  const auto prop = with_backward ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
+  // Each step's scratchpad desc, to point them all at one shared buffer at the end.
+  std::vector<std::pair<Step*, memory::desc>> scratch_users;
+  size_t largest_activation = 0;
+
+  image_ = memory(nhwc(batch, 3, height, width), engine_);
+  if (with_backward) image_grad_ = memory(nhwc(batch, 3, height, width), engine_);
+  layers_.resize(last_layer + 1);
+  pooled_.resize(last_layer + 1);
+  workspaces_.resize(last_layer + 1);
+  std::vector<dnnl::convolution_forward::primitive_desc> conv_pds(last_layer + 1);
+  std::vector<dnnl::pooling_forward::primitive_desc> pool_pds(last_layer + 1);
+
+  int h = height, w = width;
+  memory input = image_;
+  for (int l = 0; l <= last_layer; l++) {
+    const int ic = kVgg19[l].in_channels, oc = kVgg19[l].out_channels;
+    Layer& layer = layers_[l];
+    layer.shape = {h, w, oc};
+    largest_activation = std::max(largest_activation, size_t(batch) * h * w * oc);
+
+    dnnl::post_ops relu;
+    relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    auto attr = user_scratchpad();
+    attr.set_post_ops(relu);
+    memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
+    dnnl::convolution_forward::desc conv_desc(prop, dnnl::algorithm::convolution_direct, nhwc(batch, ic, h, w),
+                                              any_kernel, weights.bias(l).get_desc(), nhwc(batch, oc, h, w),
+                                              one, one, one);
+    conv_pds[l] = dnnl::convolution_forward::primitive_desc(conv_desc, attr, engine_);
+    const auto& pd = conv_pds[l];
+    layer.output = memory(pd.dst_desc(), engine_);
+    layer.conv = {dnnl::convolution_forward(pd),
+                  {{DNNL_ARG_SRC, input},
+                   {DNNL_ARG_WEIGHTS, weights.kernel(l, pd.weights_desc())},
+                   {DNNL_ARG_BIAS, weights.bias(l)},
+                   {DNNL_ARG_DST, layer.output}}};
+    scratch_users.push_back({&layer.conv, pd.scratchpad_desc()});
+    input = layer.output;
+
+    if (kVgg19[l].pool_after && l < last_layer) {
+      // TF SAME for 2x2/2: odd sizes get one padded row/column at the bottom/right.
+      const int ho = (h + 1) / 2, wo = (w + 1) / 2;
+      dnnl::pooling_forward::desc pool_desc(prop, pool_alg, nhwc(batch, oc, h, w), nhwc(batch, oc, ho, wo), two,
+                                            two, zero, {h % 2, w % 2});
+      pool_pds[l] = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine_);
+      layer.has_pool = true;
+      pooled_[l] = memory(pool_pds[l].dst_desc(), engine_);
+      layer.pool = {dnnl::pooling_forward(pool_pds[l]), {{DNNL_ARG_SRC, layer.output}, {DNNL_ARG_DST, pooled_[l]}}};
+      if (pool_pds[l].workspace_desc().get_size() > 0) {
+        workspaces_[l] = memory(pool_pds[l].workspace_desc(), engine_);
+        layer.pool.args[DNNL_ARG_WORKSPACE] = workspaces_[l];
+      }
+      scratch_users.push_back({&layer.pool, pool_pds[l].scratchpad_desc()});
+      input = pooled_[l];
+      h = ho;
+      w = wo;
+    }
+  }
+
+  if (with_backward) {
+    // Gradients live in two buffers used in turn: the conv backward reads
+    // one and writes the other; a pooling backward writes back into the first.
+    ping_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
+    pong_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
+    auto view = [&](const memory& buffer, const memory::desc& d) {
+      return memory(d, engine_, buffer.get_data_handle());
+    };
+    auto other = [&](const memory& buffer) {
+      return buffer.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
+    };
+    memory current = ping_;  // buffer holding d J / d output of layer l
+    for (int l = last_layer; l >= 0; l--) {
+      Layer& layer = layers_[l];
+      const auto& fwd = conv_pds[l];
+      layer.grad_output = view(current, fwd.dst_desc());
+      memory::desc any_kernel({layer.shape.channels, kVgg19[l].in_channels, 3, 3}, dt::f32, tag::any);
+      dnnl::convolution_backward_data::desc bwd_desc(dnnl::algorithm::convolution_direct, fwd.src_desc(),
+                                                     any_kernel, fwd.dst_desc(), one, one, one);
+      dnnl::convolution_backward_data::primitive_desc bwd(bwd_desc, user_scratchpad(), engine_, fwd);
+      memory grad_input = l == 0 ? image_grad_ : view(other(current), bwd.diff_src_desc());
+      layer.conv_backward = {dnnl::convolution_backward_data(bwd),
+                             {{DNNL_ARG_DIFF_DST, layer.grad_output},
+                              {DNNL_ARG_WEIGHTS, weights.kernel(l, bwd.weights_desc())},
+                              {DNNL_ARG_DIFF_SRC, grad_input}}};
+      scratch_users.push_back({&layer.conv_backward, bwd.scratchpad_desc()});
+      if (l == 0) break;
+      if (layers_[l - 1].has_pool) {
+        const auto& pfwd = pool_pds[l - 1];
+        dnnl::pooling_backward::desc pool_desc(pool_alg, pfwd.src_desc(), pfwd.dst_desc(), two, two, zero,
+                                               {layers_[l - 1].shape.height % 2, layers_[l - 1].shape.width % 2});
+        dnnl::pooling_backward::primitive_desc pbwd(pool_desc, user_scratchpad(), engine_, pfwd);
+        memory grad_prev = view(current, pbwd.diff_src_desc());
+        layer.pool_backward = {dnnl::pooling_backward(pbwd),
+                               {{DNNL_ARG_DIFF_DST, grad_input}, {DNNL_ARG_DIFF_SRC, grad_prev}}};
+        if (workspaces_[l - 1]) layer.pool_backward.args[DNNL_ARG_WORKSPACE] = workspaces_[l - 1];
+        scratch_users.push_back({&layer.pool_backward, pbwd.scratchpad_desc()});
+      } else {
+        current = other(current);
+      }
+    }
+  }
+
+  for (const auto& [step, desc] : scratch_users) scratch_bytes_ = std::max(scratch_bytes_, desc.get_size());
+  scratchpad_ = memory(memory::desc({memory::dim(scratch_bytes_ / sizeof(float) + 1)}, dt::f32, tag::x), engine_);
+  for (const auto& [step, desc] : scratch_users)
+    step->args[DNNL_ARG_SCRATCHPAD] = memory(desc, engine_, scratchpad_.get_data_handle());
+}
+
+const float* VggNet::activation(int layer) const {
+  return static_cast<const float*>(layers_[layer].output.get_data_handle());
+}
+
+void VggNet::forward() {
+  for (const Layer& layer : layers_) {
+    layer.conv.run(stream_);
+    if (layer.has_pool) layer.pool.run(stream_);
+  }
+  stream_.wait();
+}
+
+void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient) {
+  const int last = last_layer();
+  {
+    const Layer& top = layers_[last];
+    std::memset(top.grad_output.get_data_handle(), 0, size_t(batch_) * top.shape.pixels() * top.shape.channels * sizeof(float));
+  }
+  for (int l = last; l >= 0; l--) {
+    const Layer& layer = layers_[l];
+    float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
+    add_loss_gradient(l, grad);
+    relu_mask(grad, activation(l), size_t(batch_) * layer.shape.pixels() * layer.shape.channels);
+    layer.conv_backward.run(stream_);
+    if (l > 0 && layers_[l - 1].has_pool) layer.pool_backward.run(stream_);
+    stream_.wait();
+  }
+}
+
+}  // namespace nst::cpu

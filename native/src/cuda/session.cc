@@ -1,0 +1,535 @@
+// A CUDA session: VGG-19 forward on cuDNN, losses and their gradients in our
+// own kernels and cuBLAS, backward to the pixels, Adam, all on one stream;
+// each optimisation step is captured once into a CUDA graph and replayed.
+//
+// Data flow of one step (per batch of N images, NHWC):
+//   x -> conv_i -> bias+ReLU -> a_i [-> pool -> p_i] ... up to the deepest loss layer
+//   style layer l:   G_l = A^T A / N (cuBLAS), D_l = coef (G_l - G_target) (+ loss)
+//   backward, i from deepest to 0, g = dJ/da_i:
+//     g += D_l A_l (cuBLAS)                      if style at i
+//     g = (g + c (a_i - a_target)) * (a_i > 0)   ReLU mask, content loss fused
+//     g' = conv_i^T g (cuDNN backward data)
+//     g = pool^T g' * (a_{i-1} > 0)              if a pool sits between (mask fused)
+//   dx += TV gradient; Adam(x, m, v, dx) with lr_t from device memory.
+#include "cuda/session.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+#include "cuda/plan.h"
+
+namespace nst::cuda {
+namespace {
+
+class CudaSession : public Session {
+ public:
+  CudaSession(std::shared_ptr<Core> core, const SessionConfig& config) : core_(std::move(core)), config_(config) {
+    validate();
+    num_layers_ = deepest_layer(config_.loss) + 1;
+    core_->activate();
+    check_memory();
+    pass_ = std::make_unique<Pass>(*core_, config_.batch, config_.height, config_.width, num_layers_, true);
+    const int b = config_.batch;
+    size_t largest = 0;
+    for (int i = 0; i < num_layers_; i++) {
+      const LayerGeometry& g = pass_->geometry[i];
+      largest = std::max(largest, size_t(b) * g.height * g.width * std::max(g.in_channels, g.out_channels));
+    }
+    grad_[0] = DeviceBuffer(largest * sizeof(float), "gradient buffer");
+    grad_[1] = DeviceBuffer(largest * sizeof(float), "gradient buffer");
+    image_floats_ = size_t(b) * config_.height * config_.width * 3;
+    for (DeviceBuffer* buf : {&x_, &m_, &v_, &dx_, &staging_}) *buf = DeviceBuffer(image_floats_ * 4, "image state");
+    for (const auto& c : config_.loss.content) {
+      content_targets_.emplace_back(pass_->map_floats(c.conv_index) * 4, "content targets");
+    }
+    for (const auto& s : config_.loss.style) {
+      size_t gram_bytes = size_t(b) * kVgg19[s.conv_index].out_channels * kVgg19[s.conv_index].out_channels * 4;
+      style_targets_.emplace_back(gram_bytes, "style targets");
+      style_diffs_.emplace_back(gram_bytes, "style Gram buffer");
+    }
+    losses_ = DeviceBuffer(sizeof(double) * b * kLossSlots, "loss accumulators");
+    step_sizes_ = DeviceBuffer(sizeof(float) * kStepChunk, "step sizes");
+    step_index_ = DeviceBuffer(sizeof(int), "step index");
+    ensure_workspace(pass_->workspace());
+    // Zeroed so that a session used before set_targets/set_images is defined.
+    std::vector<DeviceBuffer*> zeroed = {&x_, &m_, &v_};
+    for (auto* group : {&content_targets_, &style_targets_}) {
+      for (DeviceBuffer& t : *group) zeroed.push_back(&t);
+    }
+    for (DeviceBuffer* buf : zeroed) {
+      check_cuda(cudaMemsetAsync(buf->get(), 0, buf->bytes(), core_->stream), "cudaMemsetAsync (session buffers)");
+    }
+    core_->sync("session setup");
+    // Last: nothing may throw after it (the destructor frees it, and does not
+    // run for a constructor that threw).
+    check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kLossSlots), "cudaMallocHost (losses)");
+    weights_version_ = core_->weights_version;
+    if (verbose()) {
+      std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
+                   config_.height, b, format_bytes(allocated_bytes()).c_str(), format_bytes(workspace_.bytes()).c_str());
+    }
+  }
+
+  ~CudaSession() override {
+    drop_graph();
+    if (host_losses_) cudaFreeHost(host_losses_);
+  }
+
+  const SessionConfig& config() const override { return config_; }
+
+  void set_targets(const std::vector<TargetsView>& targets) override {
+    core_->activate();
+    check_weights();
+    if (int(targets.size()) != config_.batch) {
+      throw Error("cuda: set_targets got " + std::to_string(targets.size()) + " targets for a batch of " +
+                  std::to_string(config_.batch));
+    }
+    set_content_targets(targets);
+    set_style_targets(targets);
+    core_->sync("set_targets");
+  }
+
+  void set_images(const float* images) override {
+    core_->activate();
+    upload(x_, images, "cudaMemcpyAsync (images)");
+    check_cuda(cudaMemsetAsync(m_.get(), 0, m_.bytes(), core_->stream), "cudaMemsetAsync (Adam m)");
+    check_cuda(cudaMemsetAsync(v_.get(), 0, v_.bytes(), core_->stream), "cudaMemsetAsync (Adam v)");
+    core_->sync("set_images");
+  }
+
+  std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) override {
+    core_->activate();
+    check_weights();
+    const int total = int(adam.step_sizes.size());
+    if (total == 0) {
+      if (Profiler::requested()) core_->profiler.begin(core_->stream);
+      enqueue_step(nullptr);
+      core_->profiler.end_and_print();
+      read_losses_async();
+      core_->sync("iterate (evaluate)");
+      return loss_values();
+    }
+    if (graph_exec_ && (adam.beta1 != graph_adam_.beta1 || adam.beta2 != graph_adam_.beta2 ||
+                        adam.eps != graph_adam_.eps)) {
+      drop_graph();  // the Adam constants are baked into the captured launch
+    }
+    // Progress: every kProgressEvery steps an event; we wait on the previous
+    // one, so the queue stays full while the caller hears how far we are.
+    cudaEvent_t marks[2];
+    for (cudaEvent_t& e : marks) check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    int pending_done = -1, mark = 0;
+    try {
+      for (int done = 0; done < total;) {
+        int chunk = std::min(kStepChunk, total - done);
+        check_cuda(cudaMemcpyAsync(step_sizes_.get(), adam.step_sizes.data() + done, sizeof(float) * chunk,
+                                   cudaMemcpyHostToDevice, core_->stream),
+                   "cudaMemcpyAsync (step sizes)");
+        check_cuda(cudaMemsetAsync(step_index_.get(), 0, sizeof(int), core_->stream), "cudaMemsetAsync (step index)");
+        for (int k = 0; k < chunk; k++, done++) {
+          run_update_step(adam);
+          if (done == 0) read_losses_async();
+          if ((done + 1) % kProgressEvery == 0 || done + 1 == total) {
+            check_cuda(cudaEventRecord(marks[mark], core_->stream), "cudaEventRecord");
+            if (pending_done >= 0) {
+              check_cuda(cudaEventSynchronize(marks[1 - mark]), "cudaEventSynchronize (iterate)");
+              if (progress) progress(pending_done);
+            }
+            pending_done = done + 1;
+            mark = 1 - mark;
+          }
+        }
+      }
+      core_->sync("iterate");
+    } catch (...) {
+      for (cudaEvent_t e : marks) cudaEventDestroy(e);
+      throw;
+    }
+    for (cudaEvent_t e : marks) cudaEventDestroy(e);
+    if (progress) progress(total);
+    return loss_values();
+  }
+
+  std::vector<LossValues> loss_and_gradient(float* gradient_out) override {
+    core_->activate();
+    check_weights();
+    enqueue_step(nullptr);
+    read_losses_async();
+    check_cuda(cudaMemcpyAsync(gradient_out, dx_.get(), dx_.bytes(), cudaMemcpyDeviceToHost, core_->stream),
+               "cudaMemcpyAsync (gradient)");
+    core_->sync("loss_and_gradient");
+    return loss_values();
+  }
+
+  void read_images(float* out) const override { download(x_, out, "cudaMemcpyAsync (read images)"); }
+  void read_optimizer_state(float* m_out, float* v_out) const override {
+    download(m_, m_out, "cudaMemcpyAsync (read Adam m)");
+    download(v_, v_out, "cudaMemcpyAsync (read Adam v)");
+  }
+  void write_optimizer_state(const float* m, const float* v) override {
+    core_->activate();
+    upload(m_, m, "cudaMemcpyAsync (write Adam m)");
+    upload(v_, v, "cudaMemcpyAsync (write Adam v)");
+    core_->sync("write_optimizer_state");
+  }
+
+ private:
+  static constexpr int kStepChunk = 1024;
+  static constexpr int kProgressEvery = 32;
+
+  void validate() const {
+    const SessionConfig& c = config_;
+    if (c.height < 1 || c.width < 1 || c.batch < 1) {
+      throw Error("cuda: session size " + std::to_string(c.width) + "x" + std::to_string(c.height) + " batch " +
+                  std::to_string(c.batch) + " is invalid");
+    }
+    for (const auto* list : {&c.loss.content, &c.loss.style}) {
+      for (const WeightedLayer& l : *list) {
+        if (l.conv_index < 0 || l.conv_index >= 16) {
+          throw Error("cuda: loss layer index " + std::to_string(l.conv_index) + " is not a VGG-19 conv layer (0..15)");
+        }
+      }
+    }
+    int deepest = deepest_layer(c.loss);
+    if (deepest < 0) throw Error("cuda: the loss has no content or style layer");
+    if (deepest >= int(core_->layers.size())) {
+      throw Error("cuda: the loss needs conv layer " + std::string(kVgg19[deepest].name) + " but only " +
+                  std::to_string(core_->layers.size()) + " layers of weights are loaded");
+    }
+  }
+
+  SessionShape shape() const {
+    SessionShape s;
+    s.height = config_.height;
+    s.width = config_.width;
+    s.batch = config_.batch;
+    s.num_layers = num_layers_;
+    for (const auto& c : config_.loss.content) s.content_layers.push_back(c.conv_index);
+    for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
+    return s;
+  }
+
+  void check_memory() const {
+    size_t free_bytes = 0, total_bytes = 0;
+    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    if (required_bytes(shape()) > free_bytes) {
+      throw Error(out_of_memory_message(shape(), free_bytes, core_->device_name));
+    }
+  }
+
+  void check_weights() {
+    if (core_->weights_version != weights_version_) {
+      // New weight buffers: the captured graph points at the old ones.
+      drop_graph();
+      weights_version_ = core_->weights_version;
+    }
+    if (num_layers_ > int(core_->layers.size())) {
+      throw Error("cuda: the session needs " + std::to_string(num_layers_) + " conv layers but only " +
+                  std::to_string(core_->layers.size()) + " are loaded");
+    }
+  }
+
+  size_t allocated_bytes() const {
+    size_t total = grad_[0].bytes() + grad_[1].bytes() + losses_.bytes() + step_sizes_.bytes();
+    for (const DeviceBuffer* b : {&x_, &m_, &v_, &dx_, &staging_}) total += b->bytes();
+    for (const auto& b : pass_->acts) total += b.bytes();
+    for (const auto& b : pass_->pooled) total += b.bytes();
+    for (const auto& b : content_targets_) total += b.bytes();
+    for (const auto& b : style_targets_) total += 2 * b.bytes();
+    return total;
+  }
+
+  void ensure_workspace(size_t bytes) {
+    if (bytes <= workspace_.bytes()) return;
+    drop_graph();  // the graph holds the old workspace pointer
+    workspace_ = DeviceBuffer();
+    workspace_ = DeviceBuffer(bytes, "cuDNN workspace");
+  }
+
+  void upload(DeviceBuffer& dst, const float* src, const char* what) {
+    check_cuda(cudaMemcpyAsync(dst.get(), src, dst.bytes(), cudaMemcpyHostToDevice, core_->stream), what);
+  }
+  void download(const DeviceBuffer& src, float* dst, const char* what) const {
+    core_->activate();
+    check_cuda(cudaMemcpyAsync(dst, src.get(), src.bytes(), cudaMemcpyDeviceToHost, core_->stream), what);
+    core_->sync(what);
+  }
+
+  // Content targets: the content images' activations at the content layers.
+  void set_content_targets(const std::vector<TargetsView>& targets) {
+    if (config_.loss.content.empty()) return;
+    const size_t per_image = size_t(config_.height) * config_.width * 3;
+    for (int b = 0; b < config_.batch; b++) {
+      const ImageView& img = targets[b].content;
+      if (img.height != config_.height || img.width != config_.width) {
+        throw Error("cuda: content image " + std::to_string(b) + " is " + std::to_string(img.width) + "x" +
+                    std::to_string(img.height) + " but the session is " + std::to_string(config_.width) + "x" +
+                    std::to_string(config_.height));
+      }
+      check_cuda(cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice,
+                                 core_->stream),
+                 "cudaMemcpyAsync (content image)");
+    }
+    int upto = 0;
+    for (const auto& c : config_.loss.content) upto = std::max(upto, c.conv_index + 1);
+    pass_->forward(*core_, staging_.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
+    for (size_t k = 0; k < config_.loss.content.size(); k++) {
+      const DeviceBuffer& a = pass_->acts[config_.loss.content[k].conv_index];
+      check_cuda(cudaMemcpyAsync(content_targets_[k].get(), a.get(), a.bytes(), cudaMemcpyDeviceToDevice,
+                                 core_->stream),
+                 "cudaMemcpyAsync (content targets)");
+    }
+  }
+
+  // Style targets: per batch item sum_k weight_k Ghat(style_k), each style
+  // image run alone at its own size in a temporary forward-only Pass (its
+  // algorithms come from the engine's per-shape cache).
+  void set_style_targets(const std::vector<TargetsView>& targets) {
+    if (config_.loss.style.empty()) return;
+    for (auto& t : style_targets_) {
+      check_cuda(cudaMemsetAsync(t.get(), 0, t.bytes(), core_->stream), "cudaMemsetAsync (style targets)");
+    }
+    int upto = 0;
+    for (const auto& s : config_.loss.style) upto = std::max(upto, s.conv_index + 1);
+    for (int b = 0; b < config_.batch; b++) {
+      if (targets[b].styles.empty()) throw Error("cuda: batch item " + std::to_string(b) + " has no style image");
+      for (const StyleImageView& style : targets[b].styles) {
+        const ImageView& img = style.image;
+        SessionShape s;
+        s.height = img.height;
+        s.width = img.width;
+        s.num_layers = upto;
+        s.backward = false;
+        size_t free_bytes = 0, total_bytes = 0;
+        check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+        if (estimate_memory(s).total() > free_bytes) {
+          throw Error("cuda: style image " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+                      " needs about " + format_bytes(estimate_memory(s).total()) + " but " + format_bytes(free_bytes) +
+                      " is free on " + core_->device_name + "; use a smaller style image");
+        }
+        Pass pass(*core_, 1, img.height, img.width, upto, false);
+        ensure_workspace(pass.workspace());
+        DeviceBuffer input(size_t(img.height) * img.width * 3 * 4, "style image");
+        check_cuda(cudaMemcpyAsync(input.get(), img.data, input.bytes(), cudaMemcpyHostToDevice, core_->stream),
+                   "cudaMemcpyAsync (style image)");
+        pass.forward(*core_, input.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
+        for (size_t l = 0; l < config_.loss.style.size(); l++) {
+          int i = config_.loss.style[l].conv_index;
+          const LayerGeometry& g = pass.geometry[i];
+          long long pixels = (long long)g.height * g.width;
+          int c = g.out_channels;
+          float* target = style_targets_[l].f() + size_t(b) * c * c;
+          gram(*core_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
+        }
+        core_->sync("style targets");  // the pass's buffers are freed next
+      }
+    }
+  }
+
+  bool max_pool() const { return config_.pooling == Pooling::Max; }
+
+  // Forward, losses, backward to dx_ (incl. TV); then Adam when `adam`.
+  void enqueue_step(const AdamParams* adam) {
+    Core& core = *core_;
+    const LossSpec& loss = config_.loss;
+    const int b = config_.batch;
+    check_cuda(cudaMemsetAsync(losses_.get(), 0, losses_.bytes(), core.stream), "cudaMemsetAsync (losses)");
+    pass_->forward(core, x_.f(), num_layers_, workspace_.get(), workspace_.bytes(), max_pool());
+    double* loss_acc = static_cast<double*>(losses_.get());
+
+    // Style: Gram of the generated image, difference to the target, loss.
+    for (size_t l = 0; l < loss.style.size(); l++) {
+      const WeightedLayer& s = loss.style[l];
+      const LayerGeometry& g = pass_->geometry[s.conv_index];
+      long long pixels = (long long)g.height * g.width;
+      float c = float(g.out_channels);
+      gram(core, pass_->acts[s.conv_index].f(), style_diffs_[l].f(), g.out_channels, pixels, b, 1.f / float(pixels),
+           0.f);
+      core.profiler.mark("cuBLAS", std::string("Gram ") + kVgg19[s.conv_index].name);
+      launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b, s.weight / (4 * c * c),
+                             loss.beta * s.weight / (c * c * float(pixels)), loss_acc, core.stream);
+      check_launch("style_gram_diff kernel");
+      core.profiler.mark("own kernels", std::string("style Gram difference ") + kVgg19[s.conv_index].name);
+    }
+
+    // Backward from the deepest layer to the pixels.
+    const float one = 1.f, zero = 0.f;
+    int cur = 0;
+    float* g = grad_[cur].f();
+    check_cuda(cudaMemsetAsync(g, 0, pass_->map_floats(num_layers_ - 1) * 4, core.stream),
+               "cudaMemsetAsync (top gradient)");
+    bool g_masked = false;
+    for (int i = num_layers_ - 1; i >= 0; i--) {
+      const LayerGeometry& geo = pass_->geometry[i];
+      const float* a = pass_->acts[i].f();
+      const long long pixels = (long long)geo.height * geo.width;
+      for (size_t l = 0; l < loss.style.size(); l++) {
+        if (loss.style[l].conv_index != i) continue;
+        // g += D A: in column-major terms dX (c x N) += D (c x c) X (c x N).
+        check_cublas(core.api,
+                     core.api.cublasSgemmStridedBatched(core.cublas, CUBLAS_OP_N, CUBLAS_OP_N, geo.out_channels,
+                                                        int(pixels), geo.out_channels, &one, style_diffs_[l].f(),
+                                                        geo.out_channels, (long long)geo.out_channels * geo.out_channels,
+                                                        a, geo.out_channels, pixels * geo.out_channels, &one, g,
+                                                        geo.out_channels, pixels * geo.out_channels, b),
+                     "cublasSgemmStridedBatched (style gradient)");
+        core.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
+        g_masked = false;
+      }
+      const float* content_target = nullptr;
+      float content_weight = 0;
+      for (size_t k = 0; k < loss.content.size(); k++) {
+        if (loss.content[k].conv_index != i) continue;
+        content_target = content_targets_[k].f();
+        content_weight = loss.content[k].weight;
+      }
+      if (content_target || !g_masked) {
+        const float n_c = float(pixels) * float(geo.out_channels);
+        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
+                             content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, core.stream);
+        check_launch("relu_backward kernel");
+        core.profiler.mark("own kernels", std::string(content_target ? "relu backward + content " : "relu backward ") +
+                                              kVgg19[i].name);
+      }
+      // Through the convolution to its input.
+      const ConvPlan& conv = *pass_->convs[i];
+      float* out = i == 0 ? dx_.f() : grad_[1 - cur].f();
+      check_cudnn(core.api,
+                  core.api.cudnnConvolutionBackwardData(core.cudnn, &one, core.layers[i].filter->get(),
+                                                        core.layers[i].kernel.get(), conv.y.get(), g,
+                                                        conv.bwd_conv->get(), conv.bwd.algo, workspace_.get(),
+                                                        workspace_.bytes(), &zero, conv.x.get(), out),
+                  "cudnnConvolutionBackwardData");
+      core.profiler.mark("conv backward-data", kVgg19[i].name);
+      if (i == 0) break;
+      const LayerGeometry& below = pass_->geometry[i - 1];
+      if (below.pool_after) {
+        // Back through the pool into the (free again) buffer g was in; the
+        // ReLU mask of a_{i-1} is fused unless a loss term must be added first.
+        bool loss_below = has_loss_at(i - 1);
+        launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
+                             max_pool(), !loss_below, core.stream);
+        check_launch("pool_backward kernel");
+        core.profiler.mark("own kernels", std::string("pool backward ") + kVgg19[i - 1].name);
+        g_masked = !loss_below;
+      } else {
+        cur = 1 - cur;
+        g = out;
+        g_masked = false;
+      }
+    }
+    launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc, core.stream);
+    check_launch("tv_loss_grad kernel");
+    core.profiler.mark("own kernels", "tv loss+gradient");
+    if (adam) {
+      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
+                  step_sizes_.f(), static_cast<const int*>(step_index_.get()), core.stream);
+      check_launch("adam kernel");
+      launch_advance_step(static_cast<int*>(step_index_.get()), core.stream);
+      check_launch("advance_step kernel");
+    }
+  }
+
+  bool has_loss_at(int i) const {
+    for (const auto& c : config_.loss.content) if (c.conv_index == i) return true;
+    for (const auto& s : config_.loss.style) if (s.conv_index == i) return true;
+    return false;
+  }
+
+  // One update: eager the first time (cuDNN/cuBLAS warm up), then captured
+  // into a CUDA graph once and replayed. If capture is refused (a library
+  // call that cannot be captured), we stay eager: slower, still correct.
+  void run_update_step(const AdamParams& adam) {
+    if (graph_exec_) {
+      check_cuda(cudaGraphLaunch(graph_exec_, core_->stream), "cudaGraphLaunch");
+      return;
+    }
+    if (!warmed_up_ || graph_disabled_) {
+      enqueue_step(&adam);
+      warmed_up_ = true;
+      return;
+    }
+    capture_graph(adam);
+    if (graph_exec_) check_cuda(cudaGraphLaunch(graph_exec_, core_->stream), "cudaGraphLaunch");
+    else enqueue_step(&adam);
+  }
+
+  void capture_graph(const AdamParams& adam) {
+    check_cuda(cudaStreamBeginCapture(core_->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    std::string failure;
+    try {
+      enqueue_step(&adam);
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    cudaGraph_t graph = nullptr;
+    cudaError_t end = cudaStreamEndCapture(core_->stream, &graph);
+    if (failure.empty() && end != cudaSuccess) failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
+    if (failure.empty()) {
+      cudaError_t inst = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      if (inst != cudaSuccess) {
+        failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(inst);
+        graph_exec_ = nullptr;
+      }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (!failure.empty()) {
+      cudaGetLastError();
+      graph_disabled_ = true;
+      std::fprintf(stderr, "nst cuda: CUDA graph capture failed, running steps eagerly (%s)\n", failure.c_str());
+      return;
+    }
+    graph_adam_ = {adam.beta1, adam.beta2, adam.eps, {}};
+  }
+
+  void drop_graph() {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
+  }
+
+  void read_losses_async() {
+    check_cuda(cudaMemcpyAsync(host_losses_, losses_.get(), losses_.bytes(), cudaMemcpyDeviceToHost, core_->stream),
+               "cudaMemcpyAsync (losses)");
+  }
+
+  std::vector<LossValues> loss_values() const {
+    std::vector<LossValues> out(config_.batch);
+    const LossSpec& l = config_.loss;
+    for (int b = 0; b < config_.batch; b++) {
+      LossValues& v = out[b];
+      v.content = host_losses_[b * kLossSlots + kContentSlot];
+      v.style = host_losses_[b * kLossSlots + kStyleSlot];
+      v.tv = host_losses_[b * kLossSlots + kTvSlot];
+      v.total = double(l.alpha) * v.content + double(l.beta) * v.style + double(l.tv_weight) * v.tv;
+    }
+    return out;
+  }
+
+  std::shared_ptr<Core> core_;
+  SessionConfig config_;
+  int num_layers_ = 0;
+  int weights_version_ = 0;
+  std::unique_ptr<Pass> pass_;
+  DeviceBuffer grad_[2];
+  size_t image_floats_ = 0;
+  DeviceBuffer x_, m_, v_, dx_, staging_;
+  std::vector<DeviceBuffer> content_targets_, style_targets_, style_diffs_;
+  DeviceBuffer losses_, step_sizes_, step_index_, workspace_;
+  double* host_losses_ = nullptr;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  bool warmed_up_ = false, graph_disabled_ = false;
+  AdamParams graph_adam_{};
+};
+
+}  // namespace
+
+std::unique_ptr<Session> make_session(std::shared_ptr<Core> core, const SessionConfig& config) {
+  return std::make_unique<CudaSession>(std::move(core), config);
+}
+
+}  // namespace nst::cuda

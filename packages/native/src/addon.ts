@@ -1,0 +1,147 @@
+/**
+ * The native addon's exact JavaScript surface (native/src/addon.cc) and the
+ * loader that finds it. Nothing here computes: see backend.ts for the
+ * Backend/Session seam built on top.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export type NativeDevice = 'cpu' | 'cuda';
+export type NativePrecision = 'fp32' | 'tf32' | 'bf16';
+
+export interface NativeEngineOptions {
+  /** CUDA device ordinal (cuda only). */
+  readonly gpu?: number;
+  /** Tensor-core precision (cuda only); default tf32. */
+  readonly precision?: NativePrecision;
+}
+
+export interface NativeConvLayer {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  /** 3 x 3 x in x out (HWIO) */
+  readonly kernel: Float32Array;
+  readonly bias: Float32Array;
+}
+
+export interface NativeWeightedLayer {
+  /** 0 = conv1_1 .. 15 = conv5_4; must be below the number of layers given to setWeights. */
+  readonly convIndex: number;
+  readonly weight: number;
+}
+
+export interface NativeSessionConfig {
+  readonly height: number;
+  readonly width: number;
+  readonly batch: number;
+  readonly pooling: 'avg' | 'max';
+  readonly loss: {
+    readonly content: readonly NativeWeightedLayer[];
+    readonly style: readonly NativeWeightedLayer[];
+    readonly alpha?: number;
+    readonly beta?: number;
+    readonly tvWeight?: number;
+  };
+}
+
+export interface NativeImage {
+  readonly height: number;
+  readonly width: number;
+  /** height x width x 3, float32 */
+  readonly data: Float32Array;
+}
+
+export interface NativeTargets {
+  readonly content: NativeImage;
+  readonly styles: ReadonlyArray<{ readonly image: NativeImage; readonly weight: number }>;
+}
+
+export interface NativeLoss {
+  readonly content: number;
+  readonly style: number;
+  readonly tv: number;
+  readonly total: number;
+}
+
+/**
+ * A session: one image size and loss. The three Promise-returning calls run
+ * on a worker thread; while one runs, every other call on the same engine
+ * (and its sessions) throws "busy".
+ */
+export interface NativeSession {
+  setTargets(targets: readonly NativeTargets[]): Promise<void>;
+  /** batch x H x W x 3; zeroes the Adam moments. */
+  setImages(images: Float32Array): void;
+  /** Loss of the images as they are, then stepSizes.length Adam updates. */
+  iterate(
+    adam: { readonly beta1: number; readonly beta2: number; readonly eps: number },
+    stepSizes: Float32Array,
+    onProgress?: (done: number) => void,
+  ): Promise<NativeLoss[]>;
+  lossAndGradient(): Promise<{ losses: NativeLoss[]; gradient: Float32Array }>;
+  readImages(): Float32Array;
+  readOptimizerState(): { m: Float32Array; v: Float32Array };
+  writeOptimizerState(m: Float32Array, v: Float32Array): void;
+  /** Idempotent; later calls throw. */
+  dispose(): void;
+}
+
+export interface NativeEngine {
+  /** e.g. "cpu (oneDNN 2.6.3, 2 threads)" */
+  describe(): string;
+  /** A prefix of VGG-19 in network order (1 to 16 layers). */
+  setWeights(layers: readonly NativeConvLayer[]): void;
+  createSession(config: NativeSessionConfig): NativeSession;
+  /** Idempotent; disables the engine's sessions too. */
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  /** Whether this build contains the CUDA engine. */
+  readonly cudaCompiled: boolean;
+  /** Throws when the device is unavailable, with the reason (no CUDA in this build, no GPU, ...). */
+  createEngine(device: NativeDevice, options?: NativeEngineOptions): NativeEngine;
+}
+
+export type AddonLoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
+
+/** Where the build puts the addon; NST_NATIVE_ADDON overrides it (the ASan build lives elsewhere). */
+export function nativeAddonPath(): string {
+  const override = process.env.NST_NATIVE_ADDON;
+  if (override) return override;
+  // src/ and dist/ are both two levels below the repository root's native/.
+  return fileURLToPath(new URL('../../../native/build/Release/nst_native.node', import.meta.url));
+}
+
+let cached: AddonLoadResult | undefined;
+
+/** Loads the addon once; when it cannot, says why in one line. */
+export function loadNativeAddon(): AddonLoadResult {
+  cached ??= loadAddonFrom(nativeAddonPath());
+  return cached;
+}
+
+/** Loads the addon at `path` (uncached). */
+export function loadAddonFrom(path: string): AddonLoadResult {
+  if (!existsSync(path))
+    return { ok: false, reason: `native addon not built (${path} is missing; run: npm run build:native -w @nst/native)` };
+  try {
+    const addon = createRequire(import.meta.url)(path) as NativeAddon;
+    return { ok: true, addon, path };
+  } catch (e) {
+    return { ok: false, reason: explainLoadError((e as Error).message ?? String(e), path) };
+  }
+}
+
+/** dlopen's and Node's messages, reduced to the cause a user can act on. */
+export function explainLoadError(message: string, path: string): string {
+  const firstLine = message.split('\n')[0];
+  const missingLib = /([\w.+-]+\.so[.\d]*): cannot open shared object file/.exec(message);
+  if (missingLib && /dnnl/.test(missingLib[1]))
+    return `native addon cannot load: oneDNN library missing (${missingLib[1]}; install libdnnl2, e.g. apt-get install libdnnl-dev)`;
+  if (missingLib) return `native addon cannot load: shared library ${missingLib[1]} missing`;
+  if (/NODE_MODULE_VERSION|did not self-register|compiled against a different Node|napi_|invalid ELF|wrong ELF class/i.test(message))
+    return `native addon built for another Node ABI or platform (${firstLine}); rebuild: npm run build:native -w @nst/native`;
+  return `native addon at ${path} cannot load: ${firstLine}`;
+}

@@ -1,0 +1,73 @@
+/**
+ * The native CPU engine with the real Keras VGG-19 weights (blocks 1-3 from
+ * ../shared, never committed) against the float64 reference and tfjs.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { LossValues, SessionOptions, Targets } from '@nst/core';
+import { createNativeBackend } from '@nst/native';
+import { createTfjsBackend } from '@nst/tfjs';
+import { loadWeights } from '@nst/weights';
+import { referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
+import { testImage } from '../../../test/reference/random-weights.js';
+import { addon, relDiff, relL2, skipReason } from './helpers.js';
+
+const weightsPath = fileURLToPath(new URL('../../../../shared/weights/vgg19-keras-blocks1-3', import.meta.url));
+const haveWeights = existsSync(`${weightsPath}/model.json`);
+if (!haveWeights) console.log(`real-weight tests skipped: ${weightsPath} is absent`);
+const reason = skipReason || (haveWeights ? '' : `${weightsPath} absent`);
+
+const options: SessionOptions = {
+  height: 26,
+  width: 31,
+  batch: 1,
+  pooling: 'avg',
+  loss: {
+    contentLayers: [{ layer: 'conv3_2', weight: 1 }],
+    styleLayers: [
+      { layer: 'conv1_1', weight: 0.3 },
+      { layer: 'conv2_1', weight: 0.3 },
+      { layer: 'conv3_1', weight: 0.4 },
+    ],
+    alpha: 10,
+    beta: 40,
+    tvWeight: 1e-3,
+  },
+};
+
+// Images in the caffe input space (0..255 minus the mean pixel).
+const img = (seed: number, h: number, w: number) => ({ height: h, width: w, data: testImage(seed, h * w * 3, -110, 130) });
+const targets: Targets[] = [{ content: img(1, 26, 31), styles: [{ image: img(2, 21, 33), weight: 1 }] }];
+const images = testImage(3, 26 * 31 * 3, -110, 130);
+
+function expectClose(got: LossValues, want: LossValues) {
+  for (const key of ['content', 'style', 'tv', 'total'] as const) expect(relDiff(got[key], want[key]), key).toBeLessThan(1e-5);
+}
+
+describe.skipIf(!addon || !haveWeights)(`native cpu with the real VGG-19 weights${reason ? ` (skipped: ${reason})` : ''}`, () => {
+  it('loss and gradient match the float64 reference and tfjs', async () => {
+    const weights = await loadWeights(weightsPath);
+    expect(weights.layers.length).toBe(8);
+    const want = referenceLossAndGradient(weights, options, targets, images);
+    for (const backend of [await createNativeBackend('cpu'), await createTfjsBackend()]) {
+      await backend.loadWeights(weights);
+      const session = await backend.createSession(options);
+      await session.setTargets(targets);
+      await session.setImages(images);
+      const got = await session.lossAndGradient();
+      backend.dispose();
+      expectClose(got.losses[0], want.losses[0]);
+      expect(relL2(got.gradient, want.gradient), backend.detail).toBeLessThan(1e-4);
+    }
+  });
+
+  it('refuses a loss deeper than the weight set with a one-line UserError', async () => {
+    const backend = await createNativeBackend('cpu');
+    await backend.loadWeights(await loadWeights(weightsPath));
+    await expect(
+      backend.createSession({ ...options, loss: { ...options.loss, contentLayers: [{ layer: 'conv4_2', weight: 1 }] } }),
+    ).rejects.toThrow(/conv4_2 but the weight set stops at conv3_4/);
+    backend.dispose();
+  });
+});

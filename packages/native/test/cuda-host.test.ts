@@ -1,0 +1,72 @@
+/**
+ * The CUDA engine's pure host logic, tested without a GPU: compiles
+ * native/src/cuda/test/host_test.cc (SAME-pooling index math against
+ * TensorFlow's padding formula, layer geometry, the memory estimate against
+ * NST-SPEC.md's 320 MiB at 512x512, the largest-size-that-fits search, the
+ * algorithm cache key, and the cuDNN/cuBLAS library search on a fake folder
+ * tree) with the host C++ compiler and runs it.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const cxx = process.env.CXX ?? 'g++';
+const hasCompiler = spawnSync(cxx, ['--version']).status === 0;
+if (!hasCompiler) console.log(`cuda host tests skipped: no C++ compiler (${cxx})`);
+
+const nvcc = process.env.CUDACXX ?? (existsSync('/usr/local/cuda/bin/nvcc') ? '/usr/local/cuda/bin/nvcc' : 'nvcc');
+const hasNvcc = spawnSync(nvcc, ['--version']).status === 0;
+if (!hasNvcc) console.log(`cuda kernel self-test skipped: no nvcc (${nvcc})`);
+
+describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
+  it('host_test.cc passes every check', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-host-'));
+    try {
+      const exe = path.join(dir, 'host_test');
+      const src = (f: string) => path.join(repo, 'native/src', f);
+      execFileSync(
+        cxx,
+        ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, src('cuda/test/host_test.cc'),
+          src('cuda/plan.cc'), src('cuda/library_search.cc'), '-ldl', '-o', exe],
+        { stdio: 'pipe' },
+      );
+      const run = spawnSync(exe, [], { encoding: 'utf8' });
+      if (run.status !== 0) console.log(run.stdout, run.stderr);
+      expect(run.stderr).toBe('');
+      expect(run.stdout.trim()).toBe('cuda host tests: all passed');
+      expect(run.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!hasNvcc)('cuda kernel self-test (native/src/cuda/test/kernel_test.cu)', () => {
+  it('compiles with warnings as errors; on a GPU every kernel matches its CPU reference, else it says there is no GPU', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-kernels-'));
+    try {
+      const exe = path.join(dir, 'kernel_test');
+      const src = (f: string) => path.join(repo, 'native/src', f);
+      execFileSync(
+        nvcc,
+        ['-std=c++17', '-O1', '-Werror', 'all-warnings', '-Xcompiler=-Wall,-Wextra,-Werror', '-arch=sm_80',
+          `-I${src('')}`, src('cuda/test/kernel_test.cu'), src('cuda/kernels.cu'), '-o', exe],
+        { stdio: 'pipe' },
+      );
+      const run = spawnSync(exe, [], { encoding: 'utf8' });
+      console.log(run.stdout.trim());
+      if (run.status === 3) {
+        expect(run.stdout.trim()).toBe('kernel_test: no GPU, nothing to test');
+      } else {
+        expect(run.stdout).toMatch(/kernel_test: all kernels match their CPU references/);
+        expect(run.status).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

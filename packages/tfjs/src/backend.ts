@@ -1,0 +1,61 @@
+/**
+ * The TensorFlow.js implementation of core's Backend seam.
+ */
+import { UserError, validateWeightSet } from '@nst/core';
+import type { Backend, Session, SessionOptions, WeightSet } from '@nst/core';
+import { selectTfjsBackend } from './load.js';
+import type { Tf, TfjsLoadOptions, TfjsSelection } from './load.js';
+import { TfVgg } from './network.js';
+import { lossLayers } from './objective.js';
+import { TfjsSession } from './session.js';
+
+export class TfjsBackend implements Backend {
+  readonly name = 'tfjs';
+  readonly detail: string;
+  private readonly tf: Tf;
+  private vgg: TfVgg | undefined;
+  private readonly sessions = new Set<TfjsSession>();
+
+  constructor(readonly selection: TfjsSelection) {
+    this.tf = selection.tf;
+    this.detail = selection.detail;
+  }
+
+  /** Uploads the weights; sessions of earlier weights are disposed. */
+  async loadWeights(weights: WeightSet): Promise<void> {
+    validateWeightSet(weights);
+    this.disposeAll();
+    this.vgg = new TfVgg(this.tf, weights);
+  }
+
+  async createSession(options: SessionOptions): Promise<Session> {
+    if (!this.vgg) throw new Error('createSession: loadWeights must be called first');
+    const { batch, height, width } = options;
+    for (const [name, value] of Object.entries({ batch, height, width }))
+      if (!Number.isInteger(value) || value < 1) throw new UserError(`tfjs session: ${name} must be a positive integer, got ${value}`);
+    this.vgg.requireLayers([...lossLayers(options.loss)]);
+    const session: TfjsSession = new TfjsSession(this.tf, this.vgg, options, () => this.sessions.delete(session));
+    this.sessions.add(session);
+    return session;
+  }
+
+  dispose(): void {
+    this.disposeAll();
+  }
+
+  private disposeAll(): void {
+    for (const s of [...this.sessions]) s.dispose();
+    this.vgg?.dispose();
+    this.vgg = undefined;
+  }
+}
+
+/**
+ * A backend on the fastest TensorFlow.js engine that starts here: tfjs-node,
+ * else wasm on all cores, else pure-JS cpu (`prefer` is tried first). Its
+ * `detail` says which, e.g. "tfjs (wasm, 2 threads)". The engine is chosen
+ * once per process (TensorFlow.js has one global engine).
+ */
+export async function createTfjsBackend(options?: TfjsLoadOptions): Promise<Backend> {
+  return new TfjsBackend(await selectTfjsBackend(options));
+}

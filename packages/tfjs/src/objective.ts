@@ -1,0 +1,91 @@
+/**
+ * The loss of packages/core/src/loss.ts in TensorFlow.js ops, per batch item:
+ *   content^[c] = sum (a - a_C)^2 / (4 N n_C)
+ *   style^[l]   = sum (Ghat_S - Ghat)^2 / (4 n_C^2),   Ghat = A^T A / N
+ *   tv          = sum (x[i+1,j] - x[i,j])^2 + (x[i,j+1] - x[i,j])^2
+ * Targets are batched: content activations [N, h, w, C] and blended style
+ * Grams [N, C, C], one slice per item.
+ */
+import type { Tensor1D, Tensor2D, Tensor3D, Tensor4D } from '@tensorflow/tfjs';
+import { findLayer } from '@nst/core';
+import type { LossSpec } from '@nst/core';
+import type { Tf } from './load.js';
+
+export interface TfTargets {
+  readonly content: Map<number, Tensor4D>;
+  readonly style: Map<number, Tensor3D>;
+}
+
+/** Conv-layer index of a loss layer name. */
+export function layerIndex(name: string): number {
+  const info = findLayer(name);
+  if (!info) throw new Error(`unknown layer ${name}`);
+  return info.index;
+}
+
+/** The conv layers whose activations the loss reads. */
+export function lossLayers(spec: LossSpec): Set<number> {
+  return new Set([...spec.contentLayers, ...spec.styleLayers].map((l) => layerIndex(l.layer)));
+}
+
+/** Ghat = A^T A / (h w) per item: [N, h, w, C] -> [N, C, C]. */
+export function gram(tf: Tf, a: Tensor4D): Tensor3D {
+  const [n, h, w, c] = a.shape;
+  const unrolled = tf.reshape(a, [n, h * w, c]) as Tensor3D;
+  return tf.div(tf.matMul(unrolled, unrolled, true, false), h * w) as Tensor3D;
+}
+
+/** Elements summed per stage of perItemSum. */
+const SUM_BLOCK = 64;
+
+/**
+ * Sum over every axis but the batch axis, in stages of SUM_BLOCK elements.
+ * The wasm backend's Sum accumulates in float32 one element after another;
+ * over a 512x512 Gram difference that loses about 1e-4 of the result, while
+ * block-wise stages keep it near float32 precision (a few 1e-7).
+ */
+function perItemSum(tf: Tf, t: Tensor4D | Tensor3D): Tensor1D {
+  const n = t.shape[0];
+  let flat = tf.reshape(t, [n, -1]) as Tensor2D;
+  while (flat.shape[1] > SUM_BLOCK) {
+    const length = flat.shape[1];
+    const blocks = Math.ceil(length / SUM_BLOCK);
+    const padded = blocks * SUM_BLOCK === length ? flat : tf.pad(flat, [[0, 0], [0, blocks * SUM_BLOCK - length]]);
+    flat = tf.sum(tf.reshape(padded, [n, blocks, SUM_BLOCK]), 2) as Tensor2D;
+  }
+  return tf.sum(flat, 1) as Tensor1D;
+}
+
+function tvPerItem(tf: Tf, x: Tensor4D): Tensor1D {
+  const [n, h, w, c] = x.shape;
+  const down = tf.sub(tf.slice(x, [0, 1, 0, 0], [n, h - 1, w, c]), tf.slice(x, [0, 0, 0, 0], [n, h - 1, w, c])) as Tensor4D;
+  const right = tf.sub(tf.slice(x, [0, 0, 1, 0], [n, h, w - 1, c]), tf.slice(x, [0, 0, 0, 0], [n, h, w - 1, c])) as Tensor4D;
+  return tf.add(perItemSum(tf, tf.square(down) as Tensor4D), perItemSum(tf, tf.square(right) as Tensor4D)) as Tensor1D;
+}
+
+/**
+ * The loss of each item as a [4, N] tensor, rows content, style, tv, total
+ * (content and style before alpha and beta). Call inside tf.tidy.
+ */
+export function lossParts(tf: Tf, spec: LossSpec, image: Tensor4D, acts: Map<number, Tensor4D>, targets: TfTargets): Tensor2D {
+  const n = image.shape[0];
+  let content: Tensor1D = tf.zeros([n]);
+  for (const { layer, weight } of spec.contentLayers) {
+    const i = layerIndex(layer);
+    const a = acts.get(i)!;
+    const [, h, w, c] = a.shape;
+    const j = tf.div(perItemSum(tf, tf.squaredDifference(a, targets.content.get(i)!) as Tensor4D), 4 * h * w * c);
+    content = tf.add(content, tf.mul(j, weight));
+  }
+  let style: Tensor1D = tf.zeros([n]);
+  for (const { layer, weight } of spec.styleLayers) {
+    const i = layerIndex(layer);
+    const a = acts.get(i)!;
+    const c = a.shape[3];
+    const j = tf.div(perItemSum(tf, tf.squaredDifference(gram(tf, a), targets.style.get(i)!) as Tensor3D), 4 * c * c);
+    style = tf.add(style, tf.mul(j, weight));
+  }
+  const tv = tvPerItem(tf, image);
+  const total = tf.addN([tf.mul(content, spec.alpha), tf.mul(style, spec.beta), tf.mul(tv, spec.tvWeight)]) as Tensor1D;
+  return tf.stack([content, style, tv, total]) as Tensor2D;
+}

@@ -1,0 +1,199 @@
+/**
+ * One optimisation job on TensorFlow.js: N images of one size, each with its
+ * own targets, kept on the backend as tf.Variables together with the Adam
+ * moments. Every step (forward, loss, gradient, Adam) is tf ops; JavaScript
+ * only sees the losses, once per iterate() call.
+ */
+import type { Tensor2D, Tensor3D, Tensor4D, Variable } from '@tensorflow/tfjs';
+import type { AdamConfig, IterateOptions, LossValues, Session, SessionOptions, Targets } from '@nst/core';
+import type { Tf } from './load.js';
+import type { TfVgg } from './network.js';
+import { gram, layerIndex, lossLayers, lossParts } from './objective.js';
+import type { TfTargets } from './objective.js';
+
+/** Lets timers and signal handlers (Ctrl-C) run between steps. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class TfjsSession implements Session {
+  private readonly shape: [number, number, number, number];
+  private readonly wanted: Set<number>;
+  private readonly image: Variable;
+  private readonly m: Variable;
+  private readonly v: Variable;
+  private targets: TfTargets | undefined;
+  private disposed = false;
+
+  constructor(
+    private readonly tf: Tf,
+    private readonly vgg: TfVgg,
+    readonly options: SessionOptions,
+    private readonly onDispose: () => void,
+  ) {
+    const { batch, height, width } = options;
+    this.shape = [batch, height, width, 3];
+    this.wanted = lossLayers(options.loss);
+    // tidy frees the zeros the variables are made from (variables are never tidied).
+    this.image = tf.tidy(() => tf.variable(tf.zeros(this.shape), true));
+    this.m = tf.tidy(() => tf.variable(tf.zeros(this.shape), false));
+    this.v = tf.tidy(() => tf.variable(tf.zeros(this.shape), false));
+  }
+
+  async setTargets(targets: readonly Targets[]): Promise<void> {
+    const { batch, height, width, pooling, loss } = this.options;
+    if (targets.length !== batch) throw new Error(`setTargets: ${targets.length} targets for a batch of ${batch}`);
+    for (const t of targets) {
+      if (t.content.height !== height || t.content.width !== width || t.content.data.length !== height * width * 3)
+        throw new Error(`setTargets: content image is ${t.content.width}x${t.content.height}, the session is ${width}x${height}`);
+      if (loss.styleLayers.length > 0 && t.styles.length === 0) throw new Error('setTargets: no style image');
+      for (const s of t.styles)
+        if (s.image.data.length !== s.image.height * s.image.width * 3)
+          throw new Error(`setTargets: style image data has ${s.image.data.length} values for ${s.image.width}x${s.image.height}x3`);
+    }
+    const tf = this.tf;
+    const contentIndices = [...new Set(loss.contentLayers.map((l) => layerIndex(l.layer)))];
+    const styleIndices = [...new Set(loss.styleLayers.map((l) => layerIndex(l.layer)))];
+    const { content, style } = tf.tidy(() => {
+      let content: Tensor4D[] = [];
+      if (contentIndices.length > 0) {
+        const images = tf.stack(targets.map((t) => tf.tensor3d(t.content.data, [height, width, 3]))) as Tensor4D;
+        const acts = this.vgg.forward(images, pooling, new Set(contentIndices));
+        content = contentIndices.map((i) => acts.get(i)!);
+      }
+      // Per item: the weighted sum of its style images' Grams, then stacked over the batch.
+      const perItem = targets.map((t) => {
+        const blended = styleIndices.map(() => undefined as Tensor3D | undefined);
+        for (const { image, weight } of t.styles) {
+          const x = tf.tensor4d(image.data, [1, image.height, image.width, 3]);
+          const acts = this.vgg.forward(x, pooling, new Set(styleIndices));
+          styleIndices.forEach((i, k) => {
+            const g = tf.mul(gram(tf, acts.get(i)!), weight) as Tensor3D;
+            blended[k] = blended[k] ? (tf.add(blended[k]!, g) as Tensor3D) : g;
+          });
+        }
+        return blended as Tensor3D[];
+      });
+      const style = styleIndices.map((_, k) => tf.concat(perItem.map((grams) => grams[k]), 0) as Tensor3D);
+      return { content, style };
+    });
+    this.disposeTargets();
+    this.targets = {
+      content: new Map(contentIndices.map((i, k) => [i, content[k]])),
+      style: new Map(styleIndices.map((i, k) => [i, style[k]])),
+    };
+  }
+
+  async setImages(images: Float32Array): Promise<void> {
+    this.checkLength('setImages', images);
+    const tf = this.tf;
+    tf.tidy(() => {
+      this.image.assign(tf.tensor4d(images, this.shape));
+      this.m.assign(tf.zerosLike(this.m));
+      this.v.assign(tf.zerosLike(this.v));
+    });
+  }
+
+  async iterate(options: IterateOptions): Promise<LossValues[]> {
+    const steps = options.stepSizes.length;
+    let first: Tensor2D | undefined;
+    if (steps === 0) first = this.tf.tidy(() => this.parts(this.image as Tensor4D));
+    for (let s = 0; s < steps; s++) {
+      const parts = this.update(options.stepSizes[s], options.adam);
+      if (s === 0) first = parts;
+      else parts.dispose();
+      options.onProgress?.(s + 1);
+      await yieldToEventLoop();
+    }
+    return this.readLosses(first!);
+  }
+
+  async lossAndGradient(): Promise<{ losses: LossValues[]; gradient: Float32Array }> {
+    const { parts, grad } = this.lossAndGrad();
+    const gradient = new Float32Array(await grad.data());
+    grad.dispose();
+    return { losses: await this.readLosses(parts), gradient };
+  }
+
+  async readImages(): Promise<Float32Array> {
+    return new Float32Array(await this.image.data());
+  }
+
+  async readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }> {
+    return { m: new Float32Array(await this.m.data()), v: new Float32Array(await this.v.data()) };
+  }
+
+  async writeOptimizerState(state: { m: Float32Array; v: Float32Array }): Promise<void> {
+    this.checkLength('writeOptimizerState m', state.m);
+    this.checkLength('writeOptimizerState v', state.v);
+    this.tf.tidy(() => {
+      this.m.assign(this.tf.tensor4d(state.m, this.shape));
+      this.v.assign(this.tf.tensor4d(state.v, this.shape));
+    });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.disposeTargets();
+    this.image.dispose();
+    this.m.dispose();
+    this.v.dispose();
+    this.onDispose();
+  }
+
+  // ------------------------------------------------------------ internals
+
+  /** [4, N] loss parts of `x` (rows content, style, tv, total). */
+  private parts(x: Tensor4D): Tensor2D {
+    if (!this.targets) throw new Error('setTargets must be called before the loss is evaluated');
+    const acts = this.vgg.forward(x, this.options.pooling, this.wanted);
+    return lossParts(this.tf, this.options.loss, x, acts, this.targets);
+  }
+
+  /** Loss parts and d(sum of totals)/d image from one forward pass; the caller disposes both. */
+  private lossAndGrad(): { parts: Tensor2D; grad: Tensor4D } {
+    const tf = this.tf;
+    const n = this.shape[0];
+    let parts: Tensor2D | undefined;
+    const grad = tf.grad((x) => {
+      const p = this.parts(x as Tensor4D);
+      parts = tf.keep(p); // outlives the gradient's tidy scope
+      // Items are independent, so the gradient of the sum is each item's own gradient.
+      return tf.sum(tf.slice(p, [3, 0], [1, n]));
+    })(this.image as Tensor4D) as Tensor4D;
+    return { parts: parts!, grad };
+  }
+
+  /** One TF1 Adam step (core/adam.ts) with step size lrT; returns the loss parts before it. */
+  private update(lrT: number, cfg: AdamConfig): Tensor2D {
+    const tf = this.tf;
+    const { parts, grad } = this.lossAndGrad();
+    tf.tidy(() => {
+      const m = tf.add(tf.mul(this.m, cfg.beta1), tf.mul(grad, 1 - cfg.beta1));
+      const v = tf.add(tf.mul(this.v, cfg.beta2), tf.mul(tf.square(grad), 1 - cfg.beta2));
+      const step = tf.div(tf.mul(m, lrT), tf.add(tf.sqrt(v), cfg.eps));
+      this.image.assign(tf.sub(this.image, step));
+      this.m.assign(m);
+      this.v.assign(v);
+    });
+    grad.dispose();
+    return parts;
+  }
+
+  private async readLosses(parts: Tensor2D): Promise<LossValues[]> {
+    const [content, style, tv, total] = (await parts.array()) as number[][];
+    parts.dispose();
+    return content.map((_, b) => ({ content: content[b], style: style[b], tv: tv[b], total: total[b] }));
+  }
+
+  private checkLength(what: string, data: Float32Array): void {
+    const expected = this.shape.reduce((a, b) => a * b, 1);
+    if (data.length !== expected) throw new Error(`${what}: ${data.length} values, expected ${this.shape.join('x')} = ${expected}`);
+  }
+
+  private disposeTargets(): void {
+    if (!this.targets) return;
+    for (const t of this.targets.content.values()) t.dispose();
+    for (const t of this.targets.style.values()) t.dispose();
+    this.targets = undefined;
+  }
+}
