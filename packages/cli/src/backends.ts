@@ -1,7 +1,7 @@
 import type { Backend } from '@nst/core';
 import { UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
-import { createTfjsBackend } from '@nst/tfjs';
+import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 
 export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
@@ -55,7 +55,13 @@ export async function describeBackends(options: BackendOptions): Promise<string[
   for (const [name, open] of Object.entries(openers(options))) {
     try {
       const b = await open();
-      lines.push(`${name.padEnd(5)} yes  ${b.detail}`);
+      let why = '';
+      if (name === 'tfjs') {
+        // Say why faster TensorFlow.js engines were passed over (tfjs-node is an optional install).
+        const rejected = (await selectTfjsBackend()).rejected;
+        if (rejected.length > 0) why = ` (skipped: ${rejected.map((r) => `${r.kind}: ${r.reason.split('\n')[0]}`).join('; ')})`;
+      }
+      lines.push(`${name.padEnd(5)} yes  ${b.detail}${why}`);
       b.dispose();
     } catch (e) {
       lines.push(`${name.padEnd(5)} no   ${firstLine(e)}`);

@@ -1,1 +1,15 @@
-export {};
+/**
+ * @nst/weights: VGG-19 weight sets from every file format users have, the
+ * safetensors cache, seeded random weights, and the download of the
+ * canonical files.
+ */
+export { loadWeights, loadWeightsDetailed, type LoadedWeights } from './load.js';
+export { randomWeights } from './random.js';
+export { cacheDir, cachePath, resolveDefaultWeights, writeCache, sha256File, CACHE_FILE_NAME } from './cache.js';
+export { PREPROCESSING_CHOICES, preprocessingByName } from './preprocessing.js';
+export { parseSafetensors, writeSafetensors, readSafetensors } from './safetensors.js';
+export { registerFormat, registeredFormats, type WeightFormat, type LoadOptions, type LoadedFile, type Probe } from './registry.js';
+export { FormatError } from './errors.js';
+export { fetchWeights, fetchWeightsDetailed, ensureDefaultWeights, findSource, sourceUrls, WEIGHT_SOURCES, type WeightSource, type FetchOptions, type FetchResult, type EnsureOptions } from './fetch.js';
+export { describeWeights, describePreprocessing, weightsInfoJson } from './describe.js';
+export { compareKernels, type KernelRelation } from './compare.js';

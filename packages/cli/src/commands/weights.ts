@@ -23,8 +23,20 @@ import {
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
+/** `nst weights info | head` closes stdout early: stop quietly instead of an EPIPE stack trace. */
+function exitOnClosedStdout(): void {
+  if (process.stdout.listenerCount('error') === 0)
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+}
+
 export function registerWeightsCommands(program: Command): void {
-  const weights = program.command('weights').description('obtain, import and inspect VGG-19 weights');
+  const weights = program
+    .command('weights')
+    .description('obtain, import and inspect VGG-19 weights')
+    .hook('preAction', exitOnClosedStdout);
 
   weights
     .command('fetch')

@@ -1,0 +1,81 @@
+import { open, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Preprocessing } from '@nst/core';
+import type { RawConv } from './layers.js';
+
+/** What format detection sees of a path: its first bytes, or that it is a folder. */
+export interface Probe {
+  readonly path: string;
+  readonly isDirectory: boolean;
+  /** File size in bytes (0 for a folder). */
+  readonly size: number;
+  /** The first bytes of the file (up to 4 KiB; empty for a folder). */
+  readonly head: Uint8Array;
+}
+
+export interface LoadOptions {
+  readonly verbose?: boolean;
+  /** Overrides the preprocessing the loader detects (for .pth files of unknown origin). */
+  readonly preprocessing?: Preprocessing;
+  /** Where notes go under `verbose` (default: stderr). */
+  readonly log?: (line: string) => void;
+}
+
+/** What a format's loader returns; loadWeights orders, validates and labels it. */
+export interface LoadedFile {
+  readonly convs: Map<string, RawConv>;
+  readonly preprocessing: Preprocessing;
+  /** SHA-256 (hex) identifying the weights: of the file, or recorded in the cache. */
+  readonly sha256?: string;
+  /** Extra facts for `nst weights info` (source of a cache, detection notes). */
+  readonly details?: Record<string, string>;
+}
+
+/** One supported file format. New formats register here and nothing else changes. */
+export interface WeightFormat {
+  /** Short id recorded as WeightSet.format: tfjs-layers, safetensors, keras-h5, matconvnet, pth. */
+  readonly name: string;
+  /** What a user would call it, for "expected one of" messages. */
+  readonly description: string;
+  /** True when the probe looks like this format (by content, never by extension alone). */
+  detect(probe: Probe): boolean;
+  load(probe: Probe, options: LoadOptions): Promise<LoadedFile>;
+}
+
+const formats: WeightFormat[] = [];
+
+export function registerFormat(format: WeightFormat): void {
+  if (!formats.some((f) => f.name === format.name)) formats.push(format);
+}
+
+export function registeredFormats(): readonly WeightFormat[] {
+  return formats;
+}
+
+export async function probePath(path: string): Promise<Probe> {
+  const st = await stat(path);
+  if (st.isDirectory()) return { path, isDirectory: true, size: 0, head: new Uint8Array(0) };
+  const fh = await open(path, 'r');
+  try {
+    const head = new Uint8Array(Math.min(4096, st.size));
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return { path, isDirectory: false, size: st.size, head: head.subarray(0, bytesRead) };
+  } finally {
+    await fh.close();
+  }
+}
+
+export function detectFormat(probe: Probe): WeightFormat | undefined {
+  return formats.find((f) => f.detect(probe));
+}
+
+/** True when `head` starts with `magic` at `offset`. */
+export function hasMagic(head: Uint8Array, magic: string | readonly number[], offset = 0): boolean {
+  const bytes = typeof magic === 'string' ? [...magic].map((c) => c.charCodeAt(0)) : magic;
+  if (head.length < offset + bytes.length) return false;
+  return bytes.every((b, i) => head[offset + i] === b);
+}
+
+export function fileLabel(path: string): string {
+  return basename(path);
+}

@@ -1,0 +1,171 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { isUserError } from '@nst/core';
+import { CACHE_FILE_NAME, ensureDefaultWeights, fetchWeightsDetailed, loadWeights, type WeightSource } from '@nst/weights';
+import { expectSameArray, referenceLayer, tempDir } from './helpers.js';
+import { zipPth, type TorchTensor } from './torchfile.js';
+
+/** The file the test server offers: a .pth with conv1_1, conv1_2, conv2_1 (~0.6 MB). */
+const layers = [0, 1, 2].map(referenceLayer);
+const tensors: TorchTensor[] = layers.flatMap((l, k) => {
+  const oihw = new Float32Array(l.kernel.length);
+  for (let o = 0; o < l.O; o++) for (let i = 0; i < l.I; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
+    oihw[((o * l.I + i) * 3 + h) * 3 + w] = l.kernel[((h * 3 + w) * l.I + i) * l.O + o];
+  const idx = [0, 2, 5][k];
+  return [
+    { key: `features.${idx}.weight`, storageKey: `w${k}`, data: oihw, offset: 0, size: [l.O, l.I, 3, 3], stride: [9 * l.I, 9, 3, 1] },
+    { key: `features.${idx}.bias`, storageKey: `b${k}`, data: l.bias, offset: 0, size: [l.O], stride: [1] },
+  ];
+});
+const payload = zipPth(tensors);
+const sha256 = createHash('sha256').update(payload).digest('hex');
+const testSource = (over: Partial<WeightSource> = {}): WeightSource => ({
+  id: 'test',
+  description: 'test weights',
+  fileName: 'vgg-test.pth',
+  urls: ['http://127.0.0.1:9/unused'],
+  checksum: { algorithm: 'sha256', hex: sha256 },
+  megabytes: 1,
+  ...over,
+});
+
+/** Behaviour of the next requests, and a log of what the server saw. */
+let mode: 'ok' | 'error' | 'cut' = 'ok';
+const requests: Array<{ url: string; range?: string }> = [];
+let server: Server;
+let base: string;
+const { path: tmp, cleanup } = tempDir();
+
+function serve(req: IncomingMessage, res: ServerResponse): void {
+  requests.push({ url: req.url ?? '', range: req.headers.range });
+  if (mode === 'error') {
+    res.writeHead(500, 'Internal Server Error').end('boom');
+    return;
+  }
+  const body = req.url?.endsWith('.pth') ? payload : Buffer.from('not the real keras file');
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const start = m ? Number(m[1]) : 0;
+  const slice = body.subarray(start);
+  res.writeHead(m ? 206 : 200, {
+    'content-length': slice.length,
+    ...(m ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+  });
+  if (mode === 'cut') {
+    // Send 40% of the body, then drop the connection (an interrupted download).
+    res.write(slice.subarray(0, Math.floor(slice.length * 0.4)), () => setTimeout(() => res.socket?.destroy(), 50));
+    return;
+  }
+  res.end(slice);
+}
+
+beforeAll(async () => {
+  server = createServer(serve);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/files`;
+  process.env.NST_WEIGHTS_MIRROR = base;
+});
+afterAll(() => {
+  server.close();
+  cleanup();
+});
+let cacheDirPath: string;
+let n = 0;
+beforeEach(() => {
+  mode = 'ok';
+  requests.length = 0;
+  cacheDirPath = join(tmp, `cache${n++}`);
+  process.env.NST_CACHE_DIR = cacheDirPath;
+  delete process.env.NST_WEIGHTS;
+});
+const quiet = { log: () => undefined, progress: false };
+
+async function expectCachedReference(path: string) {
+  expect(path).toBe(join(cacheDirPath, CACHE_FILE_NAME));
+  const set = await loadWeights(path);
+  expect(set.layers.map((l) => l.name)).toEqual(['conv1_1', 'conv1_2', 'conv2_1']);
+  set.layers.forEach((l, k) => expectSameArray(l.kernel, layers[k].kernel, l.name));
+  expect(set.sha256).toBe(sha256);
+  // The cache records where the weights came from.
+  const header = readFileSync(path).subarray(8, 8 + Number(readFileSync(path).readBigUInt64LE(0))).toString('utf8');
+  expect(JSON.parse(header).__metadata__.source).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/files\/vgg-test\.pth$/);
+}
+
+describe('nst weights fetch against a local server', () => {
+  it('downloads, verifies the checksum, converts to the cache and removes the original', async () => {
+    const result = await fetchWeightsDetailed({ sources: [testSource()], ...quiet });
+    expect(requests).toEqual([{ url: '/files/vgg-test.pth', range: undefined }]);
+    await expectCachedReference(result.cachePath);
+    expect(existsSync(join(cacheDirPath, 'downloads', 'vgg-test.pth'))).toBe(false);
+    expect(existsSync(join(cacheDirPath, 'downloads', 'vgg-test.pth.part'))).toBe(false);
+  });
+
+  it('resumes an interrupted download with an HTTP Range request', async () => {
+    mode = 'cut';
+    const err = await fetchWeightsDetailed({ sources: [testSource()], ...quiet }).catch((e: unknown) => e);
+    expect(isUserError(err)).toBe(true);
+    const part = join(cacheDirPath, 'downloads', 'vgg-test.pth.part');
+    const partial = statSync(part).size;
+    expect(partial).toBeGreaterThan(0);
+    expect(partial).toBeLessThan(payload.length);
+    mode = 'ok';
+    requests.length = 0;
+    const result = await fetchWeightsDetailed({ sources: [testSource()], ...quiet });
+    expect(requests).toEqual([{ url: '/files/vgg-test.pth', range: `bytes=${partial}-` }]);
+    await expectCachedReference(result.cachePath);
+  });
+
+  it('rejects a checksum mismatch (the real keras source, served a wrong file) and deletes the bad download', async () => {
+    const err = await fetchWeightsDetailed({ source: 'keras', ...quiet }).catch((e: unknown) => e);
+    expect(isUserError(err)).toBe(true);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/checksum mismatch: md5 [0-9a-f]{32}, published 253f8cb515780f3b799900260a226db6/);
+    // ...and says exactly what to download by hand and how to import it.
+    expect(msg).toContain('Download https://storage.googleapis.com/tensorflow/keras-applications/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 by hand');
+    expect(msg).toContain('nst weights import vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5');
+    expect(msg).not.toContain('\n');
+    expect(existsSync(join(cacheDirPath, 'downloads', 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5.part'))).toBe(false);
+  });
+
+  it('reports a server error for every source in one line', async () => {
+    mode = 'error';
+    const err = await fetchWeightsDetailed({ sources: [testSource(), testSource({ id: 'other', fileName: 'other.pth' })], ...quiet }).catch((e: unknown) => e);
+    expect(isUserError(err)).toBe(true);
+    const msg = (err as Error).message;
+    expect(msg).toContain(`${base}/vgg-test.pth: HTTP 500`);
+    expect(msg).toContain(`${base}/other.pth: HTTP 500`);
+    expect(msg).not.toContain('\n');
+    expect(existsSync(join(cacheDirPath, CACHE_FILE_NAME))).toBe(false);
+  });
+
+  it('falls back to the next source when the first fails', async () => {
+    const bad = testSource({ id: 'bad', fileName: 'bad.pth', checksum: { algorithm: 'sha256', hex: '00'.repeat(32) } });
+    const result = await fetchWeightsDetailed({ sources: [bad, testSource()], ...quiet });
+    expect(result.source.id).toBe('test');
+    await expectCachedReference(result.cachePath);
+  });
+
+  it('render without weights: asks, fetches with --yes, else explains how to get weights', async () => {
+    const noTty = await ensureDefaultWeights({ ask: async () => false }).catch((e: unknown) => e);
+    expect(isUserError(noTty)).toBe(true);
+    expect((noTty as Error).message).toMatch(/run `nst weights fetch`/);
+    expect(requests).toEqual([]);
+    const fetch = { sources: [testSource()], ...quiet };
+    const questions: string[] = [];
+    const yes = await ensureDefaultWeights({ ask: async (q) => (questions.push(q), true), fetch });
+    expect(questions[0]).toMatch(/^No VGG-19 weights in .*Download test weights \(1 MB\) now\? \[Y\/n\] $/);
+    await expectCachedReference(yes);
+    // Now the cache holds weights: they are used without asking or downloading.
+    requests.length = 0;
+    expect(await ensureDefaultWeights({ ask: async () => { throw new Error('asked'); } })).toBe(yes);
+    expect(requests).toEqual([]);
+    // --yes downloads without asking.
+    process.env.NST_CACHE_DIR = cacheDirPath = join(tmp, 'cache-yes');
+    await expectCachedReference(await ensureDefaultWeights({ yes: true, ask: async () => { throw new Error('asked'); }, fetch }));
+    process.env.NST_WEIGHTS = 'random:3';
+    expect(await ensureDefaultWeights()).toBe('random:3');
+  });
+});
