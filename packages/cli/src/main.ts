@@ -8,6 +8,12 @@ import { registerWeightsCommands } from './commands/weights.js';
  * `nst`: the command line. Every error the user can cause is one line on
  * stderr and a non-zero exit; stack traces only with --debug.
  */
+// `nst ... | head` closes stdout early: stop quietly instead of an EPIPE stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command('nst')
   .description('Neural style transfer (Gatys et al. 2015) on a frozen VGG-19')
   .version('0.1.0')

@@ -260,12 +260,13 @@ export async function ensureDefaultWeights(options: EnsureOptions = {}): Promise
   if (!go && ask) go = await ask(`No VGG-19 weights in ${cacheDir()}. Download ${source.description} (${source.megabytes} MB) now? [Y/n] `);
   if (!go)
     throw new UserError(
-      `no VGG-19 weights: run \`nst weights fetch\` (or add --yes to download now), pass --weights FILE|random:SEED, or set NST_WEIGHTS`,
+      `--weights: no VGG-19 weights installed: run \`nst weights fetch\` (or add --yes to download now), pass --weights FILE|random:SEED, or set NST_WEIGHTS`,
     );
   return fetchWeights({ log: options.log, ...options.fetch });
 }
 
-async function askOnTerminal(question: string): Promise<boolean> {
+/** Asks a yes/no question on the terminal (stderr); Enter means yes. */
+export async function askOnTerminal(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {

@@ -10,6 +10,6 @@ export { PREPROCESSING_CHOICES, preprocessingByName } from './preprocessing.js';
 export { parseSafetensors, writeSafetensors, readSafetensors } from './safetensors.js';
 export { registerFormat, registeredFormats, type WeightFormat, type LoadOptions, type LoadedFile, type Probe } from './registry.js';
 export { FormatError } from './errors.js';
-export { fetchWeights, fetchWeightsDetailed, ensureDefaultWeights, findSource, sourceUrls, WEIGHT_SOURCES, type WeightSource, type FetchOptions, type FetchResult, type EnsureOptions } from './fetch.js';
+export { fetchWeights, fetchWeightsDetailed, ensureDefaultWeights, askOnTerminal, findSource, sourceUrls, WEIGHT_SOURCES, type WeightSource, type FetchOptions, type FetchResult, type EnsureOptions } from './fetch.js';
 export { describeWeights, describePreprocessing, weightsInfoJson } from './describe.js';
 export { compareKernels, type KernelRelation } from './compare.js';

@@ -12,7 +12,7 @@ import {
   type RenderConfig,
   type WeightSet,
 } from '@nst/core';
-import { fetchWeights, loadWeights, resolveDefaultWeights } from '@nst/weights';
+import { ensureDefaultWeights, loadWeights } from '@nst/weights';
 import { BACKEND_CHOICES, openBackend, type BackendChoice } from '../backends.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
@@ -158,27 +158,10 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
   void debug;
 }
 
+/** --weights, else NST_WEIGHTS or the cache, else offer to fetch (asks on a terminal; --yes fetches). */
 async function chooseWeights(flags: RenderFlags, view: ProgressView): Promise<WeightSet> {
-  let source = flags.weights ?? (await resolveDefaultWeights());
-  if (!source) {
-    const interactive = process.stdin.isTTY && process.stdout.isTTY && !flags.json;
-    if (!flags.yes && !interactive)
-      throw new UserError('--weights: no VGG-19 weights installed: run `nst weights fetch` (or `nst render --yes ...`), or pass --weights PATH (random:SEED for a test run)');
-    if (!flags.yes && !(await ask('No VGG-19 weights are installed. Download them now (about 80 MB)? [y/N] ')))
-      throw new UserError('--weights: no VGG-19 weights installed: run `nst weights fetch`, or pass --weights PATH');
-    source = await fetchWeights({ log: (line: string) => view.info(line) });
-  }
+  const source = flags.weights ?? (await ensureDefaultWeights({ yes: flags.yes, log: (line: string) => view.info(line) }));
   return loadWeights(source);
-}
-
-async function ask(question: string): Promise<boolean> {
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 export function parseConfig(f: RenderFlags): RenderConfig {

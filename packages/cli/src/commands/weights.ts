@@ -19,24 +19,15 @@ import {
   preprocessingByName,
   weightsInfoJson,
   writeCache,
+  askOnTerminal,
 } from '@nst/weights';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-/** `nst weights info | head` closes stdout early: stop quietly instead of an EPIPE stack trace. */
-function exitOnClosedStdout(): void {
-  if (process.stdout.listenerCount('error') === 0)
-    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(0);
-      throw e;
-    });
-}
-
 export function registerWeightsCommands(program: Command): void {
   const weights = program
     .command('weights')
-    .description('obtain, import and inspect VGG-19 weights')
-    .hook('preAction', exitOnClosedStdout);
+    .description('obtain, import and inspect VGG-19 weights');
 
   weights
     .command('fetch')
@@ -47,7 +38,7 @@ export function registerWeightsCommands(program: Command): void {
     .action(async (flags: { source?: string; yes?: boolean; keep?: boolean }) => {
       const source = flags.source ? findSource(flags.source) : WEIGHT_SOURCES[0];
       if (!flags.yes && process.stdin.isTTY && process.stderr.isTTY) {
-        const ok = await ask(`Download ${source.description} (${source.megabytes} MB) into ${cacheDir()}? [Y/n] `);
+        const ok = await askOnTerminal(`Download ${source.description} (${source.megabytes} MB) into ${cacheDir()}? [Y/n] `);
         if (!ok) throw new UserError('weights fetch: cancelled');
       }
       const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
@@ -89,15 +80,4 @@ export function registerWeightsCommands(program: Command): void {
       for (const r of compareKernels(la, lb).slice(0, 4))
         out(`${r.relativeError.toExponential(2).padStart(9)}  ${r.symmetry}${r.channelsReversed ? ', input channels reversed' : ''}`);
     });
-}
-
-async function ask(question: string): Promise<boolean> {
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await rl.question(question)).trim().toLowerCase();
-    return answer === '' || answer === 'y' || answer === 'yes';
-  } finally {
-    rl.close();
-  }
 }
