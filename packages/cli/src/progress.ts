@@ -59,8 +59,11 @@ export function plainView(write: (s: string) => void, total: number, showTv: boo
 export function ttyView(stream: NodeJS.WriteStream, total: number, showTv: boolean): ProgressView {
   let last: LossValues | undefined;
   let startIteration: number | undefined;
+  let current = { iteration: 0, elapsedMs: 0 };
   let line = '';
+  let finished = false;
   const draw = (iteration: number, elapsedMs: number) => {
+    current = { iteration, elapsedMs };
     startIteration ??= iteration;
     const width = Math.max(10, Math.min(30, (stream.columns ?? 80) - 70));
     const filled = Math.round((width * iteration) / Math.max(1, total));
@@ -71,18 +74,21 @@ export function ttyView(stream: NodeJS.WriteStream, total: number, showTv: boole
     line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${iteration}/${total}${losses}  ${rate.toFixed(2)} it/s  ETA ${eta}`;
     stream.write(`\r\x1b[2K${line}`);
   };
-  const above = (text: string) => stream.write(`\r\x1b[2K${text}\n${line}`);
+  // Print a line above the bar, then redraw the bar under it (plain lines once the run is over).
+  const above = (text: string) => stream.write(finished ? `${text}\n` : `\r\x1b[2K${text}\n${line}`);
   return {
     info: above,
     report(r) {
       last = r.losses[0];
       r.losses.forEach((l, item) => above(`iteration ${r.iteration}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}`));
-      draw(r.iteration, r.elapsedMs);
+      // The report may describe an earlier iteration than the bar shows: keep the bar where it is.
+      draw(Math.max(current.iteration, r.iteration), Math.max(current.elapsedMs, r.elapsedMs));
     },
     progress: draw,
     saved: (file) => above(`saved ${file}`),
     summary() {},
     done() {
+      finished = true;
       stream.write('\n');
     },
   };
