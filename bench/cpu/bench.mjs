@@ -6,7 +6,13 @@
 // the forward pass and of the gradient to the pixels (what NST-SPEC.md's
 // cost table counts); the Gram/loss work is on top and not credited.
 //
-//   npm run build && node bench/cpu/bench.mjs [--quick] [--tfjs-all]
+//   npm run build && node bench/cpu/bench.mjs [--quick] [--tfjs-all] [--only=cpu,tfjs,tfjs-stock]
+//
+// Backends: cpu (the native oneDNN engine, Winograd where it has it),
+// cpu-direct (the same with NST_CPU_WINOGRAD=0: direct convolutions only), tfjs (our tuned packages/tfjs:
+// multi-threaded wasm), tfjs-stock (tfjs-stock.mjs: a plain TF.js version on
+// the wasm backend as shipped, single-threaded in Node: the baseline issue 4
+// means by "the TF.js WASM backend").
 //
 // Uses the built dist/ of the workspace packages (run `npx turbo run build`).
 // Writes bench/results/cpu-<time>.json (git-ignored) and prints a table.
@@ -25,15 +31,20 @@ if (args[0] === '--one') {
 }
 
 const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 // tfjs at 512x512 takes minutes per iteration on 2 cores: only on request.
 const plan = [
   ['cpu', 128, 128, quick ? 3 : 10],
   ['cpu', 300, 400, quick ? 2 : 5],
   ['cpu', 512, 512, quick ? 1 : 3],
+  ['cpu-direct', 300, 400, quick ? 2 : 5],
+  ['cpu-direct', 512, 512, quick ? 1 : 3],
   ['tfjs', 128, 128, quick ? 1 : 2],
-  ['tfjs', 300, 400, 1],
-  ...(args.includes('--tfjs-all') ? [['tfjs', 512, 512, 1]] : []),
-];
+  ['tfjs', 300, 400, quick ? 1 : 2],
+  // Stock wasm takes ~40 s per iteration at 300x400: one warm-up, then 2.
+  ['tfjs-stock', 300, 400, quick ? 1 : 2],
+  ...(args.includes('--tfjs-all') ? [['tfjs', 512, 512, 1], ['tfjs-stock', 512, 512, 1]] : []),
+].filter(([backend]) => !only || only.includes(backend));
 
 const machine = {
   cpu: (/model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? os.cpus()[0]?.model,
@@ -50,6 +61,7 @@ const results = [];
 for (const [backend, h, w, n] of plan) {
   const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', backend, h, w, n], {
     encoding: 'utf8',
+    env: backend === 'cpu-direct' ? { ...process.env, NST_CPU_WINOGRAD: '0' } : process.env,
     maxBuffer: 16 << 20,
   });
   const line = child.stdout.split('\n').find((l) => l.startsWith('RESULT '));
@@ -60,13 +72,13 @@ for (const [backend, h, w, n] of plan) {
   const r = JSON.parse(line.slice(7));
   results.push(r);
   console.log(
-    `${r.detail.padEnd(32)} ${`${h}x${w}`.padStart(8)}  ${r.secondsPerIteration.toFixed(3).padStart(8)} s/it  ` +
+    `${r.detail.padEnd(44)} ${`${h}x${w}`.padStart(8)}  ${r.secondsPerIteration.toFixed(3).padStart(8)} s/it  ` +
       `${r.gflops.toFixed(1).padStart(7)} GFLOP/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  (${r.iterations} it, setup ${r.setupSeconds.toFixed(1)} s)`,
   );
 }
 
-// Same-size speedups of the native backend over tfjs.
-for (const t of results.filter((r) => r.backend === 'tfjs')) {
+// Same-size speedups of the native backend over the others.
+for (const t of results.filter((r) => r.backend !== 'cpu')) {
   const c = results.find((r) => r.backend === 'cpu' && r.height === t.height && r.width === t.width);
   if (c) console.log(`speedup ${t.height}x${t.width}: cpu is ${(t.secondsPerIteration / c.secondsPerIteration).toFixed(1)}x faster than ${t.detail}`);
 }
@@ -82,9 +94,11 @@ async function measure(backendName, height, width, iterations) {
   const { randomWeights } = await import('@nst/weights');
   const setupStart = performance.now();
   const backend =
-    backendName === 'cpu'
+    backendName.startsWith('cpu')
       ? await (await import('@nst/native')).createNativeBackend('cpu')
-      : await (await import('@nst/tfjs')).createTfjsBackend();
+      : backendName === 'tfjs-stock'
+        ? await (await import('./tfjs-stock.mjs')).createStockBackend()
+        : await (await import('@nst/tfjs')).createTfjsBackend();
   await backend.loadWeights(randomWeights(1));
   const session = await backend.createSession({ height, width, batch: 1, pooling: 'avg', loss: DEFAULT_LOSS });
   const image = (seed) => {
@@ -102,7 +116,9 @@ async function measure(backendName, height, width, iterations) {
   await session.iterate({ adam: DEFAULT_ADAM, stepSizes: adamStepSizes(DEFAULT_ADAM, 2, iterations) });
   const secondsPerIteration = (performance.now() - start) / 1000 / iterations;
   const flops = 2 * forwardFlops(deepestLayerIndex(DEFAULT_LOSS), height, width);
-  const detail = backend.detail;
+  const detail = backendName.startsWith('cpu')
+    ? `${backend.detail.slice(0, -1)}, ${process.env.NST_CPU_WINOGRAD === '0' ? 'direct' : 'winograd'})`
+    : backend.detail;
   session.dispose();
   backend.dispose();
   return {

@@ -28,6 +28,13 @@ static int deepest_layer(const LossSpec& loss) {
   return deepest;
 }
 
+// The layers whose activations the Gram kernels read as N x C matrices.
+static std::vector<bool> style_layers(const LossSpec& loss) {
+  std::vector<bool> style(std::size(kVgg19), false);
+  for (const auto& l : loss.style) style[l.conv_index] = true;
+  return style;
+}
+
 static void check_config(const SessionConfig& c, int num_layers) {
   if (c.height < 1 || c.width < 1 || c.batch < 1)
     throw Error("cpu: createSession: height, width and batch must be positive");
@@ -46,8 +53,9 @@ class CpuSession : public Session {
       : engine_(engine),
         weights_(std::move(weights)),
         config_(config),
+        nhwc_layers_(style_layers(config.loss)),
         net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss),
-             config.pooling, true),
+             config.pooling, true, nhwc_layers_),
         image_size_(size_t(config.height) * config.width * 3),
         m_(image_size_ * config.batch, 0.f),
         v_(image_size_ * config.batch, 0.f),
@@ -137,7 +145,9 @@ class CpuSession : public Session {
     if (config_.loss.content.empty()) return;
     int deepest = -1;
     for (const auto& l : config_.loss.content) deepest = std::max(deepest, l.conv_index);
-    VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false);
+    // Same layer layouts as net_ (nhwc_layers_): the content kernel compares activations element by element.
+    VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false,
+               nhwc_layers_);
     for (int b = 0; b < config_.batch; b++)
       std::memcpy(net.image() + b * image_size_, targets[b].content.data, image_size_ * sizeof(float));
     net.forward();
@@ -159,7 +169,8 @@ class CpuSession : public Session {
         const ImageView& img = style.image;
         auto& net = nets[{img.height, img.width}];
         if (!net)
-          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling, false);
+          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling,
+                                         false, nhwc_layers_);
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
         net->forward();
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
@@ -222,6 +233,7 @@ class CpuSession : public Session {
   dnnl::engine engine_;
   std::shared_ptr<CpuWeights> weights_;
   SessionConfig config_;
+  std::vector<bool> nhwc_layers_;
   VggNet net_;
   size_t image_size_;
   std::vector<float> m_, v_;

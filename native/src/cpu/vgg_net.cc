@@ -1,5 +1,6 @@
 #include "vgg_net.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels.h"
@@ -50,8 +51,57 @@ static dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
+bool winograd_enabled() {
+  const char* env = std::getenv("NST_CPU_WINOGRAD");
+  return !(env && std::strcmp(env, "0") == 0);
+}
+
+// Winograd where it is faster (bench/cpu/winograd.cc, bench/RESULTS.md):
+// about 2x faster than the direct kernels forward and backward-data on maps of
+// 32x32 pixels and more (on conv1_2 at full resolution it still wins after the
+// layout conversions of its 64-channel input), even at 19x25, but slower on
+// small maps (1.5x at 16x16, 4x at 8x8): too few 4x4 tiles to amortise the
+// transforms. conv1_1's 3 input channels have no Winograd kernel.
+static bool winograd_rule(int layer, int batch, int h, int w) {
+  constexpr long kMinPixels = 400;  // between 16x16 (slower) and 19x25 (faster)
+  return kVgg19[layer].in_channels % 16 == 0 && long(batch) * h * w >= kMinPixels;
+}
+
+static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine, dnnl::prop_kind prop,
+                                                                  dnnl::algorithm alg, tag layout, int batch, int ic,
+                                                                  int oc, int h, int w, const memory::desc& bias) {
+  const memory::dims one{1, 1};
+  dnnl::post_ops relu;
+  relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  auto attr = user_scratchpad();
+  attr.set_post_ops(relu);
+  memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
+  dnnl::convolution_forward::desc desc(prop, alg, {{batch, ic, h, w}, dt::f32, layout}, any_kernel, bias,
+                                       {{batch, oc, h, w}, dt::f32, layout}, one, one, one);
+  return {desc, attr, engine};
+}
+
+// Winograd for this layer if the rule wants it and oneDNN has it for both
+// prop kinds (so that training and target nets agree on the layout).
+static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, const memory::desc& bias) {
+  if (!winograd_enabled() || !winograd_rule(layer, batch, h, w)) return false;
+  const int ic = kVgg19[layer].in_channels, oc = kVgg19[layer].out_channels;
+  try {
+    for (auto prop : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference})
+      conv_forward_pd(engine, prop, dnnl::algorithm::convolution_winograd, tag::nChw16c, batch, ic, oc, h, w, bias);
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
+VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
+  if (from.get_desc() == to.get_desc()) return {};
+  return {Step{dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}}};
+}
+
 VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width,
-               int last_layer, Pooling pooling, bool with_backward)
+               int last_layer, Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc)
     : engine_(engine), stream_(engine), batch_(batch) {
   if (last_layer < 0 || last_layer >= weights.num_layers())
     throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
@@ -62,7 +112,10 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
   const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
   // Each step's scratchpad desc, to point them all at one shared buffer at the end.
   std::vector<std::pair<Step*, memory::desc>> scratch_users;
-  size_t largest_activation = 0;
+  size_t largest_activation = size_t(batch) * height * width * kVgg19[0].out_channels;
+  auto view = [&](const memory& buffer, const memory::desc& d) {
+    return memory(d, engine_, buffer.get_data_handle());
+  };
 
   image_ = memory(nhwc(batch, 3, height, width), engine_);
   if (with_backward) image_grad_ = memory(nhwc(batch, 3, height, width), engine_);
@@ -71,6 +124,7 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
   workspaces_.resize(last_layer + 1);
   std::vector<dnnl::convolution_forward::primitive_desc> conv_pds(last_layer + 1);
   std::vector<dnnl::pooling_forward::primitive_desc> pool_pds(last_layer + 1);
+  std::vector<memory::desc> input_descs(last_layer + 1);  // what each conv's input arrived as
 
   int h = height, w = width;
   memory input = image_;
@@ -79,31 +133,42 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
     Layer& layer = layers_[l];
     layer.shape = {h, w, oc};
     largest_activation = std::max(largest_activation, size_t(batch) * h * w * oc);
-
-    dnnl::post_ops relu;
-    relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    auto attr = user_scratchpad();
-    attr.set_post_ops(relu);
-    memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
-    dnnl::convolution_forward::desc conv_desc(prop, dnnl::algorithm::convolution_direct, nhwc(batch, ic, h, w),
-                                              any_kernel, weights.bias(l).get_desc(), nhwc(batch, oc, h, w),
-                                              one, one, one);
-    conv_pds[l] = dnnl::convolution_forward::primitive_desc(conv_desc, attr, engine_);
+    layer.winograd = use_winograd(engine_, l, batch, h, w, weights.bias(l).get_desc());
+    if (layer.winograd && !convert_a_) {
+      // As large as the largest activation (conv1_x's: deeper blocks halve
+      // the size), so any conversion fits.
+      const auto size = memory::dim(size_t(batch) * height * width * kVgg19[0].out_channels);
+      convert_a_ = memory(memory::desc({size}, dt::f32, tag::x), engine_);
+      convert_b_ = memory(memory::desc({size}, dt::f32, tag::x), engine_);
+    }
+    const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
+    const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
+    conv_pds[l] = conv_forward_pd(engine_, prop,
+                                  layer.winograd ? dnnl::algorithm::convolution_winograd
+                                                 : dnnl::algorithm::convolution_direct,
+                                  conv_layout, batch, ic, oc, h, w, weights.bias(l).get_desc());
     const auto& pd = conv_pds[l];
-    layer.output = memory(pd.dst_desc(), engine_);
+    input_descs[l] = input.get_desc();
+    memory src = input.get_desc() == pd.src_desc() ? input : view(convert_a_, pd.src_desc());
+    layer.convert_input = convert(input, src);
+    layer.output = memory(nhwc_output ? nhwc(batch, oc, h, w) : pd.dst_desc(), engine_);
+    memory dst = layer.output.get_desc() == pd.dst_desc() ? layer.output : view(convert_b_, pd.dst_desc());
     layer.conv = {dnnl::convolution_forward(pd),
-                  {{DNNL_ARG_SRC, input},
+                  {{DNNL_ARG_SRC, src},
                    {DNNL_ARG_WEIGHTS, weights.kernel(l, pd.weights_desc())},
                    {DNNL_ARG_BIAS, weights.bias(l)},
-                   {DNNL_ARG_DST, layer.output}}};
+                   {DNNL_ARG_DST, dst}}};
+    layer.convert_output = convert(dst, layer.output);
     scratch_users.push_back({&layer.conv, pd.scratchpad_desc()});
     input = layer.output;
 
     if (kVgg19[l].pool_after && l < last_layer) {
       // TF SAME for 2x2/2: odd sizes get one padded row/column at the bottom/right.
       const int ho = (h + 1) / 2, wo = (w + 1) / 2;
-      dnnl::pooling_forward::desc pool_desc(prop, pool_alg, nhwc(batch, oc, h, w), nhwc(batch, oc, ho, wo), two,
-                                            two, zero, {h % 2, w % 2});
+      const tag out_layout = nhwc_output ? tag::nhwc : conv_layout;
+      dnnl::pooling_forward::desc pool_desc(prop, pool_alg, {{batch, oc, h, w}, dt::f32, out_layout},
+                                            {{batch, oc, ho, wo}, dt::f32, out_layout}, two, two, zero,
+                                            {h % 2, w % 2});
       pool_pds[l] = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine_);
       layer.has_pool = true;
       pooled_[l] = memory(pool_pds[l].dst_desc(), engine_);
@@ -122,11 +187,10 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
   if (with_backward) {
     // Gradients live in two buffers used in turn: the conv backward reads
     // one and writes the other; a pooling backward writes back into the first.
+    // (Around a Winograd layer the conv reads convert_a_ and writes convert_b_,
+    // with reorders from and to the ping-pong buffers.)
     ping_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
     pong_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
-    auto view = [&](const memory& buffer, const memory::desc& d) {
-      return memory(d, engine_, buffer.get_data_handle());
-    };
     auto other = [&](const memory& buffer) {
       return buffer.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
     };
@@ -134,16 +198,24 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
     for (int l = last_layer; l >= 0; l--) {
       Layer& layer = layers_[l];
       const auto& fwd = conv_pds[l];
-      layer.grad_output = view(current, fwd.dst_desc());
+      layer.grad_output = view(current, layer.output.get_desc());
       memory::desc any_kernel({layer.shape.channels, kVgg19[l].in_channels, 3, 3}, dt::f32, tag::any);
-      dnnl::convolution_backward_data::desc bwd_desc(dnnl::algorithm::convolution_direct, fwd.src_desc(),
-                                                     any_kernel, fwd.dst_desc(), one, one, one);
+      dnnl::convolution_backward_data::desc bwd_desc(
+          layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+          fwd.src_desc(), any_kernel, fwd.dst_desc(), one, one, one);
       dnnl::convolution_backward_data::primitive_desc bwd(bwd_desc, user_scratchpad(), engine_, fwd);
-      memory grad_input = l == 0 ? image_grad_ : view(other(current), bwd.diff_src_desc());
+      memory diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
+                                                                           : view(convert_a_, bwd.diff_dst_desc());
+      layer.convert_grad_output = convert(layer.grad_output, diff_dst);
+      // d J / d (this conv's input), in the layout that input arrived in.
+      memory grad_input = l == 0 ? image_grad_ : view(other(current), input_descs[l]);
+      memory diff_src = grad_input.get_desc() == bwd.diff_src_desc() ? grad_input
+                                                                     : view(convert_b_, bwd.diff_src_desc());
       layer.conv_backward = {dnnl::convolution_backward_data(bwd),
-                             {{DNNL_ARG_DIFF_DST, layer.grad_output},
+                             {{DNNL_ARG_DIFF_DST, diff_dst},
                               {DNNL_ARG_WEIGHTS, weights.kernel(l, bwd.weights_desc())},
-                              {DNNL_ARG_DIFF_SRC, grad_input}}};
+                              {DNNL_ARG_DIFF_SRC, diff_src}}};
+      layer.convert_grad_input = convert(diff_src, grad_input);
       scratch_users.push_back({&layer.conv_backward, bwd.scratchpad_desc()});
       if (l == 0) break;
       if (layers_[l - 1].has_pool) {
@@ -174,7 +246,9 @@ const float* VggNet::activation(int layer) const {
 
 void VggNet::forward() {
   for (const Layer& layer : layers_) {
+    layer.convert_input.run(stream_);
     layer.conv.run(stream_);
+    layer.convert_output.run(stream_);
     if (layer.has_pool) layer.pool.run(stream_);
   }
   stream_.wait();
@@ -191,7 +265,9 @@ void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient)
     float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
     add_loss_gradient(l, grad);
     relu_mask(grad, activation(l), size_t(batch_) * layer.shape.pixels() * layer.shape.channels);
+    layer.convert_grad_output.run(stream_);
     layer.conv_backward.run(stream_);
+    layer.convert_grad_input.run(stream_);
     if (l > 0 && layers_[l - 1].has_pool) layer.pool_backward.run(stream_);
     stream_.wait();
   }

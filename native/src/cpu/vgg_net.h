@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -41,11 +42,21 @@ struct LayerShape {
   size_t pixels() const { return size_t(height) * width; }
 };
 
+// Which layers run oneDNN's Winograd convolution (F(4x4,3x3), avx512_core,
+// blocked nChw16c layout only): a static rule, measured in bench/RESULTS.md,
+// so that every net of a session (content targets included) makes the same
+// choice. Off with NST_CPU_WINOGRAD=0 (or where oneDNN has no Winograd kernel).
+bool winograd_enabled();
+
 class VggNet {
  public:
   // Runs conv1_1 .. conv[last_layer]; with_backward adds the gradient path.
+  // needs_nhwc[l] (missing = false): layer l's activation must be NHWC
+  // (the Gram kernels read it as an N x C matrix); other layers may keep a
+  // Winograd layer's blocked layout, which the element-wise kernels (ReLU
+  // mask, content loss against a target from a net of the same layers) accept.
   VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width,
-         int last_layer, Pooling pooling, bool with_backward);
+         int last_layer, Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc);
 
   float* image() { return static_cast<float*>(image_.get_data_handle()); }
   const float* image_gradient() const { return static_cast<float*>(image_grad_.get_data_handle()); }
@@ -53,7 +64,8 @@ class VggNet {
   int batch() const { return batch_; }
   int last_layer() const { return int(layers_.size()) - 1; }
   const LayerShape& shape(int layer) const { return layers_[layer].shape; }
-  // The post-ReLU output of a layer, batch x H x W x C.
+  // The post-ReLU output of a layer: batch x H x W x C where needs_nhwc said
+  // so, else possibly nChw16c (same size: C is a multiple of 16 there).
   const float* activation(int layer) const;
 
   void forward();
@@ -69,18 +81,30 @@ class VggNet {
     std::unordered_map<int, dnnl::memory> args;
     void run(dnnl::stream& s) const { primitive.execute(s, args); }
   };
+  // A reorder between NHWC and nChw16c; empty when the formats agree.
+  struct Convert {
+    std::optional<Step> step;
+    void run(dnnl::stream& s) const {
+      if (step) step->run(s);
+    }
+  };
   struct Layer {
     LayerShape shape;
-    dnnl::memory output;  // post-ReLU activation
+    bool winograd = false;  // conv (and its backward) on nChw16c
+    Convert convert_input;  // previous output / pooled -> conv's src format
     Step conv;
+    Convert convert_output;  // conv's dst -> output (NHWC for a style layer)
+    dnnl::memory output;     // post-ReLU activation
     bool has_pool = false;
     Step pool;
     // backward
     dnnl::memory grad_output;  // d J / d output, in one of the ping-pong buffers
-    Step conv_backward;        // grad_output -> gradient of the conv's input
+    Convert convert_grad_output;  // grad_output -> conv's diff_dst format
+    Step conv_backward;        // -> gradient of the conv's input
+    Convert convert_grad_input;  // conv's diff_src -> the previous layer's format
     Step pool_backward;        // gradient of the pooled tensor -> of the previous layer's output
   };
-  dnnl::memory scratch_for(const dnnl::memory::desc& desc);
+  Convert convert(const dnnl::memory& from, const dnnl::memory& to);
 
   dnnl::engine engine_;
   dnnl::stream stream_;
@@ -89,6 +113,9 @@ class VggNet {
   std::vector<Layer> layers_;
   std::vector<dnnl::memory> pooled_, workspaces_;
   dnnl::memory ping_, pong_;  // gradient buffers, each as large as the largest activation
+  // Two more, as large, for the layout conversions around Winograd layers
+  // (allocated only when a layer runs Winograd).
+  dnnl::memory convert_a_, convert_b_;
   dnnl::memory scratchpad_;
   size_t scratch_bytes_ = 0;
 };
