@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { VGG19_LAYERS } from '@nst/core';
+import { afterAll, expect } from 'vitest';
+import { VGG19_LAYERS, isUserError } from '@nst/core';
+import { loadWeights } from '@nst/weights';
 
 export const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 export const sharedWeights = join(repoRoot, '..', 'shared', 'weights', 'vgg19-keras-blocks1-3');
@@ -38,4 +40,22 @@ export function expectSameArray(actual: Float32Array, expected: Float32Array, wh
   if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
   for (let i = 0; i < actual.length; i++)
     if (!Object.is(actual[i], expected[i])) throw new Error(`${what}: index ${i}: ${actual[i]} != ${expected[i]}`);
+}
+
+/** A fresh temporary folder, removed after the test file. */
+const dirs: Array<() => void> = [];
+afterAll(() => dirs.forEach((d) => d()));
+export function newDir(): string {
+  const t = tempDir();
+  dirs.push(t.cleanup);
+  return t.path;
+}
+
+/** Loading `path` fails with a one-line UserError that starts with the path and matches `message`. */
+export async function expectUserError(path: string, message: RegExp): Promise<void> {
+  const err = await loadWeights(path).then(() => undefined, (e: unknown) => e);
+  expect(isUserError(err), String(err)).toBe(true);
+  expect((err as Error).message.startsWith(path)).toBe(true);
+  expect((err as Error).message).toMatch(message);
+  expect((err as Error).message).not.toContain('\n');
 }

@@ -1,9 +1,9 @@
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PREPROCESSING, isUserError } from '@nst/core';
+import { PREPROCESSING } from '@nst/core';
 import { loadWeights } from '@nst/weights';
-import { expectSameArray, referenceLayer, tempDir } from './helpers.js';
+import { expectSameArray, expectUserError, referenceLayer, tempDir } from './helpers.js';
 import { columnMajorKernel, matFile, type MatValue } from './matfile.js';
 
 const { path: dir, cleanup } = tempDir();
@@ -54,13 +54,6 @@ function network(mean = [123.68, 116.779, 103.939], extra: MatValue[] = []): Arr
   return [['layers', { t: 'cell', dims: [1, layers.length], items: layers }], ['meta', meta]];
 }
 
-async function expectUserError(path: string, message: RegExp) {
-  const err = await loadWeights(path).then(() => undefined, (e: unknown) => e);
-  expect(isUserError(err), String(err)).toBe(true);
-  expect((err as Error).message.startsWith(path)).toBe(true);
-  expect((err as Error).message).toMatch(message);
-  expect((err as Error).message).not.toContain('\n');
-}
 
 describe('MatConvNet .mat', () => {
   for (const compressed of [false, true])

@@ -2,9 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PREPROCESSING, isUserError } from '@nst/core';
+import { PREPROCESSING } from '@nst/core';
 import { loadWeights } from '@nst/weights';
-import { expectSameArray, hwio, referenceLayer, tempDir } from './helpers.js';
+import { expectSameArray, expectUserError, hwio, referenceLayer, tempDir } from './helpers.js';
 import { legacyPth, makeZip, zipPth, type TorchTensor } from './torchfile.js';
 
 const { path: dir, cleanup } = tempDir();
@@ -58,13 +58,6 @@ async function expectReference(path: string) {
   return set;
 }
 
-async function expectUserError(path: string, message: RegExp) {
-  const err = await loadWeights(path).then(() => undefined, (e: unknown) => e);
-  expect(isUserError(err), String(err)).toBe(true);
-  expect((err as Error).message.startsWith(path)).toBe(true);
-  expect((err as Error).message).toMatch(message);
-  expect((err as Error).message).not.toContain('\n');
-}
 
 describe('PyTorch .pth', () => {
   it('reads the zip format (stored entries) with strides, offsets and shared storages', async () => {

@@ -1,17 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PREPROCESSING, VGG19_LAYERS, isUserError } from '@nst/core';
 import { cacheDir, loadWeights, randomWeights, resolveDefaultWeights, writeCache, CACHE_FILE_NAME } from '@nst/weights';
-import { expectSameArray, haveShared, sharedWeights, tempDir } from './helpers.js';
+import { expectSameArray, haveShared, newDir, sharedWeights } from './helpers.js';
 
-const dirs: Array<() => void> = [];
-afterAll(() => dirs.forEach((d) => d()));
-function newDir(): string {
-  const t = tempDir();
-  dirs.push(t.cleanup);
-  return t.path;
-}
 
 describe('random:SEED', () => {
   it('has every VGG-19 layer, is deterministic per seed, and takes under a second', async () => {

@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PREPROCESSING, isUserError } from '@nst/core';
 import { loadWeights } from '@nst/weights';
-import { expectSameArray, haveShared, referenceLayer, sharedWeights, tempDir } from './helpers.js';
+import { expectSameArray, haveShared, newDir, referenceLayer, sharedWeights } from './helpers.js';
 
 /** IEEE half of a value exactly representable in half (the test picks such values). */
 function toHalf(v: number): number {
@@ -42,13 +42,6 @@ function writeTfjs(dir: string, groups: Array<{ entries: Entry[]; shards: number
   writeFileSync(join(dir, 'model.json'), JSON.stringify({ modelTopology: { class_name: 'Model' }, weightsManifest: manifest }));
 }
 
-const dirs: Array<() => void> = [];
-afterAll(() => dirs.forEach((d) => d()));
-function newDir(): string {
-  const t = tempDir();
-  dirs.push(t.cleanup);
-  return t.path;
-}
 
 describe('TF.js layers model', () => {
   const L0 = referenceLayer(0);
