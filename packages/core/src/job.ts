@@ -6,10 +6,10 @@ import type { ImageTensor, Targets } from './backend.js';
 import { UserError } from './errors.js';
 import { assertWritable, loadImage, pixelUnit, probeImage, toNetworkSpace } from './image.js';
 import { DEFAULT_NOISE_RATIO, initialImage, type InitSpec } from './init.js';
-import { DEFAULT_LOSS, type LossSpec } from './loss.js';
+import { checkLayersAvailable, DEFAULT_LOSS, type LossSpec } from './loss.js';
 import type { RenderPlan } from './render.js';
 import { DEFAULT_SIZE, resolveSize, type SizeSpec } from './size.js';
-import { findLayer, type Pooling } from './vgg.js';
+import type { Pooling } from './vgg.js';
 import type { WeightSet } from './weights.js';
 
 /** A render job as the user describes it (the CLI's flags, parsed). */
@@ -53,19 +53,6 @@ export const RENDER_DEFAULTS = {
   resume: false,
 };
 
-/** Checks that the weight set has every layer the loss asks for; names the flag and the layer otherwise. */
-export function checkLayersAvailable(loss: LossSpec, weights: WeightSet): void {
-  const have = weights.layers.length;
-  const range = `it has ${weights.layers[0].name} .. ${weights.layers[have - 1].name}`;
-  const check = (flag: string, layers: LossSpec['contentLayers']) => {
-    for (const l of layers)
-      if (findLayer(l.layer)!.index >= have)
-        throw new UserError(`${flag}: layer ${l.layer} is not in the weight set ${weights.source} (${range})`);
-  };
-  check('--content-layers', loss.contentLayers);
-  check('--style-layers', loss.styleLayers);
-}
-
 /** Output file of each batch item. */
 export function outputPaths(config: RenderConfig): string[] {
   if (config.contents.length === 1) return [config.out];
@@ -78,7 +65,7 @@ export function outputPaths(config: RenderConfig): string[] {
  */
 export async function prepareRender(config: RenderConfig, weights: WeightSet): Promise<RenderPlan> {
   validateNumbers(config);
-  checkLayersAvailable(config.loss, weights);
+  checkLayersAvailable(config.loss, weights.layers.map((l) => l.name), weights.source);
   const pre = weights.preprocessing;
 
   if (config.contents.length === 0) throw new UserError('--content: no content image given');

@@ -75,6 +75,22 @@ export function parseLayerList(text: string, flag: string, defaultWeight = 1): W
   });
 }
 
+/**
+ * Checks that a weight set holding the convolutions `layerNames` (a prefix
+ * of VGG-19) has every layer the loss asks for; the error names the flag,
+ * the layer and what the set has. Every backend and the CLI use this one check.
+ */
+export function checkLayersAvailable(loss: LossSpec, layerNames: readonly string[], source: string): void {
+  const range = `it has ${layerNames[0]} .. ${layerNames[layerNames.length - 1]}`;
+  const check = (flag: string, layers: readonly WeightedLayer[]) => {
+    for (const l of layers)
+      if (findLayer(l.layer)!.index >= layerNames.length)
+        throw new UserError(`${flag}: layer ${l.layer} is not in the weight set ${source} (${range})`);
+  };
+  check('--content-layers', loss.contentLayers);
+  check('--style-layers', loss.styleLayers);
+}
+
 /** Index of the deepest conv layer the loss needs: the network runs only up to it. */
 export function deepestLayerIndex(spec: LossSpec): number {
   let deepest = 0;

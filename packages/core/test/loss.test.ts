@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LOSS, forwardFlops, layerInputSize, parseLayerList, totalCost, deepestLayerIndex, findLayer, VGG19_LAYERS } from '@nst/core';
+import { checkLayersAvailable, DEFAULT_LOSS, forwardFlops, layerInputSize, parseLayerList, totalCost, deepestLayerIndex, findLayer, VGG19_LAYERS } from '@nst/core';
 
 describe('loss configuration', () => {
   it("reproduces the notebook's total_cost example", () => {
@@ -26,6 +26,14 @@ describe('loss configuration', () => {
     expect(() => parseLayerList('conv1_1:abc', '--style-layers')).toThrow(/--style-layers: weight 'abc'/);
     expect(() => parseLayerList('', '--content-layers')).toThrow(/--content-layers/);
     expect(findLayer('pool1')).toBeUndefined();
+  });
+
+  it('names the flag, the missing layer and what a partial weight set holds', () => {
+    const eight = VGG19_LAYERS.slice(0, 8).map((l) => l.name);
+    const loss = { ...DEFAULT_LOSS, contentLayers: [{ layer: 'conv3_2', weight: 1 }] };
+    expect(() => checkLayersAvailable(loss, eight, 'w')).toThrow('--style-layers: layer conv4_1 is not in the weight set w (it has conv1_1 .. conv3_4)');
+    expect(() => checkLayersAvailable(DEFAULT_LOSS, eight, 'w')).toThrow(/^--content-layers: layer conv4_2 /);
+    expect(() => checkLayersAvailable(DEFAULT_LOSS, VGG19_LAYERS.slice(0, 13).map((l) => l.name), 'w')).not.toThrow();
   });
 });
 

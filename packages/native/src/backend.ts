@@ -4,8 +4,7 @@
  */
 import {
   UserError,
-  VGG19_LAYER_NAMES,
-  deepestLayerIndex,
+  checkLayersAvailable,
   findLayer,
   validateWeightSet,
   type Backend,
@@ -43,7 +42,8 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
 
 class NativeBackend implements Backend {
   readonly detail: string;
-  private layerCount = 0;
+  private layerNames: string[] = [];
+  private source = '';
 
   constructor(
     readonly name: string,
@@ -55,16 +55,13 @@ class NativeBackend implements Backend {
   async loadWeights(weights: WeightSet): Promise<void> {
     validateWeightSet(weights);
     this.engine.setWeights(weights.layers);
-    this.layerCount = weights.layers.length;
+    this.layerNames = weights.layers.map((l) => l.name);
+    this.source = weights.source;
   }
 
   async createSession(options: SessionOptions): Promise<Session> {
-    if (this.layerCount === 0) throw new Error(`${this.name}: createSession before loadWeights`);
-    const deepest = deepestLayerIndex(options.loss);
-    if (deepest >= this.layerCount)
-      throw new UserError(
-        `the loss uses ${findLayerName(deepest)} but the weight set stops at ${findLayerName(this.layerCount - 1)}`,
-      );
+    if (this.layerNames.length === 0) throw new Error(`${this.name}: createSession before loadWeights`);
+    checkLayersAvailable(options.loss, this.layerNames, this.source);
     const raw = this.engine.createSession({
       height: options.height,
       width: options.width,
@@ -78,10 +75,6 @@ class NativeBackend implements Backend {
   dispose(): void {
     this.engine.dispose();
   }
-}
-
-function findLayerName(index: number): string {
-  return VGG19_LAYER_NAMES[index];
 }
 
 function nativeLayers(layers: readonly WeightedLayer[]): NativeWeightedLayer[] {

@@ -1,12 +1,11 @@
 /**
  * The TensorFlow.js implementation of core's Backend seam.
  */
-import { UserError, validateWeightSet } from '@nst/core';
+import { UserError, checkLayersAvailable, validateWeightSet } from '@nst/core';
 import type { Backend, Session, SessionOptions, WeightSet } from '@nst/core';
 import { selectTfjsBackend } from './load.js';
 import type { Tf, TfjsLoadOptions, TfjsSelection } from './load.js';
 import { TfVgg } from './network.js';
-import { lossLayers } from './objective.js';
 import { TfjsSession } from './session.js';
 
 export class TfjsBackend implements Backend {
@@ -33,7 +32,7 @@ export class TfjsBackend implements Backend {
     const { batch, height, width } = options;
     for (const [name, value] of Object.entries({ batch, height, width }))
       if (!Number.isInteger(value) || value < 1) throw new UserError(`tfjs session: ${name} must be a positive integer, got ${value}`);
-    this.vgg.requireLayers([...lossLayers(options.loss)]);
+    checkLayersAvailable(options.loss, this.vgg.weights.layers.map((l) => l.name), this.vgg.weights.source);
     const session: TfjsSession = new TfjsSession(this.tf, this.vgg, options, () => this.sessions.delete(session));
     this.sessions.add(session);
     return session;

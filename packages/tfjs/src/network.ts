@@ -4,7 +4,7 @@
  * blocks) up to the deepest layer asked for.
  */
 import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs';
-import { UserError, VGG19_LAYERS } from '@nst/core';
+import { VGG19_LAYERS } from '@nst/core';
 import type { Pooling, WeightSet } from '@nst/core';
 import type { Tf } from './load.js';
 
@@ -49,16 +49,6 @@ export class TfVgg {
     return tf.customGrad(convolve as unknown as Parameters<Tf['customGrad']>[0]) as (x: Tensor4D) => Tensor4D;
   }
 
-  /** Throws a UserError naming the layers (indices) that the weight set lacks, if any. */
-  requireLayers(indices: readonly number[]): void {
-    const missing = [...new Set(indices)].filter((i) => i >= this.convs.length).sort((a, b) => a - b);
-    if (missing.length === 0) return;
-    const names = this.weights.layers.map((l) => l.name);
-    throw new UserError(
-      `${this.weights.source}: the loss needs ${missing.map((i) => VGG19_LAYERS[i].name).join(', ')}, ` +
-        `but this weight set holds only ${names[0]}..${names[names.length - 1]}`,
-    );
-  }
 
   /**
    * Post-ReLU activations of the layers in `wanted` (indices), running the
@@ -66,7 +56,8 @@ export class TfVgg {
    */
   forward(image: Tensor4D, pooling: Pooling, wanted: ReadonlySet<number>): Map<number, Tensor4D> {
     const last = Math.max(...wanted);
-    this.requireLayers([last]);
+    // createSession checked the loss against the weight set (core's checkLayersAvailable).
+    if (last >= this.convs.length) throw new Error(`forward: ${VGG19_LAYERS[last].name} is not in the weight set`);
     const tf = this.tf;
     const out = new Map<number, Tensor4D>();
     let x = image;
