@@ -56,7 +56,10 @@ export const RENDER_DEFAULTS = {
 /** Output file of each batch item. */
 export function outputPaths(config: RenderConfig): string[] {
   if (config.contents.length === 1) return [config.out];
-  return config.contents.map((c) => path.join(config.out, `${path.basename(c, path.extname(c))}.png`));
+  const outs = config.contents.map((c) => path.join(config.out, `${path.basename(c, path.extname(c))}.png`));
+  const clash = outs.find((o, i) => outs.indexOf(o) !== i);
+  if (clash) throw new UserError(`--content: two content images would both be written to '${clash}': rename one`);
+  return outs;
 }
 
 /**

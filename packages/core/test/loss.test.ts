@@ -57,3 +57,13 @@ describe('VGG-19 shapes', () => {
     expect(Math.round(forwardFlops(12, 1024, 1024) / 1e9)).toBe(757);
   });
 });
+
+describe('batch outputs', () => {
+  it('puts each content image of a batch in the --out folder, and refuses name clashes', async () => {
+    const { outputPaths, RENDER_DEFAULTS } = await import('@nst/core');
+    const config = { ...RENDER_DEFAULTS, contents: ['a/x.jpg', 'b/y.png'], styles: ['s.jpg'], out: 'outdir', resume: false };
+    expect(outputPaths(config)).toEqual(['outdir/x.png', 'outdir/y.png']);
+    expect(outputPaths({ ...config, contents: ['one.jpg'], out: 'o.webp' })).toEqual(['o.webp']);
+    expect(() => outputPaths({ ...config, contents: ['a/x.jpg', 'b/x.jpg'] })).toThrow(/^--content: two content images would both be written to 'outdir\/x\.png'/);
+  });
+});
