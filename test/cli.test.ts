@@ -69,6 +69,19 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     expect((await sharp(path.join(dir, 'other-seed.png')).raw().toBuffer()).equals(pa)).toBe(false);
   });
 
+  it('--backend auto prefers cuda, then cpu, then tfjs, and says why it fell back', async () => {
+    const available = nst(['backends']).stdout;
+    const has = (name: string) => new RegExp(`^${name}\\s+yes`, 'm').test(available);
+    const r = nst(['render', '--content', content, '--style', style, '--out', path.join(dir, 'auto.png'), '--weights', 'random:2',
+      '--style-layers', 'conv1_1', '--content-layers', 'conv1_2', '--size', '16x12', '--iterations', '2', '--json']);
+    expect(r.status).toBe(0);
+    const summary = jsonLines(r.stdout).find((l) => l.summary)!;
+    const want = has('cuda') ? /^cuda/ : has('cpu') ? /^cpu \(oneDNN/ : /^tfjs/;
+    expect(String(summary.backend)).toMatch(want);
+    if (!has('cuda')) expect(r.stderr).toMatch(/cuda unavailable: /);
+    if (!has('cuda') && !has('cpu')) expect(r.stderr).toMatch(/cpu unavailable: /);
+  });
+
   it('keeps the latest image on Ctrl-C and resumes to the same result', async () => {
     const out = path.join(dir, 'interrupted.png');
     const args = ['render', '--content', content, '--style', style, '--weights', 'random:4', '--style-layers', 'conv1_1,conv2_1',
