@@ -69,8 +69,10 @@ class AlgoCache {
 
 // One conv layer at one (batch, height, width): descriptors and algorithms.
 // With `fused`, the forward runs cudnnConvolutionBiasActivationForward
-// (conv + bias + ReLU in one call; cuDNN allows only IMPLICIT_PRECOMP_GEMM
-// with ReLU), else cudnnConvolutionForward and our bias+ReLU kernel.
+// (conv + bias + ReLU in one call; cuDNN requires IMPLICIT_PRECOMP_GEMM only
+// for IDENTITY, but we pin it for ReLU too: the fused path is experimental and
+// that is the algorithm cuDNN documents for every fused activation), else
+// cudnnConvolutionForward and our bias+ReLU kernel.
 struct ConvPlan {
   ConvPlan(const DnnApi& api, cudnnHandle_t handle, AlgoCache& cache, bool tf32, int batch, const LayerGeometry& g,
            bool backward, bool fused);

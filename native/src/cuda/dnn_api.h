@@ -56,6 +56,16 @@ struct cudnnConvolutionBwdDataAlgoPerf_t {
   cudnnMathType_t mathType;
   int reserved[3];
 };
+// cudnnFind* writes arrays of these: the layout must be the C header's
+// (LP64: 4+4+4, pad, 8-byte memory at offset 16, 4+4+12, pad = 48 bytes).
+static_assert(sizeof(cudnnMathType_t) == 4 && sizeof(cudnnDeterminism_t) == 4, "cuDNN enums are int-sized");
+static_assert(sizeof(cudnnConvolutionFwdAlgoPerf_t) == 48 && offsetof(cudnnConvolutionFwdAlgoPerf_t, memory) == 16 &&
+                  offsetof(cudnnConvolutionFwdAlgoPerf_t, mathType) == 28,
+              "cudnnConvolutionFwdAlgoPerf_t layout differs from cudnn_cnn.h");
+static_assert(sizeof(cudnnConvolutionBwdDataAlgoPerf_t) == 48 &&
+                  offsetof(cudnnConvolutionBwdDataAlgoPerf_t, memory) == 16 &&
+                  offsetof(cudnnConvolutionBwdDataAlgoPerf_t, mathType) == 28,
+              "cudnnConvolutionBwdDataAlgoPerf_t layout differs from cudnn_cnn.h");
 
 // ---- cuBLAS ----
 typedef struct cublasContext* cublasHandle_t;
@@ -108,7 +118,8 @@ struct DnnApi {
                                                 cudnnConvolutionDescriptor_t, cudnnConvolutionBwdDataAlgo_t,
                                                 void* workspace, size_t workspace_bytes, const void* beta,
                                                 cudnnTensorDescriptor_t dx, void* dx_data);
-  // Fused conv + bias + ReLU (NST_CUDA_FUSED_CONV=1; ReLU needs algo IMPLICIT_PRECOMP_GEMM).
+  // Fused conv + bias + ReLU (NST_CUDA_FUSED_CONV=1). cuDNN requires IMPLICIT_PRECOMP_GEMM
+  // only with ACTIVATION_IDENTITY; we pin it for ReLU too (see ConvPlan, conv.h).
   cudnnStatus_t (*cudnnCreateActivationDescriptor)(cudnnActivationDescriptor_t*);
   cudnnStatus_t (*cudnnDestroyActivationDescriptor)(cudnnActivationDescriptor_t);
   cudnnStatus_t (*cudnnSetActivationDescriptor)(cudnnActivationDescriptor_t, cudnnActivationMode_t,

@@ -61,7 +61,7 @@ std::string format_bytes(size_t bytes);
 std::string out_of_memory_message(const SessionShape& shape, size_t available, const std::string& device);
 
 // Key of the per-shape cuDNN algorithm cache.
-// FusedForward: forward restricted to the one algorithm cuDNN fuses bias+ReLU into.
+// FusedForward: forward restricted to IMPLICIT_PRECOMP_GEMM (see ConvPlan in conv.h).
 enum class ConvDirection { Forward, BackwardData, FusedForward };
 struct ConvKey {
   int batch, height, width, in_channels, out_channels, math;

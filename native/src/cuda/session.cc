@@ -247,6 +247,9 @@ class CudaSession : public Session {
   void ensure_workspace(size_t bytes) {
     if (bytes <= workspace_.bytes()) return;
     drop_graph();  // the graph holds the old workspace pointer
+    // Work already queued (the content-target forward) may still use the old
+    // workspace: don't rely on cudaFree's implicit synchronisation.
+    core_->sync("workspace resize");
     workspace_ = DeviceBuffer();
     workspace_ = DeviceBuffer(bytes, "cuDNN workspace");
   }

@@ -64,7 +64,7 @@ export function combineLoss(spec: LossSpec, content: number, style: number, tv: 
 export function parseLayerList(text: string, flag: string, defaultWeight = 1): WeightedLayer[] {
   const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (items.length === 0) throw new UserError(`${flag}: expected layer[:weight],... but got an empty list`);
-  return items.map((item) => {
+  const layers = items.map((item) => {
     const [name, w, ...rest] = item.split(':');
     if (rest.length > 0) throw new UserError(`${flag}: '${item}' is not of the form layer:weight`);
     const layer = findLayer(name);
@@ -73,6 +73,9 @@ export function parseLayerList(text: string, flag: string, defaultWeight = 1): W
     if (!Number.isFinite(weight) || weight < 0) throw new UserError(`${flag}: weight '${w}' of ${name} is not a non-negative number`);
     return { layer: layer.name, weight };
   });
+  const twice = layers.find((l, i) => layers.findIndex((m) => m.layer === l.layer) !== i);
+  if (twice) throw new UserError(`${flag}: layer ${twice.layer} is listed twice`);
+  return layers;
 }
 
 /**

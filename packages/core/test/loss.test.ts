@@ -26,6 +26,7 @@ describe('loss configuration', () => {
     expect(() => parseLayerList('conv1_1:abc', '--style-layers')).toThrow(/--style-layers: weight 'abc'/);
     expect(() => parseLayerList('', '--content-layers')).toThrow(/--content-layers/);
     expect(findLayer('pool1')).toBeUndefined();
+    expect(() => parseLayerList('conv4_2,block4_conv2:0.5', '--content-layers')).toThrow('--content-layers: layer conv4_2 is listed twice');
   });
 
   it('names the flag, the missing layer and what a partial weight set holds', () => {
