@@ -46,6 +46,9 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     const summary = lines[lines.length - 1];
     expect(summary.summary).toBe(true);
     expect(summary.output).toBe(out);
+    expect(summary.size).toBe('64x48');
+    expect(summary.iterations).toBe(30);
+    expect(typeof summary.seconds).toBe('number');
     expect(String(summary.backend)).toMatch(/^tfjs/);
     const meta = await sharp(out).metadata();
     expect([meta.width, meta.height]).toEqual([64, 48]);

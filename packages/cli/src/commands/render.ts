@@ -134,6 +134,7 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
     const done = result.iterations - result.startIteration;
     view.summary({
       backend: backend.detail,
+      size: `${width}x${height}`,
       width,
       height,
       batch,
