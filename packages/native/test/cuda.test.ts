@@ -83,6 +83,20 @@ function lossDiff(a: LossValues, b: LossValues): number {
   return Math.max(relDiff(a.total, b.total), relDiff(a.content, b.content), relDiff(a.style, b.style), relDiff(a.tv, b.tv));
 }
 
+/** Loss and gradient of the cuda engine against the cpu engine's, within the tolerances of `precision`; prints both. */
+function expectParity(
+  label: string,
+  got: { losses: LossValues[]; gradient: Float32Array },
+  ref: { losses: LossValues[]; gradient: Float32Array },
+  precision: Precision,
+): void {
+  const dLoss = lossDiff(got.losses[0], ref.losses[0]);
+  const dGrad = relL2(got.gradient, ref.gradient);
+  console.log(`${label}: loss rel ${dLoss.toExponential(2)}, gradient rel L2 ${dGrad.toExponential(2)}`);
+  expect(dLoss).toBeLessThanOrEqual(TOL[precision].loss);
+  expect(dGrad).toBeLessThanOrEqual(TOL[precision].grad);
+}
+
 describe('cuda backend availability', () => {
   it('fails in one line when the cuda engine cannot run, else rejects bf16 in one line', async () => {
     if (!addon) {
@@ -122,11 +136,7 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
         const gpu = await backend('cuda', precision);
         const got = await (await session(gpu, size, 1)).lossAndGradient();
         gpu.dispose();
-        const dLoss = lossDiff(got.losses[0], ref.losses[0]);
-        const dGrad = relL2(got.gradient, ref.gradient);
-        console.log(`parity ${size}x${size} ${precision}: loss rel ${dLoss.toExponential(2)}, gradient rel L2 ${dGrad.toExponential(2)}`);
-        expect(dLoss).toBeLessThanOrEqual(TOL[precision].loss);
-        expect(dGrad).toBeLessThanOrEqual(TOL[precision].grad);
+        expectParity(`parity ${size}x${size} ${precision}`, got, ref, precision);
       }
     });
   }
@@ -145,11 +155,7 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
     expect(gpu.detail).toMatch(/fused conv\+bias\+relu/);
     const got = await (await session(gpu, 64, 1)).lossAndGradient();
     gpu.dispose();
-    const dLoss = lossDiff(got.losses[0], ref.losses[0]);
-    const dGrad = relL2(got.gradient, ref.gradient);
-    console.log(`fused conv 64x64 tf32: loss rel ${dLoss.toExponential(2)}, gradient rel L2 ${dGrad.toExponential(2)}`);
-    expect(dLoss).toBeLessThanOrEqual(TOL.tf32.loss);
-    expect(dGrad).toBeLessThanOrEqual(TOL.tf32.grad);
+    expectParity('fused conv 64x64 tf32', got, ref, 'tf32');
   });
 
   it('20 Adam iterations agree at 64x64 (two iterate calls: eager, captured graph, replay)', async () => {
@@ -229,11 +235,7 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
     const gpu = await backend('cuda', 'fp32');
     const got = await run(gpu);
     gpu.dispose();
-    const dLoss = lossDiff(got.losses[0], ref.losses[0]);
-    const dGrad = relL2(got.gradient, ref.gradient);
-    console.log(`max pool 75x61 fp32: loss rel ${dLoss.toExponential(2)}, gradient rel L2 ${dGrad.toExponential(2)}`);
-    expect(dLoss).toBeLessThanOrEqual(TOL.fp32.loss);
-    expect(dGrad).toBeLessThanOrEqual(TOL.fp32.grad);
+    expectParity('max pool 75x61 fp32', got, ref, 'fp32');
   });
 
   it('a session too large for the GPU fails in one line naming the largest size that fits', async () => {
