@@ -31,7 +31,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     const r = nst(['render', '--content', content, '--style', style, '--out', out, '--weights', sharedWeights, ...REDUCED,
       '--size', '64x48', '--iterations', '30', '--print-every', '10', '--save-every', '0', '--backend', 'tfjs', '--json']);
     expect(r.stderr).not.toMatch(/internal error/);
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     const lines = jsonLines(r.stdout);
     const reports = lines.filter((l) => !l.summary);
     expect(reports.map((l) => l.iteration)).toEqual([0, 10, 20, 30]);
@@ -59,16 +59,16 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     const args = ['render', '--content', content, '--style', style, '--weights', 'random:3', '--style-layers', 'conv1_1,conv2_1',
       '--content-layers', 'conv2_2', '--size', '24x16', '--iterations', '6', '--save-every', '3', '--print-every', '3', '--backend', 'tfjs', '--seed', '11'];
     const a = nst([...args, '--out', out, '--json']);
-    expect(a.status).toBe(0);
+    expect(a.status, a.stderr).toBe(0);
     expect(existsSync(path.join(dir, 'seeded_3.png'))).toBe(true);
     expect(existsSync(path.join(dir, 'seeded_6.png'))).toBe(false); // the final one is the output itself
     const out2 = path.join(dir, 'seeded-again.png');
     const b = nst([...args, '--out', out2, '--json']);
-    expect(b.status).toBe(0);
+    expect(b.status, b.stderr).toBe(0);
     const [pa, pb] = await Promise.all([sharp(out).raw().toBuffer(), sharp(out2).raw().toBuffer()]);
     expect(pa.equals(pb)).toBe(true);
     const c = nst([...args, '--seed', '12', '--out', path.join(dir, 'other-seed.png'), '--json']);
-    expect(c.status).toBe(0);
+    expect(c.status, c.stderr).toBe(0);
     expect((await sharp(path.join(dir, 'other-seed.png')).raw().toBuffer()).equals(pa)).toBe(false);
   });
 
@@ -77,7 +77,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     const has = (name: string) => new RegExp(`^${name}\\s+yes`, 'm').test(available);
     const r = nst(['render', '--content', content, '--style', style, '--out', path.join(dir, 'auto.png'), '--weights', 'random:2',
       '--style-layers', 'conv1_1', '--content-layers', 'conv1_2', '--size', '16x12', '--iterations', '2', '--json']);
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
     const summary = jsonLines(r.stdout).find((l) => l.summary)!;
     const want = has('cuda') ? /^cuda/ : has('cpu') ? /^cpu \(oneDNN/ : /^tfjs/;
     expect(String(summary.backend)).toMatch(want);
@@ -96,7 +96,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
         child.kill('SIGINT');
       }
     });
-    expect(r.status).toBe(130);
+    expect(r.status, r.stderr).toBe(130);
     const summary = jsonLines(r.stdout).find((l) => l.summary)!;
     expect(summary.interrupted).toBe(true);
     const stoppedAt = summary.iterations as number;
@@ -106,7 +106,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     expect(existsSync(`${out}.ckpt`)).toBe(true);
 
     const resumed = nst([...args, '--out', out, '--resume', '--iterations', String(stoppedAt + 4)]);
-    expect(resumed.status).toBe(0);
+    expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/resumed from .*interrupted\.png\.ckpt at iteration/);
     const reports = jsonLines(resumed.stdout).filter((l) => !l.summary);
     expect(reports[0].iteration).toBe(stoppedAt);
@@ -115,7 +115,8 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
 
     // the same number of iterations in one go gives the same image
     const straight = path.join(dir, 'straight.png');
-    expect(nst([...args, '--out', straight, '--iterations', String(stoppedAt + 4)]).status).toBe(0);
+    const again = nst([...args, '--out', straight, '--iterations', String(stoppedAt + 4)]);
+    expect(again.status, again.stderr).toBe(0);
     const [a, b] = await Promise.all([sharp(out).raw().toBuffer(), sharp(straight).raw().toBuffer()]);
     let maxDiff = 0;
     for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));

@@ -9,8 +9,12 @@ import { registerWeightsCommands } from './commands/weights.js';
  * stderr and a non-zero exit; stack traces only with --debug.
  */
 // `nst ... | head` closes stdout early: stop quietly instead of an EPIPE stack trace.
+let settled = false;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
+  if (e.code === 'EPIPE') {
+    settled = true;
+    process.exit(0);
+  }
   throw e;
 });
 
@@ -31,6 +35,18 @@ program
     for (const line of await describeBackends({})) process.stdout.write(line + '\n');
   });
 
+// Holds the event loop open until the command settles. Node ends a process
+// whose loop has drained even while its top-level await is pending (exit code
+// 13, no output): the TF.js wasm threads are unref'd worker_threads (so that a
+// finished render exits), and a step that waits on one of them would otherwise
+// end the run mid-way. Seen twice in CI on the tfjs backend, never locally.
+const keepAlive = setInterval(() => undefined, 2 ** 30);
+// A library calling process.exit() mid-command must not pass for success.
+process.on('exit', (code) => {
+  if (settled || code !== 0) return;
+  process.stderr.write('nst: internal error: the process was ended before the command finished\n');
+  process.exitCode = 1;
+});
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
@@ -45,4 +61,7 @@ try {
     if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     process.exitCode = isUserError(e) ? 2 : 1;
   }
+} finally {
+  settled = true;
+  clearInterval(keepAlive);
 }

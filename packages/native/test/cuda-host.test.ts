@@ -38,7 +38,7 @@ describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
       if (run.status !== 0) console.log(run.stdout, run.stderr);
       expect(run.stderr).toBe('');
       expect(run.stdout.trim()).toBe('cuda host tests: all passed');
-      expect(run.status).toBe(0);
+      expect(run.status, run.stderr).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -63,7 +63,7 @@ describe.skipIf(!hasNvcc)('cuda kernel self-test (native/src/cuda/test/kernel_te
         expect(run.stdout.trim()).toBe('kernel_test: no GPU, nothing to test');
       } else {
         expect(run.stdout).toMatch(/kernel_test: all kernels match their CPU references/);
-        expect(run.status).toBe(0);
+        expect(run.status, run.stderr).toBe(0);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
