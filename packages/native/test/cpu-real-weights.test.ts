@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_ADAM, adamStepSizes, adamUpdate } from '@nst/core';
 import type { LossValues, SessionOptions, Targets } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
 import { createTfjsBackend } from '@nst/tfjs';
@@ -60,6 +61,36 @@ describe.skipIf(!addon || !haveWeights)(`native cpu with the real VGG-19 weights
       expectClose(got.losses[0], want.losses[0]);
       expect(relL2(got.gradient, want.gradient), backend.detail).toBeLessThan(1e-4);
     }
+  });
+
+  it('20 Adam iterations stay within 1e-4 of the float64 reference trajectory', async () => {
+    const weights = await loadWeights(weightsPath);
+    const steps = adamStepSizes(DEFAULT_ADAM, 1, 20);
+    const backend = await createNativeBackend('cpu');
+    await backend.loadWeights(weights);
+    const session = await backend.createSession(options);
+    await session.setTargets(targets);
+    await session.setImages(images);
+    const first = (await session.iterate({ adam: DEFAULT_ADAM, stepSizes: steps }))[0];
+    const got = await session.readImages();
+    const after = (await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) }))[0];
+    backend.dispose();
+
+    const x = Float32Array.from(images);
+    const m = new Float32Array(x.length);
+    const v = new Float32Array(x.length);
+    let firstRef: LossValues | undefined;
+    for (let t = 0; t < 20; t++) {
+      const r = referenceLossAndGradient(weights, options, targets, x);
+      firstRef ??= r.losses[0];
+      adamUpdate(x, r.gradient, m, v, steps[t], DEFAULT_ADAM);
+    }
+    const afterRef = referenceLossAndGradient(weights, options, targets, x).losses[0];
+    expectClose(first, firstRef!);
+    console.log(`real weights, 20 Adam steps: loss rel diff ${relDiff(after.total, afterRef.total).toExponential(2)}, image rel L2 ${relL2(got, x).toExponential(2)}`);
+    for (const key of ['content', 'style', 'tv', 'total'] as const) expect(relDiff(after[key], afterRef[key]), key).toBeLessThan(1e-4);
+    expect(relL2(got, x)).toBeLessThan(1e-4);
+    expect(after.total).toBeLessThan(0.9 * first.total);
   });
 
   it('refuses a loss deeper than the weight set with a one-line UserError', async () => {
