@@ -31,9 +31,10 @@ export function nst(args: string[], env: Record<string, string> = {}): CliResult
     cwd: repoRoot,
     env: { ...process.env, NST_CACHE_DIR: path.join(tmpdir(), 'nst-test-empty-cache'), ...env },
     encoding: 'utf8',
-    timeout: 300_000,
+    timeout: 100_000, // under vitest's 120 s test timeout, so that a hang is reported with its stderr
   });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const killed = r.signal ? `\n[nst killed by ${r.signal}${r.error ? `: ${r.error.message}` : ''}]` : '';
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr + killed };
 }
 
 /** Starts the CLI; resolves when it exits. `onStdout` sees output as it arrives. */
