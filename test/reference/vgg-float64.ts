@@ -11,8 +11,8 @@
  *   last window padded at the bottom/right, avg over the valid elements only).
  * Slow by design (clarity over speed): fine for images up to ~32x32.
  */
-import { findLayer, VGG19_LAYERS } from '@nst/core';
-import type { ConvWeights, LossSpec, LossValues, Pooling, SessionOptions, Targets, WeightSet } from '@nst/core';
+import { adamUpdate, findLayer, VGG19_LAYERS } from '@nst/core';
+import type { AdamConfig, ConvWeights, LossSpec, LossValues, Pooling, SessionOptions, Targets, WeightSet } from '@nst/core';
 
 /** An activation (or image) of one batch item: h x w x c, row-major, float64. */
 export interface Tensor3 {
@@ -398,4 +398,31 @@ export function referenceLoss(
   images: Float32Array | Float64Array,
 ): LossValues[] {
   return referenceLossAndGradient(weights, options, targets, images).losses;
+}
+
+/**
+ * The optimisation every backend's iterate() must reproduce, in float64: one
+ * Adam step (core's adamUpdate) per entry of stepSizes on the reference
+ * gradient. Returns the losses at the start and after the last step, and the
+ * final images and optimiser moments.
+ */
+export function referenceAdamTrajectory(
+  weights: WeightSet,
+  options: SessionOptions,
+  targets: readonly Targets[],
+  start: Float32Array | Float64Array,
+  stepSizes: ArrayLike<number>,
+  adam: AdamConfig,
+): { first: LossValues[]; final: LossValues[]; images: Float64Array; m: Float64Array; v: Float64Array } {
+  const images = Float64Array.from(start);
+  const m = new Float64Array(images.length);
+  const v = new Float64Array(images.length);
+  let first: LossValues[] | undefined;
+  for (let t = 0; t < stepSizes.length; t++) {
+    const r = referenceLossAndGradient(weights, options, targets, images);
+    first ??= r.losses;
+    adamUpdate(images, r.gradient, m, v, stepSizes[t], adam);
+  }
+  const final = referenceLoss(weights, options, targets, images);
+  return { first: first ?? final, final, images, m, v };
 }

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, adamUpdate } from '@nst/core';
 import type { Backend, LossSpec, LossValues, SessionOptions, Targets } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
-import { referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
+import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
@@ -165,19 +165,10 @@ describe.skipIf(!addon)(`native cpu vs float64 reference and tfjs${skipReason ? 
     const got = await native20(backend);
     backend.dispose();
 
-    const x = Float32Array.from(adamStart);
-    const m = new Float32Array(x.length);
-    const v = new Float32Array(x.length);
-    let firstRef: LossValues[] = [];
-    for (let t = 0; t < 20; t++) {
-      const r = referenceLossAndGradient(weights, adamCase.options, adamCase.targets, x);
-      if (t === 0) firstRef = r.losses;
-      adamUpdate(x, r.gradient, m, v, adamSteps[t], DEFAULT_ADAM);
-    }
-    const afterRef = referenceLossAndGradient(weights, adamCase.options, adamCase.targets, x).losses;
-    expectLossesClose(got.first, firstRef);
-    expectLossesClose(got.after, afterRef, 1e-4);
-    expect(relL2(got.images, x)).toBeLessThan(1e-4);
+    const ref = referenceAdamTrajectory(weights, adamCase.options, adamCase.targets, adamStart, adamSteps, DEFAULT_ADAM);
+    expectLossesClose(got.first, ref.first);
+    expectLossesClose(got.after, ref.final, 1e-4);
+    expect(relL2(got.images, ref.images)).toBeLessThan(1e-4);
   });
 
   // At 12x14 no layer is large enough for the Winograd path (>= 400 pixels):

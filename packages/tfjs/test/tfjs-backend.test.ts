@@ -6,12 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { adamStepSizes, adamUpdate, DEFAULT_ADAM, DEFAULT_LOSS, isUserError, Rng } from '@nst/core';
+import { adamStepSizes, DEFAULT_ADAM, DEFAULT_LOSS, isUserError, Rng } from '@nst/core';
 import type { AdamConfig, Backend, LossSpec, LossValues, Pooling, Session, SessionOptions, Targets } from '@nst/core';
 import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 import { TfVgg } from '../src/network.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { pool2x2, pool2x2Backward, referenceLossAndGradient, tensor3 } from '../../../test/reference/vgg-float64.js';
+import { pool2x2, pool2x2Backward, referenceAdamTrajectory, referenceLossAndGradient, tensor3 } from '../../../test/reference/vgg-float64.js';
 
 const WEIGHTS = testWeights(1); // conv1_1 .. conv5_1
 const LOSS_WITH_TV: LossSpec = { ...DEFAULT_LOSS, tvWeight: 0.02 };
@@ -201,29 +201,21 @@ describe('Adam through the seam', () => {
     const stepSizes = adamStepSizes(adam, 1, 3);
 
     // Reference: float64 gradient, core's float64 Adam.
-    const x = Float64Array.from(x0);
-    const m = new Float64Array(x.length);
-    const v = new Float64Array(x.length);
-    const refLosses: LossValues[][] = [];
-    for (const lrT of stepSizes) {
-      const r = referenceLossAndGradient(WEIGHTS, options, targets, x);
-      refLosses.push(r.losses);
-      adamUpdate(x, r.gradient, m, v, lrT, adam);
-    }
-    const refFinal = referenceLossAndGradient(WEIGHTS, options, targets, x).losses;
+    const ref = referenceAdamTrajectory(WEIGHTS, options, targets, x0, stepSizes, adam);
+    const x = ref.images;
 
     const session = await openSession(options, targets, x0);
     const first = await session.iterate({ adam, stepSizes });
     const final = await session.iterate({ adam, stepSizes: new Float32Array(0) });
-    expectLossesClose(first, refLosses[0], 1e-5);
+    expectLossesClose(first, ref.first, 1e-5);
     // Three updates of about lr each: the images agree to float32 accuracy.
     const images = await session.readImages();
     expect(Math.max(...images.map((g, i) => Math.abs(g - x[i])))).toBeLessThan(1e-3);
     expect(relL2(images, x)).toBeLessThan(1e-5);
-    expectLossesClose(final, refFinal, 1e-4);
+    expectLossesClose(final, ref.final, 1e-4);
     const state = await session.readOptimizerState();
-    expect(relL2(state.m, m)).toBeLessThan(1e-4);
-    expect(relL2(state.v, v)).toBeLessThan(1e-4);
+    expect(relL2(state.m, ref.m)).toBeLessThan(1e-4);
+    expect(relL2(state.v, ref.v)).toBeLessThan(1e-4);
     // The loss went down.
     for (let b = 0; b < batch; b++) expect(final[b].total).toBeLessThan(first[b].total);
     session.dispose();
