@@ -37,9 +37,10 @@ program
 
 // Holds the event loop open until the command settles. Node ends a process
 // whose loop has drained even while its top-level await is pending (exit code
-// 13, no output): the TF.js wasm threads are unref'd worker_threads (so that a
-// finished render exits), and a step that waits on one of them would otherwise
-// end the run mid-way. Seen twice in CI on the tfjs backend, never locally.
+// 13, no output). That is how CI saw a TF.js wasm thread-pool start fail (a
+// pool worker had exited, the others are unref'd so that a finished render
+// exits): @nst/tfjs now detects that and falls back, and should anything else
+// wait on an unref'd handle, the command waits instead of vanishing.
 const keepAlive = setInterval(() => undefined, 2 ** 30);
 // A library calling process.exit() mid-command must not pass for success.
 process.on('exit', (code) => {

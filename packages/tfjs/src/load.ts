@@ -22,6 +22,8 @@ export interface TfjsLoadOptions {
   readonly prefer?: TfjsKind;
   /** Threads for wasm (default: all cores). */
   readonly threads?: number;
+  /** How long wasm's thread pool may take to load before wasm falls back to one thread (default 30 s). */
+  readonly threadsStartTimeoutMs?: number;
 }
 
 /** What runs, and why the faster choices tried before it did not. */
@@ -53,25 +55,32 @@ async function loadNode(): Promise<Loaded> {
   return { tf, detail: `tfjs (node, libtensorflow)`, threads: os.availableParallelism() };
 }
 
-async function loadWasm(threads: number): Promise<Loaded> {
+async function loadWasm(threads: number, threadsStartTimeoutMs?: number): Promise<Loaded> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   // The .wasm binaries sit next to the package's main file; load them from disk.
   wasm.setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep);
   wasm.setThreadsCount(threads);
   let started = false;
+  let threadsFailed = '';
   // The threads work-around depends on the bundle's internals: only on the version it was written for.
   if (threads > 1 && wasm.version_wasm === NODE_THREADS_VERSION) {
     tfjs.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-    started = await withNodeWasmThreads(threads, () => tfjs.setBackend('wasm')).catch(() => false);
+    started = await withNodeWasmThreads(threads, () => tfjs.setBackend('wasm'), { startTimeoutMs: threadsStartTimeoutMs }).catch(
+      (e: unknown) => {
+        threadsFailed = `; ${threads} threads did not start: ${firstLine(e)}`;
+        return false;
+      },
+    );
   }
   if (!started) {
     // Single-threaded: the package's own Node path.
     tfjs.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    wasm.setThreadsCount(1);
     started = await tfjs.setBackend('wasm');
   }
   if (!started) throw new Error('the wasm backend did not start');
   const actual = wasm.getThreadsCount();
-  return { tf: tfjs, detail: `tfjs (wasm, ${actual} thread${actual === 1 ? '' : 's'})`, threads: actual };
+  return { tf: tfjs, detail: `tfjs (wasm, ${actual} thread${actual === 1 ? '' : 's'}${threadsFailed})`, threads: actual };
 }
 
 async function loadCpu(): Promise<Loaded> {
@@ -96,7 +105,7 @@ async function select(options: TfjsLoadOptions): Promise<TfjsSelection> {
   tfjs.env().set('PROD', true);
   const threads = Math.max(1, Math.min(8, Math.floor(options.threads ?? os.availableParallelism())));
   const order = options.prefer ? [options.prefer, ...TFJS_KINDS.filter((k) => k !== options.prefer)] : [...TFJS_KINDS];
-  const loaders: Record<TfjsKind, () => Promise<Loaded>> = { node: loadNode, wasm: () => loadWasm(threads), cpu: loadCpu };
+  const loaders: Record<TfjsKind, () => Promise<Loaded>> = { node: loadNode, wasm: () => loadWasm(threads, options.threadsStartTimeoutMs), cpu: loadCpu };
   const rejected: { kind: TfjsKind; reason: string }[] = [];
   for (const kind of order) {
     try {

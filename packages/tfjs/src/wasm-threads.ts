@@ -6,12 +6,17 @@
  * this file works around, only while the backend initialises:
  *  1. Emscripten starts each pthread worker from a `blob:` URL, which Node's
  *     Worker cannot load. We catch the two blobs involved (the worker script
- *     and the module factory) as they are created, write them to a private
- *     temporary folder, and hand the worker a file path instead.
+ *     and the module factory) as they are created, write them once to a
+ *     private temporary folder, and hand each worker a file path instead.
  *  2. The C++ side caps its thread pool at emscripten_num_logical_cores() / 2
  *     (it assumes two hyper-threads per core), i.e. at os.cpus().length / 2.
  *     We report 2 * threads logical cores during initialisation so that the
  *     pool gets exactly `threads` threads.
+ * Emscripten starts a pool of 8 workers and waits for every one to report
+ * "loaded". A worker that exits first (an empty script exits silently with
+ * code 0) or never reports would leave that wait, and so the render, hanging:
+ * the start fails instead (the caller falls back to one thread), and its
+ * workers are terminated.
  * Afterwards the pthread workers are unref'd: they only ever run inside a
  * synchronous kernel call, and must not keep a finished process alive.
  * Measured on the 2-core CI machine: a 128x128x64->64 3x3 convolution goes
@@ -20,6 +25,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 
 /** The factory source refers to these names of the bundle it was cut from (tf-backend-wasm.node.js). */
 const FACTORY_PRELUDE =
@@ -28,11 +34,21 @@ const FACTORY_PRELUDE =
 
 const FACTORY_MARKER = 'var WasmBackendModuleThreadedSimd';
 
+/** The bundle reads `require('worker_threads').Worker` while it initialises: this object. */
+const workerThreads = createRequire(import.meta.url)('worker_threads') as typeof import('node:worker_threads');
+
+export interface NodeWasmThreadsOptions {
+  /** How long the pool may take to load before the start is given up (default 30 s; it takes about 0.5 s). */
+  readonly startTimeoutMs?: number;
+}
+
 /**
  * Runs `init` (which must initialise the wasm backend) with the patches in
- * place and removes them afterwards, whatever happens.
+ * place and removes them afterwards, whatever happens. Rejects, with the
+ * pool's workers terminated, if a worker exits or the pool does not load in
+ * time.
  */
-export async function withNodeWasmThreads<T>(threads: number, init: () => Promise<T>): Promise<T> {
+export async function withNodeWasmThreads<T>(threads: number, init: () => Promise<T>, options: NodeWasmThreadsOptions = {}): Promise<T> {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'nst-tfjs-wasm-'));
   process.once('exit', () => fs.rmSync(folder, { recursive: true, force: true }));
 
@@ -52,17 +68,22 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
       }
     }
   }
+  // The bundle makes a new worker blob for each of its 8 workers. The files are
+  // written once, and atomically: rewriting them for each blob let a worker
+  // that had already started read a truncated script and exit silently (the
+  // likely cause of the CI renders that never started).
+  let workerPath: string | undefined;
   const createObjectURL = (blob: Blob): string => {
     const text = blobTexts.get(blob);
     if (text === undefined || factoryText === undefined) return originalCreateObjectURL(blob);
-    const factoryPath = path.join(folder, 'factory.cjs');
-    fs.writeFileSync(factoryPath, FACTORY_PRELUDE + factoryText);
-    // The worker imports the factory from the Blob it is sent: point it at the file instead.
-    const workerText = text
-      .replace('URL.createObjectURL(e.data.urlOrBlob)', JSON.stringify(factoryPath))
-      .replace('URL.revokeObjectURL(objectUrl)', 'void 0');
-    const workerPath = path.join(folder, 'worker.cjs');
-    fs.writeFileSync(workerPath, workerText);
+    if (workerPath === undefined) {
+      const factoryPath = writeFileAtomically(path.join(folder, 'factory.cjs'), FACTORY_PRELUDE + factoryText);
+      // The worker imports the factory from the Blob it is sent: point it at the file instead.
+      const workerText = text
+        .replace('URL.createObjectURL(e.data.urlOrBlob)', JSON.stringify(factoryPath))
+        .replace('URL.revokeObjectURL(objectUrl)', 'void 0');
+      workerPath = writeFileAtomically(path.join(folder, 'worker.cjs'), workerText);
+    }
     return workerPath;
   };
 
@@ -73,18 +94,52 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
     return Array.from({ length: 2 * threads }, (_, i) => real[i % real.length]);
   };
 
+  // 3. Watch the pool: any worker exit before the start completes is a failed start.
+  const OriginalWorker = workerThreads.Worker;
+  const workers: InstanceType<typeof OriginalWorker>[] = [];
+  let failStart: (reason: Error) => void = () => undefined;
+  const startFailed = new Promise<never>((_, reject) => (failStart = reject));
+  class WatchedWorker extends OriginalWorker {
+    constructor(...args: ConstructorParameters<typeof OriginalWorker>) {
+      super(...args);
+      const index = workers.push(this) - 1;
+      this.once('exit', (code) => {
+        if (!started) failStart(new Error(`wasm thread worker ${index + 1} of the pool exited (code ${code}) before the pool had loaded`));
+      });
+    }
+  }
+  let started = false;
+  const timeoutMs = options.startTimeoutMs ?? 30_000;
+  const timer = setTimeout(
+    () => failStart(new Error(`the wasm thread pool did not load within ${timeoutMs / 1000} s`)),
+    timeoutMs,
+  );
+
   globalThis.Blob = RecordingBlob as typeof Blob;
   URL.createObjectURL = createObjectURL;
   os.cpus = cpus;
+  workerThreads.Worker = WatchedWorker;
   try {
-    const result = await init();
+    const result = await Promise.race([init(), startFailed]);
+    started = true;
     unrefWorkers(await backendModule());
     return result;
   } finally {
+    clearTimeout(timer);
     globalThis.Blob = OriginalBlob;
     URL.createObjectURL = originalCreateObjectURL;
     os.cpus = originalCpus;
+    workerThreads.Worker = OriginalWorker;
+    // A failed start leaves loaded workers idle and the others possibly running: end them all.
+    if (!started) for (const worker of workers) void worker.terminate();
   }
+}
+
+function writeFileAtomically(file: string, text: string): string {
+  const partial = `${file}.partial`;
+  fs.writeFileSync(partial, text);
+  fs.renameSync(partial, file);
+  return file;
 }
 
 /** Emscripten's pthread bookkeeping, as exported on the wasm module object. */
