@@ -69,20 +69,22 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
     }
   }
   // The bundle makes a new worker blob for each of its 8 workers. The files are
-  // written once, and atomically: rewriting them for each blob let a worker
-  // that had already started read a truncated script and exit silently (the
-  // likely cause of the CI renders that never started).
+  // written once, for the first, before any worker exists: rewriting them for
+  // each blob let a worker that had already started read a truncated script
+  // and exit silently (the likely cause of the CI renders that never started).
   let workerPath: string | undefined;
   const createObjectURL = (blob: Blob): string => {
     const text = blobTexts.get(blob);
     if (text === undefined || factoryText === undefined) return originalCreateObjectURL(blob);
     if (workerPath === undefined) {
-      const factoryPath = writeFileAtomically(path.join(folder, 'factory.cjs'), FACTORY_PRELUDE + factoryText);
+      const factoryPath = path.join(folder, 'factory.cjs');
+      fs.writeFileSync(factoryPath, FACTORY_PRELUDE + factoryText);
       // The worker imports the factory from the Blob it is sent: point it at the file instead.
       const workerText = text
         .replace('URL.createObjectURL(e.data.urlOrBlob)', JSON.stringify(factoryPath))
         .replace('URL.revokeObjectURL(objectUrl)', 'void 0');
-      workerPath = writeFileAtomically(path.join(folder, 'worker.cjs'), workerText);
+      workerPath = path.join(folder, 'worker.cjs');
+      fs.writeFileSync(workerPath, workerText);
     }
     return workerPath;
   };
@@ -97,6 +99,7 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
   // 3. Watch the pool: any worker exit before the start completes is a failed start.
   const OriginalWorker = workerThreads.Worker;
   const workers: InstanceType<typeof OriginalWorker>[] = [];
+  let started = false;
   let failStart: (reason: Error) => void = () => undefined;
   const startFailed = new Promise<never>((_, reject) => (failStart = reject));
   class WatchedWorker extends OriginalWorker {
@@ -108,7 +111,6 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
       });
     }
   }
-  let started = false;
   const timeoutMs = options.startTimeoutMs ?? 30_000;
   const timer = setTimeout(
     () => failStart(new Error(`the wasm thread pool did not load within ${timeoutMs / 1000} s`)),
@@ -133,13 +135,6 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
     // A failed start leaves loaded workers idle and the others possibly running: end them all.
     if (!started) for (const worker of workers) void worker.terminate();
   }
-}
-
-function writeFileAtomically(file: string, text: string): string {
-  const partial = `${file}.partial`;
-  fs.writeFileSync(partial, text);
-  fs.renameSync(partial, file);
-  return file;
 }
 
 /** Emscripten's pthread bookkeeping, as exported on the wasm module object. */

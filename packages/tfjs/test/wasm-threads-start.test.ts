@@ -2,9 +2,9 @@
  * Starting wasm's thread pool under Node (src/wasm-threads.ts), each case in
  * its own process (fixtures/start-wasm-threads.mjs): a start that goes wrong
  * falls back to one thread, says why, computes correctly, and the process
- * still ends by itself. Before the pool's scripts were written once and
- * atomically, the "slow-writes" case exited mid-start with code 13 (as two CI
- * renders did): a worker had read an empty script and exited silently.
+ * still ends by itself. Before the pool's scripts were written once, before
+ * any worker exists, the "slow-writes" case exited mid-start with code 13 (as
+ * two CI renders did): a worker had read an empty script and exited silently.
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
