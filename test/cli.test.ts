@@ -168,7 +168,7 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
     expectOneLineError(nst([...base(), ...ok, '--out', path.join(dir, 'o.gif2')]), /--out: .*no supported image extension/);
   });
   it('bad numbers and unknown weights', () => {
-    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--iterations', 'ten', '--out', path.join(dir, 'o.png')]), /--iterations: 'ten' is not a number/);
+    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--iterations', 'ten', '--out', path.join(dir, 'o.png')]), /^nst: --iterations: 'ten' is not a whole number/);
     expectOneLineError(nst([...base(), '--content', img, '--style', img, '--weights', path.join(dir, 'missing-weights'), '--out', path.join(dir, 'o.png')]), /missing-weights/);
   });
   it('no weights installed and not interactive', () => {

@@ -3,7 +3,7 @@
 // plain Node (the lent GPU machine has no node_modules): rolldown (vite's
 // bundler, already installed) compiles the TypeScript, resolves the
 // workspace packages to their sources as vitest.config.ts does, and maps
-// 'vitest' to vitest-shim.mjs and 'sharp' (image I/O, unused here) to a stub. Usage: node bench/gpu/bundle.mjs <out-dir>
+// 'vitest' to vitest-shim.mjs. Usage: node bench/gpu/bundle.mjs <out-dir>
 import { rolldown } from 'rolldown';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -23,7 +23,6 @@ for (const [entry, file] of [
     resolve: {
       alias: {
         vitest: path.join(here, 'vitest-shim.mjs'),
-        sharp: path.join(here, 'sharp-stub.mjs'),
         '@nst/core': src('core'),
         '@nst/native': src('native'),
       },

@@ -1,5 +1,5 @@
 import type { Backend } from '@nst/core';
-import { UserError } from '@nst/core';
+import { isUserError, UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 
@@ -33,7 +33,7 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
     try {
       return await table[choice]();
     } catch (e) {
-      throw new UserError(`--backend ${choice}: not available: ${firstLine(e)}`);
+      throw new UserError(`${choice}: not available: ${firstLine(e)}`, { code: 'unsupported', field: 'backend' });
     }
   }
   const skipped: string[] = [];
@@ -46,7 +46,7 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
       skipped.push(`${name} unavailable: ${firstLine(e)}`);
     }
   }
-  throw new UserError(`--backend auto: no backend could start (${skipped.join('; ')})`);
+  throw new UserError(`auto: no backend could start (${skipped.join('; ')})`, { code: 'unsupported', field: 'backend' });
 }
 
 /** One line per backend: whether it opens here and why not. */
@@ -72,5 +72,5 @@ export async function describeBackends(options: BackendOptions): Promise<string[
 
 /** The first line of an error's message, without a leading `--backend x:` the backend may have added. */
 export function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0].replace(/^--backend \w+: /, '');
+  return (isUserError(e) ? e.detail : e instanceof Error ? e.message : String(e)).split('\n')[0];
 }

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { isUserError } from '@nst/core';
+import { formatUserError, isUserError } from '@nst/core';
+import { flagFor } from './flags.js';
 import { describeBackends } from './backends.js';
 import { registerRenderCommand } from './commands/render.js';
 import { registerWeightsCommands } from './commands/weights.js';
@@ -57,7 +58,7 @@ try {
   } else {
     const debug = process.argv.includes('--debug');
     const message = e instanceof Error ? e.message : String(e);
-    if (isUserError(e)) process.stderr.write(`nst: ${message.split('\n')[0]}\n`);
+    if (isUserError(e)) process.stderr.write(`nst: ${formatUserError(e, flagFor)}\n`);
     else process.stderr.write(`nst: internal error: ${message.split('\n')[0]}${debug ? '' : ' (run with --debug for details)'}\n`);
     if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     process.exitCode = isUserError(e) ? 2 : 1;

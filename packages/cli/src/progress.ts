@@ -1,4 +1,5 @@
-import type { IterationReport, LossValues } from '@nst/core';
+import type { LossValues } from '@nst/core';
+import type { IterationReport } from '@nst/render';
 
 /**
  * What the user sees while a render runs. Three modes:

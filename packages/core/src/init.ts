@@ -1,6 +1,6 @@
 import type { ImageTensor } from './backend.js';
 import { UserError } from './errors.js';
-import { pixelUnit } from './image.js';
+import { pixelUnit } from './pixels.js';
 import { Rng } from './rng.js';
 import type { Preprocessing } from './weights.js';
 
@@ -29,12 +29,12 @@ export function initialImage(spec: InitSpec, content: ImageTensor, pre: Preproce
       return Float32Array.from(content.data);
     case 'image':
       if (spec.image.width !== content.width || spec.image.height !== content.height)
-        throw new UserError(`--init: the image is ${spec.image.width}x${spec.image.height}, expected ${content.width}x${content.height}`);
+        throw new UserError(`the image is ${spec.image.width}x${spec.image.height}, expected ${content.width}x${content.height}`, { field: 'init' });
       return Float32Array.from(spec.image.data);
     case 'noise':
     case 'random': {
       const ratio = spec.kind === 'random' ? 1 : spec.noiseRatio;
-      if (!(ratio >= 0 && ratio <= 1)) throw new UserError(`--noise-ratio: ${ratio} is not in 0..1`);
+      if (!(ratio >= 0 && ratio <= 1)) throw new UserError(`${ratio} is not in 0..1`, { field: 'noiseRatio' });
       const unit = pixelUnit(pre);
       const rng = new Rng(seed);
       const out = new Float32Array(n * 3);

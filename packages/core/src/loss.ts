@@ -1,5 +1,5 @@
 import { UserError } from './errors.js';
-import { findLayer, VGG19_LAYER_NAMES } from './vgg.js';
+import { findLayer } from './vgg.js';
 
 /** A VGG layer (the ReLU output of a convolution) with its weight in the loss. */
 export interface WeightedLayer {
@@ -53,45 +53,20 @@ export function totalCost(jContent: number, jStyle: number, alpha = DEFAULT_LOSS
   return alpha * jContent + beta * jStyle;
 }
 
-export function combineLoss(spec: LossSpec, content: number, style: number, tv: number): LossValues {
-  return { content, style, tv, total: spec.alpha * content + spec.beta * style + spec.tvWeight * tv };
-}
-
-/**
- * Parses `conv4_2:1,conv5_2:0.5` (a missing weight means `defaultWeight`).
- * `flag` names the option in errors.
- */
-export function parseLayerList(text: string, flag: string, defaultWeight = 1): WeightedLayer[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  if (items.length === 0) throw new UserError(`${flag}: expected layer[:weight],... but got an empty list`);
-  const layers = items.map((item) => {
-    const [name, w, ...rest] = item.split(':');
-    if (rest.length > 0) throw new UserError(`${flag}: '${item}' is not of the form layer:weight`);
-    const layer = findLayer(name);
-    if (!layer) throw new UserError(`${flag}: unknown layer '${name}' (VGG-19 layers are ${VGG19_LAYER_NAMES.join(', ')})`);
-    const weight = w === undefined ? defaultWeight : Number(w);
-    if (!Number.isFinite(weight) || weight < 0) throw new UserError(`${flag}: weight '${w}' of ${name} is not a non-negative number`);
-    return { layer: layer.name, weight };
-  });
-  const twice = layers.find((l, i) => layers.findIndex((m) => m.layer === l.layer) !== i);
-  if (twice) throw new UserError(`${flag}: layer ${twice.layer} is listed twice`);
-  return layers;
-}
-
 /**
  * Checks that a weight set holding the convolutions `layerNames` (a prefix
- * of VGG-19) has every layer the loss asks for; the error names the flag,
+ * of VGG-19) has every layer the loss asks for; the error names the field,
  * the layer and what the set has. Every backend and the CLI use this one check.
  */
 export function checkLayersAvailable(loss: LossSpec, layerNames: readonly string[], source: string): void {
   const range = `it has ${layerNames[0]} .. ${layerNames[layerNames.length - 1]}`;
-  const check = (flag: string, layers: readonly WeightedLayer[]) => {
+  const check = (field: string, layers: readonly WeightedLayer[]) => {
     for (const l of layers)
       if (findLayer(l.layer)!.index >= layerNames.length)
-        throw new UserError(`${flag}: layer ${l.layer} is not in the weight set ${source} (${range})`);
+        throw new UserError(`layer ${l.layer} is not in the weight set ${source} (${range})`, { code: 'not-found', field });
   };
-  check('--content-layers', loss.contentLayers);
-  check('--style-layers', loss.styleLayers);
+  check('contentLayers', loss.contentLayers);
+  check('styleLayers', loss.styleLayers);
 }
 
 /** Index of the deepest conv layer the loss needs: the network runs only up to it. */

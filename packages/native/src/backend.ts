@@ -30,12 +30,12 @@ export interface NativeBackendOptions {
  */
 export async function createNativeBackend(device: 'cpu' | 'cuda', options: NativeBackendOptions = {}): Promise<Backend> {
   const loaded = loadNativeAddon();
-  if (!loaded.ok) throw new UserError(`--backend ${device}: ${loaded.reason}`);
+  if (!loaded.ok) throw new UserError(loaded.reason, { code: 'unsupported', field: 'backend' });
   let engine: NativeEngine;
   try {
     engine = loaded.addon.createEngine(device, device === 'cuda' ? options : {});
   } catch (e) {
-    throw new UserError(`--backend ${device}: ${(e as Error).message}`, { cause: e });
+    throw new UserError((e as Error).message, { code: 'unsupported', field: 'backend', cause: e });
   }
   return new NativeBackend(device, engine);
 }

@@ -1,17 +1,18 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { DEFAULT_LOSS, type WeightSet } from '@nst/core';
 import {
-  DEFAULT_LOSS,
+  MAX_SEED,
   RENDER_DEFAULTS,
-  UserError,
+  parseCount,
   parseLayerList,
+  parseNumber,
   parseSize,
   prepareRender,
   runOptimisation,
   type RenderConfig,
-  type WeightSet,
-} from '@nst/core';
+} from '@nst/render';
 import { ensureDefaultWeights, loadWeights } from '@nst/weights';
 import { BACKEND_CHOICES, openBackend, type BackendChoice } from '../backends.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
@@ -100,7 +101,7 @@ async function render(flags: RenderFlags, debug: boolean): Promise<void> {
   const plan = await prepareRender(config, weights);
   const backend = await openBackend(
     flags.backend as BackendChoice,
-    { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: intOf(flags.gpu, '--gpu', 0) },
+    { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: parseCount(flags.gpu, 'gpu') },
     (line) => view.info(line),
   );
   try {
@@ -170,38 +171,27 @@ export function parseConfig(f: RenderFlags): RenderConfig {
   return {
     contents: f.content,
     styles,
-    styleBlendWeights: f.styleBlendWeights === undefined ? undefined : f.styleBlendWeights.split(',').map((w) => numOf(w, '--style-blend-weights')),
-    styleScale: f.styleScale === undefined ? undefined : numOf(f.styleScale, '--style-scale'),
+    styleBlendWeights:
+      f.styleBlendWeights === undefined ? undefined : f.styleBlendWeights.split(',').map((w) => parseNumber(w, 'styleBlendWeights')),
+    styleScale: f.styleScale === undefined ? undefined : parseNumber(f.styleScale, 'styleScale'),
     out: path.normalize(f.out),
     size: parseSize(f.size),
-    iterations: intOf(f.iterations, '--iterations', 0),
-    adam: { ...RENDER_DEFAULTS.adam, lr: numOf(f.lr, '--lr') },
+    iterations: parseCount(f.iterations, 'iterations'),
+    adam: { ...RENDER_DEFAULTS.adam, lr: parseNumber(f.lr, 'lr') },
     loss: {
-      contentLayers: parseLayerList(f.contentLayers, '--content-layers'),
-      styleLayers: parseLayerList(f.styleLayers, '--style-layers'),
-      alpha: numOf(f.alpha, '--alpha'),
-      beta: numOf(f.beta, '--beta'),
-      tvWeight: numOf(f.tvWeight, '--tv-weight'),
+      contentLayers: parseLayerList(f.contentLayers, 'contentLayers'),
+      styleLayers: parseLayerList(f.styleLayers, 'styleLayers'),
+      alpha: parseNumber(f.alpha, 'alpha'),
+      beta: parseNumber(f.beta, 'beta'),
+      tvWeight: parseNumber(f.tvWeight, 'tvWeight'),
     },
     pooling: f.pooling as 'avg' | 'max',
     init: f.init,
-    noiseRatio: numOf(f.noiseRatio, '--noise-ratio'),
-    seed: intOf(f.seed, '--seed', 0),
-    printEvery: intOf(f.printEvery, '--print-every', 1),
-    saveEvery: intOf(f.saveEvery, '--save-every', 0),
-    checkpointEvery: intOf(f.checkpointEvery, '--checkpoint-every', 0),
+    noiseRatio: parseNumber(f.noiseRatio, 'noiseRatio'),
+    seed: parseCount(f.seed, 'seed', 0, MAX_SEED),
+    printEvery: parseCount(f.printEvery, 'printEvery', 1),
+    saveEvery: parseCount(f.saveEvery, 'saveEvery'),
+    checkpointEvery: parseCount(f.checkpointEvery, 'checkpointEvery'),
     resume: Boolean(f.resume),
   };
-}
-
-function numOf(text: string, flag: string): number {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v)) throw new UserError(`${flag}: '${text}' is not a number`);
-  return v;
-}
-
-function intOf(text: string, flag: string, min: number): number {
-  const v = numOf(text, flag);
-  if (!Number.isInteger(v) || v < min) throw new UserError(`${flag}: '${text}' is not a whole number >= ${min}`);
-  return v;
 }

@@ -1,12 +1,19 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { adamStepSizes, type AdamConfig } from './adam.js';
-import type { Backend, ImageTensor, SessionOptions, Targets } from './backend.js';
+import {
+  adamStepSizes,
+  toPixels,
+  UserError,
+  type AdamConfig,
+  type Backend,
+  type ImageTensor,
+  type LossValues,
+  type Preprocessing,
+  type SessionOptions,
+  type Targets,
+} from '@nst/core';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { UserError } from './errors.js';
-import { saveImage, toPixels } from './image.js';
-import type { LossValues } from './loss.js';
-import type { Preprocessing } from './weights.js';
+import { saveImage } from './image-file.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
@@ -91,8 +98,8 @@ export async function runOptimisation(
     const ck = plan.resume ? await readCheckpoint(plan.checkpointPath) : undefined;
     if (ck) {
       if (ck.fingerprint !== plan.fingerprint)
-        throw new UserError(`--resume: checkpoint '${plan.checkpointPath}' belongs to a different job (inputs, size, loss or weights differ)`);
-      if (ck.images.length !== plan.initialImages.length) throw new UserError(`--resume: checkpoint '${plan.checkpointPath}' has the wrong size`);
+        throw new UserError(`checkpoint '${plan.checkpointPath}' belongs to a different job (inputs, size, loss or weights differ)`, { code: 'conflict', field: 'resume' });
+      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint '${plan.checkpointPath}' has the wrong size`, { code: 'conflict', field: 'resume' });
       await session.setImages(ck.images);
       await session.writeOptimizerState({ m: ck.m, v: ck.v });
       iteration = Math.min(ck.iteration, plan.iterations);

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { PREPROCESSING, loadImage, saveImage, toNetworkSpace, toPixels, parseSize, resolveSize, initialImage, Rng, type RgbImage } from '@nst/core';
+import { PREPROCESSING, toNetworkSpace, toPixels, resolveSize, initialImage, Rng, type RgbImage } from '@nst/core';
+import { loadImage, parseSize, saveImage } from '@nst/render';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
   const rng = new Rng(seed);
@@ -49,28 +50,28 @@ describe('image files', () => {
     const img = randomImage(16, 9, 2);
     const file = path.join(dir, 'a.png');
     await saveImage(file, img);
-    const back = await loadImage(file, '--content');
+    const back = await loadImage(file, 'content');
     expect(back.width).toBe(16);
     expect(Array.from(back.data)).toEqual(Array.from(img.data));
-    const small = await loadImage(file, '--content', { width: 8, height: 4 });
+    const small = await loadImage(file, 'content', { width: 8, height: 4 });
     expect([small.width, small.height, small.data.length]).toEqual([8, 4, 96]);
   });
 
   it('flattens alpha and converts grey images to RGB', async () => {
     const file = path.join(dir, 'grey.png');
     await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(file);
-    const back = await loadImage(file, '--style');
+    const back = await loadImage(file, 'style');
     expect(Array.from(back.data.subarray(0, 6))).toEqual([0, 0, 0, 128, 128, 128]);
   });
 
   it('gives one-line errors naming the flag and the file', async () => {
-    await expect(loadImage(path.join(dir, 'missing.jpg'), '--content')).rejects.toThrow(/^--content: no such file '.*missing\.jpg'$/);
+    await expect(loadImage(path.join(dir, 'missing.jpg'), 'content')).rejects.toThrow(/^content: no such file '.*missing\.jpg'$/);
     const junk = path.join(dir, 'junk.jpg');
     writeFileSync(junk, 'not an image at all');
-    await expect(loadImage(junk, '--style')).rejects.toThrow(/^--style: cannot read '.*junk\.jpg' as an image/);
-    await expect(saveImage(path.join(dir, 'x.bmpx'), randomImage(2, 2, 3))).rejects.toThrow(/--out: .*no supported image extension/);
+    await expect(loadImage(junk, 'style')).rejects.toThrow(/^style: cannot read '.*junk\.jpg' as an image/);
+    await expect(saveImage(path.join(dir, 'x.bmpx'), randomImage(2, 2, 3))).rejects.toThrow(/^out: .*no supported image extension/);
     // a regular file used as a folder cannot be written into, even by root
-    await expect(saveImage(path.join(junk, 'o.png'), randomImage(2, 2, 3))).rejects.toThrow(/^--out: cannot write '.*o\.png': ENOTDIR/);
+    await expect(saveImage(path.join(junk, 'o.png'), randomImage(2, 2, 3))).rejects.toThrow(/^out: cannot write '.*o\.png': ENOTDIR/);
   });
 });
 
@@ -80,7 +81,7 @@ describe('sizes and initial images', () => {
     expect(resolveSize(parseSize('512'), 1024, 768)).toEqual({ width: 512, height: 384 });
     expect(resolveSize(parseSize('512'), 600, 1200)).toEqual({ width: 256, height: 512 });
     for (const bad of ['0x10', 'abc', '10x', '-5', '99999'])
-      expect(() => parseSize(bad)).toThrow(/^--size: /);
+      expect(() => parseSize(bad)).toThrow(/^size: /);
   });
 
   it("mixes the notebook's noise: 0.6 * U(-20, 20) + 0.4 * content, seeded", () => {

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { writeBytesAtomic } from './atomic.js';
-import { UserError } from './errors.js';
+import { UserError } from '@nst/core';
 
 /**
  * A resumable snapshot of a run: the images being optimised, the Adam
@@ -45,9 +45,9 @@ export async function readCheckpoint(file: string): Promise<Checkpoint | undefin
     bytes = await fs.readFile(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UserError(`--resume: cannot read checkpoint '${file}' (${(e as NodeJS.ErrnoException).code})`);
+    throw new UserError(`cannot read checkpoint '${file}' (${(e as NodeJS.ErrnoException).code})`, { code: 'unreadable', field: 'resume' });
   }
-  const bad = (why: string) => new UserError(`--resume: '${file}' is not a valid checkpoint (${why})`);
+  const bad = (why: string) => new UserError(`'${file}' is not a valid checkpoint (${why})`, { code: 'unreadable', field: 'resume' });
   if (bytes.length < 12 || bytes.toString('latin1', 0, 8) !== MAGIC) throw bad('bad magic');
   const headerLength = bytes.readUInt32LE(8);
   if (12 + headerLength > bytes.length) throw bad('truncated header');

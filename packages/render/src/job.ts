@@ -1,16 +1,28 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_ADAM, type AdamConfig } from './adam.js';
-import type { ImageTensor, Targets } from './backend.js';
-import { UserError } from './errors.js';
-import { assertWritable, loadImage, pixelUnit, probeImage, toNetworkSpace } from './image.js';
-import { DEFAULT_NOISE_RATIO, initialImage, type InitSpec } from './init.js';
-import { checkLayersAvailable, DEFAULT_LOSS, type LossSpec } from './loss.js';
-import type { RenderPlan } from './render.js';
-import { DEFAULT_SIZE, resolveSize, type SizeSpec } from './size.js';
-import type { Pooling } from './vgg.js';
-import type { WeightSet } from './weights.js';
+import {
+  checkLayersAvailable,
+  DEFAULT_ADAM,
+  DEFAULT_LOSS,
+  DEFAULT_NOISE_RATIO,
+  DEFAULT_SIZE,
+  initialImage,
+  pixelUnit,
+  resolveSize,
+  toNetworkSpace,
+  UserError,
+  type AdamConfig,
+  type ImageTensor,
+  type InitSpec,
+  type LossSpec,
+  type Pooling,
+  type SizeSpec,
+  type Targets,
+  type WeightSet,
+} from '@nst/core';
+import { assertWritable, loadImage, probeImage } from './image-file.js';
+import type { RenderPlan } from './loop.js';
 
 /** A render job as the user describes it (the CLI's flags, parsed). */
 export interface RenderConfig {
@@ -38,6 +50,9 @@ export interface RenderConfig {
   readonly resume: boolean;
 }
 
+/** Seeds are 32-bit, as in random:SEED weights. */
+export const MAX_SEED = 2 ** 32 - 1;
+
 export const RENDER_DEFAULTS = {
   size: DEFAULT_SIZE,
   iterations: 200,
@@ -58,7 +73,7 @@ export function outputPaths(config: RenderConfig): string[] {
   if (config.contents.length === 1) return [config.out];
   const outs = config.contents.map((c) => path.join(config.out, `${path.basename(c, path.extname(c))}.png`));
   const clash = outs.find((o, i) => outs.indexOf(o) !== i);
-  if (clash) throw new UserError(`--content: two content images would both be written to '${clash}': rename one`);
+  if (clash) throw new UserError(`two content images would both be written to '${clash}': rename one`, { code: 'conflict', field: 'content' });
   return outs;
 }
 
@@ -71,16 +86,16 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
   checkLayersAvailable(config.loss, weights.layers.map((l) => l.name), weights.source);
   const pre = weights.preprocessing;
 
-  if (config.contents.length === 0) throw new UserError('--content: no content image given');
-  if (config.styles.length === 0) throw new UserError('--style: no style image given');
+  if (config.contents.length === 0) throw new UserError('no content image given', { field: 'content' });
+  if (config.styles.length === 0) throw new UserError('no style image given', { field: 'style' });
   const outs = outputPaths(config);
   if (config.contents.length > 1) await fs.mkdir(config.out, { recursive: true }).catch(() => undefined);
-  for (const o of outs) await assertWritable(o, '--out');
+  for (const o of outs) await assertWritable(o, 'out');
 
-  const first = await probeImage(config.contents[0], '--content');
+  const first = await probeImage(config.contents[0], 'content');
   const size = resolveSize(config.size, first.width, first.height);
   const contents: ImageTensor[] = [];
-  for (const c of config.contents) contents.push(toNetworkSpace(await loadImage(c, '--content', size), pre));
+  for (const c of config.contents) contents.push(toNetworkSpace(await loadImage(c, 'content', size), pre));
 
   const blend = styleBlend(config);
   const styles: { image: ImageTensor; weight: number }[] = [];
@@ -88,10 +103,10 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
     const file = config.styles[k];
     let styleSize = size;
     if (config.styleScale !== undefined) {
-      const own = await probeImage(file, '--style');
+      const own = await probeImage(file, 'style');
       styleSize = resolveSize({ kind: 'longest', longest: Math.max(1, Math.round(config.styleScale * Math.max(size.width, size.height))) }, own.width, own.height);
     }
-    styles.push({ image: toNetworkSpace(await loadImage(file, '--style', styleSize), pre), weight: blend[k] });
+    styles.push({ image: toNetworkSpace(await loadImage(file, 'style', styleSize), pre), weight: blend[k] });
   }
   const targets: Targets[] = contents.map((content) => ({ content, styles }));
 
@@ -128,9 +143,9 @@ function styleBlend(config: RenderConfig): number[] {
   const n = config.styles.length;
   const raw = config.styleBlendWeights ?? new Array(n).fill(1);
   if (raw.length !== n)
-    throw new UserError(`--style-blend-weights: ${raw.length} weights given for ${n} style images`);
+    throw new UserError(`${raw.length} weights given for ${n} style images`, { field: 'styleBlendWeights' });
   const sum = raw.reduce((a, b) => a + b, 0);
-  if (!(sum > 0) || raw.some((w) => !(w >= 0))) throw new UserError('--style-blend-weights: weights must be non-negative with a positive sum');
+  if (!(sum > 0) || raw.some((w) => !(w >= 0))) throw new UserError('weights must be non-negative with a positive sum', { field: 'styleBlendWeights' });
   return raw.map((w) => w / sum);
 }
 
@@ -143,32 +158,32 @@ async function initSpec(config: RenderConfig, size: { width: number; height: num
     case 'random':
       return { kind: 'random' };
     default:
-      return { kind: 'image', image: toNetworkSpace(await loadImage(config.init, '--init', size), pre) };
+      return { kind: 'image', image: toNetworkSpace(await loadImage(config.init, 'init', size), pre) };
   }
 }
 
 function validateNumbers(c: RenderConfig): void {
-  const int = (v: number, flag: string, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new UserError(`${flag}: expected a whole number >= ${min}, got ${v}`);
+  const int = (v: number, field: string, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new UserError(`expected a whole number >= ${min}, got ${v}`, { field });
   };
-  const pos = (v: number, flag: string) => {
-    if (!Number.isFinite(v) || v <= 0) throw new UserError(`${flag}: expected a positive number, got ${v}`);
+  const pos = (v: number, field: string) => {
+    if (!Number.isFinite(v) || v <= 0) throw new UserError(`expected a positive number, got ${v}`, { field });
   };
-  const nonneg = (v: number, flag: string) => {
-    if (!Number.isFinite(v) || v < 0) throw new UserError(`${flag}: expected a number >= 0, got ${v}`);
+  const nonneg = (v: number, field: string) => {
+    if (!Number.isFinite(v) || v < 0) throw new UserError(`expected a number >= 0, got ${v}`, { field });
   };
-  int(c.iterations, '--iterations', 0);
-  int(c.printEvery, '--print-every', 1);
-  int(c.saveEvery, '--save-every', 0);
-  int(c.checkpointEvery, '--checkpoint-every', 0);
-  int(c.seed, '--seed', 0);
-  pos(c.adam.lr, '--lr');
-  nonneg(c.loss.alpha, '--alpha');
-  nonneg(c.loss.beta, '--beta');
-  nonneg(c.loss.tvWeight, '--tv-weight');
-  if (!(c.noiseRatio >= 0 && c.noiseRatio <= 1)) throw new UserError(`--noise-ratio: ${c.noiseRatio} is not in 0..1`);
-  if (c.styleScale !== undefined) pos(c.styleScale, '--style-scale');
-  if (c.pooling !== 'avg' && c.pooling !== 'max') throw new UserError(`--pooling: '${c.pooling}' is not avg or max`);
+  int(c.iterations, 'iterations', 0);
+  int(c.printEvery, 'printEvery', 1);
+  int(c.saveEvery, 'saveEvery', 0);
+  int(c.checkpointEvery, 'checkpointEvery', 0);
+  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= MAX_SEED)) throw new UserError(`${c.seed} is not an integer in 0..${MAX_SEED}`, { field: 'seed' });
+  pos(c.adam.lr, 'lr');
+  nonneg(c.loss.alpha, 'alpha');
+  nonneg(c.loss.beta, 'beta');
+  nonneg(c.loss.tvWeight, 'tvWeight');
+  if (!(c.noiseRatio >= 0 && c.noiseRatio <= 1)) throw new UserError(`${c.noiseRatio} is not in 0..1`, { field: 'noiseRatio' });
+  if (c.styleScale !== undefined) pos(c.styleScale, 'styleScale');
+  if (c.pooling !== 'avg' && c.pooling !== 'max') throw new UserError(`'${c.pooling}' is not avg or max`, { field: 'pooling' });
 }
 
 /** A digest of everything that defines a job's result, for checkpoints. */

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readCheckpoint, writeCheckpoint, Rng } from '@nst/core';
+import { Rng } from '@nst/core';
+import { readCheckpoint, writeCheckpoint } from '@nst/render';
 
 describe('checkpoints', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nst-ck-'));
@@ -22,6 +23,6 @@ describe('checkpoints', () => {
   it('rejects corrupt files with a one-line error', async () => {
     const file = path.join(dir, 'bad.ckpt');
     writeFileSync(file, 'NSTCKPT1garbage');
-    await expect(readCheckpoint(file)).rejects.toThrow(/^--resume: '.*bad\.ckpt' is not a valid checkpoint/);
+    await expect(readCheckpoint(file)).rejects.toThrow(/^resume: '.*bad\.ckpt' is not a valid checkpoint/);
   });
 });

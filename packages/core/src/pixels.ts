@@ -1,0 +1,51 @@
+import type { ImageTensor } from './backend.js';
+import type { Preprocessing } from './weights.js';
+
+/** 8-bit RGB pixels, row-major, 3 bytes per pixel. */
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  readonly data: Uint8Array;
+}
+
+/**
+ * Pixels (RGB, 0..255) to the network's input space: channel order, scale,
+ * mean and std of the weight set. The inverse is toPixels.
+ */
+export function toNetworkSpace(image: RgbImage, pre: Preprocessing): ImageTensor {
+  const n = image.width * image.height;
+  const out = new Float32Array(n * 3);
+  const order = pre.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  for (let c = 0; c < 3; c++) {
+    const src = order[c];
+    const mul = pre.scale / 255 / pre.std[c];
+    const add = -pre.mean[c] / pre.std[c];
+    for (let i = 0; i < n; i++) out[3 * i + c] = image.data[3 * i + src] * mul + add;
+  }
+  return { width: image.width, height: image.height, data: out };
+}
+
+/** Network space back to RGB pixels, rounded and clipped to 0..255. */
+export function toPixels(tensor: ImageTensor, pre: Preprocessing): RgbImage {
+  const n = tensor.width * tensor.height;
+  const out = new Uint8Array(n * 3);
+  const order = pre.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  for (let c = 0; c < 3; c++) {
+    const dst = order[c];
+    const mul = (pre.std[c] * 255) / pre.scale;
+    const add = (pre.mean[c] * 255) / pre.scale;
+    for (let i = 0; i < n; i++) {
+      const v = Math.round(tensor.data[3 * i + c] * mul + add);
+      out[3 * i + dst] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return { width: tensor.width, height: tensor.height, data: out };
+}
+
+/**
+ * How many network-space units one pixel level (1/255 of the range) is, per
+ * network channel: 1 for the Caffe sets, about 1/57 for torchvision's.
+ */
+export function pixelUnit(pre: Preprocessing): [number, number, number] {
+  return [0, 1, 2].map((c) => pre.scale / 255 / pre.std[c]) as [number, number, number];
+}

@@ -1,0 +1,108 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { UserError, type RgbImage } from '@nst/core';
+import { writeFileAtomic } from './atomic.js';
+
+/** Output formats sharp writes, by extension. */
+export const OUTPUT_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.avif'] as const;
+
+sharp.cache(false);
+
+/** Size of an image file without decoding it. `field` names the job field in errors. */
+export async function probeImage(file: string, field: string): Promise<{ width: number; height: number }> {
+  await assertReadable(file, field);
+  try {
+    const meta = await sharp(file).metadata();
+    if (!meta.width || !meta.height) throw new Error('no dimensions');
+    // EXIF orientations 5-8 swap the axes once auto-rotated.
+    const swap = (meta.orientation ?? 1) >= 5;
+    return swap ? { width: meta.height, height: meta.width } : { width: meta.width, height: meta.height };
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/**
+ * Decodes an image file into 8-bit sRGB, applying its EXIF rotation and
+ * dropping alpha (flattened on white), resized to exactly width x height
+ * when given (Lanczos, ignoring aspect, as the notebook does with 400x300).
+ */
+export async function loadImage(file: string, field: string, size?: { width: number; height: number }): Promise<RgbImage> {
+  await assertReadable(file, field);
+  try {
+    let pipeline = sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+    if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
+    const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
+    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/** Writes an image atomically; the format follows the extension. */
+export async function saveImage(file: string, image: RgbImage, field = 'out'): Promise<void> {
+  checkOutputExtension(file, field);
+  try {
+    await writeFileAtomic(file, async (tmp) => {
+      await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
+        raw: { width: image.width, height: image.height, channels: 3 },
+      }).toFile(tmp);
+    });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code)
+      throw new UserError(`cannot write '${file}': ${err.code} ${err.message.split('\n')[0]}`, { code: 'unwritable', field, cause: e });
+    throw e;
+  }
+}
+
+function checkOutputExtension(file: string, field: string): void {
+  const ext = path.extname(file).toLowerCase();
+  if (!(OUTPUT_EXTENSIONS as readonly string[]).includes(ext))
+    throw new UserError(`'${file}' has no supported image extension (${OUTPUT_EXTENSIONS.join(', ')})`, { field });
+}
+
+/** Checks early that an output path can be written, so a long run does not fail at its end. */
+export async function assertWritable(file: string, field: string): Promise<void> {
+  checkOutputExtension(file, field);
+  const unwritable = (detail: string) => new UserError(detail, { code: 'unwritable', field });
+  const dir = path.dirname(path.resolve(file));
+  try {
+    const st = await fs.stat(dir);
+    if (!st.isDirectory()) throw unwritable(`'${dir}' is not a folder`);
+    await fs.access(dir, fs.constants.W_OK);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw unwritable(`cannot write into folder '${dir}' (${code === 'ENOENT' ? 'it does not exist' : code})`);
+  }
+  try {
+    const st = await fs.stat(file);
+    if (st.isDirectory()) throw unwritable(`'${file}' is a folder`);
+    await fs.access(file, fs.constants.W_OK);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw unwritable(`'${file}' is not writable`);
+  }
+}
+
+async function assertReadable(file: string, field: string): Promise<void> {
+  try {
+    const st = await fs.stat(file);
+    if (!st.isFile()) throw new UserError(`'${file}' is not a file`, { code: 'unreadable', field });
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw code === 'ENOENT'
+      ? new UserError(`no such file '${file}'`, { code: 'not-found', field })
+      : new UserError(`cannot open '${file}' (${code})`, { code: 'unreadable', field });
+  }
+}
+
+function unreadable(file: string, field: string, e: unknown): UserError {
+  if (e instanceof UserError) return e;
+  const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  return new UserError(`cannot read '${file}' as an image (${msg})`, { code: 'unreadable', field, cause: e });
+}

@@ -1,0 +1,6 @@
+export * from './atomic.js';
+export * from './image-file.js';
+export * from './checkpoint.js';
+export * from './parse.js';
+export * from './job.js';
+export * from './loop.js';
