@@ -4,3 +4,4 @@ export * from './checkpoint.js';
 export * from './parse.js';
 export * from './job.js';
 export * from './loop.js';
+export * from './options.js';
