@@ -1,3 +1,4 @@
+import type { WeightedLayer } from './loss.js';
 import { VGG19_LAYERS } from './vgg.js';
 
 /**
@@ -67,6 +68,17 @@ export interface WeightSet {
   readonly format: string;
   /** SHA-256 of the source file when known. */
   readonly sha256?: string;
+  /**
+   * The loss layers the set is meant for, used where the user names none: a
+   * set that stops before conv4_2 (the embedded blocks 1-3) cannot take the
+   * notebook's. Absent: the notebook's (DEFAULT_LOSS).
+   */
+  readonly defaultLayers?: DefaultLayers;
+}
+
+export interface DefaultLayers {
+  readonly contentLayers: readonly WeightedLayer[];
+  readonly styleLayers: readonly WeightedLayer[];
 }
 
 /** Throws (with a message naming the layer) unless `w` is a well-formed prefix of VGG-19. */

@@ -73,6 +73,41 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+/**
+ * A number to IEEE 754 half precision, rounded to nearest even (the inverse
+ * of halfToFloat on every half value); beyond the half range it gives
+ * infinity, so writers check the range first.
+ */
+export function floatToHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const bits = new Uint32Array(f.buffer)[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal half (or zero): the value in units of 2^-24, rounded to nearest even.
+    if (e < -10) return sign;
+    const full = mant | 0x800000;
+    const shift = 14 - e;
+    const half = full >>> shift;
+    const rest = full & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
+}
+
+/** The values rounded to the nearest half-precision numbers (what a float16 file would give back). */
+export function roundToHalf(values: Float32Array): Float32Array {
+  return values.map((v) => halfToFloat(floatToHalf(v)));
+}
+
 /** bfloat16 to a number: the top half of a float32. */
 export function bfloat16ToFloat(h: number): number {
   const f = new Float32Array(1);

@@ -10,7 +10,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { PREPROCESSING, VGG19_LAYERS, type Preprocessing, type WeightSet } from '@nst/core';
+import { PREPROCESSING, VGG19_LAYERS, type DefaultLayers, type Preprocessing, type WeightedLayer, type WeightSet } from '@nst/core';
 import { check, fail } from './errors.js';
 import { checkShape, gatherHWIO, layerShape, parseParamName, parseTorchName, STRIDES } from './layers.js';
 import { completeConvs } from './tfjs.js';
@@ -58,6 +58,7 @@ export async function writeCache(set: WeightSet, path = cachePath()): Promise<st
     source_format: set.format,
     ...(set.sha256 ? { source_sha256: set.sha256 } : {}),
     layers: layers.map((l) => l.name).join(','),
+    ...(set.defaultLayers ? { [DEFAULT_LAYERS_KEY]: JSON.stringify(set.defaultLayers) } : {}),
   });
   return path;
 }
@@ -66,6 +67,7 @@ export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions)
   const { tensors, metadata } = parseSafetensors(await readFile(probe.path));
   const partial = new Map<string, { kernel?: Float32Array; bias?: Float32Array }>();
   let torchNames = false;
+  const dtypes = new Set<string>();
   for (const [name, t] of tensors) {
     const torch = parseTorchName(name);
     const param = parseParamName(name) ?? torch;
@@ -73,6 +75,7 @@ export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions)
     torchNames ||= torch !== undefined;
     const { inChannels: I, outChannels: O } = layerShape(param.conv);
     const values = tensorToFloat32(name, t);
+    dtypes.add(t.dtype);
     const entry = partial.get(param.conv) ?? {};
     if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice`);
     if (param.kind === 'bias') {
@@ -100,7 +103,34 @@ export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions)
     details['cache of'] = metadata.source ?? 'unknown';
     details['original format'] = metadata.source_format ?? 'unknown';
   }
-  return { convs: completeConvs(partial), preprocessing, sha256: metadata.source_sha256, details };
+  if (metadata.credit) details.credit = metadata.credit;
+  if (metadata.license) details.licence = metadata.license;
+  if (!(dtypes.size === 1 && dtypes.has('F32'))) details['stored as'] = [...dtypes].join(', ');
+  const defaultLayers = metadata[DEFAULT_LAYERS_KEY] === undefined ? undefined : parseDefaultLayers(metadata[DEFAULT_LAYERS_KEY]);
+  return { convs: completeConvs(partial), preprocessing, sha256: metadata.source_sha256, details, ...(defaultLayers ? { defaultLayers } : {}) };
+}
+
+/** The metadata entry holding a set's own loss layers (WeightSet.defaultLayers) as JSON. */
+export const DEFAULT_LAYERS_KEY = 'default_layers';
+
+/** WeightSet.defaultLayers recorded as JSON: {"contentLayers": [{"layer", "weight"}...], "styleLayers": [...]}, checked. */
+export function parseDefaultLayers(json: string): DefaultLayers {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    fail(`metadata "${DEFAULT_LAYERS_KEY}" is not valid JSON`);
+  }
+  const list = (key: string): WeightedLayer[] => {
+    const items = v?.[key];
+    check(Array.isArray(items) && items.length > 0 && items.length <= VGG19_LAYERS.length, `metadata "${DEFAULT_LAYERS_KEY}" needs a non-empty list ${key}`);
+    return items.map((item: { layer?: unknown; weight?: unknown }) => {
+      check(VGG19_LAYERS.some((l) => l.name === item?.layer), `metadata "${DEFAULT_LAYERS_KEY}": ${key} names an unknown layer`);
+      check(typeof item.weight === 'number' && item.weight > 0 && Number.isFinite(item.weight), `metadata "${DEFAULT_LAYERS_KEY}": ${key} needs positive weights`);
+      return { layer: item.layer as string, weight: item.weight };
+    });
+  };
+  return { contentLayers: list('contentLayers'), styleLayers: list('styleLayers') };
 }
 
 /** A Preprocessing recorded as JSON, checked field by field. */

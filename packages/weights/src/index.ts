@@ -13,3 +13,6 @@ export { FormatError } from './errors.js';
 export { fetchWeights, fetchWeightsDetailed, ensureDefaultWeights, askOnTerminal, findSource, sourceUrls, WEIGHT_SOURCES, type WeightSource, type FetchOptions, type FetchResult, type EnsureOptions } from './fetch.js';
 export { describeWeights, describePreprocessing, weightsInfoJson } from './describe.js';
 export { compareKernels, type KernelRelation } from './compare.js';
+export { floatToHalf, halfToFloat, roundToHalf } from './bytes.js';
+export { EMBEDDED_SOURCE, EMBEDDED_FILE_NAME, EMBEDDED_SHA256, embeddedWeightsPath, verifiedEmbeddedPath, verifySha256 } from './embedded.js';
+export { parseDefaultLayers, DEFAULT_LAYERS_KEY } from './cache.js';

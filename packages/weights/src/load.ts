@@ -4,6 +4,7 @@
  * UserError naming the file.
  */
 import { UserError, isUserError, validateWeightSet, type WeightSet } from '@nst/core';
+import { EMBEDDED_SHA256, EMBEDDED_SOURCE, verifiedEmbeddedPath } from './embedded.js';
 import { FormatError, oneLine } from './errors.js';
 import { orderLayers } from './layers.js';
 import { parseRandomSource, randomWeights } from './random.js';
@@ -22,7 +23,7 @@ export interface LoadedWeights {
   readonly loadMs: number;
 }
 
-/** Loads `source` (a file or folder in any supported format, or random:SEED) as a validated WeightSet. */
+/** Loads `source` (a file or folder in any supported format, `embedded`, or random:SEED) as a validated WeightSet. */
 export async function loadWeights(source: string, options: LoadOptions = {}): Promise<WeightSet> {
   return (await loadWeightsDetailed(source, options)).set;
 }
@@ -31,6 +32,11 @@ export async function loadWeightsDetailed(source: string, options: LoadOptions =
   const start = performance.now();
   const seed = parseRandomSource(source);
   if (seed !== undefined) return { set: randomWeights(seed), details: {}, loadMs: performance.now() - start };
+  if (source === EMBEDDED_SOURCE) {
+    const path = await verifiedEmbeddedPath();
+    const { set, details } = await loadAs('safetensors', await probePath(path), options, source);
+    return { set: { ...set, sha256: EMBEDDED_SHA256 }, details: { file: path, ...details }, loadMs: performance.now() - start };
+  }
 
   const probe = await probePath(source).catch((e: NodeJS.ErrnoException) => {
     throw new UserError(`${source}: ${e.code === 'ENOENT' ? 'no such file or folder' : `cannot be read (${e.code ?? e.message})`}`);
@@ -58,6 +64,7 @@ async function loadAs(formatName: string, probe: Probe, options: LoadOptions, so
       source,
       format: format.name,
       ...(loaded.sha256 ? { sha256: loaded.sha256 } : {}),
+      ...(loaded.defaultLayers ? { defaultLayers: loaded.defaultLayers } : {}),
     };
     checkVgg(set);
     return { set, details: loaded.details ?? {} };

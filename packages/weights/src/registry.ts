@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { Preprocessing } from '@nst/core';
+import type { DefaultLayers, Preprocessing } from '@nst/core';
 import type { RawConv } from './layers.js';
 
 /** What format detection sees of a path: its first bytes, or that it is a folder. */
@@ -29,6 +29,8 @@ export interface LoadedFile {
   readonly sha256?: string;
   /** Extra facts for `nst weights info` (source of a cache, detection notes). */
   readonly details?: Record<string, string>;
+  /** The loss layers the file says it is meant for (WeightSet.defaultLayers). */
+  readonly defaultLayers?: DefaultLayers;
 }
 
 /** One supported file format. New formats register here and nothing else changes. */

@@ -7,7 +7,7 @@
  * go and float32 kernels are used in place, so loading is a single read.
  */
 import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { ByteReader, bfloat16ToFloat, float32View, halfToFloat } from './bytes.js';
+import { ByteReader, bfloat16ToFloat, float32View, floatToHalf, halfToFloat } from './bytes.js';
 import { check, checkInt, fail } from './errors.js';
 
 export interface SafeTensor {
@@ -97,28 +97,30 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
 }
 
 /**
- * Writes float32 tensors and string metadata to `path` atomically (a
- * temporary file in the same folder, then a rename), so a crash or Ctrl-C
- * never leaves a half-written cache that a later run would trust.
+ * Writes float32 tensors (stored as F32, or as F16 where a tensor asks) and
+ * string metadata to `path` atomically (a temporary file in the same folder,
+ * then a rename), so a crash or Ctrl-C never leaves a half-written cache that
+ * a later run would trust.
  */
 export async function writeSafetensors(
   path: string,
-  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: Float32Array }>,
+  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: Float32Array; dtype?: 'F32' | 'F16' }>,
   metadata: Record<string, string>,
 ): Promise<void> {
   const header: Record<string, unknown> = { __metadata__: metadata };
+  const payloads = tensors.map((t) => (t.dtype === 'F16' ? halfBytes(t.name, t.data) : Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
   let offset = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
-  }
+  tensors.forEach((t, i) => {
+    header[t.name] = { dtype: t.dtype ?? 'F32', shape: t.shape, data_offsets: [offset, offset + payloads[i].byteLength] };
+    offset += payloads[i].byteLength;
+  });
   let json = Buffer.from(JSON.stringify(header), 'utf8');
   // Pad the header with spaces so the data starts 8-byte aligned (as the reference writer does).
   const padded = Math.ceil(json.length / 8) * 8;
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const size = Buffer.alloc(8);
   size.writeBigUInt64LE(BigInt(json.length));
-  const chunks = [size, json, ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
+  const chunks = [size, json, ...payloads];
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   const fh = await open(tmp, 'w');
   try {
@@ -132,6 +134,19 @@ export async function writeSafetensors(
   await fh.close();
   await rename(tmp, path);
 }
+
+/** float32 values as little-endian float16; a value beyond the half range is an error, not an infinity. */
+function halfBytes(name: string, data: Float32Array): Buffer {
+  const out = Buffer.alloc(2 * data.length);
+  data.forEach((v, i) => {
+    if (!(Math.abs(v) <= HALF_MAX)) throw new RangeError(`tensor ${name}: ${v} cannot be stored as float16`);
+    out.writeUInt16LE(floatToHalf(v), 2 * i);
+  });
+  return out;
+}
+
+/** The largest finite float16. */
+const HALF_MAX = 65504;
 
 async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
   for (let done = 0; done < chunk.length; ) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;

@@ -60,10 +60,10 @@ describe('nst weights import / info', () => {
     expect(json.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('says how to get weights when the cache is empty, and names a bad file', async () => {
-    const empty = await nst('info').catch((e: unknown) => e);
-    expect(isUserError(empty)).toBe(true);
-    expect((empty as Error).message).toMatch(/no weights in the cache .* run `nst weights fetch`/);
+  it('says how to get weights when the cache is empty (and shows the built-in set), and names a bad file', async () => {
+    const empty = await nst('info');
+    expect(empty[0]).toMatch(/^no full VGG-19 in the cache .* run `nst weights fetch`/);
+    expect(empty.find((l) => l.startsWith('source:'))).toMatch(/^source: +embedded$/);
     const junk = join(tmp, 'junk.bin');
     writeFileSync(junk, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
     const err = await nst('import', junk).catch((e: unknown) => e);
