@@ -171,8 +171,4 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
     expectOneLineError(nst([...base(), '--content', img, '--style', img, '--iterations', 'ten', '--out', path.join(dir, 'o.png')]), /^nst: --iterations: 'ten' is not a whole number/);
     expectOneLineError(nst([...base(), '--content', img, '--style', img, '--weights', path.join(dir, 'missing-weights'), '--out', path.join(dir, 'o.png')]), /missing-weights/);
   });
-  it('no weights installed and not interactive', () => {
-    const args = base().filter((a, i, all) => a !== '--weights' && all[i - 1] !== '--weights');
-    expectOneLineError(nst([...args, '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /--weights: no VGG-19 weights installed: run `nst weights fetch`/);
-  });
 });

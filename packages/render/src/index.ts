@@ -5,3 +5,4 @@ export * from './parse.js';
 export * from './job.js';
 export * from './loop.js';
 export * from './options.js';
+export * from './weight-defaults.js';

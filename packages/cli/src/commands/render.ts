@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import type { WeightSet } from '@nst/core';
+import type { WeightedLayer, WeightSet } from '@nst/core';
 import {
   JOB_OPTIONS,
   jobFromOptions,
@@ -9,8 +9,9 @@ import {
   type JobOption,
   type JobOptionValues,
   type RenderConfig,
+  withWeightDefaults,
 } from '@nst/render';
-import { ensureDefaultWeights, loadWeights } from '@nst/weights';
+import { EMBEDDED_SOURCE, WEIGHT_SOURCES, ensureDefaultWeights, loadWeights, resolveDefaultWeights } from '@nst/weights';
 import { BACKEND_CHOICES, openBackend, type BackendChoice } from '../backends.js';
 import { flagFor } from '../flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
@@ -49,14 +50,14 @@ export function registerRenderCommand(program: Command): void {
     .addOption(new Option('--precision <p>', 'GPU arithmetic (cuda backend)').choices(['fp32', 'tf32', 'bf16']).default('tf32'))
     .option('--gpu <n>', 'GPU index (cuda backend)', '0')
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
-    .option('-y, --yes', 'fetch the default weights without asking when none are installed')
+    .option('-y, --yes', 'fetch the full VGG-19 weights when none are installed (else the built-in blocks 1-3 are used)')
     .action(async (flags: RenderFlags) => {
       await render(flags);
     });
 }
 
 async function render(flags: RenderFlags): Promise<void> {
-  const config = parseConfig(flags);
+  let config = parseConfig(flags);
   const total = config.iterations;
   const view: ProgressView = flags.json
     ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
@@ -65,6 +66,12 @@ async function render(flags: RenderFlags): Promise<void> {
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
   const weights = await chooseWeights(flags, view);
+  const preset = withWeightDefaults(jobValues(flags), weights);
+  if (preset.filled.length > 0) {
+    config = jobFromOptions(preset.values);
+    const names = (layers: readonly WeightedLayer[]) => layers.map((l) => l.layer).join(', ');
+    view.info(`layers: content ${names(config.loss.contentLayers)}; style ${names(config.loss.styleLayers)} (the weight set's own, where none were named)`);
+  }
   const plan = await prepareRender(config, weights);
   const backend = await openBackend(
     flags.backend as BackendChoice,
@@ -126,15 +133,26 @@ async function render(flags: RenderFlags): Promise<void> {
   }
 }
 
-/** --weights, else NST_WEIGHTS or the cache, else offer to fetch (asks on a terminal; --yes fetches). */
+/**
+ * --weights, else NST_WEIGHTS or the installed full set, else (--yes) the full
+ * set fetched now, else the built-in blocks 1-3, saying what the full network adds.
+ */
 async function chooseWeights(flags: RenderFlags, view: ProgressView): Promise<WeightSet> {
-  const source = flags.weights ?? (await ensureDefaultWeights({ yes: flags.yes, log: (line: string) => view.info(line) }));
-  return loadWeights(source);
+  if (flags.weights) return loadWeights(flags.weights);
+  const installed = await resolveDefaultWeights();
+  if (installed || flags.yes) return loadWeights(installed ?? (await ensureDefaultWeights({ yes: true, log: (line: string) => view.info(line) })));
+  view.info(`weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch (${WEIGHT_SOURCES[0].megabytes} MB)`);
+  return loadWeights(EMBEDDED_SOURCE);
+}
+
+/** The job options as the flags give them (undefined where not given). */
+function jobValues(flags: RenderFlags): JobOptionValues {
+  const values: Record<string, JobOptionValues[string]> = {};
+  for (const o of JOB_OPTIONS) values[o.field] = flags[o.field] as JobOptionValues[string];
+  return values;
 }
 
 /** The job described by the flags (every job option, parsed and checked by @nst/render). */
 export function parseConfig(flags: RenderFlags): RenderConfig {
-  const values: Record<string, JobOptionValues[string]> = {};
-  for (const o of JOB_OPTIONS) values[o.field] = flags[o.field] as JobOptionValues[string];
-  return jobFromOptions(values);
+  return jobFromOptions(jobValues(flags));
 }

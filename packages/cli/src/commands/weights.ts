@@ -20,6 +20,7 @@ import {
   weightsInfoJson,
   writeCache,
   askOnTerminal,
+  EMBEDDED_SOURCE,
 } from '@nst/weights';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -58,14 +59,18 @@ export function registerWeightsCommands(program: Command): void {
 
   weights
     .command('info [file-or-dir]')
-    .description('show the format, layers, shapes, preprocessing and checksum of a weight file (default: the cache)')
-    .option('--json', 'print one JSON object')
+    .description(`show the format, layers, shapes, preprocessing and checksum of a weight file (default: the cache, then the built-in set; '${EMBEDDED_SOURCE}' names the built-in set)`)
+    .option('--json', 'print one JSON object (one per set without an argument)')
     .action(async (path: string | undefined, flags: { json?: boolean }) => {
-      const target = path ?? cachePath();
-      if (!path && !existsSync(target)) throw new UserError(`no weights in the cache (${target}): run \`nst weights fetch\` or \`nst weights import FILE\``);
-      const loaded = await loadWeightsDetailed(target);
-      if (flags.json) out(JSON.stringify(weightsInfoJson(loaded)));
-      else describeWeights(loaded).forEach(out);
+      const targets = path ? [path] : [...(existsSync(cachePath()) ? [cachePath()] : []), EMBEDDED_SOURCE];
+      if (!path && targets.length === 1 && !flags.json)
+        out(`no full VGG-19 in the cache (${cachePath()}): run \`nst weights fetch\` or \`nst weights import FILE\`; renders use the built-in set:\n`);
+      for (const [i, target] of targets.entries()) {
+        const loaded = await loadWeightsDetailed(target);
+        if (flags.json) out(JSON.stringify(weightsInfoJson(loaded)));
+        else describeWeights(loaded).forEach(out);
+        if (i < targets.length - 1 && !flags.json) out('');
+      }
     });
 
   weights
