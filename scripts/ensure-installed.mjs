@@ -1,22 +1,63 @@
 #!/usr/bin/env node
-// Makes the two quick-start commands work on a fresh clone: when the
-// dependencies are missing, run `npm ci` (which builds the native addon and
-// the TypeScript packages); when only the build is missing, build.
+// Makes the two quick-start commands (`npm run example`, `npm test`) work on a
+// fresh clone. First the system: what the native CPU engine needs to build
+// (cmake, a C++ compiler, oneDNN) is installed with apt-get when this user may
+// (root, or password-less sudo), after one line saying what and why;
+// otherwise one line names the command to run. Then the dependencies (`npm
+// ci`, which builds the native addon and the TypeScript packages) or the
+// build alone, and the addon when the system became ready after it was last
+// tried. npm hides the output of install scripts, so the addon's state is
+// reported here, from the build's record (native/build/BUILD-FAILED.json).
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setUpSystem } from '../packages/native/scripts/prerequisites.mjs';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const run = (args) => execFileSync('npm', args, { cwd: root, stdio: 'inherit' });
+const addonPath = path.join(root, 'native', 'build', 'Release', 'nst_native.node');
+const buildRecord = path.join(root, 'native', 'build', 'BUILD-FAILED.json');
+const npm = (args) => execFileSync('npm', args, { cwd: root, stdio: 'inherit' });
+const log = (line) => console.log(line);
 
+/** Brings the clone up; returns the one line on the native engine when it is not available (else undefined). */
 export function ensureInstalled() {
+  const skipNative = process.env.NST_SKIP_NATIVE === '1';
+  const systemReady = skipNative || setUpSystem();
   if (!existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
-    console.log('installing dependencies: npm ci (first run only)');
-    run(['ci', '--no-audit', '--no-fund']);
+    log('setup: installing dependencies: npm ci (first run only; builds the native addon and the TypeScript packages)');
+    npm(['ci', '--no-audit', '--no-fund']);
   } else if (!existsSync(path.join(root, 'packages', 'cli', 'dist', 'main.js'))) {
-    run(['run', 'build']);
+    npm(['run', 'build']);
   }
+  if (!skipNative && systemReady && !existsSync(addonPath)) {
+    log('setup: building the native addon: npm run build:native -w @nst/native');
+    npm(['run', 'build:native', '-w', '@nst/native']);
+  }
+  return skipNative ? undefined : reportAddon();
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) ensureInstalled();
+/** One visible line when the addon is not there: its build's recorded cause and fix, and what runs instead. */
+function reportAddon() {
+  if (existsSync(addonPath)) return undefined;
+  let cause = 'the native addon was not built';
+  try {
+    const r = JSON.parse(readFileSync(buildRecord, 'utf8'));
+    if (typeof r.reason === 'string' && typeof r.fix === 'string') cause = `native addon not built: ${r.reason}: ${r.fix}`;
+  } catch {
+    // no record: the build never ran (NST_SKIP_NATIVE, or npm ci --ignore-scripts)
+  }
+  const line = `setup: ${cause}; going on with the slower tfjs backend`;
+  log(line);
+  return line;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  try {
+    ensureInstalled();
+  } catch (e) {
+    // npm already printed its error; end with its status rather than a stack trace.
+    console.error(`setup: failed: ${e.message.split('\n')[0]}`);
+    process.exit(typeof e.status === 'number' && e.status !== 0 ? e.status : 1);
+  }
+}

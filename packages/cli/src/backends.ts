@@ -24,8 +24,10 @@ function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>
 
 /**
  * Opens the requested backend. `auto` tries cuda, then cpu, then tfjs, and
- * reports each fallback through `notice` as one line; an explicit choice
- * that cannot open is a UserError saying why.
+ * reports each faster engine it passed over through `notice`, one line each
+ * with the root cause and the fix (`cpu unavailable: native addon not built:
+ * oneDNN 2.x not found: sudo apt-get install ...`); an explicit choice that
+ * cannot open is a UserError saying why.
  */
 export async function openBackend(choice: BackendChoice, options: BackendOptions, notice: (line: string) => void): Promise<Backend> {
   const table = openers(options);
@@ -40,7 +42,7 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
   for (const name of ['cuda', 'cpu', 'tfjs'] as const) {
     try {
       const backend = await table[name]();
-      if (skipped.length > 0) notice(`backend: ${backend.detail} (${skipped.join('; ')})`);
+      skipped.forEach((line) => notice(line));
       return backend;
     } catch (e) {
       skipped.push(`${name} unavailable: ${firstLine(e)}`);

@@ -4,48 +4,65 @@
 //
 // A failed build prints why and exits 0, so that a user without a compiler or
 // oneDNN still gets the TF.js backend; with CI=true or NST_REQUIRE_NATIVE=1 it
-// exits non-zero instead. Extra arguments go to cmake-js, e.g.
+// exits non-zero instead. Either way it leaves <out>/BUILD-FAILED.json
+// (reason, missing packages, the command that fixes it), which the loader
+// (src/addon.ts) and the quick-start scripts read, since npm hides the output
+// of an install script that exits 0; a successful build removes it. Extra
+// arguments go to cmake-js, e.g.
 //   node scripts/build-addon.mjs --out native/build/asan --CDNST_ASAN=ON
 // NST_SKIP_NATIVE=1 skips the build altogether.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { REBUILD_COMMAND, fixCommand, missingPrerequisites } from './prerequisites.mjs';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const nativeDir = path.join(repoRoot, 'native');
 const strict = process.env.CI === 'true' || process.env.NST_REQUIRE_NATIVE === '1';
+const outIndex = process.argv.indexOf('--out');
+const outDir = outIndex > 0 ? process.argv[outIndex + 1] : 'native/build';
+const record = path.resolve(repoRoot, outDir, 'BUILD-FAILED.json');
+
+function writeRecord(reason, missing, fix) {
+  mkdirSync(path.dirname(record), { recursive: true });
+  writeFileSync(record, JSON.stringify({ reason, missing, fix, at: new Date().toISOString(), node: process.version }, null, 2) + '\n');
+}
 
 if (process.env.NST_SKIP_NATIVE === '1') {
   console.log('nst native addon: skipped (NST_SKIP_NATIVE=1)');
+  writeRecord('skipped on purpose (NST_SKIP_NATIVE=1)', [], REBUILD_COMMAND);
   process.exit(0);
 }
 
-function fail(reason, log = '') {
+function fail(reason, { log = '', missing = [], fix = `fix the cause, then ${REBUILD_COMMAND} (NST_VERBOSE_BUILD=1 shows the whole log)` } = {}) {
   if (log) process.stderr.write(log.split('\n').slice(-40).join('\n') + '\n');
-  console.error(`nst native addon: build failed: ${reason}`);
+  writeRecord(reason, missing, fix);
+  console.error(`nst native addon: build failed: ${reason}: ${fix}`);
   if (strict) process.exit(1);
   console.error('nst native addon: continuing without it (the tfjs backend still works; set NST_REQUIRE_NATIVE=1 to make this fatal)');
   process.exit(0);
 }
 
+// The system's part first: a missing package is named as such, not as CMake's first error.
+const missing = missingPrerequisites();
+if (missing.length > 0) fail(`${missing.map((m) => m.what).join(', ')} not found`, { missing, fix: fixCommand(missing) });
+
 let cmakeJs;
 try {
   cmakeJs = createRequire(import.meta.url).resolve('cmake-js/bin/cmake-js');
 } catch {
-  fail('cmake-js is not installed (npm ci installs it)');
+  fail('cmake-js is not installed', { fix: 'npm ci' });
 }
-const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
-if (cmake.error) fail('cmake not found on PATH (install cmake >= 3.18)');
 
 const args = [cmakeJs, 'compile', '--directory', nativeDir, ...process.argv.slice(2)];
 const run = spawnSync(process.execPath, args, { encoding: 'utf8', cwd: repoRoot, maxBuffer: 64 << 20 });
 const log = `${run.stdout ?? ''}${run.stderr ?? ''}`;
-if (run.status !== 0) fail(firstCause(log), log);
+if (run.status !== 0) fail(firstCause(log), { log });
 if (process.env.NST_VERBOSE_BUILD === '1') process.stdout.write(log);
+rmSync(record, { force: true });
 const cuda = /CUDA: (.*)/.exec(log);
-const outIndex = process.argv.indexOf('--out');
-const outDir = outIndex > 0 ? process.argv[outIndex + 1] : 'native/build';
 console.log(`nst native addon: built in ${outDir}${cuda ? ` (${cuda[1].trim()})` : ''}`);
 
 // The line of the build log that names the cause: a CMake error or a compiler error.

@@ -3,7 +3,8 @@
  * loader that finds it. Nothing here computes: see backend.ts for the
  * Backend/Session seam built on top.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -124,13 +125,35 @@ export function loadNativeAddon(): AddonLoadResult {
 
 /** Loads the addon at `path` (uncached). */
 export function loadAddonFrom(path: string): AddonLoadResult {
-  if (!existsSync(path))
+  if (!existsSync(path)) {
+    const failed = readBuildFailure(path);
+    if (failed) return { ok: false, reason: `native addon not built: ${failed.reason}: ${failed.fix}` };
     return { ok: false, reason: `native addon not built (${path} is missing; run: npm run build:native -w @nst/native)` };
+  }
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
     return { ok: true, addon, path };
   } catch (e) {
     return { ok: false, reason: explainLoadError((e as Error).message ?? String(e), path) };
+  }
+}
+
+/** What scripts/build-addon.mjs records when a build fails: the root cause and the command that fixes it. */
+export interface BuildFailure {
+  readonly reason: string;
+  readonly missing: ReadonlyArray<{ readonly what: string; readonly apt: string }>;
+  readonly fix: string;
+}
+
+/** The build's failure record beside an addon path (<out>/Release/x.node -> <out>/BUILD-FAILED.json), if any. */
+export function readBuildFailure(addonPath: string): BuildFailure | undefined {
+  const record = join(dirname(dirname(addonPath)), 'BUILD-FAILED.json');
+  try {
+    const r = JSON.parse(readFileSync(record, 'utf8')) as Partial<BuildFailure>;
+    if (typeof r.reason !== 'string' || typeof r.fix !== 'string') return undefined;
+    return { reason: r.reason, fix: r.fix, missing: Array.isArray(r.missing) ? r.missing : [] };
+  } catch {
+    return undefined;
   }
 }
 
