@@ -19,6 +19,9 @@ export default defineConfig({
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    // Under CI a native addon that is missing fails the run; every run ends with what was skipped and why.
+    globalSetup: ['test/setup/ci-engines.ts'],
+    reporters: ['default', './test/setup/skip-summary.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 120_000,
