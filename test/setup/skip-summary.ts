@@ -7,10 +7,16 @@
  */
 import path from 'node:path';
 import type { UserConsoleLog } from 'vitest';
-import type { Reporter, TestModule } from 'vitest/node';
+import type { Reporter, TestModule, Vitest } from 'vitest/node';
 
 export default class SkipSummary implements Reporter {
   private readonly reasons = new Set<string>();
+  /** With a name filter (-t) most tests skip by request: nothing to report then. */
+  private filtered = false;
+
+  onInit(vitest: Vitest): void {
+    this.filtered = vitest.config.testNamePattern !== undefined;
+  }
 
   onUserConsoleLog(log: UserConsoleLog): void {
     for (const line of log.content.split('\n')) if (/\bskipp(ed|ing)\b/i.test(line)) this.reasons.add(line.trim());
@@ -29,7 +35,7 @@ export default class SkipSummary implements Reporter {
         skipped.push(`${file} > ${t.fullName}${note}`);
       }
     }
-    if (skipped.length === 0) return;
+    if (skipped.length === 0 || this.filtered) return;
     const out = ['', ` Skipped (${skipped.length}):`, ...skipped.map((s) => `   ${s}`)];
     if (this.reasons.size > 0) out.push(' Why, as the test files said:', ...[...this.reasons].map((r) => `   ${r}`));
     process.stdout.write(out.join('\n') + '\n');
