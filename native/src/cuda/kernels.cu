@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "cuda/kernels.h"
+#include "cuda/launch.h"
 #include "cuda/pool_math.h"
 
 namespace nst::cuda {
@@ -205,7 +206,7 @@ __global__ void advance_step_kernel(int* step_index) { *step_index += 1; }
 }  // namespace
 
 void launch_bias_relu(float* y, const float* bias, size_t count, int channels, cudaStream_t stream) {
-  bias_relu_kernel<<<grid_for(count / 4), kThreads, 0, stream>>>(reinterpret_cast<float4*>(y),
+  NST_LAUNCH_INDEPENDENT(bias_relu_kernel, grid_for(count / 4), kThreads, 0, stream)(reinterpret_cast<float4*>(y),
                                                                  reinterpret_cast<const float4*>(bias), count / 4,
                                                                  channels / 4);
 }
@@ -213,7 +214,7 @@ void launch_bias_relu(float* y, const float* bias, size_t count, int channels, c
 void launch_pool_forward(const float* in, float* out, int batch, int h, int w, int c, bool max_pool,
                          cudaStream_t stream) {
   size_t work = size_t(batch) * pooled_size(h) * pooled_size(w) * (c / 4);
-  pool_forward_kernel<<<grid_for(work), kThreads, 0, stream>>>(reinterpret_cast<const float4*>(in),
+  NST_LAUNCH_INDEPENDENT(pool_forward_kernel, grid_for(work), kThreads, 0, stream)(reinterpret_cast<const float4*>(in),
                                                                reinterpret_cast<float4*>(out), batch, h, w, c / 4,
                                                                max_pool);
 }
@@ -221,7 +222,7 @@ void launch_pool_forward(const float* in, float* out, int batch, int h, int w, i
 void launch_pool_backward(const float* d_out, const float* in, float* d_in, int batch, int h, int w, int c,
                           bool max_pool, bool relu_mask, cudaStream_t stream) {
   size_t work = size_t(batch) * h * w * (c / 4);
-  pool_backward_kernel<<<grid_for(work), kThreads, 0, stream>>>(
+  NST_LAUNCH_INDEPENDENT(pool_backward_kernel, grid_for(work), kThreads, 0, stream)(
       reinterpret_cast<const float4*>(d_out), reinterpret_cast<const float4*>(in), reinterpret_cast<float4*>(d_in),
       batch, h, w, c / 4, max_pool, relu_mask);
 }
@@ -229,7 +230,7 @@ void launch_pool_backward(const float* d_out, const float* in, float* d_in, int 
 void launch_relu_backward(float* g, const float* a, const float* target, float grad_coef, float loss_coef,
                           double* loss, size_t per_item, int batch, cudaStream_t stream) {
   dim3 grid(grid_for(per_item / 4, 1024), static_cast<unsigned int>(batch));
-  relu_backward_kernel<<<grid, kThreads, 0, stream>>>(reinterpret_cast<float4*>(g),
+  NST_LAUNCH(relu_backward_kernel, grid, kThreads, 0, stream)(reinterpret_cast<float4*>(g),
                                                       reinterpret_cast<const float4*>(a),
                                                       reinterpret_cast<const float4*>(target), grad_coef, loss_coef,
                                                       loss, per_item / 4);
@@ -239,23 +240,23 @@ void launch_style_gram_diff(float* gram, const float* target, int c, int batch, 
                             double* loss, cudaStream_t stream) {
   size_t per_item = size_t(c) * c;
   dim3 grid(grid_for(per_item, 256), static_cast<unsigned int>(batch));
-  style_gram_diff_kernel<<<grid, kThreads, 0, stream>>>(gram, target, per_item, loss_coef, grad_coef, loss);
+  NST_LAUNCH(style_gram_diff_kernel, grid, kThreads, 0, stream)(gram, target, per_item, loss_coef, grad_coef, loss);
 }
 
 void launch_tv_loss_grad(const float* x, float* g, int batch, int h, int w, float grad_coef, double* loss,
                          cudaStream_t stream) {
   dim3 grid(grid_for(size_t(h) * w, 1024), static_cast<unsigned int>(batch));
-  tv_loss_grad_kernel<<<grid, kThreads, 0, stream>>>(x, g, h, w, grad_coef, loss);
+  NST_LAUNCH(tv_loss_grad_kernel, grid, kThreads, 0, stream)(x, g, h, w, grad_coef, loss);
 }
 
 void launch_adam(float* x, float* m, float* v, const float* g, size_t n, double beta1, double beta2, double eps,
                  const float* step_sizes, const int* step_index, cudaStream_t stream) {
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, m, v, g, n, float(beta1), float(1.0 - beta1), float(beta2),
+  NST_LAUNCH_INDEPENDENT(adam_kernel, grid_for(n), kThreads, 0, stream)(x, m, v, g, n, float(beta1), float(1.0 - beta1), float(beta2),
                                                     float(1.0 - beta2), float(eps), step_sizes, step_index);
 }
 
 void launch_advance_step(int* step_index, cudaStream_t stream) {
-  advance_step_kernel<<<1, 1, 0, stream>>>(step_index);
+  NST_LAUNCH_INDEPENDENT(advance_step_kernel, 1, 1, 0, stream)(step_index);
 }
 
 }  // namespace nst::cuda
