@@ -622,6 +622,12 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   return map_allocation(bytes, true, ptr);
 }
 
+// What cudaMallocHost's C++ overloads call.
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags) {
+  (void)flags;
+  return cudaMallocHost(ptr, bytes);
+}
+
 cudaError_t cudaFreeHost(void* ptr) {
   if (cudaError_t e = refuse_during_capture("cudaFreeHost")) return e;
   if (!ptr) return cudaSuccess;
