@@ -18,15 +18,9 @@ namespace {
 
 constexpr cublasStatus_t kNotInitialized = 1, kInvalidValue = 7, kExecutionFailed = 13;
 
-thread_local std::string last_problem;
-thread_local cublasStatus_t last_problem_status = 0;
+nst::emu::LibraryProblems problems("cuBLAS");
 
-cublasStatus_t problem(cublasStatus_t status, const std::string& what) {
-  std::fprintf(stderr, "nst cuda stand-in: cuBLAS: %s\n", what.c_str());
-  last_problem = what;
-  last_problem_status = status;
-  return status;
-}
+cublasStatus_t problem(cublasStatus_t status, const std::string& what) { return problems.report(status, what); }
 
 struct Handle {
   cudaStream_t stream = nullptr;
@@ -82,6 +76,16 @@ void run(const Gemm& g) {
 
 }  // namespace
 
+static const char* generic_status_string(cublasStatus_t status) {
+  switch (status) {
+    case 0: return "CUBLAS_STATUS_SUCCESS";
+    case kNotInitialized: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case kInvalidValue: return "CUBLAS_STATUS_INVALID_VALUE";
+    case kExecutionFailed: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    default: return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
 extern "C" {
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t* handle) {
@@ -123,16 +127,7 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
   return find(handle) ? 0 : problem(kNotInitialized, "cublasSetMathMode: invalid handle");
 }
 
-const char* cublasGetStatusString(cublasStatus_t status) {
-  if (status == last_problem_status && !last_problem.empty()) return last_problem.c_str();
-  switch (status) {
-    case 0: return "CUBLAS_STATUS_SUCCESS";
-    case kNotInitialized: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case kInvalidValue: return "CUBLAS_STATUS_INVALID_VALUE";
-    case kExecutionFailed: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    default: return "CUBLAS_STATUS_UNKNOWN";
-  }
-}
+const char* cublasGetStatusString(cublasStatus_t status) { return problems.text(status, generic_status_string(status)); }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m,
                                          int n, int k, const float* alpha, const float* a, int lda, long long sa,

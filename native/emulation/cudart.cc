@@ -481,6 +481,26 @@ cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<void()>
   return cudaSuccess;
 }
 
+namespace {
+// One per thread for all libraries: only the latest failure's text is kept.
+thread_local std::string library_problem;
+thread_local const char* library_problem_owner = nullptr;
+thread_local int library_problem_status = 0;
+}  // namespace
+
+int LibraryProblems::report(int status, const std::string& what) {
+  std::fprintf(stderr, "nst cuda stand-in: %s: %s\n", library_, what.c_str());
+  library_problem = what;
+  library_problem_owner = library_;
+  library_problem_status = status;
+  return status;
+}
+
+const char* LibraryProblems::text(int status, const char* generic) const {
+  bool mine = library_problem_owner == library_ && status == library_problem_status && !library_problem.empty();
+  return mine ? library_problem.c_str() : generic;
+}
+
 bool capturing() {
   std::lock_guard<std::recursive_mutex> lock(queue_mutex);
   return capturing_stream_of_this_thread() != nullptr;

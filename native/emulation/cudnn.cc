@@ -29,15 +29,9 @@ constexpr cudnnStatus_t kBadParam = 3, kNotSupported = 9, kNotInitialized = 1, k
 constexpr int kWorkspaceAlgo = kCudnnFwdAlgoImplicitPrecompGemm;
 constexpr size_t kWorkspaceBytes = 4096;
 
-thread_local std::string last_problem;
-thread_local cudnnStatus_t last_problem_status = 0;
+nst::emu::LibraryProblems problems("cuDNN");
 
-cudnnStatus_t problem(cudnnStatus_t status, const std::string& what) {
-  std::fprintf(stderr, "nst cuda stand-in: cuDNN: %s\n", what.c_str());
-  last_problem = what;
-  last_problem_status = status;
-  return status;
-}
+cudnnStatus_t problem(cudnnStatus_t status, const std::string& what) { return problems.report(status, what); }
 
 struct Tensor {
   int n = 0, c = 0, h = 0, w = 0;
@@ -258,12 +252,7 @@ void report_algorithms(int requested, int* returned, Perf* results, cudnnMathTyp
 
 }  // namespace
 
-extern "C" {
-
-size_t cudnnGetVersion() { return 90000; }
-
-const char* cudnnGetErrorString(cudnnStatus_t status) {
-  if (status == last_problem_status && !last_problem.empty()) return last_problem.c_str();
+static const char* generic_status_string(cudnnStatus_t status) {
   switch (status) {
     case 0: return "CUDNN_STATUS_SUCCESS";
     case kNotInitialized: return "CUDNN_STATUS_NOT_INITIALIZED";
@@ -273,6 +262,12 @@ const char* cudnnGetErrorString(cudnnStatus_t status) {
     default: return "CUDNN_STATUS_UNKNOWN";
   }
 }
+
+extern "C" {
+
+size_t cudnnGetVersion() { return 90000; }
+
+const char* cudnnGetErrorString(cudnnStatus_t status) { return problems.text(status, generic_status_string(status)); }
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t* handle) {
   *handle = reinterpret_cast<cudnnHandle_t>(handles.make());

@@ -38,6 +38,19 @@ void fail_sticky(cudaError_t code, const std::string& what);
 // error (and queues nothing) when the stream is invalid.
 cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<void()> work);
 
+// A library stand-in's failures (cuDNN's, cuBLAS's): each is printed as
+// "nst cuda stand-in: <library>: <what>", and the library's error-string call
+// returns `what` for the status of the thread's last failure.
+class LibraryProblems {
+ public:
+  explicit LibraryProblems(const char* library) : library_(library) {}
+  int report(int status, const std::string& what);
+  const char* text(int status, const char* generic) const;
+
+ private:
+  const char* library_;
+};
+
 // Whether the calling host thread has a stream in capture (for the
 // "no synchronisation or allocation inside capture" checks).
 bool capturing();

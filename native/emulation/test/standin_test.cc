@@ -123,7 +123,9 @@ std::vector<Case> cases() {
                  using Gemm = int (*)(void*, int, int, int, int, int, const float*, const float*, int, long long,
                                       const float*, int, long long, const float*, float*, int, long long, int);
                  using Create = int (*)(void**);
-                 void* blas = dlopen(std::getenv("NST_CUBLAS_PATH"), RTLD_NOW);
+                 const char* path = std::getenv("NST_CUBLAS_PATH");
+                 if (!path) return expect(false, "NST_CUBLAS_PATH names the cuBLAS stand-in");
+                 void* blas = dlopen(path, RTLD_NOW);
                  if (!blas) return expect(false, "cuBLAS stand-in loads");
                  void* h = nullptr;
                  reinterpret_cast<Create>(dlsym(blas, "cublasCreate_v2"))(&h);
