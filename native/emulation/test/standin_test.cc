@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "cuda/launch.h"
-#include <dlfcn.h>
+#include "cuda/dnn_api.h"
+
+using namespace nst::cuda;
 
 namespace {
 
@@ -60,6 +62,34 @@ __global__ void divergent_barrier_kernel(float* out) {
 __global__ void barrier_kernel(float* out) {
   __syncthreads();
   out[threadIdx.x] = 1.f;
+}
+
+float* device_floats(size_t n);
+
+// A 1x8x8x4 -> 4-channel 3x3 convolution through the cuDNN stand-in, its
+// input in host memory when `host_input`, its output `y_floats` long.
+int convolve(bool host_input, size_t y_floats) {
+  using namespace nst::cuda;
+  const DnnApi& api = load_dnn_api();
+  cudnnHandle_t h;
+  api.cudnnCreate(&h);
+  cudnnTensorDescriptor_t xd, yd;
+  cudnnFilterDescriptor_t wd;
+  cudnnConvolutionDescriptor_t cd;
+  api.cudnnCreateTensorDescriptor(&xd);
+  api.cudnnCreateTensorDescriptor(&yd);
+  api.cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 4, 8, 8);
+  api.cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 4, 8, 8);
+  api.cudnnCreateFilterDescriptor(&wd);
+  api.cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 4, 4, 3, 3);
+  api.cudnnCreateConvolutionDescriptor(&cd);
+  api.cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+  static std::vector<float> host_x(8 * 8 * 4);
+  float* x = host_input ? host_x.data() : device_floats(8 * 8 * 4);
+  float* w = device_floats(4 * 9 * 4);
+  float* y = device_floats(y_floats);
+  const float one = 1.f, zero = 0.f;
+  return api.cudnnConvolutionForward(h, &one, xd, x, wd, w, cd, 0, nullptr, 0, &zero, yd, y);
 }
 
 bool expect(bool ok, const char* what) {
@@ -120,19 +150,21 @@ std::vector<Case> cases() {
   c.push_back({"cuBLAS reads past the end of a matrix", false, "A (", [] {
                  float* a = device_floats(15);  // 4x4 needs 16
                  float* cmat = device_floats(16);
-                 using Gemm = int (*)(void*, int, int, int, int, int, const float*, const float*, int, long long,
-                                      const float*, int, long long, const float*, float*, int, long long, int);
-                 using Create = int (*)(void**);
-                 const char* path = std::getenv("NST_CUBLAS_PATH");
-                 if (!path) return expect(false, "NST_CUBLAS_PATH names the cuBLAS stand-in");
-                 void* blas = dlopen(path, RTLD_NOW);
-                 if (!blas) return expect(false, "cuBLAS stand-in loads");
-                 void* h = nullptr;
-                 reinterpret_cast<Create>(dlsym(blas, "cublasCreate_v2"))(&h);
+                 const DnnApi& api = load_dnn_api();  // the engine's loader: NST_CUBLAS_PATH, NST_CUDNN_PATH
+                 cublasHandle_t h;
+                 api.cublasCreate_v2(&h);
                  const float one = 1.f, zero = 0.f;
-                 int status = reinterpret_cast<Gemm>(dlsym(blas, "cublasSgemmStridedBatched"))(
-                     h, 0, 0, 4, 4, 4, &one, a, 4, 16, a, 4, 16, &zero, cmat, 4, 16, 1);
-                 return expect(status != 0, "SGEMM refused");
+                 int status = api.cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, a, 4, 16, a, 4,
+                                                            16, &zero, cmat, 4, 16, 1);
+                 return expect(status != 0, "SGEMM refused") &&
+                        expect(std::strstr(api.cublasGetStatusString(status), "past the end") != nullptr,
+                               "the status string says why");
+               }});
+  c.push_back({"cuDNN convolution into an output too small for its descriptor", false, "y (", [] {
+                 return expect(convolve(false, 8 * 8 * 4 - 1) == 3, "CUDNN_STATUS_BAD_PARAM");
+               }});
+  c.push_back({"cuDNN convolution of a host pointer", false, "x (", [] {
+                 return expect(convolve(true, 8 * 8 * 4) == 3, "CUDNN_STATUS_BAD_PARAM");
                }});
   c.push_back({"kernel argument from a freed allocation", false, "points into a freed device allocation", [] {
                  float* a = device_floats(32);

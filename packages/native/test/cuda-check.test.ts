@@ -21,6 +21,7 @@ const options = { cacheDir, precision: 'fp32' as const, checkWeights: () => test
 
 describe.skipIf(!addon)('the cuda self-check (on the CPU stand-in)', () => {
   it('runs once, passes, and is cached', async () => {
+    expect.assertions(3);
     const first = await checkedCudaBackend(options);
     first.backend.dispose();
     expect(first.check).toBe('ran');
@@ -32,6 +33,7 @@ describe.skipIf(!addon)('the cuda self-check (on the CPU stand-in)', () => {
   });
 
   it('a cached failure keeps the engine out, saying why', async () => {
+    expect.assertions(1);
     const file = path.join(cacheDir, 'cuda-self-check.json');
     const verdicts = JSON.parse(readFileSync(file, 'utf8')) as Record<string, object>;
     for (const key of Object.keys(verdicts)) verdicts[key] = { ok: false, reason: 'kernel self-test exited 1', checkedAt: '' };
@@ -40,6 +42,7 @@ describe.skipIf(!addon)('the cuda self-check (on the CPU stand-in)', () => {
   });
 
   it('--backend auto never opens the engine emulated on the CPU', async () => {
+    expect.assertions(1);
     await expect(openCheckedCudaBackend(options)).rejects.toThrow(/NST_CUDA_EMULATION=1\) is used only with --backend cuda/);
   });
 });

@@ -21,7 +21,11 @@ function run(name: string): { status: number | null; output: string } {
   const result = spawnSync(path.join(buildDir, name), [], {
     encoding: 'utf8',
     timeout: 100_000,
-    env: { ...process.env, NST_CUBLAS_PATH: path.join(libDir, 'libcublas_standin.so') },
+    env: {
+      ...process.env,
+      NST_CUBLAS_PATH: path.join(libDir, 'libcublas_standin.so'),
+      NST_CUDNN_PATH: path.join(libDir, 'libcudnn_standin.so'),
+    },
   });
   const output = `${result.stdout ?? ''}${result.stderr ?? ''}`;
   console.log(output);
@@ -30,6 +34,7 @@ function run(name: string): { status: number | null; output: string } {
 
 describe.skipIf(reason !== '')('the CPU stand-in for the CUDA platform', () => {
   it('kernel self-test: every kernel matches its CPU twin (odd, 1-wide and grid-stride sizes, 32- and 64-bit indices)', () => {
+    expect.assertions(3);
     const { status, output } = run('nst_kernel_test');
     expect(output).toMatch(/all kernels match their CPU references/);
     expect(output).not.toMatch(/FAIL/);
@@ -37,8 +42,11 @@ describe.skipIf(reason !== '')('the CPU stand-in for the CUDA platform', () => {
   });
 
   it('strictness: every mistake a GPU punishes is reported by the stand-in', () => {
+    expect.assertions(3);
     const { status, output } = run('nst_standin_test');
     expect(output).toMatch(/every check fires/);
+    // One line per check, each ok: a check dropped from the list shows here.
+    expect(output.match(/ ok$/gm)?.length).toBe(19);
     // One line per check, each ok (the count guards against a check silently dropped).
     expect(output.match(/ ok$/gm)?.length).toBeGreaterThanOrEqual(17);
     expect(status).toBe(0);
