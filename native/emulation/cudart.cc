@@ -630,6 +630,7 @@ cudaError_t cudaFree(void* ptr) {
   if (!a.live) return fail(cudaErrorInvalidValue, "cudaFree of an allocation already freed");
   a.live = false;
   mprotect(a.map_base, a.map_bytes, PROT_NONE);
+  madvise(a.map_base, a.map_bytes, MADV_DONTNEED);  // keep the address range, not the memory
   device_bytes_in_use -= a.bytes;
   quarantine.push_back(a.start);
   quarantine_bytes += a.map_bytes;
