@@ -42,7 +42,7 @@ describe.skipIf(reason !== '')('the CPU stand-in for the CUDA platform', () => {
   });
 
   it('strictness: every mistake a GPU punishes is reported by the stand-in', () => {
-    expect.assertions(3);
+    expect.assertions(4);
     const { status, output } = run('nst_standin_test');
     expect(output).toMatch(/every check fires/);
     // One line per check, each ok: a check dropped from the list shows here.
