@@ -10,6 +10,7 @@ export default defineConfig({
   resolve: {
     alias: {
       '@nst/core': src('core'),
+      '@nst/files': src('files'),
       '@nst/render': src('render'),
       '@nst/weights': src('weights'),
       '@nst/tfjs': src('tfjs'),

@@ -36,3 +36,12 @@ target_compile_options(nst_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror>)
 target_link_libraries(nst_cuda PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
 target_compile_definitions(nst_cuda PUBLIC NST_HAVE_CUDA=1)
+
+# The kernels' self-test, beside the addon's build: run by bench/gpu/run.sh
+# and by the one-time GPU self-check before `--backend auto` trusts the engine.
+add_executable(nst_kernel_test "${NST_CUDA_SOURCE_DIR}/test/kernel_test.cu")
+set_target_properties(nst_kernel_test PROPERTIES
+  CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;90-virtual"
+  CUDA_STANDARD 17
+  CUDA_RUNTIME_LIBRARY Static)
+target_link_libraries(nst_kernel_test PRIVATE nst_cuda)

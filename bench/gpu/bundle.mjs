@@ -24,6 +24,7 @@ for (const [entry, file] of [
       alias: {
         vitest: path.join(here, 'vitest-shim.mjs'),
         '@nst/core': src('core'),
+        '@nst/files': src('files'),
         '@nst/native': src('native'),
       },
     },

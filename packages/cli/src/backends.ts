@@ -1,6 +1,7 @@
 import type { Backend } from '@nst/core';
 import { isUserError, UserError } from '@nst/core';
-import { createNativeBackend, loadNativeAddon } from '@nst/native';
+import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';
+import { cacheDir, randomWeights } from '@nst/weights';
 import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 
 export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
@@ -23,11 +24,12 @@ function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>
 }
 
 /**
- * Opens the requested backend. `auto` tries cuda, then cpu, then tfjs, and
- * reports each faster engine it passed over through `notice`, one line each
- * with the root cause and the fix (`cpu unavailable: native addon not built:
- * oneDNN 2.x not found: sudo apt-get install ...`); an explicit choice that
- * cannot open is a UserError saying why.
+ * Opens the requested backend. `auto` tries cuda (only once its one-time
+ * self-check on this GPU has passed, never the CPU stand-in), then cpu, then
+ * tfjs, and reports each faster engine it passed over through `notice`, one
+ * line each with the root cause and the fix (`cpu unavailable: native addon
+ * not built: oneDNN 2.x not found: sudo apt-get install ...`); an explicit
+ * choice that cannot open is a UserError saying why.
  */
 export async function openBackend(choice: BackendChoice, options: BackendOptions, notice: (line: string) => void): Promise<Backend> {
   const table = openers(options);
@@ -39,9 +41,10 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
     }
   }
   const skipped: string[] = [];
+  const auto = { ...table, cuda: () => openCheckedCudaBackend({ ...options, cacheDir: cacheDir(), checkWeights: () => randomWeights(1) }) };
   for (const name of ['cuda', 'cpu', 'tfjs'] as const) {
     try {
-      const backend = await table[name]();
+      const backend = await auto[name]();
       skipped.forEach((line) => notice(line));
       return backend;
     } catch (e) {

@@ -11,6 +11,9 @@
 // arguments go to cmake-js, e.g.
 //   node scripts/build-addon.mjs --out native/build/asan --CDNST_ASAN=ON
 // NST_SKIP_NATIVE=1 skips the build altogether.
+//
+// --emulated builds the CUDA engine on the CPU stand-in (native/emulation)
+// into native/build-emulated: the addon that NST_CUDA_EMULATION=1 loads.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,9 +24,13 @@ import { REBUILD_COMMAND, fixCommand, missingPrerequisites } from './prerequisit
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const nativeDir = path.join(repoRoot, 'native');
 const strict = process.env.CI === 'true' || process.env.NST_REQUIRE_NATIVE === '1';
-const outIndex = process.argv.indexOf('--out');
-const outDir = outIndex > 0 ? process.argv[outIndex + 1] : 'native/build';
+const emulated = process.argv.includes('--emulated');
+const extra = process.argv.slice(2).filter((a) => a !== '--emulated');
+if (emulated) extra.push('--out', 'native/build-emulated', '--CDNST_CUDA_EMULATION=ON');
+const outIndex = extra.indexOf('--out');
+const outDir = outIndex >= 0 ? extra[outIndex + 1] : 'native/build';
 const record = path.resolve(repoRoot, outDir, 'BUILD-FAILED.json');
+const rebuild = emulated ? 'npm run build:native:emulated -w @nst/native' : REBUILD_COMMAND;
 
 function writeRecord(reason, missing, fix) {
   mkdirSync(path.dirname(record), { recursive: true });
@@ -32,11 +39,11 @@ function writeRecord(reason, missing, fix) {
 
 if (process.env.NST_SKIP_NATIVE === '1') {
   console.log('nst native addon: skipped (NST_SKIP_NATIVE=1)');
-  writeRecord('skipped on purpose (NST_SKIP_NATIVE=1)', [], REBUILD_COMMAND);
+  writeRecord('skipped on purpose (NST_SKIP_NATIVE=1)', [], rebuild);
   process.exit(0);
 }
 
-function fail(reason, { log = '', missing = [], fix = `fix the cause, then ${REBUILD_COMMAND} (NST_VERBOSE_BUILD=1 shows the whole log)` } = {}) {
+function fail(reason, { log = '', missing = [], fix = `fix the cause, then ${rebuild} (NST_VERBOSE_BUILD=1 shows the whole log)` } = {}) {
   if (log) process.stderr.write(log.split('\n').slice(-40).join('\n') + '\n');
   writeRecord(reason, missing, fix);
   console.error(`nst native addon: build failed: ${reason}: ${fix}`);
@@ -47,7 +54,7 @@ function fail(reason, { log = '', missing = [], fix = `fix the cause, then ${REB
 
 // The system's part first: a missing package is named as such, not as CMake's first error.
 const missing = missingPrerequisites();
-if (missing.length > 0) fail(`${missing.map((m) => m.what).join(', ')} not found`, { missing, fix: fixCommand(missing) });
+if (missing.length > 0) fail(`${missing.map((m) => m.what).join(', ')} not found`, { missing, fix: fixCommand(missing, undefined, rebuild) });
 
 let cmakeJs;
 try {
@@ -56,7 +63,7 @@ try {
   fail('cmake-js is not installed', { fix: 'npm ci' });
 }
 
-const args = [cmakeJs, 'compile', '--directory', nativeDir, ...process.argv.slice(2)];
+const args = [cmakeJs, 'compile', '--directory', nativeDir, ...extra];
 const run = spawnSync(process.execPath, args, { encoding: 'utf8', cwd: repoRoot, maxBuffer: 64 << 20 });
 const log = `${run.stdout ?? ''}${run.stderr ?? ''}`;
 if (run.status !== 0) fail(firstCause(log), { log });

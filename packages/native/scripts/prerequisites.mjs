@@ -72,10 +72,10 @@ export function planSetup(missing, facts) {
   return { action: 'advise', packages, fix: fixCommand(missing, facts), line: `setup: the native CPU engine needs ${what}: ${fixCommand(missing, facts)}` };
 }
 
-/** The one command (or instruction) that gets `missing` on this kind of machine, then rebuilds. */
-export function fixCommand(missing, facts = systemFacts()) {
+/** The one command (or instruction) that gets `missing` on this kind of machine, then `rebuild`. */
+export function fixCommand(missing, facts = systemFacts(), rebuild = REBUILD_COMMAND) {
   const packages = missing.map((m) => m.apt);
-  if (facts.aptGet) return `${facts.root ? '' : 'sudo '}apt-get install ${packages.join(' ')}, then ${REBUILD_COMMAND}`;
+  if (facts.aptGet) return `${facts.root ? '' : 'sudo '}apt-get install ${packages.join(' ')}, then ${rebuild}`;
   const needsOnednn = packages.includes('libdnnl-dev');
   const others = missing.filter((m) => m.apt !== 'libdnnl-dev').map((m) => m.what);
   const parts = [];
@@ -84,7 +84,7 @@ export function fixCommand(missing, facts = systemFacts()) {
     if (brew.length > 0) parts.push(`brew install ${brew.join(' ')}`);
   } else if (others.length > 0) parts.push(`install ${others.join(', ')} with your package manager`);
   if (needsOnednn) parts.push('install oneDNN 2.x (https://github.com/oneapi-src/oneDNN, branch rel-2.7; set DNNLROOT to its prefix)');
-  return `${parts.join('; ')}, then ${REBUILD_COMMAND}`;
+  return `${parts.join('; ')}, then ${rebuild}`;
 }
 
 /** Runs an install plan's commands with their output shown; true when all succeeded (dry run: prints them). */

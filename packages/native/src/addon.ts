@@ -4,7 +4,7 @@
  * Backend/Session seam built on top.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -107,10 +107,24 @@ export interface NativeAddon {
 
 export type AddonLoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
 
-/** Where the build puts the addon; NST_NATIVE_ADDON overrides it (the ASan build lives elsewhere). */
+/** Whether NST_CUDA_EMULATION=1 asks for the CUDA engine on the CPU stand-in (native/emulation). */
+export function cudaEmulationRequested(): boolean {
+  return process.env.NST_CUDA_EMULATION === '1';
+}
+
+/** The addon built by `npm run build:native:emulated -w @nst/native`, its stand-in libraries beside it. */
+export function emulatedAddonPath(): string {
+  return fileURLToPath(new URL('../../../native/build-emulated/Release/nst_native.node', import.meta.url));
+}
+
+/**
+ * Where the build puts the addon; NST_NATIVE_ADDON overrides it (the ASan
+ * build lives elsewhere), and NST_CUDA_EMULATION=1 picks the emulated build.
+ */
 export function nativeAddonPath(): string {
   const override = process.env.NST_NATIVE_ADDON;
   if (override) return override;
+  if (cudaEmulationRequested()) return emulatedAddonPath();
   // src/ and dist/ are both two levels below the repository root's native/.
   return fileURLToPath(new URL('../../../native/build/Release/nst_native.node', import.meta.url));
 }
@@ -119,8 +133,23 @@ let cached: AddonLoadResult | undefined;
 
 /** Loads the addon once; when it cannot, says why in one line. */
 export function loadNativeAddon(): AddonLoadResult {
-  cached ??= loadAddonFrom(nativeAddonPath());
+  if (!cached) {
+    const addonPath = nativeAddonPath();
+    if (cudaEmulationRequested()) useStandInLibraries(addonPath);
+    cached = loadAddonFrom(addonPath);
+  }
   return cached;
+}
+
+/**
+ * The emulated engine must load the cuDNN and cuBLAS stand-ins beside it
+ * (the real libraries would run on the stand-in runtime): it finds them
+ * through the same variables a user sets for the real ones, overridden here.
+ */
+function useStandInLibraries(addonPath: string): void {
+  const dir = path.dirname(addonPath);
+  process.env.NST_CUDNN_PATH = path.join(dir, 'libcudnn_standin.so');
+  process.env.NST_CUBLAS_PATH = path.join(dir, 'libcublas_standin.so');
 }
 
 /** Loads the addon at `path` (uncached). */
@@ -128,7 +157,10 @@ export function loadAddonFrom(path: string): AddonLoadResult {
   if (!existsSync(path)) {
     const failed = readBuildFailure(path);
     if (failed) return { ok: false, reason: `native addon not built: ${failed.reason}: ${failed.fix}` };
-    return { ok: false, reason: `native addon not built (${path} is missing; run: npm run build:native -w @nst/native)` };
+    return {
+      ok: false,
+      reason: `native addon not built (${path} is missing; run: npm run build:native${path === emulatedAddonPath() ? ':emulated' : ''} -w @nst/native)`,
+    };
   }
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
@@ -147,7 +179,7 @@ export interface BuildFailure {
 
 /** The build's failure record beside an addon path (<out>/Release/x.node -> <out>/BUILD-FAILED.json), if any. */
 export function readBuildFailure(addonPath: string): BuildFailure | undefined {
-  const record = join(dirname(dirname(addonPath)), 'BUILD-FAILED.json');
+  const record = path.join(path.dirname(path.dirname(addonPath)), 'BUILD-FAILED.json');
   try {
     const r = JSON.parse(readFileSync(record, 'utf8')) as Partial<BuildFailure>;
     if (typeof r.reason !== 'string' || typeof r.fix !== 'string') return undefined;

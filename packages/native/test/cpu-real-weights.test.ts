@@ -90,7 +90,7 @@ describe.skipIf(!addon || !haveWeights)(`native cpu with the real VGG-19 weights
     await backend.loadWeights(await loadWeights(weightsPath));
     await expect(
       backend.createSession({ ...options, loss: { ...options.loss, contentLayers: [{ layer: 'conv4_2', weight: 1 }] } }),
-    ).rejects.toThrow(/^--content-layers: layer conv4_2 is not in the weight set .*vgg19-keras-blocks1-3 \(it has conv1_1 \.\. conv3_4\)$/);
+    ).rejects.toThrow(/^contentLayers: layer conv4_2 is not in the weight set .*vgg19-keras-blocks1-3 \(it has conv1_1 \.\. conv3_4\)$/);
     backend.dispose();
   });
 });

@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { writeBytesAtomic } from './atomic.js';
+import { writeBytesAtomic } from '@nst/files';
 import { UserError } from '@nst/core';
 
 /**

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { UserError, type RgbImage } from '@nst/core';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '@nst/files';
 
 /** Output formats sharp writes, by extension. */
 export const OUTPUT_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.avif'] as const;

@@ -1,4 +1,3 @@
-export * from './atomic.js';
 export * from './image-file.js';
 export * from './checkpoint.js';
 export * from './parse.js';
