@@ -3,17 +3,15 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  cliBuilt, hasSharedImages, hasSharedWeights, jsonLines, nst, nstAsync, sharedImages, sharedWeights, tempDir, writeTestImage,
-} from './helpers.js';
+  REDUCED_FLAGS, available, cliBuilt as built, jsonLines, newDir, nst, nstAsync, sharedAvailable, sharedImages, sharedWeights, writeTestImage,
+} from '@nst/test-helpers';
 
-if (!cliBuilt) console.log('skipping CLI tests: packages/cli/dist is not built (run `npm run build`)');
-if (!hasSharedWeights) console.log(`skipping real-weight CLI tests: ${sharedWeights} is absent`);
-
-// The reduced real-weight setup of ../shared/README.md: blocks 1-3 only.
-const REDUCED = ['--style-layers', 'conv1_1:0.34,conv2_1:0.33,conv3_1:0.33', '--content-layers', 'conv3_2:1'];
+const cliBuilt = available(built, 'packages/cli/dist is not built (run `npm run build`)');
+const hasSharedWeights = sharedAvailable('weights');
+const hasSharedImages = sharedAvailable('images');
 
 describe.runIf(cliBuilt)('nst render (end to end)', () => {
-  const dir = tempDir('nst-cli-');
+  const dir = newDir('nst-cli-');
   let content = '';
   let style = '';
   beforeAll(async () => {
@@ -28,7 +26,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
 
   it.runIf(hasSharedWeights)('with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size', async () => {
     const out = path.join(dir, 'real.png');
-    const r = nst(['render', '--content', content, '--style', style, '--out', out, '--weights', sharedWeights, ...REDUCED,
+    const r = nst(['render', '--content', content, '--style', style, '--out', out, '--weights', sharedWeights, ...REDUCED_FLAGS,
       '--size', '64x48', '--iterations', '30', '--print-every', '10', '--save-every', '0', '--backend', 'tfjs', '--json']);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.status, r.stderr).toBe(0);
@@ -125,7 +123,7 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
 });
 
 describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack trace', () => {
-  const dir = tempDir('nst-cli-err-');
+  const dir = newDir('nst-cli-err-');
   let img = '';
   beforeAll(async () => {
     img = await writeTestImage(path.join(dir, 'img.png'), 32, 24, 2);

@@ -61,7 +61,7 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
   class RecordingBlob extends OriginalBlob {
     constructor(parts?: BlobArgs[0], options?: BlobArgs[1]) {
       super(parts ?? [], options);
-      if (parts && parts.every((p) => typeof p === 'string')) {
+      if (parts?.every((p) => typeof p === 'string')) {
         const text = (parts as string[]).join('');
         blobTexts.set(this, text);
         if (text.startsWith(FACTORY_MARKER)) factoryText = text;
