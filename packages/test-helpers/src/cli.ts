@@ -30,11 +30,15 @@ export function nst(args: string[], env: Record<string, string> = {}): CliResult
 }
 
 /** Starts the CLI; resolves when it exits. `onStdout` sees output as it arrives. */
-export function nstAsync(args: string[], onStdout?: (chunk: string, child: ReturnType<typeof spawn>) => void): Promise<CliResult> {
+export function nstAsync(
+  args: string[],
+  onStdout?: (chunk: string, child: ReturnType<typeof spawn>) => void,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [nstBin, ...args], {
       cwd: repoRoot,
-      env: { ...process.env, NST_CACHE_DIR: emptyCache },
+      env: { ...process.env, NST_CACHE_DIR: emptyCache, ...env },
     });
     let stdout = '';
     let stderr = '';
