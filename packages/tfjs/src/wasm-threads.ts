@@ -2,7 +2,7 @@
  * Multi-threaded WASM for @tensorflow/tfjs-backend-wasm under Node.
  *
  * The package ships a threaded SIMD build (Emscripten pthreads on
- * worker_threads) but disables it in Node (tfjs issue 3830) for two reasons
+ * worker_threads) but disables it in Node (github.com/tensorflow/tfjs, issue 3830) for two reasons
  * this file works around, only while the backend initialises:
  *  1. Emscripten starts each pthread worker from a `blob:` URL, which Node's
  *     Worker cannot load. We catch the two blobs involved (the worker script
