@@ -68,6 +68,7 @@ describe('tfjs backend selection', () => {
       () => true,
       () => false,
     );
+    expect.assertions(tfjsNodeLoads ? 4 : 8);
     if (tfjsNodeLoads) {
       expect(selection.kind).toBe('node');
     } else {
