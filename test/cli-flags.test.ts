@@ -61,12 +61,15 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     torchWeights = await smallWeights('torchvision.safetensors', PREPROCESSING.torchvision);
   });
 
-  /** A render that must succeed: its JSON reports and summary. */
-  function render(args: string[], out: string): Rendered {
-    const r = nst([
-      'render', '--content', content, '--style', style, '--out', out, '--weights', caffeWeights, ...LIGHT,
-      '--size', '32x24', '--save-every', '0', '--print-every', '1', '--backend', backend, '--json', ...args,
-    ]);
+  /** `nst render` on the small set at 32x24; `inputs`: the --content and --style flags (default: content, style). */
+  function renderArgs(out: string, inputs = ['--content', content, '--style', style]): string[] {
+    return ['render', ...inputs, '--out', out, '--weights', caffeWeights, ...LIGHT, '--size', '32x24', '--save-every', '0',
+      '--print-every', '1', '--backend', backend, '--json'];
+  }
+
+  /** A render that must succeed (later flags override renderArgs'): its JSON reports and summary. */
+  function render(args: string[], out: string, inputs?: string[]): Rendered {
+    const r = nst([...renderArgs(out, inputs), ...args]);
     expect(r.status, r.stderr).toBe(0);
     const lines = jsonLines(r.stdout);
     return {
@@ -143,12 +146,7 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     const args = ['--iterations', '3', '--init', 'content'];
     const first = render([...args], file('blend-first.png')).reports;
     const second = render([...args, '--style', style2], file('blend-second.png')).reports; // the later --style adds a second
-    const onlySecond = nst([
-      'render', '--content', content, '--style', style2, '--out', file('only-second.png'), '--weights', caffeWeights, ...LIGHT,
-      '--size', '32x24', '--save-every', '0', '--print-every', '1', '--backend', backend, '--json', ...args,
-    ]);
-    expect(onlySecond.status, onlySecond.stderr).toBe(0);
-    const secondAlone = jsonLines(onlySecond.stdout).filter((l) => !l.summary) as Record<string, number>[];
+    const secondAlone = render(args, file('only-second.png'), ['--content', content, '--style', style2]).reports;
     const blend10 = render([...args, '--style', style2, '--style-blend-weights', '1,0'], file('blend-10.png')).reports;
     const blend01 = render([...args, '--style', style2, '--style-blend-weights', '0,1'], file('blend-01.png')).reports;
     expect(first.length).toBe(4);
@@ -167,14 +165,8 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     // (sharp's lanczos3, as the loader resizes) gives the same style loss; without the flag it is 32x24.
     const small = file('style2-12x16.png');
     await sharp(style2).resize(12, 16, { fit: 'fill', kernel: 'lanczos3' }).toFile(small);
-    const run = (s: string, extra: string[], out: string) => {
-      const r = nst([
-        'render', '--content', content, '--style', s, '--out', file(out), '--weights', caffeWeights, ...LIGHT,
-        '--size', '32x24', '--iterations', '0', '--init', 'content', '--backend', backend, '--json', ...extra,
-      ]);
-      expect(r.status, r.stderr).toBe(0);
-      return jsonLines(r.stdout)[0].style as number;
-    };
+    const run = (s: string, extra: string[], out: string) =>
+      render(['--iterations', '0', '--init', 'content', ...extra], file(out), ['--content', content, '--style', s]).reports[0].style;
     const scaled = run(style2, ['--style-scale', '0.5'], 'scaled.png');
     const preResized = run(small, ['--style-scale', '0.5'], 'pre-resized.png');
     const unscaled = run(style2, [], 'unscaled.png');
@@ -184,20 +176,10 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 
   it('a batch (several --content) renders each as the single render with seed + its index', async () => {
     const batchDir = file('batch');
-    const args = ['--iterations', '3', '--seed', '5'];
-    const r = nst([
-      'render', '--content', content, '--content', content2, '--style', style, '--out', batchDir, '--weights', caffeWeights, ...LIGHT,
-      '--size', '32x24', '--save-every', '0', '--backend', backend, '--json', ...args,
-    ]);
-    expect(r.status, r.stderr).toBe(0);
-    const summary = jsonLines(r.stdout).find((l) => l.summary)!;
+    const { summary } = render(['--iterations', '3', '--seed', '5'], batchDir, ['--content', content, '--content', content2, '--style', style]);
     expect(summary.batch).toBe(2);
     expect(summary.output).toEqual([path.join(batchDir, 'content.png'), path.join(batchDir, 'content2.png')]);
-    const nd = nst([
-      'render', '--content', content2, '--style', style, '--out', file('single2.png'), '--weights', caffeWeights, ...LIGHT,
-      '--size', '32x24', '--save-every', '0', '--backend', backend, '--json', '--iterations', '3', '--seed', '6',
-    ]);
-    expect(nd.status, nd.stderr).toBe(0);
+    render(['--iterations', '3', '--seed', '6'], file('single2.png'), ['--content', content2, '--style', style]);
     const [batch2, single2, batch1] = await Promise.all([
       pixels(path.join(batchDir, 'content2.png')), pixels(file('single2.png')), pixels(path.join(batchDir, 'content.png')),
     ]);
@@ -236,10 +218,7 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 
   it('--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job', async () => {
     const out = file('ckpt.png');
-    const args = [
-      'render', '--content', content, '--style', style, '--out', out, '--weights', caffeWeights, ...LIGHT, '--size', '32x24',
-      '--save-every', '0', '--print-every', '1', '--backend', backend, '--json', '--checkpoint-every', '4',
-    ];
+    const args = [...renderArgs(out), '--checkpoint-every', '4'];
     // Stop the process (SIGSTOP) once it has reported iteration 5, read what it reported, then kill it
     // (SIGKILL: no checkpoint on the way out, so the file is the periodic one).
     let stopped = false;
@@ -312,22 +291,21 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
   it('--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)', () => {
     const gpu = existsSync('/dev/nvidia0');
     expect.assertions(4);
-    const base = ['render', '--content', content, '--style', style, '--weights', caffeWeights, ...LIGHT, '--size', '32x24', '--json'];
     if (gpu) {
       // Another arithmetic, other losses after a few iterations; a GPU index that does not exist is an error.
-      const fp32 = nst([...base, '--out', file('fp32.png'), '--backend', 'cuda', '--precision', 'fp32', '--iterations', '5']);
-      const bf16 = nst([...base, '--out', file('bf16.png'), '--backend', 'cuda', '--precision', 'bf16', '--iterations', '5']);
+      const fp32 = nst([...renderArgs(file('fp32.png')), '--backend', 'cuda', '--precision', 'fp32', '--iterations', '5']);
+      const bf16 = nst([...renderArgs(file('bf16.png')), '--backend', 'cuda', '--precision', 'bf16', '--iterations', '5']);
       expect([fp32.status, bf16.status]).toEqual([0, 0]);
       const final = (r: typeof fp32) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
       expect(final(fp32)).not.toBe(final(bf16));
-      const missing = nst([...base, '--out', file('gpu99.png'), '--backend', 'cuda', '--gpu', '99', '--iterations', '1']);
+      const missing = nst([...renderArgs(file('gpu99.png')), '--backend', 'cuda', '--gpu', '99', '--iterations', '1']);
       expect(missing.status).not.toBe(0);
       expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     } else {
-      const precision = nst([...base, '--out', file('p.png'), '--precision', 'fp64']);
+      const precision = nst([...renderArgs(file('p.png')), '--precision', 'fp64']);
       expect(precision.status).not.toBe(0);
       expect(precision.stderr).toMatch(/--precision <p>' argument 'fp64' is invalid/);
-      const index = nst([...base, '--out', file('g.png'), '--gpu', 'one']);
+      const index = nst([...renderArgs(file('g.png')), '--gpu', 'one']);
       expect(index.status).toBe(2);
       expect(index.stderr).toMatch(/^nst: --gpu: 'one' is not a whole number/);
     }

@@ -25,6 +25,7 @@ for (const [entry, file] of [
         vitest: path.join(here, 'vitest-shim.mjs'),
         '@nst/core': src('core'),
         '@nst/native': src('native'),
+        '@nst/test-helpers': src('test-helpers'),
       },
     },
     logLevel: 'warn',

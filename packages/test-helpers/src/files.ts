@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { afterAll } from 'vitest';
 import { repoRoot } from './environment.js';
 
 /** A fresh temporary folder and the function that removes it. */
@@ -12,11 +11,12 @@ export function tempDir(prefix = 'nst-test-'): { path: string; cleanup: () => vo
   return { path: dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-// Registered when a test file first imports this module: removes that file's newDir folders.
+// newDir's folders go when the test process ends (a hook of the test runner would tie this module to
+// it, and bench/gpu's bundle of the native tests runs without vitest).
 const cleanups: Array<() => void> = [];
-afterAll(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
+process.on('exit', () => cleanups.splice(0).forEach((cleanup) => cleanup()));
 
-/** A fresh temporary folder, removed after the test file (callable inside a test too). */
+/** A fresh temporary folder, removed when the test process ends (callable inside a test too). */
 export function newDir(prefix?: string): string {
   const t = tempDir(prefix);
   cleanups.push(t.cleanup);
