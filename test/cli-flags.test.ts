@@ -370,6 +370,9 @@ describe('the README documents every nst render flag, and each has a test', () =
     const help = nst(['render', '--help']).stdout;
     const offered = [...new Set(help.split('\n').flatMap((l) => (/^\s+(-\w, )?--/.test(l) ? flagsOf(l.trim().split(/\s{2,}/)[0]) : [])))];
     expect(documented).toEqual([...offered.filter((f) => f !== '--help'), '--debug'].sort());
+    // --out's help names every format the CLI writes.
+    const outHelp = help.replace(/\s+/g, ' ').split('--out <file>')[1]?.split(' --size')[0] ?? '';
+    for (const ext of OUTPUT_EXTENSIONS) expect(outHelp, ext).toMatch(new RegExp(`\\${ext}[,)]`));
   });
 
   it('each documented flag names tests that exist', () => {
