@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 if [ -e scripts/.format-pending ]; then
   echo "format check skipped: $(head -n 1 scripts/.format-pending)"
 else
-  biome format .
+  node_modules/.bin/biome format .
 fi
 
 if [ -x scripts/lint-native.sh ]; then
