@@ -262,7 +262,7 @@ describe('resources and errors', () => {
     await small.loadWeights(testWeights(3, 5)); // conv1_1 .. conv3_1
     const error = await small.createSession({ height: 8, width: 8, batch: 1, pooling: 'avg', loss: DEFAULT_LOSS }).catch((e) => e);
     expect(isUserError(error)).toBe(true);
-    expect(error.message).toBe('--content-layers: layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)');
+    expect([error.field, error.detail]).toEqual(['contentLayers', 'layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)']);
     small.dispose();
   });
 
