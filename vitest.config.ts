@@ -16,6 +16,7 @@ export default defineConfig({
       '@nst/tfjs': src('tfjs'),
       '@nst/native': src('native'),
       '@nst/cli': src('cli'),
+      '@nst/test-helpers': src('test-helpers'),
     },
   },
   test: {

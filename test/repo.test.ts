@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitLsFiles, repoRoot } from './helpers.js';
+import { gitLsFiles, repoRoot } from '@nst/test-helpers';
 
 describe('the repository', () => {
   it('holds no third-party images or weights', () => {

@@ -1,5 +1,4 @@
 import { open, stat } from 'node:fs/promises';
-import { basename } from 'node:path';
 import type { Preprocessing } from '@nst/core';
 import type { RawConv } from './layers.js';
 
@@ -74,8 +73,4 @@ export function hasMagic(head: Uint8Array, magic: string | readonly number[], of
   const bytes = typeof magic === 'string' ? [...magic].map((c) => c.charCodeAt(0)) : magic;
   if (head.length < offset + bytes.length) return false;
   return bytes.every((b, i) => head[offset + i] === b);
-}
-
-export function fileLabel(path: string): string {
-  return basename(path);
 }

@@ -1,20 +1,11 @@
-/** Test helpers: temporary folders, the shared real weights, small deterministic values. */
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, expect } from 'vitest';
+/** Test helpers of the weight readers: small deterministic values and expectations. */
+import { expect } from 'vitest';
 import { VGG19_LAYERS, isUserError } from '@nst/core';
 import { loadWeights } from '@nst/weights';
+import { sharedAvailable } from '@nst/test-helpers';
 
-export const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-export const sharedWeights = join(repoRoot, '..', 'shared', 'weights', 'vgg19-keras-blocks1-3');
-export const haveShared = existsSync(join(sharedWeights, 'model.json'));
-
-export function tempDir(): { path: string; cleanup: () => void } {
-  const path = mkdtempSync(join(tmpdir(), 'nst-weights-test-'));
-  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
-}
+export { newDir, sharedWeights, tempDir } from '@nst/test-helpers';
+export const haveShared = sharedAvailable('weights');
 
 /** A small integer hash -> float in [-1, 1): distinct, exactly representable test values. */
 export function testValue(layer: number, kind: number, i: number): number {
@@ -40,15 +31,6 @@ export function expectSameArray(actual: Float32Array, expected: Float32Array, wh
   if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
   for (let i = 0; i < actual.length; i++)
     if (!Object.is(actual[i], expected[i])) throw new Error(`${what}: index ${i}: ${actual[i]} != ${expected[i]}`);
-}
-
-/** A fresh temporary folder, removed after the test file. */
-const dirs: Array<() => void> = [];
-afterAll(() => dirs.forEach((d) => d()));
-export function newDir(): string {
-  const t = tempDir();
-  dirs.push(t.cleanup);
-  return t.path;
 }
 
 /** Loading `path` fails with a one-line UserError that starts with the path and matches `message`. */
