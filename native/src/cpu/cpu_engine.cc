@@ -10,6 +10,7 @@
 #include <map>
 
 #include "../engine.h"
+#include "../session_config.h"
 #include "kernels.h"
 #include "vgg_net.h"
 
@@ -21,30 +22,11 @@ static std::string onednn_version() {
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
 }
 
-static int deepest_layer(const LossSpec& loss) {
-  int deepest = -1;
-  for (const auto& l : loss.content) deepest = std::max(deepest, l.conv_index);
-  for (const auto& l : loss.style) deepest = std::max(deepest, l.conv_index);
-  return deepest;
-}
-
 // The layers whose activations the Gram kernels read as N x C matrices.
 static std::vector<bool> style_layers(const LossSpec& loss) {
   std::vector<bool> style(std::size(kVgg19), false);
   for (const auto& l : loss.style) style[l.conv_index] = true;
   return style;
-}
-
-static void check_config(const SessionConfig& c, int num_layers) {
-  if (c.height < 1 || c.width < 1 || c.batch < 1)
-    throw Error("cpu: createSession: height, width and batch must be positive");
-  if (c.loss.content.empty() && c.loss.style.empty())
-    throw Error("cpu: createSession: the loss names no content or style layer");
-  for (const auto* list : {&c.loss.content, &c.loss.style})
-    for (const auto& l : *list)
-      if (l.conv_index < 0 || l.conv_index >= num_layers)
-        throw Error("cpu: createSession: loss layer " + std::to_string(l.conv_index) + " is outside the " +
-                    std::to_string(num_layers) + " layers of the weights");
 }
 
 class CpuSession : public Session {
@@ -261,7 +243,7 @@ class CpuEngine : public Engine {
 
   std::unique_ptr<Session> create_session(const SessionConfig& config) override {
     if (!weights_) throw Error("cpu: createSession: call setWeights first");
-    check_config(config, weights_->num_layers());
+    // The config passed validate_session_config (the addon calls it).
     return std::make_unique<CpuSession>(engine_, weights_, config);
   }
 

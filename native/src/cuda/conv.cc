@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "cuda/check.h"
+#include "cuda/format_bytes.h"
+#include "cuda/memory_plan.h"
 
 namespace nst::cuda {
 

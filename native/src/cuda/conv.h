@@ -6,7 +6,8 @@
 #include <memory>
 
 #include "cuda/dnn_api.h"
-#include "cuda/plan.h"
+#include "cuda/conv_key.h"
+#include "cuda/geometry.h"
 
 namespace nst::cuda {
 

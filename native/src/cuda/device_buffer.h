@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "cuda/plan.h"
+#include "cuda/format_bytes.h"
 #include "engine.h"
 
 namespace nst::cuda {

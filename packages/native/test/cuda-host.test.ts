@@ -2,7 +2,8 @@
  * The CUDA engine's pure host logic, tested without a GPU: compiles
  * native/src/cuda/test/host_test.cc (SAME-pooling index math against
  * TensorFlow's padding formula, layer geometry, the memory estimate against
- * NST-SPEC.md's 320 MiB at 512x512, the largest-size-that-fits search, the
+ * NST-SPEC.md's 320 MiB at 512x512, cuDNN's 2^31-element tensor limit, the
+ * style pass's memory, the largest-size-that-fits search, the
  * algorithm cache key, and the cuDNN/cuBLAS library search on a fake folder
  * tree) with the host C++ compiler and runs it.
  */
@@ -31,7 +32,8 @@ describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
       execFileSync(
         cxx,
         ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, src('cuda/test/host_test.cc'),
-          src('cuda/plan.cc'), src('cuda/library_search.cc'), '-ldl', '-o', exe],
+          src('cuda/geometry.cc'), src('cuda/memory_plan.cc'), src('cuda/format_bytes.cc'), src('cuda/library_search.cc'),
+          '-ldl', '-o', exe],
         { stdio: 'pipe' },
       );
       const run = spawnSync(exe, [], { encoding: 'utf8' });
