@@ -5,7 +5,8 @@
  * NST-SPEC.md's 320 MiB at 512x512, cuDNN's 2^31-element tensor limit, the
  * style pass's memory, the largest-size-that-fits search, the
  * algorithm cache key, and the cuDNN/cuBLAS library search on a fake folder
- * tree) with the host C++ compiler and runs it.
+ * tree) with the host C++ compiler and runs it; likewise graph_test.cc (CUDA
+ * graph capture, against the CUDA runtime: it needs a GPU to run).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -41,6 +42,37 @@ describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
       expect(run.stderr).toBe('');
       expect(run.stdout.trim()).toBe('cuda host tests: all passed');
       expect(run.status, run.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const cudaHome = path.dirname(path.dirname(nvcc.includes('/') ? nvcc : '/usr/local/cuda/bin/nvcc'));
+const hasCudaRuntime = existsSync(path.join(cudaHome, 'include/cuda_runtime.h')) && existsSync(path.join(cudaHome, 'lib64/libcudart_static.a'));
+if (!hasCudaRuntime) console.log(`cuda graph test skipped: no CUDA runtime under ${cudaHome}`);
+
+describe.skipIf(!hasCompiler || !hasCudaRuntime)('cuda graph capture (native/src/cuda/test/graph_test.cc)', () => {
+  it('a capture replays its work; an exception during capture never leaves the stream capturing', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-graph-'));
+    try {
+      const exe = path.join(dir, 'graph_test');
+      const src = (f: string) => path.join(repo, 'native/src', f);
+      execFileSync(
+        cxx,
+        ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
+          src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${path.join(cudaHome, 'lib64')}`, '-lcudart_static',
+          '-ldl', '-lpthread', '-lrt', '-o', exe],
+        { stdio: 'pipe' },
+      );
+      const run = spawnSync(exe, [], { encoding: 'utf8' });
+      console.log(run.stdout.trim(), run.stderr.trim());
+      if (run.status === 3) {
+        expect(run.stdout.trim()).toBe('graph_test: no GPU, nothing to test');
+      } else {
+        expect(run.stdout.trim()).toBe('graph_test: all passed');
+        expect(run.status, run.stderr).toBe(0);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
