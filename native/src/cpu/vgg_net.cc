@@ -11,9 +11,10 @@ using dnnl::memory;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
-// Activations stay NHWC end to end: the layout JavaScript hands over, the one
-// the Gram and content kernels read as an N x C matrix, and one oneDNN 2.6's
-// brgemm convolutions run at full speed on (bench/RESULTS.md has the numbers).
+// NHWC is the layout JavaScript hands over, the one the Gram kernels read as
+// an N x C matrix, and one oneDNN 2.6's brgemm convolutions run at full speed
+// on (bench/RESULTS.md has the numbers). Winograd layers run on the blocked
+// nChw16c layout instead (see winograd_rule), converted at their edges.
 static memory::desc nhwc(int n, int c, int h, int w) { return {{n, c, h, w}, dt::f32, tag::nhwc}; }
 
 static void copy_into(const memory& m, const float* src, size_t count) {

@@ -41,7 +41,7 @@ if (noGpu) console.log(`cuda parity tests skipped: ${noGpu}`);
 const LOSS: LossSpec = { ...DEFAULT_LOSS, tvWeight: 1e-3 };
 const WEIGHTS = testWeights(7, 13); // conv1_1 .. conv5_1
 
-// Tolerances of issue 5: relative loss difference and relative L2 of the gradient.
+// The parity tolerances: relative loss difference and relative L2 of the gradient.
 const TOL = {
   fp32: { loss: 1e-5, grad: 1e-4, adamLoss: 1e-4, adamImage: 1e-3 },
   tf32: { loss: 1e-3, grad: 3e-3, adamLoss: 5e-3, adamImage: 2e-2 },

@@ -73,7 +73,7 @@ static void test_geometry_and_memory() {
   EXPECT(m.content_targets == size_t(8) << 20);           // conv4_2: 64x64x512
   EXPECT(m.image_state == 5 * size_t(512) * 512 * 3 * 4);
   EXPECT(m.style_buffers == 2 * 4 * size_t(64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
-  // The budget: <= 1 GB at 512x512 with Adam, workspace reserve included.
+  // The budget: <= 1 GB at 512x512 with Adam, workspace reserve included.
   EXPECT(required_bytes(s) <= size_t(1) << 30);
   // Linear in the batch (apart from the fixed workspace reserve).
   SessionShape s8 = s;
