@@ -27,12 +27,12 @@
 using namespace nst::cuda;
 
 static int failures = 0;
-#define EXPECT(cond)                                                      \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
+#define EXPECT(cond)                                                       \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
       std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                         \
-    }                                                                     \
+      failures++;                                                          \
+    }                                                                      \
   } while (0)
 
 // TensorFlow's SAME rule for a window of 2, stride 2 (tf.nn.pool docs):
@@ -69,10 +69,10 @@ static void test_geometry_and_memory() {
   s.style_layers = {0, 2, 4, 8, 12};
   MemoryPlan m = estimate_memory(s);
   EXPECT(m.activations == size_t(320) << 20);
-  EXPECT(m.gradients == 2 * (size_t(64) << 20));          // two 512x512x64 maps
-  EXPECT(m.content_targets == size_t(8) << 20);           // conv4_2: 64x64x512
+  EXPECT(m.gradients == 2 * (size_t(64) << 20));  // two 512x512x64 maps
+  EXPECT(m.content_targets == size_t(8) << 20);   // conv4_2: 64x64x512
   EXPECT(m.image_state == 5 * size_t(512) * 512 * 3 * 4);
-  EXPECT(m.style_buffers == 2 * 4 * size_t(64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
+  EXPECT(m.style_buffers == size_t(2) * 4 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
   // The budget: <= 1 GB at 512x512 with Adam, workspace reserve included.
   EXPECT(required_bytes(s) <= size_t(1) << 30);
   // Linear in the batch (apart from the fixed workspace reserve).
