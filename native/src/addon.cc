@@ -79,7 +79,9 @@ void EngineState::release_if_disposed() {
 
 void check_usable(Napi::Env env, const EngineState& e, const char* op) {
   if (e.disposed) throw Napi::Error::New(env, std::string(op) + ": the engine has been disposed");
-  if (e.busy) throw Napi::Error::New(env, std::string(op) + ": the engine is busy with an earlier call that has not finished (await it)");
+  if (e.busy)
+    throw Napi::Error::New(
+        env, std::string(op) + ": the engine is busy with an earlier call that has not finished (await it)");
 }
 
 void check_usable(Napi::Env env, const SessionState& s, const char* op) {
@@ -135,7 +137,8 @@ class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
   }
 
  private:
-  EngineCallWorker(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result, Napi::Value on_progress)
+  EngineCallWorker(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result,
+                   Napi::Value on_progress)
       : Napi::AsyncProgressWorker<int>(env, "nst:engine-call"),
         deferred_(Napi::Promise::Deferred::New(env)),
         state_(std::move(state)),
@@ -160,15 +163,15 @@ class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeSession",
-                       {InstanceMethod<&SessionWrap::SetTargets>("setTargets"),
-                        InstanceMethod<&SessionWrap::SetImages>("setImages"),
-                        InstanceMethod<&SessionWrap::Iterate>("iterate"),
-                        InstanceMethod<&SessionWrap::LossAndGradient>("lossAndGradient"),
-                        InstanceMethod<&SessionWrap::ReadImages>("readImages"),
-                        InstanceMethod<&SessionWrap::ReadOptimizerState>("readOptimizerState"),
-                        InstanceMethod<&SessionWrap::WriteOptimizerState>("writeOptimizerState"),
-                        InstanceMethod<&SessionWrap::Dispose>("dispose")});
+    return DefineClass(
+        env, "NativeSession",
+        {InstanceMethod<&SessionWrap::SetTargets>("setTargets"), InstanceMethod<&SessionWrap::SetImages>("setImages"),
+         InstanceMethod<&SessionWrap::Iterate>("iterate"),
+         InstanceMethod<&SessionWrap::LossAndGradient>("lossAndGradient"),
+         InstanceMethod<&SessionWrap::ReadImages>("readImages"),
+         InstanceMethod<&SessionWrap::ReadOptimizerState>("readOptimizerState"),
+         InstanceMethod<&SessionWrap::WriteOptimizerState>("writeOptimizerState"),
+         InstanceMethod<&SessionWrap::Dispose>("dispose")});
   }
 
   // Only EngineWrap::CreateSession constructs these (it passes an External).
@@ -190,8 +193,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     SessionState& s = usable(env, "setTargets");
     Napi::Array items = array_arg(env, info[0], "setTargets: targets");
     if (int(items.Length()) != s.config.batch)
-      range_error(env, "setTargets: expected " + std::to_string(s.config.batch) + " targets (one per batch item), got " +
-                           std::to_string(items.Length()));
+      range_error(env, "setTargets: expected " + std::to_string(s.config.batch) +
+                           " targets (one per batch item), got " + std::to_string(items.Length()));
     // The pixels are copied so that the worker never reads JS memory.
     struct OwnedImage {
       int height, width;
@@ -243,7 +246,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value SetImages(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     SessionState& s = usable(env, "setImages");
-    auto images = floats_arg(env, info[0], "setImages: images (batch x height x width x 3)", (long long)s.image_values());
+    auto images =
+        floats_arg(env, info[0], "setImages: images (batch x height x width x 3)", (long long)s.image_values());
     guarded(env, [&] { s.session->set_images(images.Data()); });
     return env.Undefined();
   }
@@ -345,21 +349,20 @@ struct AddonData {
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
-
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeEngine",
-                       {InstanceMethod<&EngineWrap::Describe>("describe"),
-                        InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
-                        InstanceMethod<&EngineWrap::CreateSession>("createSession"),
-                        InstanceMethod<&EngineWrap::Dispose>("dispose")});
+    return DefineClass(
+        env, "NativeEngine",
+        {InstanceMethod<&EngineWrap::Describe>("describe"), InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
+         InstanceMethod<&EngineWrap::CreateSession>("createSession"), InstanceMethod<&EngineWrap::Dispose>("dispose")});
   }
 
   // new NativeEngine('cpu' | 'cuda', { gpu?, precision? })
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
     std::string kind = string_arg(env, info[0], "createEngine: kind");
-    Napi::Object options = info.Length() > 1 && !info[1].IsUndefined() ? object_arg(env, info[1], "createEngine: options")
-                                                                        : Napi::Object::New(env);
+    Napi::Object options = info.Length() > 1 && !info[1].IsUndefined()
+                               ? object_arg(env, info[1], "createEngine: options")
+                               : Napi::Object::New(env);
     state_ = std::make_shared<EngineState>();
     if (kind == "cpu") {
       state_->engine = guarded(env, [] { return nst::make_cpu_engine(); });
@@ -369,10 +372,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Value p = options.Get("precision");
       if (!p.IsUndefined()) {
         std::string precision = string_arg(env, p, "createEngine: options.precision");
-        if (precision == "fp32") o.precision = nst::CudaOptions::Precision::Fp32;
-        else if (precision == "tf32") o.precision = nst::CudaOptions::Precision::Tf32;
-        else if (precision == "bf16") o.precision = nst::CudaOptions::Precision::Bf16;
-        else range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
+        if (precision == "fp32")
+          o.precision = nst::CudaOptions::Precision::Fp32;
+        else if (precision == "tf32")
+          o.precision = nst::CudaOptions::Precision::Tf32;
+        else if (precision == "bf16")
+          o.precision = nst::CudaOptions::Precision::Bf16;
+        else
+          range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
       }
       state_->engine = guarded(env, [&] { return nst::make_cuda_engine(o); });
     } else {
@@ -461,8 +468,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     state->session = guarded(env, [&] { return e.engine->create_session(config); });
     e.sessions.push_back(state);
     auto holder = Napi::External<std::shared_ptr<SessionState>>::New(
-        env, new std::shared_ptr<SessionState>(state),
-        [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
+        env, new std::shared_ptr<SessionState>(state), [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
     return env.GetInstanceData<AddonData>()->session_class.New({holder});
   }
 

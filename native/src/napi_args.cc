@@ -49,8 +49,8 @@ int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::
 int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what) {
   double d = number_field(env, o, key, what);
   if (d != std::floor(d) || d < INT32_MIN || d > INT32_MAX) {
-    range_error(env, what + "." + key + " must be a 32-bit integer, got " +
-                         Napi::Number::New(env, d).ToString().Utf8Value());
+    range_error(
+        env, what + "." + key + " must be a 32-bit integer, got " + Napi::Number::New(env, d).ToString().Utf8Value());
   }
   return int(d);
 }
@@ -61,8 +61,8 @@ Napi::Float32Array floats_arg(Napi::Env env, const Napi::Value& v, const std::st
   }
   auto a = v.As<Napi::Float32Array>();
   if (length >= 0 && static_cast<long long>(a.ElementLength()) != length) {
-    range_error(env, what + " must hold " + std::to_string(length) + " values, got " +
-                         std::to_string(a.ElementLength()));
+    range_error(env,
+                what + " must hold " + std::to_string(length) + " values, got " + std::to_string(a.ElementLength()));
   }
   return a;
 }

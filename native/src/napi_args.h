@@ -19,8 +19,7 @@ std::string string_arg(Napi::Env env, const Napi::Value& v, const std::string& w
 // o[key], a finite number.
 double number_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what);
 // o[key] when present, else `fallback`.
-double optional_number(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what,
-                       double fallback);
+double optional_number(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what, double fallback);
 // o[key], an integer in min..max.
 int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what, int min, int max);
 // o[key], any 32-bit integer (its range is checked where its meaning is known).

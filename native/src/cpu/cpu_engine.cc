@@ -36,8 +36,8 @@ class CpuSession : public Session {
         weights_(std::move(weights)),
         config_(config),
         nhwc_layers_(style_layers(config.loss)),
-        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss),
-             config.pooling, true, nhwc_layers_),
+        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss), config.pooling,
+             true, nhwc_layers_),
         image_size_(size_t(config.height) * config.width * 3),
         m_(image_size_ * config.batch, 0.f),
         v_(image_size_ * config.batch, 0.f),
@@ -88,8 +88,8 @@ class CpuSession : public Session {
     for (size_t k = 0; k < adam.step_sizes.size(); k++) {
       evaluate(true);
       if (k == 0) first = losses_;
-      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k],
-                  adam.beta1, adam.beta2, adam.eps);
+      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k], adam.beta1,
+                  adam.beta2, adam.eps);
       progress(int(k + 1));
     }
     return first;
@@ -151,8 +151,8 @@ class CpuSession : public Session {
         const ImageView& img = style.image;
         auto& net = nets[{img.height, img.width}];
         if (!net)
-          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling,
-                                         false, nhwc_layers_);
+          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling, false,
+                                         nhwc_layers_);
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
         net->forward();
         for (size_t i = 0; i < config_.loss.style.size(); i++) {

@@ -5,8 +5,8 @@
 #include <map>
 #include <memory>
 
-#include "cuda/dnn_api.h"
 #include "cuda/conv_key.h"
+#include "cuda/dnn_api.h"
 #include "cuda/geometry.h"
 
 namespace nst::cuda {

@@ -31,8 +31,8 @@ class CudaEngine : public Engine {
   std::string describe() const override {
     int blas_version = 0;
     ctx_->api.cublasGetVersion_v2(ctx_->cublas, &blas_version);
-    return "cuda (" + ctx_->device_name + ", cuDNN " + version_text(ctx_->api.cudnnGetVersion(), true) +
-           ", cuBLAS " + version_text(size_t(blas_version), false) + ", " + (ctx_->tf32 ? "tf32" : "fp32") +
+    return "cuda (" + ctx_->device_name + ", cuDNN " + version_text(ctx_->api.cudnnGetVersion(), true) + ", cuBLAS " +
+           version_text(size_t(blas_version), false) + ", " + (ctx_->tf32 ? "tf32" : "fp32") +
            (ctx_->fused_conv ? ", fused conv+bias+relu" : "") + ")";
   }
 
@@ -44,8 +44,8 @@ class CudaEngine : public Engine {
       const ConvWeightsView& w = layers[i];
       if (w.in_channels != kVgg19[i].in_channels || w.out_channels != kVgg19[i].out_channels) {
         throw Error(std::string("cuda: weights of ") + kVgg19[i].name + " are " + std::to_string(w.in_channels) + "->" +
-                    std::to_string(w.out_channels) + " channels, VGG-19 has " +
-                    std::to_string(kVgg19[i].in_channels) + "->" + std::to_string(kVgg19[i].out_channels));
+                    std::to_string(w.out_channels) + " channels, VGG-19 has " + std::to_string(kVgg19[i].in_channels) +
+                    "->" + std::to_string(kVgg19[i].out_channels));
       }
       uploaded.push_back(upload_layer(w));
     }
@@ -106,7 +106,8 @@ std::unique_ptr<Engine> make_cuda_engine(const CudaOptions& options) {
                 " GPU(s) found");
   }
   if (options.precision == CudaOptions::Precision::Bf16) {
-    throw Error("cuda: precision bf16 is not supported (its parity with the cpu engine is unverified); use tf32 or fp32");
+    throw Error(
+        "cuda: precision bf16 is not supported (its parity with the cpu engine is unverified); use tf32 or fp32");
   }
   const DnnApi& api = load_dnn_api();
   auto ctx = std::make_shared<DeviceContext>(api);

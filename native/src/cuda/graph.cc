@@ -49,7 +49,8 @@ std::string StepGraph::capture(cudaStream_t stream, const std::function<void()>&
       failure = e.what();
     }
     cudaError_t end = scope.end(&graph);
-    if (failure.empty() && end != cudaSuccess) failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
+    if (failure.empty() && end != cudaSuccess)
+      failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
   }
   if (failure.empty()) {
     cudaError_t inst = cudaGraphInstantiate(&exec_, graph, 0);

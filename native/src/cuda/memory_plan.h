@@ -18,8 +18,8 @@ struct SessionShape {
   int num_layers = 0;               // conv layers run: deepest loss layer + 1
   std::vector<int> content_layers;  // conv indices
   std::vector<int> style_layers;
-  bool backward = true;             // false: forward only (style targets)
-  bool fused_conv = false;          // the fused conv+bias+ReLU forward (needs a zero map)
+  bool backward = true;     // false: forward only (style targets)
+  bool fused_conv = false;  // the fused conv+bias+ReLU forward (needs a zero map)
 };
 
 // Device bytes per buffer family (workspace excluded: decided by cuDNN find).
@@ -30,9 +30,7 @@ struct MemoryPlan {
   size_t content_targets = 0;  // target activations of the content layers
   size_t style_buffers = 0;    // target Gram + gradient Gram per style layer
   size_t fused_zeros = 0;      // the fused conv's z input: zeros as large as the largest output map
-  size_t total() const {
-    return activations + gradients + image_state + content_targets + style_buffers + fused_zeros;
-  }
+  size_t total() const { return activations + gradients + image_state + content_targets + style_buffers + fused_zeros; }
 };
 
 MemoryPlan estimate_memory(const SessionShape& shape);

@@ -15,10 +15,9 @@ Pass::Pass(DeviceContext& ctx, int batch_, int height, int width, int layers, bo
         std::make_unique<ConvPlan>(ctx.api, ctx.cudnn, ctx.algos, ctx.tf32, batch, g, backward, ctx.fused_conv));
     acts.emplace_back(sizeof(float) * batch * size_t(g.height) * g.width * g.out_channels, "activations");
     bool pool_used = g.pool_after && i + 1 < layers;
-    pooled.emplace_back(pool_used ? sizeof(float) * batch * size_t((g.height + 1) / 2) * ((g.width + 1) / 2) *
-                                        g.out_channels
-                                  : 0,
-                        "pooled activations");
+    pooled.emplace_back(
+        pool_used ? sizeof(float) * batch * size_t((g.height + 1) / 2) * ((g.width + 1) / 2) * g.out_channels : 0,
+        "pooled activations");
   }
   if (ctx.fused_conv) {
     size_t largest = 0;
@@ -48,8 +47,8 @@ void Pass::forward(DeviceContext& ctx, const float* input, int upto, void* works
     } else {
       check_cudnn(ctx.api,
                   ctx.api.cudnnConvolutionForward(ctx.cudnn, &one, c.x.get(), x, layer.filter->get(),
-                                                   layer.kernel.get(), c.fwd_conv->get(), c.fwd.algo, workspace,
-                                                   workspace_bytes, &zero, c.y.get(), acts[i].get()),
+                                                  layer.kernel.get(), c.fwd_conv->get(), c.fwd.algo, workspace,
+                                                  workspace_bytes, &zero, c.y.get(), acts[i].get()),
                   "cudnnConvolutionForward");
       ctx.profiler.mark("conv forward", kVgg19[i].name);
       launch_bias_relu(acts[i].f(), layer.bias.f(), map_floats(i), g.out_channels, ctx.stream);
@@ -58,8 +57,7 @@ void Pass::forward(DeviceContext& ctx, const float* input, int upto, void* works
     }
     x = acts[i].f();
     if (g.pool_after && i + 1 < upto) {
-      launch_pool_forward(acts[i].f(), pooled[i].f(), batch, g.height, g.width, g.out_channels, max_pool,
-                          ctx.stream);
+      launch_pool_forward(acts[i].f(), pooled[i].f(), batch, g.height, g.width, g.out_channels, max_pool, ctx.stream);
       check_launch("pool_forward kernel");
       ctx.profiler.mark("own kernels", std::string("pool forward ") + kVgg19[i].name);
       x = pooled[i].f();
@@ -69,9 +67,8 @@ void Pass::forward(DeviceContext& ctx, const float* input, int upto, void* works
 
 void gram(DeviceContext& ctx, const float* a, float* g, int c, long long pixels, int batch, float alpha, float beta) {
   check_cublas(ctx.api,
-               ctx.api.cublasSgemmStridedBatched(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_T, c, c, int(pixels), &alpha, a,
-                                                  c, pixels * c, a, c, pixels * c, &beta, g, c,
-                                                  (long long)c * c, batch),
+               ctx.api.cublasSgemmStridedBatched(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_T, c, c, int(pixels), &alpha, a, c,
+                                                 pixels * c, a, c, pixels * c, &beta, g, c, (long long)c * c, batch),
                "cublasSgemmStridedBatched (Gram)");
 }
 

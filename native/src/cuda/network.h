@@ -76,7 +76,8 @@ struct Pass {
     return w;
   }
   // Runs conv layers [0, upto) on `input` (batch, h, w, 3).
-  void forward(DeviceContext& ctx, const float* input, int upto, void* workspace, size_t workspace_bytes, bool max_pool);
+  void forward(DeviceContext& ctx, const float* input, int upto, void* workspace, size_t workspace_bytes,
+               bool max_pool);
 };
 
 // G[b] = alpha * A_b^T A_b + beta * G[b] for NHWC maps A (N pixels x c).

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "cuda/check.h"
-#include "cuda/kernels.h"
 #include "cuda/format_bytes.h"
 #include "cuda/graph.h"
+#include "cuda/kernels.h"
 #include "cuda/memory_plan.h"
 #include "session_config.h"
 
@@ -76,7 +76,8 @@ class CudaSession : public Session {
     weights_version_ = ctx_->weights_version;
     if (verbose()) {
       std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
-                   config_.height, b, format_bytes(allocated_bytes()).c_str(), format_bytes(workspace_.bytes()).c_str());
+                   config_.height, b, format_bytes(allocated_bytes()).c_str(),
+                   format_bytes(workspace_.bytes()).c_str());
     }
   }
 
@@ -118,8 +119,8 @@ class CudaSession : public Session {
       ctx_->sync("iterate (evaluate)");
       return loss_values();
     }
-    if (graph_.ready() && (adam.beta1 != graph_adam_.beta1 || adam.beta2 != graph_adam_.beta2 ||
-                        adam.eps != graph_adam_.eps)) {
+    if (graph_.ready() &&
+        (adam.beta1 != graph_adam_.beta1 || adam.beta2 != graph_adam_.beta2 || adam.eps != graph_adam_.eps)) {
       graph_.reset();  // the Adam constants are baked into the captured launch
     }
     // Progress: every kProgressEvery steps an event; we wait on the previous
@@ -259,17 +260,16 @@ class CudaSession : public Session {
                     std::to_string(img.height) + " but the session is " + std::to_string(config_.width) + "x" +
                     std::to_string(config_.height));
       }
-      check_cuda(cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice,
-                                 ctx_->stream),
-                 "cudaMemcpyAsync (content image)");
+      check_cuda(
+          cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice, ctx_->stream),
+          "cudaMemcpyAsync (content image)");
     }
     int upto = 0;
     for (const auto& c : config_.loss.content) upto = std::max(upto, c.conv_index + 1);
     pass_->forward(*ctx_, staging_.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
     for (size_t k = 0; k < config_.loss.content.size(); k++) {
       const DeviceBuffer& a = pass_->acts[config_.loss.content[k].conv_index];
-      check_cuda(cudaMemcpyAsync(content_targets_[k].get(), a.get(), a.bytes(), cudaMemcpyDeviceToDevice,
-                                 ctx_->stream),
+      check_cuda(cudaMemcpyAsync(content_targets_[k].get(), a.get(), a.bytes(), cudaMemcpyDeviceToDevice, ctx_->stream),
                  "cudaMemcpyAsync (content targets)");
     }
   }
@@ -325,8 +325,8 @@ class CudaSession : public Session {
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
     const size_t needed = style_pass_bytes(s, workspace_.bytes());
     if (needed > free_bytes) {
-      throw Error("cuda: " + style_image + " needs about " + format_bytes(needed) + " but " +
-                  format_bytes(free_bytes) + " is free on " + ctx_->device_name + "; use a smaller style image");
+      throw Error("cuda: " + style_image + " needs about " + format_bytes(needed) + " but " + format_bytes(free_bytes) +
+                  " is free on " + ctx_->device_name + "; use a smaller style image");
     }
   }
 
@@ -372,10 +372,10 @@ class CudaSession : public Session {
         // g += D A: in column-major terms dX (c x N) += D (c x c) X (c x N).
         check_cublas(ctx.api,
                      ctx.api.cublasSgemmStridedBatched(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, geo.out_channels,
-                                                        int(pixels), geo.out_channels, &one, style_diffs_[l].f(),
-                                                        geo.out_channels, (long long)geo.out_channels * geo.out_channels,
-                                                        a, geo.out_channels, pixels * geo.out_channels, &one, g,
-                                                        geo.out_channels, pixels * geo.out_channels, b),
+                                                       int(pixels), geo.out_channels, &one, style_diffs_[l].f(),
+                                                       geo.out_channels, (long long)geo.out_channels * geo.out_channels,
+                                                       a, geo.out_channels, pixels * geo.out_channels, &one, g,
+                                                       geo.out_channels, pixels * geo.out_channels, b),
                      "cublasSgemmStridedBatched (style gradient)");
         ctx.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
         g_masked = false;
@@ -389,21 +389,21 @@ class CudaSession : public Session {
       }
       if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
-        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
-                             content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
+        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c), content_weight / (4 * n_c),
+                             loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
         check_launch("relu_backward kernel");
-        ctx.profiler.mark("own kernels", std::string(content_target ? "relu backward + content " : "relu backward ") +
-                                              kVgg19[i].name);
+        ctx.profiler.mark("own kernels",
+                          std::string(content_target ? "relu backward + content " : "relu backward ") + kVgg19[i].name);
       }
       // Through the convolution to its input.
       const ConvPlan& conv = *pass_->convs[i];
       float* out = i == 0 ? dx_.f() : grad_[1 - cur].f();
-      check_cudnn(ctx.api,
-                  ctx.api.cudnnConvolutionBackwardData(ctx.cudnn, &one, ctx.layers[i].filter->get(),
-                                                        ctx.layers[i].kernel.get(), conv.y.get(), g,
-                                                        conv.bwd_conv->get(), conv.bwd.algo, workspace_.get(),
-                                                        workspace_.bytes(), &zero, conv.x.get(), out),
-                  "cudnnConvolutionBackwardData");
+      check_cudnn(
+          ctx.api,
+          ctx.api.cudnnConvolutionBackwardData(ctx.cudnn, &one, ctx.layers[i].filter->get(), ctx.layers[i].kernel.get(),
+                                               conv.y.get(), g, conv.bwd_conv->get(), conv.bwd.algo, workspace_.get(),
+                                               workspace_.bytes(), &zero, conv.x.get(), out),
+          "cudnnConvolutionBackwardData");
       ctx.profiler.mark("conv backward-data", kVgg19[i].name);
       if (i == 0) break;
       const LayerGeometry& below = pass_->geometry[i - 1];
@@ -426,8 +426,8 @@ class CudaSession : public Session {
     check_launch("tv_loss_grad kernel");
     ctx.profiler.mark("own kernels", "tv loss+gradient");
     if (adam) {
-      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
-                  step_sizes_.f(), static_cast<const int*>(step_index_.get()), ctx.stream);
+      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps, step_sizes_.f(),
+                  static_cast<const int*>(step_index_.get()), ctx.stream);
       check_launch("adam kernel");
       launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
       check_launch("advance_step kernel");
@@ -435,8 +435,10 @@ class CudaSession : public Session {
   }
 
   bool has_loss_at(int i) const {
-    for (const auto& c : config_.loss.content) if (c.conv_index == i) return true;
-    for (const auto& s : config_.loss.style) if (s.conv_index == i) return true;
+    for (const auto& c : config_.loss.content)
+      if (c.conv_index == i) return true;
+    for (const auto& s : config_.loss.style)
+      if (s.conv_index == i) return true;
     return false;
   }
 

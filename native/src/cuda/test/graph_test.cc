@@ -61,7 +61,8 @@ int main() {
 
   // Captured work runs only when the graph is launched.
   StepGraph graph;
-  std::string failure = graph.capture(stream, [&] { EXPECT(cudaMemsetAsync(device, 7, bytes, stream) == cudaSuccess); });
+  std::string failure =
+      graph.capture(stream, [&] { EXPECT(cudaMemsetAsync(device, 7, bytes, stream) == cudaSuccess); });
   EXPECT(failure.empty());
   EXPECT(graph.ready());
   EXPECT(!capturing(stream));
