@@ -24,27 +24,31 @@ const nvcc = process.env.CUDACXX ?? (existsSync('/usr/local/cuda/bin/nvcc') ? '/
 const hasNvcc = spawnSync(nvcc, ['--version']).status === 0;
 if (!hasNvcc) console.log(`cuda kernel self-test skipped: no nvcc (${nvcc})`);
 
+const src = (f: string) => path.join(repo, 'native/src', f);
+
+/** Compiles a test program (`args(exe)`: sources and flags) into a temporary folder and runs it. */
+function buildAndRun(compiler: string, name: string, args: (exe: string) => string[]) {
+  const dir = mkdtempSync(path.join(tmpdir(), `nst-${name}-`));
+  try {
+    const exe = path.join(dir, name);
+    execFileSync(compiler, args(exe), { stdio: 'pipe' });
+    return spawnSync(exe, [], { encoding: 'utf8' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
   it('host_test.cc passes every check', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-host-'));
-    try {
-      const exe = path.join(dir, 'host_test');
-      const src = (f: string) => path.join(repo, 'native/src', f);
-      execFileSync(
-        cxx,
-        ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, src('cuda/test/host_test.cc'),
-          src('cuda/geometry.cc'), src('cuda/memory_plan.cc'), src('cuda/format_bytes.cc'), src('cuda/library_search.cc'),
-          '-ldl', '-o', exe],
-        { stdio: 'pipe' },
-      );
-      const run = spawnSync(exe, [], { encoding: 'utf8' });
-      if (run.status !== 0) console.log(run.stdout, run.stderr);
-      expect(run.stderr).toBe('');
-      expect(run.stdout.trim()).toBe('cuda host tests: all passed');
-      expect(run.status, run.stderr).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const run = buildAndRun(cxx, 'host_test', (exe) => [
+      '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, src('cuda/test/host_test.cc'),
+      src('cuda/geometry.cc'), src('cuda/memory_plan.cc'), src('cuda/format_bytes.cc'), src('cuda/library_search.cc'),
+      '-ldl', '-o', exe,
+    ]);
+    if (run.status !== 0) console.log(run.stdout, run.stderr);
+    expect(run.stderr).toBe('');
+    expect(run.stdout.trim()).toBe('cuda host tests: all passed');
+    expect(run.status, run.stderr).toBe(0);
   });
 });
 
@@ -54,27 +58,17 @@ if (!hasCudaRuntime) console.log(`cuda graph test skipped: no CUDA runtime under
 
 describe.skipIf(!hasCompiler || !hasCudaRuntime)('cuda graph capture (native/src/cuda/test/graph_test.cc)', () => {
   it('a capture replays its work; an exception during capture never leaves the stream capturing', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-graph-'));
-    try {
-      const exe = path.join(dir, 'graph_test');
-      const src = (f: string) => path.join(repo, 'native/src', f);
-      execFileSync(
-        cxx,
-        ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
-          src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${path.join(cudaHome, 'lib64')}`, '-lcudart_static',
-          '-ldl', '-lpthread', '-lrt', '-o', exe],
-        { stdio: 'pipe' },
-      );
-      const run = spawnSync(exe, [], { encoding: 'utf8' });
-      console.log(run.stdout.trim(), run.stderr.trim());
-      if (run.status === 3) {
-        expect(run.stdout.trim()).toBe('graph_test: no GPU, nothing to test');
-      } else {
-        expect(run.stdout.trim()).toBe('graph_test: all passed');
-        expect(run.status, run.stderr).toBe(0);
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const run = buildAndRun(cxx, 'graph_test', (exe) => [
+      '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
+      src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${path.join(cudaHome, 'lib64')}`, '-lcudart_static',
+      '-ldl', '-lpthread', '-lrt', '-o', exe,
+    ]);
+    console.log(run.stdout.trim(), run.stderr.trim());
+    if (run.status === 3) {
+      expect(run.stdout.trim()).toBe('graph_test: no GPU, nothing to test');
+    } else {
+      expect(run.stdout.trim()).toBe('graph_test: all passed');
+      expect(run.status, run.stderr).toBe(0);
     }
   });
 });

@@ -15,18 +15,12 @@
 #include <vector>
 
 #include "cuda/graph.h"
+#include "cuda/test/expect.h"
 #include "engine.h"
 
 using nst::cuda::StepGraph;
 
-static int failures = 0;
-#define EXPECT(cond)                                                       \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                          \
-    }                                                                      \
-  } while (0)
+using nst::test::failures;
 
 static bool capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;

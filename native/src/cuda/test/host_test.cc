@@ -22,18 +22,12 @@
 #include "cuda/library_search.h"
 #include "cuda/memory_plan.h"
 #include "cuda/pool_math.h"
+#include "cuda/test/expect.h"
 #include "engine.h"
 
 using namespace nst::cuda;
 
-static int failures = 0;
-#define EXPECT(cond)                                                       \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                          \
-    }                                                                      \
-  } while (0)
+using nst::test::failures;
 
 // TensorFlow's SAME rule for a window of 2, stride 2 (tf.nn.pool docs):
 // out = ceil(n / 2); pad_total = max((out - 1) * 2 + 2 - n, 0);
