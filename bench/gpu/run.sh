@@ -3,6 +3,8 @@
 # Needs: the carry folder staged by prepare.sh, an NVIDIA driver, python3 with
 # PyTorch and its nvidia-cudnn / nvidia-cublas wheels. Writes every log to
 # $OUT (default /tmp/nst-gpu-out) and prints a short table last.
+# Exits non-zero when the kernel self-test or the GPU tests fail, or when the
+# GPU tests skip (on a GPU host a skip means the engine could not start).
 # Steps (each under its own timeout; the whole run fits in 10 minutes):
 #   1. the kernels' self-test against CPU references       (kernel_test)
 #   2. the GPU tests: cuda vs cpu parity, Adam, batch      (cuda-tests.mjs)
@@ -56,13 +58,21 @@ ldd "$NST_NATIVE_ADDON" > "$OUT/ldd.txt" 2>&1
 grep "not found" "$OUT/ldd.txt" && note "WARNING: the addon misses libraries (ldd.txt)"
 
 log "1/4 kernel self-test"
+status=0
 timeout 60 "$G/kernel_test" 2>&1 | tee "$OUT/kernel_test.log"
-note "kernel self-test: exit $? (0 = every kernel matches its CPU reference)"
+rc=$?
+note "kernel self-test: exit $rc (0 = every kernel matches its CPU reference)"
+[ "$rc" -eq 0 ] || status=1
 
 log "2/4 GPU tests (cuda vs cpu parity)"
 timeout 270 "$NODE" "$G/cuda-tests.mjs" 2>&1 | tee "$OUT/cuda-tests.log"
-note "GPU tests: exit $? ($(grep '^tests:' "$OUT/cuda-tests.log" | tail -1))"
-grep "cuda parity tests skipped" "$OUT/cuda-tests.log" | sed 's/^/  SKIPPED: /' | tee -a "$SUMMARY"
+rc=$?
+note "GPU tests: exit $rc ($(grep '^tests:' "$OUT/cuda-tests.log" | tail -1))"
+[ "$rc" -eq 0 ] || status=1
+if grep "cuda parity tests skipped" "$OUT/cuda-tests.log" | sed 's/^/  SKIPPED: /' | tee -a "$SUMMARY" | grep -q .; then
+  note "FAIL: the GPU tests skipped on a GPU host"
+  status=1
+fi
 
 # Runs "$@" with nvidia-smi sampling device memory every 100 ms; records the
 # peak above the idle baseline (the process's context + allocations).
@@ -139,3 +149,4 @@ if ref:
     print(f"torch: {ref['detail']}")
 EOF
 rm -rf "$WORK"
+exit "$status"

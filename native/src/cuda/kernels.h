@@ -57,4 +57,11 @@ void launch_adam(float* x, float* m, float* v, const float* g, size_t n, double 
 // ++*step_index (one thread; after the update that used it).
 void launch_advance_step(int* step_index, cudaStream_t stream);
 
+// The width of the element-wise kernels' index arithmetic for a launch whose
+// largest tensor has `elements` elements (in the kernel's units): 32 below
+// 2^31, else 64. force_64bit_indices(true) makes every launch take the
+// 64-bit path (for the self-test, which checks both paths).
+int index_bits(size_t elements);
+void force_64bit_indices(bool on);
+
 }  // namespace nst::cuda

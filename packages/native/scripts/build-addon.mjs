@@ -7,6 +7,9 @@
 // exits non-zero instead. Extra arguments go to cmake-js, e.g.
 //   node scripts/build-addon.mjs --out native/build/asan --CDNST_ASAN=ON
 // NST_SKIP_NATIVE=1 skips the build altogether.
+//
+// --emulated builds the CUDA engine on the CPU stand-in (native/emulation)
+// into native/build-emulated: the addon that NST_CUDA_EMULATION=1 loads.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -38,14 +41,17 @@ try {
 const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
 if (cmake.error) fail('cmake not found on PATH (install cmake >= 3.18)');
 
-const args = [cmakeJs, 'compile', '--directory', nativeDir, ...process.argv.slice(2)];
+const emulated = process.argv.includes('--emulated');
+const extra = process.argv.slice(2).filter((a) => a !== '--emulated');
+if (emulated) extra.push('--out', 'native/build-emulated', '--CDNST_CUDA_EMULATION=ON');
+const args = [cmakeJs, 'compile', '--directory', nativeDir, ...extra];
 const run = spawnSync(process.execPath, args, { encoding: 'utf8', cwd: repoRoot, maxBuffer: 64 << 20 });
 const log = `${run.stdout ?? ''}${run.stderr ?? ''}`;
 if (run.status !== 0) fail(firstCause(log), log);
 if (process.env.NST_VERBOSE_BUILD === '1') process.stdout.write(log);
 const cuda = /CUDA: (.*)/.exec(log);
-const outIndex = process.argv.indexOf('--out');
-const outDir = outIndex > 0 ? process.argv[outIndex + 1] : 'native/build';
+const outIndex = extra.indexOf('--out');
+const outDir = outIndex >= 0 ? extra[outIndex + 1] : 'native/build';
 console.log(`nst native addon: built in ${outDir}${cuda ? ` (${cuda[1].trim()})` : ''}`);
 
 // The line of the build log that names the cause: a CMake error or a compiler error.

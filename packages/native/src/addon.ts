@@ -4,6 +4,7 @@
  * Backend/Session seam built on top.
  */
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -106,10 +107,24 @@ export interface NativeAddon {
 
 export type AddonLoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
 
-/** Where the build puts the addon; NST_NATIVE_ADDON overrides it (the ASan build lives elsewhere). */
+/** Whether NST_CUDA_EMULATION=1 asks for the CUDA engine on the CPU stand-in (native/emulation). */
+export function cudaEmulationRequested(): boolean {
+  return process.env.NST_CUDA_EMULATION === '1';
+}
+
+/** The addon built by `npm run build:native:emulated -w @nst/native`, its stand-in libraries beside it. */
+export function emulatedAddonPath(): string {
+  return fileURLToPath(new URL('../../../native/build-emulated/Release/nst_native.node', import.meta.url));
+}
+
+/**
+ * Where the build puts the addon; NST_NATIVE_ADDON overrides it (the ASan
+ * build lives elsewhere), and NST_CUDA_EMULATION=1 picks the emulated build.
+ */
 export function nativeAddonPath(): string {
   const override = process.env.NST_NATIVE_ADDON;
   if (override) return override;
+  if (cudaEmulationRequested()) return emulatedAddonPath();
   // src/ and dist/ are both two levels below the repository root's native/.
   return fileURLToPath(new URL('../../../native/build/Release/nst_native.node', import.meta.url));
 }
@@ -118,14 +133,32 @@ let cached: AddonLoadResult | undefined;
 
 /** Loads the addon once; when it cannot, says why in one line. */
 export function loadNativeAddon(): AddonLoadResult {
-  cached ??= loadAddonFrom(nativeAddonPath());
+  if (!cached) {
+    const addonPath = nativeAddonPath();
+    if (cudaEmulationRequested()) useStandInLibraries(addonPath);
+    cached = loadAddonFrom(addonPath);
+  }
   return cached;
+}
+
+/**
+ * The emulated engine must load the cuDNN and cuBLAS stand-ins beside it
+ * (the real libraries would run on the stand-in runtime): it finds them
+ * through the same variables a user sets for the real ones, overridden here.
+ */
+function useStandInLibraries(addonPath: string): void {
+  const dir = path.dirname(addonPath);
+  process.env.NST_CUDNN_PATH = path.join(dir, 'libcudnn_standin.so');
+  process.env.NST_CUBLAS_PATH = path.join(dir, 'libcublas_standin.so');
 }
 
 /** Loads the addon at `path` (uncached). */
 export function loadAddonFrom(path: string): AddonLoadResult {
   if (!existsSync(path))
-    return { ok: false, reason: `native addon not built (${path} is missing; run: npm run build:native -w @nst/native)` };
+    return {
+      ok: false,
+      reason: `native addon not built (${path} is missing; run: npm run build:native${path === emulatedAddonPath() ? ':emulated' : ''} -w @nst/native)`,
+    };
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
     return { ok: true, addon, path };

@@ -1,8 +1,14 @@
-// GPU self-test of the engine's own kernels against straightforward CPU
+// Self-test of the engine's own kernels against straightforward CPU
 // references (llm.c style), on odd sizes that exercise SAME pooling's partial
-// windows. Needs a GPU; no cuDNN or cuBLAS. Built here (bench/gpu/prepare.sh),
-// run first by bench/gpu/run.sh so a kernel bug shows up before the
-// end-to-end parity tests. Exit code 0 when every kernel matches.
+// windows, 1-wide maps, and sizes large enough that the grid-stride loops go
+// round more than once; every kernel through both index widths (32-bit, and
+// the 64-bit path forced). The references follow the kernels' float steps
+// (a difference is a float subtraction, its square summed in double), so the
+// loss sums differ only in the order of their double additions: hence the
+// 1e-9 tolerance. Needs no cuDNN or cuBLAS. Built for a GPU
+// (bench/gpu/prepare.sh, run first by bench/gpu/run.sh so a kernel bug shows
+// up before the end-to-end parity tests) and for the CPU stand-in (CI).
+// Exit code 0 when every kernel matches.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -111,9 +117,8 @@ static void test_pooling(bool max_pool, int batch, int h, int w, int c) {
                1e-6);
 }
 
-static void test_bias_relu() {
-  const int c = 64;
-  const size_t n = size_t(3) * 7 * 5 * c;
+static void test_bias_relu(size_t pixels, int c) {
+  const size_t n = pixels * c;
   Vec y = random_vec(n, 3), bias = random_vec(c, 4, -0.3f, 0.3f), ref(n);
   for (size_t i = 0; i < n; i++) ref[i] = std::max(y[i] + bias[i % c], 0.f);
   Dev<float> yb(y), bb(bias);
@@ -121,9 +126,7 @@ static void test_bias_relu() {
   expect_close("bias_relu", yb.get(), ref, 1e-7);
 }
 
-static void test_relu_backward() {
-  const int batch = 3;
-  const size_t per_item = size_t(9) * 11 * 64;
+static void test_relu_backward(int batch, size_t per_item) {
   Vec g = random_vec(batch * per_item, 5), a = random_vec(batch * per_item, 6), t = random_vec(batch * per_item, 7);
   for (float& v : a) v = std::max(v, 0.f);
   const float grad_coef = 0.37f, loss_coef = 0.011f;
@@ -132,9 +135,9 @@ static void test_relu_backward() {
   for (int b = 0; b < batch; b++)
     for (size_t i = 0; i < per_item; i++) {
       size_t k = b * per_item + i;
-      double d = double(a[k]) - t[k];
-      loss_ref[b * kLossSlots + kContentSlot] += loss_coef * d * d;
-      g_ref[k] = a[k] > 0 ? float(g[k] + grad_coef * d) : 0.f;
+      float d = a[k] - t[k];  // in float, as the kernel (and the cpu engine)
+      loss_ref[b * kLossSlots + kContentSlot] += double(loss_coef) * (double(d) * d);
+      g_ref[k] = a[k] > 0 ? g[k] + grad_coef * d : 0.f;
       g_plain[k] = a[k] > 0 ? g[k] : 0.f;
     }
   Dev<float> gb(g), ab(a), tb(t), gb2(g);
@@ -149,17 +152,16 @@ static void test_relu_backward() {
   expect_close("relu_backward (mask only)", gb2.get(), g_plain, 0);
 }
 
-static void test_style_diff() {
-  const int batch = 2, c = 128;
+static void test_style_diff(int batch, int c) {
   const size_t per = size_t(c) * c;
   Vec gram = random_vec(batch * per, 8), target = random_vec(batch * per, 9), ref(gram.size());
   const float loss_coef = 0.2f / (4.f * c * c), grad_coef = 3.5f;
   std::vector<double> loss_ref(batch, 0.0);
   for (int b = 0; b < batch; b++)
     for (size_t i = 0; i < per; i++) {
-      double d = double(gram[b * per + i]) - target[b * per + i];
-      loss_ref[b] += loss_coef * d * d;
-      ref[b * per + i] = float(grad_coef * d);
+      float d = gram[b * per + i] - target[b * per + i];  // in float, as the kernel
+      loss_ref[b] += double(loss_coef) * (double(d) * d);
+      ref[b * per + i] = grad_coef * d;
     }
   Dev<float> gb(gram), tb(target);
   Dev<double> lb(std::vector<double>(batch * kLossSlots, 0.0));
@@ -169,8 +171,7 @@ static void test_style_diff() {
   for (int b = 0; b < batch; b++) expect_close("style loss", loss[b * kLossSlots + kStyleSlot], loss_ref[b], 1e-9);
 }
 
-static void test_tv() {
-  const int batch = 2, h = 13, w = 10;
+static void test_tv(int batch, int h, int w) {
   const size_t per = size_t(h) * w * 3;
   Vec x = random_vec(batch * per, 10, -50.f, 50.f), g = random_vec(batch * per, 11), ref = g;
   const float coef = 0.25f;
@@ -182,14 +183,14 @@ static void test_tv() {
         for (int c = 0; c < 3; c++) {
           // Each pair's term d^2 contributes 2d to the later pixel, -2d to the earlier.
           if (i + 1 < h) {
-            double d = double(x[idx(b, i + 1, j, c)]) - x[idx(b, i, j, c)];
-            loss_ref[b] += d * d;
+            float d = x[idx(b, i + 1, j, c)] - x[idx(b, i, j, c)];  // in float, as the kernel
+            loss_ref[b] += double(d) * d;
             ref[idx(b, i + 1, j, c)] += float(coef * 2 * d);
             ref[idx(b, i, j, c)] -= float(coef * 2 * d);
           }
           if (j + 1 < w) {
-            double d = double(x[idx(b, i, j + 1, c)]) - x[idx(b, i, j, c)];
-            loss_ref[b] += d * d;
+            float d = x[idx(b, i, j + 1, c)] - x[idx(b, i, j, c)];
+            loss_ref[b] += double(d) * d;
             ref[idx(b, i, j + 1, c)] += float(coef * 2 * d);
             ref[idx(b, i, j, c)] -= float(coef * 2 * d);
           }
@@ -202,21 +203,22 @@ static void test_tv() {
   for (int b = 0; b < batch; b++) expect_close("tv loss", loss[b * kLossSlots + kTvSlot], loss_ref[b], 1e-9);
 }
 
-static void test_adam() {
-  const size_t n = 1000;
+static void test_adam(size_t n) {
   Vec x = random_vec(n, 12, -100.f, 100.f), m = random_vec(n, 13), v = random_vec(n, 14, 0.f, 2.f),
       g = random_vec(n, 15);
   const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   Vec steps = {0.5f, 2.0f, 1.25f};
   // Two steps with the same gradient; the kernel must read steps[0] then steps[1].
+  // In float, as the kernel, with 1 - beta rounded from double as the launcher does.
+  const float omb1 = float(1.0 - double(b1)), omb2 = float(1.0 - double(b2));
   Vec xr = x, mr = m, vr = v;
   for (int s = 0; s < 2; s++)
     for (size_t i = 0; i < n; i++) {
-      double mi = b1 * double(mr[i]) + (1 - double(b1)) * g[i];
-      double vi = b2 * double(vr[i]) + (1 - double(b2)) * double(g[i]) * g[i];
-      mr[i] = float(mi);
-      vr[i] = float(vi);
-      xr[i] = float(xr[i] - steps[s] * mi / (std::sqrt(vi) + eps));
+      float mi = b1 * mr[i] + omb1 * g[i];
+      float vi = b2 * vr[i] + omb2 * g[i] * g[i];
+      mr[i] = mi;
+      vr[i] = vi;
+      xr[i] -= steps[s] * mi / (std::sqrt(vi) + eps);
     }
   Dev<float> xb(x), mb(m), vb(v), gb(g), sb(steps);
   Dev<int> ib(std::vector<int>{0});
@@ -234,22 +236,54 @@ static void test_adam() {
   }
 }
 
+// Every kernel on sizes of three kinds: small odd ones, 1-wide maps, and
+// ones past the launchers' grid caps (4096 blocks of 256 threads for the
+// maps, 1024 per batch item for the losses, 256 for the Grams), where each
+// thread's grid-stride loop runs more than once.
+static void test_all_kernels() {
+  test_bias_relu(3 * 7 * 5, 64);
+  test_bias_relu(1, 4);
+  test_bias_relu(1050001, 4);  // 1050001 float4s > 4096 * 256
+  for (bool max_pool : {false, true}) {
+    test_pooling(max_pool, 2, 7, 9, 8);   // odd both ways: partial last row and column
+    test_pooling(max_pool, 1, 6, 5, 64);  // even rows, odd columns
+    test_pooling(max_pool, 1, 1, 1, 4);   // a single partial window
+    test_pooling(max_pool, 1, 7, 1, 4);   // 1-wide
+    test_pooling(max_pool, 1, 1, 9, 4);   // 1-high
+  }
+  test_pooling(true, 1, 1025, 1025, 16);  // 1.05M float4 outputs > 4096 * 256
+  test_relu_backward(3, size_t(9) * 11 * 64);
+  test_relu_backward(1, 4);
+  test_relu_backward(2, size_t(1024) * 256 * 4 + 12);  // > 1024 blocks of 256 float4s per item
+  test_style_diff(2, 128);
+  test_style_diff(1, 1);
+  test_style_diff(1, 263);  // 263^2 > 256 blocks of 256
+  test_tv(2, 13, 10);
+  test_tv(1, 1, 7);
+  test_tv(1, 9, 1);
+  test_tv(1, 513, 515);  // > 1024 blocks of 256 pixels
+  test_adam(1000);
+  test_adam(1);
+  test_adam(1100003);  // > 4096 * 256
+}
+
 int main() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     std::printf("kernel_test: no GPU, nothing to test\n");
     return 3;
   }
-  test_bias_relu();
-  for (bool max_pool : {false, true}) {
-    test_pooling(max_pool, 2, 7, 9, 8);   // odd both ways: partial last row and column
-    test_pooling(max_pool, 1, 6, 5, 64);  // even rows, odd columns
-    test_pooling(max_pool, 1, 1, 1, 4);   // a single partial window
+  // Below 2^31 elements the kernels index in 32 bits; at 2^31, 64.
+  if (index_bits(1000) != 32 || index_bits((size_t(1) << 31) - 1) != 32 || index_bits(size_t(1) << 31) != 64) {
+    std::printf("index width FAIL (32-bit below 2^31 elements, 64-bit from there)\n");
+    failures++;
   }
-  test_relu_backward();
-  test_style_diff();
-  test_tv();
-  test_adam();
+  std::printf("-- 32-bit indices\n");
+  test_all_kernels();
+  std::printf("-- 64-bit indices (forced)\n");
+  force_64bit_indices(true);
+  test_all_kernels();
+  force_64bit_indices(false);
   std::printf(failures ? "kernel_test: %d FAILED\n" : "kernel_test: all kernels match their CPU references\n",
               failures);
   return failures ? 1 : 0;
