@@ -40,8 +40,8 @@ void Pass::forward(DeviceContext& ctx, const float* input, int upto, void* works
       check_cudnn(ctx.api,
                   ctx.api.cudnnConvolutionBiasActivationForward(
                       ctx.cudnn, &one, c.x.get(), x, layer.filter->get(), layer.kernel.get(), c.fwd_conv->get(),
-                      c.fwd.algo, workspace, workspace_bytes, &zero, c.y.get(), acts[i].get(), c.bias.get(),
-                      layer.bias.get(), ctx.relu, c.y.get(), fused_zeros.get()),
+                      c.fwd.algo, workspace, workspace_bytes, &zero, c.y.get(), fused_zeros.get(), c.bias.get(),
+                      layer.bias.get(), ctx.relu, c.y.get(), acts[i].get()),
                   "cudnnConvolutionBiasActivationForward");
       ctx.profiler.mark("conv forward", std::string(kVgg19[i].name) + " (+bias+relu)");
     } else {

@@ -198,14 +198,16 @@ class CudaSession : public Session {
     return s;
   }
 
+  // Memory first (its message names the largest size that fits both limits),
+  // then cuDNN's tensor limit, which may bind although the memory is there.
   void check_memory() const {
-    const std::string too_large = tensor_limit_violation(shape());
-    if (!too_large.empty()) throw Error(too_large);
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
     if (required_bytes(shape()) > free_bytes) {
       throw Error(out_of_memory_message(shape(), free_bytes, ctx_->device_name));
     }
+    const std::string too_large = tensor_limit_violation(shape());
+    if (!too_large.empty()) throw Error(too_large);
   }
 
   void check_weights() {
@@ -319,8 +321,10 @@ class CudaSession : public Session {
   // and within the free memory with its maps and the workspace growth.
   void check_style_pass(const SessionShape& s) const {
     const std::string style_image = "style image " + std::to_string(s.width) + "x" + std::to_string(s.height);
-    const std::string too_large = tensor_limit_violation(s);
-    if (!too_large.empty()) throw Error(too_large + " (" + style_image + "; use a smaller style image)");
+    if (largest_tensor_elements(s) > kMaxTensorElements) {
+      throw Error("cuda: " + style_image + " makes a tensor of " + std::to_string(largest_tensor_elements(s)) +
+                  " elements, beyond the 2^31 - 1 that cuDNN's tensor descriptors can hold; use a smaller style image");
+    }
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
     const size_t needed = style_pass_bytes(s, workspace_.bytes());
