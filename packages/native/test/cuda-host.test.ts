@@ -6,7 +6,8 @@
  * style pass's memory, the largest-size-that-fits search, the
  * algorithm cache key, and the cuDNN/cuBLAS library search on a fake folder
  * tree) with the host C++ compiler and runs it; likewise graph_test.cc (CUDA
- * graph capture, against the CUDA runtime: it needs a GPU to run).
+ * graph capture) against the CUDA runtime (it needs a GPU to run) and against
+ * the CPU stand-in's runtime.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { emulatedAddonPath } from '@nst/native';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const cxx = process.env.CXX ?? 'g++';
@@ -56,13 +58,27 @@ const cudaHome = path.dirname(path.dirname(nvcc.includes('/') ? nvcc : '/usr/loc
 const hasCudaRuntime = existsSync(path.join(cudaHome, 'include/cuda_runtime.h')) && existsSync(path.join(cudaHome, 'lib64/libcudart_static.a'));
 if (!hasCudaRuntime) console.log(`cuda graph test skipped: no CUDA runtime under ${cudaHome}`);
 
+/** graph_test.cc linked against a CUDA runtime: the real one (in `libDir`: libcudart_static.a) or the stand-in's. */
+function runGraphTest(runtime: { libDir: string; lib: string; rpath?: boolean }) {
+  return buildAndRun(cxx, 'graph_test', (exe) => [
+    '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
+    src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${runtime.libDir}`, `-l${runtime.lib}`,
+    ...(runtime.rpath ? [`-Wl,-rpath,${runtime.libDir}`] : []), '-ldl', '-lpthread', '-lrt', '-o', exe,
+  ]);
+}
+
+// The stand-in's runtime (npm run build:native:emulated): where graph_test
+// runs without a GPU. Under CI its absence is a failure.
+const standinLibDir = path.dirname(emulatedAddonPath());
+const standinMissing = existsSync(path.join(standinLibDir, 'libnst_cudart_standin.so'))
+  ? ''
+  : `no libnst_cudart_standin.so in ${standinLibDir} (run: npm run build:native:emulated -w @nst/native)`;
+if (standinMissing && hasCompiler && hasCudaRuntime && process.env.CI === 'true') throw new Error(standinMissing);
+if (standinMissing) console.log(`cuda graph test on the stand-in skipped: ${standinMissing}`);
+
 describe.skipIf(!hasCompiler || !hasCudaRuntime)('cuda graph capture (native/src/cuda/test/graph_test.cc)', () => {
-  it('a capture replays its work; an exception during capture never leaves the stream capturing', () => {
-    const run = buildAndRun(cxx, 'graph_test', (exe) => [
-      '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
-      src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${path.join(cudaHome, 'lib64')}`, '-lcudart_static',
-      '-ldl', '-lpthread', '-lrt', '-o', exe,
-    ]);
+  it('on the CUDA runtime: a capture replays its work; an exception during capture never leaves the stream capturing', () => {
+    const run = runGraphTest({ libDir: path.join(cudaHome, 'lib64'), lib: 'cudart_static' });
     console.log(run.stdout.trim(), run.stderr.trim());
     if (run.status === 3) {
       expect(run.stdout.trim()).toBe('graph_test: no GPU, nothing to test');
@@ -70,6 +86,13 @@ describe.skipIf(!hasCompiler || !hasCudaRuntime)('cuda graph capture (native/src
       expect(run.stdout.trim()).toBe('graph_test: all passed');
       expect(run.status, run.stderr).toBe(0);
     }
+  });
+
+  it.skipIf(standinMissing !== '')('on the CPU stand-in: the same checks, run', () => {
+    const run = runGraphTest({ libDir: standinLibDir, lib: 'nst_cudart_standin', rpath: true });
+    if (run.status !== 0) console.log(run.stdout, run.stderr);
+    expect(run.stdout.trim()).toBe('graph_test: all passed');
+    expect(run.status, run.stderr).toBe(0);
   });
 });
 
