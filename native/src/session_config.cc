@@ -53,11 +53,12 @@ void validate_session_config(const SessionConfig& config, int num_layers) {
   }
 }
 
-int deepest_layer(const LossSpec& loss) {
+int deepest_layer(const std::vector<WeightedLayer>& layers) {
   int deepest = -1;
-  for (const auto& l : loss.content) deepest = std::max(deepest, l.conv_index);
-  for (const auto& l : loss.style) deepest = std::max(deepest, l.conv_index);
+  for (const auto& l : layers) deepest = std::max(deepest, l.conv_index);
   return deepest;
 }
+
+int deepest_layer(const LossSpec& loss) { return std::max(deepest_layer(loss.content), deepest_layer(loss.style)); }
 
 }  // namespace nst

@@ -3,6 +3,8 @@
 // what it let through.
 #pragma once
 
+#include <vector>
+
 #include "engine.h"
 
 namespace nst {
@@ -17,7 +19,9 @@ inline constexpr int kMaxBatch = 1024;
 // loaded weights.
 void validate_session_config(const SessionConfig& config, int num_layers);
 
-// Index of the deepest conv layer the loss uses (-1 when none).
+// Index of the deepest conv layer in the list (-1 when empty), or that the
+// loss uses.
+int deepest_layer(const std::vector<WeightedLayer>& layers);
 int deepest_layer(const LossSpec& loss);
 
 }  // namespace nst

@@ -125,8 +125,7 @@ class CpuSession : public Session {
   // Content targets: the content images' activations, batched in one forward.
   void set_content_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.content.empty()) return;
-    int deepest = -1;
-    for (const auto& l : config_.loss.content) deepest = std::max(deepest, l.conv_index);
+    const int deepest = deepest_layer(config_.loss.content);
     // Same layer layouts as net_ (nhwc_layers_): the content kernel compares activations element by element.
     VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false,
                nhwc_layers_);
@@ -142,8 +141,7 @@ class CpuSession : public Session {
   // Style targets: sum_k weight_k * Ghat(style_k) per layer, one net per style size.
   void set_style_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.style.empty()) return;
-    int deepest = -1;
-    for (const auto& l : config_.loss.style) deepest = std::max(deepest, l.conv_index);
+    const int deepest = deepest_layer(config_.loss.style);
     std::map<std::pair<int, int>, std::unique_ptr<VggNet>> nets;
     for (auto& t : style_targets_) std::fill(t.begin(), t.end(), 0.f);
     for (int b = 0; b < config_.batch; b++) {

@@ -266,8 +266,7 @@ class CudaSession : public Session {
           cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice, ctx_->stream),
           "cudaMemcpyAsync (content image)");
     }
-    int upto = 0;
-    for (const auto& c : config_.loss.content) upto = std::max(upto, c.conv_index + 1);
+    const int upto = deepest_layer(config_.loss.content) + 1;
     pass_->forward(*ctx_, staging_.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
     for (size_t k = 0; k < config_.loss.content.size(); k++) {
       const DeviceBuffer& a = pass_->acts[config_.loss.content[k].conv_index];
@@ -284,8 +283,7 @@ class CudaSession : public Session {
     for (auto& t : style_targets_) {
       check_cuda(cudaMemsetAsync(t.get(), 0, t.bytes(), ctx_->stream), "cudaMemsetAsync (style targets)");
     }
-    int upto = 0;
-    for (const auto& s : config_.loss.style) upto = std::max(upto, s.conv_index + 1);
+    const int upto = deepest_layer(config_.loss.style) + 1;
     for (int b = 0; b < config_.batch; b++) {
       if (targets[b].styles.empty()) throw Error("cuda: batch item " + std::to_string(b) + " has no style image");
       for (const StyleImageView& style : targets[b].styles) {
