@@ -4,7 +4,7 @@
  * UserError naming the file.
  */
 import { UserError, isUserError, validateWeightSet, type WeightSet } from '@nst/core';
-import { FormatError, oneLine } from './errors.js';
+import { FormatError, WeightsError, oneLine } from './errors.js';
 import { orderLayers } from './layers.js';
 import { parseRandomSource, randomWeights } from './random.js';
 import { detectFormat, probePath, registeredFormats, type LoadOptions, type Probe } from './registry.js';
@@ -33,11 +33,16 @@ export async function loadWeightsDetailed(source: string, options: LoadOptions =
   if (seed !== undefined) return { set: randomWeights(seed), details: {}, loadMs: performance.now() - start };
 
   const probe = await probePath(source).catch((e: NodeJS.ErrnoException) => {
-    throw new UserError(`${source}: ${e.code === 'ENOENT' ? 'no such file or folder' : `cannot be read (${e.code ?? e.message})`}`);
+    if (e instanceof FormatError) throw asUserError(e, source, source);
+    const reason = e.code === 'ENOENT' ? 'no such file or folder' : `cannot be read (${e.code ?? e.message})`;
+    throw new WeightsError(`${source}: ${reason}`, { code: 'WEIGHTS_UNREADABLE', path: source, cause: e });
   });
   const format = detectFormat(probe);
   if (!format)
-    throw new UserError(`${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats().map((f) => f.description).join('; ')})`);
+    throw new WeightsError(`${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats().map((f) => f.description).join('; ')})`, {
+      code: 'WEIGHTS_UNKNOWN_FORMAT',
+      path: source,
+    });
   const set = await loadAs(format.name, probe, options, source);
   const loadMs = performance.now() - start;
   if (options.verbose)
@@ -62,16 +67,20 @@ async function loadAs(formatName: string, probe: Probe, options: LoadOptions, so
     checkVgg(set);
     return { set, details: loaded.details ?? {} };
   } catch (e) {
-    throw asUserError(e, `${source}: ${format.description}`);
+    throw asUserError(e, `${source}: ${format.description}`, source);
   }
 }
 
-/** Content problems and file-system errors become one-line UserErrors naming the file; bugs stay bugs. */
-function asUserError(e: unknown, prefix: string): unknown {
+/**
+ * Content problems and file-system errors become one-line WeightsErrors naming
+ * the file (with the code and the field of the FormatError); bugs stay bugs.
+ */
+function asUserError(e: unknown, prefix: string, path: string): unknown {
   if (isUserError(e)) return e;
-  if (e instanceof FormatError) return new UserError(oneLine(`${prefix}: ${e.message}`), { cause: e });
+  if (e instanceof FormatError) return new WeightsError(oneLine(`${prefix}: ${e.message}`), { code: e.code, path, field: e.field, cause: e });
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new UserError(`${prefix}: cannot be read (${code})`, { cause: e });
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code))
+    return new WeightsError(`${prefix}: cannot be read (${code})`, { code: 'WEIGHTS_UNREADABLE', path, cause: e });
   return e;
 }
 

@@ -7,11 +7,12 @@
  * Keras-converted sets keep Keras names (block1_conv1/kernel) and HWIO kernels.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { PREPROCESSING } from '@nst/core';
+import type { MemoryBudget } from './budget.js';
 import { halfToFloat, float32View } from './bytes.js';
-import { check, checkInt, fail } from './errors.js';
+import { check, checkInt, fail, FormatError } from './errors.js';
+import { FileBytes } from './filebytes.js';
 import { checkShape, layerShape, parseParamName, type RawConv } from './layers.js';
 import { registerFormat, type LoadedFile, type Probe } from './registry.js';
 
@@ -31,9 +32,7 @@ const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, ui
 
 export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
   const jsonPath = probe.isDirectory ? join(probe.path, 'model.json') : probe.path;
-  const jsonSize = (await stat(jsonPath).catch(() => fail(`no model.json in this folder`))).size;
-  check(jsonSize <= MAX_MODEL_JSON_BYTES, `model.json is ${jsonSize} bytes, too large for a model description`);
-  const jsonBytes = await readFile(jsonPath);
+  const jsonBytes = await readShard(jsonPath, 'model.json', probe.budget, MAX_MODEL_JSON_BYTES, () => fail(`no model.json in this folder`));
   const hash = createHash('sha256').update(jsonBytes);
   const groups = parseManifest(jsonBytes);
 
@@ -41,7 +40,7 @@ export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
   for (const [g, group] of groups.entries()) {
     const wanted = group.weights.map((w) => parseParamName(w.name));
     if (wanted.every((p) => p === undefined)) continue;
-    const data = await readGroup(dirname(jsonPath), group, g, hash);
+    const data = await readGroup(dirname(jsonPath), group, g, hash, probe.budget);
     let offset = 0;
     group.weights.forEach((w, k) => {
       const size = storedBytes(w);
@@ -49,12 +48,11 @@ export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
       if (param) {
         check(offset + size <= data.length, () =>
           `weight ${w.name} needs bytes ${offset}..${offset + size} but group ${g + 1}'s shards hold ${data.length}`);
-        const values = decode(w, data.subarray(offset, offset + size));
         const entry = convs.get(param.conv) ?? {};
         if (entry[param.kind]) fail(`weight ${w.name} appears twice`);
         const { inChannels, outChannels } = layerShape(param.conv);
         checkShape(param.conv, param.kind, w.shape, param.kind === 'kernel' ? [3, 3, inChannels, outChannels] : [outChannels]);
-        entry[param.kind] = values;
+        entry[param.kind] = decode(w, data.subarray(offset, offset + size));
         convs.set(param.conv, entry);
       }
       offset += size;
@@ -107,20 +105,50 @@ function checkWeightEntry(w: ManifestWeight, g: number): void {
 
 function storedBytes(w: ManifestWeight): number {
   const count = w.shape.reduce((a, b) => a * b, 1);
-  check(Number.isSafeInteger(count) && count <= 2 ** 40, `weight ${w.name} has an implausible shape [${w.shape.join(', ')}]`);
+  check(Number.isSafeInteger(count) && count <= 2 ** 40, `weight ${w.name} has an implausible shape [${w.shape.join(', ')}]`, 'WEIGHTS_TOO_LARGE', w.name);
   return count * STORED_BYTES[w.quantization?.dtype ?? w.dtype];
 }
 
-/** The group's shards concatenated; a single shard is used as read (no copy). */
-async function readGroup(folder: string, group: ManifestGroup, g: number, hash: ReturnType<typeof createHash>): Promise<Uint8Array> {
+/**
+ * The whole of one file of the model (model.json or a shard): refused unless
+ * it is a regular file, at most `max` bytes, and within the budget.
+ */
+async function readShard(path: string, what: string, budget: MemoryBudget, max: number, missing: () => never): Promise<Buffer> {
+  let file: FileBytes;
+  try {
+    file = await FileBytes.open(path, budget, what);
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') missing();
+    fail(`${what} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'WEIGHTS_UNREADABLE', what);
+  }
+  try {
+    check(file.size <= max, `${what} is ${file.size} bytes, more than the ${max} it may hold`, 'WEIGHTS_TOO_LARGE', what);
+    return await file.read(0, file.size, what);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The group's shards concatenated; a single shard is used as read (no copy).
+ * The weights the manifest declares must fit in the shards' bytes (checked
+ * again per weight as it is decoded).
+ */
+async function readGroup(folder: string, group: ManifestGroup, g: number, hash: ReturnType<typeof createHash>, budget: MemoryBudget): Promise<Uint8Array> {
+  const declared = group.weights.reduce((sum, w) => sum + storedBytes(w), 0);
   const parts: Buffer[] = [];
   for (const p of group.paths) {
-    const bytes = await readFile(join(folder, p)).catch((e: NodeJS.ErrnoException) =>
-      fail(`shard ${p} of group ${g + 1} cannot be read (${e.code ?? e.message})`));
+    const what = `shard ${p} of group ${g + 1}`;
+    const bytes = await readShard(join(folder, p), what, budget, budget.limit, () => fail(`${what} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what));
     hash.update(bytes);
     parts.push(bytes);
   }
-  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  const total = parts.reduce((sum, b) => sum + b.length, 0);
+  check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
+  if (parts.length === 1) return parts[0];
+  budget.take(total, `group ${g + 1}'s shards joined`);
+  return Buffer.concat(parts);
 }
 
 function decode(w: ManifestWeight, bytes: Uint8Array): Float32Array {
