@@ -3,7 +3,7 @@
  * and validates the layers, and turns every problem into a one-line
  * UserError naming the file.
  */
-import { UserError, isUserError, validateWeightSet, type WeightSet } from '@nst/core';
+import { isUserError, validateWeightSet, type WeightSet } from '@nst/core';
 import { FormatError, WeightsError, oneLine } from './errors.js';
 import { orderLayers } from './layers.js';
 import { parseRandomSource, randomWeights } from './random.js';
@@ -64,7 +64,7 @@ async function loadAs(formatName: string, probe: Probe, options: LoadOptions, so
       format: format.name,
       ...(loaded.sha256 ? { sha256: loaded.sha256 } : {}),
     };
-    checkVgg(set);
+    checkVgg(set, source);
     return { set, details: loaded.details ?? {} };
   } catch (e) {
     throw asUserError(e, `${source}: ${format.description}`, source);
@@ -84,11 +84,11 @@ function asUserError(e: unknown, prefix: string, path: string): unknown {
   return e;
 }
 
-/** core's validateWeightSet, whose plain Errors (already naming the source) become UserErrors. */
-function checkVgg(set: WeightSet): void {
+/** core's validateWeightSet, whose plain Errors (already naming the source) become WeightsErrors. */
+function checkVgg(set: WeightSet, source: string): void {
   try {
     validateWeightSet(set);
   } catch (e) {
-    throw new UserError((e as Error).message, { cause: e });
+    throw new WeightsError((e as Error).message, { code: 'WEIGHTS_CORRUPT', path: source, cause: e });
   }
 }

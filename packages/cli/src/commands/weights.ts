@@ -18,8 +18,9 @@ import {
   loadWeightsDetailed,
   preprocessingByName,
   weightsInfoJson,
-  writeCache,
+  importToCache,
   askOnTerminal,
+  WeightsError,
 } from '@nst/weights';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -49,11 +50,16 @@ export function registerWeightsCommands(program: Command): void {
     .command('import <file-or-dir>')
     .description('convert a weight file (TF.js, Keras .h5, MatConvNet .mat, PyTorch .pth, safetensors) into the cache')
     .addOption(new Option('--preprocessing <name>', 'override the detected input preprocessing').choices([...PREPROCESSING_CHOICES]))
-    .action(async (path: string, flags: { preprocessing?: string }) => {
+    .option('--force', 'replace a cache that holds more layers than this file')
+    .action(async (path: string, flags: { preprocessing?: string; force?: boolean }) => {
       const preprocessing = flags.preprocessing ? preprocessingByName(flags.preprocessing) : undefined;
       const { set } = await loadWeightsDetailed(path, { preprocessing });
-      const written = await writeCache(set);
-      out(`${written}: ${set.layers.length} layers (${set.layers[0].name} .. ${set.layers.at(-1)!.name}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
+      const stored = await importToCache(set, { force: flags.force }).catch((e: unknown) => {
+        if (e instanceof WeightsError && e.code === 'WEIGHTS_CACHE_DOWNGRADE') throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
+        throw e;
+      });
+      const { layers } = stored;
+      out(`${stored.path}: ${layers.length} layers (${layers[0]} .. ${layers.at(-1)}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
     });
 
   weights
