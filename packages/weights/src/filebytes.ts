@@ -1,5 +1,5 @@
 import { constants, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
 import { MemoryBudget } from './budget.js';
@@ -24,10 +24,19 @@ function kindOf(st: Stats): string {
  * a check and the open cannot slip a pipe or a device past it.
  */
 export async function openRegular(path: string, what = 'the file'): Promise<{ fh: FileHandle; size: number }> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const refuse = (st: Stats) => fail(`${what} is ${kindOf(st)}, not a regular file; refusing to read it`, 'WEIGHTS_NOT_REGULAR_FILE', what);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    // A socket cannot be opened at all (ENXIO): say what it is rather than the errno.
+    const st = await stat(path).catch(() => undefined);
+    if (st && !st.isFile()) refuse(st);
+    throw e;
+  }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) fail(`${what} is ${kindOf(st)}, not a regular file; refusing to read it`, 'WEIGHTS_NOT_REGULAR_FILE', what);
+    if (!st.isFile()) refuse(st);
     return { fh, size: st.size };
   } catch (e) {
     await fh.close();
