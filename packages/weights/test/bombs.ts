@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { crc32, deflateRawSync, deflateSync } from 'node:zlib';
-import { referenceLayer } from './helpers.js';
+import { referenceLayer } from './reference.js';
 import { makeZip, statePickle, zipPth, type TorchTensor } from './torchfile.js';
 
 export interface Bomb {
