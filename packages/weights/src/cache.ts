@@ -33,7 +33,7 @@ export function cacheDir(): string {
 }
 
 /** The environment variable cacheDir() came from, if any (for messages). */
-function cacheDirVariable(): string | undefined {
+export function cacheDirVariable(): string | undefined {
   if (process.env.NST_CACHE_DIR) return 'NST_CACHE_DIR';
   if (process.env.XDG_CACHE_HOME) return 'XDG_CACHE_HOME';
   return undefined;

@@ -8,13 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
-import { mkdir, rename, unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { UserError, type WeightSet } from '@nst/core';
-import { cacheDir, cachePath, resolveDefaultWeights, writeCache } from './cache.js';
+import { cacheDir, cacheDirVariable, cachePath, ensureCacheFolder, resolveDefaultWeights, writeCache } from './cache.js';
 import { loadWeights } from './load.js';
 
 export interface WeightSource {
@@ -145,7 +145,7 @@ async function convert(source: WeightSource, url: string, file: string, options:
 /** Downloads (resuming a .part file) and verifies; returns the verified file's path. */
 async function downloadVerified(source: WeightSource, url: string, options: FetchOptions, log: (l: string) => void): Promise<string> {
   const dir = join(cacheDir(), 'downloads');
-  await mkdir(dir, { recursive: true });
+  await ensureCacheFolder(dir, cacheDirVariable());
   const final = join(dir, source.fileName);
   const part = `${final}.part`;
   await download(url, part, options, log);
