@@ -8,7 +8,7 @@
  * test suite runs each once, the fuzzer runs each and mutates them.
  */
 import { writeFileSync } from 'node:fs';
-import { crc32, deflateRawSync, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { referenceLayer } from './reference.js';
 import { makeZip, statePickle, zipPth, type TorchTensor } from './torchfile.js';
 
@@ -111,37 +111,24 @@ function tensors(): TorchTensor[] {
   ];
 }
 
-/** A zip whose central directory lists `names`, every entry pointing at the same local entry (one deflated stream). */
+/**
+ * A zip holding one deflated entry whose central directory lists `names`,
+ * every record pointing at that one local entry (copies of its record, renamed).
+ */
 function overlappingZip(names: string[], body: Buffer): Buffer {
-  const z = deflateRawSync(body);
-  const local = Buffer.alloc(30);
-  local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(8, 8);
-  local.writeUInt32LE(z.length, 18);
-  local.writeUInt32LE(body.length, 22);
-  local.writeUInt16LE(names[0].length, 26);
-  const crc = crc32(body) >>> 0;
-  local.writeUInt32LE(crc, 14);
-  const head = Buffer.concat([local, Buffer.from(names[0]), z]);
-  const central = names.map((n) => {
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(8, 10);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(z.length, 20);
-    cd.writeUInt32LE(body.length, 24);
+  const one = makeZip([[names[0], body]], true);
+  const eocd = Buffer.from(one.subarray(one.length - 22));
+  const cdOffset = eocd.readUInt32LE(16);
+  const record = one.subarray(cdOffset, cdOffset + 46);
+  const central = Buffer.concat(names.flatMap((n) => {
+    const cd = Buffer.from(record);
     cd.writeUInt16LE(Buffer.byteLength(n), 28);
-    cd.writeUInt32LE(0, 42);
-    return Buffer.concat([cd, Buffer.from(n)]);
-  });
-  const cdBytes = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
+    return [cd, Buffer.from(n)];
+  }));
   eocd.writeUInt16LE(names.length, 8);
   eocd.writeUInt16LE(names.length, 10);
-  eocd.writeUInt32LE(cdBytes.length, 12);
-  eocd.writeUInt32LE(head.length, 16);
-  return Buffer.concat([head, cdBytes, eocd]);
+  eocd.writeUInt32LE(central.length, 12);
+  return Buffer.concat([one.subarray(0, cdOffset), central, eocd]);
 }
 
 /** A pickle: PROTO 2, `body`, STOP. */
