@@ -5,7 +5,7 @@
  * unwritable cache folder. Every file is made by the test.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -181,5 +181,29 @@ describe('an unusable cache folder is a user error naming the path', () => {
     const e = await writeCache(set, join(dir, 'cache.safetensors')).then(() => undefined, (x: unknown) => x);
     expect((e as WeightsError).code).toBe('WEIGHTS_CACHE_UNWRITABLE');
     expect((e as Error).message).toMatch(new RegExp(`^cache folder ${dir} is not writable \\(EACCES\\)$`));
+  });
+});
+
+describe('safetensors files past 2 GiB', () => {
+  it('load by reading the header and only the VGG tensors (a sparse 2.5 GB file)', async () => {
+    const l0 = randomWeights(4).layers[0];
+    const size = 2_500_000_000;
+    const kernelBytes = l0.kernel.byteLength;
+    const biasEnd = kernelBytes + l0.bias.byteLength;
+    const header = Buffer.from(JSON.stringify({
+      'conv1_1.kernel': { dtype: 'F32', shape: [3, 3, 3, 64], data_offsets: [0, kernelBytes] },
+      'conv1_1.bias': { dtype: 'F32', shape: [64], data_offsets: [kernelBytes, biasEnd] },
+      'classifier.weight': { dtype: 'U8', shape: [size - biasEnd], data_offsets: [biasEnd, size] },
+    }));
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    const path = join(newDir(), 'big.safetensors');
+    writeFileSync(path, Buffer.concat([length, header, Buffer.from(l0.kernel.buffer), Buffer.from(l0.bias.buffer)]));
+    truncateSync(path, 8 + header.length + size); // the rest is a hole: no disk used
+    expect(statSync(path).size).toBeGreaterThan(2 ** 31);
+    const set = await loadWeights(path);
+    expect(set.layers.map((l) => l.name)).toEqual(['conv1_1']);
+    expect(set.layers[0].kernel).toEqual(l0.kernel);
+    expect(set.layers[0].bias).toEqual(l0.bias);
   });
 });
