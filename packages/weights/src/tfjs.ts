@@ -32,30 +32,41 @@ const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, ui
 
 export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
   const jsonPath = probe.isDirectory ? join(probe.path, 'model.json') : probe.path;
-  const jsonBytes = await readShard(jsonPath, 'model.json', probe.budget, MAX_MODEL_JSON_BYTES, () => fail(`no model.json in this folder`));
+  const json = await openShard(jsonPath, 'model.json', probe.budget, () => fail(`no model.json in this folder`));
+  let jsonBytes: Buffer;
+  try {
+    check(json.size <= MAX_MODEL_JSON_BYTES, `model.json is ${json.size} bytes, too large for a model description`, 'WEIGHTS_TOO_LARGE', 'model.json');
+    jsonBytes = await json.read(0, json.size, 'model.json');
+  } finally {
+    await json.close();
+  }
   const hash = createHash('sha256').update(jsonBytes);
   const groups = parseManifest(jsonBytes);
 
   const convs = new Map<string, { kernel?: Float32Array; bias?: Float32Array }>();
+  const seen = new Set<string>();
   for (const [g, group] of groups.entries()) {
-    const wanted = group.weights.map((w) => parseParamName(w.name));
-    if (wanted.every((p) => p === undefined)) continue;
-    const data = await readGroup(dirname(jsonPath), group, g, hash, probe.budget);
+    // Where each VGG weight lies in the group's bytes (its shards concatenated), its shape checked before any read.
+    const slices: Array<{ w: ManifestWeight; conv: string; kind: 'kernel' | 'bias'; begin: number; end: number }> = [];
     let offset = 0;
-    group.weights.forEach((w, k) => {
+    for (const w of group.weights) {
       const size = storedBytes(w);
-      const param = wanted[k];
+      const param = parseParamName(w.name);
       if (param) {
-        check(offset + size <= data.length, () =>
-          `weight ${w.name} needs bytes ${offset}..${offset + size} but group ${g + 1}'s shards hold ${data.length}`);
-        const entry = convs.get(param.conv) ?? {};
-        if (entry[param.kind]) fail(`weight ${w.name} appears twice`);
+        check(!seen.has(`${param.conv}.${param.kind}`), `weight ${w.name} appears twice`);
+        seen.add(`${param.conv}.${param.kind}`);
         const { inChannels, outChannels } = layerShape(param.conv);
         checkShape(param.conv, param.kind, w.shape, param.kind === 'kernel' ? [3, 3, inChannels, outChannels] : [outChannels]);
-        entry[param.kind] = decode(w, data.subarray(offset, offset + size));
-        convs.set(param.conv, entry);
+        slices.push({ w, ...param, begin: offset, end: offset + size });
       }
       offset += size;
+    }
+    if (slices.length === 0) continue;
+    const bytes = await readSlices(dirname(jsonPath), group, g, offset, slices, hash, probe.budget);
+    slices.forEach((sl, j) => {
+      const entry = convs.get(sl.conv) ?? {};
+      entry[sl.kind] = decode(sl.w, bytes[j]);
+      convs.set(sl.conv, entry);
     });
   }
   return { convs: completeConvs(convs), preprocessing: PREPROCESSING.caffeBgr, sha256: hash.digest('hex') };
@@ -109,46 +120,60 @@ function storedBytes(w: ManifestWeight): number {
   return count * STORED_BYTES[w.quantization?.dtype ?? w.dtype];
 }
 
-/**
- * The whole of one file of the model (model.json or a shard): refused unless
- * it is a regular file, at most `max` bytes, and within the budget.
- */
-async function readShard(path: string, what: string, budget: MemoryBudget, max: number, missing: () => never): Promise<Buffer> {
-  let file: FileBytes;
+/** One file of the model (model.json or a shard), refused unless it is a regular file. */
+async function openShard(path: string, what: string, budget: MemoryBudget, missing: () => never): Promise<FileBytes> {
   try {
-    file = await FileBytes.open(path, budget, what);
+    return await FileBytes.open(path, budget, what);
   } catch (e) {
     if (e instanceof FormatError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') missing();
-    fail(`${what} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'WEIGHTS_UNREADABLE', what);
-  }
-  try {
-    check(file.size <= max, `${what} is ${file.size} bytes, more than the ${max} it may hold`, 'WEIGHTS_TOO_LARGE', what);
-    return await file.read(0, file.size, what);
-  } finally {
-    await file.close();
+    return fail(`${what} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'WEIGHTS_UNREADABLE', what);
   }
 }
 
 /**
- * The group's shards concatenated; a single shard is used as read (no copy).
- * The weights the manifest declares must fit in the shards' bytes (checked
- * again per weight as it is decoded).
+ * The bytes [begin, end) of each slice of the group's shards concatenated,
+ * which must hold the `declared` bytes of its weights. Every shard is
+ * streamed through the hash (which covers model.json and every shard read,
+ * in manifest order) but only the slices are kept: a full model's 500 MB of
+ * fully connected weights cost no memory.
  */
-async function readGroup(folder: string, group: ManifestGroup, g: number, hash: ReturnType<typeof createHash>, budget: MemoryBudget): Promise<Uint8Array> {
-  const declared = group.weights.reduce((sum, w) => sum + storedBytes(w), 0);
-  const parts: Buffer[] = [];
-  for (const p of group.paths) {
-    const what = `shard ${p} of group ${g + 1}`;
-    const bytes = await readShard(join(folder, p), what, budget, budget.limit, () => fail(`${what} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what));
-    hash.update(bytes);
-    parts.push(bytes);
+async function readSlices(
+  folder: string,
+  group: ManifestGroup,
+  g: number,
+  declared: number,
+  slices: ReadonlyArray<{ w: ManifestWeight; begin: number; end: number }>,
+  hash: ReturnType<typeof createHash>,
+  budget: MemoryBudget,
+): Promise<Buffer[]> {
+  const shards: FileBytes[] = [];
+  try {
+    for (const p of group.paths) {
+      const what = `shard ${p} of group ${g + 1}`;
+      shards.push(await openShard(join(folder, p), what, budget, () => fail(`${what} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what)));
+    }
+    const total = shards.reduce((sum, f) => sum + f.size, 0);
+    check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
+    const out = slices.map((sl) => {
+      budget.take(sl.end - sl.begin, `weight ${sl.w.name}`);
+      return Buffer.alloc(sl.end - sl.begin);
+    });
+    let pos = 0;
+    for (const shard of shards)
+      for await (const chunk of shard.stream(0, shard.size) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        slices.forEach((sl, j) => {
+          const lo = Math.max(sl.begin, pos);
+          const hi = Math.min(sl.end, pos + chunk.length);
+          if (lo < hi) chunk.copy(out[j], lo - sl.begin, lo - pos, hi - pos);
+        });
+        pos += chunk.length;
+      }
+    return out;
+  } finally {
+    await Promise.all(shards.map((f) => f.close()));
   }
-  const total = parts.reduce((sum, b) => sum + b.length, 0);
-  check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
-  if (parts.length === 1) return parts[0];
-  budget.take(total, `group ${g + 1}'s shards joined`);
-  return Buffer.concat(parts);
 }
 
 function decode(w: ManifestWeight, bytes: Uint8Array): Float32Array {

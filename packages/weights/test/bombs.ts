@@ -203,9 +203,9 @@ function tfjsBombs(): Bomb[] {
   const tf = (name: string, files: Bomb['files'], expect: RegExp): Bomb => ({ format: 'tfjs-layers', name, files, open: '.', expect });
   return [
     tf('kernel shape [2^30, 2^30, 2^30]', model([{ name: 'block1_conv1/kernel', shape: [2 ** 30, 2 ** 30, 2 ** 30], dtype: 'float32' }]), /implausible shape/),
-    tf('kernel of 2^38 float32 values in a 64-byte shard', model([{ name: 'block1_conv1/kernel', shape: [2 ** 19, 2 ** 19], dtype: 'float32' }]), /shards hold 64 bytes, fewer than/),
+    tf('fc1 of 2^38 float32 values before conv1_1, in a 64-byte shard', model([{ name: 'fc1/kernel', shape: [2 ** 19, 2 ** 19], dtype: 'float32' }, { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }]), /shards hold 64 bytes, fewer than/),
     tf('100,000 weights of 1 GB each', model(Array.from({ length: 100_000 }, (_, i) => ({ name: `w${i}`, shape: [2 ** 28], dtype: 'float32' })).concat([{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }])), /shards hold 64 bytes, fewer than/),
-    tf('uint8-quantised kernel of 2^36 values', model([{ name: 'block1_conv1/kernel', shape: [2 ** 18, 2 ** 18], dtype: 'float32', quantization: { dtype: 'uint8', scale: 1, min: 0 } }]), /shards hold 64 bytes, fewer than/),
+    tf('uint8-quantised kernel of 2^36 values', model([{ name: 'block1_conv1/kernel', shape: [2 ** 18, 2 ** 18], dtype: 'float32', quantization: { dtype: 'uint8', scale: 1, min: 0 } }]), /conv1_1 kernel has shape \[262144, 262144\]/),
   ];
 }
 

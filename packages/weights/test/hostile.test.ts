@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '@nst/core';
-import { loadWeights, randomWeights, WeightsError, writeCache, writeSafetensors } from '@nst/weights';
+import { loadWeights, MEMORY_BUDGET_BYTES, randomWeights, WeightsError, writeCache, writeSafetensors } from '@nst/weights';
 import { allBombs, writeBomb } from './bombs.js';
 import { newDir, repoRoot } from './helpers.js';
 import { matFile, type MatValue } from './matfile.js';
@@ -203,6 +203,27 @@ describe('safetensors files past 2 GiB', () => {
     expect(statSync(path).size).toBeGreaterThan(2 ** 31);
     const set = await loadWeights(path);
     expect(set.layers.map((l) => l.name)).toEqual(['conv1_1']);
+    expect(set.layers[0].kernel).toEqual(l0.kernel);
+    expect(set.layers[0].bias).toEqual(l0.bias);
+  });
+});
+
+describe('a TF.js group larger than the memory budget', () => {
+  it('loads: only the VGG weights are kept, the rest is streamed through the hash', async () => {
+    const l0 = randomWeights(5).layers[0];
+    const dir = newDir();
+    const fc = 520 << 20; // one fully connected weight of 520 MB, after conv1_1, in a sparse second shard
+    const weights = [
+      { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' },
+      { name: 'block1_conv1/bias', shape: [64], dtype: 'float32' },
+      { name: 'fc1/kernel', shape: [fc / 4], dtype: 'float32' },
+    ];
+    writeFileSync(join(dir, 'model.json'), JSON.stringify({ weightsManifest: [{ paths: ['group1-shard1of2', 'group1-shard2of2'], weights }] }));
+    writeFileSync(join(dir, 'group1-shard1of2'), Buffer.concat([Buffer.from(l0.kernel.buffer), Buffer.from(l0.bias.buffer)]));
+    writeFileSync(join(dir, 'group1-shard2of2'), '');
+    truncateSync(join(dir, 'group1-shard2of2'), fc);
+    expect(fc).toBeGreaterThan(MEMORY_BUDGET_BYTES);
+    const set = await loadWeights(dir);
     expect(set.layers[0].kernel).toEqual(l0.kernel);
     expect(set.layers[0].bias).toEqual(l0.bias);
   });
