@@ -28,6 +28,8 @@ interface ManifestGroup {
 }
 
 const MAX_MODEL_JSON_BYTES = 64 << 20;
+/** Shards of one group: a full VGG-19 in 4 MB shards has 137; each is opened twice. */
+const MAX_SHARDS = 10_000;
 const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
 
 export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
@@ -95,6 +97,7 @@ function parseManifest(jsonBytes: Uint8Array): ManifestGroup[] {
   return manifest.map((group: unknown, g: number) => {
     const { paths, weights } = (group ?? {}) as Partial<ManifestGroup>;
     check(Array.isArray(paths) && paths.length > 0 && paths.every((p) => typeof p === 'string'), `weightsManifest group ${g + 1} has no list of shard paths`);
+    check(paths.length <= MAX_SHARDS, `weightsManifest group ${g + 1} lists ${paths.length} shards, more than ${MAX_SHARDS}`, 'WEIGHTS_TOO_LARGE', `weightsManifest[${g}].paths`);
     check(Array.isArray(weights), `weightsManifest group ${g + 1} has no list of weights`);
     for (const p of paths) check(!isAbsolute(p) && !p.split(/[\\/]/).includes('..'), `shard path "${p}" leaves the model's folder`);
     weights.forEach((w) => checkWeightEntry(w, g));
@@ -147,20 +150,24 @@ async function readSlices(
   hash: ReturnType<typeof createHash>,
   budget: MemoryBudget,
 ): Promise<Buffer[]> {
-  const shards: FileBytes[] = [];
-  try {
-    for (const p of group.paths) {
-      const what = `shard ${p} of group ${g + 1}`;
-      shards.push(await openShard(join(folder, p), what, budget, () => fail(`${what} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what)));
-    }
-    const total = shards.reduce((sum, f) => sum + f.size, 0);
-    check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
-    const out = slices.map((sl) => {
-      budget.take(sl.end - sl.begin, `weight ${sl.w.name}`);
-      return Buffer.alloc(sl.end - sl.begin);
-    });
-    let pos = 0;
-    for (const shard of shards)
+  // One shard open at a time: sizes first (the declared bytes must fit), then the bytes.
+  const what = (p: string) => `shard ${p} of group ${g + 1}`;
+  const open = (p: string) => openShard(join(folder, p), what(p), budget, () => fail(`${what(p)} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what(p)));
+  let total = 0;
+  for (const p of group.paths) {
+    const shard = await open(p);
+    total += shard.size;
+    await shard.close();
+  }
+  check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
+  const out = slices.map((sl) => {
+    budget.take(sl.end - sl.begin, `weight ${sl.w.name}`);
+    return Buffer.alloc(sl.end - sl.begin);
+  });
+  let pos = 0;
+  for (const p of group.paths) {
+    const shard = await open(p);
+    try {
       for await (const chunk of shard.stream(0, shard.size) as AsyncIterable<Buffer>) {
         hash.update(chunk);
         slices.forEach((sl, j) => {
@@ -170,10 +177,11 @@ async function readSlices(
         });
         pos += chunk.length;
       }
-    return out;
-  } finally {
-    await Promise.all(shards.map((f) => f.close()));
+    } finally {
+      await shard.close();
+    }
   }
+  return out;
 }
 
 function decode(w: ManifestWeight, bytes: Uint8Array): Float32Array {

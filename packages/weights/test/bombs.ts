@@ -201,7 +201,9 @@ function tfjsBombs(): Bomb[] {
     { name: 'group1-shard1of1', bytes: shard },
   ];
   const tf = (name: string, files: Bomb['files'], expect: RegExp): Bomb => ({ format: 'tfjs-layers', name, files, open: '.', expect });
+  const manyShards = [{ name: 'model.json', bytes: Buffer.from(JSON.stringify({ weightsManifest: [{ paths: new Array(100_000).fill('group1-shard1of1'), weights: [{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }] }] })) }, { name: 'group1-shard1of1', bytes: Buffer.alloc(64) }];
   return [
+    tf('a group of 100,000 shards (one file named 100,000 times)', manyShards, /lists 100000 shards/),
     tf('kernel shape [2^30, 2^30, 2^30]', model([{ name: 'block1_conv1/kernel', shape: [2 ** 30, 2 ** 30, 2 ** 30], dtype: 'float32' }]), /implausible shape/),
     tf('fc1 of 2^38 float32 values before conv1_1, in a 64-byte shard', model([{ name: 'fc1/kernel', shape: [2 ** 19, 2 ** 19], dtype: 'float32' }, { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }]), /shards hold 64 bytes, fewer than/),
     tf('100,000 weights of 1 GB each', model(Array.from({ length: 100_000 }, (_, i) => ({ name: `w${i}`, shape: [2 ** 28], dtype: 'float32' })).concat([{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }])), /shards hold 64 bytes, fewer than/),
