@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { UserError, type WeightSet } from '@nst/core';
-import { cacheDir, cacheDirVariable, cachePath, ensureCacheFolder, resolveDefaultWeights, writeCache } from './cache.js';
+import { cacheDir, cacheDirVariable, cachedLayers, cachePath, ensureCacheFolder, resolveDefaultWeights, writeCache } from './cache.js';
 import { loadWeights } from './load.js';
 
 export interface WeightSource {
@@ -87,6 +87,8 @@ export interface FetchResult {
   readonly cachePath: string;
   readonly source: WeightSource;
   readonly set: WeightSet;
+  /** The layers the cache holds now (the set's up to conv5_1). */
+  readonly stored: readonly string[];
 }
 
 export function findSource(id: string, sources: readonly WeightSource[] = WEIGHT_SOURCES): WeightSource {
@@ -138,8 +140,9 @@ async function convert(source: WeightSource, url: string, file: string, options:
   const set = await loadWeights(file);
   const path = await writeCache({ ...set, source: url });
   if (!options.keep) await unlink(file).catch(() => undefined);
-  log(`weights: ${source.id} -> ${path} (${set.layers.length} layers, ${set.preprocessing.name})`);
-  return { cachePath: path, source, set };
+  const stored = cachedLayers(set).map((l) => l.name);
+  log(`weights: ${source.id} -> ${path} (${stored.length} layers stored, ${set.preprocessing.name})`);
+  return { cachePath: path, source, set, stored };
 }
 
 /** Downloads (resuming a .part file) and verifies; returns the verified file's path. */

@@ -43,7 +43,7 @@ export function registerWeightsCommands(program: Command): void {
         if (!ok) throw new UserError('weights fetch: cancelled');
       }
       const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
-      out(`${result.cachePath}: ${result.set.layers.length} layers from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
+      out(`${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
     });
 
   weights
