@@ -9,6 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
+import { VGG19_LAYERS } from '@nst/core';
 import { referenceLayer } from './reference.js';
 import { makeZip, statePickle, zipPth, type TorchTensor } from './torchfile.js';
 
@@ -112,23 +113,26 @@ function tensors(): TorchTensor[] {
 }
 
 /**
- * A zip holding one deflated entry whose central directory lists `names`,
- * every record pointing at that one local entry (copies of its record, renamed).
+ * makeZip's deflated zip of `files`, whose central directory also lists each
+ * of `aliases` as a copy of the last file's record: entries sharing its bytes.
  */
-function overlappingZip(names: string[], body: Buffer): Buffer {
-  const one = makeZip([[names[0], body]], true);
-  const eocd = Buffer.from(one.subarray(one.length - 22));
+function aliasedZip(files: Array<[string, Buffer]>, aliases: string[]): Buffer {
+  const zip = makeZip(files, true);
+  const eocd = Buffer.from(zip.subarray(zip.length - 22));
   const cdOffset = eocd.readUInt32LE(16);
-  const record = one.subarray(cdOffset, cdOffset + 46);
-  const central = Buffer.concat(names.flatMap((n) => {
+  let last = cdOffset;
+  for (let p = cdOffset, k = 0; k < files.length; k++, p += 46 + zip.readUInt16LE(p + 28)) last = p;
+  const record = zip.subarray(last, last + 46);
+  const copies = aliases.flatMap((n) => {
     const cd = Buffer.from(record);
     cd.writeUInt16LE(Buffer.byteLength(n), 28);
     return [cd, Buffer.from(n)];
-  }));
-  eocd.writeUInt16LE(names.length, 8);
-  eocd.writeUInt16LE(names.length, 10);
+  });
+  const central = Buffer.concat([zip.subarray(cdOffset, zip.length - 22), ...copies]);
+  eocd.writeUInt16LE(files.length + aliases.length, 8);
+  eocd.writeUInt16LE(files.length + aliases.length, 10);
   eocd.writeUInt32LE(central.length, 12);
-  return Buffer.concat([one.subarray(0, cdOffset), central, eocd]);
+  return Buffer.concat([zip.subarray(0, cdOffset), central, eocd]);
 }
 
 /** A pickle: PROTO 2, `body`, STOP. */
@@ -139,9 +143,16 @@ function pthBombs(): Bomb[] {
   const out: Bomb[] = [];
   const zip = (name: string, bytes: Buffer, expect: RegExp, format = 'pth-zip') => out.push({ format, name, files: [{ name: 'w.pth', bytes }], open: 'w.pth', expect });
   const withPickle = (name: string, pkl: Buffer, expect: RegExp) => zip(`data.pkl: ${name}`, makeZip([['archive/data.pkl', pkl], ['archive/byteorder', Buffer.from('little')]], false), expect);
-  // 2000 directory entries sharing one 4 MB-of-zeros stream: 8 GB if each were inflated.
-  const names = ['archive/data.pkl', ...Array.from({ length: 2000 }, (_, i) => `archive/data/${i}`)];
-  zip('2000 entries sharing one deflated stream', overlappingZip(names, Buffer.alloc(4 << 20)), /share bytes/, 'pth-zip-deflated');
+  // All 16 convs' 32 storages are one 64 MB stream of zeros (64 KB deflated): 2 GB if each were inflated.
+  // (The storages' element counts are recorded as 0: only the pickle's bytes need them.)
+  const convs = Array.from({ length: 32 }, (_, k): TorchTensor => {
+    const { inChannels: I, outChannels: O } = VGG19_LAYERS[k >> 1];
+    const index = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34][k >> 1];
+    const kernel = k % 2 === 0;
+    return { key: `features.${index}.${kernel ? 'weight' : 'bias'}`, storageKey: String(k), data: new Float32Array(0), offset: 0, size: kernel ? [O, I, 3, 3] : [O], stride: kernel ? [9 * I, 9, 3, 1] : [1] };
+  });
+  const storages = Array.from({ length: 31 }, (_, k) => `archive/data/${k + 1}`);
+  zip('32 storages sharing one 64 MB deflated stream', aliasedZip([['archive/data.pkl', statePickle(convs, false)], ['archive/data/0', Buffer.alloc(64 << 20)]], storages), /share bytes/, 'pth-zip-deflated');
   // Distinct entries, each a plausible deflate ratio, together far past the file's size.
   const files: Array<[string, Buffer]> = [['archive/data.pkl', statePickle(tensors(), false)], ['archive/byteorder', Buffer.from('little')]];
   for (let i = 0; i < 40; i++) files.push([`archive/data/x${i}`, Buffer.alloc(1 << 20)]);
