@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isUserError } from '@nst/core';
-import { CACHE_FILE_NAME, loadWeights } from '@nst/weights';
+import { CACHE_FILE_NAME, WeightsError, loadWeights, randomWeights, writeSafetensors } from '@nst/weights';
 import { registerWeightsCommands } from '@nst/cli';
 // The weight readers' test fixtures: reference values and a .pth writer.
 import { expectSameArray, haveShared, referenceLayer, sharedWeights, tempDir } from '../packages/weights/test/helpers.js';
@@ -71,6 +71,32 @@ describe('nst weights import / info', () => {
     expect(isUserError(err)).toBe(true);
     expect((err as Error).message).toMatch(new RegExp(`^${junk}: not a recognised VGG-19 weight file`));
     expect(existsSync(join(process.env.NST_CACHE_DIR!, CACHE_FILE_NAME))).toBe(false);
+  });
+
+  it('never replaces a fuller cache with fewer layers unless --force, and reports the layers stored', async () => {
+    // A file with all 16 convs: the cache keeps conv1_1 .. conv5_1 (13), and says so.
+    const full = randomWeights(3);
+    const fullPath = join(tmp, 'full.safetensors');
+    await writeSafetensors(fullPath, full.layers.flatMap((l) => [
+      { name: `${l.name}.kernel`, shape: [3, 3, l.inChannels, l.outChannels], data: l.kernel },
+      { name: `${l.name}.bias`, shape: [l.outChannels], data: l.bias },
+    ]), {});
+    const cache = join(process.env.NST_CACHE_DIR!, CACHE_FILE_NAME);
+    expect(await nst('import', fullPath)).toEqual([expect.stringMatching(/: 13 layers \(conv1_1 \.\. conv5_1\) from safetensors /)]);
+    // The one-layer .pth would replace 13 layers by 1: refused, naming the flag; the cache is untouched.
+    const err = await nst('import', pth).catch((e: unknown) => e);
+    expect(isUserError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/holds 13 layers \(conv1_1 \.\. conv5_1\); .* would store only 1 layers \(conv1_1 \.\. conv1_1\).*pass --force/);
+    expect(((err as Error).cause as WeightsError).reason).toBe('WEIGHTS_CACHE_DOWNGRADE');
+    expect(((err as Error).cause as WeightsError).field).toBe('force');
+    const kept = await loadWeights(cache);
+    expect(kept.layers.length).toBe(13);
+    expectSameArray(kept.layers[12].kernel, full.layers[12].kernel, 'conv5_1 kernel kept');
+    // With --force it is replaced, and the message counts what was stored.
+    expect(await nst('import', pth, '--force')).toEqual([expect.stringMatching(/: 1 layers \(conv1_1 \.\. conv1_1\) from pth /)]);
+    expect((await loadWeights(cache)).layers.length).toBe(1);
+    // An equal or fuller set replaces it without --force.
+    expect(await nst('import', fullPath)).toEqual([expect.stringMatching(/: 13 layers/)]);
   });
 
   it.skipIf(!haveShared)('imports the shared real TF.js set', async () => {
