@@ -7,7 +7,8 @@
  * header, then only the tensors wanted (float32 ones used in place), so the
  * cache loads in a few reads and a file of any size can be read.
  */
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { writeFileAtomic } from '@nst/files';
 import { MemoryBudget } from './budget.js';
 import { ByteReader, bfloat16ToFloat, float32View, halfToFloat } from './bytes.js';
 import { check, checkInt, fail } from './errors.js';
@@ -155,8 +156,8 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
 }
 
 /**
- * Writes float32 tensors and string metadata to `path` atomically (a
- * temporary file in the same folder, then a rename), so a crash or Ctrl-C
+ * Writes float32 tensors and string metadata to `path` atomically
+ * (writeFileAtomic: a temporary file beside it, then a rename), so a crash or Ctrl-C
  * never leaves a half-written cache that a later run would trust.
  */
 export async function writeSafetensors(
@@ -177,18 +178,14 @@ export async function writeSafetensors(
   const size = Buffer.alloc(8);
   size.writeBigUInt64LE(BigInt(json.length));
   const chunks = [size, json, ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  const fh = await open(tmp, 'w');
-  try {
-    for (const chunk of chunks) await writeAll(fh, chunk);
-    await fh.sync();
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  await rename(tmp, path);
+  await writeFileAtomic(path, async (tmp) => {
+    const fh = await open(tmp, 'w');
+    try {
+      for (const chunk of chunks) await writeAll(fh, chunk);
+    } finally {
+      await fh.close();
+    }
+  });
 }
 
 async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
