@@ -7,7 +7,7 @@ import { sharedAvailable } from '@nst/test-helpers';
 export { newDir, sharedWeights, tempDir } from '@nst/test-helpers';
 export const haveShared = sharedAvailable('weights');
 
-export { testValue, referenceLayer } from './reference.js';
+export { referenceLayer } from './reference.js';
 
 /** Index of element (h, w, i, o) in an HWIO row-major kernel. */
 export function hwio(h: number, w: number, i: number, o: number, I: number, O: number): number {

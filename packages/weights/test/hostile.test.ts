@@ -4,7 +4,7 @@
  * non-regular files refused before reading, absurd preprocessing values, an
  * unwritable cache folder. Every file is made by the test.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
