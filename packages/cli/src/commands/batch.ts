@@ -1,0 +1,69 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { readManifest, runBatch } from '@nst/batch';
+import { parseCount } from '@nst/render';
+import { addBackendOptions, openBackendFor, type BackendFlags } from '../backends.js';
+import { batchView } from '../batch-view.js';
+import { chooseWeights } from './render.js';
+
+interface BatchFlags extends BackendFlags {
+  results?: string;
+  maxBatch: string;
+  memory: string;
+  weights?: string;
+  json?: boolean;
+  yes?: boolean;
+}
+
+export function registerBatchCommand(program: Command): void {
+  const command = program
+    .command('batch')
+    .description('render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches')
+    .argument('<jobs>', 'the manifest: JSON Lines, or CSV with a header row')
+    .option('--results <file>', 'results, one JSON line per job (default: <jobs>.results.jsonl)')
+    .option('--max-batch <n>', 'most jobs rendered together', '8')
+    .option('--memory <MiB>', 'engine memory a batch may use', '4096')
+    .option('-w, --weights <path|random:SEED>', 'VGG-19 weights for every job (default: $NST_WEIGHTS, else the installed set)')
+    .option('--json', 'print one JSON event per line on stdout');
+  addBackendOptions(command)
+    .option('-y, --yes', 'fetch the default weights without asking when none are installed')
+    .action(async (jobsFile: string, flags: BatchFlags) => {
+      const write = (s: string) => process.stdout.write(s);
+      const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
+      const limits = { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 };
+      const jobs = await readManifest(jobsFile);
+      const weights = await chooseWeights(flags, { info });
+      const backend = await openBackendFor(flags, info);
+      try {
+        await backend.loadWeights(weights);
+        info(`backend: ${backend.detail}; weights: ${weights.source}`);
+        const controller = new AbortController();
+        const onSignal = () => {
+          if (controller.signal.aborted) process.exit(130);
+          controller.abort();
+          info('interrupted: checkpointing the running jobs (Ctrl-C again to quit at once)');
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          const results = await runBatch(
+            jobs,
+            { backend, weights, limits, resultsFile: flags.results ?? defaultResultsFile(jobsFile), signal: controller.signal },
+            batchView(flags.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain', write),
+          );
+          if (results.some((r) => r.status === 'interrupted')) process.exitCode = 130;
+          else if (results.some((r) => r.status === 'failed')) process.exitCode = 1;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      } finally {
+        backend.dispose();
+      }
+    });
+}
+
+/** The default results file of a manifest. */
+export function defaultResultsFile(jobsFile: string): string {
+  return path.join(path.dirname(jobsFile), `${path.basename(jobsFile)}.results.jsonl`);
+}

@@ -1,0 +1,65 @@
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parseCount, parseNumber } from '@nst/render';
+import { folderStore, redisConnection, startWorker } from '@nst/server';
+import { addBackendOptions, openBackendFor, type BackendFlags } from '../backends.js';
+import { chooseWeights } from './render.js';
+
+interface WorkerFlags extends BackendFlags {
+  store: string;
+  weights?: string;
+  yes?: boolean;
+  maxBatch: string;
+  memory: string;
+  checkpointEvery: string;
+  lockSeconds: string;
+  previewSeconds: string;
+}
+
+export function registerWorkerCommand(program: Command): void {
+  const command = program
+    .command('worker')
+    .description('render queued jobs (one worker per GPU; Redis at $REDIS_URL), batching compatible ones')
+    .requiredOption('--store <dir>', 'the store folder the server shares')
+    .option('-w, --weights <path|random:SEED>', 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)')
+    .option('--max-batch <n>', 'most jobs rendered together', '8')
+    .option('--memory <MiB>', 'engine memory a batch may use', '4096')
+    .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
+    .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
+    .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
+  addBackendOptions(command)
+    .option('-y, --yes', 'fetch the default weights without asking when none are installed')
+    .action(async (flags: WorkerFlags) => {
+      const log = (line: string) => process.stdout.write(`${line}\n`);
+      const weights = await chooseWeights(flags, { info: log });
+      const backend = await openBackendFor(flags, log);
+      const scratchDir = mkdtempSync(path.join(tmpdir(), 'nst-worker-'));
+      try {
+        await backend.loadWeights(weights);
+        const running = startWorker({
+          store: folderStore(flags.store),
+          connection: redisConnection(),
+          backend,
+          weights,
+          limits: { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 },
+          scratchDir,
+          checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
+          lockMs: Math.round(1000 * parseNumber(flags.lockSeconds, 'lockSeconds')),
+          previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
+          log,
+        });
+        log(`worker ready: ${backend.detail}; weights: ${weights.source}`);
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
+        log('stopping: running jobs are checkpointed and go back to the queue');
+        await running.close();
+      } finally {
+        backend.dispose();
+        rmSync(scratchDir, { recursive: true, force: true });
+      }
+    });
+}
