@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -191,8 +191,10 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
     } catch {
       const bytes = await o.store.get(key);
       if (!bytes) throw new UnrecoverableError(`input ${key} is missing from the store`);
-      await fs.writeFile(`${file}.${process.pid}.tmp`, bytes);
-      await fs.rename(`${file}.${process.pid}.tmp`, file);
+      // Several jobs may fetch the same input at once: each writes its own temporary file.
+      const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      await fs.writeFile(tmp, bytes);
+      await fs.rename(tmp, file);
     }
     return file;
   };
