@@ -55,7 +55,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     await page.click('#content-example');
     await page.click('#style-example');
     await page.select('#size', '64x48');
-    await page.$eval('#iterations', (el) => ((el as HTMLInputElement).value = '120'));
+    await page.$eval('#iterations', (el) => ((el as unknown as { value: string }).value = '120'));
     await page.click('button[type=submit]');
 
     // A preview arrives while the job runs, then the result replaces it and the download link appears.
