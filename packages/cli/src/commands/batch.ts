@@ -1,18 +1,14 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readManifest, runBatch } from '@nst/batch';
-import { parseCount } from '@nst/render';
-import { addBackendOptions, openBackendFor, type BackendFlags } from '../backends.js';
+import { openBackendFor } from '../backends.js';
+import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
 import { batchView } from '../batch-view.js';
 import { chooseWeights } from './render.js';
 
-interface BatchFlags extends BackendFlags {
+interface BatchFlags extends EngineFlags {
   results?: string;
-  maxBatch: string;
-  memory: string;
-  weights?: string;
   json?: boolean;
-  yes?: boolean;
 }
 
 export function registerBatchCommand(program: Command): void {
@@ -21,16 +17,11 @@ export function registerBatchCommand(program: Command): void {
     .description('render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches')
     .argument('<jobs>', 'the manifest: JSON Lines, or CSV with a header row')
     .option('--results <file>', 'results, one JSON line per job (default: <jobs>.results.jsonl)')
-    .option('--max-batch <n>', 'most jobs rendered together', '8')
-    .option('--memory <MiB>', 'engine memory a batch may use', '4096')
-    .option('-w, --weights <path|random:SEED>', 'VGG-19 weights for every job (default: $NST_WEIGHTS, else the installed set)')
     .option('--json', 'print one JSON event per line on stdout');
-  addBackendOptions(command)
-    .option('-y, --yes', 'fetch the default weights without asking when none are installed')
-    .action(async (jobsFile: string, flags: BatchFlags) => {
+  addEngineOptions(command).action(async (jobsFile: string, flags: BatchFlags) => {
       const write = (s: string) => process.stdout.write(s);
       const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
-      const limits = { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 };
+      const limits = packLimits(flags);
       const jobs = await readManifest(jobsFile);
       const weights = await chooseWeights(flags, { info });
       const backend = await openBackendFor(flags, info);

@@ -4,15 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseCount, parseNumber } from '@nst/render';
 import { folderStore, redisConnection, startWorker } from '@nst/server';
-import { addBackendOptions, openBackendFor, type BackendFlags } from '../backends.js';
+import { openBackendFor } from '../backends.js';
+import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
 import { chooseWeights } from './render.js';
 
-interface WorkerFlags extends BackendFlags {
+interface WorkerFlags extends EngineFlags {
   store: string;
-  weights?: string;
-  yes?: boolean;
-  maxBatch: string;
-  memory: string;
   checkpointEvery: string;
   lockSeconds: string;
   previewSeconds: string;
@@ -23,15 +20,10 @@ export function registerWorkerCommand(program: Command): void {
     .command('worker')
     .description('render queued jobs (one worker per GPU; Redis at $REDIS_URL), batching compatible ones')
     .requiredOption('--store <dir>', 'the store folder the server shares')
-    .option('-w, --weights <path|random:SEED>', 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)')
-    .option('--max-batch <n>', 'most jobs rendered together', '8')
-    .option('--memory <MiB>', 'engine memory a batch may use', '4096')
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
-  addBackendOptions(command)
-    .option('-y, --yes', 'fetch the default weights without asking when none are installed')
-    .action(async (flags: WorkerFlags) => {
+  addEngineOptions(command).action(async (flags: WorkerFlags) => {
       const log = (line: string) => process.stdout.write(`${line}\n`);
       const weights = await chooseWeights(flags, { info: log });
       const backend = await openBackendFor(flags, log);
@@ -43,7 +35,7 @@ export function registerWorkerCommand(program: Command): void {
           connection: redisConnection(),
           backend,
           weights,
-          limits: { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 },
+          limits: packLimits(flags),
           scratchDir,
           checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
           lockMs: Math.round(1000 * parseNumber(flags.lockSeconds, 'lockSeconds')),
