@@ -1,4 +1,4 @@
-import type { LossValues } from '@nst/core';
+import { UserError, type LossValues } from '@nst/core';
 import { Queue, type ConnectionOptions, type Job, type JobState } from 'bullmq';
 
 /** The BullMQ queue every server and worker of one deployment shares. */
@@ -72,6 +72,28 @@ export type RenderJob = Job<RenderJobData, RenderReturn>;
 
 export function openQueue(connection: ConnectionOptions): RenderQueue {
   return new Queue<RenderJobData, RenderReturn>(QUEUE_NAME, { connection });
+}
+
+/** Reports a queue's or worker's connection errors as one line each, not once per reconnection attempt. */
+export function reportErrors(client: { on(event: 'error', listener: (e: Error) => void): unknown }, log: (line: string) => void): void {
+  let last = '';
+  client.on('error', (e) => {
+    if (e.message !== last) log(`redis: ${e.message.split('\n')[0]}`);
+    last = e.message;
+  });
+}
+
+/** Waits until `client` (a queue or a worker) has reached Redis; a server that is not there is a UserError naming REDIS_URL. */
+export async function whenConnected(client: { waitUntilReady(): Promise<unknown> }, timeoutMs = 10_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UserError(`no Redis server answered within ${timeoutMs / 1000} s (set REDIS_URL=redis://host:port)`, { code: 'unsupported' })), timeoutMs);
+  });
+  try {
+    await Promise.race([client.waitUntilReady(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The API's JSON for a job. */

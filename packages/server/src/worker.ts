@@ -16,7 +16,7 @@ import {
   type RenderPlan,
 } from '@nst/render';
 import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
-import { checkpointKey, previewKey, QUEUE_NAME, resultKey, type RenderJob, type RenderProgress, type RenderReturn } from './queue.js';
+import { checkpointKey, previewKey, QUEUE_NAME, reportErrors, resultKey, type RenderJob, type RenderProgress, type RenderReturn } from './queue.js';
 import type { BlobStore } from './store.js';
 
 export interface WorkerOptions {
@@ -168,7 +168,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
     stalledInterval: Math.max(500, Math.floor(o.lockMs / 2)),
     maxStalledCount: 10,
   });
-  worker.on('error', (e) => o.log(`queue error: ${e.message}`));
+  reportErrors(worker, o.log);
   return {
     worker,
     async close() {

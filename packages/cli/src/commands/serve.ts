@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '@nst/core';
 import { parseCount } from '@nst/render';
-import { createApiServer, folderStore, openQueue, redisConnection } from '@nst/server';
+import { createApiServer, folderStore, openQueue, redisConnection, reportErrors, whenConnected } from '@nst/server';
 
 interface ServeFlags {
   port: string;
@@ -23,6 +23,13 @@ export function registerServeCommand(program: Command): void {
       if (!token) throw new UserError('is required (or set NST_TOKEN)', { field: 'token' });
       const port = parseCount(flags.port, 'port', 0, 65535);
       const queue = openQueue(redisConnection());
+      reportErrors(queue, (line) => process.stderr.write(`${line}\n`));
+      try {
+        await whenConnected(queue);
+      } catch (e) {
+        await queue.close().catch(() => undefined);
+        throw e;
+      }
       const server = createApiServer({ store: folderStore(flags.store), queue, token });
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) => reject(new UserError(`cannot listen on ${flags.host}:${port} (${e.code})`, { code: 'unsupported', field: 'port' })));

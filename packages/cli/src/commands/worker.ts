@@ -3,7 +3,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseCount, parseNumber } from '@nst/render';
-import { folderStore, redisConnection, startWorker } from '@nst/server';
+import { folderStore, redisConnection, startWorker, whenConnected } from '@nst/server';
 import { openBackendFor } from '../backends.js';
 import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
 import { chooseWeights } from './render.js';
@@ -42,6 +42,12 @@ export function registerWorkerCommand(program: Command): void {
           previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
           log,
         });
+        try {
+          await whenConnected(running.worker);
+        } catch (e) {
+          await running.close().catch(() => undefined);
+          throw e;
+        }
         log(`worker ready: ${backend.detail}; weights: ${weights.source}`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', () => resolve());
