@@ -86,7 +86,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
     const prepared: { p: Pending; plan: RenderPlan }[] = [];
     for (const p of batch) {
       try {
-        prepared.push({ p, plan: { ...(await prepareRender(p.config, o.weights)), checkpointStore: p.checkpoints } });
+        // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
+        const checkpointStore = { ...p.checkpoints, clear: async () => undefined };
+        prepared.push({ p, plan: { ...(await prepareRender(p.config, o.weights)), checkpointStore } });
       } catch (e) {
         p.reject(jobError(e));
       }
@@ -137,6 +139,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         const bytes = await fs.readFile(p.config.out);
         const wrote = await o.store.putOnce(resultKey(id), bytes);
         o.log(wrote ? `result ${id} written` : `result ${id} was already written by an earlier attempt`);
+        await p.checkpoints.clear();
         await fs.rm(path.dirname(p.config.out), { recursive: true, force: true });
         p.resolve({ result: resultKey(id), losses: result.finalLosses[k], iterations: result.iterations });
       }

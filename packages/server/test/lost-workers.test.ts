@@ -83,6 +83,8 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
     // Each result was written exactly once, and nothing else lies in the results folder.
     for (const j of jobs) expect(logs.split('\n').filter((l) => l === `result ${j.id} written`)).toHaveLength(1);
     expect(readdirSync(path.join(store, 'results')).sort()).toEqual(jobs.map((j) => `${j.id}.png`).sort());
+    // A finished job's checkpoint is gone once its result is stored.
+    expect(readdirSync(path.join(store, 'checkpoints'))).toEqual([]);
 
     // Correct: each result matches the same job rendered by `nst batch` with no worker lost.
     const manifest = path.join(dir, 'reference.jsonl');
