@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -69,12 +69,27 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
       await victim.waitFor(/worker ready/);
     }
 
+    // Each result file, once it exists, must stay the same file (same inode, same time): never replaced by a later attempt.
+    const firstSeen = new Map<string, string>();
+    const watchResults = () => {
+      for (const j of jobs) {
+        const file = path.join(store, 'results', `${j.id}.png`);
+        if (!existsSync(file)) continue;
+        const st = statSync(file);
+        const identity = `${st.ino}:${st.mtimeMs}:${st.size}`;
+        if (!firstSeen.has(j.id)) firstSeen.set(j.id, identity);
+        else expect(identity, `result of ${j.id} was replaced`).toBe(firstSeen.get(j.id));
+      }
+    };
+    const watcher = setInterval(watchResults, 100);
     await until(async () => {
       const views = await Promise.all(jobs.map(async (j) => (await getJson(`${base}/api/jobs/${j.id}`, token)).body));
       const failed = views.find((v) => v.state === 'failed');
       if (failed) throw new Error(`job ${failed.id} failed: ${failed.error}\n${workers.map((w) => w.output()).join('\n---\n')}`);
       return views.every((v) => v.state === 'done');
-    }, 150_000, 'all 12 jobs to be done');
+    }, 150_000, 'all 12 jobs to be done').finally(() => clearInterval(watcher));
+    watchResults();
+    expect(firstSeen.size).toBe(12);
     void steady;
 
     const logs = workers.map((w) => w.output()).join('\n');
