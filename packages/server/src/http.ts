@@ -106,6 +106,7 @@ export function createApiServer(options: ApiOptions): http.Server {
       return;
     }
     if (!authorised(req)) throw new HttpError(401, 'missing or wrong bearer token', 'authorization');
+    if (parts.length > 4) throw new HttpError(404, `no route ${req.method} ${url.pathname.slice(0, 80)}`);
     const route = `${req.method} /${parts.slice(1, 2).join('/')}${parts.length > 2 ? '/:id' : ''}${parts.length > 3 ? `/${parts[3]}` : ''}`;
     const id = parts[2] ?? '';
     switch (route) {

@@ -70,8 +70,9 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
   });
 
   it('does not know jobs it never made, whatever the id looks like', async () => {
-    for (const id of ['00000000-0000-4000-8000-000000000000', '..%2F..%2Fetc%2Fpasswd', '1'])
+    for (const id of ['00000000-0000-4000-8000-000000000000', '..%2F..%2Fetc%2Fpasswd', '1', '00000000-0000-4000-8000-000000000000/result/x'])
       expect((await getJson(`${base}/api/jobs/${id}`, token)).status).toBe(404);
+    expect((await fetch(`${base}/../package.json`)).status).toBe(404);
   });
 
   it('renders a job (progress events, previews, the result) while a job with a bad input fails alone, with its reason', async () => {
