@@ -1,4 +1,6 @@
+import { Option, type Command } from 'commander';
 import type { Backend } from '@nst/core';
+import { parseCount } from '@nst/render';
 import { isUserError, UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';
 import { cacheDir, randomWeights } from '@nst/weights';
@@ -76,4 +78,23 @@ export async function describeBackends(options: BackendOptions): Promise<string[
 /** The first line of an error's message, without a leading `--backend x:` the backend may have added. */
 export function firstLine(e: unknown): string {
   return (isUserError(e) ? e.detail : e instanceof Error ? e.message : String(e)).split('\n')[0];
+}
+
+/** The flags that choose and configure the backend, shared by render, batch and worker. */
+export interface BackendFlags {
+  backend: string;
+  precision: string;
+  gpu: string;
+}
+
+export function addBackendOptions(command: Command): Command {
+  return command
+    .addOption(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'))
+    .addOption(new Option('--precision <p>', 'GPU arithmetic (cuda backend)').choices(['fp32', 'tf32', 'bf16']).default('tf32'))
+    .option('--gpu <n>', 'GPU index (cuda backend)', '0');
+}
+
+/** Opens the backend the flags name. */
+export function openBackendFor(flags: BackendFlags, notice: (line: string) => void): Promise<Backend> {
+  return openBackend(flags.backend as BackendChoice, { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: parseCount(flags.gpu, 'gpu') }, notice);
 }

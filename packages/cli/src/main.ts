@@ -2,7 +2,10 @@ import { Command, CommanderError } from 'commander';
 import { formatUserError, isUserError } from '@nst/core';
 import { flagFor } from './flags.js';
 import { describeBackends } from './backends.js';
+import { registerBatchCommand } from './commands/batch.js';
 import { registerRenderCommand } from './commands/render.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
 import { registerWeightsCommands } from './commands/weights.js';
 
 /**
@@ -28,6 +31,9 @@ const program = new Command('nst')
   .configureOutput({ outputError: (text, write) => write(text.split('\n')[0].replace(/^error: /, 'nst: ') + '\n') });
 
 registerRenderCommand(program);
+registerBatchCommand(program);
+registerServeCommand(program);
+registerWorkerCommand(program);
 registerWeightsCommands(program);
 program
   .command('backends')

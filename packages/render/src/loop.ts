@@ -1,4 +1,3 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
   adamStepSizes,
@@ -6,13 +5,13 @@ import {
   UserError,
   type AdamConfig,
   type Backend,
-  type ImageTensor,
   type LossValues,
   type Preprocessing,
+  type RgbImage,
   type SessionOptions,
   type Targets,
 } from '@nst/core';
-import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { fileCheckpointStore, type CheckpointStore } from './checkpoint.js';
 import { saveImage } from './image-file.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
@@ -39,6 +38,8 @@ export interface RenderPlan {
   readonly resume: boolean;
   /** Identifies the job (inputs, size, loss, weights): a checkpoint of another job is refused. */
   readonly fingerprint: string;
+  /** Where checkpoints go instead of checkpointPath (one per batch item, a shared store). */
+  readonly checkpointStore?: CheckpointStore;
 }
 
 export interface IterationReport {
@@ -56,6 +57,9 @@ export interface RenderEvents {
   onProgress?(iteration: number, elapsedMs: number): void;
   onSaved?(file: string, iteration: number): void;
   onResumed?(iteration: number): void;
+  /** The images as they form, one per batch item, at most every `previewEveryMs`. */
+  onPreview?(images: RgbImage[], iteration: number): void | Promise<void>;
+  previewEveryMs?: number;
 }
 
 export interface RenderResult {
@@ -95,11 +99,10 @@ export async function runOptimisation(
   try {
     await session.setTargets(plan.targets);
     let iteration = 0;
-    const ck = plan.resume ? await readCheckpoint(plan.checkpointPath) : undefined;
+    const store = plan.checkpointStore ?? fileCheckpointStore(plan.checkpointPath, plan.fingerprint);
+    const ck = plan.resume ? await store.read() : undefined;
     if (ck) {
-      if (ck.fingerprint !== plan.fingerprint)
-        throw new UserError(`checkpoint '${plan.checkpointPath}' belongs to a different job (inputs, size, loss or weights differ)`, { code: 'conflict', field: 'resume' });
-      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint '${plan.checkpointPath}' has the wrong size`, { code: 'conflict', field: 'resume' });
+      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
       await session.setImages(ck.images);
       await session.writeOptimizerState({ m: ck.m, v: ck.v });
       iteration = Math.min(ck.iteration, plan.iterations);
@@ -109,22 +112,26 @@ export async function runOptimisation(
     }
     const startIteration = iteration;
 
+    const pixelsOf = (all: Float32Array, b: number) =>
+      toPixels({ height: options.height, width: options.width, data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage) }, plan.preprocessing);
     const saveAll = async (pathFor: (out: string) => string, at: number) => {
       const all = await session.readImages();
       for (let b = 0; b < options.batch; b++) {
-        const tensor: ImageTensor = {
-          height: options.height,
-          width: options.width,
-          data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage),
-        };
         const file = pathFor(plan.outPaths[b]);
-        await saveImage(file, toPixels(tensor, plan.preprocessing));
+        await saveImage(file, pixelsOf(all, b));
         events.onSaved?.(file, at);
       }
     };
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
-      await writeCheckpoint(plan.checkpointPath, { fingerprint: plan.fingerprint, iteration, images, m: state.m, v: state.v });
+      await store.write({ iteration, images, m: state.m, v: state.v });
+    };
+    let lastPreview = performance.now();
+    const preview = async () => {
+      if (!events.onPreview || performance.now() - lastPreview < (events.previewEveryMs ?? 2000)) return;
+      lastPreview = performance.now();
+      const all = await session.readImages();
+      await events.onPreview(Array.from({ length: options.batch }, (_, b) => pixelsOf(all, b)), iteration);
     };
 
     const started = performance.now();
@@ -159,6 +166,7 @@ export async function runOptimisation(
       if (iteration < plan.iterations) {
         if (plan.saveEvery > 0 && iteration % plan.saveEvery === 0) await saveAll((out) => intermediatePath(out, iteration), iteration);
         if (plan.checkpointEvery > 0 && iteration % plan.checkpointEvery === 0) await checkpoint();
+        await preview();
       }
     }
 
@@ -167,7 +175,7 @@ export async function runOptimisation(
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
     await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
-    else await fs.rm(plan.checkpointPath, { force: true });
+    else await store.clear();
     return { iterations: iteration, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
   } finally {
     session.dispose();

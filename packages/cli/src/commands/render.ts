@@ -3,7 +3,6 @@ import type { WeightSet } from '@nst/core';
 import {
   JOB_OPTIONS,
   jobFromOptions,
-  parseCount,
   prepareRender,
   runOptimisation,
   type JobOption,
@@ -11,7 +10,7 @@ import {
   type RenderConfig,
 } from '@nst/render';
 import { ensureDefaultWeights, loadWeights } from '@nst/weights';
-import { BACKEND_CHOICES, openBackend, type BackendChoice } from '../backends.js';
+import { addBackendOptions, openBackendFor } from '../backends.js';
 import { flagFor } from '../flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
@@ -44,10 +43,7 @@ export function registerRenderCommand(program: Command): void {
     .command('render')
     .description('optimise an image to keep the content of one photo in the style of one or more paintings');
   for (const o of JOB_OPTIONS) command.addOption(jobFlag(o));
-  command
-    .addOption(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'))
-    .addOption(new Option('--precision <p>', 'GPU arithmetic (cuda backend)').choices(['fp32', 'tf32', 'bf16']).default('tf32'))
-    .option('--gpu <n>', 'GPU index (cuda backend)', '0')
+  addBackendOptions(command)
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
     .option('-y, --yes', 'fetch the default weights without asking when none are installed')
     .action(async (flags: RenderFlags) => {
@@ -66,11 +62,7 @@ async function render(flags: RenderFlags): Promise<void> {
 
   const weights = await chooseWeights(flags, view);
   const plan = await prepareRender(config, weights);
-  const backend = await openBackend(
-    flags.backend as BackendChoice,
-    { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: parseCount(flags.gpu, 'gpu') },
-    (line) => view.info(line),
-  );
+  const backend = await openBackendFor(flags, (line) => view.info(line));
   try {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
@@ -127,7 +119,7 @@ async function render(flags: RenderFlags): Promise<void> {
 }
 
 /** --weights, else NST_WEIGHTS or the cache, else offer to fetch (asks on a terminal; --yes fetches). */
-async function chooseWeights(flags: RenderFlags, view: ProgressView): Promise<WeightSet> {
+export async function chooseWeights(flags: { weights?: string; yes?: boolean }, view: Pick<ProgressView, 'info'>): Promise<WeightSet> {
   const source = flags.weights ?? (await ensureDefaultWeights({ yes: flags.yes, log: (line: string) => view.info(line) }));
   return loadWeights(source);
 }
