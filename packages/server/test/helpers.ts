@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { repoRoot } from '@nst/test-helpers';
+import { nstBin, repoRoot } from '@nst/test-helpers';
 
 export { nstBin, repoRoot } from '@nst/test-helpers';
 
