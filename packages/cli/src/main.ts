@@ -9,15 +9,28 @@ import { registerWeightsCommands } from './commands/weights.js';
  * `nst`: the command line. Every error the user can cause is one line on
  * stderr and a non-zero exit; stack traces only with --debug.
  */
-// `nst ... | head` closes stdout early: stop quietly instead of an EPIPE stack trace.
+// `nst render ... | head` closes stdout early. The command goes on to its end
+// (a render still writes its image; its exit status stays the command's own)
+// and what it would have printed on stdout is dropped: a reader that stopped
+// reading must not cost the result.
 let settled = false;
+let stdoutClosed = false;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') {
-    settled = true;
-    process.exit(0);
+  if (e.code === 'EPIPE' || (stdoutClosed && e.code === 'ERR_STREAM_DESTROYED')) {
+    stdoutClosed = true;
+    return;
   }
   throw e;
 });
+const write = process.stdout.write.bind(process.stdout);
+process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+  if (stdoutClosed || process.stdout.destroyed) {
+    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    callback?.();
+    return true;
+  }
+  return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+}) as typeof process.stdout.write;
 
 const program = new Command('nst')
   .description('Neural style transfer (Gatys et al. 2015) on a frozen VGG-19')

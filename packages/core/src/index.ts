@@ -8,3 +8,4 @@ export * from './backend.js';
 export * from './size.js';
 export * from './init.js';
 export * from './pixels.js';
+export * from './memory.js';

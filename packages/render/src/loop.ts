@@ -12,7 +12,7 @@ import {
   type SessionOptions,
   type Targets,
 } from '@nst/core';
-import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { inspectCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { saveImage } from './image-file.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
@@ -56,6 +56,8 @@ export interface RenderEvents {
   onProgress?(iteration: number, elapsedMs: number): void;
   onSaved?(file: string, iteration: number): void;
   onResumed?(iteration: number): void;
+  /** Something the user should know that is not an error (one line). */
+  onNotice?(line: string): void;
 }
 
 export interface RenderResult {
@@ -95,22 +97,38 @@ export async function runOptimisation(
   try {
     await session.setTargets(plan.targets);
     let iteration = 0;
-    const ck = plan.resume ? await readCheckpoint(plan.checkpointPath) : undefined;
-    if (ck) {
-      if (ck.fingerprint !== plan.fingerprint)
-        throw new UserError(`checkpoint '${plan.checkpointPath}' belongs to a different job (inputs, size, loss or weights differ)`, { code: 'conflict', field: 'resume' });
-      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint '${plan.checkpointPath}' has the wrong size`, { code: 'conflict', field: 'resume' });
-      await session.setImages(ck.images);
-      await session.writeOptimizerState({ m: ck.m, v: ck.v });
-      iteration = Math.min(ck.iteration, plan.iterations);
+    const resumed = plan.resume ? await resumeState(plan, events) : undefined;
+    if (resumed) {
+      await session.setImages(resumed.images);
+      await session.writeOptimizerState({ m: resumed.m, v: resumed.v });
+      iteration = Math.min(resumed.iteration, plan.iterations);
       events.onResumed?.(iteration);
     } else {
       await session.setImages(plan.initialImages);
     }
     const startIteration = iteration;
 
-    const saveAll = async (pathFor: (out: string) => string, at: number) => {
-      const all = await session.readImages();
+    // The last images known to be finite with a finite loss, kept on the host
+    // so that a run that diverges can still hand back its last good result.
+    // The loop reads images back only at report boundaries (every printEvery,
+    // a few per cent of the time of the iterations between them), not per call.
+    let lastGood: { iteration: number; images: Float32Array } | undefined;
+    const diverged = async (at: number, what: string): Promise<never> => {
+      let kept = 'there is no finite image to keep';
+      if (lastGood) {
+        const files = await writeImages(lastGood.images, (out) => intermediatePath(out, lastGood!.iteration));
+        kept = `the last finite image (iteration ${lastGood.iteration}) is in ${files.map((f) => `'${f}'`).join(', ')}`;
+      }
+      const fromCheckpoint = resumed !== undefined && at === startIteration;
+      throw new UserError(
+        fromCheckpoint
+          ? `the checkpoint '${plan.checkpointPath}' resumes into a ${what}: delete it to start again; ${kept}`
+          : `the ${what} at iteration ${at}: the learning rate is likely too high, or a layer, content, style or smoothness weight too large; ${kept}`,
+        { code: 'not-finite', field: fromCheckpoint ? 'resume' : 'lr' },
+      );
+    };
+    const writeImages = async (all: Float32Array, pathFor: (out: string) => string) => {
+      const files: string[] = [];
       for (let b = 0; b < options.batch; b++) {
         const tensor: ImageTensor = {
           height: options.height,
@@ -119,11 +137,19 @@ export async function runOptimisation(
         };
         const file = pathFor(plan.outPaths[b]);
         await saveImage(file, toPixels(tensor, plan.preprocessing));
-        events.onSaved?.(file, at);
+        files.push(file);
       }
+      return files;
+    };
+    const saveAll = async (pathFor: (out: string) => string, at: number) => {
+      const all = await session.readImages();
+      if (!allFinite(all)) await diverged(at, 'image stopped being finite');
+      for (const file of await writeImages(all, pathFor)) events.onSaved?.(file, at);
     };
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
+      // A checkpoint is only ever a state worth resuming.
+      if (!allFinite(images) || !allFinite(state.m) || !allFinite(state.v)) await diverged(iteration, 'image or optimiser state stopped being finite');
       await writeCheckpoint(plan.checkpointPath, { fingerprint: plan.fingerprint, iteration, images, m: state.m, v: state.v });
     };
 
@@ -145,12 +171,16 @@ export async function runOptimisation(
       const count = Math.min(chunk, boundary - iteration);
       const t0 = performance.now();
       const at = iteration;
+      const reporting = at % plan.printEvery === 0;
+      const before = reporting ? await session.readImages() : undefined;
       const losses = await session.iterate({
         adam: plan.adam,
         stepSizes: adamStepSizes(plan.adam, iteration + 1, count),
         onProgress: (done) => events.onProgress?.(at + done, elapsed()),
       });
-      if (at % plan.printEvery === 0) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
+      if (!lossesFinite(losses)) await diverged(at, 'loss stopped being finite');
+      if (before && allFinite(before)) lastGood = { iteration: at, images: before };
+      if (reporting) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
       iteration += count;
       events.onProgress?.(iteration, elapsed());
       // Grow or shrink the chunk so a call takes about TARGET_CALL_MS.
@@ -163,15 +193,54 @@ export async function runOptimisation(
     }
 
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
+    if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
     await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
-    else await fs.rm(plan.checkpointPath, { force: true });
+    else await removeOwnCheckpoint(plan);
     return { iterations: iteration, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
   } finally {
     session.dispose();
   }
+}
+
+/** The checkpoint to resume from, or undefined (with a notice) when there is none. */
+async function resumeState(plan: RenderPlan, events: RenderEvents) {
+  const what = await inspectCheckpoint(plan.checkpointPath);
+  if (what.kind === 'none') {
+    events.onNotice?.(`no checkpoint '${plan.checkpointPath}' to resume: starting from the beginning`);
+    return undefined;
+  }
+  if (what.kind === 'checkpoint' && what.fingerprint !== plan.fingerprint)
+    throw new UserError(
+      `checkpoint '${plan.checkpointPath}' belongs to a different job (the inputs' contents, size, loss or weights differ)`,
+      { code: 'conflict', field: 'resume' },
+    );
+  const ck = await readCheckpoint(plan.checkpointPath, plan.initialImages.length);
+  if (!ck) return undefined;
+  if (!allFinite(ck.images) || !allFinite(ck.m) || !allFinite(ck.v))
+    throw new UserError(`checkpoint '${plan.checkpointPath}' holds values that are not finite: delete it to start again`, { code: 'not-finite', field: 'resume' });
+  return ck;
+}
+
+/**
+ * A finished run removes its checkpoint: only a file that is an nst
+ * checkpoint of this very job (the one it wrote or resumed from), never
+ * anything else found at that path.
+ */
+async function removeOwnCheckpoint(plan: RenderPlan): Promise<void> {
+  const what = await inspectCheckpoint(plan.checkpointPath);
+  if (what.kind === 'checkpoint' && what.fingerprint === plan.fingerprint) await fs.rm(plan.checkpointPath, { force: true });
+}
+
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
+function lossesFinite(losses: readonly LossValues[]): boolean {
+  return losses.every((l) => Number.isFinite(l.total) && Number.isFinite(l.content) && Number.isFinite(l.style) && Number.isFinite(l.tv));
 }
 
 /** The smallest multiple of `every` greater than `n` (Infinity when every is 0). */

@@ -22,7 +22,7 @@ describe('checkpoints', () => {
   });
   it('rejects corrupt files with a one-line error', async () => {
     const file = path.join(dir, 'bad.ckpt');
-    writeFileSync(file, 'NSTCKPT1garbage');
+    writeFileSync(file, 'NSTCKPT2garbage');
     await expect(readCheckpoint(file)).rejects.toThrow(/^resume: '.*bad\.ckpt' is not a valid checkpoint/);
   });
 });

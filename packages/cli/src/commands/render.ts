@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
-import type { WeightSet } from '@nst/core';
+import { UserError, type Backend, type WeightSet } from '@nst/core';
 import {
+  checkMemory,
   JOB_OPTIONS,
   jobFromOptions,
   parseCount,
@@ -9,6 +10,8 @@ import {
   type JobOption,
   type JobOptionValues,
   type RenderConfig,
+  type RenderPlan,
+  type RenderShape,
 } from '@nst/render';
 import { ensureDefaultWeights, loadWeights } from '@nst/weights';
 import { BACKEND_CHOICES, openBackend, type BackendChoice } from '../backends.js';
@@ -28,13 +31,33 @@ interface RenderFlags {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/**
+ * A single-valued option given twice must agree with itself: `--size 400x300
+ * --size 800x600` is a mistake (which one did the user mean?), not a silent
+ * override. The same value twice is harmless. Commander's `previous` cannot
+ * tell a default from a first value, so the values seen are kept here.
+ */
+function once(option: Option, field: string): Option {
+  let seen: string | undefined;
+  const choices = option.argChoices;
+  return option.argParser((value: string) => {
+    if (seen !== undefined && seen !== value)
+      throw new UserError(`given twice with different values ('${seen}' and '${value}'): give it once`, { code: 'conflict', field });
+    if (choices && !choices.includes(value))
+      throw new UserError(`'${value}' is not one of ${choices.join(', ')}`, { field });
+    seen = value;
+    return value;
+  });
+}
+
 /** A commander option for one job option: `--` + the kebab-case field, as flagFor() names it in errors. */
 function jobFlag(o: JobOption): Option {
   const flags = `${o.short ? `-${o.short}, ` : ''}${flagFor(o.field)}${o.value ? ` <${o.value}>` : ''}`;
   // Defaults stay in jobFromOptions (one place for every front end); the help text shows them.
-  const option = new Option(flags, o.default === undefined ? o.description : `${o.description} (default: ${o.default})`);
-  if (o.repeatable) option.argParser(collect);
+  let option = new Option(flags, o.default === undefined ? o.description : `${o.description} (default: ${o.default})`);
   if (o.choices) option.choices(o.choices as string[]);
+  if (o.repeatable) option.argParser(collect);
+  else if (o.value) option = once(option, o.field);
   if (o.required) option.makeOptionMandatory();
   return option;
 }
@@ -45,18 +68,38 @@ export function registerRenderCommand(program: Command): void {
     .description('optimise an image to keep the content of one photo in the style of one or more paintings');
   for (const o of JOB_OPTIONS) command.addOption(jobFlag(o));
   command
-    .addOption(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'))
-    .addOption(new Option('--precision <p>', 'GPU arithmetic (cuda backend)').choices(['fp32', 'tf32', 'bf16']).default('tf32'))
-    .option('--gpu <n>', 'GPU index (cuda backend)', '0')
+    .addOption(once(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'), 'backend'))
+    .addOption(once(new Option('--precision <p>', 'GPU arithmetic (cuda backend only)').choices(['fp32', 'tf32', 'bf16']).default('tf32'), 'precision'))
+    .addOption(once(new Option('--gpu <n>', 'GPU index (cuda backend only)').default('0'), 'gpu'))
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
     .option('-y, --yes', 'fetch the default weights without asking when none are installed')
     .action(async (flags: RenderFlags) => {
-      await render(flags);
+      const given = (name: string) => command.getOptionValueSource(name) === 'cli';
+      await render(flags, CUDA_ONLY.filter(given));
     });
 }
 
-async function render(flags: RenderFlags): Promise<void> {
+/** Flags that only the cuda backend reads. */
+const CUDA_ONLY = ['precision', 'gpu'] as const;
+
+/**
+ * CUDA-only flags the user gave (`--gpu 1`) against a backend that is not
+ * cuda: with an explicit `--backend cpu|tfjs` that is a contradiction, an
+ * error; when auto chose a non-GPU backend, the flag is ignored and a notice
+ * says so (the same command line then works on machines with and without a GPU).
+ */
+function checkCudaOnlyFlags(choice: string, given: readonly string[]): void {
+  if (given.length > 0 && choice !== 'auto' && choice !== 'cuda')
+    throw new UserError(`${given.map(flagFor).join(' and ')} ${given.length > 1 ? 'apply' : 'applies'} to the cuda backend only, not ${choice}`, {
+      code: 'conflict',
+      field: 'backend',
+    });
+}
+
+async function render(flags: RenderFlags, cudaFlagsGiven: readonly string[] = []): Promise<void> {
   const config = parseConfig(flags);
+  checkCudaOnlyFlags(flags.backend, cudaFlagsGiven);
+  const gpu = parseCount(flags.gpu, 'gpu');
   const total = config.iterations;
   const view: ProgressView = flags.json
     ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
@@ -65,12 +108,23 @@ async function render(flags: RenderFlags): Promise<void> {
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
   const weights = await chooseWeights(flags, view);
-  const plan = await prepareRender(config, weights);
-  const backend = await openBackend(
-    flags.backend as BackendChoice,
-    { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: parseCount(flags.gpu, 'gpu') },
-    (line) => view.info(line),
-  );
+  // The backend opens once the job's paths and sizes are checked, and before
+  // any image is decoded: its memory estimate may refuse the job first.
+  let opened: Backend | undefined;
+  const open = async (shape: RenderShape) => {
+    opened = await openBackend(flags.backend as BackendChoice, { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu }, (line) => view.info(line));
+    if (opened.name !== 'cuda' && cudaFlagsGiven.length > 0)
+      view.info(`note: ${cudaFlagsGiven.map(flagFor).join(' and ')} ignored: the ${opened.name} backend runs without a GPU`);
+    checkMemory(opened, shape);
+  };
+  let plan: RenderPlan;
+  try {
+    plan = await prepareRender(config, weights, { beforeLoading: open, notice: (line) => view.info(line) });
+  } catch (e) {
+    opened?.dispose();
+    throw e;
+  }
+  const backend = opened!;
   try {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
@@ -78,14 +132,20 @@ async function render(flags: RenderFlags): Promise<void> {
     const { width, height, batch } = { ...plan.session };
     view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
 
+    // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
+    // current image and a checkpoint, then exit 128 + the signal's number
+    // (130, 143) as a shell would report the signal; a second one quits at once.
     const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
+    let exitStatus = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      const status = signal === 'SIGTERM' ? 143 : 130;
+      if (controller.signal.aborted) process.exit(status);
+      exitStatus = status;
       controller.abort();
-      view.info('interrupted: saving the current image and a checkpoint (Ctrl-C again to quit at once)');
+      view.info(`interrupted (${signal}): saving the current image and a checkpoint (again to quit at once)`);
     };
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     let result;
     try {
       result = await runOptimisation(backend, plan, {
@@ -93,10 +153,11 @@ async function render(flags: RenderFlags): Promise<void> {
         onProgress: (i, ms) => view.progress(i, ms),
         onSaved: (f, i) => view.saved(f, i),
         onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
+        onNotice: (line) => view.info(line),
       }, controller.signal);
     } finally {
-      process.off('SIGINT', onSigint);
-      process.off('SIGTERM', onSigint);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       view.done();
     }
     const done = result.iterations - result.startIteration;
@@ -120,7 +181,7 @@ async function render(flags: RenderFlags): Promise<void> {
           `, wrote ${result.outPaths.join(', ')}` +
           (result.interrupted ? `; resume with --resume` : ''),
       );
-    if (result.interrupted) process.exitCode = 130;
+    if (result.interrupted) process.exitCode = exitStatus || 130;
   } finally {
     backend.dispose();
   }
@@ -133,7 +194,7 @@ async function chooseWeights(flags: RenderFlags, view: ProgressView): Promise<We
 }
 
 /** The job described by the flags (every job option, parsed and checked by @nst/render). */
-export function parseConfig(flags: RenderFlags): RenderConfig {
+export function parseConfig(flags: RenderFlags): RenderConfig & { readonly weights?: string } {
   const values: Record<string, JobOptionValues[string]> = {};
   for (const o of JOB_OPTIONS) values[o.field] = flags[o.field] as JobOptionValues[string];
   return jobFromOptions(values);
