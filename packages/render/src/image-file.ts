@@ -87,6 +87,14 @@ export async function assertWritable(file: string, field: string): Promise<void>
 export async function assertFileWritable(file: string, unwritable: (detail: string) => UserError): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   try {
+    const st = await fs.stat(dir);
+    if (!st.isDirectory()) throw unwritable(`'${dir}' is not a folder`);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw unwritable(`cannot write into folder '${dir}' (${code === 'ENOENT' ? 'it does not exist' : code})`);
+  }
+  try {
     const st = await fs.lstat(file);
     if (st.isDirectory()) throw unwritable(`'${file}' is a folder`);
     if (!st.isFile() && !st.isSymbolicLink()) throw unwritable(`'${file}' is not a regular file`);
@@ -99,14 +107,6 @@ export async function assertFileWritable(file: string, unwritable: (detail: stri
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR') throw unwritable(`cannot write '${file}': a part of its folder path is a file`);
     if (code !== 'ENOENT') throw unwritable(`cannot write '${file}' (${code})`);
-  }
-  try {
-    const st = await fs.stat(dir);
-    if (!st.isDirectory()) throw unwritable(`'${dir}' is not a folder`);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw unwritable(`cannot write into folder '${dir}' (${code === 'ENOENT' ? 'it does not exist' : code})`);
   }
   const probe = path.join(dir, `.nst-write-test.${process.pid}.${randomBytes(4).toString('hex')}`);
   try {
