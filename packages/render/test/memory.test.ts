@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { countMemory, DEFAULT_LOSS, type MemoryShape } from '@nst/core';
 import { checkMemory, hostMemoryAvailable } from '@nst/render';
 
-// A backend's estimate is countMemory with its profile; this one is the cpu engine's shape of profile.
+// A backend's estimate is countMemory with its profile; this one is shaped like the cpu engine's.
 const profile = { weightCopies: 2, imageCopies: 5, activationCopies: 2, largestMapCopies: 4, styleForwardCopies: 1 };
 const backend = { name: 'cpu', estimateMemory: (s: MemoryShape) => 4 * countMemory(s, profile).total };
 const shape = (width: number, height: number, style = { width, height }): MemoryShape => ({ width, height, batch: 1, loss: DEFAULT_LOSS, styleSizes: [style] });
