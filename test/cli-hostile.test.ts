@@ -209,6 +209,21 @@ describe.runIf(cliBuilt)('hostile inputs: nst render', () => {
       expect(r.status, r.stderr).toBe(0);
       expect((await sharp(out).metadata()).width).toBe(16);
     });
+
+    it('also when stderr goes with it (nst render --json 2>&1 | head)', async () => {
+      const out = path.join(dir, 'piped-both.png');
+      let closed = false;
+      const r = await nstAsync([...job('--iterations', '30', '--print-every', '1'), '--json', ...io(out)], (_chunk, child) => {
+        if (!closed) {
+          closed = true;
+          child.stdout!.destroy();
+          child.stderr!.destroy();
+        }
+      });
+      expect(closed).toBe(true);
+      expect(r.status).toBe(0);
+      expect((await sharp(out).metadata()).width).toBe(16);
+    });
   });
 
   describe('conditions the user caused are user errors', () => {

@@ -9,28 +9,29 @@ import { registerWeightsCommands } from './commands/weights.js';
  * `nst`: the command line. Every error the user can cause is one line on
  * stderr and a non-zero exit; stack traces only with --debug.
  */
-// `nst render ... | head` closes stdout early. The command goes on to its end
-// (a render still writes its image; its exit status stays the command's own)
-// and what it would have printed on stdout is dropped: a reader that stopped
-// reading must not cost the result.
+// `nst render ... | head` closes stdout (and with 2>&1, stderr) early. The
+// command goes on to its end (a render still writes its image; its exit status
+// stays the command's own) and what it would have printed there is dropped: a
+// reader that stopped reading must not cost the result.
 let settled = false;
-let stdoutClosed = false;
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE' || (stdoutClosed && e.code === 'ERR_STREAM_DESTROYED')) {
-    stdoutClosed = true;
-    return;
-  }
-  throw e;
-});
-const write = process.stdout.write.bind(process.stdout);
-process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-  if (stdoutClosed || process.stdout.destroyed) {
-    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
-    callback?.();
+function survivePipeClose(stream: NodeJS.WriteStream): void {
+  let closed = false;
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || (closed && e.code === 'ERR_STREAM_DESTROYED')) {
+      closed = true;
+      return;
+    }
+    throw e;
+  });
+  const write = stream.write.bind(stream) as (...a: unknown[]) => boolean;
+  stream.write = ((...args: unknown[]) => {
+    if (!closed && !stream.destroyed) return write(...args);
+    (args.find((a) => typeof a === 'function') as (() => void) | undefined)?.();
     return true;
-  }
-  return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-}) as typeof process.stdout.write;
+  }) as typeof stream.write;
+}
+survivePipeClose(process.stdout);
+survivePipeClose(process.stderr);
 
 const program = new Command('nst')
   .description('Neural style transfer (Gatys et al. 2015) on a frozen VGG-19')

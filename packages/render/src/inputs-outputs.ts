@@ -55,11 +55,14 @@ export async function refuseOverwritingInputs(inputs: readonly JobInput[], outpu
   const check = async (file: string) => {
     const id = await identify(file);
     const hit = inputIds.find((i) => same(i.id, id));
-    if (hit)
-      throw new UserError(
-        `'${file}' would overwrite the ${hit.what} '${hit.file}'${id.real !== path.resolve(file) || hit.id.real !== path.resolve(hit.file) ? ` (both lead to '${hit.id.real}')` : ''}: choose another output`,
-        { code: 'conflict', field: 'out' },
-      );
+    if (!hit) return;
+    const how =
+      id.real !== hit.id.real
+        ? ' (a hard link to it)'
+        : id.real !== path.resolve(file) || hit.id.real !== path.resolve(hit.file)
+          ? ` (both lead to '${hit.id.real}')`
+          : '';
+    throw new UserError(`'${file}' would overwrite the ${hit.what} '${hit.file}'${how}: choose another output`, { code: 'conflict', field: 'out' });
   };
   for (const f of outputs.finals) await check(f);
   await check(outputs.checkpoint);

@@ -44,7 +44,7 @@ describe('outputs against inputs', () => {
     symlinkSync(style, soft);
     linkSync(style, hard);
     await expect(refuseOverwritingInputs(inputs, outputs(soft))).rejects.toThrow(/would overwrite the style image .*both lead to/);
-    await expect(refuseOverwritingInputs(inputs, outputs(hard))).rejects.toThrow(/would overwrite the style image/);
+    await expect(refuseOverwritingInputs(inputs, outputs(hard))).rejects.toThrow(/would overwrite the style image .*\(a hard link to it\)/);
     // An input given through a link to the output's folder is caught too.
     const linkedDir = path.join(dir, 'linked');
     symlinkSync(dir, linkedDir);
