@@ -111,7 +111,7 @@ class NativeBackend implements Backend {
  * does not fit in free device memory ("... needs about X but Y is free on
  * DEVICE; the largest that fits ..."): that is the user's size, not a bug.
  */
-function tooLargeAsUserError(e: unknown): unknown {
+export function tooLargeAsUserError(e: unknown): unknown {
   const message = e instanceof Error ? e.message : String(e);
   if (!/needs about .* is free on /.test(message)) return e;
   return new UserError(message.split('\n')[0], { code: 'too-large', field: /style image/.test(message) ? 'styleScale' : 'size', cause: e });
