@@ -56,13 +56,13 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
   it('writes intermediate images every --save-every and is reproducible with --seed', async () => {
     const out = path.join(dir, 'seeded.png');
     const args = ['render', '--content', content, '--style', style, '--weights', 'random:3', '--style-layers', 'conv1_1,conv2_1',
-      '--content-layers', 'conv2_2', '--size', '24x16', '--iterations', '6', '--save-every', '3', '--print-every', '3', '--backend', 'tfjs', '--seed', '11'];
-    const a = nst([...args, '--out', out, '--json']);
+      '--content-layers', 'conv2_2', '--size', '24x16', '--iterations', '6', '--save-every', '3', '--print-every', '3', '--backend', 'tfjs'];
+    const a = nst([...args, '--seed', '11', '--out', out, '--json']);
     expect(a.status, a.stderr).toBe(0);
     expect(existsSync(path.join(dir, 'seeded_3.png'))).toBe(true);
     expect(existsSync(path.join(dir, 'seeded_6.png'))).toBe(false); // the final one is the output itself
     const out2 = path.join(dir, 'seeded-again.png');
-    const b = nst([...args, '--out', out2, '--json']);
+    const b = nst([...args, '--seed', '11', '--out', out2, '--json']);
     expect(b.status, b.stderr).toBe(0);
     const [pa, pb] = await Promise.all([sharp(out).raw().toBuffer(), sharp(out2).raw().toBuffer()]);
     expect(pa.equals(pb)).toBe(true);
@@ -99,9 +99,9 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
   it('keeps the latest image on Ctrl-C and resumes to the same result', async () => {
     const out = path.join(dir, 'interrupted.png');
     const args = ['render', '--content', content, '--style', style, '--weights', 'random:4', '--style-layers', 'conv1_1,conv2_1',
-      '--content-layers', 'conv2_2', '--size', '32x24', '--iterations', '400', '--print-every', '1', '--save-every', '0', '--backend', 'tfjs', '--json'];
+      '--content-layers', 'conv2_2', '--size', '32x24', '--print-every', '1', '--save-every', '0', '--backend', 'tfjs', '--json'];
     let sent = false;
-    const r = await nstAsync([...args, '--out', out], (_chunk, child) => {
+    const r = await nstAsync([...args, '--iterations', '400', '--out', out], (_chunk, child) => {
       if (!sent && /"iteration":3\b/.test(_chunk)) {
         sent = true;
         child.kill('SIGINT');
@@ -141,7 +141,12 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
   beforeAll(async () => {
     img = await writeTestImage(path.join(dir, 'img.png'), 32, 24, 2);
   });
-  const base = () => ['render', '--weights', 'random:1', '--size', '16x16', '--iterations', '1', '--backend', 'tfjs'];
+  // A flag given twice with different values is an error: `over` replaces base values ('--size', '12by7', ...).
+  const base = (...over: string[]) => {
+    const flags: Record<string, string> = { '--weights': 'random:1', '--size': '16x16', '--iterations': '1', '--backend': 'tfjs' };
+    for (let i = 0; i < over.length; i += 2) flags[over[i]] = over[i + 1];
+    return ['render', ...Object.entries(flags).flat()];
+  };
 
   function expectOneLineError(r: ReturnType<typeof nst>, pattern: RegExp) {
     expect(r.status).not.toBe(0);
@@ -165,12 +170,12 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
   });
   it.runIf(hasSharedWeights)('layer absent from the weight set', () => {
     expectOneLineError(
-      nst([...base(), '--content', img, '--style', img, '--weights', sharedWeights, '--out', path.join(dir, 'o.png')]),
+      nst([...base('--weights', sharedWeights), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]),
       /--content-layers: layer conv4_2 is not in the weight set .*vgg19-keras-blocks1-3 \(it has conv1_1 \.\. conv3_4\)/,
     );
   });
   it('bad --size', () => {
-    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--size', '12by7', '--out', path.join(dir, 'o.png')]), /--size: '12by7' is not WIDTHxHEIGHT/);
+    expectOneLineError(nst([...base('--size', '12by7'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /--size: '12by7' is not WIDTHxHEIGHT/);
   });
   it('unwritable output', () => {
     const ok = ['--content', img, '--style', img];
@@ -179,8 +184,8 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
     expectOneLineError(nst([...base(), ...ok, '--out', path.join(dir, 'o.gif2')]), /--out: .*no supported image extension/);
   });
   it('bad numbers and unknown weights', () => {
-    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--iterations', 'ten', '--out', path.join(dir, 'o.png')]), /^nst: --iterations: 'ten' is not a whole number/);
-    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--weights', path.join(dir, 'missing-weights'), '--out', path.join(dir, 'o.png')]), /missing-weights/);
+    expectOneLineError(nst([...base('--iterations', 'ten'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /^nst: --iterations: 'ten' is not a whole number/);
+    expectOneLineError(nst([...base('--weights', path.join(dir, 'missing-weights')), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /missing-weights/);
   });
   it('no weights installed and not interactive', () => {
     const args = base().filter((a, i, all) => a !== '--weights' && all[i - 1] !== '--weights');

@@ -1,5 +1,6 @@
 import type { AdamConfig } from './adam.js';
 import type { LossSpec, LossValues } from './loss.js';
+import type { MemoryShape } from './memory.js';
 import type { Pooling } from './vgg.js';
 import type { WeightSet } from './weights.js';
 
@@ -19,6 +20,15 @@ export interface Backend {
   readonly detail: string;
   /** Uploads the weights once; sessions share them. */
   loadWeights(weights: WeightSet): Promise<void>;
+  /**
+   * Estimated peak bytes of host memory that a session of this shape, with
+   * its targets, would need (countMemory with the backend's own profile), so
+   * that a job too large is refused before anything is allocated. Undefined
+   * when the session lives in device memory that the backend checks itself
+   * when the session is created (the CUDA engine plans its memory and refuses
+   * a session that does not fit, with the largest size that would).
+   */
+  estimateMemory(shape: MemoryShape): number | undefined;
   /** A session for N images of one size, with a fixed loss. Requires loadWeights first. */
   createSession(options: SessionOptions): Promise<Session>;
   /** Frees the weights and everything else. */

@@ -9,3 +9,4 @@ export * from './size.js';
 export * from './init.js';
 export * from './pixels.js';
 export * from './compare.js';
+export * from './memory.js';

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -46,9 +47,13 @@ export async function saveImage(file: string, image: RgbImage, field = 'out'): P
   checkOutputExtension(file, field);
   try {
     await writeFileAtomic(file, async (tmp) => {
-      await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
+      let encoder = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
         raw: { width: image.width, height: image.height, channels: 3 },
-      }).toFile(tmp);
+      });
+      // sharp's TIFF default is JPEG inside the TIFF: lossy. A .tif output is
+      // chosen for exact pixels, so use deflate (lossless) with the horizontal predictor.
+      if (/^\.tiff?$/i.test(path.extname(file))) encoder = encoder.tiff({ compression: 'deflate', predictor: 'horizontal' });
+      await encoder.toFile(tmp);
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -64,28 +69,53 @@ function checkOutputExtension(file: string, field: string): void {
     throw new UserError(`'${file}' has no supported image extension (${OUTPUT_EXTENSIONS.join(', ')})`, { field });
 }
 
-/** Checks early that an output path can be written, so a long run does not fail at its end. */
+/**
+ * Checks early that an output path can be written, so a long run does not
+ * fail at its end: a name that ends in a slash, a folder or a device in its
+ * place, or a folder that does not take new files (read-only, /proc, ...) is
+ * a UserError now. The folder is probed by creating and removing a file,
+ * since permission bits alone say nothing for root or for pseudo file systems.
+ */
 export async function assertWritable(file: string, field: string): Promise<void> {
-  checkOutputExtension(file, field);
   const unwritable = (detail: string) => new UserError(detail, { code: 'unwritable', field });
+  if (file.endsWith('/') || file.endsWith(path.sep)) throw unwritable(`'${file}' ends with a slash: it names a folder, not a file`);
+  checkOutputExtension(file, field);
+  await assertFileWritable(file, unwritable);
+}
+
+/** The checks of assertWritable without the image extension (checkpoints). */
+export async function assertFileWritable(file: string, unwritable: (detail: string) => UserError): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   try {
     const st = await fs.stat(dir);
     if (!st.isDirectory()) throw unwritable(`'${dir}' is not a folder`);
-    await fs.access(dir, fs.constants.W_OK);
   } catch (e) {
     if (e instanceof UserError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw unwritable(`cannot write into folder '${dir}' (${code === 'ENOENT' ? 'it does not exist' : code})`);
   }
   try {
-    const st = await fs.stat(file);
+    const st = await fs.lstat(file);
     if (st.isDirectory()) throw unwritable(`'${file}' is a folder`);
-    await fs.access(file, fs.constants.W_OK);
+    if (!st.isFile() && !st.isSymbolicLink()) throw unwritable(`'${file}' is not a regular file`);
+    if (st.isSymbolicLink()) {
+      const target = await fs.stat(file).catch(() => undefined);
+      if (target && !target.isFile()) throw unwritable(`'${file}' is a link to something that is not a regular file`);
+    }
   } catch (e) {
     if (e instanceof UserError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw unwritable(`'${file}' is not writable`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw unwritable(`cannot write '${file}': a part of its folder path is a file`);
+    if (code !== 'ENOENT') throw unwritable(`cannot write '${file}' (${code})`);
   }
+  const probe = path.join(dir, `.nst-write-test.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await fs.open(probe, 'wx');
+    await fh.close();
+  } catch (e) {
+    throw unwritable(`cannot write into folder '${dir}' (${(e as NodeJS.ErrnoException).code ?? 'unknown error'})`);
+  }
+  await fs.rm(probe, { force: true });
 }
 
 async function assertReadable(file: string, field: string): Promise<void> {

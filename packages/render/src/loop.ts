@@ -60,6 +60,8 @@ export interface RenderEvents {
   /** The images as they form, one per batch item, at most every `previewEveryMs`. */
   onPreview?(images: RgbImage[], iteration: number): void | Promise<void>;
   previewEveryMs?: number;
+  /** Something the user should know that is not an error (one line). */
+  onNotice?(line: string): void;
 }
 
 export interface RenderResult {
@@ -100,12 +102,11 @@ export async function runOptimisation(
     await session.setTargets(plan.targets);
     let iteration = 0;
     const store = plan.checkpointStore ?? fileCheckpointStore(plan.checkpointPath, plan.fingerprint);
-    const ck = plan.resume ? await store.read() : undefined;
-    if (ck) {
-      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
-      await session.setImages(ck.images);
-      await session.writeOptimizerState({ m: ck.m, v: ck.v });
-      iteration = Math.min(ck.iteration, plan.iterations);
+    const resumed = plan.resume ? await resumeState(store, plan, events) : undefined;
+    if (resumed) {
+      await session.setImages(resumed.images);
+      await session.writeOptimizerState({ m: resumed.m, v: resumed.v });
+      iteration = Math.min(resumed.iteration, plan.iterations);
       events.onResumed?.(iteration);
     } else {
       await session.setImages(plan.initialImages);
@@ -114,16 +115,43 @@ export async function runOptimisation(
 
     const pixelsOf = (all: Float32Array, b: number) =>
       toPixels({ height: options.height, width: options.width, data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage) }, plan.preprocessing);
-    const saveAll = async (pathFor: (out: string) => string, at: number) => {
-      const all = await session.readImages();
+    // The last images known to be finite with a finite loss, kept on the host
+    // so that a run that diverges can still hand back its last good result.
+    // The loop reads images back only at report boundaries (every printEvery,
+    // a few per cent of the time of the iterations between them), not per call.
+    let lastGood: { iteration: number; images: Float32Array } | undefined;
+    const diverged = async (at: number, what: string): Promise<never> => {
+      let kept = 'there is no finite image to keep';
+      if (lastGood) {
+        const files = await writeImages(lastGood.images, (out) => intermediatePath(out, lastGood!.iteration));
+        kept = `the last finite image (iteration ${lastGood.iteration}) is in ${files.map((f) => `'${f}'`).join(', ')}`;
+      }
+      const fromCheckpoint = resumed !== undefined && at === startIteration;
+      throw new UserError(
+        fromCheckpoint
+          ? `the checkpoint ${store.name} resumes into a ${what}: delete it to start again; ${kept}`
+          : `the ${what} at iteration ${at}: the learning rate is likely too high, or a layer, content, style or smoothness weight too large; ${kept}`,
+        { code: 'not-finite', field: fromCheckpoint ? 'resume' : 'lr' },
+      );
+    };
+    const writeImages = async (all: Float32Array, pathFor: (out: string) => string) => {
+      const files: string[] = [];
       for (let b = 0; b < options.batch; b++) {
         const file = pathFor(plan.outPaths[b]);
         await saveImage(file, pixelsOf(all, b));
-        events.onSaved?.(file, at);
+        files.push(file);
       }
+      return files;
+    };
+    const saveAll = async (pathFor: (out: string) => string, at: number) => {
+      const all = await session.readImages();
+      if (!allFinite(all)) await diverged(at, 'image stopped being finite');
+      for (const file of await writeImages(all, pathFor)) events.onSaved?.(file, at);
     };
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
+      // A checkpoint is only ever a state worth resuming.
+      if (!allFinite(images) || !allFinite(state.m) || !allFinite(state.v)) await diverged(iteration, 'image or optimiser state stopped being finite');
       await store.write({ iteration, images, m: state.m, v: state.v });
     };
     let lastPreview = performance.now();
@@ -152,12 +180,16 @@ export async function runOptimisation(
       const count = Math.min(chunk, boundary - iteration);
       const t0 = performance.now();
       const at = iteration;
+      const reporting = at % plan.printEvery === 0;
+      const before = reporting ? await session.readImages() : undefined;
       const losses = await session.iterate({
         adam: plan.adam,
         stepSizes: adamStepSizes(plan.adam, iteration + 1, count),
         onProgress: (done) => events.onProgress?.(at + done, elapsed()),
       });
-      if (at % plan.printEvery === 0) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
+      if (!lossesFinite(losses)) await diverged(at, 'loss stopped being finite');
+      if (before && allFinite(before)) lastGood = { iteration: at, images: before };
+      if (reporting) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
       iteration += count;
       events.onProgress?.(iteration, elapsed());
       // Grow or shrink the chunk so a call takes about TARGET_CALL_MS.
@@ -171,6 +203,7 @@ export async function runOptimisation(
     }
 
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
+    if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
     await saveAll((out) => out, iteration);
@@ -180,6 +213,29 @@ export async function runOptimisation(
   } finally {
     session.dispose();
   }
+}
+
+/** The checkpoint to resume from, or undefined (with a notice) when there is none. */
+async function resumeState(store: CheckpointStore, plan: RenderPlan, events: RenderEvents) {
+  const ck = await store.read();
+  if (!ck) {
+    events.onNotice?.(`no checkpoint ${store.name} to resume: starting from the beginning`);
+    return undefined;
+  }
+  if (ck.images.length !== plan.initialImages.length)
+    throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
+  if (!allFinite(ck.images) || !allFinite(ck.m) || !allFinite(ck.v))
+    throw new UserError(`checkpoint ${store.name} holds values that are not finite: delete it to start again`, { code: 'not-finite', field: 'resume' });
+  return ck;
+}
+
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
+function lossesFinite(losses: readonly LossValues[]): boolean {
+  return losses.every((l) => Number.isFinite(l.total) && Number.isFinite(l.content) && Number.isFinite(l.style) && Number.isFinite(l.tv));
 }
 
 /** The smallest multiple of `every` greater than `n` (Infinity when every is 0). */

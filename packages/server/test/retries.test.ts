@@ -30,6 +30,7 @@ describe('retries', () => {
     const broken: Backend = {
       name: 'broken',
       detail: 'a backend whose sessions fail',
+      estimateMemory: () => undefined,
       loadWeights: async () => undefined,
       createSession: async () => {
         sessions++;

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
-import type { WeightSet } from '@nst/core';
+import type { Backend, WeightSet } from '@nst/core';
 import {
+  checkMemory,
   JOB_OPTIONS,
   jobFromOptions,
   prepareRender,
@@ -8,10 +9,12 @@ import {
   type JobOption,
   type JobOptionValues,
   type RenderConfig,
+  type RenderPlan,
+  type RenderShape,
 } from '@nst/render';
 import { ensureDefaultWeights, loadWeights } from '@nst/weights';
-import { addBackendOptions, openBackendFor } from '../backends.js';
-import { flagFor } from '../flags.js';
+import { addBackendOptions, cudaFlagsGiven, openBackendFor } from '../backends.js';
+import { flagFor, once } from '../flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
 /** The flags of `nst render`: the job's options (JOB_OPTIONS) plus how to run it here. */
@@ -31,9 +34,10 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 function jobFlag(o: JobOption): Option {
   const flags = `${o.short ? `-${o.short}, ` : ''}${flagFor(o.field)}${o.value ? ` <${o.value}>` : ''}`;
   // Defaults stay in jobFromOptions (one place for every front end); the help text shows them.
-  const option = new Option(flags, o.default === undefined ? o.description : `${o.description} (default: ${o.default})`);
-  if (o.repeatable) option.argParser(collect);
+  let option = new Option(flags, o.default === undefined ? o.description : `${o.description} (default: ${o.default})`);
   if (o.choices) option.choices(o.choices as string[]);
+  if (o.repeatable) option.argParser(collect);
+  else if (o.value) option = once(option, o.field);
   if (o.required) option.makeOptionMandatory();
   return option;
 }
@@ -47,11 +51,11 @@ export function registerRenderCommand(program: Command): void {
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
     .option('-y, --yes', 'fetch the default weights without asking when none are installed')
     .action(async (flags: RenderFlags) => {
-      await render(flags);
+      await render(flags, cudaFlagsGiven(command));
     });
 }
 
-async function render(flags: RenderFlags): Promise<void> {
+async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise<void> {
   const config = parseConfig(flags);
   const total = config.iterations;
   const view: ProgressView = flags.json
@@ -61,8 +65,21 @@ async function render(flags: RenderFlags): Promise<void> {
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
   const weights = await chooseWeights(flags, view);
-  const plan = await prepareRender(config, weights);
-  const backend = await openBackendFor(flags, (line) => view.info(line));
+  // The backend opens once the job's paths and sizes are checked, and before
+  // any image is decoded: its memory estimate may refuse the job first.
+  let opened: Backend | undefined;
+  const open = async (shape: RenderShape) => {
+    opened = await openBackendFor(flags, (line) => view.info(line), cudaFlags);
+    checkMemory(opened, shape);
+  };
+  let plan: RenderPlan;
+  try {
+    plan = await prepareRender(config, weights, { beforeLoading: open, notice: (line) => view.info(line) });
+  } catch (e) {
+    opened?.dispose();
+    throw e;
+  }
+  const backend = opened!;
   try {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
@@ -70,14 +87,20 @@ async function render(flags: RenderFlags): Promise<void> {
     const { width, height, batch } = { ...plan.session };
     view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
 
+    // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
+    // current image and a checkpoint, then exit 128 + the signal's number
+    // (130, 143) as a shell would report the signal; a second one quits at once.
     const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
+    let exitStatus = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      const status = signal === 'SIGTERM' ? 143 : 130;
+      if (controller.signal.aborted) process.exit(status);
+      exitStatus = status;
       controller.abort();
-      view.info('interrupted: saving the current image and a checkpoint (Ctrl-C again to quit at once)');
+      view.info(`interrupted (${signal}): saving the current image and a checkpoint (again to quit at once)`);
     };
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     let result;
     try {
       result = await runOptimisation(backend, plan, {
@@ -85,10 +108,11 @@ async function render(flags: RenderFlags): Promise<void> {
         onProgress: (i, ms) => view.progress(i, ms),
         onSaved: (f, i) => view.saved(f, i),
         onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
+        onNotice: (line) => view.info(line),
       }, controller.signal);
     } finally {
-      process.off('SIGINT', onSigint);
-      process.off('SIGTERM', onSigint);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       view.done();
     }
     const done = result.iterations - result.startIteration;
@@ -112,7 +136,7 @@ async function render(flags: RenderFlags): Promise<void> {
           `, wrote ${result.outPaths.join(', ')}` +
           (result.interrupted ? `; resume with --resume` : ''),
       );
-    if (result.interrupted) process.exitCode = 130;
+    if (result.interrupted) process.exitCode = exitStatus || 130;
   } finally {
     backend.dispose();
   }
@@ -125,7 +149,7 @@ export async function chooseWeights(flags: { weights?: string; yes?: boolean }, 
 }
 
 /** The job described by the flags (every job option, parsed and checked by @nst/render). */
-export function parseConfig(flags: RenderFlags): RenderConfig {
+export function parseConfig(flags: RenderFlags): RenderConfig & { readonly weights?: string } {
   const values: Record<string, JobOptionValues[string]> = {};
   for (const o of JOB_OPTIONS) values[o.field] = flags[o.field] as JobOptionValues[string];
   return jobFromOptions(values);
