@@ -4,6 +4,8 @@ export * from './weights.js';
 export * from './rng.js';
 export * from './loss.js';
 export * from './adam.js';
+export * from './lbfgs.js';
+export * from './lbfgs-session.js';
 export * from './backend.js';
 export * from './size.js';
 export * from './init.js';
