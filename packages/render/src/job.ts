@@ -4,10 +4,12 @@ import path from 'node:path';
 import {
   checkLayersAvailable,
   DEFAULT_ADAM,
+  DEFAULT_LBFGS,
   DEFAULT_LOSS,
   DEFAULT_NOISE_RATIO,
   DEFAULT_SIZE,
   initialImage,
+  lbfgsMemoryBytes,
   pixelUnit,
   resolveSize,
   toNetworkSpace,
@@ -48,6 +50,20 @@ export interface RenderConfig {
   readonly saveEvery: number;
   readonly checkpointEvery: number;
   readonly resume: boolean;
+  /** 'adam' (default) or 'lbfgs'. */
+  readonly optimizer?: 'adam' | 'lbfgs';
+  /** L-BFGS: curvature pairs kept (default 100). */
+  readonly lbfgsHistory?: number;
+  /** Keep the content's colours: 'luminance' (style transferred on luminance only) or 'histogram' (style recoloured first). */
+  readonly preserveColors?: 'none' | 'luminance' | 'histogram';
+  /** Coarser passes before the final size (each longest side, or WxH), or 'auto'. */
+  readonly scales?: readonly SizeSpec[] | 'auto';
+  /** Iterations per scale, coarse to fine (one value: every scale); absent: `iterations` each. */
+  readonly scaleIterations?: readonly number[];
+  /** Output bits per channel (default 8). */
+  readonly bitDepth?: 8 | 16;
+  /** The output's colour profile: 'srgb' (default) or 'keep' (the content's). */
+  readonly iccProfile?: 'srgb' | 'keep';
 }
 
 /** Seeds are 32-bit, as in random:SEED weights. */
@@ -126,6 +142,9 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
     outPaths: outs,
     iterations: config.iterations,
     adam: { ...config.adam, lr: config.adam.lr * lrScale },
+    optimizer: config.optimizer ?? 'adam',
+    lbfgs: { history: config.lbfgsHistory ?? DEFAULT_LBFGS.history },
+    optimizerHostBytes: optimizerHostBytes(config, contents.length * pixels),
     printEvery: config.printEvery,
     saveEvery: config.saveEvery,
     checkpointPath: checkpointPathFor(config),
@@ -133,6 +152,16 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
     resume: config.resume,
     fingerprint: fingerprint(config, weights, size),
   };
+}
+
+/**
+ * Host memory the optimiser holds besides the backend's session: none for
+ * Adam (its moments live in the session), the pairs and work vectors for
+ * L-BFGS driven from the host. A job's needs are the backend's estimate for
+ * the session plus this.
+ */
+export function optimizerHostBytes(config: Pick<RenderConfig, 'optimizer' | 'lbfgsHistory'>, unknowns: number): number {
+  return config.optimizer === 'lbfgs' ? lbfgsMemoryBytes(config.lbfgsHistory ?? DEFAULT_LBFGS.history, unknowns) : 0;
 }
 
 export function checkpointPathFor(config: RenderConfig): string {
@@ -183,6 +212,7 @@ function validateNumbers(c: RenderConfig): void {
   nonneg(c.loss.tvWeight, 'tvWeight');
   if (!(c.noiseRatio >= 0 && c.noiseRatio <= 1)) throw new UserError(`${c.noiseRatio} is not in 0..1`, { field: 'noiseRatio' });
   if (c.styleScale !== undefined) pos(c.styleScale, 'styleScale');
+  if (c.lbfgsHistory !== undefined) int(c.lbfgsHistory, 'lbfgsHistory', 1);
   if (c.pooling !== 'avg' && c.pooling !== 'max') throw new UserError(`'${c.pooling}' is not avg or max`, { field: 'pooling' });
 }
 
@@ -201,6 +231,9 @@ export function fingerprint(config: RenderConfig, weights: WeightSet, size: { wi
     noiseRatio: config.noiseRatio,
     seed: config.seed,
     weights: weights.sha256 ?? weights.source,
+    // Only when not the defaults, so that checkpoints of earlier versions still match.
+    ...(config.optimizer === 'lbfgs' ? { optimizer: 'lbfgs', lbfgsHistory: config.lbfgsHistory ?? DEFAULT_LBFGS.history } : {}),
+    ...(config.preserveColors && config.preserveColors !== 'none' ? { preserveColors: config.preserveColors } : {}),
   };
   return createHash('sha256').update(JSON.stringify(job)).digest('hex');
 }

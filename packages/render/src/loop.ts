@@ -2,11 +2,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
   adamStepSizes,
+  startLbfgs,
   toPixels,
   UserError,
   type AdamConfig,
   type Backend,
   type ImageTensor,
+  type LbfgsConfig,
+  type LbfgsRun,
   type LossValues,
   type Preprocessing,
   type SessionOptions,
@@ -27,6 +30,11 @@ export interface RenderPlan {
   readonly outPaths: readonly string[];
   readonly iterations: number;
   readonly adam: AdamConfig;
+  /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
+  readonly optimizer?: 'adam' | 'lbfgs';
+  readonly lbfgs?: LbfgsConfig;
+  /** Host memory the optimiser needs besides the session (L-BFGS's pairs): part of the job's memory estimate. */
+  readonly optimizerHostBytes?: number;
   /** Report losses every N iterations (and at the end). */
   readonly printEvery: number;
   /** Save intermediate images every N iterations; 0 = never. */
@@ -60,6 +68,8 @@ export interface RenderEvents {
 
 export interface RenderResult {
   readonly iterations: number;
+  /** Loss evaluations (forward and backward passes) of the optimiser: one per Adam update; L-BFGS counts every line-search trial. */
+  readonly evaluations: number;
   readonly startIteration: number;
   readonly seconds: number;
   readonly interrupted: boolean;
@@ -76,8 +86,8 @@ export function intermediatePath(outPath: string, iteration: number): string {
 }
 
 /**
- * The notebook's loop, on any backend: set targets once, then Adam updates in
- * chunks that end on every report, save and checkpoint boundary; the loss of
+ * The notebook's loop, on any backend: set targets once, then Adam (or
+ * L-BFGS) iterations in chunks that end on every report, save and checkpoint boundary; the loss of
  * iteration i is that of the image after i updates.
  */
 export async function runOptimisation(
@@ -108,6 +118,8 @@ export async function runOptimisation(
       await session.setImages(plan.initialImages);
     }
     const startIteration = iteration;
+    // L-BFGS starts from the images just set; a resumed run starts a new history.
+    const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs ?? { history: 100 }) : undefined;
 
     const saveAll = async (pathFor: (out: string) => string, at: number) => {
       const all = await session.readImages();
@@ -145,11 +157,10 @@ export async function runOptimisation(
       const count = Math.min(chunk, boundary - iteration);
       const t0 = performance.now();
       const at = iteration;
-      const losses = await session.iterate({
-        adam: plan.adam,
-        stepSizes: adamStepSizes(plan.adam, iteration + 1, count),
-        onProgress: (done) => events.onProgress?.(at + done, elapsed()),
-      });
+      const onProgress = (done: number) => events.onProgress?.(at + done, elapsed());
+      const losses = lbfgs
+        ? await lbfgs.iterate(count, onProgress)
+        : await session.iterate({ adam: plan.adam, stepSizes: adamStepSizes(plan.adam, iteration + 1, count), onProgress });
       if (at % plan.printEvery === 0) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
       iteration += count;
       events.onProgress?.(iteration, elapsed());
@@ -168,7 +179,8 @@ export async function runOptimisation(
     await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
     else await fs.rm(plan.checkpointPath, { force: true });
-    return { iterations: iteration, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
+    const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
+    return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
   } finally {
     session.dispose();
   }

@@ -107,6 +107,7 @@ async function render(flags: RenderFlags): Promise<void> {
       height,
       batch,
       iterations: result.iterations,
+      evaluations: result.evaluations,
       seconds: Number(result.seconds.toFixed(3)),
       secondsPerIteration: done > 0 ? Number((result.seconds / done).toFixed(4)) : null,
       interrupted: result.interrupted,
@@ -115,7 +116,7 @@ async function render(flags: RenderFlags): Promise<void> {
     });
     if (!flags.json)
       view.info(
-        `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s` +
+        `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations (${result.evaluations} loss evaluations) in ${result.seconds.toFixed(1)} s` +
           (done > 0 ? ` (${(result.seconds / done).toFixed(3)} s/it)` : '') +
           `, wrote ${result.outPaths.join(', ')}` +
           (result.interrupted ? `; resume with --resume` : ''),
