@@ -52,7 +52,7 @@ export function referenceLbfgsQuadratic(q: Quadratic, x0: ArrayLike<number>, his
 }
 
 function inverseHessian(n: number, pairs: readonly { s: Float64Array; y: Float64Array }[]): Float64Array {
-  let h = new Float64Array(n * n);
+  let h: Float64Array = new Float64Array(n * n);
   const newest = pairs[pairs.length - 1];
   const gamma = newest ? dotF(newest.s, newest.y) / dotF(newest.y, newest.y) : 1;
   for (let i = 0; i < n; i++) h[i * n + i] = gamma;
