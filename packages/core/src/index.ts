@@ -10,3 +10,4 @@ export * from './backend.js';
 export * from './size.js';
 export * from './init.js';
 export * from './pixels.js';
+export * from './colour.js';

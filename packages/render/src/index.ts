@@ -5,3 +5,5 @@ export * from './parse.js';
 export * from './job.js';
 export * from './loop.js';
 export * from './options.js';
+export * from './output.js';
+export * from './presets.js';

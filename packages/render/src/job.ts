@@ -10,6 +10,8 @@ import {
   DEFAULT_SIZE,
   initialImage,
   lbfgsMemoryBytes,
+  luminanceImage,
+  matchColourStatistics,
   pixelUnit,
   resolveSize,
   toNetworkSpace,
@@ -19,12 +21,15 @@ import {
   type InitSpec,
   type LossSpec,
   type Pooling,
+  type RgbImage,
+  type RgbLevels,
   type SizeSpec,
   type Targets,
   type WeightSet,
 } from '@nst/core';
-import { assertWritable, loadImage, probeImage } from './image-file.js';
+import { assertWritable, loadAlpha, loadImage, probeColourProfile, probeImage, SIXTEEN_BIT_EXTENSIONS } from './image-file.js';
 import type { RenderPlan } from './loop.js';
+import type { OutputSettings } from './output.js';
 
 /** A render job as the user describes it (the CLI's flags, parsed). */
 export interface RenderConfig {
@@ -110,11 +115,14 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
 
   const first = await probeImage(config.contents[0], 'content');
   const size = resolveSize(config.size, first.width, first.height);
-  const contents: ImageTensor[] = [];
-  for (const c of config.contents) contents.push(toNetworkSpace(await loadImage(c, 'content', size), pre));
+  const colours = config.preserveColors ?? 'none';
+  const contentPixels: RgbImage[] = [];
+  for (const c of config.contents) contentPixels.push(await loadImage(c, 'content', size));
+  // Luminance mode: the network sees luminance only; the content's chroma comes back at the output.
+  const contents = contentPixels.map((p) => toNetworkSpace(colours === 'luminance' ? luminanceImage(p) : p, pre));
 
   const blend = styleBlend(config);
-  const styles: { image: ImageTensor; weight: number }[] = [];
+  const stylePixels: { image: RgbImage; weight: number }[] = [];
   for (let k = 0; k < config.styles.length; k++) {
     const file = config.styles[k];
     let styleSize = size;
@@ -122,9 +130,13 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
       const own = await probeImage(file, 'style');
       styleSize = resolveSize({ kind: 'longest', longest: Math.max(1, Math.round(config.styleScale * Math.max(size.width, size.height))) }, own.width, own.height);
     }
-    styles.push({ image: toNetworkSpace(await loadImage(file, 'style', styleSize), pre), weight: blend[k] });
+    stylePixels.push({ image: await loadImage(file, 'style', styleSize), weight: blend[k] });
   }
-  const targets: Targets[] = contents.map((content) => ({ content, styles }));
+  // With colour preservation each style is adapted to the content it goes with.
+  const stylesFor = (content: RgbImage) => stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
+  const sharedStyles = colours === 'none' ? stylesFor(contentPixels[0]) : undefined;
+  const targets: Targets[] = contents.map((content, b) => ({ content, styles: sharedStyles ?? stylesFor(contentPixels[b]) }));
+  const { output, notes } = await outputSettings(config, outs, size, contentPixels);
 
   const init = await initSpec(config, size, pre);
   const pixels = size.width * size.height * 3;
@@ -145,6 +157,8 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
     optimizer: config.optimizer ?? 'adam',
     lbfgs: { history: config.lbfgsHistory ?? DEFAULT_LBFGS.history },
     optimizerHostBytes: optimizerHostBytes(config, contents.length * pixels),
+    output,
+    notes,
     printEvery: config.printEvery,
     saveEvery: config.saveEvery,
     checkpointPath: checkpointPathFor(config),
@@ -166,6 +180,58 @@ export function optimizerHostBytes(config: Pick<RenderConfig, 'optimizer' | 'lbf
 
 export function checkpointPathFor(config: RenderConfig): string {
   return config.contents.length === 1 ? `${config.out}.ckpt` : path.join(config.out, 'nst.ckpt');
+}
+
+/** The style image as the network should see it under the colour mode. */
+function adaptStyle(style: RgbImage, content: RgbImage, colours: 'none' | 'luminance' | 'histogram'): RgbLevels {
+  if (colours === 'luminance') return luminanceImage(style, content);
+  if (colours === 'histogram') {
+    const matched = matchColourStatistics(style, content);
+    for (let i = 0; i < matched.data.length; i++) matched.data[i] = Math.min(255, Math.max(0, matched.data[i]));
+    return matched;
+  }
+  return style;
+}
+
+/** Bit depth, chroma, alpha and colour profile of the outputs, and what to tell the user about them. */
+async function outputSettings(
+  config: RenderConfig,
+  outs: readonly string[],
+  size: { width: number; height: number },
+  contentPixels: readonly RgbImage[],
+): Promise<{ output: OutputSettings; notes: string[] }> {
+  const bitDepth = config.bitDepth ?? 8;
+  const notes: string[] = [];
+  for (const o of outs)
+    if (bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
+      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
+  const alpha = await Promise.all(
+    config.contents.map(async (c, b) => {
+      const a = await loadAlpha(c, 'content', size);
+      if (a && /^\.jpe?g$/i.test(path.extname(outs[b]))) {
+        notes.push(`alpha: the alpha channel of '${c}' is not kept (${path.extname(outs[b])} has none)`);
+        return undefined;
+      }
+      if (a) notes.push(`alpha: the alpha channel of '${c}' is passed through`);
+      return a;
+    }),
+  );
+  const keep = config.iccProfile === 'keep';
+  const icc = await Promise.all(
+    config.contents.map(async (c) => {
+      const profile = await probeColourProfile(c, 'content');
+      if (!profile) notes.push(`colour profile: '${c}' has none embedded: read as sRGB, written as sRGB`);
+      else if (keep) notes.push(`colour profile: '${c}' is in '${profile.description}': kept (worked in sRGB, converted back and embedded)`);
+      else notes.push(`colour profile: '${c}' is in '${profile.description}': converted to sRGB`);
+      return keep ? profile?.icc : undefined;
+    }),
+  );
+  if (config.preserveColors === 'luminance') notes.push("colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)");
+  if (config.preserveColors === 'histogram') notes.push("colours: the style recoloured to the content's mean and covariance (RGB) before optimisation");
+  return {
+    output: { bitDepth, alpha, icc, chromaFrom: config.preserveColors === 'luminance' ? contentPixels : undefined },
+    notes,
+  };
 }
 
 function styleBlend(config: RenderConfig): number[] {

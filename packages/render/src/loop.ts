@@ -3,7 +3,6 @@ import path from 'node:path';
 import {
   adamStepSizes,
   startLbfgs,
-  toPixels,
   UserError,
   type AdamConfig,
   type Backend,
@@ -16,7 +15,7 @@ import {
   type Targets,
 } from '@nst/core';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { saveImage } from './image-file.js';
+import { saveRendered, type OutputSettings } from './output.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
@@ -33,6 +32,10 @@ export interface RenderPlan {
   /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
   readonly optimizer?: 'adam' | 'lbfgs';
   readonly lbfgs?: LbfgsConfig;
+  /** Bit depth, colour recombination, alpha and colour profile of the files written. */
+  readonly output?: OutputSettings;
+  /** What the job does that the user should know of (colour profile kept or converted, alpha passed through). */
+  readonly notes?: readonly string[];
   /** Host memory the optimiser needs besides the session (L-BFGS's pairs): part of the job's memory estimate. */
   readonly optimizerHostBytes?: number;
   /** Report losses every N iterations (and at the end). */
@@ -130,7 +133,7 @@ export async function runOptimisation(
           data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage),
         };
         const file = pathFor(plan.outPaths[b]);
-        await saveImage(file, toPixels(tensor, plan.preprocessing));
+        await saveRendered(file, tensor, plan.preprocessing, plan.output ?? {}, b);
         events.onSaved?.(file, at);
       }
     };

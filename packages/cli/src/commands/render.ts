@@ -74,6 +74,7 @@ async function render(flags: RenderFlags): Promise<void> {
   try {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
+    for (const note of plan.notes ?? []) view.info(note);
     await backend.loadWeights(weights);
     const { width, height, batch } = { ...plan.session };
     view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
