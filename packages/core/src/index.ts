@@ -11,3 +11,4 @@ export * from './size.js';
 export * from './init.js';
 export * from './pixels.js';
 export * from './colour.js';
+export * from './resize.js';

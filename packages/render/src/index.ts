@@ -7,3 +7,4 @@ export * from './loop.js';
 export * from './options.js';
 export * from './output.js';
 export * from './presets.js';
+export * from './scales.js';

@@ -32,6 +32,8 @@ export interface RenderPlan {
   /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
   readonly optimizer?: 'adam' | 'lbfgs';
   readonly lbfgs?: LbfgsConfig;
+  /** Write the outputs at the end (false: a coarse scale, whose result only feeds the next). */
+  readonly writeOutputs?: boolean;
   /** Bit depth, colour recombination, alpha and colour profile of the files written. */
   readonly output?: OutputSettings;
   /** What the job does that the user should know of (colour profile kept or converted, alpha passed through). */
@@ -78,6 +80,8 @@ export interface RenderResult {
   readonly interrupted: boolean;
   readonly finalLosses: readonly LossValues[];
   readonly outPaths: readonly string[];
+  /** The final images, batch x H x W x 3, network space. */
+  readonly images: Float32Array;
 }
 
 /** Aim for about this long per backend call: short enough to react to Ctrl-C, long enough to amortise the call. */
@@ -179,11 +183,12 @@ export async function runOptimisation(
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
-    await saveAll((out) => out, iteration);
+    if (plan.writeOutputs !== false || interrupted) await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
     else await fs.rm(plan.checkpointPath, { force: true });
     const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
-    return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
+    const images = await session.readImages();
+    return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };
   } finally {
     session.dispose();
   }

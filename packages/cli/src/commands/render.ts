@@ -4,8 +4,8 @@ import {
   JOB_OPTIONS,
   jobFromOptions,
   parseCount,
-  prepareRender,
-  runOptimisation,
+  prepareScales,
+  runScales,
   type JobOption,
   type JobOptionValues,
   type RenderConfig,
@@ -57,7 +57,7 @@ export function registerRenderCommand(program: Command): void {
 
 async function render(flags: RenderFlags): Promise<void> {
   const config = parseConfig(flags);
-  const total = config.iterations;
+  const total = config.scales ? (config.scaleIterations?.at(-1) ?? config.iterations) : config.iterations;
   const view: ProgressView = flags.json
     ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
     : process.stdout.isTTY
@@ -65,7 +65,9 @@ async function render(flags: RenderFlags): Promise<void> {
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
   const weights = await chooseWeights(flags, view);
-  const plan = await prepareRender(config, weights);
+  // One plan per scale (coarse to fine); the last is the final size and writes the outputs.
+  const scales = await prepareScales(config, weights);
+  const plan = scales[scales.length - 1].plan;
   const backend = await openBackend(
     flags.backend as BackendChoice,
     { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu: parseCount(flags.gpu, 'gpu') },
@@ -77,7 +79,7 @@ async function render(flags: RenderFlags): Promise<void> {
     for (const note of plan.notes ?? []) view.info(note);
     await backend.loadWeights(weights);
     const { width, height, batch } = { ...plan.session };
-    view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
+    view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${plan.iterations} iterations${plan.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} -> ${plan.outPaths.join(', ')}`);
 
     const controller = new AbortController();
     const onSigint = () => {
@@ -89,9 +91,17 @@ async function render(flags: RenderFlags): Promise<void> {
     process.on('SIGTERM', onSigint);
     let result;
     try {
-      result = await runOptimisation(backend, plan, {
-        onReport: (r) => view.report(r),
-        onProgress: (i, ms) => view.progress(i, ms),
+      // Coarse scales report one line each; the final scale drives the progress view.
+      let final = scales.length === 1;
+      result = await runScales(backend, scales, {
+        onScale: (k, n, s) => {
+          final = s.final;
+          if (n > 1) view.info(`scale ${k + 1}/${n}: ${s.size.width}x${s.size.height}, ${s.plan.iterations} iterations`);
+        },
+        onScaleDone: (k, r) =>
+          view.info(`scale ${k + 1}/${scales.length} done: J ${r.finalLosses.map((l) => l.total.toExponential(3)).join(', ')} in ${r.seconds.toFixed(1)} s`),
+        onReport: (r) => final && view.report(r),
+        onProgress: (i, ms) => final && view.progress(i, ms),
         onSaved: (f, i) => view.saved(f, i),
         onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
       }, controller.signal);
