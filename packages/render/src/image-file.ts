@@ -26,13 +26,21 @@ export async function probeImage(file: string, field: string): Promise<{ width: 
 
 /**
  * Decodes an image file into 8-bit sRGB, applying its EXIF rotation and
- * dropping alpha (flattened on white), resized to exactly width x height
+ * dropping alpha (flattened on white unless options.flatten is false), resized to exactly width x height
  * when given (Lanczos, ignoring aspect, as the notebook does with 400x300).
  */
-export async function loadImage(file: string, field: string, size?: { width: number; height: number }): Promise<RgbImage> {
+export async function loadImage(
+  file: string,
+  field: string,
+  size?: { width: number; height: number },
+  options: { flatten?: boolean } = {},
+): Promise<RgbImage> {
   await assertReadable(file, field);
   try {
-    let pipeline = sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+    // flatten: false keeps the straight colours of translucent pixels (when the alpha channel is passed through).
+    let pipeline = sharp(file).rotate();
+    if (options.flatten !== false) pipeline = pipeline.flatten({ background: '#ffffff' });
+    pipeline = pipeline.toColourspace('srgb');
     if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
     const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
@@ -59,13 +67,15 @@ export interface OutputPixels {
 export const SIXTEEN_BIT_EXTENSIONS = ['.png', '.tif', '.tiff'] as const;
 
 /**
- * Writes sRGB pixels atomically, tagged sRGB; with `icc` (a profile's
- * bytes), converted to that profile and embedded instead. TIFFs are LZW
+ * Writes sRGB pixels atomically, tagged sRGB (16-bit: untagged, i.e. sRGB);
+ * with `icc` (a profile's bytes, 8-bit only), converted to that profile and
+ * embedded instead. TIFFs are LZW
  * compressed (sharp's default, JPEG, is lossy and 8-bit).
  */
 export async function savePixels(file: string, image: OutputPixels, options: { icc?: Uint8Array } = {}, field = 'out'): Promise<void> {
   checkOutputExtension(file, field);
   const sixteen = image.data instanceof Uint16Array;
+  if (sixteen && options.icc) throw new UserError('a kept colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
   const ext = path.extname(file).toLowerCase();
   let profileDir: string | undefined;
   try {
@@ -77,8 +87,10 @@ export async function savePixels(file: string, image: OutputPixels, options: { i
     }
     await writeFileAtomic(file, async (tmp) => {
       let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } });
+      // libvips' ICC transform of rgb16 data shifts saturated colours (0 -> 59 in blue on pure
+      // colours, sharp 0.35): 16-bit files are written untagged, which readers take as sRGB.
       if (sixteen) pipeline = pipeline.toColourspace('rgb16');
-      pipeline = pipeline.withIccProfile(profile);
+      else pipeline = pipeline.withIccProfile(profile);
       if (ext === '.tif' || ext === '.tiff') pipeline = pipeline.tiff({ compression: 'lzw' });
       await pipeline.toFile(tmp);
     });

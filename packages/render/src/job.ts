@@ -116,8 +116,11 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
   const first = await probeImage(config.contents[0], 'content');
   const size = resolveSize(config.size, first.width, first.height);
   const colours = config.preserveColors ?? 'none';
+  const notes: string[] = [];
+  const alpha = await contentAlphas(config, outs, size, notes);
   const contentPixels: RgbImage[] = [];
-  for (const c of config.contents) contentPixels.push(await loadImage(c, 'content', size));
+  // A content whose alpha is passed through keeps its straight colours; others are flattened on white.
+  for (let b = 0; b < config.contents.length; b++) contentPixels.push(await loadImage(config.contents[b], 'content', size, { flatten: !alpha[b] }));
   // Luminance mode: the network sees luminance only; the content's chroma comes back at the output.
   const contents = contentPixels.map((p) => toNetworkSpace(colours === 'luminance' ? luminanceImage(p) : p, pre));
 
@@ -136,7 +139,7 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
   const stylesFor = (content: RgbImage) => stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
   const sharedStyles = colours === 'none' ? stylesFor(contentPixels[0]) : undefined;
   const targets: Targets[] = contents.map((content, b) => ({ content, styles: sharedStyles ?? stylesFor(contentPixels[b]) }));
-  const { output, notes } = await outputSettings(config, outs, size, contentPixels);
+  const output = await outputSettings(config, outs, contentPixels, alpha, notes);
 
   const init = await initSpec(config, size, pre);
   const pixels = size.width * size.height * 3;
@@ -193,19 +196,9 @@ function adaptStyle(style: RgbImage, content: RgbImage, colours: 'none' | 'lumin
   return style;
 }
 
-/** Bit depth, chroma, alpha and colour profile of the outputs, and what to tell the user about them. */
-async function outputSettings(
-  config: RenderConfig,
-  outs: readonly string[],
-  size: { width: number; height: number },
-  contentPixels: readonly RgbImage[],
-): Promise<{ output: OutputSettings; notes: string[] }> {
-  const bitDepth = config.bitDepth ?? 8;
-  const notes: string[] = [];
-  for (const o of outs)
-    if (bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
-      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
-  const alpha = await Promise.all(
+/** The alpha channel of each content at the output size, where its output can hold it. */
+async function contentAlphas(config: RenderConfig, outs: readonly string[], size: { width: number; height: number }, notes: string[]) {
+  return Promise.all(
     config.contents.map(async (c, b) => {
       const a = await loadAlpha(c, 'content', size);
       if (a && /^\.jpe?g$/i.test(path.extname(outs[b]))) {
@@ -216,7 +209,22 @@ async function outputSettings(
       return a;
     }),
   );
+}
+
+/** Bit depth, chroma, alpha and colour profile of the outputs; what to tell the user goes to `notes`. */
+async function outputSettings(
+  config: RenderConfig,
+  outs: readonly string[],
+  contentPixels: readonly RgbImage[],
+  alpha: readonly (Uint8Array | undefined)[],
+  notes: string[],
+): Promise<OutputSettings> {
+  const bitDepth = config.bitDepth ?? 8;
+  for (const o of outs)
+    if (bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
+      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
   const keep = config.iccProfile === 'keep';
+  if (keep && bitDepth === 16) throw new UserError('keeping the content\'s colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
   const icc = await Promise.all(
     config.contents.map(async (c) => {
       const profile = await probeColourProfile(c, 'content');
@@ -228,10 +236,7 @@ async function outputSettings(
   );
   if (config.preserveColors === 'luminance') notes.push("colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)");
   if (config.preserveColors === 'histogram') notes.push("colours: the style recoloured to the content's mean and covariance (RGB) before optimisation");
-  return {
-    output: { bitDepth, alpha, icc, chromaFrom: config.preserveColors === 'luminance' ? contentPixels : undefined },
-    notes,
-  };
+  return { bitDepth, alpha, icc, chromaFrom: config.preserveColors === 'luminance' ? contentPixels : undefined };
 }
 
 function styleBlend(config: RenderConfig): number[] {

@@ -136,3 +136,13 @@ describe.runIf(hasSharedImages || process.env.CI === 'true')('histogram matching
     expect(colourStatistics(style).mean[2]).not.toBeCloseTo(want.mean[2], 0); // it did change something
   });
 });
+
+describe('16-bit colours', () => {
+  it('saturated colours survive a 16-bit file exactly (no colour transform on rgb16)', async () => {
+    const levels = [40, 200, 0, 217, 118, 6, 113, 180, 22, 0, 0, 255];
+    const file = path.join(dir, 'saturated16.png');
+    await saveRendered(file, toNetworkSpace({ width: 4, height: 1, data: levels }, CAFFE), CAFFE, { bitDepth: 16 }, 0);
+    const { values } = await readBack16(file);
+    for (let i = 0; i < levels.length; i++) expect(Math.abs(values[i] - levels[i] * 257)).toBeLessThanOrEqual(1);
+  });
+});
