@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   checkLayersAvailable,
@@ -146,6 +147,14 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
   const initialImages = new Float32Array(contents.length * pixels);
   contents.forEach((c, b) => initialImages.set(initialImage(init, c, pre, config.seed + b), b * pixels));
 
+  // L-BFGS's pairs live in host memory: refuse a history that cannot fit rather than swap or die mid-render.
+  const hostBytes = optimizerHostBytes(config, contents.length * pixels);
+  if (hostBytes > os.totalmem() / 2)
+    throw new UserError(
+      `L-BFGS would need ${(hostBytes / 2 ** 30).toFixed(1)} GiB for its history at ${size.width}x${size.height} (more than half of this machine's memory): use a smaller history`,
+      { code: 'too-large', field: 'lbfgsHistory' },
+    );
+
   // Adam's lr is in pixel levels (the notebook's space); scale it into the weight set's units.
   const unit = pixelUnit(pre);
   const lrScale = (unit[0] + unit[1] + unit[2]) / 3;
@@ -159,7 +168,7 @@ export async function prepareRender(config: RenderConfig, weights: WeightSet): P
     adam: { ...config.adam, lr: config.adam.lr * lrScale },
     optimizer: config.optimizer ?? 'adam',
     lbfgs: { history: config.lbfgsHistory ?? DEFAULT_LBFGS.history },
-    optimizerHostBytes: optimizerHostBytes(config, contents.length * pixels),
+    optimizerHostBytes: hostBytes,
     output,
     notes,
     printEvery: config.printEvery,
