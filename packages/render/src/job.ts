@@ -18,7 +18,6 @@ import {
   toNetworkSpace,
   UserError,
   type AdamConfig,
-  type ImageTensor,
   type InitSpec,
   type LossSpec,
   type Pooling,
