@@ -94,4 +94,40 @@ describe('a render over three scales', () => {
       backend.dispose();
     }
   });
+
+  it('an interrupted coarse scale resumes at that scale', async () => {
+    const dir = tempDir('nst-scales-resume-');
+    const content = await writeTestImage(path.join(dir, 'content.png'), 64, 48, 2);
+    const style = await writeTestImage(path.join(dir, 'style.png'), 64, 48, 6);
+    const out = path.join(dir, 'out.png');
+    const config = jobFromOptions({ content, style, out, size: '48x36', styleLayers: 'conv1_1', contentLayers: 'conv2_2', printEvery: '1',
+      saveEvery: '0', scales: '16,24', scaleIterations: '3,50,3', resume: 'true' });
+    const weights = testWeights(4, 4);
+    const backend: Backend = loadNativeAddon().ok ? await createNativeBackend('cpu') : await createTfjsBackend();
+    await backend.loadWeights(weights);
+    try {
+      const scales = await prepareScales(config, weights);
+      // Stop in the middle scale.
+      const controller = new AbortController();
+      let scale = -1;
+      const first = await runScales(backend, scales, {
+        onScale: (k) => (scale = k),
+        onReport: (r) => scale === 1 && r.iteration >= 2 && controller.abort(),
+      }, controller.signal);
+      expect(first.interrupted).toBe(true);
+      // Again with resume: the first scale is skipped, the middle one resumes.
+      const seen: number[] = [];
+      let resumedAt = -1;
+      const second = await runScales(backend, await prepareScales(config, weights), {
+        onScale: (k) => seen.push(k),
+        onResumed: (i) => (resumedAt = i),
+      });
+      expect(seen).toEqual([1, 2]);
+      expect(resumedAt).toBeGreaterThanOrEqual(2);
+      expect(second.interrupted).toBe(false);
+      expect(second.images.length).toBe(48 * 36 * 3);
+    } finally {
+      backend.dispose();
+    }
+  });
 });

@@ -110,7 +110,8 @@ async function render(flags: RenderFlags): Promise<void> {
       process.off('SIGTERM', onSigint);
       view.done();
     }
-    const done = result.iterations - result.startIteration;
+    // Over several scales the seconds cover them all: no per-iteration figure.
+    const done = scales.length === 1 ? result.iterations - result.startIteration : 0;
     view.summary({
       backend: backend.detail,
       size: `${width}x${height}`,
@@ -129,6 +130,7 @@ async function render(flags: RenderFlags): Promise<void> {
       view.info(
         `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations (${result.evaluations} loss evaluations) in ${result.seconds.toFixed(1)} s` +
           (done > 0 ? ` (${(result.seconds / done).toFixed(3)} s/it)` : '') +
+          (scales.length > 1 ? ` over ${scales.length} scales` : '') +
           `, wrote ${result.outPaths.join(', ')}` +
           (result.interrupted ? `; resume with --resume` : ''),
       );
