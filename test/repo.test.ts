@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gitLsFiles, repoRoot } from '@nst/test-helpers';
@@ -7,7 +7,12 @@ describe('the repository', () => {
   it('holds no third-party images or weights', () => {
     const files = gitLsFiles();
     expect(files.length).toBeGreaterThan(10);
-    const forbidden = files.filter((f) => /\.(jpe?g|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f));
+    // An image may ship when a CREDITS.md beside it names it (source and licence).
+    const credited = (f: string) => {
+      const credits = path.join(repoRoot, path.dirname(f), 'CREDITS.md');
+      return existsSync(credits) && readFileSync(credits, 'utf8').includes(path.basename(f)) && /\.(jpe?g|png|webp)$/i.test(f);
+    };
+    const forbidden = files.filter((f) => /\.(jpe?g|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f) && !credited(f));
     expect(forbidden).toEqual([]);
   });
 

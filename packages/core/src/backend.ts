@@ -1,4 +1,6 @@
 import type { AdamConfig } from './adam.js';
+import type { LbfgsConfig } from './lbfgs.js';
+import type { LbfgsRun } from './lbfgs-session.js';
 import type { LossSpec, LossValues } from './loss.js';
 import type { MemoryShape } from './memory.js';
 import type { Pooling } from './vgg.js';
@@ -93,5 +95,14 @@ export interface Session {
   readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }>;
   /** Restores moments saved by readOptimizerState. */
   writeOptimizerState(state: { m: Float32Array; v: Float32Array }): Promise<void>;
+  /**
+   * Optional: L-BFGS on the device, starting from the current images, so
+   * that no evaluation returns to the host (the pairs s, y, the two-loop
+   * recursion and the line search stay on the device). It must implement
+   * core's Lbfgs (packages/core/src/lbfgs.ts: same two-loop recursion,
+   * strong-Wolfe search and constants) and be tested against it. A backend
+   * without it gets core's hostLbfgs (startLbfgs picks).
+   */
+  startLbfgs?(config: LbfgsConfig): Promise<LbfgsRun>;
   dispose(): void;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { UserError, type RgbImage } from '@nst/core';
@@ -26,13 +27,21 @@ export async function probeImage(file: string, field: string): Promise<{ width: 
 
 /**
  * Decodes an image file into 8-bit sRGB, applying its EXIF rotation and
- * dropping alpha (flattened on white), resized to exactly width x height
+ * dropping alpha (flattened on white unless options.flatten is false), resized to exactly width x height
  * when given (Lanczos, ignoring aspect, as the notebook does with 400x300).
  */
-export async function loadImage(file: string, field: string, size?: { width: number; height: number }): Promise<RgbImage> {
+export async function loadImage(
+  file: string,
+  field: string,
+  size?: { width: number; height: number },
+  options: { flatten?: boolean } = {},
+): Promise<RgbImage> {
   await assertReadable(file, field);
   try {
-    let pipeline = sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+    // flatten: false keeps the straight colours of translucent pixels (when the alpha channel is passed through).
+    let pipeline = sharp(file).rotate();
+    if (options.flatten !== false) pipeline = pipeline.flatten({ background: '#ffffff' });
+    pipeline = pipeline.toColourspace('srgb');
     if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
     const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
@@ -44,23 +53,109 @@ export async function loadImage(file: string, field: string, size?: { width: num
 
 /** Writes an image atomically; the format follows the extension. */
 export async function saveImage(file: string, image: RgbImage, field = 'out'): Promise<void> {
+  await savePixels(file, { ...image, channels: 3 }, {}, field);
+}
+
+/** Output pixels: 8- or 16-bit, RGB or RGBA (straight alpha), sRGB. */
+export interface OutputPixels {
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 3 | 4;
+  readonly data: Uint8Array | Uint16Array;
+}
+
+/** Extensions that store 16 bits per channel. */
+export const SIXTEEN_BIT_EXTENSIONS = ['.png', '.tif', '.tiff'] as const;
+
+/**
+ * Writes sRGB pixels atomically, tagged sRGB (16-bit: untagged, i.e. sRGB);
+ * with `icc` (a profile's bytes, 8-bit only), converted to that profile and
+ * embedded instead. TIFFs are LZW
+ * compressed (sharp's default, JPEG, is lossy and 8-bit).
+ */
+export async function savePixels(file: string, image: OutputPixels, options: { icc?: Uint8Array } = {}, field = 'out'): Promise<void> {
   checkOutputExtension(file, field);
+  const sixteen = image.data instanceof Uint16Array;
+  if (sixteen && options.icc) throw new UserError('a kept colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
+  const ext = path.extname(file).toLowerCase();
+  let profileDir: string | undefined;
   try {
+    let profile = 'srgb';
+    if (options.icc) {
+      profileDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nst-icc-'));
+      profile = path.join(profileDir, 'profile.icc');
+      await fs.writeFile(profile, options.icc);
+    }
     await writeFileAtomic(file, async (tmp) => {
-      let encoder = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
-        raw: { width: image.width, height: image.height, channels: 3 },
-      });
-      // sharp's TIFF default is JPEG inside the TIFF: lossy. A .tif output is
-      // chosen for exact pixels, so use deflate (lossless) with the horizontal predictor.
-      if (/^\.tiff?$/i.test(path.extname(file))) encoder = encoder.tiff({ compression: 'deflate', predictor: 'horizontal' });
-      await encoder.toFile(tmp);
+      let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } });
+      // libvips' ICC transform of rgb16 data shifts saturated colours (0 -> 59 in blue on pure
+      // colours, sharp 0.35): 16-bit files are written untagged, which readers take as sRGB.
+      if (sixteen) pipeline = pipeline.toColourspace('rgb16');
+      else pipeline = pipeline.withIccProfile(profile);
+      // sharp's TIFF default is JPEG inside the TIFF: lossy. A .tif output is chosen for exact pixels: LZW.
+      if (ext === '.tif' || ext === '.tiff') pipeline = pipeline.tiff({ compression: 'lzw', predictor: 'horizontal' });
+      await pipeline.toFile(tmp);
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code)
       throw new UserError(`cannot write '${file}': ${err.code} ${err.message.split('\n')[0]}`, { code: 'unwritable', field, cause: e });
     throw e;
+  } finally {
+    if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
   }
+}
+
+/** The image's alpha channel at `size` (EXIF rotation applied), or undefined when it has none. */
+export async function loadAlpha(file: string, field: string, size: { width: number; height: number }): Promise<Uint8Array | undefined> {
+  try {
+    if (!(await sharp(file).metadata()).hasAlpha) return undefined;
+    const { data } = await sharp(file)
+      .rotate()
+      .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
+      .extractChannel(3)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/** The image's embedded ICC profile and its description, if any. */
+export async function probeColourProfile(file: string, field: string): Promise<{ icc: Uint8Array; description: string } | undefined> {
+  try {
+    const icc = (await sharp(file).metadata()).icc;
+    return icc ? { icc: new Uint8Array(icc), description: iccDescription(icc) } : undefined;
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/** The 'desc' tag of an ICC profile (v2 'desc' or v4 'mluc'), or 'unnamed'. */
+export function iccDescription(icc: Uint8Array): string {
+  const view = new DataView(icc.buffer, icc.byteOffset, icc.byteLength);
+  const ascii = (at: number, n: number) => String.fromCharCode(...icc.subarray(at, at + n));
+  try {
+    const count = Math.min(view.getUint32(128), 256);
+    for (let k = 0; k < count; k++) {
+      const entry = 132 + 12 * k;
+      if (ascii(entry, 4) !== 'desc') continue;
+      const at = view.getUint32(entry + 4);
+      const type = ascii(at, 4);
+      if (type === 'desc') return ascii(at + 12, Math.min(view.getUint32(at + 8), 200)).replace(/\0.*$/s, '') || 'unnamed';
+      if (type === 'mluc') {
+        const length = view.getUint32(at + 20);
+        const offset = view.getUint32(at + 24);
+        let text = '';
+        for (let i = 0; i + 1 < Math.min(length, 400); i += 2) text += String.fromCharCode(view.getUint16(at + offset + i));
+        return text.replace(/\0.*$/s, '') || 'unnamed';
+      }
+    }
+  } catch {
+    // a truncated or odd profile: no name
+  }
+  return 'unnamed';
 }
 
 function checkOutputExtension(file: string, field: string): void {

@@ -6,3 +6,6 @@ export * from './loop.js';
 export * from './options.js';
 export * from './inputs-outputs.js';
 export * from './memory.js';
+export * from './output.js';
+export * from './presets.js';
+export * from './scales.js';

@@ -1,10 +1,14 @@
 import path from 'node:path';
 import {
   adamStepSizes,
+  startLbfgs,
   toPixels,
   UserError,
   type AdamConfig,
   type Backend,
+  type ImageTensor,
+  type LbfgsConfig,
+  type LbfgsRun,
   type LossValues,
   type Preprocessing,
   type RgbImage,
@@ -12,7 +16,7 @@ import {
   type Targets,
 } from '@nst/core';
 import { fileCheckpointStore, type CheckpointStore } from './checkpoint.js';
-import { saveImage } from './image-file.js';
+import { saveRendered, type OutputSettings } from './output.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
@@ -26,6 +30,17 @@ export interface RenderPlan {
   readonly outPaths: readonly string[];
   readonly iterations: number;
   readonly adam: AdamConfig;
+  /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
+  readonly optimizer?: 'adam' | 'lbfgs';
+  readonly lbfgs?: LbfgsConfig;
+  /** Write the outputs at the end (false: a coarse scale, whose result only feeds the next). */
+  readonly writeOutputs?: boolean;
+  /** Bit depth, colour recombination, alpha and colour profile of the files written. */
+  readonly output?: OutputSettings;
+  /** What the job does that the user should know of (colour profile kept or converted, alpha passed through). */
+  readonly notes?: readonly string[];
+  /** Host memory the optimiser needs besides the session (L-BFGS's pairs): part of the job's memory estimate. */
+  readonly optimizerHostBytes?: number;
   /** Report losses every N iterations (and at the end). */
   readonly printEvery: number;
   /** Save intermediate images every N iterations; 0 = never. */
@@ -66,11 +81,15 @@ export interface RenderEvents {
 
 export interface RenderResult {
   readonly iterations: number;
+  /** Loss evaluations (forward and backward passes) of the optimiser: one per Adam update; L-BFGS counts every line-search trial. */
+  readonly evaluations: number;
   readonly startIteration: number;
   readonly seconds: number;
   readonly interrupted: boolean;
   readonly finalLosses: readonly LossValues[];
   readonly outPaths: readonly string[];
+  /** The final images, batch x H x W x 3, network space. */
+  readonly images: Float32Array;
 }
 
 /** Aim for about this long per backend call: short enough to react to Ctrl-C, long enough to amortise the call. */
@@ -82,8 +101,8 @@ export function intermediatePath(outPath: string, iteration: number): string {
 }
 
 /**
- * The notebook's loop, on any backend: set targets once, then Adam updates in
- * chunks that end on every report, save and checkpoint boundary; the loss of
+ * The notebook's loop, on any backend: set targets once, then Adam (or
+ * L-BFGS) iterations in chunks that end on every report, save and checkpoint boundary; the loss of
  * iteration i is that of the image after i updates.
  */
 export async function runOptimisation(
@@ -112,9 +131,15 @@ export async function runOptimisation(
       await session.setImages(plan.initialImages);
     }
     const startIteration = iteration;
+    // L-BFGS starts from the images just set; a resumed run starts a new history.
+    const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs ?? { history: 100 }) : undefined;
 
-    const pixelsOf = (all: Float32Array, b: number) =>
-      toPixels({ height: options.height, width: options.width, data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage) }, plan.preprocessing);
+    const tensorOf = (all: Float32Array, b: number): ImageTensor => ({
+      height: options.height,
+      width: options.width,
+      data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage),
+    });
+    const pixelsOf = (all: Float32Array, b: number) => toPixels(tensorOf(all, b), plan.preprocessing);
     // The last images known to be finite with a finite loss, kept on the host
     // so that a run that diverges can still hand back its last good result.
     // The loop reads images back only at report boundaries (every printEvery,
@@ -138,7 +163,7 @@ export async function runOptimisation(
       const files: string[] = [];
       for (let b = 0; b < options.batch; b++) {
         const file = pathFor(plan.outPaths[b]);
-        await saveImage(file, pixelsOf(all, b));
+        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.output ?? {}, b);
         files.push(file);
       }
       return files;
@@ -182,11 +207,10 @@ export async function runOptimisation(
       const at = iteration;
       const reporting = at % plan.printEvery === 0;
       const before = reporting ? await session.readImages() : undefined;
-      const losses = await session.iterate({
-        adam: plan.adam,
-        stepSizes: adamStepSizes(plan.adam, iteration + 1, count),
-        onProgress: (done) => events.onProgress?.(at + done, elapsed()),
-      });
+      const onProgress = (done: number) => events.onProgress?.(at + done, elapsed());
+      const losses = lbfgs
+        ? await lbfgs.iterate(count, onProgress)
+        : await session.iterate({ adam: plan.adam, stepSizes: adamStepSizes(plan.adam, iteration + 1, count), onProgress });
       if (!lossesFinite(losses)) await diverged(at, 'loss stopped being finite');
       if (before && allFinite(before)) lastGood = { iteration: at, images: before };
       if (reporting) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
@@ -206,10 +230,12 @@ export async function runOptimisation(
     if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
-    await saveAll((out) => out, iteration);
+    if (plan.writeOutputs !== false || interrupted) await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
     else await store.clear();
-    return { iterations: iteration, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
+    const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
+    const images = await session.readImages();
+    return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };
   } finally {
     session.dispose();
   }

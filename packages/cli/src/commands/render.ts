@@ -4,13 +4,13 @@ import {
   checkMemory,
   JOB_OPTIONS,
   jobFromOptions,
-  prepareRender,
-  runOptimisation,
+  prepareScales,
+  runScales,
   type JobOption,
   type JobOptionValues,
   type RenderConfig,
-  type RenderPlan,
   type RenderShape,
+  type ScalePlan,
 } from '@nst/render';
 import { ensureDefaultWeights, loadWeights } from '@nst/weights';
 import { addBackendOptions, cudaFlagsGiven, openBackendFor } from '../backends.js';
@@ -57,7 +57,7 @@ export function registerRenderCommand(program: Command): void {
 
 async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise<void> {
   const config = parseConfig(flags);
-  const total = config.iterations;
+  const total = config.scales ? (config.scaleIterations?.at(-1) ?? config.iterations) : config.iterations;
   const view: ProgressView = flags.json
     ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
     : process.stdout.isTTY
@@ -67,25 +67,28 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
   const weights = await chooseWeights(flags, view);
   // The backend opens once the job's paths and sizes are checked, and before
   // any image is decoded: its memory estimate may refuse the job first.
+  // One plan per scale (coarse to fine); the last is the final size and writes the outputs.
   let opened: Backend | undefined;
   const open = async (shape: RenderShape) => {
     opened = await openBackendFor(flags, (line) => view.info(line), cudaFlags);
     checkMemory(opened, shape);
   };
-  let plan: RenderPlan;
+  let scales: ScalePlan[];
   try {
-    plan = await prepareRender(config, weights, { beforeLoading: open, notice: (line) => view.info(line) });
+    scales = await prepareScales(config, weights, { beforeLoading: open, notice: (line) => view.info(line) });
   } catch (e) {
     opened?.dispose();
     throw e;
   }
+  const plan = scales[scales.length - 1].plan;
   const backend = opened!;
   try {
     view.info(`backend: ${backend.detail}`);
     view.info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
+    for (const note of plan.notes ?? []) view.info(note);
     await backend.loadWeights(weights);
     const { width, height, batch } = { ...plan.session };
-    view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${total} iterations -> ${plan.outPaths.join(', ')}`);
+    view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${plan.iterations} iterations${plan.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} -> ${plan.outPaths.join(', ')}`);
 
     // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
     // current image and a checkpoint, then exit 128 + the signal's number
@@ -103,9 +106,17 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
     process.on('SIGTERM', onSignal);
     let result;
     try {
-      result = await runOptimisation(backend, plan, {
-        onReport: (r) => view.report(r),
-        onProgress: (i, ms) => view.progress(i, ms),
+      // Coarse scales report one line each; the final scale drives the progress view.
+      let final = scales.length === 1;
+      result = await runScales(backend, scales, {
+        onScale: (k, n, s) => {
+          final = s.final;
+          if (n > 1) view.info(`scale ${k + 1}/${n}: ${s.size.width}x${s.size.height}, ${s.plan.iterations} iterations`);
+        },
+        onScaleDone: (k, r) =>
+          view.info(`scale ${k + 1}/${scales.length} done: J ${r.finalLosses.map((l) => l.total.toExponential(3)).join(', ')} in ${r.seconds.toFixed(1)} s`),
+        onReport: (r) => final && view.report(r),
+        onProgress: (i, ms) => final && view.progress(i, ms),
         onSaved: (f, i) => view.saved(f, i),
         onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
         onNotice: (line) => view.info(line),
@@ -115,7 +126,8 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
       process.off('SIGTERM', onSignal);
       view.done();
     }
-    const done = result.iterations - result.startIteration;
+    // Over several scales the seconds cover them all: no per-iteration figure.
+    const done = scales.length === 1 ? result.iterations - result.startIteration : 0;
     view.summary({
       backend: backend.detail,
       size: `${width}x${height}`,
@@ -123,6 +135,7 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
       height,
       batch,
       iterations: result.iterations,
+      evaluations: result.evaluations,
       seconds: Number(result.seconds.toFixed(3)),
       secondsPerIteration: done > 0 ? Number((result.seconds / done).toFixed(4)) : null,
       interrupted: result.interrupted,
@@ -131,8 +144,9 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
     });
     if (!flags.json)
       view.info(
-        `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations in ${result.seconds.toFixed(1)} s` +
+        `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations (${result.evaluations} loss evaluations) in ${result.seconds.toFixed(1)} s` +
           (done > 0 ? ` (${(result.seconds / done).toFixed(3)} s/it)` : '') +
+          (scales.length > 1 ? ` over ${scales.length} scales` : '') +
           `, wrote ${result.outPaths.join(', ')}` +
           (result.interrupted ? `; resume with --resume` : ''),
       );
