@@ -15,7 +15,10 @@ export default defineConfig({
       '@nst/weights': src('weights'),
       '@nst/tfjs': src('tfjs'),
       '@nst/native': src('native'),
+      '@nst/batch': src('batch'),
+      '@nst/server': src('server'),
       '@nst/cli': src('cli'),
+      '@nst/test-helpers': src('test-helpers'),
     },
   },
   test: {

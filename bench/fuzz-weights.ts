@@ -1,17 +1,26 @@
 /**
- * Fuzzes every weight-file loader with mutated files: truncations, bit flips,
- * overwritten runs, deleted or duplicated chunks and random bytes, starting
- * from small valid files of each format (packages/weights/test/fuzz-lib.ts).
- * Each case must load or fail with a one-line UserError naming the file;
- * anything else is a crash. Cases run in a child process watched by this
- * one: a case silent for --hang-ms (30 s) is a hang (the child is killed and the
- * run goes on), a child that dies (e.g. out of memory: it runs with a 512 MB
- * heap) is recorded too. Every case is reproducible from (seed, format, index).
+ * Fuzzes every weight-file loader with its structural bombs (huge declared
+ * dims, zero-field structs, nested cells, zip bombs and overlapping entries,
+ * deep, wide and long pickles, huge HDF5 dataspaces, safetensors offsets,
+ * TF.js shapes: packages/weights/test/bombs.ts) and with mutated files
+ * (truncations, bit flips, overwritten runs, deleted or duplicated chunks,
+ * random bytes) of small valid files and of the bombs
+ * (packages/weights/test/fuzz-lib.ts). Each case must load or fail with a
+ * one-line UserError naming the file (an unmutated bomb must fail); anything
+ * else is a crash. Cases run in a child process under a memory cap
+ * (prlimit --as: 2 GiB of address space, 4 GiB for keras-h5, whose worker
+ * thread and WebAssembly memories reserve more; and a 512 MB JavaScript
+ * heap) watched by this one: a case that runs past --case-ms (30 s, above the
+ * HDF5 reader's own 20 s limit per request) is a hang
+ * (the child is killed and the run goes on), a child that dies (out of
+ * memory, a stack overflow) is recorded too. Every case is reproducible from
+ * (seed, format, index).
  *
  *   npx turbo run build --filter=@nst/weights
  *   npx tsc --outDir node_modules/.cache/nst-fuzz --rootDir . --module nodenext --moduleResolution nodenext \
  *       --target es2022 --types node --skipLibCheck bench/fuzz-weights.ts
- *   node node_modules/.cache/nst-fuzz/bench/fuzz-weights.js [--cases 10000] [--formats pth-zip,keras-h5] [--seed 1] [--json out.json]
+ *   node node_modules/.cache/nst-fuzz/bench/fuzz-weights.js [--total 100000 | --cases N per format] [--formats pth-zip,keras-h5]
+ *       [--jobs 2] [--seed 1] [--as-mb 2048] [--as-mb-h5 4096] [--heap-mb 512] [--case-ms 30000] [--json out.json]
  *
  * --write-case FORMAT:INDEX --to DIR writes that case's files into DIR (to reproduce a finding).
  *
@@ -20,14 +29,14 @@
  * 102M-parameter fc6 of zeros after conv5_4, which the loaders must not read)
  * and reports each one's load time and the process's peak RSS.
  */
-import { fork } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Rng } from '@nst/core';
 import { loadWeights, randomWeights, writeCache } from '@nst/weights';
-import { fuzzSeeds, runCase, type CaseResult } from '../packages/weights/test/fuzz-lib.js';
+import { fuzzCorpora, prepareCase, runCase, type CaseResult } from '../packages/weights/test/fuzz-lib.js';
 import { columnMajorKernel, matFile, type MatValue } from '../packages/weights/test/matfile.js';
 import { legacyPth, zipPth, type TorchTensor } from '../packages/weights/test/torchfile.js';
 
@@ -52,11 +61,11 @@ async function child(): Promise<void> {
   const start = Number(arg('start', '0'));
   const end = Number(arg('end', '0'));
   const scratch = arg('scratch', '');
-  const seeds = await fuzzSeeds(join(scratch, 'seeds'));
-  const f = seeds.findIndex((s) => s.format === format);
+  const corpora = await fuzzCorpora(join(scratch, 'corpus'));
+  const f = corpora.findIndex((c) => c.seed.format === format);
   for (let i = start; i < end; i++) {
     process.stdout.write(`${JSON.stringify({ i, phase: 'start' })}\n`);
-    const r = await runCase(seeds[f], join(scratch, 'case'), caseRng(f, i));
+    const r = await runCase(corpora[f], i, join(scratch, 'case'), caseRng(f, i));
     process.stdout.write(`${JSON.stringify({ i, phase: 'end', ...r, message: r.outcome === 'crash' ? r.message : r.message.slice(0, 160) })}\n`);
   }
   process.stdout.write(`${JSON.stringify({ phase: 'done', maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`);
@@ -65,6 +74,7 @@ async function child(): Promise<void> {
 interface Summary {
   format: string;
   cases: number;
+  bombs: number;
   loaded: number;
   userErrors: number;
   crashes: Array<{ i: number; kind: string; message: string }>;
@@ -76,25 +86,54 @@ interface Summary {
   seconds: number;
 }
 
+/** The child's command line: node under prlimit's address-space cap, with a capped heap. */
+interface Limits {
+  asMB: number;
+  /** For keras-h5: h5wasm's memories and the worker's isolate need more address space, not more memory. */
+  asMBh5: number;
+  heapMB: number;
+  caseMs: number;
+}
+
 async function parent(): Promise<void> {
-  const cases = Number(arg('cases', '10000'));
-  const hangMs = Number(arg('hang-ms', '30000'));
+  const limits: Limits = {
+    asMB: Number(arg('as-mb', '2048')),
+    asMBh5: Number(arg('as-mb-h5', '4096')),
+    heapMB: Number(arg('heap-mb', '512')),
+    caseMs: Number(arg('case-ms', '30000')),
+  };
   const scratch = mkdtempSync(join(tmpdir(), 'nst-fuzz-'));
-  const all = (await fuzzSeeds(join(scratch, 'seeds'))).map((s) => s.format);
-  const formats = arg('formats', all.join(',')).split(',');
+  const corpora = await fuzzCorpora(join(scratch, 'corpus'));
+  const formats = arg('formats', corpora.map((c) => c.seed.format).join(',')).split(',');
+  // --total is shared evenly by the formats; --cases gives each format that many.
+  const cases = process.argv.includes('--cases') ? Number(arg('cases', '0')) : Math.ceil(Number(arg('total', '100000')) / formats.length);
   const summaries: Summary[] = [];
+  const t0 = performance.now();
+  // --jobs formats at a time, each in its own child (the summaries keep the formats' order).
+  const jobs = Number(arg('jobs', '1'));
+  const pending = formats.map((format, k) => ({ format, k }));
+  const results: Summary[] = [];
   try {
-    for (const format of formats) summaries.push(await fuzzFormat(format, cases, hangMs, scratch));
+    await Promise.all(Array.from({ length: jobs }, async () => {
+      for (let job = pending.shift(); job; job = pending.shift()) {
+        const bombs = corpora.find((c) => c.seed.format === job.format)!.bombs.length;
+        results[job.k] = await fuzzFormat(job.format, cases, bombs, limits, scratch);
+      }
+    }));
+    summaries.push(...results);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  console.log('\nformat            cases  loaded  user-errors  crashes  hangs  died  slowest (ms, case)          mean ms  max RSS MB');
+  console.log(`\n${summaries.reduce((n, s) => n + s.cases, 0)} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
+    `memory cap: prlimit --as=${limits.asMB} MiB (keras-h5: ${limits.asMBh5} MiB), --max-old-space-size=${limits.heapMB}; time limit per case ${limits.caseMs} ms`);
+  console.log('format            cases  bombs  loaded  user-errors  crashes  hangs  died  slowest (ms, case)                   mean ms  max RSS MB');
   for (const s of summaries)
     console.log(
-      `${s.format.padEnd(17)} ${String(s.cases).padStart(5)}  ${String(s.loaded).padStart(6)}  ${String(s.userErrors).padStart(11)}  ` +
+      `${s.format.padEnd(17)} ${String(s.cases).padStart(5)}  ${String(s.bombs).padStart(5)}  ${String(s.loaded).padStart(6)}  ${String(s.userErrors).padStart(11)}  ` +
         `${String(s.crashes.length).padStart(7)}  ${String(s.hangs.length).padStart(5)}  ${String(s.died.length).padStart(4)}  ` +
-        `${`${s.slowest.ms.toFixed(0)} (#${s.slowest.i} ${s.slowest.kind})`.padEnd(27)}  ${s.meanMs.toFixed(2).padStart(7)}  ${String(s.maxRssMB).padStart(10)}`,
+        `${`${s.slowest.ms.toFixed(0)} (#${s.slowest.i} ${s.slowest.kind})`.padEnd(36)}  ${s.meanMs.toFixed(2).padStart(7)}  ${String(s.maxRssMB).padStart(10)}`,
     );
+  for (const s of summaries) for (const i of [...s.hangs, ...s.died]) console.log(`${s.hangs.includes(i) ? 'HANG' : 'DIED'} ${s.format} #${i}`);
   for (const s of summaries) for (const c of s.crashes.slice(0, 5)) console.log(`CRASH ${s.format} #${c.i} (${c.kind}): ${c.message.split('\n').slice(0, 4).join(' | ')}`);
   const json = arg('json', '');
   if (json) writeFileSync(json, JSON.stringify(summaries, null, 2));
@@ -102,25 +141,29 @@ async function parent(): Promise<void> {
 }
 
 /** Runs all cases of one format, restarting the child after a hang or a death. */
-async function fuzzFormat(format: string, cases: number, hangMs: number, scratch: string): Promise<Summary> {
-  const s: Summary = { format, cases, loaded: 0, userErrors: 0, crashes: [], hangs: [], died: [], slowest: { i: -1, ms: 0, kind: '' }, meanMs: 0, maxRssMB: 0, seconds: 0 };
+async function fuzzFormat(format: string, cases: number, bombs: number, limits: Limits, scratch: string): Promise<Summary> {
+  const s: Summary = { format, cases, bombs, loaded: 0, userErrors: 0, crashes: [], hangs: [], died: [], slowest: { i: -1, ms: 0, kind: '' }, meanMs: 0, maxRssMB: 0, seconds: 0 };
   const t0 = performance.now();
   let totalMs = 0;
   let next = 0;
   while (next < cases) {
-    const child = fork(process.argv[1], ['--child', '--format', format, '--start', String(next), '--end', String(cases), '--scratch', join(scratch, format), '--seed', String(seed)], {
-      execArgv: ['--max-old-space-size=512'],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    // (WebAssembly's trap handler reserves ~10 GB of address space per memory; without it h5wasm runs under the cap.)
+    const asMB = format === 'keras-h5' ? limits.asMBh5 : limits.asMB;
+    const child = spawn('prlimit', [`--as=${asMB * 1024 * 1024}`, '--', process.execPath, `--max-old-space-size=${limits.heapMB}`, '--disable-wasm-trap-handler',
+      process.argv[1], '--child', '--format', format, '--start', String(next), '--end', String(cases), '--scratch', join(scratch, format), '--seed', String(seed)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stderr!.resume(); // HDF5 or zlib chatter is not a result
     let current = -1;
     let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
+    // The first line waits for the corpus to be built; then each case has caseMs.
+    const arm = (ms = limits.caseMs) => {
       clearTimeout(timer);
-      timer = setTimeout(() => child.kill('SIGKILL'), hangMs);
+      timer = setTimeout(() => child.kill('SIGKILL'), ms);
     };
-    arm();
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    arm(Math.max(60_000, limits.caseMs));
+    let killed = false;
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => ((killed = signal === 'SIGKILL'), resolve(code))));
     let done = false;
     for await (const line of createInterface({ input: child.stdout! })) {
       arm();
@@ -144,7 +187,7 @@ async function fuzzFormat(format: string, cases: number, hangMs: number, scratch
     if (done) break;
     // The child stopped mid-case: killed by the watchdog (hang) or died on its own.
     const at = current >= 0 ? current : next;
-    (code === null ? s.hangs : s.died).push(at);
+    (killed && code === null ? s.hangs : s.died).push(at);
     next = at + 1;
   }
   s.meanMs = totalMs / Math.max(1, s.loaded + s.userErrors + s.crashes.length);
@@ -227,15 +270,12 @@ async function loadOne(path: string): Promise<void> {
 async function writeCase(spec: string, to: string): Promise<void> {
   const [format, index] = spec.split(':');
   const scratch = mkdtempSync(join(tmpdir(), 'nst-fuzz-case-'));
-  const seeds = await fuzzSeeds(join(scratch, 'seeds'));
-  const f = seeds.findIndex((s) => s.format === format);
-  const { mutate } = await import('../packages/weights/test/fuzz-lib.js');
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(to, { recursive: true });
-  const rng = caseRng(f, Number(index));
-  // The same draws as runCase: which file, then the mutation.
-  const target = Math.floor(rng.uniform() * seeds[f].files.length);
-  seeds[f].files.forEach((file, i) => writeFileSync(join(to, file.name), i === target ? mutate(file.bytes, rng).bytes : file.bytes));
-  rmSync(scratch, { recursive: true, force: true });
-  console.log(`${to}/${seeds[f].open}`);
+  try {
+    const corpora = await fuzzCorpora(join(scratch, 'corpus'));
+    const f = corpora.findIndex((c) => c.seed.format === format);
+    const { path, kind } = prepareCase(corpora[f], Number(index), to, caseRng(f, Number(index)));
+    console.log(`${path} (${kind})`);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }

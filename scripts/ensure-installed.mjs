@@ -22,6 +22,7 @@ const log = (line) => console.log(line);
 
 /** Brings the clone up; returns the one line on the native engine when it is not available (else undefined). */
 export function ensureInstalled() {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: the quick-start script reads it, no turbo task does
   const skipNative = process.env.NST_SKIP_NATIVE === '1';
   const systemReady = skipNative || setUpSystem();
   if (!existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {

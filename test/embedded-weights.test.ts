@@ -7,15 +7,16 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { cliBuilt, jsonLines, nst, repoRoot, tempDir } from './helpers.js';
+import { cliBuilt, jsonLines, nst, repoRoot, tempDir } from '@nst/test-helpers';
 
 const content = path.join(repoRoot, 'examples', 'images', 'tubingen.jpg');
 const style = path.join(repoRoot, 'examples', 'images', 'starry_night.jpg');
-const noWeights = { NST_CACHE_DIR: tempDir('nst-no-weights-'), NST_WEIGHTS: '' };
+const noWeights = { NST_CACHE_DIR: tempDir('nst-no-weights-').path, NST_WEIGHTS: '' };
 
 describe.runIf(cliBuilt)('nst render with no weights installed', () => {
-  const dir = tempDir('nst-embedded-');
-  const args = (out: string) => ['render', '-c', content, '-s', style, '-o', path.join(dir, out), '--size', '64x48', '--iterations', '40', '--print-every', '40', '--save-every', '0', '--json'];
+  const dir = tempDir('nst-embedded-').path;
+  const args = (out: string, iterations = 40) =>
+    ['render', '-c', content, '-s', style, '-o', path.join(dir, out), '--size', '64x48', '--iterations', String(iterations), '--print-every', '40', '--save-every', '0', '--json'];
 
   it('uses the built-in blocks 1-3 with their own layers, says how to get the full network, and stylises', async () => {
     const r = nst(args('built-in.png'), noWeights);
@@ -32,17 +33,17 @@ describe.runIf(cliBuilt)('nst render with no weights installed', () => {
   });
 
   it('keeps the layers the user names and fills only the others', () => {
-    const r = nst([...args('named.png'), '--content-layers', 'conv2_2', '--iterations', '1'], noWeights);
+    const r = nst([...args('named.png', 1), '--content-layers', 'conv2_2'], noWeights);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^layers: content conv2_2; style conv1_1, conv2_1, conv3_1 /m);
   });
 
   it('an explicit --weights or NST_WEIGHTS wins over the built-in set', () => {
-    const explicit = nst([...args('random.png'), '--weights', 'random:3', '--style-layers', 'conv1_1', '--content-layers', 'conv1_2', '--iterations', '1'], noWeights);
+    const explicit = nst([...args('random.png', 1), '--weights', 'random:3', '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'], noWeights);
     expect(explicit.status, explicit.stderr).toBe(0);
     expect(explicit.stderr).not.toMatch(/built-in|^layers:/m);
     expect(explicit.stderr).toMatch(/^weights: random:3 /m);
-    const env = nst([...args('env.png'), '--style-layers', 'conv1_1', '--content-layers', 'conv1_2', '--iterations', '1'], { ...noWeights, NST_WEIGHTS: 'random:4' });
+    const env = nst([...args('env.png', 1), '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'], { ...noWeights, NST_WEIGHTS: 'random:4' });
     expect(env.status, env.stderr).toBe(0);
     expect(env.stderr).toMatch(/^weights: random:4 /m);
   });

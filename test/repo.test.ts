@@ -1,24 +1,32 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitLsFiles, repoRoot } from './helpers.js';
+import { gitLsFiles, repoRoot } from '@nst/test-helpers';
 
 describe('the repository', () => {
   it('holds only the third-party images and weights it may ship, each credited with its licence', () => {
     const files = gitLsFiles();
     expect(files.length).toBeGreaterThan(10);
-    const shipped = files.filter((f) => /\.(jpe?g|png|webp|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f));
-    const images = ['tubingen', 'starry_night', 'the_scream', 'shipwreck'].map((n) => `examples/images/${n}.jpg`);
-    const docs = ['content', 'style', 'result'].map((n) => `docs/example-${n}.jpg`);
+    // An image may ship when a CREDITS.md beside it, or the README.md of its
+    // folder or the one above, names it with its source and licence; the
+    // built-in weights ship with their NOTICE. The photos without a stated
+    // licence in ../shared never ship.
+    const credited = (f: string) =>
+      /\.(jpe?g|png|webp)$/i.test(f) &&
+      [path.join(path.dirname(f), 'CREDITS.md'), path.join(path.dirname(f), 'README.md'), path.join(path.dirname(f), '..', 'README.md')].some((c) => {
+        const credits = path.join(repoRoot, c);
+        return existsSync(credits) && readFileSync(credits, 'utf8').includes(path.basename(f));
+      });
     const weights = 'packages/weights/assets/vgg19-keras-blocks1-3.safetensors';
-    expect(shipped.sort()).toEqual([...images, ...docs, weights].sort());
-    // Each image is listed with its author and licence; the weights have their NOTICE.
-    const credits = readFileSync(path.join(repoRoot, 'examples', 'README.md'), 'utf8');
-    for (const f of [...images, ...docs]) expect(credits, f).toContain(`\`${f.replace(/^examples\//, '')}\``);
-    expect(credits).toMatch(/Andreas Praefcke .* \[CC BY 3\.0\]/);
+    const forbidden = files.filter((f) => /\.(jpe?g|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f) && !credited(f) && f !== weights);
+    expect(forbidden).toEqual([]);
+    expect(files.filter((f) => /golden_gate|hoovertowernight/i.test(f))).toEqual([]);
+    expect(files).toContain(weights);
     const notice = readFileSync(path.join(repoRoot, 'packages', 'weights', 'assets', 'NOTICE'), 'utf8');
     expect(notice).toMatch(/Simonyan and Andrew Zisserman/);
     expect(notice).toMatch(/\(CC BY 4\.0\)/);
+    const examples = readFileSync(path.join(repoRoot, 'examples', 'README.md'), 'utf8');
+    expect(examples).toMatch(/Andreas Praefcke .* \[CC BY 3\.0\]/);
   });
 
   it("keeps the README's two quick-start commands", () => {

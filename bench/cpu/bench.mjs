@@ -11,8 +11,8 @@
 // Backends: cpu (the native oneDNN engine, Winograd where it has it),
 // cpu-direct (the same with NST_CPU_WINOGRAD=0: direct convolutions only), tfjs (our tuned packages/tfjs:
 // multi-threaded wasm), tfjs-stock (tfjs-stock.mjs: a plain TF.js version on
-// the wasm backend as shipped, single-threaded in Node: the baseline issue 4
-// means by "the TF.js WASM backend").
+// the wasm backend as shipped, single-threaded in Node: the baseline meant by
+// "the TF.js WASM backend").
 //
 // Uses the built dist/ of the workspace packages (run `npx turbo run build`).
 // Writes bench/results/cpu-<time>.json (git-ignored) and prints a table.

@@ -26,6 +26,7 @@ for (const [entry, file] of [
         '@nst/core': src('core'),
         '@nst/files': src('files'),
         '@nst/native': src('native'),
+        '@nst/test-helpers': src('test-helpers'),
       },
     },
     logLevel: 'warn',

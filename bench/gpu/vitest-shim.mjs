@@ -3,7 +3,7 @@
 // aliases 'vitest' to this file. Tests run in order; a failure prints the
 // assertion and makes the process exit non-zero.
 const tests = [];
-let prefix = [];
+const prefix = [];
 
 export function describe(name, fn) {
   prefix.push(name);

@@ -3,7 +3,8 @@
 // Memory: every device allocation is its own mapping with an inaccessible
 // page on each side, the data ending where the upper guard begins, so a
 // kernel or library loop that runs past the end faults at once; the fault is
-// reported with the allocation it belongs to. Freed allocations stay mapped
+// reported with the allocation it belongs to. A fresh allocation holds NaN
+// (bytes 0xFF), not zeros. Freed allocations stay mapped
 // and inaccessible for a while (a quarantine), so a stale pointer faults too.
 // Between the moments device work runs, device memory is inaccessible to the
 // host as well: host code that dereferences a device pointer faults as it
@@ -227,6 +228,15 @@ void unmap_oldest_quarantined() {
 }
 
 // Maps `bytes` with guard pages; the data ends at the upper guard.
+// cudaMalloc's memory holds whatever was there before: a fresh allocation
+// holds NaN (every byte 0xFF) here, so that reading memory nobody wrote shows
+// in the results (0 * NaN is NaN) instead of passing as zeros.
+void fill_with_nan(char* data_first, size_t data_pages) {
+  if (device_access_depth == 0) mprotect(data_first, data_pages, PROT_READ | PROT_WRITE);
+  std::memset(data_first, 0xFF, data_pages);
+  if (device_access_depth == 0) mprotect(data_first, data_pages, PROT_NONE);
+}
+
 cudaError_t map_allocation(size_t bytes, bool pinned, void** out) {
   install_fault_handler();
   size_t data_pages = round_up(std::max<size_t>(bytes, 1), kPage);
@@ -252,6 +262,7 @@ cudaError_t map_allocation(size_t bytes, bool pinned, void** out) {
     it = overlaps ? allocations.erase(it) : std::next(it);
   }
   allocations[a.start] = a;
+  if (!pinned) fill_with_nan(data_first, data_pages);
   *out = reinterpret_cast<void*>(a.start);
   return cudaSuccess;
 }

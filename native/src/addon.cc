@@ -13,66 +13,13 @@
 #include <vector>
 
 #include "engine.h"
+#include "napi_args.h"
+#include "session_config.h"
 
 namespace {
 
 using nst::kVgg19;
-
-// ---- argument checking -----------------------------------------------------
-
-[[noreturn]] void type_error(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
-[[noreturn]] void range_error(Napi::Env env, const std::string& message) {
-  throw Napi::RangeError::New(env, message);
-}
-
-Napi::Object object_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || v.IsArray()) type_error(env, what + " must be an object");
-  return v.As<Napi::Object>();
-}
-
-Napi::Array array_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsArray()) type_error(env, what + " must be an array");
-  return v.As<Napi::Array>();
-}
-
-double number_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) type_error(env, what + "." + key + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d)) range_error(env, what + "." + key + " must be finite");
-  return d;
-}
-
-double optional_number(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what,
-                       double fallback) {
-  return o.Get(key).IsUndefined() ? fallback : number_field(env, o, key, what);
-}
-
-int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what, int min, int max) {
-  double d = number_field(env, o, key, what);
-  if (d != std::floor(d) || d < min || d > max)
-    range_error(env, what + "." + key + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max) +
-                         ", got " + Napi::Number::New(env, d).ToString().Utf8Value());
-  return int(d);
-}
-
-std::string string_field(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsString()) type_error(env, what + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
-
-// A Float32Array of exactly `length` values (length < 0: any length).
-Napi::Float32Array floats_arg(Napi::Env env, const Napi::Value& v, const std::string& what, long long length) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    type_error(env, what + " must be a Float32Array");
-  auto a = v.As<Napi::Float32Array>();
-  if (length >= 0 && (long long)a.ElementLength() != length)
-    range_error(env, what + " must hold " + std::to_string(length) + " values, got " +
-                         std::to_string(a.ElementLength()));
-  return a;
-}
+using namespace nst::napi_args;
 
 Napi::Object loss_to_js(Napi::Env env, const nst::LossValues& l) {
   Napi::Object o = Napi::Object::New(env);
@@ -132,7 +79,9 @@ void EngineState::release_if_disposed() {
 
 void check_usable(Napi::Env env, const EngineState& e, const char* op) {
   if (e.disposed) throw Napi::Error::New(env, std::string(op) + ": the engine has been disposed");
-  if (e.busy) throw Napi::Error::New(env, std::string(op) + ": the engine is busy with an earlier call that has not finished (await it)");
+  if (e.busy)
+    throw Napi::Error::New(
+        env, std::string(op) + ": the engine is busy with an earlier call that has not finished (await it)");
 }
 
 void check_usable(Napi::Env env, const SessionState& s, const char* op) {
@@ -142,18 +91,21 @@ void check_usable(Napi::Env env, const SessionState& s, const char* op) {
 
 // ---- the worker behind every Promise ---------------------------------------
 
-class Job : public Napi::AsyncProgressWorker<int> {
+// Runs one engine call (setTargets, iterate, lossAndGradient) on a libuv
+// worker thread and settles its Promise on the JS thread.
+
+class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
  public:
   using Work = std::function<void(const std::function<void(int)>&)>;
   using Result = std::function<Napi::Value(Napi::Env)>;
 
-  // Marks the engine busy until the job settles.
+  // Marks the engine busy until the call settles.
   static Napi::Promise Start(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result,
                              Napi::Value on_progress = Napi::Value()) {
-    auto* job = new Job(env, std::move(state), std::move(work), std::move(result), on_progress);
-    Napi::Promise promise = job->deferred_.Promise();
-    job->state_->engine->busy = true;
-    job->Queue();
+    auto* worker = new EngineCallWorker(env, std::move(state), std::move(work), std::move(result), on_progress);
+    Napi::Promise promise = worker->deferred_.Promise();
+    worker->state_->engine->busy = true;
+    worker->Queue();
     return promise;
   }
 
@@ -185,8 +137,9 @@ class Job : public Napi::AsyncProgressWorker<int> {
   }
 
  private:
-  Job(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result, Napi::Value on_progress)
-      : Napi::AsyncProgressWorker<int>(env, "nst:job"),
+  EngineCallWorker(Napi::Env env, std::shared_ptr<SessionState> state, Work work, Result result,
+                   Napi::Value on_progress)
+      : Napi::AsyncProgressWorker<int>(env, "nst:engine-call"),
         deferred_(Napi::Promise::Deferred::New(env)),
         state_(std::move(state)),
         work_(std::move(work)),
@@ -210,15 +163,15 @@ class Job : public Napi::AsyncProgressWorker<int> {
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeSession",
-                       {InstanceMethod<&SessionWrap::SetTargets>("setTargets"),
-                        InstanceMethod<&SessionWrap::SetImages>("setImages"),
-                        InstanceMethod<&SessionWrap::Iterate>("iterate"),
-                        InstanceMethod<&SessionWrap::LossAndGradient>("lossAndGradient"),
-                        InstanceMethod<&SessionWrap::ReadImages>("readImages"),
-                        InstanceMethod<&SessionWrap::ReadOptimizerState>("readOptimizerState"),
-                        InstanceMethod<&SessionWrap::WriteOptimizerState>("writeOptimizerState"),
-                        InstanceMethod<&SessionWrap::Dispose>("dispose")});
+    return DefineClass(
+        env, "NativeSession",
+        {InstanceMethod<&SessionWrap::SetTargets>("setTargets"), InstanceMethod<&SessionWrap::SetImages>("setImages"),
+         InstanceMethod<&SessionWrap::Iterate>("iterate"),
+         InstanceMethod<&SessionWrap::LossAndGradient>("lossAndGradient"),
+         InstanceMethod<&SessionWrap::ReadImages>("readImages"),
+         InstanceMethod<&SessionWrap::ReadOptimizerState>("readOptimizerState"),
+         InstanceMethod<&SessionWrap::WriteOptimizerState>("writeOptimizerState"),
+         InstanceMethod<&SessionWrap::Dispose>("dispose")});
   }
 
   // Only EngineWrap::CreateSession constructs these (it passes an External).
@@ -240,8 +193,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     SessionState& s = usable(env, "setTargets");
     Napi::Array items = array_arg(env, info[0], "setTargets: targets");
     if (int(items.Length()) != s.config.batch)
-      range_error(env, "setTargets: expected " + std::to_string(s.config.batch) + " targets (one per batch item), got " +
-                           std::to_string(items.Length()));
+      range_error(env, "setTargets: expected " + std::to_string(s.config.batch) +
+                           " targets (one per batch item), got " + std::to_string(items.Length()));
     // The pixels are copied so that the worker never reads JS memory.
     struct OwnedImage {
       int height, width;
@@ -251,7 +204,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     auto owned = std::make_shared<std::vector<std::pair<OwnedImage, std::vector<OwnedImage>>>>();
     auto read_image = [&](const Napi::Value& v, const std::string& what, float weight) {
       Napi::Object o = object_arg(env, v, what);
-      int h = int_field(env, o, "height", what, 1, 1 << 15), w = int_field(env, o, "width", what, 1, 1 << 15);
+      int h = int_field(env, o, "height", what, 1, nst::kMaxImageSide);
+      int w = int_field(env, o, "width", what, 1, nst::kMaxImageSide);
       auto data = floats_arg(env, o.Get("data"), what + ".data", (long long)h * w * 3);
       return OwnedImage{h, w, std::vector<float>(data.Data(), data.Data() + data.ElementLength()), weight};
     };
@@ -275,7 +229,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       owned->push_back({std::move(content), std::move(style_images)});
     }
     auto state = state_;
-    return Job::Start(
+    return EngineCallWorker::Start(
         env, state_,
         [state, owned](const std::function<void(int)>&) {
           std::vector<nst::TargetsView> views;
@@ -292,7 +246,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value SetImages(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     SessionState& s = usable(env, "setImages");
-    auto images = floats_arg(env, info[0], "setImages: images (batch x height x width x 3)", (long long)s.image_values());
+    auto images =
+        floats_arg(env, info[0], "setImages: images (batch x height x width x 3)", (long long)s.image_values());
     guarded(env, [&] { s.session->set_images(images.Data()); });
     return env.Undefined();
   }
@@ -314,7 +269,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       type_error(env, "iterate: onProgress must be a function");
     auto state = state_;
     auto losses = std::make_shared<std::vector<nst::LossValues>>();
-    return Job::Start(
+    return EngineCallWorker::Start(
         env, state_,
         [state, losses, params](const std::function<void(int)>& progress) {
           *losses = state->session->iterate(params, progress);
@@ -334,7 +289,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     float* out = gradient->Value().Data();
     auto state = state_;
     auto losses = std::make_shared<std::vector<nst::LossValues>>();
-    return Job::Start(
+    return EngineCallWorker::Start(
         env, state_,
         [state, losses, out](const std::function<void(int)>&) { *losses = state->session->loss_and_gradient(out); },
         [losses, gradient](Napi::Env env) -> Napi::Value {
@@ -375,7 +330,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return env.Undefined();
   }
 
-  // Idempotent; frees the buffers now, or when the running job settles.
+  // Idempotent; frees the buffers now, or when the running call settles.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     state_->disposed = true;
     state_->engine->release_if_disposed();
@@ -394,21 +349,20 @@ struct AddonData {
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
-
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeEngine",
-                       {InstanceMethod<&EngineWrap::Describe>("describe"),
-                        InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
-                        InstanceMethod<&EngineWrap::CreateSession>("createSession"),
-                        InstanceMethod<&EngineWrap::Dispose>("dispose")});
+    return DefineClass(
+        env, "NativeEngine",
+        {InstanceMethod<&EngineWrap::Describe>("describe"), InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
+         InstanceMethod<&EngineWrap::CreateSession>("createSession"), InstanceMethod<&EngineWrap::Dispose>("dispose")});
   }
 
   // new NativeEngine('cpu' | 'cuda', { gpu?, precision? })
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
-    std::string kind = string_field(env, info[0], "createEngine: kind");
-    Napi::Object options = info.Length() > 1 && !info[1].IsUndefined() ? object_arg(env, info[1], "createEngine: options")
-                                                                        : Napi::Object::New(env);
+    std::string kind = string_arg(env, info[0], "createEngine: kind");
+    Napi::Object options = info.Length() > 1 && !info[1].IsUndefined()
+                               ? object_arg(env, info[1], "createEngine: options")
+                               : Napi::Object::New(env);
     state_ = std::make_shared<EngineState>();
     if (kind == "cpu") {
       state_->engine = guarded(env, [] { return nst::make_cpu_engine(); });
@@ -417,11 +371,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (!options.Get("gpu").IsUndefined()) o.device = int_field(env, options, "gpu", "createEngine: options", 0, 63);
       Napi::Value p = options.Get("precision");
       if (!p.IsUndefined()) {
-        std::string precision = string_field(env, p, "createEngine: options.precision");
-        if (precision == "fp32") o.precision = nst::CudaOptions::Precision::Fp32;
-        else if (precision == "tf32") o.precision = nst::CudaOptions::Precision::Tf32;
-        else if (precision == "bf16") o.precision = nst::CudaOptions::Precision::Bf16;
-        else range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
+        std::string precision = string_arg(env, p, "createEngine: options.precision");
+        if (precision == "fp32")
+          o.precision = nst::CudaOptions::Precision::Fp32;
+        else if (precision == "tf32")
+          o.precision = nst::CudaOptions::Precision::Tf32;
+        else if (precision == "bf16")
+          o.precision = nst::CudaOptions::Precision::Bf16;
+        else
+          range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
       }
       state_->engine = guarded(env, [&] { return nst::make_cuda_engine(o); });
     } else {
@@ -474,10 +432,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const std::string what = "createSession: config";
     Napi::Object c = object_arg(env, info[0], what);
     nst::SessionConfig config;
-    config.height = int_field(env, c, "height", what, 1, 1 << 15);
-    config.width = int_field(env, c, "width", what, 1, 1 << 15);
-    config.batch = int_field(env, c, "batch", what, 1, 1024);
-    std::string pooling = string_field(env, c.Get("pooling"), what + ".pooling");
+    // Types here; ranges, layers and duplicates in the one validation below.
+    config.height = int_field(env, c, "height", what);
+    config.width = int_field(env, c, "width", what);
+    config.batch = int_field(env, c, "batch", what);
+    std::string pooling = string_arg(env, c.Get("pooling"), what + ".pooling");
     if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
     config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
     Napi::Object loss = object_arg(env, c.Get("loss"), what + ".loss");
@@ -487,20 +446,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       for (uint32_t i = 0; i < list.Length(); i++) {
         std::string lwhat = what + ".loss." + key + "[" + std::to_string(i) + "]";
         Napi::Object l = object_arg(env, list.Get(i), lwhat);
-        int index = int_field(env, l, "convIndex", lwhat, 0, e.num_layers - 1);
-        double weight = number_field(env, l, "weight", lwhat);
-        if (weight < 0) range_error(env, lwhat + ".weight must be >= 0");
-        out.push_back({index, float(weight)});
+        out.push_back({int_field(env, l, "convIndex", lwhat), float(number_field(env, l, "weight", lwhat))});
       }
       return out;
     };
     config.loss.content = read_layers("content");
     config.loss.style = read_layers("style");
-    if (config.loss.content.empty() && config.loss.style.empty())
-      range_error(env, what + ".loss needs at least one content or style layer");
-    config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", 10));
-    config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", 40));
-    config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", 0));
+    // Absent terms keep engine.h's defaults.
+    config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", config.loss.alpha));
+    config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", config.loss.beta));
+    config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", config.loss.tv_weight));
+    try {
+      nst::validate_session_config(config, e.num_layers);
+    } catch (const nst::Error& error) {
+      range_error(env, what + "." + error.what());
+    }
 
     auto state = std::make_shared<SessionState>();
     state->engine = state_;
@@ -508,8 +468,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     state->session = guarded(env, [&] { return e.engine->create_session(config); });
     e.sessions.push_back(state);
     auto holder = Napi::External<std::shared_ptr<SessionState>>::New(
-        env, new std::shared_ptr<SessionState>(state),
-        [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
+        env, new std::shared_ptr<SessionState>(state), [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
     return env.GetInstanceData<AddonData>()->session_class.New({holder});
   }
 
@@ -535,7 +494,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", engine);
   exports.Set("NativeSession", session);
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
-#ifdef NST_HAS_CUDA
+#ifdef NST_HAVE_CUDA
   exports.Set("cudaCompiled", true);
 #else
   exports.Set("cudaCompiled", false);

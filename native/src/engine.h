@@ -77,7 +77,7 @@ struct StyleImageView {
 };
 
 struct TargetsView {
-  ImageView content;                    // session size
+  ImageView content;                   // session size
   std::vector<StyleImageView> styles;  // any sizes, weights sum to 1
 };
 
@@ -97,8 +97,7 @@ class Session {
   virtual void set_images(const float* images) = 0;
   // Loss of the images as they are, then step_sizes.size() Adam updates.
   // `progress(done)` may be called from the calling thread at any time.
-  virtual std::vector<LossValues> iterate(const AdamParams& adam,
-                                          const std::function<void(int)>& progress) = 0;
+  virtual std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) = 0;
   // Loss and d J / d image (batch*H*W*3) of the current images.
   virtual std::vector<LossValues> loss_and_gradient(float* gradient_out) = 0;
   virtual void read_images(float* out) const = 0;

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "../engine.h"
+#include "../session_config.h"
 #include "kernels.h"
 #include "vgg_net.h"
 
@@ -21,30 +22,11 @@ static std::string onednn_version() {
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
 }
 
-static int deepest_layer(const LossSpec& loss) {
-  int deepest = -1;
-  for (const auto& l : loss.content) deepest = std::max(deepest, l.conv_index);
-  for (const auto& l : loss.style) deepest = std::max(deepest, l.conv_index);
-  return deepest;
-}
-
 // The layers whose activations the Gram kernels read as N x C matrices.
 static std::vector<bool> style_layers(const LossSpec& loss) {
   std::vector<bool> style(std::size(kVgg19), false);
   for (const auto& l : loss.style) style[l.conv_index] = true;
   return style;
-}
-
-static void check_config(const SessionConfig& c, int num_layers) {
-  if (c.height < 1 || c.width < 1 || c.batch < 1)
-    throw Error("cpu: createSession: height, width and batch must be positive");
-  if (c.loss.content.empty() && c.loss.style.empty())
-    throw Error("cpu: createSession: the loss names no content or style layer");
-  for (const auto* list : {&c.loss.content, &c.loss.style})
-    for (const auto& l : *list)
-      if (l.conv_index < 0 || l.conv_index >= num_layers)
-        throw Error("cpu: createSession: loss layer " + std::to_string(l.conv_index) + " is outside the " +
-                    std::to_string(num_layers) + " layers of the weights");
 }
 
 class CpuSession : public Session {
@@ -54,8 +36,8 @@ class CpuSession : public Session {
         weights_(std::move(weights)),
         config_(config),
         nhwc_layers_(style_layers(config.loss)),
-        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss),
-             config.pooling, true, nhwc_layers_),
+        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss), config.pooling,
+             true, nhwc_layers_),
         image_size_(size_t(config.height) * config.width * 3),
         m_(image_size_ * config.batch, 0.f),
         v_(image_size_ * config.batch, 0.f),
@@ -106,8 +88,8 @@ class CpuSession : public Session {
     for (size_t k = 0; k < adam.step_sizes.size(); k++) {
       evaluate(true);
       if (k == 0) first = losses_;
-      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k],
-                  adam.beta1, adam.beta2, adam.eps);
+      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k], adam.beta1,
+                  adam.beta2, adam.eps);
       progress(int(k + 1));
     }
     return first;
@@ -143,8 +125,7 @@ class CpuSession : public Session {
   // Content targets: the content images' activations, batched in one forward.
   void set_content_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.content.empty()) return;
-    int deepest = -1;
-    for (const auto& l : config_.loss.content) deepest = std::max(deepest, l.conv_index);
+    const int deepest = deepest_layer(config_.loss.content);
     // Same layer layouts as net_ (nhwc_layers_): the content kernel compares activations element by element.
     VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false,
                nhwc_layers_);
@@ -160,8 +141,7 @@ class CpuSession : public Session {
   // Style targets: sum_k weight_k * Ghat(style_k) per layer, one net per style size.
   void set_style_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.style.empty()) return;
-    int deepest = -1;
-    for (const auto& l : config_.loss.style) deepest = std::max(deepest, l.conv_index);
+    const int deepest = deepest_layer(config_.loss.style);
     std::map<std::pair<int, int>, std::unique_ptr<VggNet>> nets;
     for (auto& t : style_targets_) std::fill(t.begin(), t.end(), 0.f);
     for (int b = 0; b < config_.batch; b++) {
@@ -169,8 +149,8 @@ class CpuSession : public Session {
         const ImageView& img = style.image;
         auto& net = nets[{img.height, img.width}];
         if (!net)
-          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling,
-                                         false, nhwc_layers_);
+          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling, false,
+                                         nhwc_layers_);
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
         net->forward();
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
@@ -261,7 +241,7 @@ class CpuEngine : public Engine {
 
   std::unique_ptr<Session> create_session(const SessionConfig& config) override {
     if (!weights_) throw Error("cpu: createSession: call setWeights first");
-    check_config(config, weights_->num_layers());
+    // The config passed validate_session_config (the addon calls it).
     return std::make_unique<CpuSession>(engine_, weights_, config);
   }
 

@@ -35,8 +35,8 @@ double content_loss(const float* a, const float* c, size_t n, float coef, float*
 // dnnl_sgemm is row-major and runs on oneDNN's own OpenMP threads, so the
 // Gram products share one thread pool with the convolutions (OpenBLAS would
 // bring a second, spinning pool onto the same two cores).
-static void sgemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
-                  const float* b, int ldb, float beta, float* c, int ldc) {
+static void sgemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+                  float beta, float* c, int ldc) {
   if (dnnl::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl::status::success)
     throw Error("cpu: dnnl_sgemm failed");
 }
@@ -45,8 +45,7 @@ void gram(const float* a, int n, int c, float scale, float accumulate, float* ou
   sgemm('T', 'N', c, c, n, scale, a, c, a, c, accumulate, out, c);
 }
 
-double style_loss(const float* a, int n, int c, const float* target, float coef, float* scratch,
-                  float* grad) {
+double style_loss(const float* a, int n, int c, const float* target, float coef, float* scratch, float* grad) {
   gram(a, n, c, 1.f / float(n), 0.f, scratch);
   const size_t cc = size_t(c) * c;
   double sum = 0;
@@ -80,8 +79,8 @@ double total_variation(const float* x, int h, int w, float coef, float* grad) {
   return sum;
 }
 
-void adam_update(float* x, const float* g, float* m, float* v, size_t n, double lr_t, double beta1,
-                 double beta2, double eps) {
+void adam_update(float* x, const float* g, float* m, float* v, size_t n, double lr_t, double beta1, double beta2,
+                 double eps) {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     double gi = g[i];

@@ -22,8 +22,7 @@ void gram(const float* a, int n, int c, float scale, float accumulate, float* ou
 //   D = A^T A / N - target;  returns sum D^2;
 //   when grad is not null also grad += coef * A D.
 // `scratch` holds C x C floats.
-double style_loss(const float* a, int n, int c, const float* target, float coef, float* scratch,
-                  float* grad);
+double style_loss(const float* a, int n, int c, const float* target, float coef, float* scratch, float* grad);
 
 // Total variation of one H x W x 3 image: returns
 //   sum (x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2
@@ -31,7 +30,7 @@ double style_loss(const float* a, int n, int c, const float* target, float coef,
 double total_variation(const float* x, int h, int w, float coef, float* grad);
 
 // TF1 Adam step with step size lr_t (see packages/core/src/adam.ts), in double.
-void adam_update(float* x, const float* g, float* m, float* v, size_t n, double lr_t, double beta1,
-                 double beta2, double eps);
+void adam_update(float* x, const float* g, float* m, float* v, size_t n, double lr_t, double beta1, double beta2,
+                 double eps);
 
 }  // namespace nst::cpu

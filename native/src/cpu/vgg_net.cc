@@ -11,17 +11,17 @@ using dnnl::memory;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
-// Activations stay NHWC end to end: the layout JavaScript hands over, the one
-// the Gram and content kernels read as an N x C matrix, and one oneDNN 2.6's
-// brgemm convolutions run at full speed on (bench/RESULTS.md has the numbers).
+// NHWC is the layout JavaScript hands over, the one the Gram kernels read as
+// an N x C matrix, and one oneDNN 2.6's brgemm convolutions run at full speed
+// on (bench/RESULTS.md has the numbers). Winograd layers run on the blocked
+// nChw16c layout instead (see winograd_rule), converted at their edges.
 static memory::desc nhwc(int n, int c, int h, int w) { return {{n, c, h, w}, dt::f32, tag::nhwc}; }
 
 static void copy_into(const memory& m, const float* src, size_t count) {
   std::memcpy(m.get_data_handle(), src, count * sizeof(float));
 }
 
-CpuWeights::CpuWeights(const dnnl::engine& engine, const std::vector<ConvWeightsView>& layers)
-    : engine_(engine) {
+CpuWeights::CpuWeights(const dnnl::engine& engine, const std::vector<ConvWeightsView>& layers) : engine_(engine) {
   for (const auto& l : layers) {
     memory kernel({{l.out_channels, l.in_channels, 3, 3}, dt::f32, tag::hwio}, engine_);
     copy_into(kernel, l.kernel, size_t(9) * l.in_channels * l.out_channels);
@@ -68,8 +68,8 @@ static bool winograd_rule(int layer, int batch, int h, int w) {
 }
 
 static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine, dnnl::prop_kind prop,
-                                                                  dnnl::algorithm alg, tag layout, int batch, int ic,
-                                                                  int oc, int h, int w, const memory::desc& bias) {
+                                                                 dnnl::algorithm alg, tag layout, int batch, int ic,
+                                                                 int oc, int h, int w, const memory::desc& bias) {
   const memory::dims one{1, 1};
   dnnl::post_ops relu;
   relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -100,22 +100,20 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
   return {Step{dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}}};
 }
 
-VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width,
-               int last_layer, Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc)
+VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width, int last_layer,
+               Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc)
     : engine_(engine), stream_(engine), batch_(batch) {
   if (last_layer < 0 || last_layer >= weights.num_layers())
     throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
                 std::to_string(weights.num_layers()));
-  const auto pool_alg = pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding
-                                                : dnnl::algorithm::pooling_max;
+  const auto pool_alg =
+      pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
   const auto prop = with_backward ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
   const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
   // Each step's scratchpad desc, to point them all at one shared buffer at the end.
   std::vector<std::pair<Step*, memory::desc>> scratch_users;
   size_t largest_activation = size_t(batch) * height * width * kVgg19[0].out_channels;
-  auto view = [&](const memory& buffer, const memory::desc& d) {
-    return memory(d, engine_, buffer.get_data_handle());
-  };
+  auto view = [&](const memory& buffer, const memory::desc& d) { return memory(d, engine_, buffer.get_data_handle()); };
 
   image_ = memory(nhwc(batch, 3, height, width), engine_);
   if (with_backward) image_grad_ = memory(nhwc(batch, 3, height, width), engine_);
@@ -143,10 +141,9 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
     }
     const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
     const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
-    conv_pds[l] = conv_forward_pd(engine_, prop,
-                                  layer.winograd ? dnnl::algorithm::convolution_winograd
-                                                 : dnnl::algorithm::convolution_direct,
-                                  conv_layout, batch, ic, oc, h, w, weights.bias(l).get_desc());
+    conv_pds[l] = conv_forward_pd(
+        engine_, prop, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+        conv_layout, batch, ic, oc, h, w, weights.bias(l).get_desc());
     const auto& pd = conv_pds[l];
     input_descs[l] = input.get_desc();
     memory src = input.get_desc() == pd.src_desc() ? input : view(convert_a_, pd.src_desc());
@@ -167,8 +164,7 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
       const int ho = (h + 1) / 2, wo = (w + 1) / 2;
       const tag out_layout = nhwc_output ? tag::nhwc : conv_layout;
       dnnl::pooling_forward::desc pool_desc(prop, pool_alg, {{batch, oc, h, w}, dt::f32, out_layout},
-                                            {{batch, oc, ho, wo}, dt::f32, out_layout}, two, two, zero,
-                                            {h % 2, w % 2});
+                                            {{batch, oc, ho, wo}, dt::f32, out_layout}, two, two, zero, {h % 2, w % 2});
       pool_pds[l] = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine_);
       layer.has_pool = true;
       pooled_[l] = memory(pool_pds[l].dst_desc(), engine_);
@@ -201,16 +197,16 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
       layer.grad_output = view(current, layer.output.get_desc());
       memory::desc any_kernel({layer.shape.channels, kVgg19[l].in_channels, 3, 3}, dt::f32, tag::any);
       dnnl::convolution_backward_data::desc bwd_desc(
-          layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
-          fwd.src_desc(), any_kernel, fwd.dst_desc(), one, one, one);
+          layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct, fwd.src_desc(),
+          any_kernel, fwd.dst_desc(), one, one, one);
       dnnl::convolution_backward_data::primitive_desc bwd(bwd_desc, user_scratchpad(), engine_, fwd);
       memory diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
-                                                                           : view(convert_a_, bwd.diff_dst_desc());
+                                                                            : view(convert_a_, bwd.diff_dst_desc());
       layer.convert_grad_output = convert(layer.grad_output, diff_dst);
       // d J / d (this conv's input), in the layout that input arrived in.
       memory grad_input = l == 0 ? image_grad_ : view(other(current), input_descs[l]);
-      memory diff_src = grad_input.get_desc() == bwd.diff_src_desc() ? grad_input
-                                                                     : view(convert_b_, bwd.diff_src_desc());
+      memory diff_src =
+          grad_input.get_desc() == bwd.diff_src_desc() ? grad_input : view(convert_b_, bwd.diff_src_desc());
       layer.conv_backward = {dnnl::convolution_backward_data(bwd),
                              {{DNNL_ARG_DIFF_DST, diff_dst},
                               {DNNL_ARG_WEIGHTS, weights.kernel(l, bwd.weights_desc())},
@@ -258,7 +254,8 @@ void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient)
   const int last = last_layer();
   {
     const Layer& top = layers_[last];
-    std::memset(top.grad_output.get_data_handle(), 0, size_t(batch_) * top.shape.pixels() * top.shape.channels * sizeof(float));
+    std::memset(top.grad_output.get_data_handle(), 0,
+                size_t(batch_) * top.shape.pixels() * top.shape.channels * sizeof(float));
   }
   for (int l = last; l >= 0; l--) {
     const Layer& layer = layers_[l];

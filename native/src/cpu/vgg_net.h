@@ -55,8 +55,8 @@ class VggNet {
   // (the Gram kernels read it as an N x C matrix); other layers may keep a
   // Winograd layer's blocked layout, which the element-wise kernels (ReLU
   // mask, content loss against a target from a net of the same layers) accept.
-  VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width,
-         int last_layer, Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc);
+  VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width, int last_layer,
+         Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc);
 
   float* image() { return static_cast<float*>(image_.get_data_handle()); }
   const float* image_gradient() const { return static_cast<float*>(image_grad_.get_data_handle()); }
@@ -98,11 +98,11 @@ class VggNet {
     bool has_pool = false;
     Step pool;
     // backward
-    dnnl::memory grad_output;  // d J / d output, in one of the ping-pong buffers
+    dnnl::memory grad_output;     // d J / d output, in one of the ping-pong buffers
     Convert convert_grad_output;  // grad_output -> conv's diff_dst format
-    Step conv_backward;        // -> gradient of the conv's input
-    Convert convert_grad_input;  // conv's diff_src -> the previous layer's format
-    Step pool_backward;        // gradient of the pooled tensor -> of the previous layer's output
+    Step conv_backward;           // -> gradient of the conv's input
+    Convert convert_grad_input;   // conv's diff_src -> the previous layer's format
+    Step pool_backward;           // gradient of the pooled tensor -> of the previous layer's output
   };
   Convert convert(const dnnl::memory& from, const dnnl::memory& to);
 

@@ -3,22 +3,24 @@
 #include <cstdio>
 
 #include "cuda/check.h"
+#include "cuda/format_bytes.h"
+#include "cuda/memory_plan.h"
 
 namespace nst::cuda {
 
 TensorDesc::TensorDesc(const DnnApi& api, int batch, int channels, int height, int width) : api_(api) {
   check_cudnn(api, api.cudnnCreateTensorDescriptor(&desc_), "cudnnCreateTensorDescriptor");
-  check_cudnn(api,
-              api.cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, batch, channels, height, width),
-              "cudnnSetTensor4dDescriptor");
+  check_cudnn(
+      api, api.cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, batch, channels, height, width),
+      "cudnnSetTensor4dDescriptor");
 }
 TensorDesc::~TensorDesc() { api_.cudnnDestroyTensorDescriptor(desc_); }
 
 FilterDesc::FilterDesc(const DnnApi& api, int out_channels, int in_channels) : api_(api) {
   check_cudnn(api, api.cudnnCreateFilterDescriptor(&desc_), "cudnnCreateFilterDescriptor");
-  check_cudnn(api,
-              api.cudnnSetFilter4dDescriptor(desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, out_channels, in_channels, 3, 3),
-              "cudnnSetFilter4dDescriptor");
+  check_cudnn(
+      api, api.cudnnSetFilter4dDescriptor(desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, out_channels, in_channels, 3, 3),
+      "cudnnSetFilter4dDescriptor");
 }
 FilterDesc::~FilterDesc() { api_.cudnnDestroyFilterDescriptor(desc_); }
 
@@ -105,8 +107,7 @@ AlgoChoice AlgoCache::choose(const DnnApi& api, cudnnHandle_t handle, const Conv
                  key.direction == ConvDirection::Forward        ? "conv forward"
                  : key.direction == ConvDirection::FusedForward ? "conv+bias+relu forward"
                                                                 : "conv backward-data",
-                 key.batch,
-                 key.height, key.width, key.in_channels, key.out_channels, choice.algo, int(choice.math),
+                 key.batch, key.height, key.width, key.in_channels, key.out_channels, choice.algo, int(choice.math),
                  format_bytes(choice.workspace).c_str(), returned);
   }
   cache_[key] = choice;

@@ -5,8 +5,9 @@
 #include <map>
 #include <memory>
 
+#include "cuda/conv_key.h"
 #include "cuda/dnn_api.h"
-#include "cuda/plan.h"
+#include "cuda/geometry.h"
 
 namespace nst::cuda {
 

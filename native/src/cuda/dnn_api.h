@@ -109,10 +109,11 @@ struct DnnApi {
                                                              cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t,
                                                              cudnnTensorDescriptor_t dx, int requested, int* returned,
                                                              cudnnConvolutionBwdDataAlgoPerf_t* results);
-  cudnnStatus_t (*cudnnConvolutionForward)(cudnnHandle_t, const void* alpha, cudnnTensorDescriptor_t x, const void* x_data,
-                                           cudnnFilterDescriptor_t w, const void* w_data, cudnnConvolutionDescriptor_t,
-                                           cudnnConvolutionFwdAlgo_t, void* workspace, size_t workspace_bytes,
-                                           const void* beta, cudnnTensorDescriptor_t y, void* y_data);
+  cudnnStatus_t (*cudnnConvolutionForward)(cudnnHandle_t, const void* alpha, cudnnTensorDescriptor_t x,
+                                           const void* x_data, cudnnFilterDescriptor_t w, const void* w_data,
+                                           cudnnConvolutionDescriptor_t, cudnnConvolutionFwdAlgo_t, void* workspace,
+                                           size_t workspace_bytes, const void* beta, cudnnTensorDescriptor_t y,
+                                           void* y_data);
   cudnnStatus_t (*cudnnConvolutionBackwardData)(cudnnHandle_t, const void* alpha, cudnnFilterDescriptor_t w,
                                                 const void* w_data, cudnnTensorDescriptor_t dy, const void* dy_data,
                                                 cudnnConvolutionDescriptor_t, cudnnConvolutionBwdDataAlgo_t,

@@ -26,62 +26,62 @@ std::string version_text(size_t v, bool cudnn) {
 
 class CudaEngine : public Engine {
  public:
-  explicit CudaEngine(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+  explicit CudaEngine(std::shared_ptr<DeviceContext> ctx) : ctx_(std::move(ctx)) {}
 
   std::string describe() const override {
     int blas_version = 0;
-    core_->api.cublasGetVersion_v2(core_->cublas, &blas_version);
-    return "cuda (" + core_->device_name + ", cuDNN " + version_text(core_->api.cudnnGetVersion(), true) +
-           ", cuBLAS " + version_text(size_t(blas_version), false) + ", " + (core_->tf32 ? "tf32" : "fp32") +
-           (core_->fused_conv ? ", fused conv+bias+relu" : "") + ")";
+    ctx_->api.cublasGetVersion_v2(ctx_->cublas, &blas_version);
+    return "cuda (" + ctx_->device_name + ", cuDNN " + version_text(ctx_->api.cudnnGetVersion(), true) + ", cuBLAS " +
+           version_text(size_t(blas_version), false) + ", " + (ctx_->tf32 ? "tf32" : "fp32") +
+           (ctx_->fused_conv ? ", fused conv+bias+relu" : "") + ")";
   }
 
   void set_weights(const std::vector<ConvWeightsView>& layers) override {
-    core_->activate();
+    ctx_->activate();
     if (layers.empty() || layers.size() > 16) throw Error("cuda: set_weights needs 1 to 16 conv layers");
-    std::vector<Core::Layer> uploaded;
+    std::vector<DeviceContext::Layer> uploaded;
     for (size_t i = 0; i < layers.size(); i++) {
       const ConvWeightsView& w = layers[i];
       if (w.in_channels != kVgg19[i].in_channels || w.out_channels != kVgg19[i].out_channels) {
         throw Error(std::string("cuda: weights of ") + kVgg19[i].name + " are " + std::to_string(w.in_channels) + "->" +
-                    std::to_string(w.out_channels) + " channels, VGG-19 has " +
-                    std::to_string(kVgg19[i].in_channels) + "->" + std::to_string(kVgg19[i].out_channels));
+                    std::to_string(w.out_channels) + " channels, VGG-19 has " + std::to_string(kVgg19[i].in_channels) +
+                    "->" + std::to_string(kVgg19[i].out_channels));
       }
       uploaded.push_back(upload_layer(w));
     }
-    core_->sync("set_weights");
-    core_->layers = std::move(uploaded);
-    core_->weights_version++;
+    ctx_->sync("set_weights");
+    ctx_->layers = std::move(uploaded);
+    ctx_->weights_version++;
   }
 
   std::unique_ptr<Session> create_session(const SessionConfig& config) override {
-    if (core_->layers.empty()) throw Error("cuda: create_session before set_weights");
-    return make_session(core_, config);
+    if (ctx_->layers.empty()) throw Error("cuda: create_session before set_weights");
+    return make_session(ctx_, config);
   }
 
  private:
   // HWIO (Keras) -> KRSC (cuDNN NHWC filter: out, row, col, in).
-  Core::Layer upload_layer(const ConvWeightsView& w) {
+  DeviceContext::Layer upload_layer(const ConvWeightsView& w) {
     const int in = w.in_channels, out = w.out_channels;
     std::vector<float> krsc(size_t(9) * in * out);
     for (int o = 0; o < out; o++)
       for (int rs = 0; rs < 9; rs++)
         for (int i = 0; i < in; i++) krsc[(size_t(o) * 9 + rs) * in + i] = w.kernel[(size_t(rs) * in + i) * out + o];
-    Core::Layer layer;
+    DeviceContext::Layer layer;
     layer.kernel = DeviceBuffer(krsc.size() * 4, "conv kernels");
     layer.bias = DeviceBuffer(size_t(out) * 4, "conv biases");
     // On our stream (a non-blocking one, which the legacy default stream
     // does not order against), then synchronised: krsc is a local.
-    check_cuda(cudaMemcpyAsync(layer.kernel.get(), krsc.data(), krsc.size() * 4, cudaMemcpyHostToDevice, core_->stream),
+    check_cuda(cudaMemcpyAsync(layer.kernel.get(), krsc.data(), krsc.size() * 4, cudaMemcpyHostToDevice, ctx_->stream),
                "cudaMemcpyAsync (conv kernels)");
-    check_cuda(cudaMemcpyAsync(layer.bias.get(), w.bias, size_t(out) * 4, cudaMemcpyHostToDevice, core_->stream),
+    check_cuda(cudaMemcpyAsync(layer.bias.get(), w.bias, size_t(out) * 4, cudaMemcpyHostToDevice, ctx_->stream),
                "cudaMemcpyAsync (conv biases)");
-    core_->sync("set_weights");
-    layer.filter = std::make_unique<FilterDesc>(core_->api, out, in);
+    ctx_->sync("set_weights");
+    layer.filter = std::make_unique<FilterDesc>(ctx_->api, out, in);
     return layer;
   }
 
-  std::shared_ptr<Core> core_;
+  std::shared_ptr<DeviceContext> ctx_;
 };
 
 }  // namespace
@@ -106,37 +106,38 @@ std::unique_ptr<Engine> make_cuda_engine(const CudaOptions& options) {
                 " GPU(s) found");
   }
   if (options.precision == CudaOptions::Precision::Bf16) {
-    throw Error("cuda: precision bf16 is not supported (its parity with the cpu engine is unverified); use tf32 or fp32");
+    throw Error(
+        "cuda: precision bf16 is not supported (its parity with the cpu engine is unverified); use tf32 or fp32");
   }
   const DnnApi& api = load_dnn_api();
-  auto core = std::make_shared<Core>(api);
-  core->device = options.device;
-  core->tf32 = options.precision == CudaOptions::Precision::Tf32;
+  auto ctx = std::make_shared<DeviceContext>(api);
+  ctx->device = options.device;
+  ctx->tf32 = options.precision == CudaOptions::Precision::Tf32;
   check_cuda(cudaSetDevice(options.device), "cudaSetDevice");
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, options.device), "cudaGetDeviceProperties");
-  core->device_name = prop.name;
+  ctx->device_name = prop.name;
   if (prop.major < 8) {
     throw Error(std::string("cuda: ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
                 std::to_string(prop.minor) + "; this build needs 8.0 or newer");
   }
-  check_cuda(cudaStreamCreateWithFlags(&core->stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  check_cudnn(api, api.cudnnCreate(&core->cudnn), "cudnnCreate");
-  check_cudnn(api, api.cudnnSetStream(core->cudnn, core->stream), "cudnnSetStream");
-  check_cudnn(api, api.cudnnCreateActivationDescriptor(&core->relu), "cudnnCreateActivationDescriptor");
-  check_cudnn(api, api.cudnnSetActivationDescriptor(core->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+  check_cuda(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cudnn(api, api.cudnnCreate(&ctx->cudnn), "cudnnCreate");
+  check_cudnn(api, api.cudnnSetStream(ctx->cudnn, ctx->stream), "cudnnSetStream");
+  check_cudnn(api, api.cudnnCreateActivationDescriptor(&ctx->relu), "cudnnCreateActivationDescriptor");
+  check_cudnn(api, api.cudnnSetActivationDescriptor(ctx->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
               "cudnnSetActivationDescriptor");
   const char* fused = std::getenv("NST_CUDA_FUSED_CONV");
-  core->fused_conv = fused && *fused && *fused != '0';
-  check_cublas(api, api.cublasCreate_v2(&core->cublas), "cublasCreate");
-  check_cublas(api, api.cublasSetStream_v2(core->cublas, core->stream), "cublasSetStream");
-  core->cublas_workspace = DeviceBuffer(kCublasWorkspace, "cuBLAS workspace");
+  ctx->fused_conv = fused && *fused && *fused != '0';
+  check_cublas(api, api.cublasCreate_v2(&ctx->cublas), "cublasCreate");
+  check_cublas(api, api.cublasSetStream_v2(ctx->cublas, ctx->stream), "cublasSetStream");
+  ctx->cublas_workspace = DeviceBuffer(kCublasWorkspace, "cuBLAS workspace");
   // A fixed workspace: cuBLAS allocates nothing during graph capture.
-  check_cublas(api, api.cublasSetWorkspace_v2(core->cublas, core->cublas_workspace.get(), kCublasWorkspace),
+  check_cublas(api, api.cublasSetWorkspace_v2(ctx->cublas, ctx->cublas_workspace.get(), kCublasWorkspace),
                "cublasSetWorkspace");
-  check_cublas(api, api.cublasSetMathMode(core->cublas, core->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH),
+  check_cublas(api, api.cublasSetMathMode(ctx->cublas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH),
                "cublasSetMathMode");
-  return std::make_unique<CudaEngine>(core);
+  return std::make_unique<CudaEngine>(ctx);
 }
 
 }  // namespace nst

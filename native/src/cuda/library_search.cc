@@ -52,17 +52,22 @@ std::vector<std::string> site_packages_patterns(const SearchEnv& env) {
   if (!env.virtual_env.empty()) p.push_back(env.virtual_env + "/lib/python3*/site-packages");
   if (!env.conda_prefix.empty()) p.push_back(env.conda_prefix + "/lib/python3*/site-packages");
   if (!env.home.empty()) p.push_back(env.home + "/.local/lib/python3*/site-packages");
-  for (const char* sys : {"/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
-                          "/usr/lib/python3/dist-packages", "/usr/lib/python3*/site-packages",
-                          "/opt/conda/lib/python3*/site-packages"}) {
+  for (const char* sys :
+       {"/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
+        "/usr/lib/python3/dist-packages", "/usr/lib/python3*/site-packages", "/opt/conda/lib/python3*/site-packages"}) {
     p.push_back(env.root + sys);
   }
   return p;
 }
 
 const char* const kSystemDirs[] = {
-    "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu",
-    "/usr/local/cudnn/lib64", "/usr/lib64", "/usr/local/lib", "/usr/lib/aarch64-linux-gnu",
+    "/usr/local/cuda/lib64",
+    "/usr/local/cuda/targets/x86_64-linux/lib",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/local/cudnn/lib64",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/usr/lib/aarch64-linux-gnu",
 };
 
 std::string dir_of(const std::string& file) {
@@ -117,8 +122,8 @@ std::string describe_search(const LibrarySpec& spec, const SearchEnv& env) {
   std::string names;
   for (const std::string& n : spec.file_names) names += (names.empty() ? "" : " or ") + n;
   std::string text = spec.what + " (" + names + ") not found; searched " + spec.env_var +
-                     (env.explicit_path.empty() ? " (unset)" : " (" + env.explicit_path + ")") +
-                     ", LD_LIBRARY_PATH" + (env.ld_library_path.empty() ? " (unset)" : "") + ", pip wheels (";
+                     (env.explicit_path.empty() ? " (unset)" : " (" + env.explicit_path + ")") + ", LD_LIBRARY_PATH" +
+                     (env.ld_library_path.empty() ? " (unset)" : "") + ", pip wheels (";
   std::string wheel_list;
   for (const std::string& w : spec.wheel_dirs) wheel_list += (wheel_list.empty() ? "" : ", ") + w;
   text += wheel_list + " under Python site-packages), ";

@@ -21,10 +21,10 @@
 namespace nst::cuda {
 
 struct LibrarySpec {
-  std::string what;                      // "cuDNN", for messages
-  std::string env_var;                   // "NST_CUDNN_PATH"
-  std::vector<std::string> file_names;   // tried in order: "libcudnn.so.9"
-  std::vector<std::string> wheel_dirs;   // relative to site-packages: "nvidia/cudnn/lib"
+  std::string what;                     // "cuDNN", for messages
+  std::string env_var;                  // "NST_CUDNN_PATH"
+  std::vector<std::string> file_names;  // tried in order: "libcudnn.so.9"
+  std::vector<std::string> wheel_dirs;  // relative to site-packages: "nvidia/cudnn/lib"
   // Loaded (best effort) from the same folder before the library itself, so
   // that its own dlopen/DT_NEEDED of them by soname finds these copies
   // (cuDNN 9's libcudnn.so.9 is a shim over libcudnn_*.so.9 sub-libraries).

@@ -1,4 +1,4 @@
-// What the engine and its sessions share (Core: handles, stream, weights,
+// What the engine and its sessions share (DeviceContext: handles, stream, weights,
 // algorithm cache) and a forward pass of the VGG-19 prefix at one size (Pass).
 #pragma once
 
@@ -12,14 +12,15 @@
 #include "cuda/conv.h"
 #include "cuda/device_buffer.h"
 #include "cuda/dnn_api.h"
-#include "cuda/plan.h"
+#include "cuda/geometry.h"
+#include "cuda/memory_plan.h"
 #include "cuda/profiler.h"
 #include "engine.h"
 
 namespace nst::cuda {
 
 // What engine and sessions share (sessions may outlive the Engine object).
-struct Core {
+struct DeviceContext {
   const DnnApi& api;
   int device = 0;
   bool tf32 = true;
@@ -40,8 +41,8 @@ struct Core {
   std::vector<Layer> layers;
   int weights_version = 0;
 
-  explicit Core(const DnnApi& a) : api(a) {}
-  ~Core() {
+  explicit DeviceContext(const DnnApi& a) : api(a) {}
+  ~DeviceContext() {
     if (relu) api.cudnnDestroyActivationDescriptor(relu);
     if (cublas) api.cublasDestroy_v2(cublas);
     if (cudnn) api.cudnnDestroy(cudnn);
@@ -60,8 +61,12 @@ struct Pass {
   std::vector<std::unique_ptr<ConvPlan>> convs;
   std::vector<DeviceBuffer> acts;    // post-ReLU output of conv i
   std::vector<DeviceBuffer> pooled;  // pool output after conv i (when any)
+  // The fused conv's z input, zeroed once (fused path only): cuDNN computes
+  // relu(conv + alpha2 * z + bias) and may read z even with alpha2 = 0, so z
+  // must hold no NaN (0 * NaN = NaN), which a fresh or earlier map may.
+  DeviceBuffer fused_zeros;
 
-  Pass(Core& core, int batch, int height, int width, int layers, bool backward);
+  Pass(DeviceContext& ctx, int batch, int height, int width, int layers, bool backward);
   size_t map_floats(int i) const {
     return size_t(batch) * geometry[i].height * geometry[i].width * geometry[i].out_channels;
   }
@@ -71,13 +76,11 @@ struct Pass {
     return w;
   }
   // Runs conv layers [0, upto) on `input` (batch, h, w, 3).
-  void forward(Core& core, const float* input, int upto, void* workspace, size_t workspace_bytes, bool max_pool);
+  void forward(DeviceContext& ctx, const float* input, int upto, void* workspace, size_t workspace_bytes,
+               bool max_pool);
 };
 
 // G[b] = alpha * A_b^T A_b + beta * G[b] for NHWC maps A (N pixels x c).
-void gram(Core& core, const float* a, float* g, int c, long long pixels, int batch, float alpha, float beta);
-
-// Index of the deepest conv layer the loss uses (-1 when none).
-int deepest_layer(const LossSpec& loss);
+void gram(DeviceContext& ctx, const float* a, float* g, int c, long long pixels, int batch, float alpha, float beta);
 
 }  // namespace nst::cuda

@@ -48,11 +48,15 @@ class Profiler {
       all += ms;
       std::fprintf(stderr, "nst cuda profile: %8.3f ms  %s %s\n", ms, marks_[i].kind, marks_[i].label.c_str());
       auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& t) { return t.first == marks_[i].kind; });
-      if (it == totals.end()) totals.push_back({marks_[i].kind, ms});
-      else it->second += ms;
+      if (it == totals.end())
+        totals.push_back({marks_[i].kind, ms});
+      else
+        it->second += ms;
     }
-    for (const auto& [kind, ms] : totals) std::fprintf(stderr, "nst cuda profile total: %8.3f ms  %s\n", ms, kind.c_str());
-    std::fprintf(stderr, "nst cuda profile total: %8.3f ms  one evaluation (forward, losses, backward; no Adam)\n", all);
+    for (const auto& [kind, ms] : totals)
+      std::fprintf(stderr, "nst cuda profile total: %8.3f ms  %s\n", ms, kind.c_str());
+    std::fprintf(stderr, "nst cuda profile total: %8.3f ms  one evaluation (forward, losses, backward; no Adam)\n",
+                 all);
     for (const auto& m : marks_) cudaEventDestroy(m.event);
     marks_.clear();
   }

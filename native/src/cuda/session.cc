@@ -1,6 +1,7 @@
 // A CUDA session: VGG-19 forward on cuDNN, losses and their gradients in our
 // own kernels and cuBLAS, backward to the pixels, Adam, all on one stream;
-// each optimisation step is captured once into a CUDA graph and replayed.
+// each optimisation step is captured once into a CUDA graph (graph.h) and
+// replayed.
 //
 // Data flow of one step (per batch of N images, NHWC):
 //   x -> conv_i -> bias+ReLU -> a_i [-> pool -> p_i] ... up to the deepest loss layer
@@ -21,20 +22,23 @@
 #include <vector>
 
 #include "cuda/check.h"
+#include "cuda/format_bytes.h"
+#include "cuda/graph.h"
 #include "cuda/kernels.h"
-#include "cuda/plan.h"
+#include "cuda/memory_plan.h"
+#include "session_config.h"
 
 namespace nst::cuda {
 namespace {
 
 class CudaSession : public Session {
  public:
-  CudaSession(std::shared_ptr<Core> core, const SessionConfig& config) : core_(std::move(core)), config_(config) {
-    validate();
+  CudaSession(std::shared_ptr<DeviceContext> ctx, const SessionConfig& config) : ctx_(std::move(ctx)), config_(config) {
+    // The config passed validate_session_config (the addon calls it).
     num_layers_ = deepest_layer(config_.loss) + 1;
-    core_->activate();
+    ctx_->activate();
     check_memory();
-    pass_ = std::make_unique<Pass>(*core_, config_.batch, config_.height, config_.width, num_layers_, true);
+    pass_ = std::make_unique<Pass>(*ctx_, config_.batch, config_.height, config_.width, num_layers_, true);
     const int b = config_.batch;
     size_t largest = 0;
     for (int i = 0; i < num_layers_; i++) {
@@ -63,28 +67,28 @@ class CudaSession : public Session {
       for (DeviceBuffer& t : *group) zeroed.push_back(&t);
     }
     for (DeviceBuffer* buf : zeroed) {
-      check_cuda(cudaMemsetAsync(buf->get(), 0, buf->bytes(), core_->stream), "cudaMemsetAsync (session buffers)");
+      check_cuda(cudaMemsetAsync(buf->get(), 0, buf->bytes(), ctx_->stream), "cudaMemsetAsync (session buffers)");
     }
-    core_->sync("session setup");
+    ctx_->sync("session setup");
     // Last: nothing may throw after it (the destructor frees it, and does not
     // run for a constructor that threw).
     check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kLossSlots), "cudaMallocHost (losses)");
-    weights_version_ = core_->weights_version;
+    weights_version_ = ctx_->weights_version;
     if (verbose()) {
       std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
-                   config_.height, b, format_bytes(allocated_bytes()).c_str(), format_bytes(workspace_.bytes()).c_str());
+                   config_.height, b, format_bytes(allocated_bytes()).c_str(),
+                   format_bytes(workspace_.bytes()).c_str());
     }
   }
 
   ~CudaSession() override {
-    drop_graph();
     if (host_losses_) cudaFreeHost(host_losses_);
   }
 
   const SessionConfig& config() const override { return config_; }
 
   void set_targets(const std::vector<TargetsView>& targets) override {
-    core_->activate();
+    ctx_->activate();
     check_weights();
     if (int(targets.size()) != config_.batch) {
       throw Error("cuda: set_targets got " + std::to_string(targets.size()) + " targets for a batch of " +
@@ -92,32 +96,32 @@ class CudaSession : public Session {
     }
     set_content_targets(targets);
     set_style_targets(targets);
-    core_->sync("set_targets");
+    ctx_->sync("set_targets");
   }
 
   void set_images(const float* images) override {
-    core_->activate();
+    ctx_->activate();
     upload(x_, images, "cudaMemcpyAsync (images)");
-    check_cuda(cudaMemsetAsync(m_.get(), 0, m_.bytes(), core_->stream), "cudaMemsetAsync (Adam m)");
-    check_cuda(cudaMemsetAsync(v_.get(), 0, v_.bytes(), core_->stream), "cudaMemsetAsync (Adam v)");
-    core_->sync("set_images");
+    check_cuda(cudaMemsetAsync(m_.get(), 0, m_.bytes(), ctx_->stream), "cudaMemsetAsync (Adam m)");
+    check_cuda(cudaMemsetAsync(v_.get(), 0, v_.bytes(), ctx_->stream), "cudaMemsetAsync (Adam v)");
+    ctx_->sync("set_images");
   }
 
   std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) override {
-    core_->activate();
+    ctx_->activate();
     check_weights();
     const int total = int(adam.step_sizes.size());
     if (total == 0) {
-      if (Profiler::requested()) core_->profiler.begin(core_->stream);
+      if (Profiler::requested()) ctx_->profiler.begin(ctx_->stream);
       enqueue_step(nullptr);
-      core_->profiler.end_and_print();
+      ctx_->profiler.end_and_print();
       read_losses_async();
-      core_->sync("iterate (evaluate)");
+      ctx_->sync("iterate (evaluate)");
       return loss_values();
     }
-    if (graph_exec_ && (adam.beta1 != graph_adam_.beta1 || adam.beta2 != graph_adam_.beta2 ||
-                        adam.eps != graph_adam_.eps)) {
-      drop_graph();  // the Adam constants are baked into the captured launch
+    if (graph_.ready() &&
+        (adam.beta1 != graph_adam_.beta1 || adam.beta2 != graph_adam_.beta2 || adam.eps != graph_adam_.eps)) {
+      graph_.reset();  // the Adam constants are baked into the captured launch
     }
     // Progress: every kProgressEvery steps an event; we wait on the previous
     // one, so the queue stays full while the caller hears how far we are.
@@ -128,14 +132,14 @@ class CudaSession : public Session {
       for (int done = 0; done < total;) {
         int chunk = std::min(kStepChunk, total - done);
         check_cuda(cudaMemcpyAsync(step_sizes_.get(), adam.step_sizes.data() + done, sizeof(float) * chunk,
-                                   cudaMemcpyHostToDevice, core_->stream),
+                                   cudaMemcpyHostToDevice, ctx_->stream),
                    "cudaMemcpyAsync (step sizes)");
-        check_cuda(cudaMemsetAsync(step_index_.get(), 0, sizeof(int), core_->stream), "cudaMemsetAsync (step index)");
+        check_cuda(cudaMemsetAsync(step_index_.get(), 0, sizeof(int), ctx_->stream), "cudaMemsetAsync (step index)");
         for (int k = 0; k < chunk; k++, done++) {
           run_update_step(adam);
           if (done == 0) read_losses_async();
           if ((done + 1) % kProgressEvery == 0 || done + 1 == total) {
-            check_cuda(cudaEventRecord(marks[mark], core_->stream), "cudaEventRecord");
+            check_cuda(cudaEventRecord(marks[mark], ctx_->stream), "cudaEventRecord");
             if (pending_done >= 0) {
               check_cuda(cudaEventSynchronize(marks[1 - mark]), "cudaEventSynchronize (iterate)");
               if (progress) progress(pending_done);
@@ -145,7 +149,7 @@ class CudaSession : public Session {
           }
         }
       }
-      core_->sync("iterate");
+      ctx_->sync("iterate");
     } catch (...) {
       for (cudaEvent_t e : marks) cudaEventDestroy(e);
       throw;
@@ -156,13 +160,13 @@ class CudaSession : public Session {
   }
 
   std::vector<LossValues> loss_and_gradient(float* gradient_out) override {
-    core_->activate();
+    ctx_->activate();
     check_weights();
     enqueue_step(nullptr);
     read_losses_async();
-    check_cuda(cudaMemcpyAsync(gradient_out, dx_.get(), dx_.bytes(), cudaMemcpyDeviceToHost, core_->stream),
+    check_cuda(cudaMemcpyAsync(gradient_out, dx_.get(), dx_.bytes(), cudaMemcpyDeviceToHost, ctx_->stream),
                "cudaMemcpyAsync (gradient)");
-    core_->sync("loss_and_gradient");
+    ctx_->sync("loss_and_gradient");
     return loss_values();
   }
 
@@ -172,36 +176,15 @@ class CudaSession : public Session {
     download(v_, v_out, "cudaMemcpyAsync (read Adam v)");
   }
   void write_optimizer_state(const float* m, const float* v) override {
-    core_->activate();
+    ctx_->activate();
     upload(m_, m, "cudaMemcpyAsync (write Adam m)");
     upload(v_, v, "cudaMemcpyAsync (write Adam v)");
-    core_->sync("write_optimizer_state");
+    ctx_->sync("write_optimizer_state");
   }
 
  private:
   static constexpr int kStepChunk = 1024;
   static constexpr int kProgressEvery = 32;
-
-  void validate() const {
-    const SessionConfig& c = config_;
-    if (c.height < 1 || c.width < 1 || c.batch < 1) {
-      throw Error("cuda: session size " + std::to_string(c.width) + "x" + std::to_string(c.height) + " batch " +
-                  std::to_string(c.batch) + " is invalid");
-    }
-    for (const auto* list : {&c.loss.content, &c.loss.style}) {
-      for (const WeightedLayer& l : *list) {
-        if (l.conv_index < 0 || l.conv_index >= 16) {
-          throw Error("cuda: loss layer index " + std::to_string(l.conv_index) + " is not a VGG-19 conv layer (0..15)");
-        }
-      }
-    }
-    int deepest = deepest_layer(c.loss);
-    if (deepest < 0) throw Error("cuda: the loss has no content or style layer");
-    if (deepest >= int(core_->layers.size())) {
-      throw Error("cuda: the loss needs conv layer " + std::string(kVgg19[deepest].name) + " but only " +
-                  std::to_string(core_->layers.size()) + " layers of weights are loaded");
-    }
-  }
 
   SessionShape shape() const {
     SessionShape s;
@@ -209,28 +192,33 @@ class CudaSession : public Session {
     s.width = config_.width;
     s.batch = config_.batch;
     s.num_layers = num_layers_;
+    s.fused_conv = ctx_->fused_conv;
     for (const auto& c : config_.loss.content) s.content_layers.push_back(c.conv_index);
     for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
     return s;
   }
 
+  // Memory first (its message names the largest size that fits both limits),
+  // then cuDNN's tensor limit, which may bind although the memory is there.
   void check_memory() const {
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
     if (required_bytes(shape()) > free_bytes) {
-      throw Error(out_of_memory_message(shape(), free_bytes, core_->device_name));
+      throw Error(out_of_memory_message(shape(), free_bytes, ctx_->device_name));
     }
+    const std::string too_large = tensor_limit_violation(shape());
+    if (!too_large.empty()) throw Error(too_large);
   }
 
   void check_weights() {
-    if (core_->weights_version != weights_version_) {
+    if (ctx_->weights_version != weights_version_) {
       // New weight buffers: the captured graph points at the old ones.
-      drop_graph();
-      weights_version_ = core_->weights_version;
+      graph_.reset();
+      weights_version_ = ctx_->weights_version;
     }
-    if (num_layers_ > int(core_->layers.size())) {
+    if (num_layers_ > int(ctx_->layers.size())) {
       throw Error("cuda: the session needs " + std::to_string(num_layers_) + " conv layers but only " +
-                  std::to_string(core_->layers.size()) + " are loaded");
+                  std::to_string(ctx_->layers.size()) + " are loaded");
     }
   }
 
@@ -246,21 +234,21 @@ class CudaSession : public Session {
 
   void ensure_workspace(size_t bytes) {
     if (bytes <= workspace_.bytes()) return;
-    drop_graph();  // the graph holds the old workspace pointer
+    graph_.reset();  // the graph holds the old workspace pointer
     // Work already queued (the content-target forward) may still use the old
     // workspace: don't rely on cudaFree's implicit synchronisation.
-    core_->sync("workspace resize");
+    ctx_->sync("workspace resize");
     workspace_ = DeviceBuffer();
     workspace_ = DeviceBuffer(bytes, "cuDNN workspace");
   }
 
   void upload(DeviceBuffer& dst, const float* src, const char* what) {
-    check_cuda(cudaMemcpyAsync(dst.get(), src, dst.bytes(), cudaMemcpyHostToDevice, core_->stream), what);
+    check_cuda(cudaMemcpyAsync(dst.get(), src, dst.bytes(), cudaMemcpyHostToDevice, ctx_->stream), what);
   }
   void download(const DeviceBuffer& src, float* dst, const char* what) const {
-    core_->activate();
-    check_cuda(cudaMemcpyAsync(dst, src.get(), src.bytes(), cudaMemcpyDeviceToHost, core_->stream), what);
-    core_->sync(what);
+    ctx_->activate();
+    check_cuda(cudaMemcpyAsync(dst, src.get(), src.bytes(), cudaMemcpyDeviceToHost, ctx_->stream), what);
+    ctx_->sync(what);
   }
 
   // Content targets: the content images' activations at the content layers.
@@ -274,17 +262,15 @@ class CudaSession : public Session {
                     std::to_string(img.height) + " but the session is " + std::to_string(config_.width) + "x" +
                     std::to_string(config_.height));
       }
-      check_cuda(cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice,
-                                 core_->stream),
-                 "cudaMemcpyAsync (content image)");
+      check_cuda(
+          cudaMemcpyAsync(staging_.f() + b * per_image, img.data, per_image * 4, cudaMemcpyHostToDevice, ctx_->stream),
+          "cudaMemcpyAsync (content image)");
     }
-    int upto = 0;
-    for (const auto& c : config_.loss.content) upto = std::max(upto, c.conv_index + 1);
-    pass_->forward(*core_, staging_.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
+    const int upto = deepest_layer(config_.loss.content) + 1;
+    pass_->forward(*ctx_, staging_.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
     for (size_t k = 0; k < config_.loss.content.size(); k++) {
       const DeviceBuffer& a = pass_->acts[config_.loss.content[k].conv_index];
-      check_cuda(cudaMemcpyAsync(content_targets_[k].get(), a.get(), a.bytes(), cudaMemcpyDeviceToDevice,
-                                 core_->stream),
+      check_cuda(cudaMemcpyAsync(content_targets_[k].get(), a.get(), a.bytes(), cudaMemcpyDeviceToDevice, ctx_->stream),
                  "cudaMemcpyAsync (content targets)");
     }
   }
@@ -295,10 +281,9 @@ class CudaSession : public Session {
   void set_style_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.style.empty()) return;
     for (auto& t : style_targets_) {
-      check_cuda(cudaMemsetAsync(t.get(), 0, t.bytes(), core_->stream), "cudaMemsetAsync (style targets)");
+      check_cuda(cudaMemsetAsync(t.get(), 0, t.bytes(), ctx_->stream), "cudaMemsetAsync (style targets)");
     }
-    int upto = 0;
-    for (const auto& s : config_.loss.style) upto = std::max(upto, s.conv_index + 1);
+    const int upto = deepest_layer(config_.loss.style) + 1;
     for (int b = 0; b < config_.batch; b++) {
       if (targets[b].styles.empty()) throw Error("cuda: batch item " + std::to_string(b) + " has no style image");
       for (const StyleImageView& style : targets[b].styles) {
@@ -308,29 +293,42 @@ class CudaSession : public Session {
         s.width = img.width;
         s.num_layers = upto;
         s.backward = false;
-        size_t free_bytes = 0, total_bytes = 0;
-        check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-        if (estimate_memory(s).total() > free_bytes) {
-          throw Error("cuda: style image " + std::to_string(img.width) + "x" + std::to_string(img.height) +
-                      " needs about " + format_bytes(estimate_memory(s).total()) + " but " + format_bytes(free_bytes) +
-                      " is free on " + core_->device_name + "; use a smaller style image");
-        }
-        Pass pass(*core_, 1, img.height, img.width, upto, false);
+        s.fused_conv = ctx_->fused_conv;
+        for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
+        check_style_pass(s);
+        Pass pass(*ctx_, 1, img.height, img.width, upto, false);
         ensure_workspace(pass.workspace());
         DeviceBuffer input(size_t(img.height) * img.width * 3 * 4, "style image");
-        check_cuda(cudaMemcpyAsync(input.get(), img.data, input.bytes(), cudaMemcpyHostToDevice, core_->stream),
+        check_cuda(cudaMemcpyAsync(input.get(), img.data, input.bytes(), cudaMemcpyHostToDevice, ctx_->stream),
                    "cudaMemcpyAsync (style image)");
-        pass.forward(*core_, input.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
+        pass.forward(*ctx_, input.f(), upto, workspace_.get(), workspace_.bytes(), max_pool());
         for (size_t l = 0; l < config_.loss.style.size(); l++) {
           int i = config_.loss.style[l].conv_index;
           const LayerGeometry& g = pass.geometry[i];
           long long pixels = (long long)g.height * g.width;
           int c = g.out_channels;
           float* target = style_targets_[l].f() + size_t(b) * c * c;
-          gram(*core_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
+          gram(*ctx_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
         }
-        core_->sync("style targets");  // the pass's buffers are freed next
+        ctx_->sync("style targets");  // the pass's buffers are freed next
       }
+    }
+  }
+
+  // A style image runs alone in its own pass: within cuDNN's tensor limit,
+  // and within the free memory with its maps and the workspace growth.
+  void check_style_pass(const SessionShape& s) const {
+    const std::string style_image = "style image " + std::to_string(s.width) + "x" + std::to_string(s.height);
+    if (largest_tensor_elements(s) > kMaxTensorElements) {
+      throw Error("cuda: " + style_image + " makes a tensor of " + std::to_string(largest_tensor_elements(s)) +
+                  " elements, beyond the 2^31 - 1 that cuDNN's tensor descriptors can hold; use a smaller style image");
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    const size_t needed = style_pass_bytes(s, workspace_.bytes());
+    if (needed > free_bytes) {
+      throw Error("cuda: " + style_image + " needs about " + format_bytes(needed) + " but " + format_bytes(free_bytes) +
+                  " is free on " + ctx_->device_name + "; use a smaller style image");
     }
   }
 
@@ -338,11 +336,11 @@ class CudaSession : public Session {
 
   // Forward, losses, backward to dx_ (incl. TV); then Adam when `adam`.
   void enqueue_step(const AdamParams* adam) {
-    Core& core = *core_;
+    DeviceContext& ctx = *ctx_;
     const LossSpec& loss = config_.loss;
     const int b = config_.batch;
-    check_cuda(cudaMemsetAsync(losses_.get(), 0, losses_.bytes(), core.stream), "cudaMemsetAsync (losses)");
-    pass_->forward(core, x_.f(), num_layers_, workspace_.get(), workspace_.bytes(), max_pool());
+    check_cuda(cudaMemsetAsync(losses_.get(), 0, losses_.bytes(), ctx.stream), "cudaMemsetAsync (losses)");
+    pass_->forward(ctx, x_.f(), num_layers_, workspace_.get(), workspace_.bytes(), max_pool());
     double* loss_acc = static_cast<double*>(losses_.get());
 
     // Style: Gram of the generated image, difference to the target, loss.
@@ -351,20 +349,20 @@ class CudaSession : public Session {
       const LayerGeometry& g = pass_->geometry[s.conv_index];
       long long pixels = (long long)g.height * g.width;
       float c = float(g.out_channels);
-      gram(core, pass_->acts[s.conv_index].f(), style_diffs_[l].f(), g.out_channels, pixels, b, 1.f / float(pixels),
+      gram(ctx, pass_->acts[s.conv_index].f(), style_diffs_[l].f(), g.out_channels, pixels, b, 1.f / float(pixels),
            0.f);
-      core.profiler.mark("cuBLAS", std::string("Gram ") + kVgg19[s.conv_index].name);
+      ctx.profiler.mark("cuBLAS", std::string("Gram ") + kVgg19[s.conv_index].name);
       launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b, s.weight / (4 * c * c),
-                             loss.beta * s.weight / (c * c * float(pixels)), loss_acc, core.stream);
+                             loss.beta * s.weight / (c * c * float(pixels)), loss_acc, ctx.stream);
       check_launch("style_gram_diff kernel");
-      core.profiler.mark("own kernels", std::string("style Gram difference ") + kVgg19[s.conv_index].name);
+      ctx.profiler.mark("own kernels", std::string("style Gram difference ") + kVgg19[s.conv_index].name);
     }
 
     // Backward from the deepest layer to the pixels.
     const float one = 1.f, zero = 0.f;
     int cur = 0;
     float* g = grad_[cur].f();
-    check_cuda(cudaMemsetAsync(g, 0, pass_->map_floats(num_layers_ - 1) * 4, core.stream),
+    check_cuda(cudaMemsetAsync(g, 0, pass_->map_floats(num_layers_ - 1) * 4, ctx.stream),
                "cudaMemsetAsync (top gradient)");
     bool g_masked = false;
     for (int i = num_layers_ - 1; i >= 0; i--) {
@@ -374,14 +372,14 @@ class CudaSession : public Session {
       for (size_t l = 0; l < loss.style.size(); l++) {
         if (loss.style[l].conv_index != i) continue;
         // g += D A: in column-major terms dX (c x N) += D (c x c) X (c x N).
-        check_cublas(core.api,
-                     core.api.cublasSgemmStridedBatched(core.cublas, CUBLAS_OP_N, CUBLAS_OP_N, geo.out_channels,
-                                                        int(pixels), geo.out_channels, &one, style_diffs_[l].f(),
-                                                        geo.out_channels, (long long)geo.out_channels * geo.out_channels,
-                                                        a, geo.out_channels, pixels * geo.out_channels, &one, g,
-                                                        geo.out_channels, pixels * geo.out_channels, b),
+        check_cublas(ctx.api,
+                     ctx.api.cublasSgemmStridedBatched(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, geo.out_channels,
+                                                       int(pixels), geo.out_channels, &one, style_diffs_[l].f(),
+                                                       geo.out_channels, (long long)geo.out_channels * geo.out_channels,
+                                                       a, geo.out_channels, pixels * geo.out_channels, &one, g,
+                                                       geo.out_channels, pixels * geo.out_channels, b),
                      "cublasSgemmStridedBatched (style gradient)");
-        core.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
+        ctx.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
         g_masked = false;
       }
       const float* content_target = nullptr;
@@ -393,22 +391,22 @@ class CudaSession : public Session {
       }
       if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
-        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
-                             content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, core.stream);
+        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c), content_weight / (4 * n_c),
+                             loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
         check_launch("relu_backward kernel");
-        core.profiler.mark("own kernels", std::string(content_target ? "relu backward + content " : "relu backward ") +
-                                              kVgg19[i].name);
+        ctx.profiler.mark("own kernels",
+                          std::string(content_target ? "relu backward + content " : "relu backward ") + kVgg19[i].name);
       }
       // Through the convolution to its input.
       const ConvPlan& conv = *pass_->convs[i];
       float* out = i == 0 ? dx_.f() : grad_[1 - cur].f();
-      check_cudnn(core.api,
-                  core.api.cudnnConvolutionBackwardData(core.cudnn, &one, core.layers[i].filter->get(),
-                                                        core.layers[i].kernel.get(), conv.y.get(), g,
-                                                        conv.bwd_conv->get(), conv.bwd.algo, workspace_.get(),
-                                                        workspace_.bytes(), &zero, conv.x.get(), out),
-                  "cudnnConvolutionBackwardData");
-      core.profiler.mark("conv backward-data", kVgg19[i].name);
+      check_cudnn(
+          ctx.api,
+          ctx.api.cudnnConvolutionBackwardData(ctx.cudnn, &one, ctx.layers[i].filter->get(), ctx.layers[i].kernel.get(),
+                                               conv.y.get(), g, conv.bwd_conv->get(), conv.bwd.algo, workspace_.get(),
+                                               workspace_.bytes(), &zero, conv.x.get(), out),
+          "cudnnConvolutionBackwardData");
+      ctx.profiler.mark("conv backward-data", kVgg19[i].name);
       if (i == 0) break;
       const LayerGeometry& below = pass_->geometry[i - 1];
       if (below.pool_after) {
@@ -416,9 +414,9 @@ class CudaSession : public Session {
         // ReLU mask of a_{i-1} is fused unless a loss term must be added first.
         bool loss_below = has_loss_at(i - 1);
         launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
-                             max_pool(), !loss_below, core.stream);
+                             max_pool(), !loss_below, ctx.stream);
         check_launch("pool_backward kernel");
-        core.profiler.mark("own kernels", std::string("pool backward ") + kVgg19[i - 1].name);
+        ctx.profiler.mark("own kernels", std::string("pool backward ") + kVgg19[i - 1].name);
         g_masked = !loss_below;
       } else {
         cur = 1 - cur;
@@ -426,21 +424,23 @@ class CudaSession : public Session {
         g_masked = false;
       }
     }
-    launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc, core.stream);
+    launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc, ctx.stream);
     check_launch("tv_loss_grad kernel");
-    core.profiler.mark("own kernels", "tv loss+gradient");
+    ctx.profiler.mark("own kernels", "tv loss+gradient");
     if (adam) {
-      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
-                  step_sizes_.f(), static_cast<const int*>(step_index_.get()), core.stream);
+      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps, step_sizes_.f(),
+                  static_cast<const int*>(step_index_.get()), ctx.stream);
       check_launch("adam kernel");
-      launch_advance_step(static_cast<int*>(step_index_.get()), core.stream);
+      launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
       check_launch("advance_step kernel");
     }
   }
 
   bool has_loss_at(int i) const {
-    for (const auto& c : config_.loss.content) if (c.conv_index == i) return true;
-    for (const auto& s : config_.loss.style) if (s.conv_index == i) return true;
+    for (const auto& c : config_.loss.content)
+      if (c.conv_index == i) return true;
+    for (const auto& s : config_.loss.style)
+      if (s.conv_index == i) return true;
     return false;
   }
 
@@ -448,8 +448,8 @@ class CudaSession : public Session {
   // into a CUDA graph once and replayed. If capture is refused (a library
   // call that cannot be captured), we stay eager: slower, still correct.
   void run_update_step(const AdamParams& adam) {
-    if (graph_exec_) {
-      check_cuda(cudaGraphLaunch(graph_exec_, core_->stream), "cudaGraphLaunch");
+    if (graph_.ready()) {
+      graph_.launch(ctx_->stream);
       return;
     }
     if (!warmed_up_ || graph_disabled_) {
@@ -457,46 +457,19 @@ class CudaSession : public Session {
       warmed_up_ = true;
       return;
     }
-    capture_graph(adam);
-    if (graph_exec_) check_cuda(cudaGraphLaunch(graph_exec_, core_->stream), "cudaGraphLaunch");
-    else enqueue_step(&adam);
-  }
-
-  void capture_graph(const AdamParams& adam) {
-    check_cuda(cudaStreamBeginCapture(core_->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    std::string failure;
-    try {
-      enqueue_step(&adam);
-    } catch (const Error& e) {
-      failure = e.what();
-    }
-    cudaGraph_t graph = nullptr;
-    cudaError_t end = cudaStreamEndCapture(core_->stream, &graph);
-    if (failure.empty() && end != cudaSuccess) failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
-    if (failure.empty()) {
-      cudaError_t inst = cudaGraphInstantiate(&graph_exec_, graph, 0);
-      if (inst != cudaSuccess) {
-        failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(inst);
-        graph_exec_ = nullptr;
-      }
-    }
-    if (graph) cudaGraphDestroy(graph);
+    const std::string failure = graph_.capture(ctx_->stream, [&] { enqueue_step(&adam); });
     if (!failure.empty()) {
-      cudaGetLastError();
       graph_disabled_ = true;
       std::fprintf(stderr, "nst cuda: CUDA graph capture failed, running steps eagerly (%s)\n", failure.c_str());
+      enqueue_step(&adam);
       return;
     }
     graph_adam_ = {adam.beta1, adam.beta2, adam.eps, {}};
-  }
-
-  void drop_graph() {
-    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
-    graph_exec_ = nullptr;
+    graph_.launch(ctx_->stream);
   }
 
   void read_losses_async() {
-    check_cuda(cudaMemcpyAsync(host_losses_, losses_.get(), losses_.bytes(), cudaMemcpyDeviceToHost, core_->stream),
+    check_cuda(cudaMemcpyAsync(host_losses_, losses_.get(), losses_.bytes(), cudaMemcpyDeviceToHost, ctx_->stream),
                "cudaMemcpyAsync (losses)");
   }
 
@@ -513,7 +486,7 @@ class CudaSession : public Session {
     return out;
   }
 
-  std::shared_ptr<Core> core_;
+  std::shared_ptr<DeviceContext> ctx_;
   SessionConfig config_;
   int num_layers_ = 0;
   int weights_version_ = 0;
@@ -524,15 +497,15 @@ class CudaSession : public Session {
   std::vector<DeviceBuffer> content_targets_, style_targets_, style_diffs_;
   DeviceBuffer losses_, step_sizes_, step_index_, workspace_;
   double* host_losses_ = nullptr;
-  cudaGraphExec_t graph_exec_ = nullptr;
+  StepGraph graph_;
   bool warmed_up_ = false, graph_disabled_ = false;
   AdamParams graph_adam_{};
 };
 
 }  // namespace
 
-std::unique_ptr<Session> make_session(std::shared_ptr<Core> core, const SessionConfig& config) {
-  return std::make_unique<CudaSession>(std::move(core), config);
+std::unique_ptr<Session> make_session(std::shared_ptr<DeviceContext> ctx, const SessionConfig& config) {
+  return std::make_unique<CudaSession>(std::move(ctx), config);
 }
 
 }  // namespace nst::cuda

@@ -8,6 +8,6 @@
 
 namespace nst::cuda {
 
-std::unique_ptr<Session> make_session(std::shared_ptr<Core> core, const SessionConfig& config);
+std::unique_ptr<Session> make_session(std::shared_ptr<DeviceContext> ctx, const SessionConfig& config);
 
 }  // namespace nst::cuda

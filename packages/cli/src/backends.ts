@@ -1,4 +1,7 @@
+import { Option, type Command } from 'commander';
 import type { Backend } from '@nst/core';
+import { parseCount } from '@nst/render';
+import { flagFor, once } from './flags.js';
 import { isUserError, UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';
 import { cacheDir, randomWeights } from '@nst/weights';
@@ -78,4 +81,47 @@ export async function describeBackends(options: BackendOptions): Promise<string[
 /** The first line of an error's message, without a leading `--backend x:` the backend may have added. */
 export function firstLine(e: unknown): string {
   return (isUserError(e) ? e.detail : e instanceof Error ? e.message : String(e)).split('\n')[0];
+}
+
+/** The flags that choose and configure the backend, shared by render, batch and worker. */
+export interface BackendFlags {
+  backend: string;
+  precision: string;
+  gpu: string;
+}
+
+export function addBackendOptions(command: Command): Command {
+  return command
+    .addOption(once(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'), 'backend'))
+    .addOption(once(new Option('--precision <p>', 'GPU arithmetic (cuda backend only)').choices(['fp32', 'tf32', 'bf16']).default('tf32'), 'precision'))
+    .addOption(once(new Option('--gpu <n>', 'GPU index (cuda backend only)').default('0'), 'gpu'));
+}
+
+/** Flags that only the cuda backend reads. */
+const CUDA_ONLY = ['precision', 'gpu'] as const;
+
+/** The cuda-only flags the user gave on the command line (not their defaults). */
+export function cudaFlagsGiven(command: Command): string[] {
+  return CUDA_ONLY.filter((name) => command.getOptionValueSource(name) === 'cli');
+}
+
+/**
+ * Opens the backend the flags name. CUDA-only flags the user gave (`--gpu 1`)
+ * against a backend that is not cuda: with an explicit `--backend cpu|tfjs`
+ * that is a contradiction, an error; when auto chose a non-GPU backend, the
+ * flag is ignored and a notice says so (the same command line then works on
+ * machines with and without a GPU).
+ */
+export async function openBackendFor(flags: BackendFlags, notice: (line: string) => void, cudaFlags: readonly string[] = []): Promise<Backend> {
+  const choice = flags.backend as BackendChoice;
+  if (cudaFlags.length > 0 && choice !== 'auto' && choice !== 'cuda')
+    throw new UserError(`${cudaFlags.map(flagFor).join(' and ')} ${cudaFlags.length > 1 ? 'apply' : 'applies'} to the cuda backend only, not ${choice}`, {
+      code: 'conflict',
+      field: 'backend',
+    });
+  const gpu = parseCount(flags.gpu, 'gpu');
+  const backend = await openBackend(choice, { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu }, notice);
+  if (backend.name !== 'cuda' && cudaFlags.length > 0)
+    notice(`note: ${cudaFlags.map(flagFor).join(' and ')} ignored: the ${backend.name} backend runs without a GPU`);
+  return backend;
 }

@@ -1,1 +1,2 @@
 export { parseConfig } from './commands/render.js';
+export { registerWeightsCommands } from './commands/weights.js';

@@ -2,22 +2,39 @@ import { Command, CommanderError } from 'commander';
 import { formatUserError, isUserError } from '@nst/core';
 import { flagFor } from './flags.js';
 import { describeBackends } from './backends.js';
+import { registerBatchCommand } from './commands/batch.js';
 import { registerRenderCommand } from './commands/render.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
 import { registerWeightsCommands } from './commands/weights.js';
 
 /**
  * `nst`: the command line. Every error the user can cause is one line on
  * stderr and a non-zero exit; stack traces only with --debug.
  */
-// `nst ... | head` closes stdout early: stop quietly instead of an EPIPE stack trace.
+// `nst render ... | head` closes stdout (and with 2>&1, stderr) early. The
+// command goes on to its end (a render still writes its image; its exit status
+// stays the command's own) and what it would have printed there is dropped: a
+// reader that stopped reading must not cost the result.
 let settled = false;
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') {
-    settled = true;
-    process.exit(0);
-  }
-  throw e;
-});
+function survivePipeClose(stream: NodeJS.WriteStream): void {
+  let closed = false;
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || (closed && e.code === 'ERR_STREAM_DESTROYED')) {
+      closed = true;
+      return;
+    }
+    throw e;
+  });
+  const write = stream.write.bind(stream) as (...a: unknown[]) => boolean;
+  stream.write = ((...args: unknown[]) => {
+    if (!closed && !stream.destroyed) return write(...args);
+    (args.find((a) => typeof a === 'function') as (() => void) | undefined)?.();
+    return true;
+  }) as typeof stream.write;
+}
+survivePipeClose(process.stdout);
+survivePipeClose(process.stderr);
 
 const program = new Command('nst')
   .description('Neural style transfer (Gatys et al. 2015) on a frozen VGG-19')
@@ -28,6 +45,9 @@ const program = new Command('nst')
   .configureOutput({ outputError: (text, write) => write(text.split('\n')[0].replace(/^error: /, 'nst: ') + '\n') });
 
 registerRenderCommand(program);
+registerBatchCommand(program);
+registerServeCommand(program);
+registerWorkerCommand(program);
 registerWeightsCommands(program);
 program
   .command('backends')

@@ -1,5 +1,8 @@
 import type { AdamConfig } from './adam.js';
+import type { LbfgsConfig } from './lbfgs.js';
+import type { LbfgsRun } from './lbfgs-session.js';
 import type { LossSpec, LossValues } from './loss.js';
+import type { MemoryShape } from './memory.js';
 import type { Pooling } from './vgg.js';
 import type { WeightSet } from './weights.js';
 
@@ -19,6 +22,15 @@ export interface Backend {
   readonly detail: string;
   /** Uploads the weights once; sessions share them. */
   loadWeights(weights: WeightSet): Promise<void>;
+  /**
+   * Estimated peak bytes of host memory that a session of this shape, with
+   * its targets, would need (countMemory with the backend's own profile), so
+   * that a job too large is refused before anything is allocated. Undefined
+   * when the session lives in device memory that the backend checks itself
+   * when the session is created (the CUDA engine plans its memory and refuses
+   * a session that does not fit, with the largest size that would).
+   */
+  estimateMemory(shape: MemoryShape): number | undefined;
   /** A session for N images of one size, with a fixed loss. Requires loadWeights first. */
   createSession(options: SessionOptions): Promise<Session>;
   /** Frees the weights and everything else. */
@@ -83,5 +95,14 @@ export interface Session {
   readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }>;
   /** Restores moments saved by readOptimizerState. */
   writeOptimizerState(state: { m: Float32Array; v: Float32Array }): Promise<void>;
+  /**
+   * Optional: L-BFGS on the device, starting from the current images, so
+   * that no evaluation returns to the host (the pairs s, y, the two-loop
+   * recursion and the line search stay on the device). It must implement
+   * core's Lbfgs (packages/core/src/lbfgs.ts: same two-loop recursion,
+   * strong-Wolfe search and constants) and be tested against it. A backend
+   * without it gets core's hostLbfgs (startLbfgs picks).
+   */
+  startLbfgs?(config: LbfgsConfig): Promise<LbfgsRun>;
   dispose(): void;
 }

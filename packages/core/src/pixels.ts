@@ -1,4 +1,5 @@
 import type { ImageTensor } from './backend.js';
+import type { RgbLevels } from './colour.js';
 import type { Preprocessing } from './weights.js';
 
 /** 8-bit RGB pixels, row-major, 3 bytes per pixel. */
@@ -12,7 +13,7 @@ export interface RgbImage {
  * Pixels (RGB, 0..255) to the network's input space: channel order, scale,
  * mean and std of the weight set. The inverse is toPixels.
  */
-export function toNetworkSpace(image: RgbImage, pre: Preprocessing): ImageTensor {
+export function toNetworkSpace(image: RgbImage | RgbLevels, pre: Preprocessing): ImageTensor {
   const n = image.width * image.height;
   const out = new Float32Array(n * 3);
   const order = pre.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
@@ -27,17 +28,25 @@ export function toNetworkSpace(image: RgbImage, pre: Preprocessing): ImageTensor
 
 /** Network space back to RGB pixels, rounded and clipped to 0..255. */
 export function toPixels(tensor: ImageTensor, pre: Preprocessing): RgbImage {
+  const levels = toLevels(tensor, pre);
+  const out = new Uint8Array(levels.data.length);
+  for (let i = 0; i < out.length; i++) {
+    const v = Math.round(levels.data[i]);
+    out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+  }
+  return { width: tensor.width, height: tensor.height, data: out };
+}
+
+/** Network space back to RGB levels 0..255, neither rounded nor clipped (for 16-bit output and colour work). */
+export function toLevels(tensor: ImageTensor, pre: Preprocessing): { width: number; height: number; data: Float64Array } {
   const n = tensor.width * tensor.height;
-  const out = new Uint8Array(n * 3);
+  const out = new Float64Array(n * 3);
   const order = pre.channelOrder === 'bgr' ? [2, 1, 0] : [0, 1, 2];
   for (let c = 0; c < 3; c++) {
     const dst = order[c];
     const mul = (pre.std[c] * 255) / pre.scale;
     const add = (pre.mean[c] * 255) / pre.scale;
-    for (let i = 0; i < n; i++) {
-      const v = Math.round(tensor.data[3 * i + c] * mul + add);
-      out[3 * i + dst] = v < 0 ? 0 : v > 255 ? 255 : v;
-    }
+    for (let i = 0; i < n; i++) out[3 * i + dst] = tensor.data[3 * i + c] * mul + add;
   }
   return { width: tensor.width, height: tensor.height, data: out };
 }

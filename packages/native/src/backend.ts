@@ -5,12 +5,15 @@
 import {
   UserError,
   checkLayersAvailable,
+  countMemory,
   findLayer,
   validateWeightSet,
   type Backend,
   type IterateOptions,
   type LossSpec,
   type LossValues,
+  type MemoryProfile,
+  type MemoryShape,
   type Session,
   type SessionOptions,
   type Targets,
@@ -40,6 +43,20 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
   return new NativeBackend(device, engine);
 }
 
+/**
+ * The cpu engine's buffers (native/src/cpu/vgg_net.h): the weights as given
+ * plus the copies reordered for the primitives; every layer's post-ReLU output
+ * (and pooled map) kept for the backward pass; two ping-pong gradient buffers
+ * of the largest map, and two more for the layout conversions around Winograd
+ * layers; the content targets come from a second net of the session's size,
+ * forward only (one more set of activations); the image, m, v and the
+ * gradient. The style targets come from a forward-only net per style size.
+ * A third copy of the activations covers oneDNN's scratchpads and the host
+ * copies around the engine: a 384x288 render with the default loss grew the
+ * process by 575 MiB; this estimates 780 MiB.
+ */
+const CPU_MEMORY: MemoryProfile = { weightCopies: 2, imageCopies: 5, activationCopies: 3, largestMapCopies: 4, styleForwardCopies: 1 };
+
 class NativeBackend implements Backend {
   readonly detail: string;
   private layerNames: string[] = [];
@@ -59,21 +76,52 @@ class NativeBackend implements Backend {
     this.source = weights.source;
   }
 
+  /**
+   * cpu: counted here from the VGG table with the engine's buffers (below).
+   * cuda: undefined, since the engine's own planner (native/src/cuda/plan.cc)
+   * checks free device memory before it allocates a session and refuses one
+   * that does not fit with the largest size that would.
+   */
+  estimateMemory(shape: MemoryShape): number | undefined {
+    return this.name === 'cpu' ? 4 * countMemory(shape, CPU_MEMORY).total : undefined;
+  }
+
   async createSession(options: SessionOptions): Promise<Session> {
     if (this.layerNames.length === 0) throw new Error(`${this.name}: createSession before loadWeights`);
     checkLayersAvailable(options.loss, this.layerNames, this.source);
-    const raw = this.engine.createSession({
-      height: options.height,
-      width: options.width,
-      batch: options.batch,
-      pooling: options.pooling,
-      loss: nativeLoss(options.loss),
-    });
+    const raw = asUserError(() =>
+      this.engine.createSession({
+        height: options.height,
+        width: options.width,
+        batch: options.batch,
+        pooling: options.pooling,
+        loss: nativeLoss(options.loss),
+      }),
+    );
     return new NativeSessionAdapter(options, raw);
   }
 
   dispose(): void {
     this.engine.dispose();
+  }
+}
+
+/**
+ * The CUDA engine refuses, before allocating, a session or a style image that
+ * does not fit in free device memory ("... needs about X but Y is free on
+ * DEVICE; the largest that fits ..."): that is the user's size, not a bug.
+ */
+export function tooLargeAsUserError(e: unknown): unknown {
+  const message = e instanceof Error ? e.message : String(e);
+  if (!/needs about .* is free on /.test(message)) return e;
+  return new UserError(message.split('\n')[0], { code: 'too-large', field: /style image/.test(message) ? 'styleScale' : 'size', cause: e });
+}
+
+function asUserError<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (e) {
+    throw tooLargeAsUserError(e);
   }
 }
 
@@ -103,7 +151,11 @@ class NativeSessionAdapter implements Session {
 
   // async everywhere: argument errors the addon throws synchronously become rejections.
   async setTargets(targets: readonly Targets[]): Promise<void> {
-    return this.raw.setTargets(targets);
+    try {
+      return await this.raw.setTargets(targets);
+    } catch (e) {
+      throw tooLargeAsUserError(e);
+    }
   }
 
   async setImages(images: Float32Array): Promise<void> {

@@ -11,10 +11,10 @@ import { createHash } from 'node:crypto';
 import { promises as fs, existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '@nst/files';
-import { Rng, UserError, type Backend, type LossValues, type WeightSet } from '@nst/core';
+import { relDiff, relL2, Rng, UserError, type Backend, type LossValues, type WeightSet } from '@nst/core';
 import { cudaEmulationRequested, nativeAddonPath, type NativePrecision } from './addon.js';
 import { createNativeBackend } from './backend.js';
-import { relDiff, relL2 } from './compare.js';
+
 
 export interface CudaCheckOptions {
   readonly precision?: NativePrecision;

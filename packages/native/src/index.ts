@@ -5,4 +5,3 @@
 export * from './addon.js';
 export { createNativeBackend, type NativeBackendOptions } from './backend.js';
 export { openCheckedCudaBackend, checkedCudaBackend, type CudaCheckOptions } from './cuda-check.js';
-export { relDiff, relL2 } from './compare.js';

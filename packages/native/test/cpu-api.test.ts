@@ -76,16 +76,36 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     const engine = engineWithWeights();
     const bad: [unknown, RegExp][] = [
       [undefined, /config must be an object/],
-      [{ ...config, height: 0 }, /height must be an integer in 1\.\.32768, got 0/],
-      [{ ...config, width: 3.5 }, /width must be an integer/],
+      [{ ...config, height: 0 }, /config\.height must be in 1\.\.32768, got 0/],
+      [{ ...config, batch: 1025 }, /config\.batch must be in 1\.\.1024, got 1025/],
+      [{ ...config, width: 3.5 }, /config\.width must be a 32-bit integer, got 3\.5/],
       [{ ...config, batch: '1' }, /batch must be a number/],
       [{ ...config, pooling: 'min' }, /pooling must be 'avg' or 'max'/],
-      [{ ...config, loss: { content: [{ convIndex: 4, weight: 1 }], style: [] } }, /convIndex must be an integer in 0\.\.3/],
+      [{ ...config, loss: { content: [{ convIndex: 4, weight: 1 }], style: [] } }, /config\.loss\.content\[0\]: conv layer 4 is outside the 4 layers of the weights/],
+      [{ ...config, loss: { content: [{ convIndex: 1.5, weight: 1 }], style: [] } }, /convIndex must be a 32-bit integer, got 1\.5/],
       [{ ...config, loss: { content: [], style: [] } }, /at least one content or style layer/],
-      [{ ...config, loss: { content: [{ convIndex: 1, weight: -1 }], style: [] } }, /weight must be >= 0/],
+      [{ ...config, loss: { content: [{ convIndex: 1, weight: -1 }], style: [] } }, /content\[0\]: weight must be finite and >= 0/],
       [{ ...config, loss: { ...config.loss, alpha: Number.NaN } }, /alpha must be finite/],
     ];
     for (const [c, message] of bad) expect(() => engine.createSession(c as NativeSessionConfig)).toThrow(message);
+    engine.dispose();
+  });
+
+  // The engines disagreed on a repeated layer (cpu summed the terms, cuda
+  // kept the last), so the one validation refuses it for both.
+  it('createSession refuses a content or style layer listed twice', () => {
+    const engine = engineWithWeights();
+    const twice = (content: number[], style: number[]) => ({
+      ...config,
+      loss: { content: content.map((convIndex) => ({ convIndex, weight: 1 })), style: style.map((convIndex) => ({ convIndex, weight: 1 })) },
+    });
+    expect(() => engine.createSession(twice([3, 1, 3], [0]))).toThrow(RangeError);
+    expect(() => engine.createSession(twice([3, 1, 3], [0]))).toThrow(
+      /^createSession: config\.loss\.content\[2\]: conv layer 3 \(conv2_2\) is listed twice \(also at content\[0\]\)$/,
+    );
+    expect(() => engine.createSession(twice([3], [2, 2]))).toThrow(/config\.loss\.style\[1\]: conv layer 2 \(conv2_1\) is listed twice/);
+    // The same layer in both lists is two different terms: allowed.
+    engine.createSession(twice([2], [2])).dispose();
     engine.dispose();
   });
 

@@ -2,8 +2,6 @@
  * The native CPU engine with the real Keras VGG-19 weights (blocks 1-3 from
  * ../shared, never committed) against the float64 reference and tfjs.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, adamStepSizes } from '@nst/core';
 import type { LossValues, SessionOptions, Targets } from '@nst/core';
@@ -12,11 +10,10 @@ import { createTfjsBackend } from '@nst/tfjs';
 import { loadWeights } from '@nst/weights';
 import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage } from '../../../test/reference/random-weights.js';
+import { REDUCED_LOSS, sharedAvailable, sharedWeights as weightsPath } from '@nst/test-helpers';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
-const weightsPath = fileURLToPath(new URL('../../../../shared/weights/vgg19-keras-blocks1-3', import.meta.url));
-const haveWeights = existsSync(`${weightsPath}/model.json`);
-if (!haveWeights) console.log(`real-weight tests skipped: ${weightsPath} is absent`);
+const haveWeights = sharedAvailable('weights');
 const reason = skipReason || (haveWeights ? '' : `${weightsPath} absent`);
 
 const options: SessionOptions = {
@@ -24,17 +21,7 @@ const options: SessionOptions = {
   width: 31,
   batch: 1,
   pooling: 'avg',
-  loss: {
-    contentLayers: [{ layer: 'conv3_2', weight: 1 }],
-    styleLayers: [
-      { layer: 'conv1_1', weight: 0.3 },
-      { layer: 'conv2_1', weight: 0.3 },
-      { layer: 'conv3_1', weight: 0.4 },
-    ],
-    alpha: 10,
-    beta: 40,
-    tvWeight: 1e-3,
-  },
+  loss: { ...REDUCED_LOSS, tvWeight: 1e-3 },
 };
 
 // Images in the caffe input space (0..255 minus the mean pixel).

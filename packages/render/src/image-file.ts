@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { UserError, type RgbImage } from '@nst/core';
@@ -25,13 +27,21 @@ export async function probeImage(file: string, field: string): Promise<{ width: 
 
 /**
  * Decodes an image file into 8-bit sRGB, applying its EXIF rotation and
- * dropping alpha (flattened on white), resized to exactly width x height
+ * dropping alpha (flattened on white unless options.flatten is false), resized to exactly width x height
  * when given (Lanczos, ignoring aspect, as the notebook does with 400x300).
  */
-export async function loadImage(file: string, field: string, size?: { width: number; height: number }): Promise<RgbImage> {
+export async function loadImage(
+  file: string,
+  field: string,
+  size?: { width: number; height: number },
+  options: { flatten?: boolean } = {},
+): Promise<RgbImage> {
   await assertReadable(file, field);
   try {
-    let pipeline = sharp(file).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+    // flatten: false keeps the straight colours of translucent pixels (when the alpha channel is passed through).
+    let pipeline = sharp(file).rotate();
+    if (options.flatten !== false) pipeline = pipeline.flatten({ background: '#ffffff' });
+    pipeline = pipeline.toColourspace('srgb');
     if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
     const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
@@ -43,19 +53,109 @@ export async function loadImage(file: string, field: string, size?: { width: num
 
 /** Writes an image atomically; the format follows the extension. */
 export async function saveImage(file: string, image: RgbImage, field = 'out'): Promise<void> {
+  await savePixels(file, { ...image, channels: 3 }, {}, field);
+}
+
+/** Output pixels: 8- or 16-bit, RGB or RGBA (straight alpha), sRGB. */
+export interface OutputPixels {
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 3 | 4;
+  readonly data: Uint8Array | Uint16Array;
+}
+
+/** Extensions that store 16 bits per channel. */
+export const SIXTEEN_BIT_EXTENSIONS = ['.png', '.tif', '.tiff'] as const;
+
+/**
+ * Writes sRGB pixels atomically, tagged sRGB (16-bit: untagged, i.e. sRGB);
+ * with `icc` (a profile's bytes, 8-bit only), converted to that profile and
+ * embedded instead. TIFFs are LZW
+ * compressed (sharp's default, JPEG, is lossy and 8-bit).
+ */
+export async function savePixels(file: string, image: OutputPixels, options: { icc?: Uint8Array } = {}, field = 'out'): Promise<void> {
   checkOutputExtension(file, field);
+  const sixteen = image.data instanceof Uint16Array;
+  if (sixteen && options.icc) throw new UserError('a kept colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
+  const ext = path.extname(file).toLowerCase();
+  let profileDir: string | undefined;
   try {
+    let profile = 'srgb';
+    if (options.icc) {
+      profileDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nst-icc-'));
+      profile = path.join(profileDir, 'profile.icc');
+      await fs.writeFile(profile, options.icc);
+    }
     await writeFileAtomic(file, async (tmp) => {
-      await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
-        raw: { width: image.width, height: image.height, channels: 3 },
-      }).toFile(tmp);
+      let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } });
+      // libvips' ICC transform of rgb16 data shifts saturated colours (0 -> 59 in blue on pure
+      // colours, sharp 0.35): 16-bit files are written untagged, which readers take as sRGB.
+      if (sixteen) pipeline = pipeline.toColourspace('rgb16');
+      else pipeline = pipeline.withIccProfile(profile);
+      // sharp's TIFF default is JPEG inside the TIFF: lossy. A .tif output is chosen for exact pixels: LZW.
+      if (ext === '.tif' || ext === '.tiff') pipeline = pipeline.tiff({ compression: 'lzw', predictor: 'horizontal' });
+      await pipeline.toFile(tmp);
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code)
       throw new UserError(`cannot write '${file}': ${err.code} ${err.message.split('\n')[0]}`, { code: 'unwritable', field, cause: e });
     throw e;
+  } finally {
+    if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
   }
+}
+
+/** The image's alpha channel at `size` (EXIF rotation applied), or undefined when it has none. */
+export async function loadAlpha(file: string, field: string, size: { width: number; height: number }): Promise<Uint8Array | undefined> {
+  try {
+    if (!(await sharp(file).metadata()).hasAlpha) return undefined;
+    const { data } = await sharp(file)
+      .rotate()
+      .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
+      .extractChannel(3)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/** The image's embedded ICC profile and its description, if any. */
+export async function probeColourProfile(file: string, field: string): Promise<{ icc: Uint8Array; description: string } | undefined> {
+  try {
+    const icc = (await sharp(file).metadata()).icc;
+    return icc ? { icc: new Uint8Array(icc), description: iccDescription(icc) } : undefined;
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
+/** The 'desc' tag of an ICC profile (v2 'desc' or v4 'mluc'), or 'unnamed'. */
+export function iccDescription(icc: Uint8Array): string {
+  const view = new DataView(icc.buffer, icc.byteOffset, icc.byteLength);
+  const ascii = (at: number, n: number) => String.fromCharCode(...icc.subarray(at, at + n));
+  try {
+    const count = Math.min(view.getUint32(128), 256);
+    for (let k = 0; k < count; k++) {
+      const entry = 132 + 12 * k;
+      if (ascii(entry, 4) !== 'desc') continue;
+      const at = view.getUint32(entry + 4);
+      const type = ascii(at, 4);
+      if (type === 'desc') return ascii(at + 12, Math.min(view.getUint32(at + 8), 200)).replace(/\0.*$/s, '') || 'unnamed';
+      if (type === 'mluc') {
+        const length = view.getUint32(at + 20);
+        const offset = view.getUint32(at + 24);
+        let text = '';
+        for (let i = 0; i + 1 < Math.min(length, 400); i += 2) text += String.fromCharCode(view.getUint16(at + offset + i));
+        return text.replace(/\0.*$/s, '') || 'unnamed';
+      }
+    }
+  } catch {
+    // a truncated or odd profile: no name
+  }
+  return 'unnamed';
 }
 
 function checkOutputExtension(file: string, field: string): void {
@@ -64,28 +164,53 @@ function checkOutputExtension(file: string, field: string): void {
     throw new UserError(`'${file}' has no supported image extension (${OUTPUT_EXTENSIONS.join(', ')})`, { field });
 }
 
-/** Checks early that an output path can be written, so a long run does not fail at its end. */
+/**
+ * Checks early that an output path can be written, so a long run does not
+ * fail at its end: a name that ends in a slash, a folder or a device in its
+ * place, or a folder that does not take new files (read-only, /proc, ...) is
+ * a UserError now. The folder is probed by creating and removing a file,
+ * since permission bits alone say nothing for root or for pseudo file systems.
+ */
 export async function assertWritable(file: string, field: string): Promise<void> {
-  checkOutputExtension(file, field);
   const unwritable = (detail: string) => new UserError(detail, { code: 'unwritable', field });
+  if (file.endsWith('/') || file.endsWith(path.sep)) throw unwritable(`'${file}' ends with a slash: it names a folder, not a file`);
+  checkOutputExtension(file, field);
+  await assertFileWritable(file, unwritable);
+}
+
+/** The checks of assertWritable without the image extension (checkpoints). */
+export async function assertFileWritable(file: string, unwritable: (detail: string) => UserError): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   try {
     const st = await fs.stat(dir);
     if (!st.isDirectory()) throw unwritable(`'${dir}' is not a folder`);
-    await fs.access(dir, fs.constants.W_OK);
   } catch (e) {
     if (e instanceof UserError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw unwritable(`cannot write into folder '${dir}' (${code === 'ENOENT' ? 'it does not exist' : code})`);
   }
   try {
-    const st = await fs.stat(file);
+    const st = await fs.lstat(file);
     if (st.isDirectory()) throw unwritable(`'${file}' is a folder`);
-    await fs.access(file, fs.constants.W_OK);
+    if (!st.isFile() && !st.isSymbolicLink()) throw unwritable(`'${file}' is not a regular file`);
+    if (st.isSymbolicLink()) {
+      const target = await fs.stat(file).catch(() => undefined);
+      if (target && !target.isFile()) throw unwritable(`'${file}' is a link to something that is not a regular file`);
+    }
   } catch (e) {
     if (e instanceof UserError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw unwritable(`'${file}' is not writable`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw unwritable(`cannot write '${file}': a part of its folder path is a file`);
+    if (code !== 'ENOENT') throw unwritable(`cannot write '${file}' (${code})`);
   }
+  const probe = path.join(dir, `.nst-write-test.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await fs.open(probe, 'wx');
+    await fh.close();
+  } catch (e) {
+    throw unwritable(`cannot write into folder '${dir}' (${(e as NodeJS.ErrnoException).code ?? 'unknown error'})`);
+  }
+  await fs.rm(probe, { force: true });
 }
 
 async function assertReadable(file: string, field: string): Promise<void> {

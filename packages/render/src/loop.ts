@@ -1,19 +1,22 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
   adamStepSizes,
+  startLbfgs,
   toPixels,
   UserError,
   type AdamConfig,
   type Backend,
   type ImageTensor,
+  type LbfgsConfig,
+  type LbfgsRun,
   type LossValues,
   type Preprocessing,
+  type RgbImage,
   type SessionOptions,
   type Targets,
 } from '@nst/core';
-import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { saveImage } from './image-file.js';
+import { fileCheckpointStore, type CheckpointStore } from './checkpoint.js';
+import { saveRendered, type OutputSettings } from './output.js';
 
 /** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
@@ -27,6 +30,17 @@ export interface RenderPlan {
   readonly outPaths: readonly string[];
   readonly iterations: number;
   readonly adam: AdamConfig;
+  /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
+  readonly optimizer?: 'adam' | 'lbfgs';
+  readonly lbfgs?: LbfgsConfig;
+  /** Write the outputs at the end (false: a coarse scale, whose result only feeds the next). */
+  readonly writeOutputs?: boolean;
+  /** Bit depth, colour recombination, alpha and colour profile of the files written. */
+  readonly output?: OutputSettings;
+  /** What the job does that the user should know of (colour profile kept or converted, alpha passed through). */
+  readonly notes?: readonly string[];
+  /** Host memory the optimiser needs besides the session (L-BFGS's pairs): part of the job's memory estimate. */
+  readonly optimizerHostBytes?: number;
   /** Report losses every N iterations (and at the end). */
   readonly printEvery: number;
   /** Save intermediate images every N iterations; 0 = never. */
@@ -39,6 +53,8 @@ export interface RenderPlan {
   readonly resume: boolean;
   /** Identifies the job (inputs, size, loss, weights): a checkpoint of another job is refused. */
   readonly fingerprint: string;
+  /** Where checkpoints go instead of checkpointPath (one per batch item, a shared store). */
+  readonly checkpointStore?: CheckpointStore;
 }
 
 export interface IterationReport {
@@ -56,15 +72,24 @@ export interface RenderEvents {
   onProgress?(iteration: number, elapsedMs: number): void;
   onSaved?(file: string, iteration: number): void;
   onResumed?(iteration: number): void;
+  /** The images as they form, one per batch item, at most every `previewEveryMs`. */
+  onPreview?(images: RgbImage[], iteration: number): void | Promise<void>;
+  previewEveryMs?: number;
+  /** Something the user should know that is not an error (one line). */
+  onNotice?(line: string): void;
 }
 
 export interface RenderResult {
   readonly iterations: number;
+  /** Loss evaluations (forward and backward passes) of the optimiser: one per Adam update; L-BFGS counts every line-search trial. */
+  readonly evaluations: number;
   readonly startIteration: number;
   readonly seconds: number;
   readonly interrupted: boolean;
   readonly finalLosses: readonly LossValues[];
   readonly outPaths: readonly string[];
+  /** The final images, batch x H x W x 3, network space. */
+  readonly images: Float32Array;
 }
 
 /** Aim for about this long per backend call: short enough to react to Ctrl-C, long enough to amortise the call. */
@@ -76,8 +101,8 @@ export function intermediatePath(outPath: string, iteration: number): string {
 }
 
 /**
- * The notebook's loop, on any backend: set targets once, then Adam updates in
- * chunks that end on every report, save and checkpoint boundary; the loss of
+ * The notebook's loop, on any backend: set targets once, then Adam (or
+ * L-BFGS) iterations in chunks that end on every report, save and checkpoint boundary; the loss of
  * iteration i is that of the image after i updates.
  */
 export async function runOptimisation(
@@ -95,36 +120,71 @@ export async function runOptimisation(
   try {
     await session.setTargets(plan.targets);
     let iteration = 0;
-    const ck = plan.resume ? await readCheckpoint(plan.checkpointPath) : undefined;
-    if (ck) {
-      if (ck.fingerprint !== plan.fingerprint)
-        throw new UserError(`checkpoint '${plan.checkpointPath}' belongs to a different job (inputs, size, loss or weights differ)`, { code: 'conflict', field: 'resume' });
-      if (ck.images.length !== plan.initialImages.length) throw new UserError(`checkpoint '${plan.checkpointPath}' has the wrong size`, { code: 'conflict', field: 'resume' });
-      await session.setImages(ck.images);
-      await session.writeOptimizerState({ m: ck.m, v: ck.v });
-      iteration = Math.min(ck.iteration, plan.iterations);
+    const store = plan.checkpointStore ?? fileCheckpointStore(plan.checkpointPath, plan.fingerprint);
+    const resumed = plan.resume ? await resumeState(store, plan, events) : undefined;
+    if (resumed) {
+      await session.setImages(resumed.images);
+      await session.writeOptimizerState({ m: resumed.m, v: resumed.v });
+      iteration = Math.min(resumed.iteration, plan.iterations);
       events.onResumed?.(iteration);
     } else {
       await session.setImages(plan.initialImages);
     }
     const startIteration = iteration;
+    // L-BFGS starts from the images just set; a resumed run starts a new history.
+    const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs ?? { history: 100 }) : undefined;
 
+    const tensorOf = (all: Float32Array, b: number): ImageTensor => ({
+      height: options.height,
+      width: options.width,
+      data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage),
+    });
+    const pixelsOf = (all: Float32Array, b: number) => toPixels(tensorOf(all, b), plan.preprocessing);
+    // The last images known to be finite with a finite loss, kept on the host
+    // so that a run that diverges can still hand back its last good result.
+    // The loop reads images back only at report boundaries (every printEvery,
+    // a few per cent of the time of the iterations between them), not per call.
+    let lastGood: { iteration: number; images: Float32Array } | undefined;
+    const diverged = async (at: number, what: string): Promise<never> => {
+      let kept = 'there is no finite image to keep';
+      if (lastGood) {
+        const files = await writeImages(lastGood.images, (out) => intermediatePath(out, lastGood!.iteration));
+        kept = `the last finite image (iteration ${lastGood.iteration}) is in ${files.map((f) => `'${f}'`).join(', ')}`;
+      }
+      const fromCheckpoint = resumed !== undefined && at === startIteration;
+      throw new UserError(
+        fromCheckpoint
+          ? `the checkpoint ${store.name} resumes into a ${what}: delete it to start again; ${kept}`
+          : `the ${what} at iteration ${at}: the learning rate is likely too high, or a layer, content, style or smoothness weight too large; ${kept}`,
+        { code: 'not-finite', field: fromCheckpoint ? 'resume' : 'lr' },
+      );
+    };
+    const writeImages = async (all: Float32Array, pathFor: (out: string) => string) => {
+      const files: string[] = [];
+      for (let b = 0; b < options.batch; b++) {
+        const file = pathFor(plan.outPaths[b]);
+        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.output ?? {}, b);
+        files.push(file);
+      }
+      return files;
+    };
     const saveAll = async (pathFor: (out: string) => string, at: number) => {
       const all = await session.readImages();
-      for (let b = 0; b < options.batch; b++) {
-        const tensor: ImageTensor = {
-          height: options.height,
-          width: options.width,
-          data: all.subarray(b * pixelsPerImage, (b + 1) * pixelsPerImage),
-        };
-        const file = pathFor(plan.outPaths[b]);
-        await saveImage(file, toPixels(tensor, plan.preprocessing));
-        events.onSaved?.(file, at);
-      }
+      if (!allFinite(all)) await diverged(at, 'image stopped being finite');
+      for (const file of await writeImages(all, pathFor)) events.onSaved?.(file, at);
     };
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
-      await writeCheckpoint(plan.checkpointPath, { fingerprint: plan.fingerprint, iteration, images, m: state.m, v: state.v });
+      // A checkpoint is only ever a state worth resuming.
+      if (!allFinite(images) || !allFinite(state.m) || !allFinite(state.v)) await diverged(iteration, 'image or optimiser state stopped being finite');
+      await store.write({ iteration, images, m: state.m, v: state.v });
+    };
+    let lastPreview = performance.now();
+    const preview = async () => {
+      if (!events.onPreview || performance.now() - lastPreview < (events.previewEveryMs ?? 2000)) return;
+      lastPreview = performance.now();
+      const all = await session.readImages();
+      await events.onPreview(Array.from({ length: options.batch }, (_, b) => pixelsOf(all, b)), iteration);
     };
 
     const started = performance.now();
@@ -145,12 +205,15 @@ export async function runOptimisation(
       const count = Math.min(chunk, boundary - iteration);
       const t0 = performance.now();
       const at = iteration;
-      const losses = await session.iterate({
-        adam: plan.adam,
-        stepSizes: adamStepSizes(plan.adam, iteration + 1, count),
-        onProgress: (done) => events.onProgress?.(at + done, elapsed()),
-      });
-      if (at % plan.printEvery === 0) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
+      const reporting = at % plan.printEvery === 0;
+      const before = reporting ? await session.readImages() : undefined;
+      const onProgress = (done: number) => events.onProgress?.(at + done, elapsed());
+      const losses = lbfgs
+        ? await lbfgs.iterate(count, onProgress)
+        : await session.iterate({ adam: plan.adam, stepSizes: adamStepSizes(plan.adam, iteration + 1, count), onProgress });
+      if (!lossesFinite(losses)) await diverged(at, 'loss stopped being finite');
+      if (before && allFinite(before)) lastGood = { iteration: at, images: before };
+      if (reporting) events.onReport?.({ iteration: at, losses, elapsedMs: elapsed() });
       iteration += count;
       events.onProgress?.(iteration, elapsed());
       // Grow or shrink the chunk so a call takes about TARGET_CALL_MS.
@@ -159,19 +222,46 @@ export async function runOptimisation(
       if (iteration < plan.iterations) {
         if (plan.saveEvery > 0 && iteration % plan.saveEvery === 0) await saveAll((out) => intermediatePath(out, iteration), iteration);
         if (plan.checkpointEvery > 0 && iteration % plan.checkpointEvery === 0) await checkpoint();
+        await preview();
       }
     }
 
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
+    if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
-    await saveAll((out) => out, iteration);
+    if (plan.writeOutputs !== false || interrupted) await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
-    else await fs.rm(plan.checkpointPath, { force: true });
-    return { iterations: iteration, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths };
+    else await store.clear();
+    const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
+    const images = await session.readImages();
+    return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };
   } finally {
     session.dispose();
   }
+}
+
+/** The checkpoint to resume from, or undefined (with a notice) when there is none. */
+async function resumeState(store: CheckpointStore, plan: RenderPlan, events: RenderEvents) {
+  const ck = await store.read();
+  if (!ck) {
+    events.onNotice?.(`no checkpoint ${store.name} to resume: starting from the beginning`);
+    return undefined;
+  }
+  if (ck.images.length !== plan.initialImages.length)
+    throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
+  if (!allFinite(ck.images) || !allFinite(ck.m) || !allFinite(ck.v))
+    throw new UserError(`checkpoint ${store.name} holds values that are not finite: delete it to start again`, { code: 'not-finite', field: 'resume' });
+  return ck;
+}
+
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
+function lossesFinite(losses: readonly LossValues[]): boolean {
+  return losses.every((l) => Number.isFinite(l.total) && Number.isFinite(l.content) && Number.isFinite(l.style) && Number.isFinite(l.tv));
 }
 
 /** The smallest multiple of `every` greater than `n` (Infinity when every is 0). */

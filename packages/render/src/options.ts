@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_LOSS, UserError, type WeightedLayer } from '@nst/core';
+import { DEFAULT_LOSS, UserError, type SizeSpec, type WeightedLayer } from '@nst/core';
 import { MAX_SEED, RENDER_DEFAULTS, type RenderConfig } from './job.js';
 import { parseCount, parseLayerList, parseNumber, parseSize } from './parse.js';
+import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
  * The one description of a render job's options, shared by every front end:
@@ -51,6 +52,14 @@ export const JOB_OPTIONS: readonly JobOption[] = [
   { field: 'saveEvery', value: 'n', default: String(d.saveEvery), description: 'save the image every n iterations (0: only the final)' },
   { field: 'checkpointEvery', value: 'n', default: String(d.checkpointEvery), description: 'write a resumable checkpoint <out>.ckpt every n iterations (0: only on interrupt)' },
   { field: 'resume', description: 'continue from <out>.ckpt when it exists' },
+  { field: 'preset', value: 'name', default: 'notebook', choices: PRESET_NAMES, description: 'quality preset: fills the options not given (notebook: the spec; jcjohnson: neural-style; hq: multi-scale L-BFGS)' },
+  { field: 'optimizer', value: 'name', default: 'adam', choices: ['adam', 'lbfgs'], description: "optimiser: adam (the notebook's) or lbfgs (neural-style's; strong-Wolfe line search)" },
+  { field: 'lbfgsHistory', value: 'n', default: '100', description: 'L-BFGS: curvature pairs kept (memory: 2 x n x the image, float32)' },
+  { field: 'preserveColors', value: 'mode', default: 'none', choices: ['none', 'luminance', 'histogram'], description: "keep the content's colours: luminance (style on luminance only, chroma of the content) or histogram (style recoloured to the content's colour statistics)" },
+  { field: 'scales', value: 'N,...|auto', description: 'coarse-to-fine: longest sides of the coarser passes before the final size (auto: a factor sqrt(2) apart from about 256 px)' },
+  { field: 'scaleIterations', value: 'n[,n...]', description: 'iterations of each scale, coarse to fine (one number: every scale; default: --iterations each)' },
+  { field: 'bitDepth', value: 'bits', default: '8', choices: ['8', '16'], description: 'bits per channel of the output (16: .png and .tif only)' },
+  { field: 'iccProfile', value: 'mode', default: 'srgb', choices: ['srgb', 'keep'], description: "output colour profile: srgb (the content's profile converted to sRGB) or keep (converted back to the content's profile and embedded)" },
   { field: 'weights', short: 'w', value: 'path|random:SEED', description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)' },
 ];
 
@@ -61,10 +70,12 @@ export type JobOptionValues = Readonly<Record<string, string | number | boolean 
  * Parses a job's option values (keys: the fields of JOB_OPTIONS, camelCase)
  * into a RenderConfig, applying the defaults. Unknown keys are an error.
  */
-export function jobFromOptions(values: JobOptionValues): RenderConfig & { readonly weights?: string } {
+export function jobFromOptions(given: JobOptionValues): RenderConfig & { readonly weights?: string } {
   const known = new Set(JOB_OPTIONS.map((o) => o.field));
-  for (const key of Object.keys(values))
-    if (values[key] !== undefined && !known.has(key)) throw new UserError(`'${key}' is not a render option`, { field: key });
+  for (const key of Object.keys(given))
+    if (given[key] !== undefined && !known.has(key)) throw new UserError(`'${key}' is not a render option`, { field: key });
+  const presetName = given.preset === undefined ? undefined : String(given.preset);
+  const values = applyPreset(given, presetName);
   const text = (field: string): string | undefined => {
     const v = values[field];
     if (v === undefined) return JOB_OPTIONS.find((o) => o.field === field)?.default;
@@ -91,6 +102,12 @@ export function jobFromOptions(values: JobOptionValues): RenderConfig & { readon
   if (out.length > 1) throw new UserError('expected one output, got several', { field: 'out' });
   const pooling = text('pooling');
   if (pooling !== 'avg' && pooling !== 'max') throw new UserError(`'${pooling}' is not avg or max`, { field: 'pooling' });
+  const choice = <T extends string>(field: string): T => {
+    const t = text(field)!;
+    const allowed = JOB_OPTIONS.find((o) => o.field === field)!.choices!;
+    if (!allowed.includes(t)) throw new UserError(`'${t}' is not one of ${allowed.join(', ')}`, { field });
+    return t as T;
+  };
   const resume = values.resume;
   if (resume !== undefined && typeof resume !== 'boolean' && !/^(true|false)$/.test(String(resume)))
     throw new UserError(`'${resume}' is not true or false`, { field: 'resume' });
@@ -119,6 +136,21 @@ export function jobFromOptions(values: JobOptionValues): RenderConfig & { readon
     saveEvery: count('saveEvery'),
     checkpointEvery: count('checkpointEvery'),
     resume: resume === true || resume === 'true',
+    optimizer: choice<'adam' | 'lbfgs'>('optimizer'),
+    lbfgsHistory: count('lbfgsHistory', 1, 10000),
+    preserveColors: choice<'none' | 'luminance' | 'histogram'>('preserveColors'),
+    scales: optional('scales', parseScales),
+    scaleIterations: optional('scaleIterations', (t) => t.split(',').map((n) => parseCount(n, 'scaleIterations'))),
+    bitDepth: Number(choice('bitDepth')) as 8 | 16,
+    iccProfile: choice<'srgb' | 'keep'>('iccProfile'),
     weights: text('weights'),
   };
+}
+
+/** `auto`, or longest sides `256,362` (a side may also be WxH). */
+function parseScales(text: string): 'auto' | SizeSpec[] {
+  if (text.trim().toLowerCase() === 'auto') return 'auto';
+  const items = text.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field: 'scales' });
+  return items.map((s) => parseSize(s, 'scales'));
 }

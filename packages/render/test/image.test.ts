@@ -57,6 +57,18 @@ describe('image files', () => {
     expect([small.width, small.height, small.data.length]).toEqual([8, 4, 96]);
   });
 
+  it('writes .tif and .tiff losslessly: noise round-trips to the exact pixels', async () => {
+    const img = randomImage(33, 17, 9); // noise: any lossy encoding would change it
+    for (const name of ['n.tif', 'n.TIFF']) {
+      const file = path.join(dir, name);
+      await saveImage(file, img);
+      const meta = await sharp(file).metadata();
+      expect(meta.format).toBe('tiff');
+      const back = await loadImage(file, 'content');
+      expect(Buffer.from(back.data).equals(Buffer.from(img.data))).toBe(true);
+    }
+  });
+
   it('flattens alpha and converts grey images to RGB', async () => {
     const file = path.join(dir, 'grey.png');
     await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(file);

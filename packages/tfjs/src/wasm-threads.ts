@@ -2,7 +2,7 @@
  * Multi-threaded WASM for @tensorflow/tfjs-backend-wasm under Node.
  *
  * The package ships a threaded SIMD build (Emscripten pthreads on
- * worker_threads) but disables it in Node (tfjs issue 3830) for two reasons
+ * worker_threads) but disables it in Node (github.com/tensorflow/tfjs, issue 3830) for two reasons
  * this file works around, only while the backend initialises:
  *  1. Emscripten starts each pthread worker from a `blob:` URL, which Node's
  *     Worker cannot load. We catch the two blobs involved (the worker script
@@ -61,7 +61,7 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
   class RecordingBlob extends OriginalBlob {
     constructor(parts?: BlobArgs[0], options?: BlobArgs[1]) {
       super(parts ?? [], options);
-      if (parts && parts.every((p) => typeof p === 'string')) {
+      if (parts?.every((p) => typeof p === 'string')) {
         const text = (parts as string[]).join('');
         blobTexts.set(this, text);
         if (text.startsWith(FACTORY_MARKER)) factoryText = text;

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { adamStepSizes, DEFAULT_ADAM, DEFAULT_LOSS, isUserError, Rng } from '@nst/core';
 import type { AdamConfig, Backend, LossSpec, LossValues, Pooling, Session, SessionOptions, Targets } from '@nst/core';
 import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
+import { relL2 } from '@nst/test-helpers';
 import { TfVgg } from '../src/network.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { pool2x2, pool2x2Backward, referenceAdamTrajectory, referenceLossAndGradient, tensor3 } from '../../../test/reference/vgg-float64.js';
@@ -29,16 +30,6 @@ function makeTargets(seed: number, h: number, w: number, styleSizes: ReadonlyArr
       weight: weights[k],
     })),
   };
-}
-
-function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (a[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 function expectLossesClose(got: readonly LossValues[], want: readonly LossValues[], rel: number): void {
@@ -77,6 +68,7 @@ describe('tfjs backend selection', () => {
       () => true,
       () => false,
     );
+    expect.assertions(tfjsNodeLoads ? 4 : 8);
     if (tfjsNodeLoads) {
       expect(selection.kind).toBe('node');
     } else {
@@ -270,7 +262,7 @@ describe('resources and errors', () => {
     await small.loadWeights(testWeights(3, 5)); // conv1_1 .. conv3_1
     const error = await small.createSession({ height: 8, width: 8, batch: 1, pooling: 'avg', loss: DEFAULT_LOSS }).catch((e) => e);
     expect(isUserError(error)).toBe(true);
-    expect(error.message).toBe('contentLayers: layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)');
+    expect([error.field, error.detail]).toEqual(['contentLayers', 'layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)']);
     small.dispose();
   });
 

@@ -6,16 +6,19 @@
  * torchvision-style names loads too (OIHW kernels are recognised by shape).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { PREPROCESSING, VGG19_LAYERS, type DefaultLayers, type Preprocessing, type WeightedLayer, type WeightSet } from '@nst/core';
-import { check, fail } from './errors.js';
+import { MemoryBudget } from './budget.js';
+import { FormatError, WeightsError, check, fail } from './errors.js';
+import { openRegular, withFile } from './filebytes.js';
 import { checkShape, gatherHWIO, layerShape, parseParamName, parseTorchName, STRIDES } from './layers.js';
+import { checkPreprocessing } from './preprocessing.js';
 import { completeConvs } from './tfjs.js';
 import { hasMagic, registerFormat, type LoadedFile, type LoadOptions, type Probe } from './registry.js';
-import { parseSafetensors, tensorToFloat32, writeSafetensors } from './safetensors.js';
+import { readHeader, readTensor, tensorToFloat32, writeSafetensors } from './safetensors.js';
 
 export const CACHE_FORMAT = 'nst-vgg19-cache';
 export const CACHE_FILE_NAME = 'vgg19-conv1_1-conv5_1.safetensors';
@@ -29,6 +32,36 @@ export function cacheDir(): string {
   return join(homedir(), '.cache', 'nst');
 }
 
+/** The environment variable cacheDir() came from, if any (for messages). */
+export function cacheDirVariable(): string | undefined {
+  if (process.env.NST_CACHE_DIR) return 'NST_CACHE_DIR';
+  if (process.env.XDG_CACHE_HOME) return 'XDG_CACHE_HOME';
+  return undefined;
+}
+
+/** A WeightsError (WEIGHTS_CACHE_UNWRITABLE) naming the folder, and the variable it came from. */
+function unwritable(dir: string, variable: string | undefined, reason: string, cause?: unknown): WeightsError {
+  const from = variable ? ` (from ${variable})` : '';
+  return new WeightsError(`cache folder ${dir}${from} ${reason}`, { reason: 'WEIGHTS_CACHE_UNWRITABLE', path: dir, entry: variable, cause });
+}
+
+function errnoReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'EEXIST' || code === 'ENOTDIR') return 'is (or lies under) a file, not a folder';
+  return `is not writable (${code ?? (e as Error)?.message ?? String(e)})`;
+}
+
+/** Creates the folder `dir` if needed; a file in its place or a folder that cannot be created is a user error naming it. */
+export async function ensureCacheFolder(dir: string, variable: string | undefined): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    if (!(await stat(dir)).isDirectory()) throw unwritable(dir, variable, 'is a file, not a folder');
+  } catch (e) {
+    if (e instanceof WeightsError) throw e;
+    throw unwritable(dir, variable, errnoReason(e), e);
+  }
+}
+
 export function cachePath(): string {
   return join(cacheDir(), CACHE_FILE_NAME);
 }
@@ -40,56 +73,69 @@ export async function resolveDefaultWeights(): Promise<string | undefined> {
   return existsSync(path) ? path : undefined;
 }
 
+/** The layers of `set` the cache keeps: up to conv5_1. */
+export function cachedLayers(set: WeightSet): WeightSet['layers'] {
+  const last = VGG19_LAYERS.findIndex((l) => l.name === CACHE_LAST_LAYER);
+  return set.layers.slice(0, last + 1);
+}
+
 /** Writes `set` (its layers up to conv5_1) to `path` (default: the cache), atomically. */
 export async function writeCache(set: WeightSet, path = cachePath()): Promise<string> {
-  const last = VGG19_LAYERS.findIndex((l) => l.name === CACHE_LAST_LAYER);
-  const layers = set.layers.slice(0, last + 1);
-  await mkdir(join(path, '..'), { recursive: true });
+  const layers = cachedLayers(set);
+  const variable = path === cachePath() ? cacheDirVariable() : undefined;
+  await ensureCacheFolder(dirname(path), variable);
   const tensors = layers.flatMap((l) => [
     { name: `${l.name}.kernel`, shape: [3, 3, l.inChannels, l.outChannels], data: l.kernel },
     { name: `${l.name}.bias`, shape: [l.outChannels], data: l.bias },
   ]);
-  await writeSafetensors(path, tensors, {
-    format: CACHE_FORMAT,
-    version: '1',
-    preprocessing: JSON.stringify(set.preprocessing),
-    // Where the weights came from: an absolute path, a URL or random:SEED.
-    source: /^[a-z]+:/.test(set.source) || isAbsolute(set.source) ? set.source : resolve(set.source),
-    source_format: set.format,
-    ...(set.sha256 ? { source_sha256: set.sha256 } : {}),
-    layers: layers.map((l) => l.name).join(','),
-    ...(set.defaultLayers ? { [DEFAULT_LAYERS_KEY]: JSON.stringify(set.defaultLayers) } : {}),
-  });
+  try {
+    await writeSafetensors(path, tensors, {
+      format: CACHE_FORMAT,
+      version: '1',
+      preprocessing: JSON.stringify(set.preprocessing),
+      // Where the weights came from: an absolute path, a URL or random:SEED.
+      source: /^[a-z]+:/.test(set.source) || isAbsolute(set.source) ? set.source : resolve(set.source),
+      source_format: set.format,
+      ...(set.sha256 ? { source_sha256: set.sha256 } : {}),
+      layers: layers.map((l) => l.name).join(','),
+      ...(set.defaultLayers ? { [DEFAULT_LAYERS_KEY]: JSON.stringify(set.defaultLayers) } : {}),
+    });
+  } catch (e) {
+    if (typeof (e as NodeJS.ErrnoException)?.code === 'string') throw unwritable(dirname(path), variable, errnoReason(e), e);
+    throw e;
+  }
   return path;
 }
 
+/**
+ * Reads the header, then only the VGG-19 conv tensors (each shape checked
+ * before its bytes are read), so a safetensors file of any size loads.
+ */
 export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions): Promise<LoadedFile> {
-  const { tensors, metadata } = parseSafetensors(await readFile(probe.path));
   const partial = new Map<string, { kernel?: Float32Array; bias?: Float32Array }>();
   let torchNames = false;
   const dtypes = new Set<string>();
-  for (const [name, t] of tensors) {
-    const torch = parseTorchName(name);
-    const param = parseParamName(name) ?? torch;
-    if (!param) continue;
-    torchNames ||= torch !== undefined;
-    const { inChannels: I, outChannels: O } = layerShape(param.conv);
-    const values = tensorToFloat32(name, t);
-    dtypes.add(t.dtype);
-    const entry = partial.get(param.conv) ?? {};
-    if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice`);
-    if (param.kind === 'bias') {
-      checkShape(param.conv, 'bias', t.shape, [O]);
-      entry.bias = values;
-    } else if (t.shape[0] === O && t.shape[3] === 3) {
-      checkShape(param.conv, 'kernel', t.shape, [O, I, 3, 3]);
-      entry.kernel = gatherHWIO(values, 0, STRIDES.oihw(I, O), I, O);
-    } else {
-      checkShape(param.conv, 'kernel', t.shape, [3, 3, I, O]);
-      entry.kernel = values;
+  const metadata = await withFile(probe.path, async (file) => {
+    const header = await readHeader(file);
+    for (const [name, t] of header.entries) {
+      const torch = parseTorchName(name);
+      const param = parseParamName(name) ?? torch;
+      if (!param) continue;
+      torchNames ||= torch !== undefined;
+      const { inChannels: I, outChannels: O } = layerShape(param.conv);
+      const entry = partial.get(param.conv) ?? {};
+      if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice`);
+      const oihw = param.kind === 'kernel' && t.shape[0] === O && t.shape[3] === 3;
+      checkShape(param.conv, param.kind, t.shape, param.kind === 'bias' ? [O] : oihw ? [O, I, 3, 3] : [3, 3, I, O]);
+      const tensor = await readTensor(file, header, name);
+      dtypes.add(tensor.dtype);
+      const values = tensorToFloat32(name, tensor, file.budget);
+      if (param.kind === 'bias') entry.bias = values;
+      else entry.kernel = oihw ? gatherHWIO(values, 0, STRIDES.oihw(I, O), I, O) : values;
+      partial.set(param.conv, entry);
     }
-    partial.set(param.conv, entry);
-  }
+    return header.metadata;
+  }, probe.budget);
   const isCache = metadata.format === CACHE_FORMAT;
   let preprocessing: Preprocessing;
   if (metadata.preprocessing) preprocessing = parsePreprocessing(metadata.preprocessing);
@@ -133,29 +179,77 @@ export function parseDefaultLayers(json: string): DefaultLayers {
   return { contentLayers: list('contentLayers'), styleLayers: list('styleLayers') };
 }
 
+const PREPROCESSING_FIELD = '__metadata__.preprocessing';
+
 /** A Preprocessing recorded as JSON, checked field by field. */
 export function parsePreprocessing(json: string): Preprocessing {
-  let p: Partial<Preprocessing>;
+  let parsed: unknown;
   try {
-    p = JSON.parse(json) as Partial<Preprocessing>;
+    parsed = JSON.parse(json);
   } catch {
-    fail('metadata "preprocessing" is not valid JSON');
+    fail(`${PREPROCESSING_FIELD} is not valid JSON`, 'WEIGHTS_BAD_PREPROCESSING', PREPROCESSING_FIELD);
   }
-  const triple = (v: unknown, positive: boolean) =>
-    Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0));
-  check(p && typeof p.name === 'string', 'metadata "preprocessing" has no name');
-  check(p.channelOrder === 'rgb' || p.channelOrder === 'bgr', 'metadata "preprocessing" has no channelOrder rgb|bgr');
-  check(typeof p.scale === 'number' && p.scale > 0 && Number.isFinite(p.scale), 'metadata "preprocessing" has no positive scale');
-  check(triple(p.mean, false) && triple(p.std, true), 'metadata "preprocessing" needs mean and std of 3 numbers');
+  const p = checkPreprocessing(parsed, PREPROCESSING_FIELD);
   const known = Object.values(PREPROCESSING).find((k) => JSON.stringify(k) === JSON.stringify(p));
   return known ?? (p as Preprocessing);
 }
 
-/** SHA-256 of a file, streamed (the original files reach 550 MB). */
+/** SHA-256 of a (regular) file, streamed (the original files reach 550 MB). */
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const { fh } = await openRegular(path);
+  try {
+    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
+  } finally {
+    await fh.close();
+  }
   return hash.digest('hex');
+}
+
+/** The VGG-19 layers (conv1_1 onwards, in order) whose kernels a safetensors file names; [] when it cannot be read. */
+export async function layersIn(path: string): Promise<string[]> {
+  try {
+    const names = await withFile(path, async (f) => new Set((await readHeader(f)).entries.keys()), new MemoryBudget());
+    const layers: string[] = [];
+    for (const l of VGG19_LAYERS) {
+      if (!names.has(`${l.name}.kernel`) || !names.has(`${l.name}.bias`)) break;
+      layers.push(l.name);
+    }
+    return layers;
+  } catch (e) {
+    if (e instanceof FormatError || typeof (e as NodeJS.ErrnoException)?.code === 'string') return [];
+    throw e;
+  }
+}
+
+export interface CacheImport {
+  /** The cache file written. */
+  readonly path: string;
+  /** The layers stored (the set's, up to conv5_1). */
+  readonly layers: readonly string[];
+  /** The layers the cache held before, if it held any. */
+  readonly replaced: readonly string[];
+}
+
+/**
+ * Stores `set` in the cache, unless that would replace a cache holding more
+ * layers with fewer: that needs `force` (a WeightsError WEIGHTS_CACHE_DOWNGRADE
+ * with field "force" otherwise, for the caller to name its flag).
+ */
+export async function importToCache(set: WeightSet, options: { force?: boolean; path?: string } = {}): Promise<CacheImport> {
+  const path = options.path ?? cachePath();
+  const layers = cachedLayers(set).map((l) => l.name);
+  const replaced = existsSync(path) ? await layersIn(path) : [];
+  if (replaced.length > layers.length && !options.force) {
+    const span = (names: readonly string[]) => `${names.length} layers (${names[0]} .. ${names.at(-1)})`;
+    throw new WeightsError(`${path} holds ${span(replaced)}; ${set.source} would store only ${span(layers)}: refusing to replace the cache with fewer layers`, {
+      reason: 'WEIGHTS_CACHE_DOWNGRADE',
+      path,
+      field: 'force',
+    });
+  }
+  await writeCache(set, path);
+  return { path, layers, replaced };
 }
 
 registerFormat({

@@ -8,13 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
-import { mkdir, rename, unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { UserError, type WeightSet } from '@nst/core';
-import { cacheDir, cachePath, resolveDefaultWeights, writeCache } from './cache.js';
+import { cacheDir, cacheDirVariable, cachedLayers, cachePath, ensureCacheFolder, resolveDefaultWeights, writeCache } from './cache.js';
 import { loadWeights } from './load.js';
 
 export interface WeightSource {
@@ -87,6 +87,8 @@ export interface FetchResult {
   readonly cachePath: string;
   readonly source: WeightSource;
   readonly set: WeightSet;
+  /** The layers the cache holds now (the set's up to conv5_1). */
+  readonly stored: readonly string[];
 }
 
 export function findSource(id: string, sources: readonly WeightSource[] = WEIGHT_SOURCES): WeightSource {
@@ -138,14 +140,15 @@ async function convert(source: WeightSource, url: string, file: string, options:
   const set = await loadWeights(file);
   const path = await writeCache({ ...set, source: url });
   if (!options.keep) await unlink(file).catch(() => undefined);
-  log(`weights: ${source.id} -> ${path} (${set.layers.length} layers, ${set.preprocessing.name})`);
-  return { cachePath: path, source, set };
+  const stored = cachedLayers(set).map((l) => l.name);
+  log(`weights: ${source.id} -> ${path} (${stored.length} layers stored, ${set.preprocessing.name})`);
+  return { cachePath: path, source, set, stored };
 }
 
 /** Downloads (resuming a .part file) and verifies; returns the verified file's path. */
 async function downloadVerified(source: WeightSource, url: string, options: FetchOptions, log: (l: string) => void): Promise<string> {
   const dir = join(cacheDir(), 'downloads');
-  await mkdir(dir, { recursive: true });
+  await ensureCacheFolder(dir, cacheDirVariable());
   const final = join(dir, source.fileName);
   const part = `${final}.part`;
   await download(url, part, options, log);

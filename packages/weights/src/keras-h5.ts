@@ -31,6 +31,9 @@ export function hasHdf5Signature(head: Uint8Array): boolean {
   return [0, 512, 1024, 2048].some((o) => hasMagic(head, sig, o));
 }
 
+/** h5wasm's names of little- and big-endian float32 and float64. */
+const FLOAT_DTYPES = new Set(['<f', '>f', '<d', '>d']);
+
 /** Seconds one HDF5 request may take before the file is declared unreadable. */
 const REQUEST_TIMEOUT_S = 20;
 
@@ -53,6 +56,8 @@ export async function loadKerasH5(probe: Probe): Promise<LoadedFile> {
       const { inChannels, outChannels } = layerShape(param.conv);
       // Checking the shape before reading bounds the allocation to the real layer's size.
       checkShape(param.conv, param.kind, ds.shape ?? [], param.kind === 'kernel' ? [3, 3, inChannels, outChannels] : [outChannels]);
+      // ... and so does the element type: only 4- or 8-byte floats are read (a corrupt dtype may claim any size).
+      check(FLOAT_DTYPES.has(ds.dtype), () => `${ds.path} holds ${ds.dtype} values, not 32- or 64-bit floats`, 'WEIGHTS_CORRUPT', ds.path);
       const value = await h5.request<Float32Array | Float64Array | null>({ op: 'read', path: ds.path }, `read ${ds.path}`);
       if (!(value instanceof Float32Array || value instanceof Float64Array)) fail(`${ds.path} is not floating-point data (${ds.dtype})`);
       check(value.length === (param.kind === 'kernel' ? 9 * inChannels * outChannels : outChannels), `${ds.path} holds ${value.length} values`);

@@ -3,9 +3,9 @@
  * and validates the layers, and turns every problem into a one-line
  * UserError naming the file.
  */
-import { UserError, isUserError, validateWeightSet, type WeightSet } from '@nst/core';
+import { isUserError, validateWeightSet, type WeightSet } from '@nst/core';
 import { EMBEDDED_SHA256, EMBEDDED_SOURCE, verifiedEmbeddedPath } from './embedded.js';
-import { FormatError, oneLine } from './errors.js';
+import { FormatError, WeightsError, oneLine } from './errors.js';
 import { orderLayers } from './layers.js';
 import { parseRandomSource, randomWeights } from './random.js';
 import { detectFormat, probePath, registeredFormats, type LoadOptions, type Probe } from './registry.js';
@@ -39,11 +39,16 @@ export async function loadWeightsDetailed(source: string, options: LoadOptions =
   }
 
   const probe = await probePath(source).catch((e: NodeJS.ErrnoException) => {
-    throw new UserError(`${source}: ${e.code === 'ENOENT' ? 'no such file or folder' : `cannot be read (${e.code ?? e.message})`}`);
+    if (e instanceof FormatError) throw asUserError(e, source, source);
+    const reason = e.code === 'ENOENT' ? 'no such file or folder' : `cannot be read (${e.code ?? e.message})`;
+    throw new WeightsError(`${source}: ${reason}`, { reason: 'WEIGHTS_UNREADABLE', path: source, cause: e });
   });
   const format = detectFormat(probe);
   if (!format)
-    throw new UserError(`${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats().map((f) => f.description).join('; ')})`);
+    throw new WeightsError(`${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats().map((f) => f.description).join('; ')})`, {
+      reason: 'WEIGHTS_UNKNOWN_FORMAT',
+      path: source,
+    });
   const set = await loadAs(format.name, probe, options, source);
   const loadMs = performance.now() - start;
   if (options.verbose)
@@ -66,27 +71,31 @@ async function loadAs(formatName: string, probe: Probe, options: LoadOptions, so
       ...(loaded.sha256 ? { sha256: loaded.sha256 } : {}),
       ...(loaded.defaultLayers ? { defaultLayers: loaded.defaultLayers } : {}),
     };
-    checkVgg(set);
+    checkVgg(set, source);
     return { set, details: loaded.details ?? {} };
   } catch (e) {
-    throw asUserError(e, `${source}: ${format.description}`);
+    throw asUserError(e, `${source}: ${format.description}`, source);
   }
 }
 
-/** Content problems and file-system errors become one-line UserErrors naming the file; bugs stay bugs. */
-function asUserError(e: unknown, prefix: string): unknown {
+/**
+ * Content problems and file-system errors become one-line WeightsErrors naming
+ * the file (with the code and the field of the FormatError); bugs stay bugs.
+ */
+function asUserError(e: unknown, prefix: string, path: string): unknown {
   if (isUserError(e)) return e;
-  if (e instanceof FormatError) return new UserError(oneLine(`${prefix}: ${e.message}`), { cause: e });
+  if (e instanceof FormatError) return new WeightsError(oneLine(`${prefix}: ${e.message}`), { reason: e.code, path, entry: e.field, cause: e });
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new UserError(`${prefix}: cannot be read (${code})`, { cause: e });
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code))
+    return new WeightsError(`${prefix}: cannot be read (${code})`, { reason: 'WEIGHTS_UNREADABLE', path, cause: e });
   return e;
 }
 
-/** core's validateWeightSet, whose plain Errors (already naming the source) become UserErrors. */
-function checkVgg(set: WeightSet): void {
+/** core's validateWeightSet, whose plain Errors (already naming the source) become WeightsErrors. */
+function checkVgg(set: WeightSet, source: string): void {
   try {
     validateWeightSet(set);
   } catch (e) {
-    throw new UserError((e as Error).message, { cause: e });
+    throw new WeightsError((e as Error).message, { reason: 'WEIGHTS_CORRUPT', path: source, cause: e });
   }
 }

@@ -9,6 +9,7 @@
  * (miCOMPRESSED). This parser builds a tree whose numeric arrays point into
  * the bytes (no copies) and checks every size against the bytes it has.
  */
+import { MemoryBudget } from './budget.js';
 import { ByteReader, float32View } from './bytes.js';
 import { check, fail } from './errors.js';
 
@@ -62,6 +63,35 @@ export interface MatrixHeader {
   readonly count: number;
 }
 
+/** MATLAB arrays have few dimensions; a longer list is corrupt (and each costs memory). */
+const MAX_DIMS = 32;
+/** What one parsed array costs in memory (an object, a Map entry), charged to the budget. */
+const NODE_BYTES = 128;
+/** Arrays allowed beyond one per 8 bytes parsed: zero-field struct elements take no bytes at all. */
+const FREE_NODES = 4096;
+
+/**
+ * Counts the arrays built from one variable. Every array but the elements of
+ * a zero-field struct has a tag of at least 8 bytes, so more arrays than
+ * bytes / 8 (plus a few) means a struct claiming elements its bytes do not
+ * hold; each array is also charged to the file's memory budget.
+ */
+export class MatNodes {
+  private count = 0;
+  constructor(private readonly budget: MemoryBudget) {}
+
+  add(n: number, bytesParsed: number, what: string): void {
+    check(
+      Number.isSafeInteger(n) && this.count + n <= FREE_NODES + bytesParsed / 8,
+      () => `${what} claims ${n} elements, more than the ${bytesParsed} bytes parsed can hold`,
+      'WEIGHTS_TOO_LARGE',
+      what,
+    );
+    this.budget.take(n * NODE_BYTES, what);
+    this.count += n;
+  }
+}
+
 /** Parses array flags, dims and name of the miMATRIX whose data starts at `start`. */
 export function readMatrixHeader(r: ByteReader, start: number): MatrixHeader {
   const flags = element(r, start, 'MAT array flags');
@@ -69,18 +99,24 @@ export function readMatrixHeader(r: ByteReader, start: number): MatrixHeader {
   const flagWord = new ByteReader(flags.data, 'MAT array flags').u32(0);
   const dimsEl = element(r, flags.tag.next, 'MAT dimensions');
   check(dimsEl.tag.type === MI.INT32 && dimsEl.tag.size % 4 === 0 && dimsEl.tag.size >= 8, `MAT array at byte ${start} has no dimensions`);
+  check(dimsEl.tag.size / 4 <= MAX_DIMS, `MAT array at byte ${start} has ${dimsEl.tag.size / 4} dimensions`);
   const dr = new ByteReader(dimsEl.data, 'MAT dimensions');
   const dims = Array.from({ length: dimsEl.tag.size / 4 }, (_, i) => dr.i32(4 * i));
   check(dims.every((d) => d >= 0), `MAT array at byte ${start} has a negative dimension`);
   const count = dims.reduce((a, b) => a * b, 1);
+  check(Number.isSafeInteger(count), `MAT array at byte ${start} has dims ${dims.join('x')}: too many elements`, 'WEIGHTS_TOO_LARGE');
   const nameEl = element(r, dimsEl.tag.next, 'MAT array name');
   check(nameEl.tag.type === MI.INT8 || nameEl.tag.type === MI.UINT8, `MAT array at byte ${start} has no name`);
   return { flags: flagWord, cls: flagWord & 0xff, dims, name: Buffer.from(nameEl.data).toString('latin1'), body: nameEl.tag.next, count };
 }
 
-/** Parses the miMATRIX whose data is r[start, end) into a tree. */
-export function parseMatrix(r: ByteReader, start: number, end: number, depth = 0): MatArray {
+/**
+ * Parses the miMATRIX whose data is r[start, end) into a tree; `nodes` counts
+ * (and charges) every array built, across the calls that share it.
+ */
+export function parseMatrix(r: ByteReader, start: number, end: number, nodes: MatNodes, depth = 0): MatArray {
   check(depth < 32, 'MAT arrays nested more than 32 deep');
+  nodes.add(1, r.length, 'a MAT array');
   if (start === end) return { kind: 'numeric', name: '', dims: [0, 0], cls: MX.DOUBLE, type: MI.DOUBLE, data: new Uint8Array(0) };
   const h = readMatrixHeader(r, start);
   // Each element of a cell or struct needs at least a tag: this bounds count by the bytes present.
@@ -89,11 +125,11 @@ export function parseMatrix(r: ByteReader, start: number, end: number, depth = 0
     check(tag.type === MI.MATRIX, `${what} is not a MAT array (type ${tag.type})`);
     check(tag.next <= end, `${what} runs past its parent`);
     r.need(tag.dataOffset, tag.size, what);
-    return { value: parseMatrix(r, tag.dataOffset, tag.dataOffset + tag.size, depth + 1), next: tag.next };
+    return { value: parseMatrix(r, tag.dataOffset, tag.dataOffset + tag.size, nodes, depth + 1), next: tag.next };
   };
   switch (h.cls) {
     case MX.CELL: {
-      check(h.count <= (end - h.body) / 8, `MAT cell ${h.name} claims ${h.count} elements`);
+      check(h.count <= (end - h.body) / 8, `MAT cell ${h.name} claims ${h.count} elements`, 'WEIGHTS_TOO_LARGE', h.name);
       const items: MatArray[] = [];
       let p = h.body;
       for (let i = 0; i < h.count; i++) {
@@ -110,10 +146,13 @@ export function parseMatrix(r: ByteReader, start: number, end: number, depth = 0
       check(fieldLen > 0 && fieldLen <= 4096, `MAT struct ${h.name} has field names of length ${fieldLen}`);
       const namesEl = element(r, lenEl.tag.next, 'MAT field names');
       check(namesEl.tag.size % fieldLen === 0, `MAT struct ${h.name} has a partial field name`);
+      nodes.add(namesEl.tag.size / fieldLen, r.length, `MAT struct ${h.name || '(unnamed)'} field names`);
       const fields = Array.from({ length: namesEl.tag.size / fieldLen }, (_, i) =>
         Buffer.from(namesEl.data.subarray(i * fieldLen, (i + 1) * fieldLen)).toString('latin1').replace(/\0.*$/s, ''),
       );
-      check(h.count * fields.length <= (end - namesEl.tag.next) / 8, `MAT struct ${h.name} claims ${h.count} elements`);
+      check(h.count * fields.length <= (end - namesEl.tag.next) / 8, `MAT struct ${h.name} claims ${h.count} elements`, 'WEIGHTS_TOO_LARGE', h.name);
+      // Elements of a zero-field struct take no bytes: only the count of arrays built bounds them.
+      nodes.add(h.count, r.length, `MAT struct ${h.name || '(unnamed)'}`);
       const elements: Array<Map<string, MatArray>> = [];
       let p = namesEl.tag.next;
       for (let i = 0; i < h.count; i++) {
@@ -159,11 +198,12 @@ function decodeChars(type: number, data: Uint8Array): string {
 }
 
 /** The values of a numeric array as float32 (MATLAB may store a single or double array in a smaller integer type). */
-export function numericValues(a: MatArray, what: string): Float32Array {
+export function numericValues(a: MatArray, what: string, budget: MemoryBudget): Float32Array {
   check(a.kind === 'numeric', `${what} is not a numeric array`);
   if (a.type === MI.SINGLE) return float32View(a.data);
   const r = new ByteReader(a.data, what);
   const n = a.dims.reduce((x, y) => x * y, 1);
+  budget.take(4 * n, what);
   const read: (o: number) => number = {
     [MI.DOUBLE]: (o: number) => r.f64(8 * o),
     [MI.INT8]: (o: number) => (r.u8(o) << 24) >> 24,

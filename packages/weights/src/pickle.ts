@@ -7,8 +7,10 @@
  * of which it interprets itself: OrderedDict builds a Map, the
  * _rebuild_tensor functions describe a tensor (storage, offset, size, stride),
  * the storage types only name a dtype. Any other global is refused by name.
- * Every read is bounds-checked, and since each opcode consumes at least one
- * byte, the stack and memo cannot outgrow the pickle.
+ * Every read is bounds-checked; the number of opcodes run (which bounds the
+ * stack, the memo and every collection) and the nesting of collections are
+ * capped, so a pickle built to exhaust memory or to nest without end fails
+ * with an error naming the limit.
  */
 import { ByteReader } from './bytes.js';
 import { check, fail } from './errors.js';
@@ -79,6 +81,15 @@ const ALLOWED_GLOBALS = new Set([
   ...Object.keys(STORAGE_TYPES).map((s) => `torch.${s}`),
 ]);
 
+/**
+ * Opcodes one pickle may run. A VGG-19 state dict runs ~1,000, a whole
+ * model's state dict with thousands of tensors ~100,000; each opcode adds at
+ * most one value, so this bounds memory to some tens of MB.
+ */
+export const MAX_PICKLE_OPS = 1_000_000;
+/** Nesting of lists, tuples and dicts. A state dict nests 3 deep (dict, tensor args, size tuple). */
+export const MAX_PICKLE_DEPTH = 64;
+
 const MARK = Symbol('mark');
 type StackItem = PickleValue | typeof MARK;
 
@@ -94,6 +105,22 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
   const stack: StackItem[] = [];
   const memo = new Map<number, PickleValue>();
   let p = start;
+  let ops = 0;
+  // How deep each collection nests, as built (a collection filled after it was nested is under-counted, never over).
+  const depths = new WeakMap<object, number>();
+  const depthOf = (v: PickleValue): number => (v !== null && typeof v === 'object' ? depths.get(v) ?? 0 : 0);
+  /** Records that `container` now holds `items`, failing past MAX_PICKLE_DEPTH. */
+  const nest = (container: object, items: readonly PickleValue[]): void => {
+    let d = depths.get(container) ?? 1;
+    for (const v of items) d = Math.max(d, depthOf(v) + 1);
+    check(d <= MAX_PICKLE_DEPTH, `${what}: collections nested more than ${MAX_PICKLE_DEPTH} deep at byte ${p}`, 'WEIGHTS_TOO_LARGE', what);
+    depths.set(container, d);
+  };
+  const tuple = (items: PickleValue[]): Tuple => {
+    const t = new Tuple(items);
+    nest(t, items);
+    return t;
+  };
 
   const pop = (): PickleValue => {
     check(stack.length > 0, `${what}: stack underflow at byte ${p}`);
@@ -125,9 +152,11 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
     check(dict instanceof Map, `${what}: SETITEM(S) on something that is not a dict at byte ${p}`);
     check(items.length % 2 === 0, `${what}: odd number of items for SETITEMS at byte ${p}`);
     for (let i = 0; i < items.length; i += 2) dict.set(items[i], items[i + 1]);
+    nest(dict, items);
   };
 
   for (;;) {
+    check(++ops <= MAX_PICKLE_OPS, () => `${what}: more than ${MAX_PICKLE_OPS} pickle opcodes (at byte ${p}); not a state dict`, 'WEIGHTS_TOO_LARGE', what);
     const op = r.u8(p);
     const at = p;
     p += 1;
@@ -136,10 +165,13 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
         check(r.u8(p) <= 5, `${what}: pickle protocol ${r.u8(p)} is not supported`);
         p += 1;
         break;
-      case 0x95: // FRAME: a length hint only
-        r.u64(p);
+      case 0x95: {
+        // FRAME: a length hint only, but one that must fit in the bytes left
+        const length = r.u64(p, 'frame length');
         p += 8;
+        r.need(p, length, 'a pickle frame');
         break;
+      }
       case 0x2e: // STOP
         check(stack.length === 1, `${what}: ${stack.length} values on the stack at STOP`);
         return { value: pop(), end: p };
@@ -219,7 +251,7 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
         stack.push(new Tuple([]));
         break;
       case 0x74: // TUPLE
-        stack.push(new Tuple(popMark()));
+        stack.push(tuple(popMark()));
         break;
       case 0x85: // TUPLE1
       case 0x86: // TUPLE2
@@ -228,7 +260,7 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
         const n = op - 0x84;
         const items: PickleValue[] = [];
         for (let i = 0; i < n; i++) items.unshift(pop());
-        stack.push(new Tuple(items));
+        stack.push(tuple(items));
         break;
       }
       case 0x5d: // EMPTY_LIST
@@ -240,6 +272,7 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
         const list = top();
         check(Array.isArray(list), `${what}: APPEND to something that is not a list at byte ${at}`);
         list.push(v);
+        nest(list, [v]);
         break;
       }
       case 0x65: {
@@ -247,7 +280,8 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
         const items = popMark();
         const list = top();
         check(Array.isArray(list), `${what}: APPENDS to something that is not a list at byte ${at}`);
-        list.push(...items);
+        for (const v of items) list.push(v); // (not push(...items): a long spread overflows the call stack)
+        nest(list, items);
         break;
       }
       case 0x7d: // EMPTY_DICT

@@ -12,6 +12,7 @@
  */
 import { basename } from 'node:path';
 import { PREPROCESSING, type Preprocessing } from '@nst/core';
+import type { MemoryBudget } from './budget.js';
 import { bfloat16ToFloat, float32View, halfToFloat } from './bytes.js';
 import { check, fail, FormatError } from './errors.js';
 import { FileBytes, withFile } from './filebytes.js';
@@ -35,7 +36,7 @@ export async function loadPth(probe: Probe, options: LoadOptions): Promise<Loade
   const convs = await withFile(probe.path, async (file) => {
     const pth = hasMagic(probe.head, 'PK\x03\x04') ? await openZipPth(file) : await openLegacyPth(file);
     return readConvs(stateDictOf(pth.stateDict), pth);
-  });
+  }, probe.budget);
   const sha256 = await sha256File(probe.path);
   const { preprocessing, reason } = detectTorchPreprocessing(probe.path, sha256, convs.get('conv1_1'));
   if (options.verbose) (options.log ?? console.error)(`${probe.path}: preprocessing ${preprocessing.name} (${reason})`);
@@ -90,7 +91,7 @@ async function openZipPth(file: FileBytes): Promise<OpenedPth> {
       const entry = entries.get(`${prefix}data/${ref.key}`);
       check(entry, `storage ${ref.key} is missing from the zip`);
       check(ref.numel === undefined || entry.size >= ref.numel * ref.elementSize, `storage ${ref.key} holds ${entry.size} bytes, fewer than its ${ref.numel} elements need`);
-      return toFloat32(await readZipEntry(file, entry), ref);
+      return toFloat32(await readZipEntry(file, entry), ref, file.budget);
     }),
   };
 }
@@ -125,7 +126,7 @@ async function openLegacyPth(file: FileBytes): Promise<OpenedPth> {
     stateDict,
     readStorage: cachedByKey(async (ref) => {
       const loc = location.get(ref.key) ?? fail(`storage ${ref.key} is not in the file's storage list`);
-      return toFloat32(await file.read(loc.offset, loc.numel * ref.elementSize, `storage ${ref.key}`), ref);
+      return toFloat32(await file.read(loc.offset, loc.numel * ref.elementSize, `storage ${ref.key}`), ref, file.budget);
     }),
   };
 }
@@ -153,9 +154,11 @@ function cachedByKey(read: (ref: StorageRef) => Promise<Float32Array>): (ref: St
   };
 }
 
-function toFloat32(bytes: Buffer, ref: StorageRef): Float32Array {
+function toFloat32(bytes: Buffer, ref: StorageRef, budget: MemoryBudget): Float32Array {
   check(bytes.length % ref.elementSize === 0, `storage ${ref.key} is not a whole number of ${ref.dtype} values`);
   const n = bytes.length / ref.elementSize;
+  // A converted (or realigned) copy costs 4 bytes a value on top of the bytes read.
+  if (ref.dtype !== 'float32' || bytes.byteOffset % 4 !== 0) budget.take(4 * n, `storage ${ref.key} as float32`);
   switch (ref.dtype) {
     case 'float32':
       return float32View(bytes);

@@ -1,6 +1,7 @@
-import { open, stat } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { stat } from 'node:fs/promises';
 import type { DefaultLayers, Preprocessing } from '@nst/core';
+import { MemoryBudget } from './budget.js';
+import { openRegular } from './filebytes.js';
 import type { RawConv } from './layers.js';
 
 /** What format detection sees of a path: its first bytes, or that it is a folder. */
@@ -11,6 +12,8 @@ export interface Probe {
   readonly size: number;
   /** The first bytes of the file (up to 4 KiB; empty for a folder). */
   readonly head: Uint8Array;
+  /** What loading this file may allocate on the word of its content (one budget for the whole file, shards included). */
+  readonly budget: MemoryBudget;
 }
 
 export interface LoadOptions {
@@ -54,14 +57,15 @@ export function registeredFormats(): readonly WeightFormat[] {
   return formats;
 }
 
+/** A folder, or a regular file and its first bytes; a FIFO, device or socket is refused before anything is read. */
 export async function probePath(path: string): Promise<Probe> {
-  const st = await stat(path);
-  if (st.isDirectory()) return { path, isDirectory: true, size: 0, head: new Uint8Array(0) };
-  const fh = await open(path, 'r');
+  const budget = new MemoryBudget();
+  if ((await stat(path)).isDirectory()) return { path, isDirectory: true, size: 0, head: new Uint8Array(0), budget };
+  const { fh, size } = await openRegular(path);
   try {
-    const head = new Uint8Array(Math.min(4096, st.size));
+    const head = new Uint8Array(Math.min(4096, size));
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    return { path, isDirectory: false, size: st.size, head: head.subarray(0, bytesRead) };
+    return { path, isDirectory: false, size, head: head.subarray(0, bytesRead), budget };
   } finally {
     await fh.close();
   }
@@ -76,8 +80,4 @@ export function hasMagic(head: Uint8Array, magic: string | readonly number[], of
   const bytes = typeof magic === 'string' ? [...magic].map((c) => c.charCodeAt(0)) : magic;
   if (head.length < offset + bytes.length) return false;
   return bytes.every((b, i) => head[offset + i] === b);
-}
-
-export function fileLabel(path: string): string {
-  return basename(path);
 }

@@ -3,9 +3,14 @@
  * record (and its ZIP64 form), the central directory, local headers, and
  * entries stored (method 0, as torch.save writes them) or deflated (8). Every
  * offset and size is checked against the file's size before it is used, and
- * each entry read is checked against its CRC-32.
+ * each entry read is checked against its CRC-32. Against zip bombs: entries
+ * may not share bytes (nor overlap the central directory), each may expand
+ * at most as far as deflate can, all of them together at most
+ * MAX_ARCHIVE_EXPANSION times the file, and every inflated entry is charged
+ * to the file's memory budget before it is inflated.
  */
 import { crc32, inflateRawSync } from 'node:zlib';
+import { MAX_DEFLATE_RATIO } from './budget.js';
 import { ByteReader } from './bytes.js';
 import { check, fail } from './errors.js';
 import type { FileBytes } from './filebytes.js';
@@ -25,8 +30,16 @@ const ZIP64_EOCD_SIG = 0x06064b50;
 const CD_SIG = 0x02014b50;
 const LOCAL_SIG = 0x04034b50;
 const MAX_CENTRAL_DIRECTORY = 64 << 20;
-/** Deflate cannot expand data by more than about 1032x; a larger claim is corrupt. */
-const MAX_DEFLATE_RATIO = 1032;
+/** A state dict's zip holds a few entries per tensor; far more is not a weight file. */
+const MAX_ENTRIES = 100_000;
+/**
+ * The sum of all entries' sizes over the file's size. torch.save stores its
+ * entries (ratio 1); deflated float weights barely shrink. A larger total is
+ * a bomb even when each entry alone is plausible.
+ */
+export const MAX_ARCHIVE_EXPANSION = 64;
+/** Local header (30 bytes) plus the shortest name: what an entry occupies before its data, at least. */
+const LOCAL_HEADER = 30;
 
 export async function readZipDirectory(file: FileBytes): Promise<Map<string, ZipEntry>> {
   const tailSize = Math.min(file.size, 22 + 65535 + 20);
@@ -49,8 +62,9 @@ export async function readZipDirectory(file: FileBytes): Promise<Map<string, Zip
     cdSize = z64.u64(40);
     cdOffset = z64.u64(48);
   }
-  check(cdSize <= MAX_CENTRAL_DIRECTORY, `zip central directory of ${cdSize} bytes is implausibly large`);
-  check(entries <= cdSize / 46, `zip claims ${entries} entries in a ${cdSize}-byte central directory`);
+  check(cdSize <= MAX_CENTRAL_DIRECTORY, `zip central directory of ${cdSize} bytes is implausibly large`, 'WEIGHTS_TOO_LARGE');
+  check(entries <= cdSize / 46, `zip claims ${entries} entries in a ${cdSize}-byte central directory`, 'WEIGHTS_TOO_LARGE');
+  check(entries <= MAX_ENTRIES, `zip claims ${entries} entries, more than ${MAX_ENTRIES}`, 'WEIGHTS_TOO_LARGE');
   const cd = new ByteReader(await file.read(cdOffset, cdSize, 'zip central directory'), 'zip central directory');
   const out = new Map<string, ZipEntry>();
   let p = 0;
@@ -76,10 +90,39 @@ export async function readZipDirectory(file: FileBytes): Promise<Map<string, Zip
       }
       q += 4 + len;
     }
+    check(!out.has(name), `zip entry ${name} appears twice`, 'WEIGHTS_CORRUPT', name);
     out.set(name, { name, method: cd.u16(p + 10), crc: cd.u32(p + 16), compressedSize, size, localHeaderOffset });
     p += 46 + nameLen + extraLen + commentLen;
   }
+  checkLayout([...out.values()], cdOffset, cdSize, file.size);
   return out;
+}
+
+/**
+ * Each entry's bytes (local header, name, data) lie before the central
+ * directory and apart from every other entry's, and all entries together
+ * expand at most MAX_ARCHIVE_EXPANSION times the file. Without this, many
+ * directory entries naming one highly compressed stream make a small file
+ * inflate to gigabytes.
+ */
+function checkLayout(entries: ZipEntry[], cdOffset: number, cdSize: number, fileSize: number): void {
+  check(cdOffset + cdSize <= fileSize, `zip central directory (bytes ${cdOffset}..${cdOffset + cdSize}) runs past the end of the file`);
+  const sorted = [...entries].sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
+  let end = 0;
+  let previous = '';
+  let total = 0;
+  for (const e of sorted) {
+    check(e.localHeaderOffset >= end, () => `zip entries ${previous} and ${e.name} share bytes`, 'WEIGHTS_CORRUPT', e.name);
+    end = e.localHeaderOffset + LOCAL_HEADER + Buffer.byteLength(e.name) + e.compressedSize;
+    check(end <= cdOffset, `zip entry ${e.name} runs into the central directory`, 'WEIGHTS_CORRUPT', e.name);
+    previous = e.name;
+    total += e.size;
+  }
+  check(
+    total <= MAX_ARCHIVE_EXPANSION * fileSize,
+    `zip entries expand to ${total} bytes, more than ${MAX_ARCHIVE_EXPANSION} times the ${fileSize}-byte file: refusing a zip bomb`,
+    'WEIGHTS_TOO_LARGE',
+  );
 }
 
 /** The uncompressed bytes of `entry`, CRC-checked. */
@@ -87,20 +130,23 @@ export async function readZipEntry(file: FileBytes, entry: ZipEntry): Promise<Bu
   const local = new ByteReader(await file.read(entry.localHeaderOffset, 30, `zip local header of ${entry.name}`), 'zip local header');
   check(local.u32(0) === LOCAL_SIG, `zip local header of ${entry.name} has a bad signature`);
   const dataOffset = entry.localHeaderOffset + 30 + local.u16(26) + local.u16(28);
+  if (entry.method === 0) check(entry.compressedSize === entry.size, `zip entry ${entry.name} is stored with two different sizes`);
+  else if (entry.method === 8)
+    check(entry.size <= MAX_DEFLATE_RATIO * entry.compressedSize + 1024, `zip entry ${entry.name} claims an impossible compression ratio`, 'WEIGHTS_TOO_LARGE', entry.name);
+  else fail(`zip entry ${entry.name} uses compression method ${entry.method}; only stored and deflated are supported`);
   const raw = await file.read(dataOffset, entry.compressedSize, `zip entry ${entry.name}`);
   let data: Buffer;
-  if (entry.method === 0) {
-    check(entry.compressedSize === entry.size, `zip entry ${entry.name} is stored with two different sizes`);
-    data = raw;
-  } else if (entry.method === 8) {
-    check(entry.size <= MAX_DEFLATE_RATIO * entry.compressedSize + 1024, `zip entry ${entry.name} claims an impossible compression ratio`);
+  if (entry.method === 0) data = raw;
+  else {
+    // Charged at the declared size, and inflation stops there (maxOutputLength), whatever the stream holds.
+    file.budget.take(entry.size, `zip entry ${entry.name} inflated`);
     try {
       data = inflateRawSync(raw, { maxOutputLength: Math.max(entry.size, 1) });
     } catch (e) {
       fail(`zip entry ${entry.name} does not inflate (${(e as Error).message})`);
     }
     check(data.length === entry.size, `zip entry ${entry.name} inflates to ${data.length} bytes, not ${entry.size}`);
-  } else fail(`zip entry ${entry.name} uses compression method ${entry.method}; only stored and deflated are supported`);
+  }
   check(crc32(data) >>> 0 === entry.crc, `zip entry ${entry.name} fails its CRC-32 check (corrupt file)`);
   return data;
 }

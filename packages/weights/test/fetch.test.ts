@@ -99,6 +99,7 @@ describe('nst weights fetch against a local server', () => {
     const result = await fetchWeightsDetailed({ sources: [testSource()], ...quiet });
     expect(requests).toEqual([{ url: '/files/vgg-test.pth', range: undefined }]);
     await expectCachedReference(result.cachePath);
+    expect(result.stored).toEqual(['conv1_1', 'conv1_2', 'conv2_1']);
     expect(existsSync(join(cacheDirPath, 'downloads', 'vgg-test.pth'))).toBe(false);
     expect(existsSync(join(cacheDirPath, 'downloads', 'vgg-test.pth.part'))).toBe(false);
   });

@@ -1,16 +1,20 @@
 /**
- * Mutation fuzzing of every weight format, shared by the test suite (a few
- * hundred cases per format) and bench/fuzz-weights.ts (10,000+ per format).
- * Seeds are small valid files of each format (conv1_1, so that mutations hit
- * structure often); mutations are truncations, bit flips, overwritten runs,
- * duplicated or deleted chunks, and plain random bytes. A case passes when
- * loading either succeeds or throws a one-line UserError naming the file.
+ * Mutation fuzzing of every weight format, shared by the test suite (a small
+ * sample, every bomb included) and bench/fuzz-weights.ts (100,000 cases).
+ * Each format's corpus is a small valid file (conv1_1, so that mutations hit
+ * structure often) and the structural bombs of bombs.ts aimed at its reader.
+ * A format's first cases run each bomb as it is; after that a case mutates
+ * the seed or, BOMB_SHARE of the time, a bomb. Mutations are truncations,
+ * bit flips, overwritten runs, duplicated or deleted chunks, and plain random
+ * bytes. A case passes when loading either succeeds or throws a one-line
+ * UserError naming the file (an unmutated bomb must fail).
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng, isUserError } from '@nst/core';
 import { loadWeights, writeSafetensors } from '@nst/weights';
-import { referenceLayer } from './helpers.js';
+import { allBombs, type Bomb } from './bombs.js';
+import { referenceLayer } from './reference.js';
 import { columnMajorKernel, matFile, type MatValue } from './matfile.js';
 import { legacyPth, zipPth, type TorchTensor } from './torchfile.js';
 
@@ -156,23 +160,62 @@ export interface CaseResult {
   readonly message: string;
 }
 
-/** Writes one mutated copy of `seed` into `dir` and loads it. */
-export async function runCase(seed: FuzzSeed, dir: string, rng: Rng): Promise<CaseResult> {
+/** A format's seed and the bombs aimed at its reader. */
+export interface FuzzCorpus {
+  readonly seed: FuzzSeed;
+  readonly bombs: readonly Bomb[];
+}
+
+/** Every format's corpus (seeds and bombs are written under `scratch`). */
+export async function fuzzCorpora(scratch: string): Promise<FuzzCorpus[]> {
+  const seeds = await fuzzSeeds(join(scratch, 'seeds'));
+  mkdirSync(join(scratch, 'bombs'), { recursive: true });
+  const bombs = await allBombs(join(scratch, 'bombs'));
+  const unused = bombs.filter((b) => !seeds.some((s) => s.format === b.format));
+  if (unused.length) throw new Error(`bombs for no fuzzed format: ${unused.map((b) => b.format).join(', ')}`);
+  return seeds.map((seed) => ({ seed, bombs: bombs.filter((b) => b.format === seed.format) }));
+}
+
+/** The share of mutation cases that mutate a bomb rather than the valid seed. */
+export const BOMB_SHARE = 0.01;
+
+/**
+ * Writes case `i` of `corpus` into `dir` (the draws from `rng` make it
+ * reproducible); returns the path to load, what the case is, and whether it
+ * is an unmutated bomb (which must not load).
+ */
+export function prepareCase(corpus: FuzzCorpus, i: number, dir: string, rng: Rng): { path: string; kind: string; bomb: boolean } {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const target = int(rng, seed.files.length);
+  const { seed, bombs } = corpus;
+  let source: { files: FuzzSeed['files']; open: string; name: string } = { files: seed.files, open: seed.open, name: 'seed' };
+  if (i < bombs.length) {
+    const b = bombs[i];
+    b.files.forEach((f) => writeFileSync(join(dir, f.name), f.bytes));
+    return { path: join(dir, b.open), kind: `bomb ${b.name}`, bomb: true };
+  }
+  if (bombs.length > 0 && rng.uniform() < BOMB_SHARE) {
+    const b = bombs[int(rng, bombs.length)];
+    source = { files: b.files, open: b.open, name: `bomb ${b.name}` };
+  }
+  const target = int(rng, source.files.length);
   let kind = '';
-  seed.files.forEach((f, i) => {
+  source.files.forEach((f, k) => {
     let bytes = f.bytes;
-    if (i === target) ({ bytes, kind } = mutate(f.bytes, rng));
+    if (k === target) ({ bytes, kind } = mutate(f.bytes, rng));
     writeFileSync(join(dir, f.name), bytes);
   });
-  kind = `${seed.files[target].name}: ${kind}`;
-  const path = join(dir, seed.open);
+  return { path: join(dir, source.open), kind: `${source.name}, ${source.files[target].name}: ${kind}`, bomb: false };
+}
+
+/** Writes case `i` of `corpus` into `dir` and loads it. */
+export async function runCase(corpus: FuzzCorpus, i: number, dir: string, rng: Rng): Promise<CaseResult> {
+  const { path, kind, bomb } = prepareCase(corpus, i, dir, rng);
   const t0 = performance.now();
   try {
     await loadWeights(path);
-    return { outcome: 'loaded', kind, ms: performance.now() - t0, message: '' };
+    const ms = performance.now() - t0;
+    return bomb ? { outcome: 'crash', kind, ms, message: `the bomb loaded` } : { outcome: 'loaded', kind, ms, message: '' };
   } catch (e) {
     const ms = performance.now() - t0;
     const message = e instanceof Error ? e.message : String(e);

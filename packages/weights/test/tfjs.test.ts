@@ -164,7 +164,6 @@ describe('TF.js layers model', () => {
 });
 
 describe.skipIf(!haveShared)('the shared real TF.js set (../shared)', () => {
-  if (!haveShared) console.log(`skipping the real TF.js set: ${sharedWeights} is absent`);
   it('loads all 8 layers with the values stored in the shards', async () => {
     const t0 = performance.now();
     const set = await loadWeights(sharedWeights);

@@ -1,11 +1,12 @@
 // Host-only tests of the CUDA engine's pure C++ parts (no GPU, no CUDA
 // runtime): SAME-pooling index math against TensorFlow's padding formula,
-// network geometry and memory estimate against the spec's numbers, the
-// largest-size search, the algorithm cache key, and the cuDNN/cuBLAS library
-// search on a fake folder tree. Built and run by
-// packages/native/test/cuda-host.test.ts:
+// network geometry and memory estimate against the spec's numbers, cuDNN's
+// 2^31-element tensor limit, the style pass's memory, the largest-size
+// search, the algorithm cache key, and the cuDNN/cuBLAS library search on a
+// fake folder tree. Built and run by packages/native/test/cuda-host.test.ts:
 //   g++ -std=c++17 -Wall -Wextra -Werror -Inative/src native/src/cuda/test/host_test.cc
-//       native/src/cuda/plan.cc native/src/cuda/library_search.cc -ldl
+//       native/src/cuda/geometry.cc native/src/cuda/memory_plan.cc native/src/cuda/format_bytes.cc
+//       native/src/cuda/library_search.cc -ldl
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,21 +17,17 @@
 #include <map>
 #include <string>
 
+#include "cuda/conv_key.h"
+#include "cuda/geometry.h"
 #include "cuda/library_search.h"
-#include "cuda/plan.h"
+#include "cuda/memory_plan.h"
 #include "cuda/pool_math.h"
+#include "cuda/test/expect.h"
 #include "engine.h"
 
 using namespace nst::cuda;
 
-static int failures = 0;
-#define EXPECT(cond)                                                      \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                         \
-    }                                                                     \
-  } while (0)
+using nst::test::failures;
 
 // TensorFlow's SAME rule for a window of 2, stride 2 (tf.nn.pool docs):
 // out = ceil(n / 2); pad_total = max((out - 1) * 2 + 2 - n, 0);
@@ -66,16 +63,85 @@ static void test_geometry_and_memory() {
   s.style_layers = {0, 2, 4, 8, 12};
   MemoryPlan m = estimate_memory(s);
   EXPECT(m.activations == size_t(320) << 20);
-  EXPECT(m.gradients == 2 * (size_t(64) << 20));          // two 512x512x64 maps
-  EXPECT(m.content_targets == size_t(8) << 20);           // conv4_2: 64x64x512
+  EXPECT(m.gradients == 2 * (size_t(64) << 20));  // two 512x512x64 maps
+  EXPECT(m.content_targets == size_t(8) << 20);   // conv4_2: 64x64x512
   EXPECT(m.image_state == 5 * size_t(512) * 512 * 3 * 4);
-  EXPECT(m.style_buffers == 2 * 4 * size_t(64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
-  // The budget: <= 1 GB at 512x512 with Adam, workspace reserve included.
+  EXPECT(m.style_buffers == size_t(2) * 4 * (64 * 64 + 128 * 128 + 256 * 256 + 512 * 512 + 512 * 512));
+  // The budget: <= 1 GB at 512x512 with Adam, workspace reserve included.
   EXPECT(required_bytes(s) <= size_t(1) << 30);
   // Linear in the batch (apart from the fixed workspace reserve).
   SessionShape s8 = s;
   s8.batch = 8;
   EXPECT(estimate_memory(s8).total() == 8 * m.total());
+}
+
+// The default loss (conv1_1..conv5_1) at one size and batch.
+static SessionShape default_loss_shape(int height, int width, int batch) {
+  SessionShape s;
+  s.height = height;
+  s.width = width;
+  s.batch = batch;
+  s.num_layers = 13;
+  s.content_layers = {9};
+  s.style_layers = {0, 2, 4, 8, 12};
+  return s;
+}
+
+// cuDNN's legacy descriptors take fewer than 2^31 elements per tensor: the
+// conv1 maps (64 channels at full size) reach it first.
+static void test_tensor_limit() {
+  SessionShape big = default_loss_shape(4096, 4096, 2);
+  EXPECT(largest_tensor_elements(big) == size_t(1) << 31);  // 4096 * 4096 * 64 * 2
+  std::string msg = tensor_limit_violation(big);
+  EXPECT(msg.find('\n') == std::string::npos);
+  EXPECT(msg.find("4096x4096 batch 2") != std::string::npos);
+  EXPECT(msg.find("2147483648 elements") != std::string::npos);
+  EXPECT(msg.find("use batch 1 or less") != std::string::npos);
+  EXPECT(msg.find("at batch 2 at most about ") != std::string::npos);
+  EXPECT(tensor_limit_violation(default_loss_shape(4096, 4096, 1)).empty());
+
+  SessionShape eight = default_loss_shape(2048, 2048, 8);
+  EXPECT(tensor_limit_violation(eight).find("use batch 7 or less") != std::string::npos);
+  EXPECT(tensor_limit_violation(default_loss_shape(2048, 2048, 7)).empty());
+
+  // Both fit an H200's memory, so the size search must stop at the limit.
+  const size_t h200 = size_t(140) << 30;
+  for (const SessionShape& s : {big, eight}) {
+    EXPECT(required_bytes(s) <= h200);
+    auto [h, w] = largest_fitting_size(s, h200);
+    SessionShape fit = s;
+    fit.height = h;
+    fit.width = w;
+    EXPECT(h > 0 && h < s.height && w == h);
+    EXPECT(largest_tensor_elements(fit) <= kMaxTensorElements);
+    fit.height += 8;
+    fit.width += 8;
+    EXPECT(largest_tensor_elements(fit) > kMaxTensorElements);
+  }
+  // A style image runs at batch 1: 6000x6000 is beyond the limit too.
+  SessionShape style = default_loss_shape(6000, 6000, 1);
+  style.backward = false;
+  EXPECT(!tensor_limit_violation(style).empty());
+}
+
+// A style pass adds its maps, its style layers' Gram and the growth of the
+// session's workspace to what the session holds.
+static void test_style_pass_memory() {
+  SessionShape s = default_loss_shape(512, 512, 1);
+  s.backward = false;
+  s.content_layers.clear();
+  const MemoryPlan plan = estimate_memory(s);
+  EXPECT(plan.style_buffers == size_t(512) * 512 * 4);  // conv5_1's Gram, the largest
+  EXPECT(style_pass_bytes(s, 0) == plan.total() + kWorkspaceCap);
+  EXPECT(style_pass_bytes(s, size_t(100) << 20) == plan.total() + kWorkspaceCap - (size_t(100) << 20));
+  EXPECT(style_pass_bytes(s, kWorkspaceCap) == plan.total());
+  SessionShape no_styles = s;
+  no_styles.style_layers.clear();
+  EXPECT(style_pass_bytes(s, 0) == style_pass_bytes(no_styles, 0) + size_t(512) * 512 * 4);
+  // The fused conv adds a zero map as large as the largest output (conv1: 512x512x64).
+  SessionShape fused = s;
+  fused.fused_conv = true;
+  EXPECT(estimate_memory(fused).total() == plan.total() + size_t(512) * 512 * 64 * 4);
 }
 
 static void test_largest_fitting_size() {
@@ -231,6 +297,8 @@ static void test_library_search() {
 int main() {
   test_pool_math();
   test_geometry_and_memory();
+  test_tensor_limit();
+  test_style_pass_memory();
   test_largest_fitting_size();
   test_conv_key();
   test_library_search();

@@ -18,9 +18,10 @@ import {
   loadWeightsDetailed,
   preprocessingByName,
   weightsInfoJson,
-  writeCache,
+  importToCache,
   askOnTerminal,
   EMBEDDED_SOURCE,
+  WeightsError,
 } from '@nst/weights';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -43,18 +44,23 @@ export function registerWeightsCommands(program: Command): void {
         if (!ok) throw new UserError('weights fetch: cancelled');
       }
       const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
-      out(`${result.cachePath}: ${result.set.layers.length} layers from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
+      out(`${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
     });
 
   weights
     .command('import <file-or-dir>')
     .description('convert a weight file (TF.js, Keras .h5, MatConvNet .mat, PyTorch .pth, safetensors) into the cache')
     .addOption(new Option('--preprocessing <name>', 'override the detected input preprocessing').choices([...PREPROCESSING_CHOICES]))
-    .action(async (path: string, flags: { preprocessing?: string }) => {
+    .option('--force', 'replace a cache that holds more layers than this file')
+    .action(async (path: string, flags: { preprocessing?: string; force?: boolean }) => {
       const preprocessing = flags.preprocessing ? preprocessingByName(flags.preprocessing) : undefined;
       const { set } = await loadWeightsDetailed(path, { preprocessing });
-      const written = await writeCache(set);
-      out(`${written}: ${set.layers.length} layers (${set.layers[0].name} .. ${set.layers.at(-1)!.name}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
+      const stored = await importToCache(set, { force: flags.force }).catch((e: unknown) => {
+        if (e instanceof WeightsError && e.reason === 'WEIGHTS_CACHE_DOWNGRADE') throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
+        throw e;
+      });
+      const { layers } = stored;
+      out(`${stored.path}: ${layers.length} layers (${layers[0]} .. ${layers.at(-1)}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
     });
 
   weights

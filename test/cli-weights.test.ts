@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isUserError } from '@nst/core';
-import { CACHE_FILE_NAME, loadWeights } from '@nst/weights';
-import { registerWeightsCommands } from '../../cli/src/commands/weights.js';
-import { expectSameArray, haveShared, referenceLayer, sharedWeights, tempDir } from './helpers.js';
-import { zipPth } from './torchfile.js';
+import { CACHE_FILE_NAME, WeightsError, loadWeights, randomWeights, writeSafetensors } from '@nst/weights';
+import { registerWeightsCommands } from '@nst/cli';
+// The weight readers' test fixtures: reference values and a .pth writer.
+import { expectSameArray, haveShared, referenceLayer, sharedWeights, tempDir } from '../packages/weights/test/helpers.js';
+import { zipPth } from '../packages/weights/test/torchfile.js';
 
 const { path: tmp, cleanup } = tempDir();
 afterAll(() => cleanup());
@@ -72,6 +73,32 @@ describe('nst weights import / info', () => {
     expect(existsSync(join(process.env.NST_CACHE_DIR!, CACHE_FILE_NAME))).toBe(false);
   });
 
+  it('never replaces a fuller cache with fewer layers unless --force, and reports the layers stored', async () => {
+    // A file with all 16 convs: the cache keeps conv1_1 .. conv5_1 (13), and says so.
+    const full = randomWeights(3);
+    const fullPath = join(tmp, 'full.safetensors');
+    await writeSafetensors(fullPath, full.layers.flatMap((l) => [
+      { name: `${l.name}.kernel`, shape: [3, 3, l.inChannels, l.outChannels], data: l.kernel },
+      { name: `${l.name}.bias`, shape: [l.outChannels], data: l.bias },
+    ]), {});
+    const cache = join(process.env.NST_CACHE_DIR!, CACHE_FILE_NAME);
+    expect(await nst('import', fullPath)).toEqual([expect.stringMatching(/: 13 layers \(conv1_1 \.\. conv5_1\) from safetensors /)]);
+    // The one-layer .pth would replace 13 layers by 1: refused, naming the flag; the cache is untouched.
+    const err = await nst('import', pth).catch((e: unknown) => e);
+    expect(isUserError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/holds 13 layers \(conv1_1 \.\. conv5_1\); .* would store only 1 layers \(conv1_1 \.\. conv1_1\).*pass --force/);
+    expect(((err as Error).cause as WeightsError).reason).toBe('WEIGHTS_CACHE_DOWNGRADE');
+    expect(((err as Error).cause as WeightsError).field).toBe('force');
+    const kept = await loadWeights(cache);
+    expect(kept.layers.length).toBe(13);
+    expectSameArray(kept.layers[12].kernel, full.layers[12].kernel, 'conv5_1 kernel kept');
+    // With --force it is replaced, and the message counts what was stored.
+    expect(await nst('import', pth, '--force')).toEqual([expect.stringMatching(/: 1 layers \(conv1_1 \.\. conv1_1\) from pth /)]);
+    expect((await loadWeights(cache)).layers.length).toBe(1);
+    // An equal or fuller set replaces it without --force.
+    expect(await nst('import', fullPath)).toEqual([expect.stringMatching(/: 13 layers/)]);
+  });
+
   it.skipIf(!haveShared)('imports the shared real TF.js set', async () => {
     const [line] = await nst('import', sharedWeights);
     expect(line).toMatch(/8 layers \(conv1_1 \.\. conv3_4\) from tfjs-layers/);
@@ -90,7 +117,7 @@ describe('nst weights compare', () => {
       { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
     ]));
     const lines = await nst('compare', pth, b);
-    expect(lines[0]).toMatch(/^ *0\.00e\+0  transpose \(swap height and width\), input channels reversed$/);
+    expect(lines[0]).toMatch(/^ *0\.00e\+0 {2}transpose \(swap height and width\), input channels reversed$/);
     expect(Number(lines[1].trim().split(/\s+/)[0])).toBeGreaterThan(0.01);
   });
 });

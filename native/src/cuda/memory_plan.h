@@ -1,0 +1,75 @@
+// What a CUDA session needs from the device, decided on the host before
+// anything is allocated: the bytes per buffer family, and whether every
+// tensor stays within what cuDNN's API can describe (pure host code: tested by
+// host_test.cc without a GPU).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nst::cuda {
+
+struct SessionShape {
+  int height = 0;
+  int width = 0;
+  int batch = 1;
+  int num_layers = 0;               // conv layers run: deepest loss layer + 1
+  std::vector<int> content_layers;  // conv indices
+  std::vector<int> style_layers;
+  bool backward = true;     // false: forward only (style targets)
+  bool fused_conv = false;  // the fused conv+bias+ReLU forward (needs a zero map)
+};
+
+// Device bytes per buffer family (workspace excluded: decided by cuDNN find).
+struct MemoryPlan {
+  size_t activations = 0;      // post-ReLU outputs of every layer + pooled maps
+  size_t gradients = 0;        // two ping-pong buffers of the largest map
+  size_t image_state = 0;      // image, Adam m and v, image gradient, input staging
+  size_t content_targets = 0;  // target activations of the content layers
+  size_t style_buffers = 0;    // target Gram + gradient Gram per style layer
+  size_t fused_zeros = 0;      // the fused conv's z input: zeros as large as the largest output map
+  size_t total() const { return activations + gradients + image_state + content_targets + style_buffers + fused_zeros; }
+};
+
+MemoryPlan estimate_memory(const SessionShape& shape);
+
+// Upper bound on the cuDNN workspace we accept when choosing algorithms; the
+// estimate reserves it so that the check before allocating is conservative.
+inline constexpr size_t kWorkspaceCap = size_t(256) << 20;
+// cuBLAS workspace (recommended size for Hopper; needed for graph capture).
+inline constexpr size_t kCublasWorkspace = size_t(32) << 20;
+
+size_t required_bytes(const SessionShape& shape);
+
+// What a forward-only style pass (shape.backward = false, batch 1, the style
+// layers listed) adds on top of a session that already holds
+// `session_workspace` bytes of cuDNN workspace: its maps, the style image,
+// one Gram, and the growth of that workspace up to kWorkspaceCap (the pass
+// may need a larger one; the old one is freed before the new is allocated).
+size_t style_pass_bytes(const SessionShape& style_pass, size_t session_workspace);
+
+// cuDNN's legacy tensor descriptors (cudnnSetTensor4dDescriptor) count
+// elements in 32 bits: a tensor of 2^31 elements or more fails inside cuDNN
+// with CUDNN_STATUS_NOT_SUPPORTED, whatever memory is free.
+inline constexpr size_t kMaxTensorElements = (size_t(1) << 31) - 1;
+
+// Elements of the largest tensor the shape hands cuDNN: the widest conv
+// input or output over the whole batch.
+size_t largest_tensor_elements(const SessionShape& shape);
+
+// One-line reason why cuDNN cannot take the shape, naming the largest batch
+// at this size and the largest size at this batch that it can take; empty
+// when it can.
+std::string tensor_limit_violation(const SessionShape& shape);
+
+// The largest height x width with the same aspect ratio (and the same batch
+// and loss) within the tensor limit and whose required_bytes fit
+// `available`; {0, 0} when none does.
+std::pair<int, int> largest_fitting_size(const SessionShape& shape, size_t available);
+
+// One-line "out of memory" message for a session that does not fit.
+std::string out_of_memory_message(const SessionShape& shape, size_t available, const std::string& device);
+
+}  // namespace nst::cuda

@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { deepestLayerIndex, findLayer, layerInputSize, resolveSize, VGG19_LAYERS, type LossSpec } from '@nst/core';
+import { fileCheckpointStore, itemCheckpointStore, probeImage, type RenderConfig, type RenderPlan } from '@nst/render';
+
+/**
+ * Packing: jobs that share an output size, a loss and the optimiser's
+ * schedule can run as one engine batch (each item with its own content and
+ * styles); the batch is as large as the memory estimate allows.
+ */
+
+/** The output size of a job (probing its content image when the size is a longest side). */
+export async function jobSize(config: RenderConfig): Promise<{ width: number; height: number }> {
+  if (config.size.kind === 'exact') return { width: config.size.width, height: config.size.height };
+  const own = await probeImage(config.contents[0], 'content');
+  return resolveSize(config.size, own.width, own.height);
+}
+
+/**
+ * What must be equal for two jobs to share a batch: the session (size,
+ * pooling, loss), the optimiser's schedule, and the iteration they start
+ * from (a resumed job continues Adam's bias correction where it stopped).
+ */
+export function compatibilityKey(config: RenderConfig, size: { width: number; height: number }, startIteration: number): string {
+  return JSON.stringify({
+    size,
+    pooling: config.pooling,
+    loss: config.loss,
+    adam: config.adam,
+    iterations: config.iterations,
+    printEvery: config.printEvery,
+    saveEvery: config.saveEvery,
+    checkpointEvery: config.checkpointEvery,
+    startIteration,
+  });
+}
+
+/**
+ * An estimate of the engine memory one batch item needs, in bytes: the
+ * activations of every layer up to the deepest one the loss uses, kept for
+ * the backward pass, with their gradients and the engine's scratch (3 float32
+ * copies); the image, its gradient and Adam's two moments; the content
+ * target and the style Gram targets.
+ */
+export function itemBytes(width: number, height: number, loss: LossSpec): number {
+  const deepest = deepestLayerIndex(loss);
+  let floats = 0;
+  for (let i = 0; i <= deepest; i++) {
+    const { height: h, width: w } = layerInputSize(i, height, width);
+    floats += 3 * h * w * VGG19_LAYERS[i].outChannels;
+  }
+  floats += 4 * height * width * 3;
+  for (const l of loss.contentLayers) {
+    const layer = findLayer(l.layer)!;
+    const { height: h, width: w } = layerInputSize(layer.index, height, width);
+    floats += h * w * layer.outChannels;
+  }
+  for (const l of loss.styleLayers) floats += findLayer(l.layer)!.outChannels ** 2;
+  return 4 * floats;
+}
+
+export interface PackLimits {
+  /** The most items in one engine batch. */
+  readonly maxBatch: number;
+  /** The engine memory a batch may use, in bytes. */
+  readonly memoryBytes: number;
+}
+
+/** How many items of this size and loss fit one batch (at least 1: a single job always runs). */
+export function batchCapacity(size: { width: number; height: number }, loss: LossSpec, limits: PackLimits): number {
+  return Math.max(1, Math.min(limits.maxBatch, Math.floor(limits.memoryBytes / itemBytes(size.width, size.height, loss))));
+}
+
+/** Splits items that share a key into batches of at most `capacity`, in their original order. */
+export function packGroups<T>(items: readonly T[], keyOf: (item: T) => string, capacityOf: (item: T) => number): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key) ?? [];
+    group.push(item);
+    groups.set(key, group);
+  }
+  const batches: T[][] = [];
+  for (const group of groups.values()) {
+    const capacity = capacityOf(group[0]);
+    for (let k = 0; k < group.length; k += capacity) batches.push(group.slice(k, k + capacity));
+  }
+  return batches;
+}
+
+/**
+ * Joins the plans of single jobs (each a batch of 1, prepared by
+ * prepareRender) into one engine batch. Each item keeps its own targets,
+ * initial image, output and checkpoint, so that it can later resume alone
+ * or in another batch.
+ */
+export function mergePlans(plans: readonly RenderPlan[]): RenderPlan {
+  if (plans.length === 0) throw new Error('mergePlans needs at least one plan');
+  const first = plans[0];
+  if (plans.length === 1) return first;
+  const sessionKey = (p: RenderPlan) => JSON.stringify({ ...p.session, batch: 1 });
+  const scheduleKey = (p: RenderPlan) => JSON.stringify([p.adam, p.iterations, p.printEvery, p.saveEvery, p.checkpointEvery, p.resume, p.preprocessing.name]);
+  for (const p of plans) {
+    if (p.session.batch !== 1) throw new Error('mergePlans joins plans of one item each');
+    if (sessionKey(p) !== sessionKey(first) || scheduleKey(p) !== scheduleKey(first)) throw new Error('mergePlans: the plans are not compatible');
+  }
+  const initialImages = new Float32Array(plans.length * first.initialImages.length);
+  plans.forEach((p, k) => initialImages.set(p.initialImages, k * first.initialImages.length));
+  return {
+    ...first,
+    session: { ...first.session, batch: plans.length },
+    targets: plans.flatMap((p) => p.targets),
+    initialImages,
+    outPaths: plans.flatMap((p) => p.outPaths),
+    fingerprint: createHash('sha256').update(plans.map((p) => p.fingerprint).join(',')).digest('hex'),
+    checkpointStore: itemCheckpointStore(plans.map((p) => p.checkpointStore ?? fileCheckpointStore(p.checkpointPath, p.fingerprint))),
+  };
+}

@@ -1,0 +1,92 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { type Backend, type WeightSet } from '@nst/core';
+import { batchCapacity, itemBytes, mergePlans, packGroups } from '@nst/batch';
+import { createNativeBackend, loadNativeAddon } from '@nst/native';
+import { jobFromOptions, prepareRender, readCheckpoint, runOptimisation, type RenderConfig } from '@nst/render';
+import { loadWeights } from '@nst/weights';
+
+describe('packing', () => {
+  it('estimates an item from the layers the loss reaches (hand-worked)', () => {
+    const loss = { contentLayers: [{ layer: 'conv1_2', weight: 1 }], styleLayers: [{ layer: 'conv1_1', weight: 1 }], alpha: 1, beta: 1, tvWeight: 0 };
+    // conv1_1 and conv1_2 at 8x6x64, 3 copies each; image, gradient and 2 moments; conv1_2 content target; one 64x64 Gram.
+    const floats = 3 * 2 * 8 * 6 * 64 + 4 * 8 * 6 * 3 + 8 * 6 * 64 + 64 * 64;
+    expect(itemBytes(8, 6, loss)).toBe(4 * floats);
+    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 100, memoryBytes: 4 * floats * 3 + 1 })).toBe(3);
+    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
+    // A job larger than the budget still runs, alone.
+    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
+  });
+
+  it('groups by key, keeps the order, and splits groups at the capacity', () => {
+    const items = ['a1', 'b1', 'a2', 'a3', 'b2', 'a4', 'a5'];
+    expect(packGroups(items, (s) => s[0], () => 2)).toEqual([['a1', 'a2'], ['a3', 'a4'], ['a5'], ['b1', 'b2']]);
+  });
+});
+
+const native = loadNativeAddon();
+// Under CI a missing engine fails (createNativeBackend throws); elsewhere these tests skip.
+const run = native.ok || process.env.CI === 'true';
+
+describe.skipIf(!run)('a packed batch (cpu engine)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nst-pack-'));
+  let weights: WeightSet;
+  let backend: Backend;
+  const image = async (name: string, seed: number) => {
+    const file = path.join(dir, name);
+    const data = Buffer.alloc(24 * 16 * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (i * (seed + 3) * 7919 + seed * 31) % 251;
+    await sharp(data, { raw: { width: 24, height: 16, channels: 3 } }).png().toFile(file);
+    return file;
+  };
+  const job = (content: string, styles: string[], out: string, extra: Record<string, string | boolean> = {}): RenderConfig =>
+    jobFromOptions({
+      content,
+      style: styles,
+      out: path.join(dir, out),
+      size: '24x16',
+      iterations: '8',
+      styleLayers: 'conv1_1,conv2_1',
+      contentLayers: 'conv2_2',
+      saveEvery: '0',
+      printEvery: '4',
+      ...extra,
+    });
+  const pixels = (file: string) => sharp(file).raw().toBuffer();
+  const maxDiff = (a: Buffer, b: Buffer) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+  it('renders each item with its own styles, as if it ran alone, and resumes an item alone', async () => {
+    weights = await loadWeights('random:7');
+    backend = await createNativeBackend('cpu', {});
+    await backend.loadWeights(weights);
+    const [c1, c2, s1, s2, s3] = await Promise.all([image('c1.png', 1), image('c2.png', 2), image('s1.png', 3), image('s2.png', 4), image('s3.png', 5)]);
+    const alone = [job(c1, [s1], 'alone1.png'), job(c2, [s2, s3], 'alone2.png', { styleBlendWeights: '1,3' })];
+    for (const c of alone) await runOptimisation(backend, await prepareRender(c, weights));
+
+    // The same two jobs in one engine batch; stopped after 4 iterations (each item checkpoints on its own), then resumed.
+    const packed = [job(c1, [s1], 'packed1.png'), job(c2, [s2, s3], 'packed2.png', { styleBlendWeights: '1,3' })];
+    const plan = mergePlans(await Promise.all(packed.map((c) => prepareRender(c, weights))));
+    expect(plan.session.batch).toBe(2);
+    expect(plan.targets[1].styles.map((s) => s.weight)).toEqual([0.25, 0.75]);
+    const stop = new AbortController();
+    const first = await runOptimisation(backend, plan, { onProgress: (i) => i >= 4 && stop.abort() }, stop.signal);
+    expect(first.interrupted).toBe(true);
+    for (const c of packed) expect((await readCheckpoint(`${c.out}.ckpt`))?.iteration).toBe(first.iterations);
+
+    // Item 2 resumes alone (another batch, another batch size); item 1 resumes in a batch of its own too.
+    for (const c of packed) {
+      const r = await runOptimisation(backend, await prepareRender({ ...c, resume: true }, weights));
+      expect(r.startIteration).toBe(first.iterations);
+      expect(existsSync(`${c.out}.ckpt`)).toBe(false);
+    }
+    const [a1, a2, p1, p2] = await Promise.all(['alone1.png', 'alone2.png', 'packed1.png', 'packed2.png'].map((f) => pixels(path.join(dir, f))));
+    expect(maxDiff(p1, a1)).toBeLessThanOrEqual(1);
+    expect(maxDiff(p2, a2)).toBeLessThanOrEqual(1);
+    // The comparison can fail: the two jobs' images differ.
+    expect(maxDiff(a1, a2)).toBeGreaterThan(20);
+    backend.dispose();
+  });
+});

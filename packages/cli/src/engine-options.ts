@@ -1,0 +1,24 @@
+import type { Command } from 'commander';
+import type { PackLimits } from '@nst/batch';
+import { parseCount } from '@nst/render';
+import { addBackendOptions, type BackendFlags } from './backends.js';
+
+/** The flags of the commands that render many jobs on one engine (batch, worker): weights, packing, backend. */
+export interface EngineFlags extends BackendFlags {
+  weights?: string;
+  yes?: boolean;
+  maxBatch: string;
+  memory: string;
+}
+
+export function addEngineOptions(command: Command): Command {
+  command
+    .option('-w, --weights <path|random:SEED>', 'VGG-19 weights for every job (default: $NST_WEIGHTS, else the installed set)')
+    .option('--max-batch <n>', 'most jobs rendered together', '8')
+    .option('--memory <MiB>', 'engine memory a batch may use', '4096');
+  return addBackendOptions(command).option('-y, --yes', 'fetch the default weights without asking when none are installed');
+}
+
+export function packLimits(flags: EngineFlags): PackLimits {
+  return { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 };
+}

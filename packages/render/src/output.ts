@@ -1,0 +1,39 @@
+import { recombineChroma, toLevels, type ImageTensor, type Preprocessing, type RgbImage, type RgbLevels } from '@nst/core';
+import { savePixels, type OutputPixels } from './image-file.js';
+
+/** How the optimised images become files (per batch item where it differs). */
+export interface OutputSettings {
+  /** Bits per channel: 8 (default) or 16 (.png, .tif). */
+  readonly bitDepth?: 8 | 16;
+  /** Luminance mode: the content (at the output size) whose chroma each output takes. */
+  readonly chromaFrom?: readonly RgbImage[];
+  /** The content's alpha at the output size, passed through (undefined: opaque). */
+  readonly alpha?: readonly (Uint8Array | undefined)[];
+  /** An ICC profile to convert the output to and embed (the content's, kept); undefined: sRGB. */
+  readonly icc?: readonly (Uint8Array | undefined)[];
+}
+
+/** Writes batch item `item` of the optimised images (network space) to `file`. */
+export async function saveRendered(file: string, tensor: ImageTensor, pre: Preprocessing, settings: OutputSettings, item: number): Promise<void> {
+  let levels: RgbLevels = toLevels(tensor, pre);
+  const chroma = settings.chromaFrom?.[item];
+  if (chroma) levels = recombineChroma(levels, chroma);
+  await savePixels(file, quantise(levels, settings.bitDepth ?? 8, settings.alpha?.[item]), { icc: settings.icc?.[item] });
+}
+
+/** Levels 0..255 to 8- or 16-bit pixels (rounded, clipped), with the alpha channel when given. */
+export function quantise(levels: RgbLevels, bitDepth: 8 | 16, alpha?: Uint8Array): OutputPixels {
+  const n = levels.width * levels.height;
+  const channels = alpha ? 4 : 3;
+  const max = bitDepth === 16 ? 65535 : 255;
+  const scale = max / 255;
+  const data = bitDepth === 16 ? new Uint16Array(n * channels) : new Uint8Array(n * channels);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = Math.round(levels.data[3 * i + c] * scale);
+      data[channels * i + c] = v < 0 ? 0 : v > max ? max : v;
+    }
+    if (alpha) data[channels * i + 3] = Math.round(alpha[i] * scale);
+  }
+  return { width: levels.width, height: levels.height, channels, data };
+}

@@ -1,0 +1,9 @@
+/**
+ * @nst/server: rendering on many machines. The HTTP API and web page
+ * (`nst serve`), the BullMQ queue on Redis, the shared store, and the
+ * worker that renders queued jobs in batches (`nst worker`).
+ */
+export * from './store.js';
+export * from './queue.js';
+export * from './http.js';
+export * from './worker.js';

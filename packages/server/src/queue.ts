@@ -1,0 +1,115 @@
+import { UserError, type LossValues } from '@nst/core';
+import { Queue, type ConnectionOptions, type Job, type JobState } from 'bullmq';
+
+/** The BullMQ queue every server and worker of one deployment shares. */
+export const QUEUE_NAME = 'nst-render';
+
+/**
+ * A queued render job: inputs by store key, the other options as text under
+ * their job field names (what jobFromOptions takes). No path from a request
+ * is in it: the worker makes its own.
+ */
+export interface RenderJobData {
+  readonly content: string;
+  readonly styles: readonly string[];
+  readonly options: Readonly<Record<string, string>>;
+}
+
+/** What a worker reports while a job runs (BullMQ's job progress). */
+export interface RenderProgress {
+  readonly iteration: number;
+  readonly iterations: number;
+  readonly losses?: LossValues;
+  /** Counts previews written to the store, so that watchers see a new one. */
+  readonly preview?: number;
+}
+
+/** What a finished job returns. */
+export interface RenderReturn {
+  readonly result: string;
+  readonly losses: LossValues;
+  readonly iterations: number;
+}
+
+/** The API's view of a job's state. */
+export type ApiState = 'queued' | 'running' | 'done' | 'failed';
+
+export function apiState(state: JobState | 'unknown'): ApiState {
+  switch (state) {
+    case 'active':
+      return 'running';
+    case 'completed':
+      return 'done';
+    case 'failed':
+      return 'failed';
+    default:
+      return 'queued';
+  }
+}
+
+/** Store keys of a job's outputs. */
+export const resultKey = (id: string) => `results/${id}.png`;
+export const previewKey = (id: string) => `previews/${id}.jpg`;
+export const checkpointKey = (id: string) => `checkpoints/${id}.ckpt`;
+
+/** Redis connection options from REDIS_URL (redis://[:password@]host:port[/db]); BullMQ needs maxRetriesPerRequest null. */
+export function redisConnection(url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): ConnectionOptions {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:') throw new Error(`REDIS_URL: expected redis://host:port, got '${url}'`);
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    db,
+    maxRetriesPerRequest: null,
+  };
+}
+
+export type RenderQueue = Queue<RenderJobData, RenderReturn>;
+export type RenderJob = Job<RenderJobData, RenderReturn>;
+
+export function openQueue(connection: ConnectionOptions): RenderQueue {
+  return new Queue<RenderJobData, RenderReturn>(QUEUE_NAME, { connection });
+}
+
+/** Reports a queue's or worker's connection errors as one line each, not once per reconnection attempt. */
+export function reportErrors(client: { on(event: 'error', listener: (e: Error) => void): unknown }, log: (line: string) => void): void {
+  let last = '';
+  client.on('error', (e) => {
+    if (e.message !== last) log(`redis: ${e.message.split('\n')[0]}`);
+    last = e.message;
+  });
+}
+
+/** Waits until `client` (a queue or a worker) has reached Redis; a server that is not there is a UserError naming REDIS_URL. */
+export async function whenConnected(client: { waitUntilReady(): Promise<unknown> }, timeoutMs = 10_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UserError(`no Redis server answered within ${timeoutMs / 1000} s (set REDIS_URL=redis://host:port)`, { code: 'unsupported' })), timeoutMs);
+  });
+  try {
+    await Promise.race([client.waitUntilReady(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The API's JSON for a job. */
+export async function describeJob(job: RenderJob): Promise<Record<string, unknown>> {
+  const state = apiState(await job.getState());
+  const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<RenderProgress>;
+  const iterations = Number(job.data.options.iterations ?? progress.iterations ?? 0);
+  return {
+    id: job.id,
+    state,
+    iteration: state === 'done' ? job.returnvalue?.iterations ?? iterations : progress.iteration ?? 0,
+    iterations,
+    losses: state === 'done' ? job.returnvalue?.losses ?? null : progress.losses ?? null,
+    error: state === 'failed' ? job.failedReason ?? 'failed' : null,
+    attempts: job.attemptsMade,
+    submitted: job.timestamp,
+    preview: progress.preview ?? 0,
+  };
+}

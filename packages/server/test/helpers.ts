@@ -1,0 +1,103 @@
+/** Real processes for the server tests: a redis-server on a free port, `nst serve` and `nst worker`, all on 127.0.0.1. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { nstBin, repoRoot } from '@nst/test-helpers';
+
+export { nstBin, repoRoot } from '@nst/test-helpers';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running process whose output is kept, and a way to wait for a line of it. */
+export interface Proc {
+  readonly child: ChildProcess;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Ends it (SIGTERM, then SIGKILL after 5 s) and resolves when it has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startProcess(command: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(command, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (c: Buffer) => {
+    out += c.toString('utf8');
+    for (const l of listeners) l();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (pattern.test(out)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`timed out waiting for ${pattern} from ${path.basename(command)} ${args[1] ?? ''}; output:\n${out.slice(-2000)}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A fresh redis-server on a free port with no persistence. */
+export async function startRedis(): Promise<{ url: string; proc: Proc }> {
+  const port = await freePort();
+  const proc = startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await proc.waitFor(/Ready to accept connections/, 10_000);
+  return { url: `redis://127.0.0.1:${port}`, proc };
+}
+
+export function startCli(args: string[], redisUrl: string): Proc {
+  return startProcess(process.execPath, [nstBin, ...args], { REDIS_URL: redisUrl });
+}
+
+/** Submits a job through the API; returns the response's status and JSON. */
+export async function submitJob(base: string, token: string | undefined, files: Record<string, Blob | Blob[]>, fields: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+  const form = new FormData();
+  for (const [name, blob] of Object.entries(files)) for (const b of Array.isArray(blob) ? blob : [blob]) form.append(name, b, `${name}.img`);
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  const res = await fetch(`${base}/api/jobs`, { method: 'POST', body: form, headers: token ? { authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+export async function getJson(url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Polls until `done` returns true or the time is up. */
+export async function until(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

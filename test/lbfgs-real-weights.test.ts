@@ -1,0 +1,33 @@
+/**
+ * L-BFGS with the real weights on native cpu, tfjs, and cuda when a GPU is
+ * here (lbfgs-real-weights-case.ts says what is checked). The cuda engine on
+ * the CPU stand-in runs in lbfgs-cuda-emulated.test.ts, which fails under CI
+ * when the engine does not load.
+ */
+import { describe, it } from 'vitest';
+import { createNativeBackend, loadNativeAddon } from '@nst/native';
+import { createTfjsBackend } from '@nst/tfjs';
+import { sharedAvailable } from '@nst/test-helpers';
+import { checkLbfgs, cudaUnavailable } from './lbfgs-real-weights-case.js';
+
+const ci = process.env.CI === 'true';
+const ITERATIONS = 12;
+const missing = !sharedAvailable('weights') || !sharedAvailable('images');
+
+describe.runIf(!missing)(`L-BFGS with the real weights, 64x48${missing ? ' (skipped: ../shared absent)' : ''}`, () => {
+  it('native cpu', async () => {
+    const loaded = loadNativeAddon();
+    if (!loaded.ok && !ci) return console.log(`skipped: ${loaded.reason}`);
+    await checkLbfgs(() => createNativeBackend('cpu'), ITERATIONS);
+  });
+
+  it('tfjs', async () => {
+    await checkLbfgs(() => createTfjsBackend(), ITERATIONS);
+  });
+
+  it('cuda on a GPU', async () => {
+    const why = cudaUnavailable();
+    if (why) return console.log(`cuda case skipped (the stand-in runs it in lbfgs-cuda-emulated.test.ts): ${why}`);
+    await checkLbfgs(() => createNativeBackend('cuda', { precision: 'fp32' }), ITERATIONS);
+  });
+});
