@@ -140,6 +140,7 @@ export async function prepareRender(
   if (config.contents.length === 0) throw new UserError('no content image given', { field: 'content' });
   if (config.styles.length === 0) throw new UserError('no style image given', { field: 'style' });
   const outs = outputPaths(config);
+  checkOutputFormats(config, outs);
   const checkpointPath = checkpointPathFor(config);
   await refuseOverwritingInputs(await jobInputs(config, weights), {
     finals: outs,
@@ -270,6 +271,15 @@ async function contentAlphas(config: RenderConfig, outs: readonly string[], size
 }
 
 /** Bit depth, chroma, alpha and colour profile of the outputs; what to tell the user goes to `notes`. */
+/** What the outputs' formats can hold: checked with the other options, before any file is read. */
+function checkOutputFormats(config: RenderConfig, outs: readonly string[]): void {
+  if (config.bitDepth !== 16) return;
+  for (const o of outs)
+    if (!(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
+      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
+  if (config.iccProfile === 'keep') throw new UserError("keeping the content's colour profile needs 8 bits per channel", { code: 'unsupported', field: 'iccProfile' });
+}
+
 async function outputSettings(
   config: RenderConfig,
   outs: readonly string[],
@@ -278,11 +288,7 @@ async function outputSettings(
   notes: string[],
 ): Promise<OutputSettings> {
   const bitDepth = config.bitDepth ?? 8;
-  for (const o of outs)
-    if (bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
-      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
   const keep = config.iccProfile === 'keep';
-  if (keep && bitDepth === 16) throw new UserError('keeping the content\'s colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
   const icc = await Promise.all(
     config.contents.map(async (c) => {
       const profile = await probeColourProfile(c, 'content');
