@@ -49,7 +49,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     const px = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
     expect([info.width, info.height, info.channels]).toEqual([w, h, 4]);
     let worst = 0;
-    let levels = new Set<number>();
+    const levels = new Set<number>();
     for (let i = 0; i < w * h; i++) {
       const got = chroma(px[4 * i] / 257, px[4 * i + 1] / 257, px[4 * i + 2] / 257);
       const want = chroma(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]);

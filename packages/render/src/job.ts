@@ -190,7 +190,7 @@ export async function prepareRender(
   const stylesFor = (content: RgbImage) => stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
   const sharedStyles = colours === 'none' ? stylesFor(contentPixels[0]) : undefined;
   const targets: Targets[] = contents.map((content, b) => ({ content, styles: sharedStyles ?? stylesFor(contentPixels[b]) }));
-  const output = await outputSettings(config, outs, contentPixels, alpha, notes);
+  const output = await outputSettings(config, contentPixels, alpha, notes);
 
   const init = await initSpec(config, size, pre);
   const pixels = size.width * size.height * 3;
@@ -282,7 +282,6 @@ function checkOutputFormats(config: RenderConfig, outs: readonly string[]): void
 
 async function outputSettings(
   config: RenderConfig,
-  outs: readonly string[],
   contentPixels: readonly RgbImage[],
   alpha: readonly (Uint8Array | undefined)[],
   notes: string[],
