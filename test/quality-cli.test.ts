@@ -49,7 +49,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     const px = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
     expect([info.width, info.height, info.channels]).toEqual([w, h, 4]);
     let worst = 0;
-    let levels = new Set<number>();
+    const levels = new Set<number>();
     for (let i = 0; i < w * h; i++) {
       const got = chroma(px[4 * i] / 257, px[4 * i + 1] / 257, px[4 * i + 2] / 257);
       const want = chroma(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]);
@@ -60,6 +60,35 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     }
     console.log(`luminance mode, 16-bit file: max chroma error ${worst.toFixed(4)} levels; ${levels.size} distinct red values`);
     expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  const finalTotal = (r: { stdout: string }) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
+
+  it('--preset jcjohnson fills the options not given (L-BFGS), explicit ones win', () => {
+    const preset = nst([...base(), '--preset', 'jcjohnson', '--out', path.join(dir, 'jc.png')]);
+    expect(preset.status, preset.stderr).toBe(0);
+    expect(preset.stderr).toMatch(/5 iterations \(L-BFGS\)/);
+    const adam = nst([...base(), '--preset', 'jcjohnson', '--optimizer', 'adam', '--out', path.join(dir, 'jc-adam.png')]);
+    expect(adam.status, adam.stderr).toBe(0);
+    expect(adam.stderr).not.toMatch(/L-BFGS/);
+    const plain = nst([...base(), '--out', path.join(dir, 'plain.png')]);
+    expect(plain.stderr).not.toMatch(/L-BFGS/);
+  });
+
+  it('--lbfgs-history: one curvature pair steps differently from many once there are several', () => {
+    const run = (history: string) =>
+      nst([...base(), '--optimizer', 'lbfgs', '--lbfgs-history', history, '--out', path.join(dir, `h${history}.png`)]);
+    const [one, many] = [run('1'), run('100')];
+    expect([one.status, many.status], one.stderr + many.stderr).toEqual([0, 0]);
+    expect(finalTotal(one)).not.toBe(finalTotal(many));
+  });
+
+  it('--scales and --scale-iterations run the coarse passes first, at their sizes and counts', () => {
+    const r = nst([...base(), '--scales', '20', '--scale-iterations', '2,3', '--out', path.join(dir, 'scaled.png')]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/scale 1\/2: 20x15, 2 iterations/);
+    expect(r.stderr).toMatch(/scale 2\/2: 40x30, 3 iterations/);
+    expect(jsonLines(r.stdout).find((l) => l.summary)!.iterations).toBe(3);
   });
 
   it('refuses 16 bits in a JPEG and a scale larger than the output, naming the flag', () => {

@@ -9,6 +9,7 @@ import { recombineChroma } from '@nst/core';
 import { loadImage } from '@nst/render';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: a script that makes the README pictures, not a turbo task
 const images = process.env.IMAGES ?? path.join(here, '../../../shared/images');
 const size = { width: 400, height: 300 };
 const content = await loadImage(path.join(images, 'tubingen.jpg'), 'content', size);

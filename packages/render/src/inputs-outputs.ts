@@ -77,8 +77,8 @@ export async function refuseOverwritingInputs(inputs: readonly JobInput[], outpu
     const dir = path.dirname(outId.real);
     const ext = path.extname(outId.real);
     const stem = path.basename(outId.real, ext);
-    const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const pattern = new RegExp(`^${escape(stem)}_(\\d+)${escape(ext)}$`);
+    const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const pattern = new RegExp(`^${escapeRegExp(stem)}_(\\d+)${escapeRegExp(ext)}$`);
     const scheduled = (name: string) => {
       const m = pattern.exec(name);
       if (!m || !/^(0|[1-9]\d*)$/.test(m[1])) return false;

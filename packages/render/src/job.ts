@@ -140,6 +140,7 @@ export async function prepareRender(
   if (config.contents.length === 0) throw new UserError('no content image given', { field: 'content' });
   if (config.styles.length === 0) throw new UserError('no style image given', { field: 'style' });
   const outs = outputPaths(config);
+  checkOutputFormats(config, outs);
   const checkpointPath = checkpointPathFor(config);
   await refuseOverwritingInputs(await jobInputs(config, weights), {
     finals: outs,
@@ -189,7 +190,7 @@ export async function prepareRender(
   const stylesFor = (content: RgbImage) => stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
   const sharedStyles = colours === 'none' ? stylesFor(contentPixels[0]) : undefined;
   const targets: Targets[] = contents.map((content, b) => ({ content, styles: sharedStyles ?? stylesFor(contentPixels[b]) }));
-  const output = await outputSettings(config, outs, contentPixels, alpha, notes);
+  const output = await outputSettings(config, contentPixels, alpha, notes);
 
   const init = await initSpec(config, size, pre);
   const pixels = size.width * size.height * 3;
@@ -270,19 +271,23 @@ async function contentAlphas(config: RenderConfig, outs: readonly string[], size
 }
 
 /** Bit depth, chroma, alpha and colour profile of the outputs; what to tell the user goes to `notes`. */
+/** What the outputs' formats can hold: checked with the other options, before any file is read. */
+function checkOutputFormats(config: RenderConfig, outs: readonly string[]): void {
+  if (config.bitDepth !== 16) return;
+  for (const o of outs)
+    if (!(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
+      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
+  if (config.iccProfile === 'keep') throw new UserError("keeping the content's colour profile needs 8 bits per channel", { code: 'unsupported', field: 'iccProfile' });
+}
+
 async function outputSettings(
   config: RenderConfig,
-  outs: readonly string[],
   contentPixels: readonly RgbImage[],
   alpha: readonly (Uint8Array | undefined)[],
   notes: string[],
 ): Promise<OutputSettings> {
   const bitDepth = config.bitDepth ?? 8;
-  for (const o of outs)
-    if (bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
-      throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
   const keep = config.iccProfile === 'keep';
-  if (keep && bitDepth === 16) throw new UserError('keeping the content\'s colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
   const icc = await Promise.all(
     config.contents.map(async (c) => {
       const profile = await probeColourProfile(c, 'content');

@@ -36,6 +36,6 @@ describe('checkpoint stores', () => {
     const ck = { fingerprint: 'f', iteration: 2, images: Float32Array.of(1.5, -0), m: Float32Array.of(1e-30, 3), v: Float32Array.of(Infinity, 4) };
     const back = decodeCheckpoint(encodeCheckpoint(ck), 'bytes');
     expect(back).toEqual(ck);
-    expect(() => decodeCheckpoint(new Uint8Array(5), 'five bytes')).toThrow(/^resume: five bytes is not a valid checkpoint \(bad magic\)/);
+    expect(() => decodeCheckpoint(new Uint8Array(5), 'five bytes')).toThrow(/^resume: five bytes is not a valid checkpoint \(it is not an nst checkpoint\)/);
   });
 });

@@ -60,7 +60,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
 
     // A preview arrives while the job runs, then the result replaces it and the download link appears.
     const explain = async (e: unknown) => {
-      const shown = await page.$eval('body', (el) => el.innerText).catch(() => '');
+      const shown = await page.$eval('body', (el) => el.textContent).catch(() => '');
       throw new Error(`${(e as Error).message}\npage:\n${shown}\nerrors: ${errors.join('; ')}\nworker:\n${worker.output().slice(-1500)}`);
     };
     await page.waitForSelector('#preview[data-previews]', { timeout: 60_000 }).catch(explain);

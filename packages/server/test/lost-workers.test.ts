@@ -38,7 +38,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
       return w;
     };
     startWorker();
-    let steady = startWorker(); // never killed
+    const steady = startWorker(); // never killed
     await server.waitFor(/listening on/);
     await Promise.all(workers.map((w) => w.waitFor(/worker ready/)));
     const base = `http://127.0.0.1:${port}`;

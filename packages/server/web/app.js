@@ -54,8 +54,8 @@ $('submit').addEventListener('submit', async (event) => {
     form.append('iterations', $('iterations').value);
     form.append('beta', $('beta').value);
     const { id } = await (await api('/jobs', { method: 'POST', body: form })).json();
-    watch(id);
-    refreshJobs();
+    void watch(id);
+    void refreshJobs();
   } catch (e) {
     $('error').textContent = e.message;
   }
@@ -118,7 +118,7 @@ async function onEvent(id, event, data, losses) {
     link.href = url;
     link.download = `nst-${id.slice(0, 8)}.png`;
     link.hidden = false;
-    refreshJobs();
+    void refreshJobs();
   }
 }
 
@@ -136,7 +136,7 @@ function drawChart(points) {
   g.strokeStyle = '#236';
   g.lineWidth = 2;
   g.beginPath();
-  points.forEach((p, k) => (k ? g.lineTo : g.moveTo).call(g, px(xs[k]), py(ys[k])));
+  points.forEach((_, k) => (k ? g.lineTo : g.moveTo).call(g, px(xs[k]), py(ys[k])));
   g.stroke();
 }
 
@@ -160,5 +160,5 @@ async function refreshJobs() {
     $('error').textContent = e.message;
   }
 }
-refreshJobs();
+void refreshJobs();
 setInterval(refreshJobs, 3000);
