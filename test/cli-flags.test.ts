@@ -372,7 +372,7 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   '--precision': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
   '--json': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
-  '--yes': [['test/cli-flags.test.ts', '--yes downloads the default weights when none are installed (without it: a one-line error, no download)']],
+  '--yes': [['test/cli-flags.test.ts', '--yes downloads the default weights when none are installed (without it: the built-in set renders, no download)']],
   '--debug': [['test/cli-flags.test.ts', '--debug adds the stack trace to an error']],
   '--preset': [['test/quality-cli.test.ts', '--preset jcjohnson fills the options not given (L-BFGS), explicit ones win']],
   '--optimizer': [['test/quality-cli.test.ts', 'L-BFGS, luminance colours, 16 bits and alpha in one render']],
