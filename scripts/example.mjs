@@ -36,7 +36,7 @@ child.stdout.on('data', (chunk) => {
   pending = lines.pop();
   for (const line of lines) {
     if (line.startsWith('backend: ')) backend = line.slice('backend: '.length);
-    const done = /^done: (\d+ iterations in [\d.]+ s(?: \([\d.]+ s\/it\))?)/.exec(line);
+    const done = /^done: (.*?), wrote /.exec(line);
     if (done) timing = done[1];
   }
 });
@@ -48,4 +48,4 @@ if (status !== 0) {
 console.log('');
 console.log(`example: output  ${path.join(root, out)}`);
 console.log(`example: backend ${backend}`);
-console.log(`example: time    ${timing}; ${((performance.now() - started) / 1000).toFixed(0)} s in all, set-up included`);
+console.log(`example: time    ${timing || 'unknown'}; ${((performance.now() - started) / 1000).toFixed(0)} s in all, set-up included`);
