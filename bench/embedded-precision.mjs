@@ -23,7 +23,12 @@ const images = path.join(root, 'examples', 'images');
 
 const f32 = await loadWeights(source);
 const f16 = { ...f32, layers: f32.layers.map((l) => ({ ...l, kernel: roundToHalf(l.kernel), bias: roundToHalf(l.bias) })) };
-console.log(`weights: ${source}; float16 rounding of the kernels: rel L2 ${relL2(f16.layers.flatMap((l) => [...l.kernel]), f32.layers.flatMap((l) => [...l.kernel])).toExponential(2)}`);
+console.log(
+  `weights: ${source}; float16 rounding of the kernels: rel L2 ${relL2(
+    f16.layers.flatMap((l) => [...l.kernel]),
+    f32.layers.flatMap((l) => [...l.kernel]),
+  ).toExponential(2)}`,
+);
 
 const config = {
   ...RENDER_DEFAULTS,
@@ -52,12 +57,15 @@ async function render(weights) {
   const image = await session.readImages();
   session.dispose();
   backend.dispose();
-  console.log(`  ${backend.detail}: J ${losses[0].total.toExponential(3)} -> ${final[0].total.toExponential(3)} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.log(
+    `  ${backend.detail}: J ${losses[0].total.toExponential(3)} -> ${final[0].total.toExponential(3)} in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
   return { image, pixels: toPixels({ height: 300, width: 400, data: image }, plan.preprocessing) };
 }
 
 function relL2(a, b) {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i] - b[i]) ** 2;
     den += b[i] ** 2;
@@ -67,7 +75,11 @@ function relL2(a, b) {
 
 const a = await render(f32);
 const b = await render(f16);
-console.log(`float16 vs float32 weights after ${iterations} iterations: float image rel L2 ${relL2(b.image, a.image).toExponential(3)}, 8-bit output rel L2 ${relL2(b.pixels.data, a.pixels.data).toExponential(3)}`);
+console.log(
+  `float16 vs float32 weights after ${iterations} iterations: float image rel L2 ${relL2(b.image, a.image).toExponential(3)}, 8-bit output rel L2 ${relL2(b.pixels.data, a.pixels.data).toExponential(3)}`,
+);
 // The engine's own run-to-run spread, so that the difference above is not mistaken for noise.
 const c = await render(f32);
-console.log(`float32 run again: float image rel L2 ${relL2(c.image, a.image).toExponential(3)}, 8-bit output rel L2 ${relL2(c.pixels.data, a.pixels.data).toExponential(3)}`);
+console.log(
+  `float32 run again: float image rel L2 ${relL2(c.image, a.image).toExponential(3)}, 8-bit output rel L2 ${relL2(c.pixels.data, a.pixels.data).toExponential(3)}`,
+);

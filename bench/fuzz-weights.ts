@@ -47,7 +47,8 @@ function arg(name: string, fallback: string): string {
 
 const seed = Number(arg('seed', '1'));
 /** Case i of format f always gets the same mutation. */
-const caseRng = (f: number, i: number) => new Rng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(f + 1, 0x85ebca6b) ^ Math.imul(i + 1, 0xc2b2ae35)) >>> 0);
+const caseRng = (f: number, i: number) =>
+  new Rng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(f + 1, 0x85ebca6b) ^ Math.imul(i + 1, 0xc2b2ae35)) >>> 0);
 
 if (process.argv.includes('--child')) await child();
 else if (process.argv.includes('--load-times')) await loadTimes();
@@ -66,7 +67,9 @@ async function child(): Promise<void> {
   for (let i = start; i < end; i++) {
     process.stdout.write(`${JSON.stringify({ i, phase: 'start' })}\n`);
     const r = await runCase(corpora[f], i, join(scratch, 'case'), caseRng(f, i));
-    process.stdout.write(`${JSON.stringify({ i, phase: 'end', ...r, message: r.outcome === 'crash' ? r.message : r.message.slice(0, 160) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ i, phase: 'end', ...r, message: r.outcome === 'crash' ? r.message : r.message.slice(0, 160) })}\n`,
+    );
   }
   process.stdout.write(`${JSON.stringify({ phase: 'done', maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`);
 }
@@ -114,27 +117,36 @@ async function parent(): Promise<void> {
   const pending = formats.map((format, k) => ({ format, k }));
   const results: Summary[] = [];
   try {
-    await Promise.all(Array.from({ length: jobs }, async () => {
-      for (let job = pending.shift(); job; job = pending.shift()) {
-        const bombs = corpora.find((c) => c.seed.format === job.format)!.bombs.length;
-        results[job.k] = await fuzzFormat(job.format, cases, bombs, limits, scratch);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: jobs }, async () => {
+        for (let job = pending.shift(); job; job = pending.shift()) {
+          const bombs = corpora.find((c) => c.seed.format === job.format)!.bombs.length;
+          results[job.k] = await fuzzFormat(job.format, cases, bombs, limits, scratch);
+        }
+      }),
+    );
     summaries.push(...results);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  console.log(`\n${summaries.reduce((n, s) => n + s.cases, 0)} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
-    `memory cap: prlimit --as=${limits.asMB} MiB (keras-h5: ${limits.asMBh5} MiB), --max-old-space-size=${limits.heapMB}; time limit per case ${limits.caseMs} ms`);
-  console.log('format            cases  bombs  loaded  user-errors  crashes  hangs  died  slowest (ms, case)                   mean ms  max RSS MB');
+  console.log(
+    `\n${summaries.reduce((n, s) => n + s.cases, 0)} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s; ` +
+      `memory cap: prlimit --as=${limits.asMB} MiB (keras-h5: ${limits.asMBh5} MiB), --max-old-space-size=${limits.heapMB}; time limit per case ${limits.caseMs} ms`,
+  );
+  console.log(
+    'format            cases  bombs  loaded  user-errors  crashes  hangs  died  slowest (ms, case)                   mean ms  max RSS MB',
+  );
   for (const s of summaries)
     console.log(
       `${s.format.padEnd(17)} ${String(s.cases).padStart(5)}  ${String(s.bombs).padStart(5)}  ${String(s.loaded).padStart(6)}  ${String(s.userErrors).padStart(11)}  ` +
         `${String(s.crashes.length).padStart(7)}  ${String(s.hangs.length).padStart(5)}  ${String(s.died.length).padStart(4)}  ` +
         `${`${s.slowest.ms.toFixed(0)} (#${s.slowest.i} ${s.slowest.kind})`.padEnd(36)}  ${s.meanMs.toFixed(2).padStart(7)}  ${String(s.maxRssMB).padStart(10)}`,
     );
-  for (const s of summaries) for (const i of [...s.hangs, ...s.died]) console.log(`${s.hangs.includes(i) ? 'HANG' : 'DIED'} ${s.format} #${i}`);
-  for (const s of summaries) for (const c of s.crashes.slice(0, 5)) console.log(`CRASH ${s.format} #${c.i} (${c.kind}): ${c.message.split('\n').slice(0, 4).join(' | ')}`);
+  for (const s of summaries)
+    for (const i of [...s.hangs, ...s.died]) console.log(`${s.hangs.includes(i) ? 'HANG' : 'DIED'} ${s.format} #${i}`);
+  for (const s of summaries)
+    for (const c of s.crashes.slice(0, 5))
+      console.log(`CRASH ${s.format} #${c.i} (${c.kind}): ${c.message.split('\n').slice(0, 4).join(' | ')}`);
   const json = arg('json', '');
   if (json) writeFileSync(json, JSON.stringify(summaries, null, 2));
   process.exitCode = summaries.some((s) => s.crashes.length || s.hangs.length || s.died.length) ? 1 : 0;
@@ -142,17 +154,51 @@ async function parent(): Promise<void> {
 
 /** Runs all cases of one format, restarting the child after a hang or a death. */
 async function fuzzFormat(format: string, cases: number, bombs: number, limits: Limits, scratch: string): Promise<Summary> {
-  const s: Summary = { format, cases, bombs, loaded: 0, userErrors: 0, crashes: [], hangs: [], died: [], slowest: { i: -1, ms: 0, kind: '' }, meanMs: 0, maxRssMB: 0, seconds: 0 };
+  const s: Summary = {
+    format,
+    cases,
+    bombs,
+    loaded: 0,
+    userErrors: 0,
+    crashes: [],
+    hangs: [],
+    died: [],
+    slowest: { i: -1, ms: 0, kind: '' },
+    meanMs: 0,
+    maxRssMB: 0,
+    seconds: 0,
+  };
   const t0 = performance.now();
   let totalMs = 0;
   let next = 0;
   while (next < cases) {
     // (WebAssembly's trap handler reserves ~10 GB of address space per memory; without it h5wasm runs under the cap.)
     const asMB = format === 'keras-h5' ? limits.asMBh5 : limits.asMB;
-    const child = spawn('prlimit', [`--as=${asMB * 1024 * 1024}`, '--', process.execPath, `--max-old-space-size=${limits.heapMB}`, '--disable-wasm-trap-handler',
-      process.argv[1], '--child', '--format', format, '--start', String(next), '--end', String(cases), '--scratch', join(scratch, format), '--seed', String(seed)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'prlimit',
+      [
+        `--as=${asMB * 1024 * 1024}`,
+        '--',
+        process.execPath,
+        `--max-old-space-size=${limits.heapMB}`,
+        '--disable-wasm-trap-handler',
+        process.argv[1],
+        '--child',
+        '--format',
+        format,
+        '--start',
+        String(next),
+        '--end',
+        String(cases),
+        '--scratch',
+        join(scratch, format),
+        '--seed',
+        String(seed),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stderr!.resume(); // HDF5 or zlib chatter is not a result
     let current = -1;
     let timer: NodeJS.Timeout | undefined;
@@ -163,7 +209,9 @@ async function fuzzFormat(format: string, cases: number, bombs: number, limits: 
     };
     arm(Math.max(60_000, limits.caseMs));
     let killed = false;
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => ((killed = signal === 'SIGKILL'), resolve(code))));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code, signal) => ((killed = signal === 'SIGKILL'), resolve(code))),
+    );
     let done = false;
     for await (const line of createInterface({ input: child.stdout! })) {
       arm();
@@ -205,22 +253,70 @@ async function loadTimes(): Promise<void> {
   try {
     files.push(['safetensors cache (conv1_1..conv5_1)', await writeCache(set, join(dir, 'cache.safetensors'))]);
     const str = (text: string): MatValue => ({ t: 'char', text });
-    const layers: MatValue[] = set.layers.map((l) => ({ t: 'struct', fields: [['name', str(l.name)], ['type', str('conv')], ['weights', { t: 'cell', dims: [1, 2], items: [
-      { t: 'single', dims: [3, 3, l.inChannels, l.outChannels], data: columnMajorKernel(l.kernel, l.inChannels, l.outChannels) },
-      { t: 'single', dims: [l.outChannels, 1], data: l.bias }] }]] }));
-    layers.push({ t: 'struct', fields: [['name', str('fc6')], ['type', str('conv')], ['weights', { t: 'cell', dims: [1, 2], items: [
-      { t: 'single', dims: [7, 7, 512, 4096], data: fc6 }, { t: 'single', dims: [4096, 1], data: new Float32Array(4096) }] }]] });
-    const meta: MatValue = { t: 'struct', fields: [['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [1, 1, 3], data: [123.68, 116.779, 103.939] }]] }]] };
+    const layers: MatValue[] = set.layers.map((l) => ({
+      t: 'struct',
+      fields: [
+        ['name', str(l.name)],
+        ['type', str('conv')],
+        [
+          'weights',
+          {
+            t: 'cell',
+            dims: [1, 2],
+            items: [
+              { t: 'single', dims: [3, 3, l.inChannels, l.outChannels], data: columnMajorKernel(l.kernel, l.inChannels, l.outChannels) },
+              { t: 'single', dims: [l.outChannels, 1], data: l.bias },
+            ],
+          },
+        ],
+      ],
+    }));
+    layers.push({
+      t: 'struct',
+      fields: [
+        ['name', str('fc6')],
+        ['type', str('conv')],
+        [
+          'weights',
+          {
+            t: 'cell',
+            dims: [1, 2],
+            items: [
+              { t: 'single', dims: [7, 7, 512, 4096], data: fc6 },
+              { t: 'single', dims: [4096, 1], data: new Float32Array(4096) },
+            ],
+          },
+        ],
+      ],
+    });
+    const meta: MatValue = {
+      t: 'struct',
+      fields: [
+        ['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [1, 1, 3], data: [123.68, 116.779, 103.939] }]] }],
+      ],
+    };
     for (const compressed of [true, false]) {
       const path = join(dir, `vgg-${compressed ? 'v7' : 'v6'}.mat`);
-      writeFileSync(path, matFile([['layers', { t: 'cell', dims: [1, layers.length], items: layers }], ['meta', meta]], compressed));
+      writeFileSync(
+        path,
+        matFile(
+          [
+            ['layers', { t: 'cell', dims: [1, layers.length], items: layers }],
+            ['meta', meta],
+          ],
+          compressed,
+        ),
+      );
       files.push([`MatConvNet ${compressed ? 'v7 (zlib)' : 'v6'} + fc6`, path]);
     }
     const tensors: TorchTensor[] = set.layers.flatMap((l, k) => {
       const oihw = new Float32Array(l.kernel.length);
-      const I = l.inChannels, O = l.outChannels;
-      for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
-        oihw[((o * I + i) * 3 + h) * 3 + w] = l.kernel[((h * 3 + w) * I + i) * O + o];
+      const I = l.inChannels,
+        O = l.outChannels;
+      for (let o = 0; o < O; o++)
+        for (let i = 0; i < I; i++)
+          for (let h = 0; h < 3; h++)
+            for (let w = 0; w < 3; w++) oihw[((o * I + i) * 3 + h) * 3 + w] = l.kernel[((h * 3 + w) * I + i) * O + o];
       const idx = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34][k];
       return [
         { key: `features.${idx}.weight`, storageKey: `w${k}`, data: oihw, offset: 0, size: [O, I, 3, 3], stride: [9 * I, 9, 3, 1] },

@@ -12,11 +12,28 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const LAYERS = [[3, 64], [64, 64], [64, 128], [128, 128], [128, 256], [256, 256], [256, 256], [256, 256],
-  [256, 512], [512, 512], [512, 512], [512, 512], [512, 512], [512, 512], [512, 512], [512, 512]];
+const LAYERS = [
+  [3, 64],
+  [64, 64],
+  [64, 128],
+  [128, 128],
+  [128, 256],
+  [256, 256],
+  [256, 256],
+  [256, 256],
+  [256, 512],
+  [512, 512],
+  [512, 512],
+  [512, 512],
+  [512, 512],
+  [512, 512],
+  [512, 512],
+  [512, 512],
+];
 const KERAS_NAMES = LAYERS.map((_, i) => {
   const block = [2, 2, 4, 4, 4];
-  let b = 0, k = i;
+  let b = 0,
+    k = i;
   while (k >= block[b]) k -= block[b++];
   return `block${b + 1}_conv${k + 1}`;
 });
@@ -68,17 +85,26 @@ try {
   const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 - 0.5) * 0.1;
   LAYERS.forEach(([cin, cout], i) => {
     const inner = f.create_group(KERAS_NAMES[i]).create_group(KERAS_NAMES[i]);
-    inner.create_dataset({ name: 'kernel:0', data: Float32Array.from({ length: 9 * cin * cout }, rand), shape: [3, 3, cin, cout], dtype: '<f' });
+    inner.create_dataset({
+      name: 'kernel:0',
+      data: Float32Array.from({ length: 9 * cin * cout }, rand),
+      shape: [3, 3, cin, cout],
+      dtype: '<f',
+    });
     inner.create_dataset({ name: 'bias:0', data: Float32Array.from({ length: cout }, rand), shape: [cout], dtype: '<f' });
   });
   f.close();
   const self = fileURLToPath(import.meta.url);
-  console.log(`file: ${(statSync(file).size / 1e6).toFixed(1)} MB, ${LAYERS.length} convolutions; node ${process.version}; ${os.cpus()[0].model}`);
+  console.log(
+    `file: ${(statSync(file).size / 1e6).toFixed(1)} MB, ${LAYERS.length} convolutions; node ${process.version}; ${os.cpus()[0].model}`,
+  );
   console.log('reader   run  load ms  peak RSS MiB  values     checksum');
   for (const reader of ['h5wasm', 'jsfive'])
     for (let r = 0; r < runs; r++) {
       const out = JSON.parse(execFileSync(process.execPath, [self, '--child', reader, file], { encoding: 'utf8' }));
-      console.log(`${reader.padEnd(8)} ${String(r + 1).padStart(3)}  ${out.ms.toFixed(0).padStart(7)}  ${out.rssMiB.toFixed(0).padStart(12)}  ${out.values}  ${out.checksum.toFixed(6)}`);
+      console.log(
+        `${reader.padEnd(8)} ${String(r + 1).padStart(3)}  ${out.ms.toFixed(0).padStart(7)}  ${out.rssMiB.toFixed(0).padStart(12)}  ${out.values}  ${out.checksum.toFixed(6)}`,
+      );
     }
 } finally {
   rmSync(dir, { recursive: true, force: true });

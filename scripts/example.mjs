@@ -20,12 +20,28 @@ try {
 
 const out = path.join('examples', 'out', 'tubingen-starry-night.png');
 mkdirSync(path.join(root, path.dirname(out)), { recursive: true });
-const args = ['render', '--content', 'examples/images/tubingen.jpg', '--style', 'examples/images/starry_night.jpg', '--out', out,
-  '--size', '400x300', '--iterations', '200', '--save-every', '0'];
+const args = [
+  'render',
+  '--content',
+  'examples/images/tubingen.jpg',
+  '--style',
+  'examples/images/starry_night.jpg',
+  '--out',
+  out,
+  '--size',
+  '400x300',
+  '--iterations',
+  '200',
+  '--save-every',
+  '0',
+];
 console.log(`example: nst ${args.join(' ')}`);
 
 // The render's own lines pass through; the backend and the timing are picked out for the closing summary.
-const child = spawn(process.execPath, [path.join(root, 'packages', 'cli', 'bin', 'nst.js'), ...args], { cwd: root, stdio: ['inherit', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, [path.join(root, 'packages', 'cli', 'bin', 'nst.js'), ...args], {
+  cwd: root,
+  stdio: ['inherit', 'pipe', 'inherit'],
+});
 let backend = 'unknown';
 let timing = '';
 let pending = '';

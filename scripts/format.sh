@@ -14,5 +14,3 @@ if [ -e .clang-format ]; then
   git ls-files -z --cached --others --exclude-standard -- 'native/*.cc' 'native/*.h' 'native/*.cu' | xargs -0 -r clang-format -i
 fi
 
-# The tree is formatted: from now on `npm run lint` checks it.
-rm -f scripts/.format-pending

@@ -49,7 +49,12 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('nst
 
     const again = run(m);
     expect(again.status).toBe(1);
-    expect(results(m).filter((x) => x.status === 'skipped').map((x) => x.job).sort()).toEqual(['a', 'b', 'small']);
+    expect(
+      results(m)
+        .filter((x) => x.status === 'skipped')
+        .map((x) => x.job)
+        .sort(),
+    ).toEqual(['a', 'b', 'small']);
     expect(jsonLines(again.stdout).filter((e) => e.event === 'batch')).toEqual([]);
   });
 
@@ -70,7 +75,7 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('nst
     for (const id of ['x', 'y']) expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(true);
 
     // The re-run resumes both together from where they stopped (fewer iterations left, so the test stays short).
-    const stoppedAt = (jsonLines(readFileSync(`${m}.results.jsonl`, 'utf8'))[0].iterations as number);
+    const stoppedAt = jsonLines(readFileSync(`${m}.results.jsonl`, 'utf8'))[0].iterations as number;
     expect(stoppedAt).toBeGreaterThan(0);
     manifest('long.jsonl', [
       { id: 'x', content: 'img1.png', style: 'img4.png', out: 'long/x.png', iterations: stoppedAt + 3, ...common },
@@ -80,12 +85,18 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('nst
     expect(second.status, second.stderr).toBe(0);
     const batch = jsonLines(second.stdout).find((e) => e.event === 'batch')!;
     expect(batch).toMatchObject({ jobs: ['x', 'y'], startIteration: stoppedAt });
-    expect(results(m).map((x) => [x.status, x.iterations])).toEqual([['done', stoppedAt + 3], ['done', stoppedAt + 3]]);
+    expect(results(m).map((x) => [x.status, x.iterations])).toEqual([
+      ['done', stoppedAt + 3],
+      ['done', stoppedAt + 3],
+    ]);
     for (const id of ['x', 'y']) expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(false);
   });
 
   it('reads CSV manifests', () => {
-    writeFileSync(file('jobs.csv'), `id,content,style,out,iterations,size,style-layers,content-layers,save-every\nc1,img1.png,"img2.png,img3.png",csv/c1.png,3,24x16,"conv1_1,conv2_1",conv2_2,0\n`);
+    writeFileSync(
+      file('jobs.csv'),
+      `id,content,style,out,iterations,size,style-layers,content-layers,save-every\nc1,img1.png,"img2.png,img3.png",csv/c1.png,3,24x16,"conv1_1,conv2_1",conv2_2,0\n`,
+    );
     const r = run(file('jobs.csv'));
     expect(r.status, r.stderr).toBe(0);
     expect(results(file('jobs.csv'))).toMatchObject([{ job: 'c1', status: 'done', iterations: 3 }]);

@@ -80,8 +80,24 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 
   /** `nst render` on the small set at 32x24; `inputs`: the --content and --style flags (default: content, style). */
   function renderArgs(out: string, inputs = ['--content', content, '--style', style]): string[] {
-    return ['render', ...inputs, '--out', out, '--weights', caffeWeights, ...LIGHT, '--size', '32x24', '--save-every', '0',
-      '--print-every', '1', '--backend', backend, '--json'];
+    return [
+      'render',
+      ...inputs,
+      '--out',
+      out,
+      '--weights',
+      caffeWeights,
+      ...LIGHT,
+      '--size',
+      '32x24',
+      '--save-every',
+      '0',
+      '--print-every',
+      '1',
+      '--backend',
+      backend,
+      '--json',
+    ];
   }
 
   /** A render that must succeed (`args` replace renderArgs' flags of the same name): its JSON reports and summary. */
@@ -105,7 +121,15 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
   it('--out writes every documented format, chosen by the extension', async () => {
-    const formats: Record<string, string> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp', '.tif': 'tiff', '.tiff': 'tiff', '.avif': 'heif' };
+    const formats: Record<string, string> = {
+      '.png': 'png',
+      '.jpg': 'jpeg',
+      '.jpeg': 'jpeg',
+      '.webp': 'webp',
+      '.tif': 'tiff',
+      '.tiff': 'tiff',
+      '.avif': 'heif',
+    };
     expect(Object.keys(formats).sort()).toEqual([...OUTPUT_EXTENSIONS].sort());
     for (const ext of OUTPUT_EXTENSIONS) {
       const out = file(`format${ext}`);
@@ -149,7 +173,9 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     render(['--iterations', '0', '--init', 'content'], file('init-content.png'));
     render(['--iterations', '0', '--init', 'noise', '--noise-ratio', '0'], file('init-ratio0.png'));
     render(['--iterations', '0', '--init', 'noise'], file('init-noise.png'));
-    const [fromContent, ratio0, noisy] = await Promise.all(['init-content.png', 'init-ratio0.png', 'init-noise.png'].map((f) => pixels(file(f))));
+    const [fromContent, ratio0, noisy] = await Promise.all(
+      ['init-content.png', 'init-ratio0.png', 'init-noise.png'].map((f) => pixels(file(f))),
+    );
     expect(maxDiff(ratio0.data, fromContent.data)).toBe(0);
     // The default, in the mean-subtracted space: 0.6 * U(-20, 20) + 0.4 * content, i.e. in pixels
     // 0.4 * content + 0.6 * the mean pixel, plus up to 12 levels of noise.
@@ -193,12 +219,21 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 
   it('a batch (several --content) renders each as the single render with seed + its index', async () => {
     const batchDir = file('batch');
-    const { summary } = render(['--iterations', '3', '--seed', '5'], batchDir, ['--content', content, '--content', content2, '--style', style]);
+    const { summary } = render(['--iterations', '3', '--seed', '5'], batchDir, [
+      '--content',
+      content,
+      '--content',
+      content2,
+      '--style',
+      style,
+    ]);
     expect(summary.batch).toBe(2);
     expect(summary.output).toEqual([path.join(batchDir, 'content.png'), path.join(batchDir, 'content2.png')]);
     render(['--iterations', '3', '--seed', '6'], file('single2.png'), ['--content', content2, '--style', style]);
     const [batch2, single2, batch1] = await Promise.all([
-      pixels(path.join(batchDir, 'content2.png')), pixels(file('single2.png')), pixels(path.join(batchDir, 'content.png')),
+      pixels(path.join(batchDir, 'content2.png')),
+      pixels(file('single2.png')),
+      pixels(path.join(batchDir, 'content.png')),
     ]);
     expect([batch2.width, batch2.height]).toEqual([32, 24]);
     expect(maxDiff(batch2.data, single2.data)).toBeLessThanOrEqual(1);
@@ -216,7 +251,10 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     expect(spread).toBeGreaterThan(15);
 
     // One Adam step of lr 3 from the content: m/sqrt(v) is +-1, so each pixel moves by 3 levels (either set's units).
-    for (const [name, weights] of [['torchvision', torchWeights], ['caffe', caffeWeights]]) {
+    for (const [name, weights] of [
+      ['torchvision', torchWeights],
+      ['caffe', caffeWeights],
+    ]) {
       const at = (n: number) => file(`${name}-lr-${n}.png`);
       render(['--weights', weights, '--iterations', '0', '--init', 'content'], at(0));
       render(['--weights', weights, '--iterations', '1', '--init', 'content', '--lr', '3'], at(1));
@@ -345,43 +383,85 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
     ['test/cli-flags.test.ts', '--size N sets the longest side and keeps the content aspect'],
   ],
-  '--iterations': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
+  '--iterations': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
   '--alpha': [['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total']],
   '--beta': [['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total']],
   '--tv-weight': [['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total']],
-  '--lr': [['test/cli-flags.test.ts', 'torchvision weights: the noise and --lr are in pixel levels (the first Adam step moves each pixel by lr levels)']],
+  '--lr': [
+    [
+      'test/cli-flags.test.ts',
+      'torchvision weights: the noise and --lr are in pixel levels (the first Adam step moves each pixel by lr levels)',
+    ],
+  ],
   // The blocks 1-3 set lacks the default layers: ignoring either flag would make the render fail.
-  '--content-layers': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
-  '--style-layers': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
+  '--content-layers': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
+  '--style-layers': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
   '--pooling': [['test/cli-flags.test.ts', '--pooling max changes what the network sees after the first pooling']],
-  '--init': [['test/cli-flags.test.ts', '--init FILE with 0 iterations returns that image; --init content and --noise-ratio 0 return the content']],
-  '--noise-ratio': [['test/cli-flags.test.ts', '--init FILE with 0 iterations returns that image; --init content and --noise-ratio 0 return the content']],
+  '--init': [
+    ['test/cli-flags.test.ts', '--init FILE with 0 iterations returns that image; --init content and --noise-ratio 0 return the content'],
+  ],
+  '--noise-ratio': [
+    ['test/cli-flags.test.ts', '--init FILE with 0 iterations returns that image; --init content and --noise-ratio 0 return the content'],
+  ],
   '--seed': [['test/cli.test.ts', 'writes intermediate images every --save-every and is reproducible with --seed']],
-  '--print-every': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
+  '--print-every': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
   '--save-every': [['test/cli.test.ts', 'writes intermediate images every --save-every and is reproducible with --seed']],
-  '--checkpoint-every': [['test/cli-flags.test.ts', '--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job']],
+  '--checkpoint-every': [
+    [
+      'test/cli-flags.test.ts',
+      '--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job',
+    ],
+  ],
   '--resume': [
     ['test/cli.test.ts', 'keeps the latest image on Ctrl-C and resumes to the same result'],
-    ['test/cli-flags.test.ts', '--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job'],
+    [
+      'test/cli-flags.test.ts',
+      '--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job',
+    ],
   ],
-  '--weights': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
+  '--weights': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
   '--backend': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
     ['test/cli.test.ts', '--backend auto picks cuda with a GPU, else the native cpu engine (required under CI), else tfjs'],
   ],
-  '--precision': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
+  '--precision': [
+    ['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)'],
+  ],
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
-  '--json': [['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size']],
-  '--yes': [['test/cli-flags.test.ts', '--yes downloads the default weights when none are installed (without it: the built-in set renders, no download)']],
+  '--json': [
+    ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+  ],
+  '--yes': [
+    [
+      'test/cli-flags.test.ts',
+      '--yes downloads the default weights when none are installed (without it: the built-in set renders, no download)',
+    ],
+  ],
   '--debug': [['test/cli-flags.test.ts', '--debug adds the stack trace to an error']],
   '--preset': [['test/quality-cli.test.ts', '--preset jcjohnson fills the options not given (L-BFGS), explicit ones win']],
   '--optimizer': [['test/quality-cli.test.ts', 'L-BFGS, luminance colours, 16 bits and alpha in one render']],
-  '--lbfgs-history': [['test/quality-cli.test.ts', '--lbfgs-history: one curvature pair steps differently from many once there are several']],
+  '--lbfgs-history': [
+    ['test/quality-cli.test.ts', '--lbfgs-history: one curvature pair steps differently from many once there are several'],
+  ],
   '--preserve-colors': [['test/quality-cli.test.ts', 'L-BFGS, luminance colours, 16 bits and alpha in one render']],
   '--scales': [['test/quality-cli.test.ts', '--scales and --scale-iterations run the coarse passes first, at their sizes and counts']],
-  '--scale-iterations': [['test/quality-cli.test.ts', '--scales and --scale-iterations run the coarse passes first, at their sizes and counts']],
+  '--scale-iterations': [
+    ['test/quality-cli.test.ts', '--scales and --scale-iterations run the coarse passes first, at their sizes and counts'],
+  ],
   '--bit-depth': [['test/quality-cli.test.ts', 'L-BFGS, luminance colours, 16 bits and alpha in one render']],
-  '--icc-profile': [['packages/render/test/quality-files.test.ts', 'names an embedded ICC profile, and a kept one is converted back and embedded']],
+  '--icc-profile': [
+    ['packages/render/test/quality-files.test.ts', 'names an embedded ICC profile, and a kept one is converted back and embedded'],
+  ],
 };
 
 describe('the README documents every nst render flag, and each has a test', () => {

@@ -53,7 +53,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
   });
   const io = (out: string) => ['--content', content, '--style', style, '--out', out];
 
-  describe('the user\'s files are never lost', () => {
+  describe("the user's files are never lost", () => {
     it('refuses an output that is an input, by path, symbolic link or hard link, and leaves the input as it was', () => {
       expectUserError(nst([...job(), ...io(content)]), /^nst: --out: '.*content\.png' would overwrite the content image/);
       const soft = path.join(dir, 'soft.png');
@@ -69,31 +69,49 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       const out = path.join(dir, 'sched.png');
       const victim = path.join(dir, 'sched_2.png');
       writeFileSync(victim, readFileSync(style));
-      expectUserError(nst([...job('--save-every', '2'), '--content', content, '--style', victim, '--out', out]), /intermediate save would overwrite the style image '.*sched_2\.png'/);
+      expectUserError(
+        nst([...job('--save-every', '2'), '--content', content, '--style', victim, '--out', out]),
+        /intermediate save would overwrite the style image '.*sched_2\.png'/,
+      );
       // Batch: the outputs are <out folder>/<content stem>.png.
       const batchDir = path.join(dir, 'batch');
       mkdirSync(batchDir);
       const a = path.join(batchDir, 'a.png');
       writeFileSync(a, contentBytes);
-      expectUserError(nst([...job(), '--content', a, '--content', content, '--style', style, '--out', batchDir]), /'.*batch\/a\.png' would overwrite the content image/);
+      expectUserError(
+        nst([...job(), '--content', a, '--content', content, '--style', style, '--out', batchDir]),
+        /'.*batch\/a\.png' would overwrite the content image/,
+      );
       // <out>.ckpt is the style image.
       const ckptVictim = path.join(dir, 'victim.png.ckpt');
       writeFileSync(ckptVictim, readFileSync(style));
-      expectUserError(nst([...job(), '--content', content, '--style', ckptVictim, '--out', path.join(dir, 'victim.png')]), /would overwrite the style image/);
+      expectUserError(
+        nst([...job(), '--content', content, '--style', ckptVictim, '--out', path.join(dir, 'victim.png')]),
+        /would overwrite the style image/,
+      );
       // (Weight files as outputs: packages/render/test/user-files.test.ts.)
     });
 
     it("never deletes or overwrites a <out>.ckpt that nst did not write, and keeps another job's checkpoint", async () => {
       const out = path.join(dir, 'keep.png');
       writeFileSync(`${out}.ckpt`, 'my own notes');
-      expectUserError(nst([...job(), ...io(out)]), /--out: cannot use '.*keep\.png\.ckpt' as this output's checkpoint: it is not an nst checkpoint/);
+      expectUserError(
+        nst([...job(), ...io(out)]),
+        /--out: cannot use '.*keep\.png\.ckpt' as this output's checkpoint: it is not an nst checkpoint/,
+      );
       expect(readFileSync(`${out}.ckpt`, 'utf8')).toBe('my own notes');
       mkdirSync(path.join(dir, 'folder.png.ckpt'));
       expectUserError(nst([...job(), ...io(path.join(dir, 'folder.png'))]), /--out: cannot use '.*folder\.png\.ckpt' .*it is a folder/);
       // A valid checkpoint of another job at that path survives a finished run.
       const other = path.join(dir, 'other.png');
       const n = 16 * 12 * 3;
-      await writeCheckpoint(`${other}.ckpt`, { fingerprint: 'another job', iteration: 1, images: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) });
+      await writeCheckpoint(`${other}.ckpt`, {
+        fingerprint: 'another job',
+        iteration: 1,
+        images: new Float32Array(n),
+        m: new Float32Array(n),
+        v: new Float32Array(n),
+      });
       const before = readFileSync(`${other}.ckpt`);
       const r = nst([...job(), ...io(other)]);
       expect(r.status, r.stderr).toBe(0);
@@ -103,7 +121,11 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     it('removes the temporary files a killed run of the same output left, and only those', () => {
       const out = path.join(dir, 'tmp.png');
       const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
-      const stale = [`.tmp.png.${dead}.0123abcd.tmp.png`, `.tmp_20.png.${dead}.0123abcd.tmp.png`, `.tmp.png.ckpt.${dead}.0123abcd.tmp.ckpt`];
+      const stale = [
+        `.tmp.png.${dead}.0123abcd.tmp.png`,
+        `.tmp_20.png.${dead}.0123abcd.tmp.png`,
+        `.tmp.png.ckpt.${dead}.0123abcd.tmp.ckpt`,
+      ];
       const kept = [`.tmp.png.${process.pid}.0123abcd.tmp.png`, `.other.png.${dead}.0123abcd.tmp.png`];
       for (const n of [...stale, ...kept]) writeFileSync(path.join(dir, n), 'partial');
       const r = nst([...job(), ...io(out)]);
@@ -118,7 +140,10 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     it('stops when the loss stops being finite, names the likely cause, keeps the last finite image and exits non-zero', async () => {
       const out = path.join(dir, 'nan.png');
       const r = nst([...job('--lr', '1e30', '--print-every', '1', '--iterations', '10'), ...io(out)]);
-      expectUserError(r, /^nst: --lr: the loss stopped being finite at iteration 1: the learning rate is likely too high.*the last finite image \(iteration 0\) is in '.*nan_0\.png'/);
+      expectUserError(
+        r,
+        /^nst: --lr: the loss stopped being finite at iteration 1: the learning rate is likely too high.*the last finite image \(iteration 0\) is in '.*nan_0\.png'/,
+      );
       expect(existsSync(out)).toBe(false);
       const kept = await sharp(path.join(dir, 'nan_0.png')).raw().toBuffer();
       expect(kept.some((b) => b !== 0)).toBe(true); // the noise start, not a black image
@@ -129,7 +154,16 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
 
     it('SIGTERM saves and exits 143; --resume compares contents, not paths; a corrupted checkpoint is refused', async () => {
       const out = path.join(dir, 'term.png');
-      const run = (iterations: number, styleFile = style) => [...job('--iterations', String(iterations), '--print-every', '1'), '--json', '--content', content, '--style', styleFile, '--out', out];
+      const run = (iterations: number, styleFile = style) => [
+        ...job('--iterations', String(iterations), '--print-every', '1'),
+        '--json',
+        '--content',
+        content,
+        '--style',
+        styleFile,
+        '--out',
+        out,
+      ];
       let sent = false;
       const r = await nstAsync(run(100000), (chunk, child) => {
         if (!sent && /"iteration":2\b/.test(chunk)) {
@@ -146,13 +180,19 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       // Another style under the name of the first is another job.
       const original = readFileSync(style);
       await writeTestImage(style, 32, 24, 6);
-      expectUserError(nst([...run(stoppedAt + 2), '--resume']), /^nst: --resume: checkpoint '.*term\.png\.ckpt' belongs to a different job \(the inputs' contents/);
+      expectUserError(
+        nst([...run(stoppedAt + 2), '--resume']),
+        /^nst: --resume: checkpoint '.*term\.png\.ckpt' belongs to a different job \(the inputs' contents/,
+      );
       writeFileSync(style, original);
       // A corrupted checkpoint is refused, and left where it is.
       const bad = Buffer.from(checkpoint);
       bad[bad.length >> 1] ^= 1;
       writeFileSync(`${out}.ckpt`, bad);
-      expectUserError(nst([...run(stoppedAt + 2), '--resume']), /^nst: --resume: '.*term\.png\.ckpt' is not a valid checkpoint \(checksum mismatch/);
+      expectUserError(
+        nst([...run(stoppedAt + 2), '--resume']),
+        /^nst: --resume: '.*term\.png\.ckpt' is not a valid checkpoint \(checksum mismatch/,
+      );
       expect(readFileSync(`${out}.ckpt`).equals(bad)).toBe(true);
       // The same bytes under another name are the same job: it resumes, finishes and removes its checkpoint.
       writeFileSync(`${out}.ckpt`, checkpoint);
@@ -184,15 +224,28 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
 
   describe('memory is estimated before a run', () => {
     it('refuses sizes and style scales that cannot fit, with the estimate, the memory available and the largest size that fits', () => {
-      const line = /needs about [\d.]+ [KMGTP]iB on the (tfjs|cpu) backend but [\d.]+ [KMGT]iB of memory is available; the largest size that fits is about \d+x\d+$/;
-      expectUserError(nst([...job('--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]), new RegExp(`^nst: --size: 16384x16384 ${line.source}`));
+      const line =
+        /needs about [\d.]+ [KMGTP]iB on the (tfjs|cpu) backend but [\d.]+ [KMGT]iB of memory is available; the largest size that fits is about \d+x\d+$/;
+      expectUserError(
+        nst([...job('--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]),
+        new RegExp(`^nst: --size: 16384x16384 ${line.source}`),
+      );
       // The native cpu engine's estimate too (under CI the engine must be there).
       const hasCpu = /^cpu\s+yes/m.test(nst(['backends']).stdout);
       if (process.env.CI === 'true') expect(hasCpu, 'the native cpu engine is not built').toBe(true);
       if (hasCpu)
-        expectUserError(nst([...job('--backend', 'cpu', '--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]), /^nst: --size: 16384x16384 needs about [\d.]+ [GTP]iB on the cpu backend .* the largest size that fits is about \d+x\d+$/);
-      expectUserError(nst([...job('--style-scale', '40', '--size', '400x300'), ...io(path.join(dir, 'huge.png'))]), new RegExp(`^nst: --size: 400x300 with style images up to 16000x12000 ${line.source}`));
-      expectUserError(nst([...job('--style-scale', '1000', '--size', '400x300'), ...io(path.join(dir, 'huge.png'))]), /^nst: --style-scale: 1000 would resize the style images to 400000 pixels on their longest side \(at most 16384\)$/);
+        expectUserError(
+          nst([...job('--backend', 'cpu', '--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]),
+          /^nst: --size: 16384x16384 needs about [\d.]+ [GTP]iB on the cpu backend .* the largest size that fits is about \d+x\d+$/,
+        );
+      expectUserError(
+        nst([...job('--style-scale', '40', '--size', '400x300'), ...io(path.join(dir, 'huge.png'))]),
+        new RegExp(`^nst: --size: 400x300 with style images up to 16000x12000 ${line.source}`),
+      );
+      expectUserError(
+        nst([...job('--style-scale', '1000', '--size', '400x300'), ...io(path.join(dir, 'huge.png'))]),
+        /^nst: --style-scale: 1000 would resize the style images to 400000 pixels on their longest side \(at most 16384\)$/,
+      );
       expect(existsSync(path.join(dir, 'huge.png'))).toBe(false);
     });
   });
@@ -247,7 +300,17 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
         ['--backend', 'tfjs', 'cpu'],
         ['--out', out, path.join(dir, 'twice2.png')],
       ]) {
-        const r = nst([...job(flag, a), '--content', content, '--style', style, ...(flag === '--out' ? [] : ['--out', out]), flag, b, ...(flag === '--out' ? ['--out', out] : [])]);
+        const r = nst([
+          ...job(flag, a),
+          '--content',
+          content,
+          '--style',
+          style,
+          ...(flag === '--out' ? [] : ['--out', out]),
+          flag,
+          b,
+          ...(flag === '--out' ? ['--out', out] : []),
+        ]);
         expectUserError(r, new RegExp(`^nst: ${flag}: given twice with different values \\('.*' and '.*'\\)`));
       }
       // -n is --iterations.
@@ -257,8 +320,14 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     });
 
     it('says when --gpu or --precision cannot apply: an error with an explicit cpu or tfjs backend, a notice when auto chose no GPU', () => {
-      expectUserError(nst([...job('--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]), /^nst: --backend: --gpu applies to the cuda backend only, not tfjs/);
-      expectUserError(nst([...job('--precision', 'bf16', '--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]), /--precision and --gpu apply to the cuda backend only/);
+      expectUserError(
+        nst([...job('--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]),
+        /^nst: --backend: --gpu applies to the cuda backend only, not tfjs/,
+      );
+      expectUserError(
+        nst([...job('--precision', 'bf16', '--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]),
+        /--precision and --gpu apply to the cuda backend only/,
+      );
       const hasCuda = /^cuda\s+yes/m.test(nst(['backends']).stdout);
       if (hasCuda) return; // auto picks cuda there: both flags apply
       const r = nst([...job('--backend', 'auto', '--precision', 'bf16'), ...io(path.join(dir, 'gpu.png'))]);

@@ -32,13 +32,17 @@ async function nst(...args: string[]): Promise<string[]> {
 
 const l0 = referenceLayer(0);
 const oihw = new Float32Array(l0.kernel.length);
-for (let o = 0; o < 64; o++) for (let i = 0; i < 3; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
-  oihw[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((h * 3 + w) * 3 + i) * 64 + o];
+for (let o = 0; o < 64; o++)
+  for (let i = 0; i < 3; i++)
+    for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++) oihw[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((h * 3 + w) * 3 + i) * 64 + o];
 const pth = join(tmp, 'one-layer.pth');
-writeFileSync(pth, zipPth([
-  { key: 'features.0.weight', storageKey: '0', data: oihw, offset: 0, size: [64, 3, 3, 3], stride: [27, 9, 3, 1] },
-  { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
-]));
+writeFileSync(
+  pth,
+  zipPth([
+    { key: 'features.0.weight', storageKey: '0', data: oihw, offset: 0, size: [64, 3, 3, 3], stride: [27, 9, 3, 1] },
+    { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
+  ]),
+);
 
 describe('nst weights import / info', () => {
   it('imports a file into the cache (with a preprocessing override) and shows it', async () => {
@@ -49,7 +53,11 @@ describe('nst weights import / info', () => {
     expect(set.preprocessing.name).toBe('caffe-bgr');
     expectSameArray(set.layers[0].kernel, l0.kernel, 'conv1_1 kernel');
     const info = await nst('info');
-    const field = (k: string) => info.find((l) => l.startsWith(`${k}:`))?.slice(k.length + 1).trim();
+    const field = (k: string) =>
+      info
+        .find((l) => l.startsWith(`${k}:`))
+        ?.slice(k.length + 1)
+        .trim();
     expect(field('format')).toBe('safetensors');
     expect(field('preprocessing')).toBe('caffe-bgr: BGR, 0..255, minus mean [103.939, 116.779, 123.68]');
     expect(field('cache of')).toBe(pth);
@@ -77,16 +85,22 @@ describe('nst weights import / info', () => {
     // A file with all 16 convs: the cache keeps conv1_1 .. conv5_1 (13), and says so.
     const full = randomWeights(3);
     const fullPath = join(tmp, 'full.safetensors');
-    await writeSafetensors(fullPath, full.layers.flatMap((l) => [
-      { name: `${l.name}.kernel`, shape: [3, 3, l.inChannels, l.outChannels], data: l.kernel },
-      { name: `${l.name}.bias`, shape: [l.outChannels], data: l.bias },
-    ]), {});
+    await writeSafetensors(
+      fullPath,
+      full.layers.flatMap((l) => [
+        { name: `${l.name}.kernel`, shape: [3, 3, l.inChannels, l.outChannels], data: l.kernel },
+        { name: `${l.name}.bias`, shape: [l.outChannels], data: l.bias },
+      ]),
+      {},
+    );
     const cache = join(process.env.NST_CACHE_DIR!, CACHE_FILE_NAME);
     expect(await nst('import', fullPath)).toEqual([expect.stringMatching(/: 13 layers \(conv1_1 \.\. conv5_1\) from safetensors /)]);
     // The one-layer .pth would replace 13 layers by 1: refused, naming the flag; the cache is untouched.
     const err = await nst('import', pth).catch((e: unknown) => e);
     expect(isUserError(err)).toBe(true);
-    expect((err as Error).message).toMatch(/holds 13 layers \(conv1_1 \.\. conv5_1\); .* would store only 1 layers \(conv1_1 \.\. conv1_1\).*pass --force/);
+    expect((err as Error).message).toMatch(
+      /holds 13 layers \(conv1_1 \.\. conv5_1\); .* would store only 1 layers \(conv1_1 \.\. conv1_1\).*pass --force/,
+    );
     expect(((err as Error).cause as WeightsError).reason).toBe('WEIGHTS_CACHE_DOWNGRADE');
     expect(((err as Error).cause as WeightsError).field).toBe('force');
     const kept = await loadWeights(cache);
@@ -109,13 +123,18 @@ describe('nst weights compare', () => {
   it('finds the symmetry and channel order that map one conv1_1 onto another', async () => {
     // b = a's conv1_1 transposed (h <-> w) with the input channels reversed (RGB <-> BGR), as a .pth.
     const t = new Float32Array(l0.kernel.length);
-    for (let o = 0; o < 64; o++) for (let i = 0; i < 3; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
-      t[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((w * 3 + h) * 3 + (2 - i)) * 64 + o];
+    for (let o = 0; o < 64; o++)
+      for (let i = 0; i < 3; i++)
+        for (let h = 0; h < 3; h++)
+          for (let w = 0; w < 3; w++) t[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((w * 3 + h) * 3 + (2 - i)) * 64 + o];
     const b = join(tmp, 'transposed.pth');
-    writeFileSync(b, zipPth([
-      { key: 'features.0.weight', storageKey: '0', data: t, offset: 0, size: [64, 3, 3, 3], stride: [27, 9, 3, 1] },
-      { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
-    ]));
+    writeFileSync(
+      b,
+      zipPth([
+        { key: 'features.0.weight', storageKey: '0', data: t, offset: 0, size: [64, 3, 3, 3], stride: [27, 9, 3, 1] },
+        { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
+      ]),
+    );
     const lines = await nst('compare', pth, b);
     expect(lines[0]).toMatch(/^ *0\.00e\+0 {2}transpose \(swap height and width\), input channels reversed$/);
     expect(Number(lines[1].trim().split(/\s+/)[0])).toBeGreaterThan(0.01);

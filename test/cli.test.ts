@@ -3,7 +3,18 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  REDUCED_FLAGS, available, cliBuilt as built, jsonLines, newDir, nst, nstAsync, repoRoot, sharedAvailable, sharedImages, sharedWeights, underCi,
+  REDUCED_FLAGS,
+  available,
+  cliBuilt as built,
+  jsonLines,
+  newDir,
+  nst,
+  nstAsync,
+  repoRoot,
+  sharedAvailable,
+  sharedImages,
+  sharedWeights,
+  underCi,
   writeTestImage,
 } from '@nst/test-helpers';
 
@@ -25,38 +36,83 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     }
   });
 
-  it.runIf(hasSharedWeights)('with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size', async () => {
-    const out = path.join(dir, 'real.png');
-    const r = nst(['render', '--content', content, '--style', style, '--out', out, '--weights', sharedWeights, ...REDUCED_FLAGS,
-      '--size', '64x48', '--iterations', '30', '--print-every', '10', '--save-every', '0', '--backend', 'tfjs', '--json']);
-    expect(r.stderr).not.toMatch(/internal error/);
-    expect(r.status, r.stderr).toBe(0);
-    const lines = jsonLines(r.stdout);
-    const reports = lines.filter((l) => !l.summary);
-    expect(reports.map((l) => l.iteration)).toEqual([0, 10, 20, 30]);
-    for (const l of reports) {
-      const want = 10 * (l.content as number) + 40 * (l.style as number);
-      expect(Math.abs((l.total as number) - want) / want).toBeLessThan(1e-6);
-      expect(typeof l.elapsedMs).toBe('number');
-    }
-    const first = reports[0].style as number;
-    const last = reports[reports.length - 1].style as number;
-    expect(first / last).toBeGreaterThan(5);
-    const summary = lines[lines.length - 1];
-    expect(summary.summary).toBe(true);
-    expect(summary.output).toBe(out);
-    expect(summary.size).toBe('64x48');
-    expect(summary.iterations).toBe(30);
-    expect(typeof summary.seconds).toBe('number');
-    expect(String(summary.backend)).toMatch(/^tfjs/);
-    const meta = await sharp(out).metadata();
-    expect([meta.width, meta.height]).toEqual([64, 48]);
-  });
+  it.runIf(hasSharedWeights)(
+    'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size',
+    async () => {
+      const out = path.join(dir, 'real.png');
+      const r = nst([
+        'render',
+        '--content',
+        content,
+        '--style',
+        style,
+        '--out',
+        out,
+        '--weights',
+        sharedWeights,
+        ...REDUCED_FLAGS,
+        '--size',
+        '64x48',
+        '--iterations',
+        '30',
+        '--print-every',
+        '10',
+        '--save-every',
+        '0',
+        '--backend',
+        'tfjs',
+        '--json',
+      ]);
+      expect(r.stderr).not.toMatch(/internal error/);
+      expect(r.status, r.stderr).toBe(0);
+      const lines = jsonLines(r.stdout);
+      const reports = lines.filter((l) => !l.summary);
+      expect(reports.map((l) => l.iteration)).toEqual([0, 10, 20, 30]);
+      for (const l of reports) {
+        const want = 10 * (l.content as number) + 40 * (l.style as number);
+        expect(Math.abs((l.total as number) - want) / want).toBeLessThan(1e-6);
+        expect(typeof l.elapsedMs).toBe('number');
+      }
+      const first = reports[0].style as number;
+      const last = reports[reports.length - 1].style as number;
+      expect(first / last).toBeGreaterThan(5);
+      const summary = lines[lines.length - 1];
+      expect(summary.summary).toBe(true);
+      expect(summary.output).toBe(out);
+      expect(summary.size).toBe('64x48');
+      expect(summary.iterations).toBe(30);
+      expect(typeof summary.seconds).toBe('number');
+      expect(String(summary.backend)).toMatch(/^tfjs/);
+      const meta = await sharp(out).metadata();
+      expect([meta.width, meta.height]).toEqual([64, 48]);
+    },
+  );
 
   it('writes intermediate images every --save-every and is reproducible with --seed', async () => {
     const out = path.join(dir, 'seeded.png');
-    const args = ['render', '--content', content, '--style', style, '--weights', 'random:3', '--style-layers', 'conv1_1,conv2_1',
-      '--content-layers', 'conv2_2', '--size', '24x16', '--iterations', '6', '--save-every', '3', '--print-every', '3', '--backend', 'tfjs'];
+    const args = [
+      'render',
+      '--content',
+      content,
+      '--style',
+      style,
+      '--weights',
+      'random:3',
+      '--style-layers',
+      'conv1_1,conv2_1',
+      '--content-layers',
+      'conv2_2',
+      '--size',
+      '24x16',
+      '--iterations',
+      '6',
+      '--save-every',
+      '3',
+      '--print-every',
+      '3',
+      '--backend',
+      'tfjs',
+    ];
     const a = nst([...args, '--seed', '11', '--out', out, '--json']);
     expect(a.status, a.stderr).toBe(0);
     expect(existsSync(path.join(dir, 'seeded_3.png'))).toBe(true);
@@ -77,8 +133,26 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
     const gpu = existsSync('/dev/nvidia0');
     const addonBuilt = existsSync(path.join(repoRoot, 'native', 'build', 'Release', 'nst_native.node'));
     expect.assertions(3);
-    const r = nst(['render', '--content', content, '--style', style, '--out', path.join(dir, 'auto.png'), '--weights', 'random:2',
-      '--style-layers', 'conv1_1', '--content-layers', 'conv1_2', '--size', '16x12', '--iterations', '2', '--json']);
+    const r = nst([
+      'render',
+      '--content',
+      content,
+      '--style',
+      style,
+      '--out',
+      path.join(dir, 'auto.png'),
+      '--weights',
+      'random:2',
+      '--style-layers',
+      'conv1_1',
+      '--content-layers',
+      'conv1_2',
+      '--size',
+      '16x12',
+      '--iterations',
+      '2',
+      '--json',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const backend = String(jsonLines(r.stdout).find((l) => l.summary)?.backend);
     if (underCi && !gpu) {
@@ -98,8 +172,28 @@ describe.runIf(cliBuilt)('nst render (end to end)', () => {
 
   it('keeps the latest image on Ctrl-C and resumes to the same result', async () => {
     const out = path.join(dir, 'interrupted.png');
-    const args = ['render', '--content', content, '--style', style, '--weights', 'random:4', '--style-layers', 'conv1_1,conv2_1',
-      '--content-layers', 'conv2_2', '--size', '32x24', '--print-every', '1', '--save-every', '0', '--backend', 'tfjs', '--json'];
+    const args = [
+      'render',
+      '--content',
+      content,
+      '--style',
+      style,
+      '--weights',
+      'random:4',
+      '--style-layers',
+      'conv1_1,conv2_1',
+      '--content-layers',
+      'conv2_2',
+      '--size',
+      '32x24',
+      '--print-every',
+      '1',
+      '--save-every',
+      '0',
+      '--backend',
+      'tfjs',
+      '--json',
+    ];
     let sent = false;
     const r = await nstAsync([...args, '--iterations', '400', '--out', out], (_chunk, child) => {
       if (!sent && /"iteration":3\b/.test(_chunk)) {
@@ -158,15 +252,24 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
   }
 
   it('missing content file', () => {
-    expectOneLineError(nst([...base(), '--content', path.join(dir, 'nope.jpg'), '--style', img, '--out', path.join(dir, 'o.png')]), /--content: no such file '.*nope\.jpg'/);
+    expectOneLineError(
+      nst([...base(), '--content', path.join(dir, 'nope.jpg'), '--style', img, '--out', path.join(dir, 'o.png')]),
+      /--content: no such file '.*nope\.jpg'/,
+    );
   });
   it('unreadable style image', () => {
     const junk = path.join(dir, 'junk.png');
     writeFileSync(junk, 'this is not a picture');
-    expectOneLineError(nst([...base(), '--content', img, '--style', junk, '--out', path.join(dir, 'o.png')]), /--style: cannot read '.*junk\.png' as an image/);
+    expectOneLineError(
+      nst([...base(), '--content', img, '--style', junk, '--out', path.join(dir, 'o.png')]),
+      /--style: cannot read '.*junk\.png' as an image/,
+    );
   });
   it('unknown layer', () => {
-    expectOneLineError(nst([...base(), '--content', img, '--style', img, '--style-layers', 'conv1_1,conv7_1', '--out', path.join(dir, 'o.png')]), /--style-layers: unknown layer 'conv7_1'/);
+    expectOneLineError(
+      nst([...base(), '--content', img, '--style', img, '--style-layers', 'conv1_1,conv7_1', '--out', path.join(dir, 'o.png')]),
+      /--style-layers: unknown layer 'conv7_1'/,
+    );
   });
   it.runIf(hasSharedWeights)('layer absent from the weight set', () => {
     expectOneLineError(
@@ -175,16 +278,28 @@ describe.runIf(cliBuilt)('nst render errors: one line, non-zero exit, no stack t
     );
   });
   it('bad --size', () => {
-    expectOneLineError(nst([...base('--size', '12by7'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /--size: '12by7' is not WIDTHxHEIGHT/);
+    expectOneLineError(
+      nst([...base('--size', '12by7'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]),
+      /--size: '12by7' is not WIDTHxHEIGHT/,
+    );
   });
   it('unwritable output', () => {
     const ok = ['--content', img, '--style', img];
     expectOneLineError(nst([...base(), ...ok, '--out', path.join(img, 'o.png')]), /--out: '.*img\.png' is not a folder/);
-    expectOneLineError(nst([...base(), ...ok, '--out', path.join(dir, 'no-such-folder', 'o.png')]), /--out: cannot write into folder '.*no-such-folder' \(it does not exist\)/);
+    expectOneLineError(
+      nst([...base(), ...ok, '--out', path.join(dir, 'no-such-folder', 'o.png')]),
+      /--out: cannot write into folder '.*no-such-folder' \(it does not exist\)/,
+    );
     expectOneLineError(nst([...base(), ...ok, '--out', path.join(dir, 'o.gif2')]), /--out: .*no supported image extension/);
   });
   it('bad numbers and unknown weights', () => {
-    expectOneLineError(nst([...base('--iterations', 'ten'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /^nst: --iterations: 'ten' is not a whole number/);
-    expectOneLineError(nst([...base('--weights', path.join(dir, 'missing-weights')), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]), /missing-weights/);
+    expectOneLineError(
+      nst([...base('--iterations', 'ten'), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]),
+      /^nst: --iterations: 'ten' is not a whole number/,
+    );
+    expectOneLineError(
+      nst([...base('--weights', path.join(dir, 'missing-weights')), '--content', img, '--style', img, '--out', path.join(dir, 'o.png')]),
+      /missing-weights/,
+    );
   });
 });

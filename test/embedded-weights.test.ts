@@ -15,13 +15,31 @@ const noWeights = { NST_CACHE_DIR: tempDir('nst-no-weights-').path, NST_WEIGHTS:
 
 describe.runIf(cliBuilt)('nst render with no weights installed', () => {
   const dir = tempDir('nst-embedded-').path;
-  const args = (out: string, iterations = 40) =>
-    ['render', '-c', content, '-s', style, '-o', path.join(dir, out), '--size', '64x48', '--iterations', String(iterations), '--print-every', '40', '--save-every', '0', '--json'];
+  const args = (out: string, iterations = 40) => [
+    'render',
+    '-c',
+    content,
+    '-s',
+    style,
+    '-o',
+    path.join(dir, out),
+    '--size',
+    '64x48',
+    '--iterations',
+    String(iterations),
+    '--print-every',
+    '40',
+    '--save-every',
+    '0',
+    '--json',
+  ];
 
   it('uses the built-in blocks 1-3 with their own layers, says how to get the full network, and stylises', async () => {
     const r = nst(args('built-in.png'), noWeights);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/^weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch/m);
+    expect(r.stderr).toMatch(
+      /^weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch/m,
+    );
     expect(r.stderr).toMatch(/^layers: content conv3_2; style conv1_1, conv2_1, conv3_1 \(the weight set's own, where none were named\)$/m);
     expect(r.stderr).toMatch(/^weights: embedded \(safetensors, 8 conv layers, caffe-bgr\)$/m);
     const reports = jsonLines(r.stdout).filter((l) => typeof l.iteration === 'number');
@@ -39,11 +57,17 @@ describe.runIf(cliBuilt)('nst render with no weights installed', () => {
   });
 
   it('an explicit --weights or NST_WEIGHTS wins over the built-in set', () => {
-    const explicit = nst([...args('random.png', 1), '--weights', 'random:3', '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'], noWeights);
+    const explicit = nst(
+      [...args('random.png', 1), '--weights', 'random:3', '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'],
+      noWeights,
+    );
     expect(explicit.status, explicit.stderr).toBe(0);
     expect(explicit.stderr).not.toMatch(/built-in|^layers:/m);
     expect(explicit.stderr).toMatch(/^weights: random:3 /m);
-    const env = nst([...args('env.png', 1), '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'], { ...noWeights, NST_WEIGHTS: 'random:4' });
+    const env = nst([...args('env.png', 1), '--style-layers', 'conv1_1', '--content-layers', 'conv1_2'], {
+      ...noWeights,
+      NST_WEIGHTS: 'random:4',
+    });
     expect(env.status, env.stderr).toBe(0);
     expect(env.stderr).toMatch(/^weights: random:4 /m);
   });

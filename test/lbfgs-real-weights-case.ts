@@ -6,7 +6,17 @@
  * than Adam. Used by lbfgs-real-weights.test.ts and lbfgs-cuda-emulated.test.ts.
  */
 import { expect } from 'vitest';
-import { DEFAULT_ADAM, adamStepSizes, hostLbfgs, initialImage, toNetworkSpace, type Backend, type SessionOptions, type Targets, type WeightSet } from '@nst/core';
+import {
+  DEFAULT_ADAM,
+  adamStepSizes,
+  hostLbfgs,
+  initialImage,
+  toNetworkSpace,
+  type Backend,
+  type SessionOptions,
+  type Targets,
+  type WeightSet,
+} from '@nst/core';
 import { loadNativeAddon } from '@nst/native';
 import { loadImage } from '@nst/render';
 import { loadWeights } from '@nst/weights';
@@ -50,7 +60,9 @@ async function setup(): Promise<Case> {
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += a[i] * b[i];
     aa += a[i] * a[i];
@@ -72,7 +84,10 @@ export async function checkLbfgs(open: () => Promise<Backend>, iterations: numbe
     const x1 = await session.readImages();
     // The first L-BFGS step is steepest descent: along -gradient of the float64 reference.
     const step = x1.map((v, i) => v - c.x0[i]);
-    const cos = cosine(step, c.ref.gradient.map((g) => -g));
+    const cos = cosine(
+      step,
+      c.ref.gradient.map((g) => -g),
+    );
     expect(Math.abs(first.total - c.ref.total) / c.ref.total).toBeLessThan(1e-4);
     expect(cos).toBeGreaterThan(0.9999);
     await run.iterate(iterations - 1);

@@ -9,7 +9,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { available, cliBuilt, jsonLines, newDir, nst } from '@nst/test-helpers';
 
 // YIQ chroma, the FCC matrix written here independently of core.
-const chroma = (r: number, g: number, b: number) => [0.595716 * r - 0.274453 * g - 0.321263 * b, 0.211456 * r - 0.522591 * g + 0.311135 * b];
+const chroma = (r: number, g: number, b: number) => [
+  0.595716 * r - 0.274453 * g - 0.321263 * b,
+  0.211456 * r - 0.522591 * g + 0.311135 * b,
+];
 
 describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run build`)'))('nst render quality options', () => {
   const dir = newDir('nst-quality-cli-');
@@ -25,14 +28,36 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       rgba.set([40 + 5 * x, 200 - 4 * y, (x * y) % 200, Math.round((255 * x) / (w - 1))], 4 * i);
     }
     content = path.join(dir, 'content.png');
-    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toFile(content);
+    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .png()
+      .toFile(content);
     style = path.join(dir, 'style.png');
     const s = Buffer.alloc(w * h * 3);
     for (let i = 0; i < s.length; i++) s[i] = (i * 37) % 256;
-    await sharp(s, { raw: { width: w, height: h, channels: 3 } }).png().toFile(style);
+    await sharp(s, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(style);
   });
-  const base = () => ['render', '--content', content, '--style', style, '--weights', 'random:3', '--style-layers', 'conv1_1,conv2_1',
-    '--content-layers', 'conv2_2', '--size', `${w}x${h}`, '--iterations', '5', '--save-every', '0', '--json'];
+  const base = () => [
+    'render',
+    '--content',
+    content,
+    '--style',
+    style,
+    '--weights',
+    'random:3',
+    '--style-layers',
+    'conv1_1,conv2_1',
+    '--content-layers',
+    'conv2_2',
+    '--size',
+    `${w}x${h}`,
+    '--iterations',
+    '5',
+    '--save-every',
+    '0',
+    '--json',
+  ];
 
   it('L-BFGS, luminance colours, 16 bits and alpha in one render', async () => {
     const out = path.join(dir, 'lum16.png');

@@ -13,12 +13,18 @@ describe('the repository', () => {
     // licence in ../shared never ship.
     const credited = (f: string) =>
       /\.(jpe?g|png|webp)$/i.test(f) &&
-      [path.join(path.dirname(f), 'CREDITS.md'), path.join(path.dirname(f), 'README.md'), path.join(path.dirname(f), '..', 'README.md')].some((c) => {
+      [
+        path.join(path.dirname(f), 'CREDITS.md'),
+        path.join(path.dirname(f), 'README.md'),
+        path.join(path.dirname(f), '..', 'README.md'),
+      ].some((c) => {
         const credits = path.join(repoRoot, c);
         return existsSync(credits) && readFileSync(credits, 'utf8').includes(path.basename(f));
       });
     const weights = 'packages/weights/assets/vgg19-keras-blocks1-3.safetensors';
-    const forbidden = files.filter((f) => /\.(jpe?g|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f) && !credited(f) && f !== weights);
+    const forbidden = files.filter(
+      (f) => /\.(jpe?g|h5|hdf5|mat|pth|pt|safetensors|bin|npy|npz)$|shard\d+of\d+$/i.test(f) && !credited(f) && f !== weights,
+    );
     expect(forbidden).toEqual([]);
     expect(files.filter((f) => /golden_gate|hoovertowernight/i.test(f))).toEqual([]);
     expect(files).toContain(weights);

@@ -17,9 +17,26 @@ describe('the scale schedule', () => {
     expect(coarseSides('auto', 1024)).toEqual([256, 362, 512, 724]);
     expect(coarseSides('auto', 400)).toEqual([283]);
     expect(coarseSides('auto', 256)).toEqual([]);
-    expect(coarseSides([{ kind: 'longest', longest: 256 }, { kind: 'longest', longest: 512 }, { kind: 'longest', longest: 1024 }], 1024)).toEqual([256, 512]);
+    expect(
+      coarseSides(
+        [
+          { kind: 'longest', longest: 256 },
+          { kind: 'longest', longest: 512 },
+          { kind: 'longest', longest: 1024 },
+        ],
+        1024,
+      ),
+    ).toEqual([256, 512]);
     expect(() => coarseSides([{ kind: 'longest', longest: 2048 }], 1024)).toThrow(expect.objectContaining({ field: 'scales' }));
-    expect(() => coarseSides([{ kind: 'longest', longest: 512 }, { kind: 'longest', longest: 256 }], 1024)).toThrow(expect.objectContaining({ field: 'scales' }));
+    expect(() =>
+      coarseSides(
+        [
+          { kind: 'longest', longest: 512 },
+          { kind: 'longest', longest: 256 },
+        ],
+        1024,
+      ),
+    ).toThrow(expect.objectContaining({ field: 'scales' }));
   });
 
   it('bilinear upsampling reproduces a linear ramp at the half-pixel centres', () => {
@@ -45,7 +62,17 @@ describe('a render over three scales', () => {
     const style = await writeTestImage(path.join(dir, 'style.png'), 64, 48, 5);
     const out = path.join(dir, 'out.png');
     const job = (extra: Record<string, string>) =>
-      jobFromOptions({ content, style, out, size: '48x36', styleLayers: 'conv1_1,conv2_1', contentLayers: 'conv2_2', printEvery: '1', saveEvery: '0', ...extra });
+      jobFromOptions({
+        content,
+        style,
+        out,
+        size: '48x36',
+        styleLayers: 'conv1_1,conv2_1',
+        contentLayers: 'conv2_2',
+        printEvery: '1',
+        saveEvery: '0',
+        ...extra,
+      });
     const weights = testWeights(3, 4);
     // Any backend does (the scales live in render); the native one is quicker.
     const backend: Backend = loadNativeAddon().ok ? await createNativeBackend('cpu') : await createTfjsBackend();
@@ -100,8 +127,19 @@ describe('a render over three scales', () => {
     const content = await writeTestImage(path.join(dir, 'content.png'), 64, 48, 2);
     const style = await writeTestImage(path.join(dir, 'style.png'), 64, 48, 6);
     const out = path.join(dir, 'out.png');
-    const config = jobFromOptions({ content, style, out, size: '48x36', styleLayers: 'conv1_1', contentLayers: 'conv2_2', printEvery: '1',
-      saveEvery: '0', scales: '16,24', scaleIterations: '3,50,3', resume: 'true' });
+    const config = jobFromOptions({
+      content,
+      style,
+      out,
+      size: '48x36',
+      styleLayers: 'conv1_1',
+      contentLayers: 'conv2_2',
+      printEvery: '1',
+      saveEvery: '0',
+      scales: '16,24',
+      scaleIterations: '3,50,3',
+      resume: 'true',
+    });
     const weights = testWeights(4, 4);
     const backend: Backend = loadNativeAddon().ok ? await createNativeBackend('cpu') : await createTfjsBackend();
     await backend.loadWeights(weights);
@@ -110,10 +148,15 @@ describe('a render over three scales', () => {
       // Stop in the middle scale.
       const controller = new AbortController();
       let scale = -1;
-      const first = await runScales(backend, scales, {
-        onScale: (k) => (scale = k),
-        onReport: (r) => scale === 1 && r.iteration >= 2 && controller.abort(),
-      }, controller.signal);
+      const first = await runScales(
+        backend,
+        scales,
+        {
+          onScale: (k) => (scale = k),
+          onReport: (r) => scale === 1 && r.iteration >= 2 && controller.abort(),
+        },
+        controller.signal,
+      );
       expect(first.interrupted).toBe(true);
       // Again with resume: the first scale is skipped, the middle one resumes.
       const seen: number[] = [];

@@ -22,9 +22,20 @@ const arg = (name, fallback) => {
 const JOBS = Number(arg('jobs', '4'));
 const ITERATIONS = Number(arg('iterations', '10'));
 const SIZE = arg('size', '256x256');
-const options = { size: SIZE, iterations: String(ITERATIONS), 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2', 'save-every': '0' };
-const pairs = ['tubingen', 'golden_gate', 'hoovertowernight', 'shipwreck'].flatMap((c) => ['starry_night', 'the_scream'].map((s) => [c, s]));
-const jobs = Array.from({ length: JOBS }, (_, k) => ({ content: `${pairs[k % pairs.length][0]}.jpg`, style: `${pairs[k % pairs.length][1]}.jpg` }));
+const options = {
+  size: SIZE,
+  iterations: String(ITERATIONS),
+  'style-layers': 'conv1_1,conv2_1,conv3_1',
+  'content-layers': 'conv3_2',
+  'save-every': '0',
+};
+const pairs = ['tubingen', 'golden_gate', 'hoovertowernight', 'shipwreck'].flatMap((c) =>
+  ['starry_night', 'the_scream'].map((s) => [c, s]),
+);
+const jobs = Array.from({ length: JOBS }, (_, k) => ({
+  content: `${pairs[k % pairs.length][0]}.jpg`,
+  style: `${pairs[k % pairs.length][1]}.jpg`,
+}));
 const dir = mkdtempSync(path.join(tmpdir(), 'nst-bench-batch-'));
 const common = ['-w', weights, '--backend', 'cpu'];
 
@@ -74,27 +85,54 @@ const started = new Date().toISOString().slice(11, 16);
 await time(`nst render, one job at a time (${JOBS} processes)`, async () => {
   for (const [k, j] of jobs.entries()) {
     const flags = Object.entries(options).flatMap(([key, v]) => [`--${key}`, v]);
-    await run(['render', '-c', path.join(images, j.content), '-s', path.join(images, j.style), '-o', path.join(dir, `single-${k}.png`), ...flags, ...common]);
+    await run([
+      'render',
+      '-c',
+      path.join(images, j.content),
+      '-s',
+      path.join(images, j.style),
+      '-o',
+      path.join(dir, `single-${k}.png`),
+      ...flags,
+      ...common,
+    ]);
   }
 });
 
 const manifest = path.join(dir, 'jobs.jsonl');
-writeFileSync(manifest, jobs.map((j, k) => JSON.stringify({ content: path.join(images, j.content), style: path.join(images, j.style), out: `batch-${k}.png`, ...options })).join('\n'));
+writeFileSync(
+  manifest,
+  jobs
+    .map((j, k) =>
+      JSON.stringify({ content: path.join(images, j.content), style: path.join(images, j.style), out: `batch-${k}.png`, ...options }),
+    )
+    .join('\n'),
+);
 await time(`nst batch (one process, batches of up to ${JOBS})`, async () => {
   await run(['batch', manifest, ...common, '--max-batch', String(JOBS)]);
 });
-const batchResults = readFileSync(`${manifest}.results.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const batchResults = readFileSync(`${manifest}.results.jsonl`, 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l));
 if (batchResults.some((r) => r.status !== 'done')) throw new Error('a batch job did not finish');
 
 for (const workers of [1, 2]) {
   const port = await freePort();
   const redisPort = await freePort();
-  const redis = start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {}, /Ready to accept/);
+  const redis = start(
+    'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {},
+    /Ready to accept/,
+  );
   await redis.ready;
   const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}` };
   const store = path.join(dir, `store-${workers}`);
   const server = start(process.execPath, [nst, 'serve', '--port', String(port), '--store', store, '--token', 'bench'], env, /listening/);
-  const ws = Array.from({ length: workers }, () => start(process.execPath, [nst, 'worker', '--store', store, ...common, '--max-batch', String(JOBS)], env, /worker ready/));
+  const ws = Array.from({ length: workers }, () =>
+    start(process.execPath, [nst, 'worker', '--store', store, ...common, '--max-batch', String(JOBS)], env, /worker ready/),
+  );
   await Promise.all([server.ready, ...ws.map((w) => w.ready)]);
   const base = `http://127.0.0.1:${port}/api`;
   const headers = { authorization: 'Bearer bench' };
@@ -119,7 +157,9 @@ for (const workers of [1, 2]) {
 }
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`Machine: ${cpu}, ${cpus().length} cores, Node ${process.version}; ${JOBS} jobs of ${ITERATIONS} iterations at ${SIZE}; run at ${started} UTC, load average ${load0.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end.\n`);
+console.log(
+  `Machine: ${cpu}, ${cpus().length} cores, Node ${process.version}; ${JOBS} jobs of ${ITERATIONS} iterations at ${SIZE}; run at ${started} UTC, load average ${load0.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end.\n`,
+);
 console.log('| how | seconds | images / hour |');
 console.log('| --- | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.label} | ${r.seconds.toFixed(1)} | ${r.imagesPerHour} |`);

@@ -31,7 +31,10 @@ if (args[0] === '--one') {
 }
 
 const quick = args.includes('--quick');
-const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const only = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 // tfjs at 512x512 takes minutes per iteration on 2 cores: only on request.
 const plan = [
   ['cpu', 128, 128, quick ? 3 : 10],
@@ -43,7 +46,12 @@ const plan = [
   ['tfjs', 300, 400, quick ? 1 : 2],
   // Stock wasm takes ~40 s per iteration at 300x400: one warm-up, then 2.
   ['tfjs-stock', 300, 400, quick ? 1 : 2],
-  ...(args.includes('--tfjs-all') ? [['tfjs', 512, 512, 1], ['tfjs-stock', 512, 512, 1]] : []),
+  ...(args.includes('--tfjs-all')
+    ? [
+        ['tfjs', 512, 512, 1],
+        ['tfjs-stock', 512, 512, 1],
+      ]
+    : []),
 ].filter(([backend]) => !only || only.includes(backend));
 
 const machine = {
@@ -55,7 +63,9 @@ const machine = {
   // The machine may be shared: a busy one slows every number below.
   loadAverage1m: +os.loadavg()[0].toFixed(2),
 };
-console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB${machine.avx512 ? ', AVX-512' : ''}, Node ${machine.node}, load ${machine.loadAverage1m}`);
+console.log(
+  `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB${machine.avx512 ? ', AVX-512' : ''}, Node ${machine.node}, load ${machine.loadAverage1m}`,
+);
 
 const results = [];
 for (const [backend, h, w, n] of plan) {
@@ -80,7 +90,10 @@ for (const [backend, h, w, n] of plan) {
 // Same-size speedups of the native backend over the others.
 for (const t of results.filter((r) => r.backend !== 'cpu')) {
   const c = results.find((r) => r.backend === 'cpu' && r.height === t.height && r.width === t.width);
-  if (c) console.log(`speedup ${t.height}x${t.width}: cpu is ${(t.secondsPerIteration / c.secondsPerIteration).toFixed(1)}x faster than ${t.detail}`);
+  if (c)
+    console.log(
+      `speedup ${t.height}x${t.width}: cpu is ${(t.secondsPerIteration / c.secondsPerIteration).toFixed(1)}x faster than ${t.detail}`,
+    );
 }
 
 const dir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -93,12 +106,11 @@ async function measure(backendName, height, width, iterations) {
   const { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, deepestLayerIndex, forwardFlops } = await import('@nst/core');
   const { randomWeights } = await import('@nst/weights');
   const setupStart = performance.now();
-  const backend =
-    backendName.startsWith('cpu')
-      ? await (await import('@nst/native')).createNativeBackend('cpu')
-      : backendName === 'tfjs-stock'
-        ? await (await import('./tfjs-stock.mjs')).createStockBackend()
-        : await (await import('@nst/tfjs')).createTfjsBackend();
+  const backend = backendName.startsWith('cpu')
+    ? await (await import('@nst/native')).createNativeBackend('cpu')
+    : backendName === 'tfjs-stock'
+      ? await (await import('./tfjs-stock.mjs')).createStockBackend()
+      : await (await import('@nst/tfjs')).createTfjsBackend();
   await backend.loadWeights(randomWeights(1));
   const session = await backend.createSession({ height, width, batch: 1, pooling: 'avg', loss: DEFAULT_LOSS });
   const image = (seed) => {

@@ -35,8 +35,24 @@ export async function createStockBackend() {
   };
 }
 
-const LAYERS = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3', 'conv3_4',
-  'conv4_1', 'conv4_2', 'conv4_3', 'conv4_4', 'conv5_1', 'conv5_2', 'conv5_3', 'conv5_4'];
+const LAYERS = [
+  'conv1_1',
+  'conv1_2',
+  'conv2_1',
+  'conv2_2',
+  'conv3_1',
+  'conv3_2',
+  'conv3_3',
+  'conv3_4',
+  'conv4_1',
+  'conv4_2',
+  'conv4_3',
+  'conv4_4',
+  'conv5_1',
+  'conv5_2',
+  'conv5_3',
+  'conv5_4',
+];
 const POOL_AFTER = new Set(['conv1_2', 'conv2_2', 'conv3_4', 'conv4_4']);
 
 function createStockSession(tf, kernels, biases, height, width, loss) {
@@ -90,9 +106,13 @@ function createStockSession(tf, kernels, biases, height, width, loss) {
         const c = activations(tf.tensor4d(content.data, [1, content.height, content.width, 3]));
         contentTargets = loss.contentLayers.map((l) => tf.keep(c[index(l.layer)]));
         styleTargets = loss.styleLayers.map((l) =>
-          tf.keep(styles.map(({ image: s, weight }) =>
-            tf.mul(weight, gram(activations(tf.tensor4d(s.data, [1, s.height, s.width, 3]))[index(l.layer)])),
-          ).reduce((a, b) => tf.add(a, b))),
+          tf.keep(
+            styles
+              .map(({ image: s, weight }) =>
+                tf.mul(weight, gram(activations(tf.tensor4d(s.data, [1, s.height, s.width, 3]))[index(l.layer)])),
+              )
+              .reduce((a, b) => tf.add(a, b)),
+          ),
         );
       });
     },

@@ -40,7 +40,8 @@ function matchers(actual, negate = false) {
     toBeGreaterThan: (e) => check(actual > e, `${show(actual)} > ${e}`),
     toBeGreaterThanOrEqual: (e) => check(actual >= e, `${show(actual)} >= ${e}`),
     toBeInstanceOf: (c) => check(actual instanceof c, `${show(actual)} to be an instance of ${c.name}`),
-    toMatch: (re) => check(typeof actual === 'string' && (re instanceof RegExp ? re.test(actual) : actual.includes(re)), `${show(actual)} to match ${re}`),
+    toMatch: (re) =>
+      check(typeof actual === 'string' && (re instanceof RegExp ? re.test(actual) : actual.includes(re)), `${show(actual)} to match ${re}`),
     toBeTruthy: () => check(Boolean(actual), `${show(actual)} to be truthy`),
     toThrow: (re) => {
       let thrown;

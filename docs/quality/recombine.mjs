@@ -16,4 +16,6 @@ const content = await loadImage(path.join(images, 'tubingen.jpg'), 'content', si
 const output = await loadImage(path.join(here, 'notebook.jpg'), 'output', size);
 const rgb = recombineChroma(output, content);
 const bytes = Uint8Array.from(rgb.data, (v) => Math.min(255, Math.max(0, Math.round(v))));
-await sharp(bytes, { raw: { ...size, channels: 3 } }).jpeg({ quality: 85 }).toFile(path.join(here, 'recombined.jpg'));
+await sharp(bytes, { raw: { ...size, channels: 3 } })
+  .jpeg({ quality: 85 })
+  .toFile(path.join(here, 'recombined.jpg'));

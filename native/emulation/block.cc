@@ -93,7 +93,7 @@ struct Block {
 #endif
 };
 
-thread_local Block* running_block = nullptr;      // a cooperative block being run
+thread_local Block* running_block = nullptr;            // a cooperative block being run
 thread_local const char* independent_kernel = nullptr;  // an independent-thread kernel being run
 
 // Fiber stacks, allocated once per host thread, each with a guard page below.
@@ -162,17 +162,22 @@ void resume(Block& b, int i) {
 
 const char* state_name(State s) {
   switch (s) {
-    case State::Done: return "had exited";
-    case State::AtBarrier: return "was waiting at __syncthreads";
-    case State::AtShuffle: return "was at another shuffle";
-    default: return "was running";
+    case State::Done:
+      return "had exited";
+    case State::AtBarrier:
+      return "was waiting at __syncthreads";
+    case State::AtShuffle:
+      return "was at another shuffle";
+    default:
+      return "was running";
   }
 }
 
 void block_error(Block& b, const std::string& what) {
   b.failed = true;
-  fail_sticky(cudaErrorLaunchFailure, std::string("kernel ") + b.kernel + " block (" + std::to_string(blockIdx.x) + "," +
-                                          std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + "): " + what);
+  fail_sticky(cudaErrorLaunchFailure, std::string("kernel ") + b.kernel + " block (" + std::to_string(blockIdx.x) +
+                                          "," + std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) +
+                                          "): " + what);
 }
 
 // After a round: every warp's shuffle must be one rendezvous of the lanes its mask names.
@@ -199,8 +204,9 @@ void check_shuffles(Block& b) {
       int t = warp * 32 + lane;
       if (t >= n) {
         char text[160];
-        std::snprintf(text, sizeof text, "shuffle mask 0x%08x of warp %d names lane %d, which does not exist (%d threads)",
-                      mask, warp, lane, n);
+        std::snprintf(text, sizeof text,
+                      "shuffle mask 0x%08x of warp %d names lane %d, which does not exist (%d threads)", mask, warp,
+                      lane, n);
         return block_error(b, text);
       }
       if (b.fibers[t].state != State::AtShuffle) {
@@ -308,7 +314,8 @@ uint64_t warp_shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int wid
                   mask);
     block_error(*b, text);
   }
-  if (width <= 0 || width > 32 || (width & (width - 1)) != 0) block_error(*b, "shuffle width is not a power of 2 <= 32");
+  if (width <= 0 || width > 32 || (width & (width - 1)) != 0)
+    block_error(*b, "shuffle width is not a power of 2 <= 32");
   uint64_t* exchange = b->exchange[warp][f.parity];
   exchange[lane] = bits;
   f.mask = mask;
@@ -336,10 +343,10 @@ void launch_grid(const LaunchShape& shape, std::function<std::string()> pointer_
   const unsigned long long threads = 1ull * k.x * k.y * k.z;
   if (g.x == 0 || g.y == 0 || g.z == 0 || k.x == 0 || k.y == 0 || k.z == 0 || threads > kMaxThreads || k.z > 64 ||
       g.y > 65535 || g.z > 65535 || g.x > 0x7fffffffu) {
-    fail(cudaErrorInvalidConfiguration,
-         std::string("kernel ") + shape.kernel + ": launch configuration grid (" + std::to_string(g.x) + "," +
-             std::to_string(g.y) + "," + std::to_string(g.z) + ") block (" + std::to_string(k.x) + "," +
-             std::to_string(k.y) + "," + std::to_string(k.z) + ") is out of range");
+    fail(cudaErrorInvalidConfiguration, std::string("kernel ") + shape.kernel + ": launch configuration grid (" +
+                                            std::to_string(g.x) + "," + std::to_string(g.y) + "," +
+                                            std::to_string(g.z) + ") block (" + std::to_string(k.x) + "," +
+                                            std::to_string(k.y) + "," + std::to_string(k.z) + ") is out of range");
     return;
   }
   if (shape.shared_bytes != 0) {

@@ -28,7 +28,8 @@ struct Handle {
 std::vector<std::unique_ptr<Handle>> handles;
 
 Handle* find(cublasHandle_t h) {
-  for (auto& x : handles) if (reinterpret_cast<cublasHandle_t>(x.get()) == h) return x.get();
+  for (auto& x : handles)
+    if (reinterpret_cast<cublasHandle_t>(x.get()) == h) return x.get();
   return nullptr;
 }
 
@@ -78,11 +79,16 @@ void run(const Gemm& g) {
 
 static const char* generic_status_string(cublasStatus_t status) {
   switch (status) {
-    case 0: return "CUBLAS_STATUS_SUCCESS";
-    case kNotInitialized: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case kInvalidValue: return "CUBLAS_STATUS_INVALID_VALUE";
-    case kExecutionFailed: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    default: return "CUBLAS_STATUS_UNKNOWN";
+    case 0:
+      return "CUBLAS_STATUS_SUCCESS";
+    case kNotInitialized:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case kInvalidValue:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case kExecutionFailed:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    default:
+      return "CUBLAS_STATUS_UNKNOWN";
   }
 }
 
@@ -127,7 +133,9 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
   return find(handle) ? 0 : problem(kNotInitialized, "cublasSetMathMode: invalid handle");
 }
 
-const char* cublasGetStatusString(cublasStatus_t status) { return problems.text(status, generic_status_string(status)); }
+const char* cublasGetStatusString(cublasStatus_t status) {
+  return problems.text(status, generic_status_string(status));
+}
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m,
                                          int n, int k, const float* alpha, const float* a, int lda, long long sa,

@@ -84,7 +84,7 @@ struct Event {
   double time_ms = 0;
 };
 
-std::mutex table_mutex;  // allocations
+std::mutex table_mutex;                       // allocations
 std::map<uintptr_t, Allocation> allocations;  // by start
 std::deque<uintptr_t> quarantine;             // freed, still mapped, oldest first
 size_t quarantine_bytes = 0;
@@ -164,8 +164,9 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     long long offset = (long long)(addr - hit->start);
     const char* why;
     if (hit->pinned) {
-      why = "host access to pinned memory while a device-to-host copy into it is queued: synchronise its stream "
-            "(cudaStreamSynchronize/cudaEventSynchronize) before reading it";
+      why =
+          "host access to pinned memory while a device-to-host copy into it is queued: synchronise its stream "
+          "(cudaStreamSynchronize/cudaEventSynchronize) before reading it";
     } else if (!hit->live) {
       why = "access to a freed device allocation";
     } else if (addr < hit->start || addr >= hit->start + round_up(hit->bytes, kAlign)) {
@@ -248,8 +249,9 @@ cudaError_t map_allocation(size_t bytes, bool pinned, void** out) {
   // pinned memory is host memory.
   if (pinned || device_access_depth > 0) mprotect(data_first, data_pages, PROT_READ | PROT_WRITE);
   Allocation a;
-  a.start = pinned ? reinterpret_cast<uintptr_t>(data_first)
-                   : reinterpret_cast<uintptr_t>(data_first) + data_pages - round_up(std::max<size_t>(bytes, 1), kAlign);
+  a.start = pinned
+                ? reinterpret_cast<uintptr_t>(data_first)
+                : reinterpret_cast<uintptr_t>(data_first) + data_pages - round_up(std::max<size_t>(bytes, 1), kAlign);
   a.bytes = bytes;
   a.map_base = static_cast<char*>(base);
   a.map_bytes = map_bytes;
@@ -258,7 +260,8 @@ cudaError_t map_allocation(size_t bytes, bool pinned, void** out) {
   // any stale entry it overlaps.
   for (auto it = allocations.begin(); it != allocations.end();) {
     uintptr_t lo = reinterpret_cast<uintptr_t>(it->second.map_base);
-    bool overlaps = lo < reinterpret_cast<uintptr_t>(base) + map_bytes && reinterpret_cast<uintptr_t>(base) < lo + it->second.map_bytes;
+    bool overlaps = lo < reinterpret_cast<uintptr_t>(base) + map_bytes &&
+                    reinterpret_cast<uintptr_t>(base) < lo + it->second.map_bytes;
     it = overlaps ? allocations.erase(it) : std::next(it);
   }
   allocations[a.start] = a;
@@ -277,7 +280,8 @@ Stream* stream_of(cudaStream_t s) {
 
 Stream* capturing_stream_of_this_thread() {
   auto mine = [](Stream* s) {
-    return s->capturing && (s->capture_mode == cudaStreamCaptureModeGlobal || s->capture_thread == std::this_thread::get_id());
+    return s->capturing &&
+           (s->capture_mode == cudaStreamCaptureModeGlobal || s->capture_thread == std::this_thread::get_id());
   };
   if (mine(&legacy_stream)) return &legacy_stream;
   for (Stream* s : streams) {
@@ -333,20 +337,34 @@ cudaError_t result_now() { return sticky_error != cudaSuccess ? sticky_error : c
 
 const char* generic_error_string(cudaError_t e) {
   switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorNotReady: return "device not ready";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorLaunchFailure: return "unspecified launch failure";
-    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
-    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
-    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
-    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
-    default: return "unknown error";
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorNotReady:
+      return "device not ready";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure:
+      return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState:
+      return "the operation cannot be performed in the present state";
+    case cudaErrorInvalidDevicePointer:
+      return "invalid device pointer";
+    default:
+      return "unknown error";
   }
 }
 
@@ -372,22 +390,40 @@ std::string copy_problem(void* dst, const void* src, size_t n, cudaMemcpyKind ki
     }
   };
   switch (kind) {
-    case cudaMemcpyHostToDevice: need_device(dst, "destination"); need_host(s, "source"); break;
-    case cudaMemcpyDeviceToHost: need_device(src, "source"); need_host(d, "destination"); break;
-    case cudaMemcpyDeviceToDevice: need_device(dst, "destination"); need_device(src, "source"); break;
-    case cudaMemcpyHostToHost: need_host(d, "destination"); need_host(s, "source"); break;
-    default: problem = "unknown copy kind";
+    case cudaMemcpyHostToDevice:
+      need_device(dst, "destination");
+      need_host(s, "source");
+      break;
+    case cudaMemcpyDeviceToHost:
+      need_device(src, "source");
+      need_host(d, "destination");
+      break;
+    case cudaMemcpyDeviceToDevice:
+      need_device(dst, "destination");
+      need_device(src, "source");
+      break;
+    case cudaMemcpyHostToHost:
+      need_host(d, "destination");
+      need_host(s, "source");
+      break;
+    default:
+      problem = "unknown copy kind";
   }
   return problem;
 }
 
 const char* kind_name(cudaMemcpyKind k) {
   switch (k) {
-    case cudaMemcpyHostToDevice: return "HostToDevice";
-    case cudaMemcpyDeviceToHost: return "DeviceToHost";
-    case cudaMemcpyDeviceToDevice: return "DeviceToDevice";
-    case cudaMemcpyHostToHost: return "HostToHost";
-    default: return "Default";
+    case cudaMemcpyHostToDevice:
+      return "HostToDevice";
+    case cudaMemcpyDeviceToHost:
+      return "DeviceToHost";
+    case cudaMemcpyDeviceToDevice:
+      return "DeviceToDevice";
+    case cudaMemcpyHostToHost:
+      return "HostToHost";
+    default:
+      return "Default";
   }
 }
 
@@ -519,7 +555,8 @@ bool capturing() {
 
 void check_atomic_target(const void* p, size_t bytes) {
   std::string why = device_range_problem(p, bytes);
-  if (!why.empty()) fail_sticky(cudaErrorIllegalAddress, "atomic operation on memory that " + why.substr(why.find(')') + 2));
+  if (!why.empty())
+    fail_sticky(cudaErrorIllegalAddress, "atomic operation on memory that " + why.substr(why.find(')') + 2));
 }
 
 }  // namespace nst::emu
@@ -536,7 +573,9 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + "): the stand-in has one device, 0");
+  if (device != 0)
+    return fail(cudaErrorInvalidDevice,
+                "cudaSetDevice(" + std::to_string(device) + "): the stand-in has one device, 0");
   return result_now();
 }
 
@@ -558,7 +597,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->multiProcessorCount = 1;
   return cudaSuccess;
 }
-cudaError_t cudaGetDeviceProperties_v2(cudaDeviceProp* prop, int device) { return cudaGetDeviceProperties(prop, device); }
+cudaError_t cudaGetDeviceProperties_v2(cudaDeviceProp* prop, int device) {
+  return cudaGetDeviceProperties(prop, device);
+}
 
 cudaError_t cudaGetLastError(void) {
   if (sticky_error != cudaSuccess) return sticky_error;
@@ -584,20 +625,34 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 const char* cudaGetErrorName(cudaError_t error) {
   switch (error) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
-    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
-    case cudaErrorIllegalState: return "cudaErrorIllegalState";
-    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
-    default: return "cudaErrorUnknown";
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
+    case cudaErrorIllegalAddress:
+      return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+      return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState:
+      return "cudaErrorIllegalState";
+    case cudaErrorInvalidDevicePointer:
+      return "cudaErrorInvalidDevicePointer";
+    default:
+      return "cudaErrorUnknown";
   }
 }
 
@@ -723,7 +778,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
   if (n == 0) return cudaSuccess;
   cudaMemcpyKind resolved;
   std::string problem = copy_problem(dst, src, n, kind, &resolved);
-  if (!problem.empty()) return fail(cudaErrorInvalidValue, std::string("cudaMemcpyAsync ") + kind_name(kind) + ": " + problem);
+  if (!problem.empty())
+    return fail(cudaErrorInvalidValue, std::string("cudaMemcpyAsync ") + kind_name(kind) + ": " + problem);
   const bool capturing_now = [&] {
     std::lock_guard<std::recursive_mutex> lock(queue_mutex);
     Stream* s = stream_of(stream);
@@ -738,7 +794,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
     }
     // Pageable source: staged at the call, as the driver does.
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + n);
-    return enqueue(stream, "cudaMemcpyAsync HostToDevice", [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    return enqueue(stream, "cudaMemcpyAsync HostToDevice",
+                   [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
   }
   if (resolved == cudaMemcpyDeviceToHost) {
     if (classify(dst) == PointerKind::Pinned) {
@@ -752,7 +809,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
       return fail(cudaErrorStreamCaptureUnsupported, "cudaMemcpyAsync to pageable host memory during stream capture");
     }
     // Pageable destination: the call returns when the copy is done.
-    if (cudaError_t e = enqueue(stream, "cudaMemcpyAsync DeviceToHost", [dst, src, n] { std::memcpy(dst, src, n); })) return e;
+    if (cudaError_t e = enqueue(stream, "cudaMemcpyAsync DeviceToHost", [dst, src, n] { std::memcpy(dst, src, n); }))
+      return e;
     Stream* s;
     {
       std::lock_guard<std::recursive_mutex> lock(queue_mutex);
@@ -769,7 +827,8 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind
   if (sticky_error != cudaSuccess) return sticky_error;
   cudaMemcpyKind resolved;
   std::string problem = copy_problem(dst, src, n, kind, &resolved);
-  if (!problem.empty()) return fail(cudaErrorInvalidValue, std::string("cudaMemcpy ") + kind_name(kind) + ": " + problem);
+  if (!problem.empty())
+    return fail(cudaErrorInvalidValue, std::string("cudaMemcpy ") + kind_name(kind) + ": " + problem);
   drain_all();
   std::lock_guard<std::recursive_mutex> exec(exec_mutex);
   DeviceAccess access;
@@ -851,9 +910,12 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   std::lock_guard<std::recursive_mutex> lock(queue_mutex);
   Event *a = reinterpret_cast<Event*>(start), *b = reinterpret_cast<Event*>(end);
-  if (!events.count(a) || !events.count(b)) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: invalid event");
-  if (!a->timing || !b->timing) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime of an event created with cudaEventDisableTiming");
-  if (!a->recorded || !b->recorded || a->stream->done_seq < a->seq || b->stream->done_seq < b->seq) return cudaErrorNotReady;
+  if (!events.count(a) || !events.count(b))
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: invalid event");
+  if (!a->timing || !b->timing)
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime of an event created with cudaEventDisableTiming");
+  if (!a->recorded || !b->recorded || a->stream->done_seq < a->seq || b->stream->done_seq < b->seq)
+    return cudaErrorNotReady;
   *ms = float(b->time_ms - a->time_ms);
   return cudaSuccess;
 }
@@ -864,7 +926,8 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   std::lock_guard<std::recursive_mutex> lock(queue_mutex);
   Stream* s = stream_of(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamBeginCapture: invalid stream");
-  if (s == &legacy_stream) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy default stream");
+  if (s == &legacy_stream)
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy default stream");
   if (s->capturing) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture on a stream already capturing");
   s->capturing = true;
   s->capture_invalidated = false;
@@ -882,7 +945,8 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   s->capturing = false;
   std::unique_ptr<Graph> g = std::move(s->graph);
   if (s->capture_invalidated) {
-    return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by an earlier call");
+    return fail(cudaErrorStreamCaptureInvalidated,
+                "cudaStreamEndCapture: the capture was invalidated by an earlier call");
   }
   Graph* raw = g.release();
   graphs.insert(raw);
@@ -894,8 +958,9 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
   std::lock_guard<std::recursive_mutex> lock(queue_mutex);
   Stream* s = stream_of(stream);
   if (!s) return cudaErrorInvalidResourceHandle;
-  *status = !s->capturing ? cudaStreamCaptureStatusNone
-            : s->capture_invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  *status = !s->capturing            ? cudaStreamCaptureStatusNone
+            : s->capture_invalidated ? cudaStreamCaptureStatusInvalidated
+                                     : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 

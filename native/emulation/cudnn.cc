@@ -64,7 +64,8 @@ struct Registry {
     return live.back().get();
   }
   T* find(const void* p) {
-    for (auto& x : live) if (x.get() == p) return x.get();
+    for (auto& x : live)
+      if (x.get() == p) return x.get();
     return nullptr;
   }
   bool drop(const void* p) {
@@ -101,12 +102,14 @@ cudnnStatus_t resolve(const char* call, cudnnTensorDescriptor_t xd, cudnnFilterD
   Filter* w = filters.find(wd);
   Conv* c = convs.find(cd);
   if (!x || !y || !w || !c) return problem(kBadParam, std::string(call) + ": a descriptor is invalid or destroyed");
-  if (!x->set || !y->set || !w->set || !c->set) return problem(kBadParam, std::string(call) + ": a descriptor was never set");
+  if (!x->set || !y->set || !w->set || !c->set)
+    return problem(kBadParam, std::string(call) + ": a descriptor was never set");
   char text[256];
   int oh = x->h + 2 * c->pad_h - w->r + 1, ow = x->w + 2 * c->pad_w - w->s + 1;
   if (x->c != w->c || y->c != w->k || y->n != x->n || y->h != oh || y->w != ow) {
-    std::snprintf(text, sizeof text, "%s: shapes disagree: x %dx%dx%dx%d, filter %dx%dx%dx%d, y %dx%dx%dx%d (expected %dx%dx%dx%d)",
-                  call, x->n, x->c, x->h, x->w, w->k, w->c, w->r, w->s, y->n, y->c, y->h, y->w, x->n, w->k, oh, ow);
+    std::snprintf(text, sizeof text,
+                  "%s: shapes disagree: x %dx%dx%dx%d, filter %dx%dx%dx%d, y %dx%dx%dx%d (expected %dx%dx%dx%d)", call,
+                  x->n, x->c, x->h, x->w, w->k, w->c, w->r, w->s, y->n, y->c, y->h, y->w, x->n, w->k, oh, ow);
     return problem(kBadParam, text);
   }
   *out = {*x, *y, *w, *c};
@@ -114,7 +117,8 @@ cudnnStatus_t resolve(const char* call, cudnnTensorDescriptor_t xd, cudnnFilterD
 }
 
 cudnnStatus_t check_workspace(const char* call, int algo, const void* workspace, size_t bytes) {
-  if (algo < 0 || algo >= kCudnnFwdAlgoCount) return problem(kBadParam, std::string(call) + ": algorithm " + std::to_string(algo) + " does not exist");
+  if (algo < 0 || algo >= kCudnnFwdAlgoCount)
+    return problem(kBadParam, std::string(call) + ": algorithm " + std::to_string(algo) + " does not exist");
   if (algo != kWorkspaceAlgo) return 0;
   if (bytes < kWorkspaceBytes) {
     return problem(kBadParam, std::string(call) + ": algorithm " + std::to_string(algo) + " needs a " +
@@ -178,8 +182,10 @@ void forward(const ConvShape& sh, float alpha, const float* x, const float* w, f
           const float* zp = z ? z + ((size_t(n) * Y.h + oh) * Y.w + ow) * K : nullptr;
           for (int k = 0; k < K; k++) {
             float v = alpha * acc[k];
-            if (zp) v += alpha2 * zp[k];
-            else if (beta != 0.f) v += beta * yp[k];
+            if (zp)
+              v += alpha2 * zp[k];
+            else if (beta != 0.f)
+              v += beta * yp[k];
             if (bias) v += bias[k];
             if (relu) v = v > 0.f ? v : 0.f;
             yp[k] = v;
@@ -254,12 +260,18 @@ void report_algorithms(int requested, int* returned, Perf* results, cudnnMathTyp
 
 static const char* generic_status_string(cudnnStatus_t status) {
   switch (status) {
-    case 0: return "CUDNN_STATUS_SUCCESS";
-    case kNotInitialized: return "CUDNN_STATUS_NOT_INITIALIZED";
-    case kBadParam: return "CUDNN_STATUS_BAD_PARAM";
-    case kExecutionFailed: return "CUDNN_STATUS_EXECUTION_FAILED";
-    case kNotSupported: return "CUDNN_STATUS_NOT_SUPPORTED";
-    default: return "CUDNN_STATUS_UNKNOWN";
+    case 0:
+      return "CUDNN_STATUS_SUCCESS";
+    case kNotInitialized:
+      return "CUDNN_STATUS_NOT_INITIALIZED";
+    case kBadParam:
+      return "CUDNN_STATUS_BAD_PARAM";
+    case kExecutionFailed:
+      return "CUDNN_STATUS_EXECUTION_FAILED";
+    case kNotSupported:
+      return "CUDNN_STATUS_NOT_SUPPORTED";
+    default:
+      return "CUDNN_STATUS_UNKNOWN";
   }
 }
 
@@ -294,8 +306,10 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
                                          int n, int c, int h, int w) {
   Tensor* t = tensors.find(d);
   if (!t) return problem(kBadParam, "cudnnSetTensor4dDescriptor: invalid descriptor");
-  if (format != CUDNN_TENSOR_NHWC || type != CUDNN_DATA_FLOAT) return problem(kNotSupported, "cudnnSetTensor4dDescriptor: the stand-in has NHWC float only");
-  if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return problem(kBadParam, "cudnnSetTensor4dDescriptor: a dimension is not positive");
+  if (format != CUDNN_TENSOR_NHWC || type != CUDNN_DATA_FLOAT)
+    return problem(kNotSupported, "cudnnSetTensor4dDescriptor: the stand-in has NHWC float only");
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
+    return problem(kBadParam, "cudnnSetTensor4dDescriptor: a dimension is not positive");
   *t = {n, c, h, w, true};
   return 0;
 }
@@ -311,8 +325,10 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
                                          int k, int c, int h, int w) {
   Filter* f = filters.find(d);
   if (!f) return problem(kBadParam, "cudnnSetFilter4dDescriptor: invalid descriptor");
-  if (format != CUDNN_TENSOR_NHWC || type != CUDNN_DATA_FLOAT) return problem(kNotSupported, "cudnnSetFilter4dDescriptor: the stand-in has NHWC (KRSC) float only");
-  if (k <= 0 || c <= 0 || h <= 0 || w <= 0) return problem(kBadParam, "cudnnSetFilter4dDescriptor: a dimension is not positive");
+  if (format != CUDNN_TENSOR_NHWC || type != CUDNN_DATA_FLOAT)
+    return problem(kNotSupported, "cudnnSetFilter4dDescriptor: the stand-in has NHWC (KRSC) float only");
+  if (k <= 0 || c <= 0 || h <= 0 || w <= 0)
+    return problem(kBadParam, "cudnnSetFilter4dDescriptor: a dimension is not positive");
   *f = {k, c, h, w, true};
   return 0;
 }
@@ -331,7 +347,9 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, in
   if (!c) return problem(kBadParam, "cudnnSetConvolution2dDescriptor: invalid descriptor");
   if (u != 1 || v != 1 || dilation_h != 1 || dilation_w != 1 || mode != CUDNN_CROSS_CORRELATION ||
       compute_type != CUDNN_DATA_FLOAT) {
-    return problem(kNotSupported, "cudnnSetConvolution2dDescriptor: the stand-in has stride 1, dilation 1 float cross-correlation only");
+    return problem(
+        kNotSupported,
+        "cudnnSetConvolution2dDescriptor: the stand-in has stride 1, dilation 1 float cross-correlation only");
   }
   if (pad_h < 0 || pad_w < 0) return problem(kBadParam, "cudnnSetConvolution2dDescriptor: negative padding");
   c->pad_h = pad_h;
@@ -351,7 +369,8 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t handle, cudnnTe
                                                    cudnnTensorDescriptor_t y, int requested, int* returned,
                                                    cudnnConvolutionFwdAlgoPerf_t* results) {
   if (!handles.find(handle)) return problem(kBadParam, "cudnnFindConvolutionForwardAlgorithm: invalid handle");
-  if (nst::emu::capturing()) return problem(kNotSupported, "cudnnFindConvolutionForwardAlgorithm during stream capture");
+  if (nst::emu::capturing())
+    return problem(kNotSupported, "cudnnFindConvolutionForwardAlgorithm during stream capture");
   ConvShape sh;
   if (cudnnStatus_t s = resolve("cudnnFindConvolutionForwardAlgorithm", x, w, conv, y, &sh)) return s;
   report_algorithms(requested, returned, results, sh.conv.math);
@@ -363,7 +382,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t handle, cu
                                                         cudnnTensorDescriptor_t dx, int requested, int* returned,
                                                         cudnnConvolutionBwdDataAlgoPerf_t* results) {
   if (!handles.find(handle)) return problem(kBadParam, "cudnnFindConvolutionBackwardDataAlgorithm: invalid handle");
-  if (nst::emu::capturing()) return problem(kNotSupported, "cudnnFindConvolutionBackwardDataAlgorithm during stream capture");
+  if (nst::emu::capturing())
+    return problem(kNotSupported, "cudnnFindConvolutionBackwardDataAlgorithm during stream capture");
   ConvShape sh;
   if (cudnnStatus_t s = resolve("cudnnFindConvolutionBackwardDataAlgorithm", dx, w, conv, dy, &sh)) return s;
   report_algorithms(requested, returned, results, sh.conv.math);
@@ -372,9 +392,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t handle, cu
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha, cudnnTensorDescriptor_t xd,
                                       const void* x, cudnnFilterDescriptor_t wd, const void* w,
-                                      cudnnConvolutionDescriptor_t cd, cudnnConvolutionFwdAlgo_t algo,
-                                      void* workspace, size_t workspace_bytes, const void* beta,
-                                      cudnnTensorDescriptor_t yd, void* y) {
+                                      cudnnConvolutionDescriptor_t cd, cudnnConvolutionFwdAlgo_t algo, void* workspace,
+                                      size_t workspace_bytes, const void* beta, cudnnTensorDescriptor_t yd, void* y) {
   const char* call = "cudnnConvolutionForward";
   ConvShape sh;
   if (cudnnStatus_t s = resolve(call, xd, wd, cd, yd, &sh)) return s;
@@ -421,7 +440,8 @@ cudnnStatus_t cudnnSetActivationDescriptor(cudnnActivationDescriptor_t d, cudnnA
                                            cudnnNanPropagation_t, double) {
   Activation* a = activations.find(d);
   if (!a) return problem(kBadParam, "cudnnSetActivationDescriptor: invalid descriptor");
-  if (mode != CUDNN_ACTIVATION_RELU && mode != CUDNN_ACTIVATION_IDENTITY) return problem(kNotSupported, "cudnnSetActivationDescriptor: RELU or IDENTITY only");
+  if (mode != CUDNN_ACTIVATION_RELU && mode != CUDNN_ACTIVATION_IDENTITY)
+    return problem(kNotSupported, "cudnnSetActivationDescriptor: RELU or IDENTITY only");
   a->mode = mode;
   return 0;
 }
@@ -439,8 +459,10 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
   Tensor *zt = tensors.find(zd), *bt = tensors.find(biasd);
   Activation* act = activations.find(ad);
   if (!zt || !bt || !act) return problem(kBadParam, std::string(call) + ": invalid z, bias or activation descriptor");
-  if (zt->n != sh.y.n || zt->c != sh.y.c || zt->h != sh.y.h || zt->w != sh.y.w) return problem(kBadParam, std::string(call) + ": z differs from y in shape");
-  if (bt->n != 1 || bt->c != sh.y.c || bt->h != 1 || bt->w != 1) return problem(kBadParam, std::string(call) + ": bias must be 1 x K x 1 x 1");
+  if (zt->n != sh.y.n || zt->c != sh.y.c || zt->h != sh.y.h || zt->w != sh.y.w)
+    return problem(kBadParam, std::string(call) + ": z differs from y in shape");
+  if (bt->n != 1 || bt->c != sh.y.c || bt->h != 1 || bt->w != 1)
+    return problem(kBadParam, std::string(call) + ": bias must be 1 x K x 1 x 1");
   if (act->mode == CUDNN_ACTIVATION_IDENTITY && algo != kCudnnFwdAlgoImplicitPrecompGemm) {
     return problem(kNotSupported, std::string(call) + ": IDENTITY activation needs IMPLICIT_PRECOMP_GEMM");
   }
@@ -455,7 +477,8 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
   auto xp = static_cast<const float*>(x), wp = static_cast<const float*>(w), zp = static_cast<const float*>(z),
        bp = static_cast<const float*>(bias);
   auto yp = static_cast<float*>(y);
-  return queue(handle, call, [sh, a1, xp, wp, yp, bp, relu, a2, zp] { forward(sh, a1, xp, wp, 0.f, yp, bp, relu, a2, zp); });
+  return queue(handle, call,
+               [sh, a1, xp, wp, yp, bp, relu, a2, zp] { forward(sh, a1, xp, wp, 0.f, yp, bp, relu, a2, zp); });
 }
 
 }  // extern "C"

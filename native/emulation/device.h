@@ -63,8 +63,8 @@ void describe_pointer_arg(std::string& problems, const char* kernel, int index, 
     if (arg == nullptr) return;
     PointerKind kind = classify(arg);
     if (kind == PointerKind::Device) return;
-    problems += std::string(problems.empty() ? "" : "; ") + "kernel " + kernel + " argument " +
-                std::to_string(index) + " (" + std::to_string(reinterpret_cast<uintptr_t>(arg)) + ") " +
+    problems += std::string(problems.empty() ? "" : "; ") + "kernel " + kernel + " argument " + std::to_string(index) +
+                " (" + std::to_string(reinterpret_cast<uintptr_t>(arg)) + ") " +
                 (kind == PointerKind::FreedDevice ? "points into a freed device allocation"
                  : kind == PointerKind::Pinned    ? "is pinned host memory, not device memory"
                                                   : "is a host pointer, not device memory");
@@ -141,4 +141,5 @@ inline int atomicAdd(int* address, int value) { return nst::emu::atomic_add(addr
 inline unsigned atomicAdd(unsigned* address, unsigned value) { return nst::emu::atomic_add(address, value); }
 
 #define NST_EMU_LAUNCH(kernel, grid, block, shared_bytes, stream, independent) \
-  ::nst::emu::bind_launch(::nst::emu::LaunchShape{#kernel, dim3(grid), dim3(block), size_t(shared_bytes), stream, independent}, kernel)
+  ::nst::emu::bind_launch(                                                     \
+      ::nst::emu::LaunchShape{#kernel, dim3(grid), dim3(block), size_t(shared_bytes), stream, independent}, kernel)

@@ -103,8 +103,7 @@ export function relu(t: Tensor3): Tensor3 {
  */
 function poolWindow(h: number, w: number, oy: number, ox: number): number[] {
   const cells: number[] = [];
-  for (let y = 2 * oy; y < Math.min(2 * oy + 2, h); y++)
-    for (let x = 2 * ox; x < Math.min(2 * ox + 2, w); x++) cells.push(y * w + x);
+  for (let y = 2 * oy; y < Math.min(2 * oy + 2, h); y++) for (let x = 2 * ox; x < Math.min(2 * ox + 2, w); x++) cells.push(y * w + x);
   return cells;
 }
 
@@ -116,8 +115,7 @@ export function pool2x2(input: Tensor3, pooling: Pooling): Tensor3 {
       const cells = poolWindow(h, w, oy, ox);
       for (let ch = 0; ch < c; ch++) {
         const values = cells.map((p) => input.data[p * c + ch]);
-        out.data[(oy * out.w + ox) * c + ch] =
-          pooling === 'avg' ? values.reduce((a, b) => a + b, 0) / values.length : Math.max(...values);
+        out.data[(oy * out.w + ox) * c + ch] = pooling === 'avg' ? values.reduce((a, b) => a + b, 0) / values.length : Math.max(...values);
       }
     }
   }
@@ -203,7 +201,11 @@ export function backward(
     // ReLU: pass where the output is positive.
     for (let j = 0; j < g.length; j++) if (!(activation.data[j] > 0)) g[j] = 0;
     const layer = weights.layers[i];
-    const gradInput = conv3x3BackwardData(tensor3(activation.h, activation.w, activation.c, g), float64Weights(layer).kernel, layer.inChannels);
+    const gradInput = conv3x3BackwardData(
+      tensor3(activation.h, activation.w, activation.c, g),
+      float64Weights(layer).kernel,
+      layer.inChannels,
+    );
     if (i === 0) return gradInput;
     const prev = records[i - 1];
     gradAct = VGG19_LAYERS[i - 1].poolAfter ? pool2x2Backward(prev.activation, gradInput, pooling).data : gradInput.data;

@@ -27,7 +27,8 @@ export default class SkipSummary implements Reporter {
     for (const m of modules) {
       const file = path.relative(process.cwd(), m.moduleId);
       const parentSkipped = (p: { type: string; state?: () => string }) => p.type === 'suite' && p.state?.() === 'skipped';
-      for (const s of m.children.allSuites()) if (s.state() === 'skipped' && !parentSkipped(s.parent)) skipped.push(`${file} > ${s.fullName}`);
+      for (const s of m.children.allSuites())
+        if (s.state() === 'skipped' && !parentSkipped(s.parent)) skipped.push(`${file} > ${s.fullName}`);
       for (const t of m.children.allTests('skipped')) {
         if (parentSkipped(t.parent)) continue;
         const r = t.result();

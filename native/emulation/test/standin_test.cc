@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda/launch.h"
 #include "cuda/dnn_api.h"
+#include "cuda/launch.h"
 
 using namespace nst::cuda;
 
@@ -105,8 +105,8 @@ float* device_floats(size_t n) {
 
 struct Case {
   const char* name;
-  bool aborts;           // the check ends the process (a fault), else the child exits 0 when it fired
-  const char* message;   // what stderr must contain
+  bool aborts;          // the check ends the process (a fault), else the child exits 0 when it fired
+  const char* message;  // what stderr must contain
   std::function<bool()> body;
 };
 
@@ -145,7 +145,8 @@ std::vector<Case> cases() {
   c.push_back({"copy past the end of an allocation", false, "ends 4 bytes past the end", [] {
                  float* d = device_floats(10);
                  std::vector<float> host(11);
-                 return expect(cudaMemcpy(d, host.data(), 44, cudaMemcpyHostToDevice) == cudaErrorInvalidValue, "error");
+                 return expect(cudaMemcpy(d, host.data(), 44, cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
+                               "error");
                }});
   c.push_back({"cuBLAS reads past the end of a matrix", false, "A (", [] {
                  float* a = device_floats(15);  // 4x4 needs 16
@@ -160,12 +161,10 @@ std::vector<Case> cases() {
                         expect(std::strstr(api.cublasGetStatusString(status), "past the end") != nullptr,
                                "the status string says why");
                }});
-  c.push_back({"cuDNN convolution into an output too small for its descriptor", false, "y (", [] {
-                 return expect(convolve(false, 8 * 8 * 4 - 1) == 3, "CUDNN_STATUS_BAD_PARAM");
-               }});
-  c.push_back({"cuDNN convolution of a host pointer", false, "x (", [] {
-                 return expect(convolve(true, 8 * 8 * 4) == 3, "CUDNN_STATUS_BAD_PARAM");
-               }});
+  c.push_back({"cuDNN convolution into an output too small for its descriptor", false, "y (",
+               [] { return expect(convolve(false, 8 * 8 * 4 - 1) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
+  c.push_back({"cuDNN convolution of a host pointer", false, "x (",
+               [] { return expect(convolve(true, 8 * 8 * 4) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
   c.push_back({"kernel argument from a freed allocation", false, "points into a freed device allocation", [] {
                  float* a = device_floats(32);
                  float* b = device_floats(32);
@@ -294,7 +293,8 @@ int main() {
     bool ok = ended_right && said_why;
     std::printf("%-72s %s\n", c.name, ok ? "ok" : "FAIL");
     if (!ok) {
-      std::printf("  ended %s, stderr:\n%s\n", WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "normally", err.c_str());
+      std::printf("  ended %s, stderr:\n%s\n", WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "normally",
+                  err.c_str());
       failures++;
     } else if (*c.message) {
       size_t at = err.find("nst cuda stand-in");

@@ -24,9 +24,13 @@ unsigned int grid_for(size_t work, unsigned int cap = 4096) {
 // below 2^31 (32-bit / and % are several times cheaper than 64-bit ones on a
 // GPU; i + stride cannot wrap, the stride being at most 2^20), else size_t.
 template <typename Index>
-__device__ Index global_index() { return Index(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ Index global_index() {
+  return Index(blockIdx.x) * blockDim.x + threadIdx.x;
+}
 template <typename Index>
-__device__ Index global_stride() { return Index(gridDim.x) * blockDim.x; }
+__device__ Index global_stride() {
+  return Index(gridDim.x) * blockDim.x;
+}
 
 // Sum of `v` over the block, valid in thread 0 (blockDim.x a multiple of 32).
 __device__ double block_sum(double v) {
@@ -141,8 +145,8 @@ __global__ void pool_backward_kernel(const float4* d_out, const float4* in, floa
 }
 
 template <typename Index>
-__global__ void relu_backward_kernel(float4* g, const float4* a, const float4* target, float grad_coef,
-                                     float loss_coef, double* loss, Index per_item4) {
+__global__ void relu_backward_kernel(float4* g, const float4* a, const float4* target, float grad_coef, float loss_coef,
+                                     double* loss, Index per_item4) {
   const Index base = Index(blockIdx.y) * per_item4;
   double sq = 0;
   for (Index i = global_index<Index>(); i < per_item4; i += global_stride<Index>()) {
@@ -231,11 +235,11 @@ void launch_bias_relu(float* y, const float* bias, size_t count, int channels, c
   auto y4 = reinterpret_cast<float4*>(y);
   auto bias4 = reinterpret_cast<const float4*>(bias);
   if (use_32bit(count / 4)) {
-    NST_LAUNCH_INDEPENDENT(bias_relu_kernel<uint32_t>, grid_for(count / 4), kThreads, 0, stream)(
-        y4, bias4, uint32_t(count / 4), uint32_t(channels / 4));
+    NST_LAUNCH_INDEPENDENT(bias_relu_kernel<uint32_t>, grid_for(count / 4), kThreads, 0, stream)
+    (y4, bias4, uint32_t(count / 4), uint32_t(channels / 4));
   } else {
-    NST_LAUNCH_INDEPENDENT(bias_relu_kernel<size_t>, grid_for(count / 4), kThreads, 0, stream)(y4, bias4, count / 4,
-                                                                                               size_t(channels / 4));
+    NST_LAUNCH_INDEPENDENT(bias_relu_kernel<size_t>, grid_for(count / 4), kThreads, 0, stream)
+    (y4, bias4, count / 4, size_t(channels / 4));
   }
 }
 
@@ -245,11 +249,11 @@ void launch_pool_forward(const float* in, float* out, int batch, int h, int w, i
   auto in4 = reinterpret_cast<const float4*>(in);
   auto out4 = reinterpret_cast<float4*>(out);
   if (use_32bit(size_t(batch) * h * w * (c / 4))) {
-    NST_LAUNCH_INDEPENDENT(pool_forward_kernel<uint32_t>, grid_for(work), kThreads, 0, stream)(in4, out4, batch, h, w,
-                                                                                              c / 4, max_pool);
+    NST_LAUNCH_INDEPENDENT(pool_forward_kernel<uint32_t>, grid_for(work), kThreads, 0, stream)
+    (in4, out4, batch, h, w, c / 4, max_pool);
   } else {
-    NST_LAUNCH_INDEPENDENT(pool_forward_kernel<size_t>, grid_for(work), kThreads, 0, stream)(in4, out4, batch, h, w,
-                                                                                            c / 4, max_pool);
+    NST_LAUNCH_INDEPENDENT(pool_forward_kernel<size_t>, grid_for(work), kThreads, 0, stream)
+    (in4, out4, batch, h, w, c / 4, max_pool);
   }
 }
 
@@ -260,26 +264,26 @@ void launch_pool_backward(const float* d_out, const float* in, float* d_in, int 
   auto in4 = reinterpret_cast<const float4*>(in);
   auto d_in4 = reinterpret_cast<float4*>(d_in);
   if (use_32bit(work)) {
-    NST_LAUNCH_INDEPENDENT(pool_backward_kernel<uint32_t>, grid_for(work), kThreads, 0, stream)(
-        d_out4, in4, d_in4, batch, h, w, c / 4, max_pool, relu_mask);
+    NST_LAUNCH_INDEPENDENT(pool_backward_kernel<uint32_t>, grid_for(work), kThreads, 0, stream)
+    (d_out4, in4, d_in4, batch, h, w, c / 4, max_pool, relu_mask);
   } else {
-    NST_LAUNCH_INDEPENDENT(pool_backward_kernel<size_t>, grid_for(work), kThreads, 0, stream)(
-        d_out4, in4, d_in4, batch, h, w, c / 4, max_pool, relu_mask);
+    NST_LAUNCH_INDEPENDENT(pool_backward_kernel<size_t>, grid_for(work), kThreads, 0, stream)
+    (d_out4, in4, d_in4, batch, h, w, c / 4, max_pool, relu_mask);
   }
 }
 
-void launch_relu_backward(float* g, const float* a, const float* target, float grad_coef, float loss_coef,
-                          double* loss, size_t per_item, int batch, cudaStream_t stream) {
+void launch_relu_backward(float* g, const float* a, const float* target, float grad_coef, float loss_coef, double* loss,
+                          size_t per_item, int batch, cudaStream_t stream) {
   dim3 grid(grid_for(per_item / 4, 1024), static_cast<unsigned int>(batch));
   auto g4 = reinterpret_cast<float4*>(g);
   auto a4 = reinterpret_cast<const float4*>(a);
   auto t4 = reinterpret_cast<const float4*>(target);
   if (use_32bit(per_item / 4 * batch)) {
-    NST_LAUNCH(relu_backward_kernel<uint32_t>, grid, kThreads, 0, stream)(g4, a4, t4, grad_coef, loss_coef, loss,
-                                                                        uint32_t(per_item / 4));
+    NST_LAUNCH(relu_backward_kernel<uint32_t>, grid, kThreads, 0, stream)
+    (g4, a4, t4, grad_coef, loss_coef, loss, uint32_t(per_item / 4));
   } else {
-    NST_LAUNCH(relu_backward_kernel<size_t>, grid, kThreads, 0, stream)(g4, a4, t4, grad_coef, loss_coef, loss,
-                                                                      per_item / 4);
+    NST_LAUNCH(relu_backward_kernel<size_t>, grid, kThreads, 0, stream)
+    (g4, a4, t4, grad_coef, loss_coef, loss, per_item / 4);
   }
 }
 
@@ -288,11 +292,11 @@ void launch_style_gram_diff(float* gram, const float* target, int c, int batch, 
   size_t per_item = size_t(c) * c;
   dim3 grid(grid_for(per_item, 256), static_cast<unsigned int>(batch));
   if (use_32bit(per_item * batch)) {
-    NST_LAUNCH(style_gram_diff_kernel<uint32_t>, grid, kThreads, 0, stream)(gram, target, uint32_t(per_item),
-                                                                          loss_coef, grad_coef, loss);
+    NST_LAUNCH(style_gram_diff_kernel<uint32_t>, grid, kThreads, 0, stream)
+    (gram, target, uint32_t(per_item), loss_coef, grad_coef, loss);
   } else {
-    NST_LAUNCH(style_gram_diff_kernel<size_t>, grid, kThreads, 0, stream)(gram, target, per_item, loss_coef, grad_coef,
-                                                                        loss);
+    NST_LAUNCH(style_gram_diff_kernel<size_t>, grid, kThreads, 0, stream)
+    (gram, target, per_item, loss_coef, grad_coef, loss);
   }
 }
 
@@ -310,11 +314,11 @@ void launch_adam(float* x, float* m, float* v, const float* g, size_t n, double 
                  const float* step_sizes, const int* step_index, cudaStream_t stream) {
   const float b1 = float(beta1), omb1 = float(1.0 - beta1), b2 = float(beta2), omb2 = float(1.0 - beta2);
   if (use_32bit(n)) {
-    NST_LAUNCH_INDEPENDENT(adam_kernel<uint32_t>, grid_for(n), kThreads, 0, stream)(
-        x, m, v, g, uint32_t(n), b1, omb1, b2, omb2, float(eps), step_sizes, step_index);
+    NST_LAUNCH_INDEPENDENT(adam_kernel<uint32_t>, grid_for(n), kThreads, 0, stream)
+    (x, m, v, g, uint32_t(n), b1, omb1, b2, omb2, float(eps), step_sizes, step_index);
   } else {
-    NST_LAUNCH_INDEPENDENT(adam_kernel<size_t>, grid_for(n), kThreads, 0, stream)(x, m, v, g, n, b1, omb1, b2, omb2,
-                                                                                 float(eps), step_sizes, step_index);
+    NST_LAUNCH_INDEPENDENT(adam_kernel<size_t>, grid_for(n), kThreads, 0, stream)
+    (x, m, v, g, n, b1, omb1, b2, omb2, float(eps), step_sizes, step_index);
   }
 }
 

@@ -36,8 +36,8 @@ void launch_pool_backward(const float* d_out, const float* in, float* d_in, int 
 //   g = (g + grad_coef * (a - target)) * (a > 0)        (target may be null)
 //   loss[b][content] += loss_coef * sum (a - target)^2  (when target)
 // `per_item` floats per batch item.
-void launch_relu_backward(float* g, const float* a, const float* target, float grad_coef, float loss_coef,
-                          double* loss, size_t per_item, int batch, cudaStream_t stream);
+void launch_relu_backward(float* g, const float* a, const float* target, float grad_coef, float loss_coef, double* loss,
+                          size_t per_item, int batch, cudaStream_t stream);
 
 // Per batch item b, for c x c Grams: with D = gram - target,
 //   loss[b][style] += loss_coef * sum D^2,  gram <- grad_coef * D   (in place)

@@ -12,8 +12,7 @@
 
 #if defined(__CUDACC__)
 #define NST_LAUNCH(kernel, grid, block, shared_bytes, stream) kernel<<<grid, block, shared_bytes, stream>>>
-#define NST_LAUNCH_INDEPENDENT(kernel, grid, block, shared_bytes, stream) \
-  kernel<<<grid, block, shared_bytes, stream>>>
+#define NST_LAUNCH_INDEPENDENT(kernel, grid, block, shared_bytes, stream) kernel<<<grid, block, shared_bytes, stream>>>
 #else
 #include "device.h"  // native/emulation: the stand-in's device side
 #define NST_LAUNCH(kernel, grid, block, shared_bytes, stream) \

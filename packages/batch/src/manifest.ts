@@ -39,10 +39,13 @@ export async function readManifest(file: string): Promise<ManifestJob[]> {
   const text = await fs.readFile(file, 'utf8');
   const base = path.dirname(path.resolve(file));
   const records = file.toLowerCase().endsWith('.csv') ? csvRecords(text, file) : jsonlRecords(text);
-  const jobs = records.map((r) => ('error' in r ? { id: `line ${r.line}`, line: r.line, error: r.error } : manifestJob(r.line, r.values, base)));
+  const jobs = records.map((r) =>
+    'error' in r ? { id: `line ${r.line}`, line: r.line, error: r.error } : manifestJob(r.line, r.values, base),
+  );
   const ids = new Set<string>();
   return jobs.map((j) => {
-    if (ids.has(j.id)) return { ...j, config: undefined, error: new UserError(`the id '${j.id}' is used twice`, { code: 'conflict', field: 'id' }) };
+    if (ids.has(j.id))
+      return { ...j, config: undefined, error: new UserError(`the id '${j.id}' is used twice`, { code: 'conflict', field: 'id' }) };
     ids.add(j.id);
     return j;
   });
@@ -123,6 +126,14 @@ function resolvePaths(field: string, value: unknown, base: string): string | str
     return resolve(items[0] as string);
   }
   // 'a.jpg,b.jpg' is two styles unless a file of that very name exists (as for the CLI).
-  return (items as string[]).flatMap((s) => (existsSync(resolve(s)) ? [s] : s.split(',').map((x) => x.trim()).filter(Boolean))).map(resolve);
+  return (items as string[])
+    .flatMap((s) =>
+      existsSync(resolve(s))
+        ? [s]
+        : s
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean),
+    )
+    .map(resolve);
 }
-

@@ -98,10 +98,12 @@ export function mergePlans(plans: readonly RenderPlan[]): RenderPlan {
   const first = plans[0];
   if (plans.length === 1) return first;
   const sessionKey = (p: RenderPlan) => JSON.stringify({ ...p.session, batch: 1 });
-  const scheduleKey = (p: RenderPlan) => JSON.stringify([p.adam, p.iterations, p.printEvery, p.saveEvery, p.checkpointEvery, p.resume, p.preprocessing.name]);
+  const scheduleKey = (p: RenderPlan) =>
+    JSON.stringify([p.adam, p.iterations, p.printEvery, p.saveEvery, p.checkpointEvery, p.resume, p.preprocessing.name]);
   for (const p of plans) {
     if (p.session.batch !== 1) throw new Error('mergePlans joins plans of one item each');
-    if (sessionKey(p) !== sessionKey(first) || scheduleKey(p) !== scheduleKey(first)) throw new Error('mergePlans: the plans are not compatible');
+    if (sessionKey(p) !== sessionKey(first) || scheduleKey(p) !== scheduleKey(first))
+      throw new Error('mergePlans: the plans are not compatible');
   }
   const initialImages = new Float32Array(plans.length * first.initialImages.length);
   plans.forEach((p, k) => initialImages.set(p.initialImages, k * first.initialImages.length));
@@ -111,7 +113,9 @@ export function mergePlans(plans: readonly RenderPlan[]): RenderPlan {
     targets: plans.flatMap((p) => p.targets),
     initialImages,
     outPaths: plans.flatMap((p) => p.outPaths),
-    fingerprint: createHash('sha256').update(plans.map((p) => p.fingerprint).join(',')).digest('hex'),
+    fingerprint: createHash('sha256')
+      .update(plans.map((p) => p.fingerprint).join(','))
+      .digest('hex'),
     checkpointStore: itemCheckpointStore(plans.map((p) => p.checkpointStore ?? fileCheckpointStore(p.checkpointPath, p.fingerprint))),
   };
 }

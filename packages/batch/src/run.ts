@@ -22,10 +22,33 @@ export interface JobResult {
 /** What a progress view hears while a batch runs. */
 export type BatchEvent =
   | { readonly event: 'start'; readonly jobs: number; readonly toRender: number; readonly batches: number }
-  | { readonly event: 'batch'; readonly jobs: readonly string[]; readonly width: number; readonly height: number; readonly startIteration: number }
-  | { readonly event: 'progress'; readonly done: number; readonly failed: number; readonly running: number; readonly remaining: number; readonly imagesPerHour: number | null; readonly etaSeconds: number | null }
+  | {
+      readonly event: 'batch';
+      readonly jobs: readonly string[];
+      readonly width: number;
+      readonly height: number;
+      readonly startIteration: number;
+    }
+  | {
+      readonly event: 'progress';
+      readonly done: number;
+      readonly failed: number;
+      readonly running: number;
+      readonly remaining: number;
+      readonly imagesPerHour: number | null;
+      readonly etaSeconds: number | null;
+    }
   | ({ readonly event: 'job' } & JobResult)
-  | { readonly event: 'summary'; readonly done: number; readonly failed: number; readonly skipped: number; readonly interrupted: number; readonly seconds: number; readonly imagesPerHour: number | null; readonly results: string };
+  | {
+      readonly event: 'summary';
+      readonly done: number;
+      readonly failed: number;
+      readonly skipped: number;
+      readonly interrupted: number;
+      readonly seconds: number;
+      readonly imagesPerHour: number | null;
+      readonly results: string;
+    };
 
 export interface BatchOptions {
   /** Opened, with `weights` loaded. */
@@ -53,7 +76,11 @@ interface Runnable {
  * fails does so alone (a batch that fails is re-run one job at a time).
  * Each job's result is a line of the results file as soon as it is known.
  */
-export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptions, onEvent: (e: BatchEvent) => void): Promise<JobResult[]> {
+export async function runBatch(
+  jobs: readonly ManifestJob[],
+  options: BatchOptions,
+  onEvent: (e: BatchEvent) => void,
+): Promise<JobResult[]> {
   const started = performance.now();
   const results: JobResult[] = [];
   await fs.mkdir(path.dirname(path.resolve(options.resultsFile)), { recursive: true });
@@ -63,7 +90,8 @@ export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptio
     await fs.appendFile(options.resultsFile, JSON.stringify(r) + '\n');
     onEvent({ event: 'job', ...r });
   };
-  const fail = (job: ManifestJob, e: unknown) => record({ job: job.id, line: job.line, status: 'failed', output: job.config?.out, error: describeError(e) });
+  const fail = (job: ManifestJob, e: unknown) =>
+    record({ job: job.id, line: job.line, status: 'failed', output: job.config?.out, error: describeError(e) });
 
   // Sort out what to render: failed lines, finished outputs, and the rest with their packing key.
   const runnable: Runnable[] = [];
@@ -72,7 +100,8 @@ export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptio
     try {
       if (job.error || !job.config) throw job.error ?? new Error('no job');
       const config = { ...job.config, resume: true };
-      if (config.contents.length !== 1) throw new UserError('a job has one content image (list several jobs for several)', { field: 'content' });
+      if (config.contents.length !== 1)
+        throw new UserError('a job has one content image (list several jobs for several)', { field: 'content' });
       const out = path.resolve(config.out);
       if (outputs.has(out)) throw new UserError(`another job already writes '${config.out}'`, { code: 'conflict', field: 'out' });
       outputs.add(out);
@@ -84,13 +113,23 @@ export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptio
       await fs.mkdir(path.dirname(out), { recursive: true }).catch(() => undefined);
       const size = await jobSize(config);
       const startIteration = Math.min((await readCheckpoint(ckpt))?.iteration ?? 0, config.iterations);
-      runnable.push({ job, config, startIteration, key: compatibilityKey(config, size, startIteration), capacity: batchCapacity(size, config.loss, options.limits) });
+      runnable.push({
+        job,
+        config,
+        startIteration,
+        key: compatibilityKey(config, size, startIteration),
+        capacity: batchCapacity(size, config.loss, options.limits),
+      });
     } catch (e) {
       await fail(job, e);
     }
   }
 
-  const queue = packGroups(runnable, (r) => r.key, (r) => r.capacity);
+  const queue = packGroups(
+    runnable,
+    (r) => r.key,
+    (r) => r.capacity,
+  );
   onEvent({ event: 'start', jobs: jobs.length, toRender: runnable.length, batches: queue.length });
 
   // Progress in iterations, so that the rate and the ETA move within a batch.
@@ -121,7 +160,14 @@ export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptio
   while (queue.length > 0) {
     const batch = queue.shift()!;
     if (options.signal?.aborted) {
-      for (const r of batch) await record({ job: r.job.id, line: r.job.line, status: 'interrupted', output: r.config.out, error: 'not started: the batch was interrupted' });
+      for (const r of batch)
+        await record({
+          job: r.job.id,
+          line: r.job.line,
+          status: 'interrupted',
+          output: r.config.out,
+          error: 'not started: the batch was interrupted',
+        });
       continue;
     }
     const plans: { r: Runnable; plan: RenderPlan }[] = [];
@@ -135,7 +181,13 @@ export async function runBatch(jobs: readonly ManifestJob[], options: BatchOptio
     if (plans.length === 0) continue;
     const plan = mergePlans(plans.map((p) => p.plan));
     const first = plans[0].r;
-    onEvent({ event: 'batch', jobs: plans.map((p) => p.r.job.id), width: plan.session.width, height: plan.session.height, startIteration: first.startIteration });
+    onEvent({
+      event: 'batch',
+      jobs: plans.map((p) => p.r.job.id),
+      width: plan.session.width,
+      height: plan.session.height,
+      startIteration: first.startIteration,
+    });
     running = plans.length;
     try {
       const result = await runOptimisation(

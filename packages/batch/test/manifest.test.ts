@@ -28,7 +28,16 @@ describe('manifests', () => {
     const file = write(
       'jobs.jsonl',
       [
-        JSON.stringify({ id: 'one', content: 'in/a.jpg', style: ['s1.jpg', 's2.jpg'], 'style-blend-weights': [1, 3], out: 'out/a.png', size: '64x48', 'style-layers': 'conv1_1,conv2_1', iterations: 12 }),
+        JSON.stringify({
+          id: 'one',
+          content: 'in/a.jpg',
+          style: ['s1.jpg', 's2.jpg'],
+          'style-blend-weights': [1, 3],
+          out: 'out/a.png',
+          size: '64x48',
+          'style-layers': 'conv1_1,conv2_1',
+          iterations: 12,
+        }),
         '# a comment, then a blank line',
         '',
         JSON.stringify({ content: '/abs/b.jpg', style: 's1.jpg,s2.jpg', out: 'b.png', init: 'content', resume: true }),
@@ -79,7 +88,10 @@ describe('manifests', () => {
   });
 
   it('reads CSV with a header row; empty cells take the defaults', async () => {
-    const file = write('jobs.csv', 'content,style,out,iterations,style-layers\nc.jpg,"s1.jpg,s2.jpg",o.png,,conv1_1\nc.jpg,s1.jpg,p.png,7,\n');
+    const file = write(
+      'jobs.csv',
+      'content,style,out,iterations,style-layers\nc.jpg,"s1.jpg,s2.jpg",o.png,,conv1_1\nc.jpg,s1.jpg,p.png,7,\n',
+    );
     const [a, b] = await readManifest(file);
     expect(a.config!.styles).toEqual([path.join(dir, 's1.jpg'), path.join(dir, 's2.jpg')]);
     expect(a.config!.iterations).toBe(200);

@@ -11,7 +11,13 @@ import { loadWeights } from '@nst/weights';
 
 describe('packing', () => {
   it('estimates an item from the layers the loss reaches (hand-worked)', () => {
-    const loss = { contentLayers: [{ layer: 'conv1_2', weight: 1 }], styleLayers: [{ layer: 'conv1_1', weight: 1 }], alpha: 1, beta: 1, tvWeight: 0 };
+    const loss = {
+      contentLayers: [{ layer: 'conv1_2', weight: 1 }],
+      styleLayers: [{ layer: 'conv1_1', weight: 1 }],
+      alpha: 1,
+      beta: 1,
+      tvWeight: 0,
+    };
     // conv1_1 and conv1_2 at 8x6x64, 3 copies each; image, gradient and 2 moments; conv1_2 content target; one 64x64 Gram.
     const floats = 3 * 2 * 8 * 6 * 64 + 4 * 8 * 6 * 3 + 8 * 6 * 64 + 64 * 64;
     expect(itemBytes(8, 6, loss)).toBe(4 * floats);
@@ -23,7 +29,13 @@ describe('packing', () => {
 
   it('groups by key, keeps the order, and splits groups at the capacity', () => {
     const items = ['a1', 'b1', 'a2', 'a3', 'b2', 'a4', 'a5'];
-    expect(packGroups(items, (s) => s[0], () => 2)).toEqual([['a1', 'a2'], ['a3', 'a4'], ['a5'], ['b1', 'b2']]);
+    expect(
+      packGroups(
+        items,
+        (s) => s[0],
+        () => 2,
+      ),
+    ).toEqual([['a1', 'a2'], ['a3', 'a4'], ['a5'], ['b1', 'b2']]);
   });
 });
 
@@ -39,7 +51,9 @@ describe.skipIf(!run)('a packed batch (cpu engine)', () => {
     const file = path.join(dir, name);
     const data = Buffer.alloc(24 * 16 * 3);
     for (let i = 0; i < data.length; i++) data[i] = (i * (seed + 3) * 7919 + seed * 31) % 251;
-    await sharp(data, { raw: { width: 24, height: 16, channels: 3 } }).png().toFile(file);
+    await sharp(data, { raw: { width: 24, height: 16, channels: 3 } })
+      .png()
+      .toFile(file);
     return file;
   };
   const job = (content: string, styles: string[], out: string, extra: Record<string, string | boolean> = {}): RenderConfig =>
@@ -62,7 +76,13 @@ describe.skipIf(!run)('a packed batch (cpu engine)', () => {
     weights = await loadWeights('random:7');
     backend = await createNativeBackend('cpu', {});
     await backend.loadWeights(weights);
-    const [c1, c2, s1, s2, s3] = await Promise.all([image('c1.png', 1), image('c2.png', 2), image('s1.png', 3), image('s2.png', 4), image('s3.png', 5)]);
+    const [c1, c2, s1, s2, s3] = await Promise.all([
+      image('c1.png', 1),
+      image('c2.png', 2),
+      image('s1.png', 3),
+      image('s2.png', 4),
+      image('s3.png', 5),
+    ]);
     const alone = [job(c1, [s1], 'alone1.png'), job(c2, [s2, s3], 'alone2.png', { styleBlendWeights: '1,3' })];
     for (const c of alone) await runOptimisation(backend, await prepareRender(c, weights));
 
@@ -82,7 +102,9 @@ describe.skipIf(!run)('a packed batch (cpu engine)', () => {
       expect(r.startIteration).toBe(first.iterations);
       expect(existsSync(`${c.out}.ckpt`)).toBe(false);
     }
-    const [a1, a2, p1, p2] = await Promise.all(['alone1.png', 'alone2.png', 'packed1.png', 'packed2.png'].map((f) => pixels(path.join(dir, f))));
+    const [a1, a2, p1, p2] = await Promise.all(
+      ['alone1.png', 'alone2.png', 'packed1.png', 'packed2.png'].map((f) => pixels(path.join(dir, f))),
+    );
     expect(maxDiff(p1, a1)).toBeLessThanOrEqual(1);
     expect(maxDiff(p2, a2)).toBeLessThanOrEqual(1);
     // The comparison can fail: the two jobs' images differ.

@@ -93,7 +93,12 @@ export interface BackendFlags {
 export function addBackendOptions(command: Command): Command {
   return command
     .addOption(once(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'), 'backend'))
-    .addOption(once(new Option('--precision <p>', 'GPU arithmetic (cuda backend only)').choices(['fp32', 'tf32', 'bf16']).default('tf32'), 'precision'))
+    .addOption(
+      once(
+        new Option('--precision <p>', 'GPU arithmetic (cuda backend only)').choices(['fp32', 'tf32', 'bf16']).default('tf32'),
+        'precision',
+      ),
+    )
     .addOption(once(new Option('--gpu <n>', 'GPU index (cuda backend only)').default('0'), 'gpu'));
 }
 
@@ -112,13 +117,20 @@ export function cudaFlagsGiven(command: Command): string[] {
  * flag is ignored and a notice says so (the same command line then works on
  * machines with and without a GPU).
  */
-export async function openBackendFor(flags: BackendFlags, notice: (line: string) => void, cudaFlags: readonly string[] = []): Promise<Backend> {
+export async function openBackendFor(
+  flags: BackendFlags,
+  notice: (line: string) => void,
+  cudaFlags: readonly string[] = [],
+): Promise<Backend> {
   const choice = flags.backend as BackendChoice;
   if (cudaFlags.length > 0 && choice !== 'auto' && choice !== 'cuda')
-    throw new UserError(`${cudaFlags.map(flagFor).join(' and ')} ${cudaFlags.length > 1 ? 'apply' : 'applies'} to the cuda backend only, not ${choice}`, {
-      code: 'conflict',
-      field: 'backend',
-    });
+    throw new UserError(
+      `${cudaFlags.map(flagFor).join(' and ')} ${cudaFlags.length > 1 ? 'apply' : 'applies'} to the cuda backend only, not ${choice}`,
+      {
+        code: 'conflict',
+        field: 'backend',
+      },
+    );
   const gpu = parseCount(flags.gpu, 'gpu');
   const backend = await openBackend(choice, { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu }, notice);
   if (backend.name !== 'cuda' && cudaFlags.length > 0)

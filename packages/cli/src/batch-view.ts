@@ -15,10 +15,14 @@ export function batchView(mode: 'json' | 'tty' | 'plain', write: (s: string) => 
     switch (e.event) {
       case 'start':
         total = e.toRender;
-        line(`${e.jobs} jobs: ${e.toRender} to render in ${e.batches} batch${e.batches === 1 ? '' : 'es'}, ${e.jobs - e.toRender} finished before or failed to load`);
+        line(
+          `${e.jobs} jobs: ${e.toRender} to render in ${e.batches} batch${e.batches === 1 ? '' : 'es'}, ${e.jobs - e.toRender} finished before or failed to load`,
+        );
         break;
       case 'batch':
-        line(`batch of ${e.jobs.length} at ${e.width}x${e.height}${e.startIteration > 0 ? `, resuming at iteration ${e.startIteration}` : ''}: ${e.jobs.join(', ')}`);
+        line(
+          `batch of ${e.jobs.length} at ${e.width}x${e.height}${e.startIteration > 0 ? `, resuming at iteration ${e.startIteration}` : ''}: ${e.jobs.join(', ')}`,
+        );
         break;
       case 'job':
         line(

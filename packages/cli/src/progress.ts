@@ -27,7 +27,14 @@ export function jsonView(write: (s: string) => void, info: (s: string) => void):
     info,
     report(r) {
       r.losses.forEach((l, item) => {
-        const o: Record<string, unknown> = { iteration: r.iteration, total: l.total, content: l.content, style: l.style, tv: l.tv, elapsedMs: Math.round(r.elapsedMs) };
+        const o: Record<string, unknown> = {
+          iteration: r.iteration,
+          total: l.total,
+          content: l.content,
+          style: l.style,
+          tv: l.tv,
+          elapsedMs: Math.round(r.elapsedMs),
+        };
         if (r.losses.length > 1) o.item = item;
         write(JSON.stringify(o) + '\n');
       });
@@ -47,7 +54,9 @@ export function plainView(write: (s: string) => void, total: number, showTv: boo
     report(r) {
       const rate = r.iteration > 0 ? `  ${(r.elapsedMs / 1000 / r.iteration).toFixed(3)} s/it` : '';
       r.losses.forEach((l, item) =>
-        write(`iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}${rate}\n`),
+        write(
+          `iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}${rate}\n`,
+        ),
       );
     },
     progress() {},

@@ -123,7 +123,11 @@ export function symmetricPower(m: readonly number[], p: number): number[] {
   for (let sweep = 0; sweep < 50; sweep++) {
     const off = a[1] ** 2 + a[2] ** 2 + a[5] ** 2;
     if (off < 1e-30 * (a[0] ** 2 + a[4] ** 2 + a[8] ** 2)) break;
-    for (const [i, j] of [[0, 1], [0, 2], [1, 2]]) {
+    for (const [i, j] of [
+      [0, 1],
+      [0, 2],
+      [1, 2],
+    ]) {
       const aij = a[3 * i + j];
       if (aij === 0) continue;
       // Rotate rows/columns i, j so that a[i][j] becomes 0.
@@ -150,7 +154,8 @@ export function symmetricPower(m: readonly number[], p: number): number[] {
   }
   const lambda = [a[0], a[4], a[8]].map((l) => Math.max(l, 1e-12) ** p);
   const out = new Array(9).fill(0);
-  for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) for (let k = 0; k < 3; k++) out[3 * r + c] += v[3 * r + k] * lambda[k] * v[3 * c + k];
+  for (let r = 0; r < 3; r++)
+    for (let c = 0; c < 3; c++) for (let k = 0; k < 3; k++) out[3 * r + c] += v[3 * r + k] * lambda[k] * v[3 * c + k];
   return out;
 }
 
@@ -163,7 +168,17 @@ function mul3(a: readonly number[], b: readonly number[]): number[] {
 function invert3(m: readonly number[]): number[] {
   const [a, b, c, d, e, f, g, h, i] = m;
   const det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
-  return [e * i - f * h, c * h - b * i, b * f - c * e, f * g - d * i, a * i - c * g, c * d - a * f, d * h - e * g, b * g - a * h, a * e - b * d].map((v) => v / det);
+  return [
+    e * i - f * h,
+    c * h - b * i,
+    b * f - c * e,
+    f * g - d * i,
+    a * i - c * g,
+    c * d - a * f,
+    d * h - e * g,
+    b * g - a * h,
+    a * e - b * d,
+  ].map((v) => v / det);
 }
 
 function meanStd(x: Float64Array): [number, number] {

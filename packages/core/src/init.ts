@@ -29,7 +29,9 @@ export function initialImage(spec: InitSpec, content: ImageTensor, pre: Preproce
       return Float32Array.from(content.data);
     case 'image':
       if (spec.image.width !== content.width || spec.image.height !== content.height)
-        throw new UserError(`the image is ${spec.image.width}x${spec.image.height}, expected ${content.width}x${content.height}`, { field: 'init' });
+        throw new UserError(`the image is ${spec.image.width}x${spec.image.height}, expected ${content.width}x${content.height}`, {
+          field: 'init',
+        });
       return Float32Array.from(spec.image.data);
     case 'noise':
     case 'random': {

@@ -68,7 +68,8 @@ export class Lbfgs<D> {
     config: LbfgsConfig,
   ) {
     this.config = { ...DEFAULT_LBFGS, ...config };
-    if (!(Number.isInteger(this.config.history) && this.config.history >= 1)) throw new RangeError('L-BFGS history must be a whole number >= 1');
+    if (!(Number.isInteger(this.config.history) && this.config.history >= 1))
+      throw new RangeError('L-BFGS history must be a whole number >= 1');
     this.x = Float32Array.from(x0);
   }
 

@@ -119,7 +119,12 @@ export function largestFittingSize(
 ): { height: number; width: number } | undefined {
   const scaled = (f: number): MemoryShape => {
     const s = (x: number) => Math.max(1, Math.floor(x * f));
-    return { ...shape, height: s(shape.height), width: s(shape.width), styleSizes: shape.styleSizes.map((z) => ({ height: s(z.height), width: s(z.width) })) };
+    return {
+      ...shape,
+      height: s(shape.height),
+      width: s(shape.width),
+      styleSizes: shape.styleSizes.map((z) => ({ height: s(z.height), width: s(z.width) })),
+    };
   };
   if (estimate(scaled(0)) > available) return undefined;
   let lo = 0;

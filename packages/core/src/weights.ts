@@ -94,6 +94,7 @@ export function validateWeightSet(w: WeightSet): void {
       );
     if (l.kernel.length !== 9 * l.inChannels * l.outChannels)
       throw new Error(`${w.source}: ${l.name} kernel has ${l.kernel.length} values, expected ${9 * l.inChannels * l.outChannels}`);
-    if (l.bias.length !== l.outChannels) throw new Error(`${w.source}: ${l.name} bias has ${l.bias.length} values, expected ${l.outChannels}`);
+    if (l.bias.length !== l.outChannels)
+      throw new Error(`${w.source}: ${l.name} bias has ${l.bias.length} values, expected ${l.outChannels}`);
   });
 }

@@ -53,7 +53,9 @@ describe('colour preservation', () => {
       const outY = yiq(output.data[3 * p], output.data[3 * p + 1], output.data[3 * p + 2])[0];
       lumaErr = Math.max(lumaErr, Math.abs(got[0] - outY));
     }
-    console.log(`luminance recombination: max chroma error ${worst.toFixed(3)} levels, max luma change ${lumaErr.toFixed(2)} levels (gamut clamp)`);
+    console.log(
+      `luminance recombination: max chroma error ${worst.toFixed(3)} levels, max luma change ${lumaErr.toFixed(2)} levels (gamut clamp)`,
+    );
     expect(worst).toBeLessThanOrEqual(1);
   });
 
@@ -83,7 +85,9 @@ describe('colour preservation', () => {
     const meanErr = Math.max(...got.mean.map((m, c) => Math.abs(m - want.mean[c]) / Math.abs(want.mean[c])));
     const scale = Math.max(...want.cov.map(Math.abs));
     const covErr = Math.max(...got.cov.map((v, k) => Math.abs(v - want.cov[k]) / scale));
-    console.log(`histogram matching: mean rel error ${meanErr.toExponential(2)}, covariance error ${covErr.toExponential(2)} (of the largest entry)`);
+    console.log(
+      `histogram matching: mean rel error ${meanErr.toExponential(2)}, covariance error ${covErr.toExponential(2)} (of the largest entry)`,
+    );
     expect(meanErr).toBeLessThan(0.01);
     expect(covErr).toBeLessThan(0.01);
   });

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { checkLayersAvailable, DEFAULT_LOSS, forwardFlops, layerInputSize, totalCost, deepestLayerIndex, findLayer, VGG19_LAYERS } from '@nst/core';
+import {
+  checkLayersAvailable,
+  DEFAULT_LOSS,
+  forwardFlops,
+  layerInputSize,
+  totalCost,
+  deepestLayerIndex,
+  findLayer,
+  VGG19_LAYERS,
+} from '@nst/core';
 
 describe('loss configuration', () => {
   it("reproduces the notebook's total_cost example", () => {
@@ -14,7 +23,13 @@ describe('loss configuration', () => {
     expect(DEFAULT_LOSS.alpha).toBe(10);
     expect(DEFAULT_LOSS.beta).toBe(40);
     expect(DEFAULT_LOSS.contentLayers).toEqual([{ layer: 'conv4_2', weight: 1 }]);
-    expect(DEFAULT_LOSS.styleLayers.map((l) => `${l.layer}:${l.weight}`)).toEqual(['conv1_1:0.2', 'conv2_1:0.2', 'conv3_1:0.2', 'conv4_1:0.2', 'conv5_1:0.2']);
+    expect(DEFAULT_LOSS.styleLayers.map((l) => `${l.layer}:${l.weight}`)).toEqual([
+      'conv1_1:0.2',
+      'conv2_1:0.2',
+      'conv3_1:0.2',
+      'conv4_1:0.2',
+      'conv5_1:0.2',
+    ]);
     expect(VGG19_LAYERS[deepestLayerIndex(DEFAULT_LOSS)].name).toBe('conv5_1');
   });
 
@@ -22,11 +37,21 @@ describe('loss configuration', () => {
     const eight = VGG19_LAYERS.slice(0, 8).map((l) => l.name);
     const loss = { ...DEFAULT_LOSS, contentLayers: [{ layer: 'conv3_2', weight: 1 }] };
     expect(() => checkLayersAvailable(loss, eight, 'w')).toThrow(
-      expect.objectContaining({ field: 'styleLayers', code: 'not-found', detail: 'layer conv4_1 is not in the weight set w (it has conv1_1 .. conv3_4)' }),
+      expect.objectContaining({
+        field: 'styleLayers',
+        code: 'not-found',
+        detail: 'layer conv4_1 is not in the weight set w (it has conv1_1 .. conv3_4)',
+      }),
     );
     expect(() => checkLayersAvailable(DEFAULT_LOSS, eight, 'w')).toThrow(expect.objectContaining({ field: 'contentLayers' }));
     expect(findLayer('pool1')).toBeUndefined();
-    expect(() => checkLayersAvailable(DEFAULT_LOSS, VGG19_LAYERS.slice(0, 13).map((l) => l.name), 'w')).not.toThrow();
+    expect(() =>
+      checkLayersAvailable(
+        DEFAULT_LOSS,
+        VGG19_LAYERS.slice(0, 13).map((l) => l.name),
+        'w',
+      ),
+    ).not.toThrow();
   });
 });
 

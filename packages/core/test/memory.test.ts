@@ -21,8 +21,18 @@ describe('memory arithmetic', () => {
       height: 4,
       width: 6,
       batch: 2,
-      loss: { ...DEFAULT_LOSS, contentLayers: [{ layer: 'conv2_1', weight: 1 }], styleLayers: [{ layer: 'conv1_1', weight: 1 }, { layer: 'conv1_2', weight: 1 }] },
-      styleSizes: [{ height: 8, width: 10 }, { height: 2, width: 2 }],
+      loss: {
+        ...DEFAULT_LOSS,
+        contentLayers: [{ layer: 'conv2_1', weight: 1 }],
+        styleLayers: [
+          { layer: 'conv1_1', weight: 1 },
+          { layer: 'conv1_2', weight: 1 },
+        ],
+      },
+      styleSizes: [
+        { height: 8, width: 10 },
+        { height: 2, width: 2 },
+      ],
     };
     const one = { weightCopies: 1, imageCopies: 1, activationCopies: 1, largestMapCopies: 1, styleForwardCopies: 1 };
     const c = countMemory(shape, one);

@@ -54,7 +54,8 @@ function fail(reason, { log = '', missing = [], fix = `fix the cause, then ${reb
 
 // The system's part first: a missing package is named as such, not as CMake's first error.
 const missing = missingPrerequisites();
-if (missing.length > 0) fail(`${missing.map((m) => m.what).join(', ')} not found`, { missing, fix: fixCommand(missing, undefined, rebuild) });
+if (missing.length > 0)
+  fail(`${missing.map((m) => m.what).join(', ')} not found`, { missing, fix: fixCommand(missing, undefined, rebuild) });
 
 let cmakeJs;
 try {
@@ -76,7 +77,12 @@ console.log(`nst native addon: built in ${outDir}${cuda ? ` (${cuda[1].trim()})`
 function firstCause(text) {
   const lines = text.split('\n');
   const cmakeError = lines.findIndex((l) => l.startsWith('CMake Error'));
-  if (cmakeError >= 0) return lines.slice(cmakeError + 1, cmakeError + 4).map((l) => l.trim()).filter(Boolean).join(' ');
+  if (cmakeError >= 0)
+    return lines
+      .slice(cmakeError + 1, cmakeError + 4)
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(' ');
   const compileError = lines.find((l) => /error:/.test(l));
   return compileError?.trim() ?? 'cmake-js failed (see the log above)';
 }

@@ -30,7 +30,12 @@ export const PREREQUISITES = [
 
 /** The prerequisites that are missing here (NST_PRETEND_MISSING adds some by package name). */
 export function missingPrerequisites(env = process.env) {
-  const pretend = new Set((env.NST_PRETEND_MISSING ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+  const pretend = new Set(
+    (env.NST_PRETEND_MISSING ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   return PREREQUISITES.filter((p) => pretend.has(p.apt) || !p.present()).map(({ what, apt }) => ({ what, apt }));
 }
 
@@ -69,7 +74,12 @@ export function planSetup(missing, facts) {
       ],
     };
   }
-  return { action: 'advise', packages, fix: fixCommand(missing, facts), line: `setup: the native CPU engine needs ${what}: ${fixCommand(missing, facts)}` };
+  return {
+    action: 'advise',
+    packages,
+    fix: fixCommand(missing, facts),
+    line: `setup: the native CPU engine needs ${what}: ${fixCommand(missing, facts)}`,
+  };
 }
 
 /** The one command (or instruction) that gets `missing` on this kind of machine, then `rebuild`. */

@@ -15,7 +15,6 @@ import { relDiff, relL2, Rng, UserError, type Backend, type LossValues, type Wei
 import { cudaEmulationRequested, nativeAddonPath, type NativePrecision } from './addon.js';
 import { createNativeBackend } from './backend.js';
 
-
 export interface CudaCheckOptions {
   readonly precision?: NativePrecision;
   readonly gpu?: number;
@@ -49,7 +48,9 @@ export async function checkedCudaBackend(options: CudaCheckOptions): Promise<{ b
       await writeFileAtomic(file, (tmp) => fs.writeFile(tmp, JSON.stringify(cache, null, 2) + '\n'));
     }
     if (!verdict.ok) {
-      throw new UserError(`the cuda engine failed its self-check on this GPU (${verdict.reason}; cached in ${file}, delete it to check again)`);
+      throw new UserError(
+        `the cuda engine failed its self-check on this GPU (${verdict.reason}; cached in ${file}, delete it to check again)`,
+      );
     }
     return { backend, check };
   } catch (e) {
@@ -102,7 +103,11 @@ async function selfCheck(cuda: Backend, options: CudaCheckOptions): Promise<Verd
   const run = spawnSync(test, [], { encoding: 'utf8', timeout: 300_000, env: process.env });
   if (run.status !== 0) {
     const failed = `${run.stdout ?? ''}`.split('\n').filter((l) => /FAIL/.test(l));
-    return { ok: false, reason: `kernel self-test exited ${run.status ?? run.signal}${failed.length ? `: ${failed.slice(0, 3).join('; ')}` : ''}`, checkedAt };
+    return {
+      ok: false,
+      reason: `kernel self-test exited ${run.status ?? run.signal}${failed.length ? `: ${failed.slice(0, 3).join('; ')}` : ''}`,
+      checkedAt,
+    };
   }
   const weights = options.checkWeights();
   const prefix: WeightSet = { ...weights, layers: weights.layers.slice(0, 3) };
@@ -129,7 +134,11 @@ async function selfCheck(cuda: Backend, options: CudaCheckOptions): Promise<Verd
 async function parityStep(backend: Backend, weights: WeightSet): Promise<{ loss: LossValues; gradient: Float32Array }> {
   await backend.loadWeights(weights);
   const size = 32;
-  const image = (seed: number) => ({ height: size, width: size, data: new Rng(seed).fillUniform(new Float32Array(size * size * 3), -50, 50) });
+  const image = (seed: number) => ({
+    height: size,
+    width: size,
+    data: new Rng(seed).fillUniform(new Float32Array(size * size * 3), -50, 50),
+  });
   const session = await backend.createSession({
     height: size,
     width: size,

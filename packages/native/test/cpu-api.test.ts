@@ -16,7 +16,13 @@ const config: NativeSessionConfig = {
   width: 12,
   batch: 1,
   pooling: 'avg',
-  loss: { content: [{ convIndex: 3, weight: 1 }], style: [{ convIndex: 0, weight: 0.5 }, { convIndex: 2, weight: 0.5 }] },
+  loss: {
+    content: [{ convIndex: 3, weight: 1 }],
+    style: [
+      { convIndex: 0, weight: 0.5 },
+      { convIndex: 2, weight: 0.5 },
+    ],
+  },
 };
 const pixels = 10 * 12 * 3;
 const targets = [
@@ -66,7 +72,9 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     expect(() => engine.setWeights('x' as never)).toThrow(TypeError);
     expect(() => engine.setWeights([])).toThrow(/1 to 16 conv layers/);
     expect(() => engine.setWeights([layers[1]])).toThrow(/conv1_1\) must have 3->64 channels, got 64->64/);
-    expect(() => engine.setWeights([{ ...layers[0], kernel: layers[0].kernel.subarray(1) }])).toThrow(/kernel must hold 1728 values, got 1727/);
+    expect(() => engine.setWeights([{ ...layers[0], kernel: layers[0].kernel.subarray(1) }])).toThrow(
+      /kernel must hold 1728 values, got 1727/,
+    );
     expect(() => engine.setWeights([{ ...layers[0], bias: new Float64Array(64) as never }])).toThrow(/bias must be a Float32Array/);
     expect(() => engine.setWeights([{ ...layers[0], inChannels: 2.5 }])).toThrow(/inChannels must be an integer/);
     engine.dispose();
@@ -81,7 +89,10 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
       [{ ...config, width: 3.5 }, /config\.width must be a 32-bit integer, got 3\.5/],
       [{ ...config, batch: '1' }, /batch must be a number/],
       [{ ...config, pooling: 'min' }, /pooling must be 'avg' or 'max'/],
-      [{ ...config, loss: { content: [{ convIndex: 4, weight: 1 }], style: [] } }, /config\.loss\.content\[0\]: conv layer 4 is outside the 4 layers of the weights/],
+      [
+        { ...config, loss: { content: [{ convIndex: 4, weight: 1 }], style: [] } },
+        /config\.loss\.content\[0\]: conv layer 4 is outside the 4 layers of the weights/,
+      ],
       [{ ...config, loss: { content: [{ convIndex: 1.5, weight: 1 }], style: [] } }, /convIndex must be a 32-bit integer, got 1\.5/],
       [{ ...config, loss: { content: [], style: [] } }, /at least one content or style layer/],
       [{ ...config, loss: { content: [{ convIndex: 1, weight: -1 }], style: [] } }, /content\[0\]: weight must be finite and >= 0/],
@@ -97,7 +108,10 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     const engine = engineWithWeights();
     const twice = (content: number[], style: number[]) => ({
       ...config,
-      loss: { content: content.map((convIndex) => ({ convIndex, weight: 1 })), style: style.map((convIndex) => ({ convIndex, weight: 1 })) },
+      loss: {
+        content: content.map((convIndex) => ({ convIndex, weight: 1 })),
+        style: style.map((convIndex) => ({ convIndex, weight: 1 })),
+      },
     });
     expect(() => engine.createSession(twice([3, 1, 3], [0]))).toThrow(RangeError);
     expect(() => engine.createSession(twice([3, 1, 3], [0]))).toThrow(

@@ -203,7 +203,9 @@ describe.skipIf(!addon)(`native cpu vs float64 reference and tfjs${skipReason ? 
     expect(relL2(native.images, tfjs.images)).toBeLessThan(2e-3);
     let maxDiff = 0;
     for (let i = 0; i < native.images.length; i++) maxDiff = Math.max(maxDiff, Math.abs(native.images[i] - tfjs.images[i]));
-    console.log(`40x52, 20 Adam steps: image rel L2 ${relL2(native.images, tfjs.images).toExponential(2)}, max |diff| ${maxDiff.toFixed(3)} levels`);
+    console.log(
+      `40x52, 20 Adam steps: image rel L2 ${relL2(native.images, tfjs.images).toExponential(2)}, max |diff| ${maxDiff.toFixed(3)} levels`,
+    );
     expect(maxDiff).toBeLessThan(1.5);
     expect(native.after[0].total).toBeLessThan(0.9 * native.first[0].total);
   });

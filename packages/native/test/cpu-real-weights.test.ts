@@ -66,7 +66,9 @@ describe.skipIf(!addon || !haveWeights)(`native cpu with the real VGG-19 weights
     const ref = referenceAdamTrajectory(weights, options, targets, images, steps, DEFAULT_ADAM);
     const afterRef = ref.final[0];
     expectClose(first, ref.first[0]);
-    console.log(`real weights, 20 Adam steps: loss rel diff ${relDiff(after.total, afterRef.total).toExponential(2)}, image rel L2 ${relL2(got, ref.images).toExponential(2)}`);
+    console.log(
+      `real weights, 20 Adam steps: loss rel diff ${relDiff(after.total, afterRef.total).toExponential(2)}, image rel L2 ${relL2(got, ref.images).toExponential(2)}`,
+    );
     for (const key of ['content', 'style', 'tv', 'total'] as const) expect(relDiff(after[key], afterRef[key]), key).toBeLessThan(1e-4);
     expect(relL2(got, ref.images)).toBeLessThan(1e-4);
     expect(after.total).toBeLessThan(0.9 * first.total);

@@ -13,7 +13,10 @@ import { emulatedAddonPath } from '@nst/native';
 const buildDir = path.dirname(path.dirname(emulatedAddonPath())); // native/build-emulated
 const libDir = path.dirname(emulatedAddonPath());
 const missing = ['nst_kernel_test', 'nst_standin_test'].filter((name) => !existsSync(path.join(buildDir, name)));
-const reason = missing.length > 0 ? `emulated build missing ${missing.join(', ')} in ${buildDir} (run: npm run build:native:emulated -w @nst/native)` : '';
+const reason =
+  missing.length > 0
+    ? `emulated build missing ${missing.join(', ')} in ${buildDir} (run: npm run build:native:emulated -w @nst/native)`
+    : '';
 if (reason && process.env.CI === 'true') throw new Error(reason);
 if (reason) console.log(`stand-in self-tests skipped: ${reason}`);
 

@@ -43,9 +43,20 @@ function buildAndRun(compiler: string, name: string, args: (exe: string) => stri
 describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
   it('host_test.cc passes every check', () => {
     const run = buildAndRun(cxx, 'host_test', (exe) => [
-      '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, src('cuda/test/host_test.cc'),
-      src('cuda/geometry.cc'), src('cuda/memory_plan.cc'), src('cuda/format_bytes.cc'), src('cuda/library_search.cc'),
-      '-ldl', '-o', exe,
+      '-std=c++17',
+      '-O1',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      `-I${src('')}`,
+      src('cuda/test/host_test.cc'),
+      src('cuda/geometry.cc'),
+      src('cuda/memory_plan.cc'),
+      src('cuda/format_bytes.cc'),
+      src('cuda/library_search.cc'),
+      '-ldl',
+      '-o',
+      exe,
     ]);
     if (run.status !== 0) console.log(run.stdout, run.stderr);
     expect(run.stderr).toBe('');
@@ -55,15 +66,30 @@ describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
 });
 
 const cudaHome = path.dirname(path.dirname(nvcc.includes('/') ? nvcc : '/usr/local/cuda/bin/nvcc'));
-const hasCudaRuntime = existsSync(path.join(cudaHome, 'include/cuda_runtime.h')) && existsSync(path.join(cudaHome, 'lib64/libcudart_static.a'));
+const hasCudaRuntime =
+  existsSync(path.join(cudaHome, 'include/cuda_runtime.h')) && existsSync(path.join(cudaHome, 'lib64/libcudart_static.a'));
 if (!hasCudaRuntime) console.log(`cuda graph test skipped: no CUDA runtime under ${cudaHome}`);
 
 /** graph_test.cc linked against a CUDA runtime: the real one (in `libDir`: libcudart_static.a) or the stand-in's. */
 function runGraphTest(runtime: { libDir: string; lib: string; rpath?: boolean }) {
   return buildAndRun(cxx, 'graph_test', (exe) => [
-    '-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`, `-I${path.join(cudaHome, 'include')}`,
-    src('cuda/test/graph_test.cc'), src('cuda/graph.cc'), `-L${runtime.libDir}`, `-l${runtime.lib}`,
-    ...(runtime.rpath ? [`-Wl,-rpath,${runtime.libDir}`] : []), '-ldl', '-lpthread', '-lrt', '-o', exe,
+    '-std=c++17',
+    '-O1',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    `-I${src('')}`,
+    `-I${path.join(cudaHome, 'include')}`,
+    src('cuda/test/graph_test.cc'),
+    src('cuda/graph.cc'),
+    `-L${runtime.libDir}`,
+    `-l${runtime.lib}`,
+    ...(runtime.rpath ? [`-Wl,-rpath,${runtime.libDir}`] : []),
+    '-ldl',
+    '-lpthread',
+    '-lrt',
+    '-o',
+    exe,
   ]);
 }
 
@@ -104,8 +130,19 @@ describe.skipIf(!hasNvcc)('cuda kernel self-test (native/src/cuda/test/kernel_te
       const src = (f: string) => path.join(repo, 'native/src', f);
       execFileSync(
         nvcc,
-        ['-std=c++17', '-O1', '-Werror', 'all-warnings', '-Xcompiler=-Wall,-Wextra,-Werror', '-arch=sm_80',
-          `-I${src('')}`, src('cuda/test/kernel_test.cu'), src('cuda/kernels.cu'), '-o', exe],
+        [
+          '-std=c++17',
+          '-O1',
+          '-Werror',
+          'all-warnings',
+          '-Xcompiler=-Wall,-Wextra,-Werror',
+          '-arch=sm_80',
+          `-I${src('')}`,
+          src('cuda/test/kernel_test.cu'),
+          src('cuda/kernels.cu'),
+          '-o',
+          exe,
+        ],
         { stdio: 'pipe' },
       );
       const run = spawnSync(exe, [], { encoding: 'utf8' });

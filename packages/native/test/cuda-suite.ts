@@ -241,7 +241,9 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
       const dLoss = lossDiff(batchGrad.losses[k], one.losses[0]);
       const dGrad = relL2(batchGrad.gradient.subarray(k * n, (k + 1) * n), one.gradient);
       const dImage = relL2(batchImages.subarray(k * n, (k + 1) * n), await single.readImages());
-      console.log(`batch item ${k}: loss rel ${dLoss.toExponential(2)}, gradient ${dGrad.toExponential(2)}, image after 5 steps ${dImage.toExponential(2)}`);
+      console.log(
+        `batch item ${k}: loss rel ${dLoss.toExponential(2)}, gradient ${dGrad.toExponential(2)}, image after 5 steps ${dImage.toExponential(2)}`,
+      );
       expect(dLoss).toBeLessThanOrEqual(TOL.fp32.loss);
       expect(dGrad).toBeLessThanOrEqual(TOL.fp32.grad);
       expect(dImage).toBeLessThanOrEqual(TOL.fp32.adamImage);
@@ -273,9 +275,10 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
 
   it('a session too large for the GPU fails in one line naming the largest size that fits', async () => {
     const gpu = await backend('cuda', 'tf32');
-    const err = await gpu
-      .createSession({ height: 16384, width: 16384, batch: 4, pooling: 'avg', loss: LOSS })
-      .then(() => undefined, (e: Error) => e);
+    const err = await gpu.createSession({ height: 16384, width: 16384, batch: 4, pooling: 'avg', loss: LOSS }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     gpu.dispose();
     expect(err).toBeInstanceOf(Error);
     const message = (err as Error).message;

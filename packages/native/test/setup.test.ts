@@ -31,7 +31,9 @@ describe('what the quick start does about missing packages', () => {
   it('as root: apt-get update and install, after one line saying what and why', () => {
     const plan = prereq.planSetup([cmake, onednn], { ...linux, root: true });
     expect(plan.action).toBe('install');
-    expect(plan.line).toBe('setup: installing cmake libdnnl-dev with apt-get (CMake 3.18+, oneDNN 2.x: needed to build the native CPU engine)');
+    expect(plan.line).toBe(
+      'setup: installing cmake libdnnl-dev with apt-get (CMake 3.18+, oneDNN 2.x: needed to build the native CPU engine)',
+    );
     expect(plan.commands).toEqual([
       ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'update', '-qq'],
       ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', '--no-install-recommends', 'cmake', 'libdnnl-dev'],
@@ -40,19 +42,26 @@ describe('what the quick start does about missing packages', () => {
 
   it('with password-less sudo: the same through sudo -n', () => {
     const plan = prereq.planSetup([onednn], { ...linux, sudo: true });
-    expect(plan.commands.map((c: string[]) => c.slice(0, 2))).toEqual([['sudo', '-n'], ['sudo', '-n']]);
+    expect(plan.commands.map((c: string[]) => c.slice(0, 2))).toEqual([
+      ['sudo', '-n'],
+      ['sudo', '-n'],
+    ]);
   });
 
   it('unprivileged: the exact command to run, then the rebuild', () => {
     const plan = prereq.planSetup([onednn], linux);
     expect(plan.action).toBe('advise');
-    expect(plan.line).toBe('setup: the native CPU engine needs oneDNN 2.x: sudo apt-get install libdnnl-dev, then npm run build:native -w @nst/native');
+    expect(plan.line).toBe(
+      'setup: the native CPU engine needs oneDNN 2.x: sudo apt-get install libdnnl-dev, then npm run build:native -w @nst/native',
+    );
   });
 
   it('without apt-get: what is missing and how to get it', () => {
     const mac = prereq.planSetup([cmake, onednn], { platform: 'darwin', aptGet: false, root: false, sudo: false });
     expect(mac.action).toBe('advise');
-    expect(mac.line).toMatch(/needs CMake 3\.18\+, oneDNN 2\.x: brew install cmake; install oneDNN 2\.x \(.*DNNLROOT.*\), then npm run build:native -w @nst\/native$/);
+    expect(mac.line).toMatch(
+      /needs CMake 3\.18\+, oneDNN 2\.x: brew install cmake; install oneDNN 2\.x \(.*DNNLROOT.*\), then npm run build:native -w @nst\/native$/,
+    );
     const other = prereq.planSetup([cmake], { platform: 'linux', aptGet: false, root: true, sudo: false });
     expect(other.line).toMatch(/install CMake 3\.18\+ with your package manager, then npm run build:native/);
   });
@@ -92,6 +101,8 @@ describe('a failed build leaves its cause for the loader', () => {
     expect(readBuildFailure(addon)?.missing).toContainEqual(onednn);
     const loaded = loadAddonFrom(addon);
     expect(loaded.ok).toBe(false);
-    expect(!loaded.ok && loaded.reason).toMatch(/^native addon not built: oneDNN 2\.x not found: .*libdnnl-dev.*, then npm run build:native -w @nst\/native$/);
+    expect(!loaded.ok && loaded.reason).toMatch(
+      /^native addon not built: oneDNN 2\.x not found: .*libdnnl-dev.*, then npm run build:native -w @nst\/native$/,
+    );
   });
 });

@@ -37,10 +37,7 @@ export async function writeCheckpoint(file: string, ck: Checkpoint): Promise<voi
 
 /** A checkpoint as bytes (the layout above), for files and for stores that keep blobs. */
 export function encodeCheckpoint(ck: Checkpoint): Uint8Array {
-  const header = Buffer.from(
-    JSON.stringify({ fingerprint: ck.fingerprint, iteration: ck.iteration, length: ck.images.length }),
-    'utf8',
-  );
+  const header = Buffer.from(JSON.stringify({ fingerprint: ck.fingerprint, iteration: ck.iteration, length: ck.images.length }), 'utf8');
   const n = ck.images.length;
   const bytes = new Uint8Array(PREFIX + header.length + 3 * 4 * n + DIGEST);
   bytes.set(Buffer.from(MAGIC, 'latin1'), 0);
@@ -159,7 +156,10 @@ function invalid(name: string, why: string): UserError {
 }
 
 function oldFormat(name: string): UserError {
-  return new UserError(`${name} is a checkpoint of an older nst, without a checksum: delete it to start again`, { code: 'unsupported', field: 'resume' });
+  return new UserError(`${name} is a checkpoint of an older nst, without a checksum: delete it to start again`, {
+    code: 'unsupported',
+    field: 'resume',
+  });
 }
 
 /** The state of a run that a checkpoint keeps (what the loop saves and restores). */
@@ -223,7 +223,10 @@ export function itemCheckpointStore(items: readonly CheckpointStore[]): Checkpoi
       if (states.every((s) => s === undefined)) return undefined;
       const first = states[0];
       if (!first || states.some((s) => s === undefined || s.iteration !== first.iteration || s.images.length !== first.images.length))
-        throw new UserError(`checkpoints ${name} are not all at the same iteration: resume them separately`, { code: 'conflict', field: 'resume' });
+        throw new UserError(`checkpoints ${name} are not all at the same iteration: resume them separately`, {
+          code: 'conflict',
+          field: 'resume',
+        });
       const join = (key: 'images' | 'm' | 'v') => {
         const out = new Float32Array(first.images.length * items.length);
         states.forEach((s, k) => out.set(s![key], k * first.images.length));
@@ -234,7 +237,11 @@ export function itemCheckpointStore(items: readonly CheckpointStore[]): Checkpoi
     async write(state) {
       const n = state.images.length / items.length;
       const part = (a: Float32Array, k: number) => a.subarray(k * n, (k + 1) * n);
-      await Promise.all(items.map((s, k) => s.write({ iteration: state.iteration, images: part(state.images, k), m: part(state.m, k), v: part(state.v, k) })));
+      await Promise.all(
+        items.map((s, k) =>
+          s.write({ iteration: state.iteration, images: part(state.images, k), m: part(state.m, k), v: part(state.v, k) }),
+        ),
+      );
     },
     async clear() {
       await Promise.all(items.map((s) => s.clear()));

@@ -76,7 +76,8 @@ export const SIXTEEN_BIT_EXTENSIONS = ['.png', '.tif', '.tiff'] as const;
 export async function savePixels(file: string, image: OutputPixels, options: { icc?: Uint8Array } = {}, field = 'out'): Promise<void> {
   checkOutputExtension(file, field);
   const sixteen = image.data instanceof Uint16Array;
-  if (sixteen && options.icc) throw new UserError('a kept colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
+  if (sixteen && options.icc)
+    throw new UserError('a kept colour profile needs 8 bits per channel', { code: 'unsupported', field: 'iccProfile' });
   const ext = path.extname(file).toLowerCase();
   let profileDir: string | undefined;
   try {

@@ -62,7 +62,10 @@ export async function refuseOverwritingInputs(inputs: readonly JobInput[], outpu
         : id.real !== path.resolve(file) || hit.id.real !== path.resolve(hit.file)
           ? ` (both lead to '${hit.id.real}')`
           : '';
-    throw new UserError(`'${file}' would overwrite the ${hit.what} '${hit.file}'${how}: choose another output`, { code: 'conflict', field: 'out' });
+    throw new UserError(`'${file}' would overwrite the ${hit.what} '${hit.file}'${how}: choose another output`, {
+      code: 'conflict',
+      field: 'out',
+    });
   };
   for (const f of outputs.finals) await check(f);
   await check(outputs.checkpoint);

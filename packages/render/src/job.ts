@@ -30,7 +30,15 @@ import {
 } from '@nst/core';
 import { removeStaleTemporaries } from '@nst/files';
 import { inspectCheckpoint } from './checkpoint.js';
-import { assertFileWritable, assertWritable, loadAlpha, loadImage, probeColourProfile, probeImage, SIXTEEN_BIT_EXTENSIONS } from './image-file.js';
+import {
+  assertFileWritable,
+  assertWritable,
+  loadAlpha,
+  loadImage,
+  probeColourProfile,
+  probeImage,
+  SIXTEEN_BIT_EXTENSIONS,
+} from './image-file.js';
 import { refuseOverwritingInputs, type JobInput } from './inputs-outputs.js';
 import type { RenderPlan } from './loop.js';
 import type { OutputSettings } from './output.js';
@@ -98,7 +106,8 @@ export function outputPaths(config: RenderConfig): string[] {
   if (config.contents.length === 1) return [config.out];
   const outs = config.contents.map((c) => path.join(config.out, `${path.basename(c, path.extname(c))}.png`));
   const clash = outs.find((o, i) => outs.indexOf(o) !== i);
-  if (clash) throw new UserError(`two content images would both be written to '${clash}': rename one`, { code: 'conflict', field: 'content' });
+  if (clash)
+    throw new UserError(`two content images would both be written to '${clash}': rename one`, { code: 'conflict', field: 'content' });
   return outs;
 }
 
@@ -134,7 +143,11 @@ export async function prepareRender(
   hooks: PrepareHooks = {},
 ): Promise<RenderPlan> {
   validateNumbers(config);
-  checkLayersAvailable(config.loss, weights.layers.map((l) => l.name), weights.source);
+  checkLayersAvailable(
+    config.loss,
+    weights.layers.map((l) => l.name),
+    weights.source,
+  );
   const pre = weights.preprocessing;
 
   if (config.contents.length === 0) throw new UserError('no content image given', { field: 'content' });
@@ -164,10 +177,13 @@ export async function prepareRender(
     const own = await probeImage(file, 'style');
     const longest = Math.max(1, Math.round(config.styleScale * Math.max(size.width, size.height)));
     if (longest > MAX_SIDE)
-      throw new UserError(`${config.styleScale} would resize the style images to ${longest} pixels on their longest side (at most ${MAX_SIDE})`, {
-        code: 'too-large',
-        field: 'styleScale',
-      });
+      throw new UserError(
+        `${config.styleScale} would resize the style images to ${longest} pixels on their longest side (at most ${MAX_SIDE})`,
+        {
+          code: 'too-large',
+          field: 'styleScale',
+        },
+      );
     styleSizes.push(resolveSize({ kind: 'longest', longest }, own.width, own.height));
   }
   await hooks.beforeLoading?.({ ...size, batch: config.contents.length, loss: config.loss, pooling: config.pooling, styleSizes });
@@ -176,7 +192,8 @@ export async function prepareRender(
   const alpha = await contentAlphas(config, outs, size, notes);
   const contentPixels: RgbImage[] = [];
   // A content whose alpha is passed through keeps its straight colours; others are flattened on white.
-  for (let b = 0; b < config.contents.length; b++) contentPixels.push(await loadImage(config.contents[b], 'content', size, { flatten: !alpha[b] }));
+  for (let b = 0; b < config.contents.length; b++)
+    contentPixels.push(await loadImage(config.contents[b], 'content', size, { flatten: !alpha[b] }));
   // Luminance mode: the network sees luminance only; the content's chroma comes back at the output.
   const contents = contentPixels.map((p) => toNetworkSpace(colours === 'luminance' ? luminanceImage(p) : p, pre));
 
@@ -187,7 +204,8 @@ export async function prepareRender(
     stylePixels.push({ image: await loadImage(file, 'style', styleSizes[k]), weight: blend[k] });
   }
   // With colour preservation each style is adapted to the content it goes with.
-  const stylesFor = (content: RgbImage) => stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
+  const stylesFor = (content: RgbImage) =>
+    stylePixels.map(({ image, weight }) => ({ image: toNetworkSpace(adaptStyle(image, content, colours), pre), weight }));
   const sharedStyles = colours === 'none' ? stylesFor(contentPixels[0]) : undefined;
   const targets: Targets[] = contents.map((content, b) => ({ content, styles: sharedStyles ?? stylesFor(contentPixels[b]) }));
   const output = await outputSettings(config, contentPixels, alpha, notes);
@@ -277,7 +295,8 @@ function checkOutputFormats(config: RenderConfig, outs: readonly string[]): void
   for (const o of outs)
     if (!(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(o).toLowerCase()))
       throw new UserError(`'${o}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
-  if (config.iccProfile === 'keep') throw new UserError("keeping the content's colour profile needs 8 bits per channel", { code: 'unsupported', field: 'iccProfile' });
+  if (config.iccProfile === 'keep')
+    throw new UserError("keeping the content's colour profile needs 8 bits per channel", { code: 'unsupported', field: 'iccProfile' });
 }
 
 async function outputSettings(
@@ -292,23 +311,26 @@ async function outputSettings(
     config.contents.map(async (c) => {
       const profile = await probeColourProfile(c, 'content');
       if (!profile) notes.push(`colour profile: '${c}' has none embedded: read as sRGB, written as sRGB`);
-      else if (keep) notes.push(`colour profile: '${c}' is in '${profile.description}': kept (worked in sRGB, converted back and embedded)`);
+      else if (keep)
+        notes.push(`colour profile: '${c}' is in '${profile.description}': kept (worked in sRGB, converted back and embedded)`);
       else notes.push(`colour profile: '${c}' is in '${profile.description}': converted to sRGB`);
       return keep ? profile?.icc : undefined;
     }),
   );
-  if (config.preserveColors === 'luminance') notes.push("colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)");
-  if (config.preserveColors === 'histogram') notes.push("colours: the style recoloured to the content's mean and covariance (RGB) before optimisation");
+  if (config.preserveColors === 'luminance')
+    notes.push("colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)");
+  if (config.preserveColors === 'histogram')
+    notes.push("colours: the style recoloured to the content's mean and covariance (RGB) before optimisation");
   return { bitDepth, alpha, icc, chromaFrom: config.preserveColors === 'luminance' ? contentPixels : undefined };
 }
 
 function styleBlend(config: RenderConfig): number[] {
   const n = config.styles.length;
   const raw = config.styleBlendWeights ?? new Array(n).fill(1);
-  if (raw.length !== n)
-    throw new UserError(`${raw.length} weights given for ${n} style images`, { field: 'styleBlendWeights' });
+  if (raw.length !== n) throw new UserError(`${raw.length} weights given for ${n} style images`, { field: 'styleBlendWeights' });
   const sum = raw.reduce((a, b) => a + b, 0);
-  if (!(sum > 0) || raw.some((w) => !(w >= 0))) throw new UserError('weights must be non-negative with a positive sum', { field: 'styleBlendWeights' });
+  if (!(sum > 0) || raw.some((w) => !(w >= 0)))
+    throw new UserError('weights must be non-negative with a positive sum', { field: 'styleBlendWeights' });
   return raw.map((w) => w / sum);
 }
 
@@ -339,7 +361,8 @@ function validateNumbers(c: RenderConfig): void {
   int(c.printEvery, 'printEvery', 1);
   int(c.saveEvery, 'saveEvery', 0);
   int(c.checkpointEvery, 'checkpointEvery', 0);
-  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= MAX_SEED)) throw new UserError(`${c.seed} is not an integer in 0..${MAX_SEED}`, { field: 'seed' });
+  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= MAX_SEED))
+    throw new UserError(`${c.seed} is not an integer in 0..${MAX_SEED}`, { field: 'seed' });
   pos(c.adam.lr, 'lr');
   nonneg(c.loss.alpha, 'alpha');
   nonneg(c.loss.beta, 'beta');
@@ -430,7 +453,12 @@ async function removeLeftovers(outs: readonly string[], checkpointPath: string):
   for (const out of outs) {
     const ext = path.extname(out);
     const stem = path.basename(out, ext);
-    add(path.dirname(path.resolve(out)), (name) => name === path.basename(out) || (name.startsWith(`${stem}_`) && name.endsWith(ext) && /^\d+$/.test(name.slice(stem.length + 1, name.length - ext.length))));
+    add(
+      path.dirname(path.resolve(out)),
+      (name) =>
+        name === path.basename(out) ||
+        (name.startsWith(`${stem}_`) && name.endsWith(ext) && /^\d+$/.test(name.slice(stem.length + 1, name.length - ext.length))),
+    );
   }
   add(path.dirname(path.resolve(checkpointPath)), (name) => name === path.basename(checkpointPath));
   const lines: string[] = [];

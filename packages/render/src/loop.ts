@@ -176,7 +176,8 @@ export async function runOptimisation(
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
       // A checkpoint is only ever a state worth resuming.
-      if (!allFinite(images) || !allFinite(state.m) || !allFinite(state.v)) await diverged(iteration, 'image or optimiser state stopped being finite');
+      if (!allFinite(images) || !allFinite(state.m) || !allFinite(state.v))
+        await diverged(iteration, 'image or optimiser state stopped being finite');
       await store.write({ iteration, images, m: state.m, v: state.v });
     };
     let lastPreview = performance.now();
@@ -184,7 +185,10 @@ export async function runOptimisation(
       if (!events.onPreview || performance.now() - lastPreview < (events.previewEveryMs ?? 2000)) return;
       lastPreview = performance.now();
       const all = await session.readImages();
-      await events.onPreview(Array.from({ length: options.batch }, (_, b) => pixelsOf(all, b)), iteration);
+      await events.onPreview(
+        Array.from({ length: options.batch }, (_, b) => pixelsOf(all, b)),
+        iteration,
+      );
     };
 
     const started = performance.now();
@@ -251,7 +255,10 @@ async function resumeState(store: CheckpointStore, plan: RenderPlan, events: Ren
   if (ck.images.length !== plan.initialImages.length)
     throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
   if (!allFinite(ck.images) || !allFinite(ck.m) || !allFinite(ck.v))
-    throw new UserError(`checkpoint ${store.name} holds values that are not finite: delete it to start again`, { code: 'not-finite', field: 'resume' });
+    throw new UserError(`checkpoint ${store.name} holds values that are not finite: delete it to start again`, {
+      code: 'not-finite',
+      field: 'resume',
+    });
   return ck;
 }
 

@@ -42,7 +42,11 @@ function cgroupHeadroom(): number | undefined {
  * the largest size that fits. Backends whose memory is on a device they check
  * themselves (estimateMemory undefined) pass.
  */
-export function checkMemory(backend: Pick<Backend, 'estimateMemory' | 'name'>, shape: MemoryShape, available = hostMemoryAvailable()): void {
+export function checkMemory(
+  backend: Pick<Backend, 'estimateMemory' | 'name'>,
+  shape: MemoryShape,
+  available = hostMemoryAvailable(),
+): void {
   const needed = backend.estimateMemory(shape);
   if (needed === undefined || needed <= available) return;
   const estimate = (s: MemoryShape) => backend.estimateMemory(s) ?? 0;

@@ -31,11 +31,31 @@ const layerText = (layers: readonly WeightedLayer[]) => layers.map((l) => `${l.l
 const d = RENDER_DEFAULTS;
 
 export const JOB_OPTIONS: readonly JobOption[] = [
-  { field: 'content', short: 'c', value: 'file', required: true, repeatable: true, description: 'content image (repeat for a batch: out is then a folder)' },
-  { field: 'style', short: 's', value: 'file', required: true, repeatable: true, description: 'style image (repeat, or separate with commas, to blend several)' },
+  {
+    field: 'content',
+    short: 'c',
+    value: 'file',
+    required: true,
+    repeatable: true,
+    description: 'content image (repeat for a batch: out is then a folder)',
+  },
+  {
+    field: 'style',
+    short: 's',
+    value: 'file',
+    required: true,
+    repeatable: true,
+    description: 'style image (repeat, or separate with commas, to blend several)',
+  },
   { field: 'styleBlendWeights', value: 'w,...', description: 'blend weights of the style images (default: equal)' },
   { field: 'styleScale', value: 'x', description: "resize style images to x times the output's longest side (default: the output size)" },
-  { field: 'out', short: 'o', value: 'file', required: true, description: 'output image (.png, .jpg, .jpeg, .webp, .tif, .tiff, .avif); intermediate saves go to <stem>_<iteration><ext>' },
+  {
+    field: 'out',
+    short: 'o',
+    value: 'file',
+    required: true,
+    description: 'output image (.png, .jpg, .jpeg, .webp, .tif, .tiff, .avif); intermediate saves go to <stem>_<iteration><ext>',
+  },
   { field: 'size', value: 'WxH|N', default: '400x300', description: 'output size: WIDTHxHEIGHT, or N = longest side keeping the aspect' },
   { field: 'iterations', short: 'n', value: 'n', default: String(d.iterations), description: 'optimiser iterations' },
   { field: 'alpha', value: 'x', default: String(DEFAULT_LOSS.alpha), description: 'content weight (alpha)' },
@@ -50,17 +70,68 @@ export const JOB_OPTIONS: readonly JobOption[] = [
   { field: 'seed', value: 'n', default: String(d.seed), description: 'random seed (same seed, same result on the same backend)' },
   { field: 'printEvery', value: 'n', default: String(d.printEvery), description: 'report losses every n iterations' },
   { field: 'saveEvery', value: 'n', default: String(d.saveEvery), description: 'save the image every n iterations (0: only the final)' },
-  { field: 'checkpointEvery', value: 'n', default: String(d.checkpointEvery), description: 'write a resumable checkpoint <out>.ckpt every n iterations (0: only on interrupt)' },
+  {
+    field: 'checkpointEvery',
+    value: 'n',
+    default: String(d.checkpointEvery),
+    description: 'write a resumable checkpoint <out>.ckpt every n iterations (0: only on interrupt)',
+  },
   { field: 'resume', description: 'continue from <out>.ckpt when it exists' },
-  { field: 'preset', value: 'name', default: 'notebook', choices: PRESET_NAMES, description: 'quality preset: fills the options not given (notebook: the spec; jcjohnson: neural-style; hq: multi-scale L-BFGS)' },
-  { field: 'optimizer', value: 'name', default: 'adam', choices: ['adam', 'lbfgs'], description: "optimiser: adam (the notebook's) or lbfgs (neural-style's; strong-Wolfe line search)" },
+  {
+    field: 'preset',
+    value: 'name',
+    default: 'notebook',
+    choices: PRESET_NAMES,
+    description: 'quality preset: fills the options not given (notebook: the spec; jcjohnson: neural-style; hq: multi-scale L-BFGS)',
+  },
+  {
+    field: 'optimizer',
+    value: 'name',
+    default: 'adam',
+    choices: ['adam', 'lbfgs'],
+    description: "optimiser: adam (the notebook's) or lbfgs (neural-style's; strong-Wolfe line search)",
+  },
   { field: 'lbfgsHistory', value: 'n', default: '100', description: 'L-BFGS: curvature pairs kept (memory: 2 x n x the image, float32)' },
-  { field: 'preserveColors', value: 'mode', default: 'none', choices: ['none', 'luminance', 'histogram'], description: "keep the content's colours: luminance (style on luminance only, chroma of the content) or histogram (style recoloured to the content's colour statistics)" },
-  { field: 'scales', value: 'N,...|auto', description: 'coarse-to-fine: longest sides of the coarser passes before the final size (auto: a factor sqrt(2) apart from about 256 px)' },
-  { field: 'scaleIterations', value: 'n[,n...]', description: 'iterations of each scale, coarse to fine (one number: every scale; default: --iterations each)' },
-  { field: 'bitDepth', value: 'bits', default: '8', choices: ['8', '16'], description: 'bits per channel of the output (16: .png and .tif only)' },
-  { field: 'iccProfile', value: 'mode', default: 'srgb', choices: ['srgb', 'keep'], description: "output colour profile: srgb (the content's profile converted to sRGB) or keep (converted back to the content's profile and embedded)" },
-  { field: 'weights', short: 'w', value: 'path|random:SEED', description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)' },
+  {
+    field: 'preserveColors',
+    value: 'mode',
+    default: 'none',
+    choices: ['none', 'luminance', 'histogram'],
+    description:
+      "keep the content's colours: luminance (style on luminance only, chroma of the content) or histogram (style recoloured to the content's colour statistics)",
+  },
+  {
+    field: 'scales',
+    value: 'N,...|auto',
+    description:
+      'coarse-to-fine: longest sides of the coarser passes before the final size (auto: a factor sqrt(2) apart from about 256 px)',
+  },
+  {
+    field: 'scaleIterations',
+    value: 'n[,n...]',
+    description: 'iterations of each scale, coarse to fine (one number: every scale; default: --iterations each)',
+  },
+  {
+    field: 'bitDepth',
+    value: 'bits',
+    default: '8',
+    choices: ['8', '16'],
+    description: 'bits per channel of the output (16: .png and .tif only)',
+  },
+  {
+    field: 'iccProfile',
+    value: 'mode',
+    default: 'srgb',
+    choices: ['srgb', 'keep'],
+    description:
+      "output colour profile: srgb (the content's profile converted to sRGB) or keep (converted back to the content's profile and embedded)",
+  },
+  {
+    field: 'weights',
+    short: 'w',
+    value: 'path|random:SEED',
+    description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)',
+  },
 ];
 
 /** Option values as a front end received them: text (CLI, CSV, form fields), numbers and booleans (JSON). */
@@ -114,7 +185,14 @@ export function jobFromOptions(given: JobOptionValues): RenderConfig & { readonl
   return {
     contents: required('content'),
     // 'a.jpg,b.jpg' is two styles unless a file of that very name exists.
-    styles: required('style').flatMap((s) => (existsSync(s) ? [s] : s.split(',').map((x) => x.trim()).filter(Boolean))),
+    styles: required('style').flatMap((s) =>
+      existsSync(s)
+        ? [s]
+        : s
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean),
+    ),
     styleBlendWeights: optional('styleBlendWeights', (t) => t.split(',').map((w) => parseNumber(w, 'styleBlendWeights'))),
     styleScale: optional('styleScale', (t) => parseNumber(t, 'styleScale')),
     out: path.normalize(out[0]),
@@ -150,7 +228,10 @@ export function jobFromOptions(given: JobOptionValues): RenderConfig & { readonl
 /** `auto`, or longest sides `256,362` (a side may also be WxH). */
 function parseScales(text: string): 'auto' | SizeSpec[] {
   if (text.trim().toLowerCase() === 'auto') return 'auto';
-  const items = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field: 'scales' });
   return items.map((s) => parseSize(s, 'scales'));
 }

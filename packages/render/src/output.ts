@@ -14,7 +14,13 @@ export interface OutputSettings {
 }
 
 /** Writes batch item `item` of the optimised images (network space) to `file`. */
-export async function saveRendered(file: string, tensor: ImageTensor, pre: Preprocessing, settings: OutputSettings, item: number): Promise<void> {
+export async function saveRendered(
+  file: string,
+  tensor: ImageTensor,
+  pre: Preprocessing,
+  settings: OutputSettings,
+  item: number,
+): Promise<void> {
   let levels: RgbLevels = toLevels(tensor, pre);
   const chroma = settings.chromaFrom?.[item];
   if (chroma) levels = recombineChroma(levels, chroma);

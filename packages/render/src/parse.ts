@@ -51,7 +51,10 @@ export function parseSize(text: string, field = 'size'): SizeSpec {
  * `conv4_2:` (a colon and no weight) is an error, and so are weights that are all 0.
  */
 export function parseLayerList(text: string, field: string, defaultWeight = 1): WeightedLayer[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (items.length === 0) throw new UserError('expected layer[:weight],... but got an empty list', { field });
   const layers = items.map((item) => {
     const [name, w, ...rest] = item.split(':');

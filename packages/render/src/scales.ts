@@ -34,7 +34,8 @@ export function coarseSides(scales: RenderConfig['scales'], finalLongest: number
   const sides = scales.map((s) => (s.kind === 'longest' ? s.longest : Math.max(s.width, s.height)));
   if (sides[sides.length - 1] === finalLongest) sides.pop();
   for (let k = 0; k < sides.length; k++) {
-    if (sides[k] >= finalLongest) throw new UserError(`scale ${sides[k]} is not smaller than the output (${finalLongest})`, { field: 'scales' });
+    if (sides[k] >= finalLongest)
+      throw new UserError(`scale ${sides[k]} is not smaller than the output (${finalLongest})`, { field: 'scales' });
     if (k > 0 && sides[k] <= sides[k - 1]) throw new UserError('scales must grow, coarse to fine', { field: 'scales' });
   }
   return sides;
@@ -45,7 +46,8 @@ export function scaleIterations(config: RenderConfig, count: number): number[] {
   const given = config.scaleIterations;
   if (!given || given.length === 0) return new Array(count).fill(config.iterations);
   if (given.length === 1) return new Array(count).fill(given[0]);
-  if (given.length !== count) throw new UserError(`${given.length} iteration counts given for ${count} scales`, { field: 'scaleIterations' });
+  if (given.length !== count)
+    throw new UserError(`${given.length} iteration counts given for ${count} scales`, { field: 'scaleIterations' });
   return [...given];
 }
 
@@ -70,7 +72,8 @@ export async function prepareScales(config: RenderConfig, weights: WeightSet, ho
   });
   const finalPlan = await prepareRender(at(last), weights, hooks);
   const plans: ScalePlan[] = [];
-  for (let k = 0; k < last; k++) plans.push({ plan: { ...(await prepareRender(at(k), weights)), writeOutputs: false }, size: sizes[k], final: false });
+  for (let k = 0; k < last; k++)
+    plans.push({ plan: { ...(await prepareRender(at(k), weights)), writeOutputs: false }, size: sizes[k], final: false });
   plans.push({ plan: finalPlan, size: finalSize, final: true });
   return plans;
 }
@@ -87,7 +90,12 @@ export interface ScaleEvents extends RenderEvents {
  * resume, the run continues at the scale whose checkpoint is on disk.
  * Returns the final scale's result, with seconds and evaluations summed over all scales.
  */
-export async function runScales(backend: Backend, scales: readonly ScalePlan[], events: ScaleEvents = {}, signal?: AbortSignal): Promise<RenderResult> {
+export async function runScales(
+  backend: Backend,
+  scales: readonly ScalePlan[],
+  events: ScaleEvents = {},
+  signal?: AbortSignal,
+): Promise<RenderResult> {
   let start = 0;
   if (scales[0].plan.resume) {
     const ck = await readCheckpoint(scales[0].plan.checkpointPath);
@@ -111,4 +119,3 @@ export async function runScales(backend: Backend, scales: readonly ScalePlan[], 
   }
   return { ...result!, seconds, evaluations };
 }
-

@@ -28,14 +28,24 @@ describe('checkpoint stores', () => {
     const [x, y] = ['x', 'y'].map((n) => path.join(dir, `${n}.ckpt`));
     await fileCheckpointStore(x, 'x').write({ iteration: 3, images: ramp(2, 0), m: ramp(2, 0), v: ramp(2, 0) });
     await fileCheckpointStore(y, 'y').write({ iteration: 5, images: ramp(2, 0), m: ramp(2, 0), v: ramp(2, 0) });
-    await expect(itemCheckpointStore([fileCheckpointStore(x, 'x'), fileCheckpointStore(y, 'y')]).read()).rejects.toThrow(/not all at the same iteration/);
+    await expect(itemCheckpointStore([fileCheckpointStore(x, 'x'), fileCheckpointStore(y, 'y')]).read()).rejects.toThrow(
+      /not all at the same iteration/,
+    );
     await expect(fileCheckpointStore(x, 'other').read()).rejects.toThrow(/^resume: checkpoint '.*x\.ckpt' belongs to a different job/);
   });
 
   it('encodes to bytes and back bit-exactly', () => {
-    const ck = { fingerprint: 'f', iteration: 2, images: Float32Array.of(1.5, -0), m: Float32Array.of(1e-30, 3), v: Float32Array.of(Infinity, 4) };
+    const ck = {
+      fingerprint: 'f',
+      iteration: 2,
+      images: Float32Array.of(1.5, -0),
+      m: Float32Array.of(1e-30, 3),
+      v: Float32Array.of(Infinity, 4),
+    };
     const back = decodeCheckpoint(encodeCheckpoint(ck), 'bytes');
     expect(back).toEqual(ck);
-    expect(() => decodeCheckpoint(new Uint8Array(5), 'five bytes')).toThrow(/^resume: five bytes is not a valid checkpoint \(it is not an nst checkpoint\)/);
+    expect(() => decodeCheckpoint(new Uint8Array(5), 'five bytes')).toThrow(
+      /^resume: five bytes is not a valid checkpoint \(it is not an nst checkpoint\)/,
+    );
   });
 });

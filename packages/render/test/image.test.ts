@@ -71,7 +71,9 @@ describe('image files', () => {
 
   it('flattens alpha and converts grey images to RGB', async () => {
     const file = path.join(dir, 'grey.png');
-    await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(file);
+    await sharp(Buffer.from([0, 128, 255, 64]), { raw: { width: 2, height: 2, channels: 1 } })
+      .png()
+      .toFile(file);
     const back = await loadImage(file, 'style');
     expect(Array.from(back.data.subarray(0, 6))).toEqual([0, 0, 0, 128, 128, 128]);
   });
@@ -92,8 +94,7 @@ describe('sizes and initial images', () => {
     expect(parseSize('400x300')).toEqual({ kind: 'exact', width: 400, height: 300 });
     expect(resolveSize(parseSize('512'), 1024, 768)).toEqual({ width: 512, height: 384 });
     expect(resolveSize(parseSize('512'), 600, 1200)).toEqual({ width: 256, height: 512 });
-    for (const bad of ['0x10', 'abc', '10x', '-5', '99999'])
-      expect(() => parseSize(bad)).toThrow(/^size: /);
+    for (const bad of ['0x10', 'abc', '10x', '-5', '99999']) expect(() => parseSize(bad)).toThrow(/^size: /);
   });
 
   it("mixes the notebook's noise: 0.6 * U(-20, 20) + 0.4 * content, seeded", () => {
@@ -104,10 +105,16 @@ describe('sizes and initial images', () => {
     expect(Array.from(a)).toEqual(Array.from(b));
     expect(Array.from(a)).not.toEqual(Array.from(c));
     // recover the noise: (a - 0.4 content) / 0.6 must be uniform on [-20, 20]
-    let min = Infinity, max = -Infinity, sum = 0, sq = 0;
+    let min = Infinity,
+      max = -Infinity,
+      sum = 0,
+      sq = 0;
     for (let i = 0; i < a.length; i++) {
       const n = (a[i] - 0.4 * content.data[i]) / 0.6;
-      min = Math.min(min, n); max = Math.max(max, n); sum += n; sq += n * n;
+      min = Math.min(min, n);
+      max = Math.max(max, n);
+      sum += n;
+      sq += n * n;
     }
     expect(min).toBeGreaterThanOrEqual(-20.001);
     expect(max).toBeLessThanOrEqual(20.001);

@@ -5,7 +5,13 @@ import { checkMemory, hostMemoryAvailable } from '@nst/render';
 // A backend's estimate is countMemory with its profile; this one is shaped like the cpu engine's.
 const profile = { weightCopies: 2, imageCopies: 5, activationCopies: 2, largestMapCopies: 4, styleForwardCopies: 1 };
 const backend = { name: 'cpu', estimateMemory: (s: MemoryShape) => 4 * countMemory(s, profile).total };
-const shape = (width: number, height: number, style = { width, height }): MemoryShape => ({ width, height, batch: 1, loss: DEFAULT_LOSS, styleSizes: [style] });
+const shape = (width: number, height: number, style = { width, height }): MemoryShape => ({
+  width,
+  height,
+  batch: 1,
+  loss: DEFAULT_LOSS,
+  styleSizes: [style],
+});
 
 describe('memory check before a run', () => {
   it('passes a job that fits and refuses one that does not, in one line with the estimate, what is available and the largest size that fits', () => {
@@ -17,7 +23,10 @@ describe('memory check before a run', () => {
     } catch (e) {
       message = (e as Error).message;
     }
-    const m = /^size: 16384x16384 needs about ([\d.]+) TiB on the cpu backend but 3\.0 GiB of memory is available; the largest size that fits is about (\d+)x(\d+)$/.exec(message);
+    const m =
+      /^size: 16384x16384 needs about ([\d.]+) TiB on the cpu backend but 3\.0 GiB of memory is available; the largest size that fits is about (\d+)x(\d+)$/.exec(
+        message,
+      );
     expect(m, message).not.toBeNull();
     const [w, h] = [Number(m![2]), Number(m![3])];
     expect(w).toBe(h);

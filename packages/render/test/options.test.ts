@@ -17,7 +17,14 @@ describe('the one job description', () => {
   });
 
   it('takes text (CLI, CSV) and JSON values alike', () => {
-    const fromText = jobFromOptions({ content: ['c.jpg'], style: 'a.jpg,b.jpg', out: 'o.png', iterations: '30', lr: '0.5', resume: 'true' });
+    const fromText = jobFromOptions({
+      content: ['c.jpg'],
+      style: 'a.jpg,b.jpg',
+      out: 'o.png',
+      iterations: '30',
+      lr: '0.5',
+      resume: 'true',
+    });
     const fromJson = jobFromOptions({ content: 'c.jpg', style: ['a.jpg', 'b.jpg'], out: 'o.png', iterations: 30, lr: 0.5, resume: true });
     expect(fromJson).toEqual(fromText);
     expect(fromText.styles).toEqual(['a.jpg', 'b.jpg']);
@@ -26,10 +33,16 @@ describe('the one job description', () => {
 
   it('refuses unknown options, missing required ones and bad values, naming the field', () => {
     const base = { content: 'c.jpg', style: 's.jpg', out: 'o.png' };
-    expect(() => jobFromOptions({ ...base, iteratons: '3' })).toThrow(expect.objectContaining({ field: 'iteratons', detail: "'iteratons' is not a render option" }));
-    expect(() => jobFromOptions({ content: 'c.jpg', out: 'o.png' })).toThrow(expect.objectContaining({ field: 'style', detail: 'is required' }));
+    expect(() => jobFromOptions({ ...base, iteratons: '3' })).toThrow(
+      expect.objectContaining({ field: 'iteratons', detail: "'iteratons' is not a render option" }),
+    );
+    expect(() => jobFromOptions({ content: 'c.jpg', out: 'o.png' })).toThrow(
+      expect.objectContaining({ field: 'style', detail: 'is required' }),
+    );
     expect(() => jobFromOptions({ ...base, iterations: '1e3' })).toThrow(expect.objectContaining({ field: 'iterations' }));
-    expect(() => jobFromOptions({ ...base, iterations: [1, 2] })).toThrow(expect.objectContaining({ field: 'iterations', detail: 'expected one value, got a list' }));
+    expect(() => jobFromOptions({ ...base, iterations: [1, 2] })).toThrow(
+      expect.objectContaining({ field: 'iterations', detail: 'expected one value, got a list' }),
+    );
     expect(() => jobFromOptions({ ...base, pooling: 'min' })).toThrow(expect.objectContaining({ field: 'pooling' }));
     expect(() => jobFromOptions({ ...base, resume: 'yes' })).toThrow(expect.objectContaining({ field: 'resume' }));
   });

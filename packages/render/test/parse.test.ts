@@ -15,7 +15,9 @@ describe('job field parsers', () => {
     expect(() => parseLayerList('conv9_9', 'styleLayers')).toThrow(fieldError('styleLayers', /^unknown layer 'conv9_9'/));
     expect(() => parseLayerList('conv1_1:abc', 'styleLayers')).toThrow(fieldError('styleLayers', "'abc' is not a number"));
     expect(() => parseLayerList('', 'contentLayers')).toThrow(fieldError('contentLayers', /empty list/));
-    expect(() => parseLayerList('conv4_2,block4_conv2:0.5', 'contentLayers')).toThrow(fieldError('contentLayers', 'layer conv4_2 is listed twice'));
+    expect(() => parseLayerList('conv4_2,block4_conv2:0.5', 'contentLayers')).toThrow(
+      fieldError('contentLayers', 'layer conv4_2 is listed twice'),
+    );
     // A colon promises a weight; weights that are all zero leave nothing to optimise.
     expect(() => parseLayerList('conv1_1:', 'styleLayers')).toThrow(fieldError('styleLayers', "'' is not a number"));
     expect(() => parseLayerList('conv1_1:0,conv2_1:0', 'styleLayers')).toThrow(fieldError('styleLayers', 'every layer has weight 0'));
@@ -50,7 +52,7 @@ describe('job field parsers', () => {
     expect(() => parseSize('big')).toThrow(fieldError('size', /is not WIDTHxHEIGHT/));
   });
 
-  it('turns the field into the caller\'s name for it', () => {
+  it("turns the field into the caller's name for it", () => {
     let caught: unknown;
     try {
       parseLayerList('conv9_9', 'contentLayers');

@@ -31,13 +31,18 @@ describe('quality presets', () => {
     const jc = jobFromOptions({ ...base, preset: 'jcjohnson' });
     const { alpha, beta, tvWeight } = jc.loss;
     // A random activation pair of C channels at N positions.
-    for (const [layer, C] of [['conv1_1', 64], ['conv3_1', 256], ['conv5_1', 512]] as const) {
+    for (const [layer, C] of [
+      ['conv1_1', 64],
+      ['conv3_1', 256],
+      ['conv5_1', 512],
+    ] as const) {
       const N = 12;
       const a = testImage(1, C * N, -1, 1);
       const b = testImage(2, C * N, -1, 1);
       const gram = (x: Float32Array, norm: number) => {
         const g = new Float64Array(C * C);
-        for (let i = 0; i < C; i++) for (let j = 0; j < C; j++) for (let n = 0; n < N; n++) g[i * C + j] += (x[i * N + n] * x[j * N + n]) / norm;
+        for (let i = 0; i < C; i++)
+          for (let j = 0; j < C; j++) for (let n = 0; n < N; n++) g[i * C + j] += (x[i * N + n] * x[j * N + n]) / norm;
         return g;
       };
       // neural-style: style_weight 100 * mean over C^2 of (G_a - G_b)^2, G = A A' / (C N).
@@ -52,7 +57,7 @@ describe('quality presets', () => {
       expect(beta * w * ours).toBeCloseTo(theirs, 10);
     }
     // content: neural-style 5 * mean (a - b)^2 over C N; here alpha * w_c * sum / (4 C N).
-    expect(alpha * jc.loss.contentLayers[0].weight / 4).toBe(5);
+    expect((alpha * jc.loss.contentLayers[0].weight) / 4).toBe(5);
     expect(jc.loss.contentLayers[0].layer).toBe('conv4_2');
     // tv: neural-style's gradient is that of (1e-3 / 2) * sum of squared differences.
     expect(tvWeight).toBe(1e-3 / 2);

@@ -23,7 +23,8 @@ describe('output files', () => {
     const w = 256;
     const h = 64;
     const levels = new Float64Array(w * h * 3);
-    for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) levels[3 * i + c] = 100 + (2 * (i % w)) / w + c * 0.3 + Math.floor(i / w) / 64;
+    for (let i = 0; i < w * h; i++)
+      for (let c = 0; c < 3; c++) levels[3 * i + c] = 100 + (2 * (i % w)) / w + c * 0.3 + Math.floor(i / w) / 64;
     const alpha = Uint8Array.from({ length: w * h }, (_, i) => (i * 7) % 256);
     const tensor = toNetworkSpace({ width: w, height: h, data: levels }, CAFFE);
     for (const name of ['ramp16.png', 'ramp16.tif']) {
@@ -59,7 +60,9 @@ describe('output files', () => {
     const rgba = Buffer.alloc(w * h * 4);
     for (let i = 0; i < w * h; i++) rgba.set([200, 100, 50, (i * 11) % 256], 4 * i);
     const file = path.join(dir, 'alpha.png');
-    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toFile(file);
+    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .png()
+      .toFile(file);
     const alpha = await loadAlpha(file, 'content', { width: w, height: h });
     expect(Array.from(alpha!)).toEqual(Array.from({ length: w * h }, (_, i) => (i * 11) % 256));
     const out = path.join(dir, 'alpha-out.png');
@@ -77,7 +80,10 @@ describe('output files', () => {
     const rgb = Buffer.alloc(w * h * 3);
     for (let i = 0; i < w * h; i++) rgb.set(i % w < w / 2 ? [255, 0, 0] : [0, 0, 255], 3 * i);
     const file = path.join(dir, 'rotated.jpg');
-    await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toFile(file);
+    await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 95 })
+      .withMetadata({ orientation: 6 })
+      .toFile(file);
     expect((await sharp(file).metadata()).orientation).toBe(6);
     expect(await probeImage(file, 'content')).toEqual({ width: 20, height: 40 });
     const img = await loadImage(file, 'content');
@@ -90,7 +96,10 @@ describe('output files', () => {
   it('names an embedded ICC profile, and a kept one is converted back and embedded', async () => {
     const rgb = Buffer.alloc(16 * 16 * 3, 120);
     const file = path.join(dir, 'p3.png');
-    await sharp(rgb, { raw: { width: 16, height: 16, channels: 3 } }).withIccProfile('p3').png().toFile(file);
+    await sharp(rgb, { raw: { width: 16, height: 16, channels: 3 } })
+      .withIccProfile('p3')
+      .png()
+      .toFile(file);
     const profile = await probeColourProfile(file, 'content');
     expect(profile).toBeDefined();
     expect(profile!.description.length).toBeGreaterThan(0);
@@ -121,15 +130,24 @@ describe.runIf(sharedAvailable('images'))('histogram matching on the example pai
     const stats = (d: ArrayLike<number>) => {
       const n = d.length / 3;
       const mean = [0, 1, 2].map((c) => Array.from({ length: n }, (_, i) => d[3 * i + c]).reduce((a, b) => a + b, 0) / n);
-      const cov = [0, 1, 2].flatMap((a) => [0, 1, 2].map((b) => Array.from({ length: n }, (_, i) => (d[3 * i + a] - mean[a]) * (d[3 * i + b] - mean[b])).reduce((x, y) => x + y, 0) / n));
+      const cov = [0, 1, 2].flatMap((a) =>
+        [0, 1, 2].map(
+          (b) => Array.from({ length: n }, (_, i) => (d[3 * i + a] - mean[a]) * (d[3 * i + b] - mean[b])).reduce((x, y) => x + y, 0) / n,
+        ),
+      );
       return { mean, cov };
     };
     const want = stats(content.data);
-    for (const [name, img] of [['unclipped', matched.data], ['clipped', clipped.data]] as const) {
+    for (const [name, img] of [
+      ['unclipped', matched.data],
+      ['clipped', clipped.data],
+    ] as const) {
       const got = stats(img);
       const meanErr = Math.max(...got.mean.map((m, c) => Math.abs(m - want.mean[c]) / want.mean[c]));
       const covErr = Math.max(...got.cov.map((v, k) => Math.abs(v - want.cov[k]) / Math.abs(want.cov[k])));
-      console.log(`histogram matching (${name}): channel mean rel error ${meanErr.toExponential(2)}, covariance entry rel error ${covErr.toExponential(2)}`);
+      console.log(
+        `histogram matching (${name}): channel mean rel error ${meanErr.toExponential(2)}, covariance entry rel error ${covErr.toExponential(2)}`,
+      );
       expect(meanErr).toBeLessThan(0.01);
       expect(covErr).toBeLessThan(0.01);
     }

@@ -29,7 +29,11 @@ describe('outputs against inputs', () => {
     ];
     return { dir, content, style, weights, inputs };
   };
-  const outputs = (out: string, every = 0, iterations = 100) => ({ finals: [out], checkpoint: `${out}.ckpt`, intermediate: { every, iterations } });
+  const outputs = (out: string, every = 0, iterations = 100) => ({
+    finals: [out],
+    checkpoint: `${out}.ckpt`,
+    intermediate: { every, iterations },
+  });
 
   it('refuses the input itself, also through another spelling of its path', async () => {
     const { dir, content, inputs } = setup();
@@ -66,7 +70,9 @@ describe('outputs against inputs', () => {
     const saved = path.join(dir, 'result_40.png');
     writeFileSync(saved, 'mine');
     const withSaved: JobInput[] = [...inputs, { file: saved, field: 'init', what: 'init image' }];
-    await expect(refuseOverwritingInputs(withSaved, outputs(out, 20, 100))).rejects.toThrow(/intermediate save would overwrite the init image/);
+    await expect(refuseOverwritingInputs(withSaved, outputs(out, 20, 100))).rejects.toThrow(
+      /intermediate save would overwrite the init image/,
+    );
     await expect(refuseOverwritingInputs(withSaved, outputs(out, 30, 100))).resolves.toBeUndefined(); // 40 is not a multiple of 30
     await expect(refuseOverwritingInputs(withSaved, outputs(out, 20, 39))).resolves.toBeUndefined(); // the run ends before 40
     linkSync(style, path.join(dir, 'result_60.png'));
@@ -106,7 +112,9 @@ describe('unwritable outputs', () => {
     await expect(assertWritable(path.join(dir, 'folder.png'), 'out')).rejects.toThrow(/is a folder/);
     await expect(assertWritable(path.join(dir, 'missing', 'out.png'), 'out')).rejects.toThrow(/does not exist/);
     writeFileSync(path.join(dir, 'file'), 'x');
-    await expect(assertWritable(path.join(dir, 'file', 'out.png'), 'out')).rejects.toThrow(/a part of its folder path is a file|is not a folder/);
+    await expect(assertWritable(path.join(dir, 'file', 'out.png'), 'out')).rejects.toThrow(
+      /a part of its folder path is a file|is not a folder/,
+    );
     symlinkSync('/dev/null', path.join(dir, 'null.png'));
     await expect(assertWritable(path.join(dir, 'null.png'), 'out')).rejects.toThrow(/not a regular file/);
     await expect(assertWritable(path.join(dir, 'fine.png'), 'out')).resolves.toBeUndefined();

@@ -10,7 +10,10 @@ const partial = {
   ...plain,
   defaultLayers: {
     contentLayers: [{ layer: 'conv3_2', weight: 1 }],
-    styleLayers: [{ layer: 'conv1_1', weight: 0.5 }, { layer: 'conv2_1', weight: 0.5 }],
+    styleLayers: [
+      { layer: 'conv1_1', weight: 0.5 },
+      { layer: 'conv2_1', weight: 0.5 },
+    ],
   },
 };
 
@@ -20,7 +23,10 @@ describe("a weight set's own loss layers", () => {
     expect(both.filled).toEqual(['contentLayers', 'styleLayers']);
     const job = jobFromOptions(both.values);
     expect(job.loss.contentLayers).toEqual([{ layer: 'conv3_2', weight: 1 }]);
-    expect(job.loss.styleLayers).toEqual([{ layer: 'conv1_1', weight: 0.5 }, { layer: 'conv2_1', weight: 0.5 }]);
+    expect(job.loss.styleLayers).toEqual([
+      { layer: 'conv1_1', weight: 0.5 },
+      { layer: 'conv2_1', weight: 0.5 },
+    ]);
 
     const named = withWeightDefaults({ ...base, contentLayers: 'conv2_2:1' }, partial);
     expect(named.filled).toEqual(['styleLayers']);

@@ -43,7 +43,11 @@ export interface ApiOptions {
 }
 
 /** Job fields a request may set: the render options, less files and what the worker decides. */
-const REQUEST_FIELDS = new Set(JOB_OPTIONS.map((o) => o.field).filter((f) => !['content', 'style', 'out', 'weights', 'resume', 'saveEvery', 'checkpointEvery'].includes(f)));
+const REQUEST_FIELDS = new Set(
+  JOB_OPTIONS.map((o) => o.field).filter(
+    (f) => !['content', 'style', 'out', 'weights', 'resume', 'saveEvery', 'checkpointEvery'].includes(f),
+  ),
+);
 const INIT_KINDS = new Set(['noise', 'content', 'random']);
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -61,13 +65,21 @@ class HttpError extends Error {
 /** The web page's files, read once: no request path ever reaches the file system. */
 function webFiles(): Map<string, { type: string; body: Buffer }> {
   const dir = fileURLToPath(new URL('../web/', import.meta.url));
-  const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.png': 'image/png', '.jpg': 'image/jpeg', '.svg': 'image/svg+xml' };
+  const types: Record<string, string> = {
+    '.html': 'text/html; charset=utf-8',
+    '.js': 'text/javascript; charset=utf-8',
+    '.css': 'text/css; charset=utf-8',
+    '.png': 'image/png',
+    '.jpg': 'image/jpeg',
+    '.svg': 'image/svg+xml',
+  };
   const files = new Map<string, { type: string; body: Buffer }>();
   const walk = (sub: string) => {
     for (const e of readdirSync(path.join(dir, sub), { withFileTypes: true })) {
       const rel = sub ? `${sub}/${e.name}` : e.name;
       if (e.isDirectory()) walk(rel);
-      else if (types[path.extname(e.name)]) files.set(`/${rel}`, { type: types[path.extname(e.name)], body: readFileSync(path.join(dir, rel)) });
+      else if (types[path.extname(e.name)])
+        files.set(`/${rel}`, { type: types[path.extname(e.name)], body: readFileSync(path.join(dir, rel)) });
     }
   };
   walk('');
@@ -125,7 +137,13 @@ export function createApiServer(options: ApiOptions): http.Server {
         if (state !== 'done') throw new HttpError(409, `the job is ${state}, not done`, 'id');
         const bytes = await options.store.get(resultKey(job.id!));
         if (!bytes) throw new HttpError(500, 'the result is missing from the store');
-        res.writeHead(200, { 'content-type': 'image/png', 'content-length': bytes.length, 'content-disposition': `attachment; filename="nst-${job.id}.png"` }).end(bytes);
+        res
+          .writeHead(200, {
+            'content-type': 'image/png',
+            'content-length': bytes.length,
+            'content-disposition': `attachment; filename="nst-${job.id}.png"`,
+          })
+          .end(bytes);
         return;
       }
       case 'GET /jobs/:id/events':
@@ -138,7 +156,11 @@ export function createApiServer(options: ApiOptions): http.Server {
   return http.createServer((req, res) => {
     routes(req, res).catch((e) => {
       if (res.headersSent) return res.destroy();
-      if (e instanceof HttpError) return sendJson(res, e.status, { error: e.field && e.status !== 404 && e.status !== 401 ? `${e.field}: ${e.message}` : e.message, ...(e.field ? { field: e.field } : {}) });
+      if (e instanceof HttpError)
+        return sendJson(res, e.status, {
+          error: e.field && e.status !== 404 && e.status !== 401 ? `${e.field}: ${e.message}` : e.message,
+          ...(e.field ? { field: e.field } : {}),
+        });
       if (isUserError(e)) {
         const status = e.code === 'too-large' ? 413 : 400;
         return sendJson(res, status, { error: formatUserError(e, kebabCase), ...(e.field ? { field: kebabCase(e.field) } : {}) });
@@ -158,10 +180,12 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
   const { files, fields } = await readMultipart(req, limits);
   const content = files.filter((f) => f.field === 'content');
   const styles = files.filter((f) => f.field === 'style');
-  if (content.length !== 1) throw new HttpError(400, content.length === 0 ? 'is required (one image file)' : 'expected one image file', 'content');
+  if (content.length !== 1)
+    throw new HttpError(400, content.length === 0 ? 'is required (one image file)' : 'expected one image file', 'content');
   if (styles.length === 0) throw new HttpError(400, 'is required (one or more image files)', 'style');
   if (styles.length > limits.styles) throw new HttpError(413, `at most ${limits.styles} style images`, 'style');
-  for (const f of files) if (f.field !== 'content' && f.field !== 'style') throw new HttpError(400, 'is not a file field (content, style)', f.field);
+  for (const f of files)
+    if (f.field !== 'content' && f.field !== 'style') throw new HttpError(400, 'is not a file field (content, style)', f.field);
 
   const values: Record<string, string> = {};
   for (const [key, value] of fields) {
@@ -173,9 +197,12 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
   }
   // Checks every option where the CLI checks them, with stand-in paths (none from the request reaches a file system).
   const config = jobFromOptions({ ...values, content: 'content', style: styles.map((_, k) => `style-${k}`), out: 'result.png' });
-  if (config.iterations > limits.iterations) throw new UserError(`at most ${limits.iterations}`, { code: 'too-large', field: 'iterations' });
+  if (config.iterations > limits.iterations)
+    throw new UserError(`at most ${limits.iterations}`, { code: 'too-large', field: 'iterations' });
   if (config.styleBlendWeights && config.styleBlendWeights.length !== styles.length)
-    throw new UserError(`${config.styleBlendWeights.length} weights given for ${styles.length} style images`, { field: 'styleBlendWeights' });
+    throw new UserError(`${config.styleBlendWeights.length} weights given for ${styles.length} style images`, {
+      field: 'styleBlendWeights',
+    });
 
   const [contentInfo] = await Promise.all([decodeCheck(content[0], limits), ...styles.map((s) => decodeCheck(s, limits))]);
   const size = resolveSize(config.size, contentInfo.width, contentInfo.height);
@@ -190,8 +217,18 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
   const id = randomUUID();
   await options.queue.add(
     'render',
-    { content: await store(content[0]), styles: await Promise.all(styles.map(store)), options: { ...values, iterations: String(config.iterations) } },
-    { jobId: id, attempts: limits.attempts, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } },
+    {
+      content: await store(content[0]),
+      styles: await Promise.all(styles.map(store)),
+      options: { ...values, iterations: String(config.iterations) },
+    },
+    {
+      jobId: id,
+      attempts: limits.attempts,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: { count: 1000 },
+      removeOnFail: { count: 1000 },
+    },
   );
   return id;
 }
@@ -204,10 +241,14 @@ interface Upload {
 /** Parses a multipart/form-data body within the limits: files (bounded in size and number) and short text fields. */
 function readMultipart(req: http.IncomingMessage, limits: ApiLimits): Promise<{ files: Upload[]; fields: [string, string][] }> {
   return new Promise((resolve, reject) => {
-    if (!/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) return reject(new HttpError(415, 'expected multipart/form-data'));
+    if (!/^multipart\/form-data/i.test(req.headers['content-type'] ?? ''))
+      return reject(new HttpError(415, 'expected multipart/form-data'));
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers: req.headers, limits: { fileSize: limits.uploadBytes, files: limits.styles + 1, fields: 40, fieldSize: 4096, parts: limits.styles + 41 } });
+      bb = busboy({
+        headers: req.headers,
+        limits: { fileSize: limits.uploadBytes, files: limits.styles + 1, fields: 40, fieldSize: 4096, parts: limits.styles + 41 },
+      });
     } catch (e) {
       return reject(new HttpError(400, `malformed multipart request (${(e as Error).message})`));
     }

@@ -87,7 +87,13 @@ export function reportErrors(client: { on(event: 'error', listener: (e: Error) =
 export async function whenConnected(client: { waitUntilReady(): Promise<unknown> }, timeoutMs = 10_000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UserError(`no Redis server answered within ${timeoutMs / 1000} s (set REDIS_URL=redis://host:port)`, { code: 'unsupported' })), timeoutMs);
+    timer = setTimeout(
+      () =>
+        reject(
+          new UserError(`no Redis server answered within ${timeoutMs / 1000} s (set REDIS_URL=redis://host:port)`, { code: 'unsupported' }),
+        ),
+      timeoutMs,
+    );
   });
   try {
     await Promise.race([client.waitUntilReady(), late]);
@@ -104,10 +110,10 @@ export async function describeJob(job: RenderJob): Promise<Record<string, unknow
   return {
     id: job.id,
     state,
-    iteration: state === 'done' ? job.returnvalue?.iterations ?? iterations : progress.iteration ?? 0,
+    iteration: state === 'done' ? (job.returnvalue?.iterations ?? iterations) : (progress.iteration ?? 0),
     iterations,
-    losses: state === 'done' ? job.returnvalue?.losses ?? null : progress.losses ?? null,
-    error: state === 'failed' ? job.failedReason ?? 'failed' : null,
+    losses: state === 'done' ? (job.returnvalue?.losses ?? null) : (progress.losses ?? null),
+    error: state === 'failed' ? (job.failedReason ?? 'failed') : null,
     attempts: job.attemptsMade,
     submitted: job.timestamp,
     preview: progress.preview ?? 0,

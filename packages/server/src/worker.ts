@@ -16,7 +16,16 @@ import {
   type RenderPlan,
 } from '@nst/render';
 import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
-import { checkpointKey, previewKey, QUEUE_NAME, reportErrors, resultKey, type RenderJob, type RenderProgress, type RenderReturn } from './queue.js';
+import {
+  checkpointKey,
+  previewKey,
+  QUEUE_NAME,
+  reportErrors,
+  resultKey,
+  type RenderJob,
+  type RenderProgress,
+  type RenderReturn,
+} from './queue.js';
 import type { BlobStore } from './store.js';
 
 export interface WorkerOptions {
@@ -120,7 +129,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
             previews++;
             await Promise.all(
               images.map(async (img, k) => {
-                const jpeg = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 3 } })
+                const jpeg = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+                  raw: { width: img.width, height: img.height, channels: 3 },
+                })
                   .jpeg({ quality: 80 })
                   .toBuffer();
                 await o.store.put(previewKey(prepared[k].p.job.id!), jpeg);
@@ -219,7 +230,14 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
   const checkpoints = storeCheckpoints(o.store, checkpointKey(id), fingerprint);
   const startIteration = Math.min((await checkpoints.read())?.iteration ?? 0, config.iterations);
   const size = await jobSize(config);
-  return { job, config, checkpoints, startIteration, key: compatibilityKey(config, size, startIteration), capacity: batchCapacity(size, config.loss, o.limits) };
+  return {
+    job,
+    config,
+    checkpoints,
+    startIteration,
+    key: compatibilityKey(config, size, startIteration),
+    capacity: batchCapacity(size, config.loss, o.limits),
+  };
 }
 
 /** A job's checkpoint as a blob in the store. */

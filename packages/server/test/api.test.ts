@@ -9,7 +9,10 @@ import { getJson, nstBin, repoRoot, startCli, startRedis, submitJob, until, type
 
 // The HTTP API in this process against a real redis-server, with one real worker (the built CLI).
 const weights = path.resolve(repoRoot, '..', 'shared', 'weights', 'vgg19-keras-blocks1-3');
-const ready = existsSync(path.join(weights, 'model.json')) && existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
+const ready =
+  existsSync(path.join(weights, 'model.json')) &&
+  existsSync(nstBin) &&
+  existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
 const token = 'api-test-token';
 const small = { size: '32x24', iterations: '20', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
 
@@ -29,10 +32,31 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     server = createApiServer({ store: folderStore(store), queue, token, limits: { uploadBytes: 200_000, inputPixels: 400 * 400 } });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const worker = startCli(['worker', '--store', store, '-w', weights, '--backend', 'cpu', '--lock-seconds', '5', '--preview-seconds', '0.2', '--checkpoint-every', '5'], redis.url);
+    const worker = startCli(
+      [
+        'worker',
+        '--store',
+        store,
+        '-w',
+        weights,
+        '--backend',
+        'cpu',
+        '--lock-seconds',
+        '5',
+        '--preview-seconds',
+        '0.2',
+        '--checkpoint-every',
+        '5',
+      ],
+      redis.url,
+    );
     procs.push(worker);
     const picture = async (seed: number) =>
-      new Blob([await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 40 * seed, g: 200 - 30 * seed, b: 90 } } }).png().toBuffer()]);
+      new Blob([
+        await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 40 * seed, g: 200 - 30 * seed, b: 90 } } })
+          .png()
+          .toBuffer(),
+      ]);
     [png, png2] = await Promise.all([picture(1), picture(3)]);
     await worker.waitFor(/worker ready/);
   });
@@ -52,25 +76,61 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
 
   it('answers a bad request with a 4xx and one line naming the field', async () => {
     const bad = async (files: Record<string, Blob | Blob[]>, fields: Record<string, string>) => submitJob(base, token, files, fields);
-    expect(await bad({ style: png2 }, small)).toEqual({ status: 400, body: { error: 'content: is required (one image file)', field: 'content' } });
-    expect(await bad({ content: png, style: png2 }, { ...small, iterations: 'lots' })).toMatchObject({ status: 400, body: { error: expect.stringMatching(/^iterations: 'lots' is not a whole number/), field: 'iterations' } });
-    expect(await bad({ content: png, style: png2 }, { ...small, 'style-layers': 'conv1_1:' })).toMatchObject({ status: 400, body: { field: 'style-layers' } });
-    expect(await bad({ content: png, style: png2 }, { ...small, out: '/etc/passwd' })).toEqual({ status: 400, body: { error: 'out: is not an option this server takes', field: 'out' } });
-    expect(await bad({ content: png, style: png2 }, { ...small, init: '/etc/passwd' })).toMatchObject({ status: 400, body: { field: 'init' } });
+    expect(await bad({ style: png2 }, small)).toEqual({
+      status: 400,
+      body: { error: 'content: is required (one image file)', field: 'content' },
+    });
+    expect(await bad({ content: png, style: png2 }, { ...small, iterations: 'lots' })).toMatchObject({
+      status: 400,
+      body: { error: expect.stringMatching(/^iterations: 'lots' is not a whole number/), field: 'iterations' },
+    });
+    expect(await bad({ content: png, style: png2 }, { ...small, 'style-layers': 'conv1_1:' })).toMatchObject({
+      status: 400,
+      body: { field: 'style-layers' },
+    });
+    expect(await bad({ content: png, style: png2 }, { ...small, out: '/etc/passwd' })).toEqual({
+      status: 400,
+      body: { error: 'out: is not an option this server takes', field: 'out' },
+    });
+    expect(await bad({ content: png, style: png2 }, { ...small, init: '/etc/passwd' })).toMatchObject({
+      status: 400,
+      body: { field: 'init' },
+    });
     expect(await bad({ content: png, style: png2 }, { ...small, colour: 'red' })).toMatchObject({ status: 400, body: { field: 'colour' } });
-    expect(await bad({ content: new Blob(['not an image']), style: png2 }, small)).toMatchObject({ status: 400, body: { error: expect.stringMatching(/^content: not an image/), field: 'content' } });
-    expect(await bad({ content: png, style: [png2, png] }, { ...small, 'style-blend-weights': '1' })).toMatchObject({ status: 400, body: { field: 'style-blend-weights' } });
+    expect(await bad({ content: new Blob(['not an image']), style: png2 }, small)).toMatchObject({
+      status: 400,
+      body: { error: expect.stringMatching(/^content: not an image/), field: 'content' },
+    });
+    expect(await bad({ content: png, style: [png2, png] }, { ...small, 'style-blend-weights': '1' })).toMatchObject({
+      status: 400,
+      body: { field: 'style-blend-weights' },
+    });
     // Limits: bytes per upload, decoded pixels, output pixels.
-    expect(await bad({ content: png, style: new Blob([new Uint8Array(300_000)]) }, small)).toMatchObject({ status: 413, body: { field: 'style' } });
-    const huge = new Blob([await sharp({ create: { width: 500, height: 500, channels: 3, background: 'white' } }).png().toBuffer()]);
+    expect(await bad({ content: png, style: new Blob([new Uint8Array(300_000)]) }, small)).toMatchObject({
+      status: 413,
+      body: { field: 'style' },
+    });
+    const huge = new Blob([
+      await sharp({ create: { width: 500, height: 500, channels: 3, background: 'white' } })
+        .png()
+        .toBuffer(),
+    ]);
     expect(await bad({ content: huge, style: png2 }, small)).toMatchObject({ status: 413, body: { field: 'content' } });
-    expect(await bad({ content: png, style: png2 }, { ...small, size: '2000x2000' })).toMatchObject({ status: 413, body: { field: 'size' } });
+    expect(await bad({ content: png, style: png2 }, { ...small, size: '2000x2000' })).toMatchObject({
+      status: 413,
+      body: { field: 'size' },
+    });
     // No file was stored for any of them.
     expect(existsSync(path.join(store, 'inputs'))).toBe(false);
   });
 
   it('does not know jobs it never made, whatever the id looks like', async () => {
-    for (const id of ['00000000-0000-4000-8000-000000000000', '..%2F..%2Fetc%2Fpasswd', '1', '00000000-0000-4000-8000-000000000000/result/x'])
+    for (const id of [
+      '00000000-0000-4000-8000-000000000000',
+      '..%2F..%2Fetc%2Fpasswd',
+      '1',
+      '00000000-0000-4000-8000-000000000000/result/x',
+    ])
       expect((await getJson(`${base}/api/jobs/${id}`, token)).status).toBe(404);
     expect((await fetch(`${base}/../package.json`)).status).toBe(404);
   });
@@ -112,8 +172,24 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     expect((await fetch(`${base}/api/jobs/${badId}/result`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(409);
 
     const list = (await getJson(`${base}/api/jobs`, token)).body.jobs as { id: string; state: string }[];
-    expect(list.map((j) => [j.id, j.state])).toEqual(expect.arrayContaining([[id, 'done'], [badId, 'failed']]));
+    expect(list.map((j) => [j.id, j.state])).toEqual(
+      expect.arrayContaining([
+        [id, 'done'],
+        [badId, 'failed'],
+      ]),
+    );
     // The inputs were stored once each, by content hash.
-    expect(readFileSync(path.join(store, 'inputs', (await import('node:crypto')).createHash('sha256').update(Buffer.from(await png.arrayBuffer())).digest('hex'))).length).toBe(png.size);
+    expect(
+      readFileSync(
+        path.join(
+          store,
+          'inputs',
+          (await import('node:crypto'))
+            .createHash('sha256')
+            .update(Buffer.from(await png.arrayBuffer()))
+            .digest('hex'),
+        ),
+      ).length,
+    ).toBe(png.size);
   });
 });

@@ -40,7 +40,11 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     const worker = startCli(['worker', '--store', store, '-w', weights, '--backend', 'cpu', '--preview-seconds', '0.3'], redis.url);
     procs.push(worker);
 
-    browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    });
     const page = await browser.newPage();
     await page.setViewport({ width: 1000, height: 760 });
     const downloads = path.join(dir, 'downloads');

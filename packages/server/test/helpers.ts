@@ -51,7 +51,9 @@ export function startProcess(command: string, args: string[], env: Record<string
         };
         const timer = setTimeout(() => {
           listeners.delete(check);
-          reject(new Error(`timed out waiting for ${pattern} from ${path.basename(command)} ${args[1] ?? ''}; output:\n${out.slice(-2000)}`));
+          reject(
+            new Error(`timed out waiting for ${pattern} from ${path.basename(command)} ${args[1] ?? ''}; output:\n${out.slice(-2000)}`),
+          );
         }, timeoutMs);
         listeners.add(check);
         check();
@@ -80,9 +82,15 @@ export function startCli(args: string[], redisUrl: string): Proc {
 }
 
 /** Submits a job through the API; returns the response's status and JSON. */
-export async function submitJob(base: string, token: string | undefined, files: Record<string, Blob | Blob[]>, fields: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function submitJob(
+  base: string,
+  token: string | undefined,
+  files: Record<string, Blob | Blob[]>,
+  fields: Record<string, string>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const form = new FormData();
-  for (const [name, blob] of Object.entries(files)) for (const b of Array.isArray(blob) ? blob : [blob]) form.append(name, b, `${name}.img`);
+  for (const [name, blob] of Object.entries(files))
+    for (const b of Array.isArray(blob) ? blob : [blob]) form.append(name, b, `${name}.img`);
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   const res = await fetch(`${base}/api/jobs`, { method: 'POST', body: form, headers: token ? { authorization: `Bearer ${token}` } : {} });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };

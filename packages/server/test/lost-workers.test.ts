@@ -9,7 +9,10 @@ import { freePort, getJson, nstBin, repoRoot, startCli, startRedis, submitJob, u
 const shared = path.resolve(repoRoot, '..', 'shared');
 const weights = path.join(shared, 'weights', 'vgg19-keras-blocks1-3');
 const images = path.join(shared, 'images');
-const ready = existsSync(path.join(weights, 'model.json')) && existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
+const ready =
+  existsSync(path.join(weights, 'model.json')) &&
+  existsSync(nstBin) &&
+  existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
 const options = { size: '64x48', iterations: '60', 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2' };
 const contents = ['tubingen.jpg', 'golden_gate.jpg', 'hoovertowernight.jpg'];
 const styles = ['starry_night.jpg', 'the_scream.jpg', 'shipwreck.jpg', 'tubingen.jpg'];
@@ -29,7 +32,23 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
     const token = 'lost-workers-token';
     const server = startCli(['serve', '--port', String(port), '--store', store, '--token', token], redis.url);
     procs.push(server);
-    const workerArgs = ['worker', '--store', store, '-w', weights, '--backend', 'cpu', '--max-batch', '4', '--checkpoint-every', '10', '--lock-seconds', '3', '--preview-seconds', '2'];
+    const workerArgs = [
+      'worker',
+      '--store',
+      store,
+      '-w',
+      weights,
+      '--backend',
+      'cpu',
+      '--max-batch',
+      '4',
+      '--checkpoint-every',
+      '10',
+      '--lock-seconds',
+      '3',
+      '--preview-seconds',
+      '2',
+    ];
     const workers: Proc[] = [];
     const startWorker = () => {
       const w = startCli(workerArgs, redis.url);
@@ -56,14 +75,20 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
     let victim = workers[0];
     for (let kill = 0; kill < 3; kill++) {
       const batches = (victim.output().match(/^batch of/gm) ?? []).length;
-      await until(async () => {
-        const running = /^batch of \d+(?: from iteration \d+)?: (.+)$/gm;
-        let m: RegExpExecArray | null;
-        let ids: string[] = [];
-        let seen = 0;
-        while ((m = running.exec(victim.output()))) if (++seen > batches - 1) ids = m[1].split(', ');
-        return ids.some((id) => existsSync(path.join(store, 'checkpoints', `${id}.ckpt`)) && !existsSync(path.join(store, 'results', `${id}.png`)));
-      }, 60_000, `worker to be mid-job (kill ${kill + 1})`);
+      await until(
+        async () => {
+          const running = /^batch of \d+(?: from iteration \d+)?: (.+)$/gm;
+          let m: RegExpExecArray | null;
+          let ids: string[] = [];
+          let seen = 0;
+          while ((m = running.exec(victim.output()))) if (++seen > batches - 1) ids = m[1].split(', ');
+          return ids.some(
+            (id) => existsSync(path.join(store, 'checkpoints', `${id}.ckpt`)) && !existsSync(path.join(store, 'results', `${id}.png`)),
+          );
+        },
+        60_000,
+        `worker to be mid-job (kill ${kill + 1})`,
+      );
       await victim.stop('SIGKILL');
       victim = startWorker();
       await victim.waitFor(/worker ready/);
@@ -82,12 +107,16 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
       }
     };
     const watcher = setInterval(watchResults, 100);
-    await until(async () => {
-      const views = await Promise.all(jobs.map(async (j) => (await getJson(`${base}/api/jobs/${j.id}`, token)).body));
-      const failed = views.find((v) => v.state === 'failed');
-      if (failed) throw new Error(`job ${failed.id} failed: ${failed.error}\n${workers.map((w) => w.output()).join('\n---\n')}`);
-      return views.every((v) => v.state === 'done');
-    }, 150_000, 'all 12 jobs to be done').finally(() => clearInterval(watcher));
+    await until(
+      async () => {
+        const views = await Promise.all(jobs.map(async (j) => (await getJson(`${base}/api/jobs/${j.id}`, token)).body));
+        const failed = views.find((v) => v.state === 'failed');
+        if (failed) throw new Error(`job ${failed.id} failed: ${failed.error}\n${workers.map((w) => w.output()).join('\n---\n')}`);
+        return views.every((v) => v.state === 'done');
+      },
+      150_000,
+      'all 12 jobs to be done',
+    ).finally(() => clearInterval(watcher));
     watchResults();
     expect(firstSeen.size).toBe(12);
     void steady;
@@ -103,7 +132,21 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
 
     // Correct: each result matches the same job rendered by `nst batch` with no worker lost.
     const manifest = path.join(dir, 'reference.jsonl');
-    writeFileSync(manifest, jobs.map((j) => JSON.stringify({ id: j.id, content: path.join(images, j.content), style: path.join(images, j.style), out: `ref/${j.id}.png`, 'save-every': 0, ...options })).join('\n'));
+    writeFileSync(
+      manifest,
+      jobs
+        .map((j) =>
+          JSON.stringify({
+            id: j.id,
+            content: path.join(images, j.content),
+            style: path.join(images, j.style),
+            out: `ref/${j.id}.png`,
+            'save-every': 0,
+            ...options,
+          }),
+        )
+        .join('\n'),
+    );
     const ref = startCli(['batch', manifest, '-w', weights, '--backend', 'cpu', '--max-batch', '4'], redis.url);
     procs.push(ref);
     await ref.waitFor(/12 done, 0 failed/, 120_000);
@@ -115,7 +158,11 @@ describe.skipIf(!ready && process.env.CI !== 'true')('lost workers', () => {
       const got = Buffer.from(await res.arrayBuffer());
       const meta = await sharp(got).metadata();
       expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 48]);
-      const [mine, reference, other] = await Promise.all([sharp(got).raw().toBuffer(), pixels(path.join(dir, 'ref', `${j.id}.png`)), pixels(path.join(dir, 'ref', `${jobs[(k + 1) % jobs.length].id}.png`))]);
+      const [mine, reference, other] = await Promise.all([
+        sharp(got).raw().toBuffer(),
+        pixels(path.join(dir, 'ref', `${j.id}.png`)),
+        pixels(path.join(dir, 'ref', `${jobs[(k + 1) % jobs.length].id}.png`)),
+      ]);
       expect(meanDiff(mine, reference)).toBeLessThan(2);
       expect(meanDiff(mine, other)).toBeGreaterThan(10); // the comparison can tell jobs apart
     }

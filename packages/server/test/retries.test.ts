@@ -39,14 +39,28 @@ describe('retries', () => {
       dispose: () => undefined,
     };
     const worker = startWorker({
-      store, connection, backend: broken, weights, limits: { maxBatch: 2, memoryBytes: 2 ** 30 },
-      scratchDir: mkdtempSync(path.join(tmpdir(), 'nst-retry-scratch-')), checkpointEvery: 5, lockMs: 5000, previewEveryMs: 1000, log: () => undefined,
+      store,
+      connection,
+      backend: broken,
+      weights,
+      limits: { maxBatch: 2, memoryBytes: 2 ** 30 },
+      scratchDir: mkdtempSync(path.join(tmpdir(), 'nst-retry-scratch-')),
+      checkpointEvery: 5,
+      lockMs: 5000,
+      previewEveryMs: 1000,
+      log: () => undefined,
     });
     close = worker.close;
-    const png = await sharp({ create: { width: 16, height: 12, channels: 3, background: 'teal' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 16, height: 12, channels: 3, background: 'teal' } })
+      .png()
+      .toBuffer();
     await store.putOnce(inputKey(png), png);
     queue = openQueue(connection);
-    const job = await queue.add('render', { content: inputKey(png), styles: [inputKey(png)], options: { size: '16x12', iterations: '3' } }, { jobId: '0b7c0c1e-0000-4000-8000-000000000001', attempts: 3, backoff: { type: 'fixed', delay: 100 } });
+    const job = await queue.add(
+      'render',
+      { content: inputKey(png), styles: [inputKey(png)], options: { size: '16x12', iterations: '3' } },
+      { jobId: '0b7c0c1e-0000-4000-8000-000000000001', attempts: 3, backoff: { type: 'fixed', delay: 100 } },
+    );
     await until(async () => (await job.getState()) === 'failed', 30_000, 'the job to fail');
     const done = (await queue.getJob(job.id!))!;
     expect(await done.getState()).toBe('failed');

@@ -105,7 +105,9 @@ async function onEvent(id, event, data, losses) {
   state.textContent = data.state;
   state.className = `state ${data.state}`;
   $('progress').textContent =
-    data.state === 'failed' ? `failed: ${data.error}` : `iteration ${data.iteration} of ${data.iterations}${data.losses ? `, loss ${data.losses.total.toExponential(3)}` : ''}`;
+    data.state === 'failed'
+      ? `failed: ${data.error}`
+      : `iteration ${data.iteration} of ${data.iterations}${data.losses ? `, loss ${data.losses.total.toExponential(3)}` : ''}`;
   // Losses are reported every few iterations: one point per new report.
   if (data.losses && losses.at(-1)?.total !== data.losses.total) {
     losses.push({ iteration: data.iteration, total: data.losses.total });

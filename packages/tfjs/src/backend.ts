@@ -48,7 +48,11 @@ export class TfjsBackend implements Backend {
     const { batch, height, width } = options;
     for (const [name, value] of Object.entries({ batch, height, width }))
       if (!Number.isInteger(value) || value < 1) throw new UserError(`tfjs session: ${name} must be a positive integer, got ${value}`);
-    checkLayersAvailable(options.loss, this.vgg.weights.layers.map((l) => l.name), this.vgg.weights.source);
+    checkLayersAvailable(
+      options.loss,
+      this.vgg.weights.layers.map((l) => l.name),
+      this.vgg.weights.source,
+    );
     const session: TfjsSession = new TfjsSession(this.tf, this.vgg, options, () => this.sessions.delete(session));
     this.sessions.add(session);
     return session;

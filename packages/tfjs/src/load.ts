@@ -105,7 +105,11 @@ async function select(options: TfjsLoadOptions): Promise<TfjsSelection> {
   tfjs.env().set('PROD', true);
   const threads = Math.max(1, Math.min(8, Math.floor(options.threads ?? os.availableParallelism())));
   const order = options.prefer ? [options.prefer, ...TFJS_KINDS.filter((k) => k !== options.prefer)] : [...TFJS_KINDS];
-  const loaders: Record<TfjsKind, () => Promise<Loaded>> = { node: loadNode, wasm: () => loadWasm(threads, options.threadsStartTimeoutMs), cpu: loadCpu };
+  const loaders: Record<TfjsKind, () => Promise<Loaded>> = {
+    node: loadNode,
+    wasm: () => loadWasm(threads, options.threadsStartTimeoutMs),
+    cpu: loadCpu,
+  };
   const rejected: { kind: TfjsKind; reason: string }[] = [];
   for (const kind of order) {
     try {

@@ -49,7 +49,6 @@ export class TfVgg {
     return tf.customGrad(convolve as unknown as Parameters<Tf['customGrad']>[0]) as (x: Tensor4D) => Tensor4D;
   }
 
-
   /**
    * Post-ReLU activations of the layers in `wanted` (indices), running the
    * network only as deep as the deepest of them. Call inside tf.tidy.
@@ -85,7 +84,12 @@ export class TfVgg {
     if (pooling === 'max') return tf.maxPool(x, 2, 2, 'same');
     const [, h, w] = x.shape;
     if (h % 2 === 0 && w % 2 === 0) return tf.avgPool(x, 2, 2, 'valid');
-    const padded = tf.pad(x, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]]);
+    const padded = tf.pad(x, [
+      [0, 0],
+      [0, h % 2],
+      [0, w % 2],
+      [0, 0],
+    ]);
     return tf.mul(tf.avgPool(padded, 2, 2, 'valid'), this.avgCorrection(h, w));
   }
 

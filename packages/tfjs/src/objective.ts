@@ -50,7 +50,13 @@ function perItemSum(tf: Tf, t: Tensor4D | Tensor3D): Tensor1D {
   while (flat.shape[1] > SUM_BLOCK) {
     const length = flat.shape[1];
     const blocks = Math.ceil(length / SUM_BLOCK);
-    const padded = blocks * SUM_BLOCK === length ? flat : tf.pad(flat, [[0, 0], [0, blocks * SUM_BLOCK - length]]);
+    const padded =
+      blocks * SUM_BLOCK === length
+        ? flat
+        : tf.pad(flat, [
+            [0, 0],
+            [0, blocks * SUM_BLOCK - length],
+          ]);
     flat = tf.sum(tf.reshape(padded, [n, blocks, SUM_BLOCK]), 2) as Tensor2D;
   }
   return tf.sum(flat, 1) as Tensor1D;

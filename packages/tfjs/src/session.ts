@@ -72,7 +72,13 @@ export class TfjsSession implements Session {
         }
         return blended as Tensor3D[];
       });
-      const style = styleIndices.map((_, k) => tf.concat(perItem.map((grams) => grams[k]), 0) as Tensor3D);
+      const style = styleIndices.map(
+        (_, k) =>
+          tf.concat(
+            perItem.map((grams) => grams[k]),
+            0,
+          ) as Tensor3D,
+      );
       return { content, style };
     });
     this.disposeTargets();

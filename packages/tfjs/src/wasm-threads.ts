@@ -112,10 +112,7 @@ export async function withNodeWasmThreads<T>(threads: number, init: () => Promis
     }
   }
   const timeoutMs = options.startTimeoutMs ?? 30_000;
-  const timer = setTimeout(
-    () => failStart(new Error(`the wasm thread pool did not load within ${timeoutMs / 1000} s`)),
-    timeoutMs,
-  );
+  const timer = setTimeout(() => failStart(new Error(`the wasm thread pool did not load within ${timeoutMs / 1000} s`)), timeoutMs);
 
   globalThis.Blob = RecordingBlob as typeof Blob;
   URL.createObjectURL = createObjectURL;

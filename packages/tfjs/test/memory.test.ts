@@ -43,7 +43,9 @@ describe('tfjs memory estimate', () => {
       // peakBytes is the most TensorFlow.js held in all during the call (the weights included).
       const measured = info.peakBytes - baseline;
       const estimate = backend.estimateMemory({ height: h, width: w, batch, loss, styleSizes: [{ height: sh, width: sw }] })!;
-      console.log(`tfjs ${w}x${h} b${batch} style ${sw}x${sh}: measured peak ${measured} bytes, estimate ${estimate} (${(estimate / measured).toFixed(2)}x)`);
+      console.log(
+        `tfjs ${w}x${h} b${batch} style ${sw}x${sh}: measured peak ${measured} bytes, estimate ${estimate} (${(estimate / measured).toFixed(2)}x)`,
+      );
       expect(estimate).toBeGreaterThanOrEqual(measured);
       expect(estimate).toBeLessThan(3 * measured);
       backend.dispose();

@@ -12,7 +12,13 @@ import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 import { relL2 } from '@nst/test-helpers';
 import { TfVgg } from '../src/network.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { pool2x2, pool2x2Backward, referenceAdamTrajectory, referenceLossAndGradient, tensor3 } from '../../../test/reference/vgg-float64.js';
+import {
+  pool2x2,
+  pool2x2Backward,
+  referenceAdamTrajectory,
+  referenceLossAndGradient,
+  tensor3,
+} from '../../../test/reference/vgg-float64.js';
 
 const WEIGHTS = testWeights(1); // conv1_1 .. conv5_1
 const LOSS_WITH_TV: LossSpec = { ...DEFAULT_LOSS, tvWeight: 0.02 };
@@ -90,7 +96,13 @@ describe('TF SAME 2x2 pooling', () => {
     it(`${pooling}: forward and gradient match the reference at odd sizes`, () => {
       const vgg = new TfVgg(tf, testWeights(2, 1));
       const rng = new Rng(8);
-      for (const [h, w] of [[5, 7], [6, 9], [7, 4], [1, 3], [3, 1]]) {
+      for (const [h, w] of [
+        [5, 7],
+        [6, 9],
+        [7, 4],
+        [1, 3],
+        [3, 1],
+      ]) {
         const x = rng.fillUniform(new Float32Array(h * w * 4), -1, 3);
         const [oh, ow] = [Math.ceil(h / 2), Math.ceil(w / 2)];
         const dy = rng.fillUniform(new Float32Array(oh * ow * 4), -1, 1);
@@ -99,10 +111,17 @@ describe('TF SAME 2x2 pooling', () => {
           const dyt = tf.tensor4d(dy, [1, oh, ow, 4]);
           const reluPool = (t: tf.Tensor) => vgg.pool(tf.relu(t as tf.Tensor4D), pooling);
           const y = reluPool(xt).dataSync();
-          const dx = tf.grad((t) => tf.sum(tf.mul(reluPool(t), dyt)))(xt).dataSync();
+          const dx = tf
+            .grad((t) => tf.sum(tf.mul(reluPool(t), dyt)))(xt)
+            .dataSync();
           return { y, dx };
         });
-        const a = tensor3(h, w, 4, x.map((e) => Math.max(e, 0)));
+        const a = tensor3(
+          h,
+          w,
+          4,
+          x.map((e) => Math.max(e, 0)),
+        );
         const ref = pool2x2(a, pooling);
         const refGrad = pool2x2Backward(a, tensor3(oh, ow, 4, dy), pooling).data.map((g, i) => (x[i] > 0 ? g : 0));
         expect(relL2(y, ref.data)).toBeLessThan(1e-6);
@@ -114,9 +133,39 @@ describe('TF SAME 2x2 pooling', () => {
 });
 
 describe('loss and gradient vs the float64 reference (random VGG-19 to conv5_1)', () => {
-  const cases: Array<{ name: string; pooling: Pooling; h: number; w: number; batch: number; styles: Array<[number, number]>; loss: LossSpec }> = [
-    { name: 'avg, 11x13, batch 2, 2 blended styles, TV', pooling: 'avg', h: 11, w: 13, batch: 2, styles: [[9, 15], [11, 13]], loss: LOSS_WITH_TV },
-    { name: 'max, 11x13, batch 2, 2 blended styles, TV', pooling: 'max', h: 11, w: 13, batch: 2, styles: [[13, 10], [11, 13]], loss: LOSS_WITH_TV },
+  const cases: Array<{
+    name: string;
+    pooling: Pooling;
+    h: number;
+    w: number;
+    batch: number;
+    styles: Array<[number, number]>;
+    loss: LossSpec;
+  }> = [
+    {
+      name: 'avg, 11x13, batch 2, 2 blended styles, TV',
+      pooling: 'avg',
+      h: 11,
+      w: 13,
+      batch: 2,
+      styles: [
+        [9, 15],
+        [11, 13],
+      ],
+      loss: LOSS_WITH_TV,
+    },
+    {
+      name: 'max, 11x13, batch 2, 2 blended styles, TV',
+      pooling: 'max',
+      h: 11,
+      w: 13,
+      batch: 2,
+      styles: [
+        [13, 10],
+        [11, 13],
+      ],
+      loss: LOSS_WITH_TV,
+    },
     { name: 'avg, 16x16, batch 1, default loss', pooling: 'avg', h: 16, w: 16, batch: 1, styles: [[16, 16]], loss: DEFAULT_LOSS },
     { name: 'max, 9x17, batch 1, one style', pooling: 'max', h: 9, w: 17, batch: 1, styles: [[12, 12]], loss: DEFAULT_LOSS },
   ];
@@ -185,33 +234,39 @@ describe('Adam through the seam', () => {
     ['large eps, other betas', { lr: 0.5, beta1: 0.8, beta2: 0.99, eps: 10 }],
   ];
   for (const [label, adam] of configs) {
-  it(`3 iterations match core adamUpdate applied to the reference gradient (${label})`, async () => {
-    const [h, w, batch] = [9, 11, 2];
-    const options: SessionOptions = { height: h, width: w, batch, pooling: 'avg', loss: LOSS_WITH_TV };
-    const targets = [makeTargets(300, h, w, [[9, 11]]), makeTargets(400, h, w, [[7, 12], [9, 11]])];
-    const x0 = testImage(9, batch * h * w * 3, -30, 30);
-    const stepSizes = adamStepSizes(adam, 1, 3);
+    it(`3 iterations match core adamUpdate applied to the reference gradient (${label})`, async () => {
+      const [h, w, batch] = [9, 11, 2];
+      const options: SessionOptions = { height: h, width: w, batch, pooling: 'avg', loss: LOSS_WITH_TV };
+      const targets = [
+        makeTargets(300, h, w, [[9, 11]]),
+        makeTargets(400, h, w, [
+          [7, 12],
+          [9, 11],
+        ]),
+      ];
+      const x0 = testImage(9, batch * h * w * 3, -30, 30);
+      const stepSizes = adamStepSizes(adam, 1, 3);
 
-    // Reference: float64 gradient, core's float64 Adam.
-    const ref = referenceAdamTrajectory(WEIGHTS, options, targets, x0, stepSizes, adam);
-    const x = ref.images;
+      // Reference: float64 gradient, core's float64 Adam.
+      const ref = referenceAdamTrajectory(WEIGHTS, options, targets, x0, stepSizes, adam);
+      const x = ref.images;
 
-    const session = await openSession(options, targets, x0);
-    const first = await session.iterate({ adam, stepSizes });
-    const final = await session.iterate({ adam, stepSizes: new Float32Array(0) });
-    expectLossesClose(first, ref.first, 1e-5);
-    // Three updates of about lr each: the images agree to float32 accuracy.
-    const images = await session.readImages();
-    expect(Math.max(...images.map((g, i) => Math.abs(g - x[i])))).toBeLessThan(1e-3);
-    expect(relL2(images, x)).toBeLessThan(1e-5);
-    expectLossesClose(final, ref.final, 1e-4);
-    const state = await session.readOptimizerState();
-    expect(relL2(state.m, ref.m)).toBeLessThan(1e-4);
-    expect(relL2(state.v, ref.v)).toBeLessThan(1e-4);
-    // The loss went down.
-    for (let b = 0; b < batch; b++) expect(final[b].total).toBeLessThan(first[b].total);
-    session.dispose();
-  });
+      const session = await openSession(options, targets, x0);
+      const first = await session.iterate({ adam, stepSizes });
+      const final = await session.iterate({ adam, stepSizes: new Float32Array(0) });
+      expectLossesClose(first, ref.first, 1e-5);
+      // Three updates of about lr each: the images agree to float32 accuracy.
+      const images = await session.readImages();
+      expect(Math.max(...images.map((g, i) => Math.abs(g - x[i])))).toBeLessThan(1e-3);
+      expect(relL2(images, x)).toBeLessThan(1e-5);
+      expectLossesClose(final, ref.final, 1e-4);
+      const state = await session.readOptimizerState();
+      expect(relL2(state.m, ref.m)).toBeLessThan(1e-4);
+      expect(relL2(state.v, ref.v)).toBeLessThan(1e-4);
+      // The loss went down.
+      for (let b = 0; b < batch; b++) expect(final[b].total).toBeLessThan(first[b].total);
+      session.dispose();
+    });
   }
 
   it('optimizer state round-trips and setImages zeroes it', async () => {
@@ -236,7 +291,13 @@ describe('resources and errors', () => {
     await own.loadWeights(WEIGHTS);
     const [h, w] = [8, 10];
     const options: SessionOptions = { height: h, width: w, batch: 2, pooling: 'avg', loss: LOSS_WITH_TV };
-    const targets = [makeTargets(1, h, w, [[8, 10]]), makeTargets(2, h, w, [[9, 9], [8, 10]])];
+    const targets = [
+      makeTargets(1, h, w, [[8, 10]]),
+      makeTargets(2, h, w, [
+        [9, 9],
+        [8, 10],
+      ]),
+    ];
     const session = await own.createSession(options);
     await session.setTargets(targets);
     await session.setImages(testImage(3, 2 * h * w * 3));
@@ -262,7 +323,10 @@ describe('resources and errors', () => {
     await small.loadWeights(testWeights(3, 5)); // conv1_1 .. conv3_1
     const error = await small.createSession({ height: 8, width: 8, batch: 1, pooling: 'avg', loss: DEFAULT_LOSS }).catch((e) => e);
     expect(isUserError(error)).toBe(true);
-    expect([error.field, error.detail]).toEqual(['contentLayers', 'layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)']);
+    expect([error.field, error.detail]).toEqual([
+      'contentLayers',
+      'layer conv4_2 is not in the weight set test:3 (it has conv1_1 .. conv3_1)',
+    ]);
     small.dispose();
   });
 

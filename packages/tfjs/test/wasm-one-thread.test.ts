@@ -21,7 +21,12 @@ it('wasm with 1 thread runs and matches the reference loss', async () => {
     pooling: 'avg' as const,
     loss: { ...DEFAULT_LOSS, contentLayers: [{ layer: 'conv2_2', weight: 1 }], styleLayers: [{ layer: 'conv3_1', weight: 1 }] },
   };
-  const targets = [{ content: { height: 6, width: 7, data: testImage(1, 126, -110, 110) }, styles: [{ image: { height: 5, width: 5, data: testImage(2, 75, -120, 120) }, weight: 1 }] }];
+  const targets = [
+    {
+      content: { height: 6, width: 7, data: testImage(1, 126, -110, 110) },
+      styles: [{ image: { height: 5, width: 5, data: testImage(2, 75, -120, 120) }, weight: 1 }],
+    },
+  ];
   const session = await backend.createSession(options);
   await session.setTargets(targets);
   await session.setImages(testImage(3, 126, -30, 30));

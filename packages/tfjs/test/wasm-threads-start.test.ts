@@ -42,7 +42,9 @@ describe('wasm thread pool start (2 threads)', () => {
   it('falls back to 1 thread, and says why, when a worker exits before the pool has loaded', () => {
     const s = start('worker-exits');
     expect(s.threads).toBe(1);
-    expect(s.detail).toMatch(/^tfjs \(wasm, 1 thread; 2 threads did not start: wasm thread worker 3 of the pool exited \(code \d+\) before the pool had loaded\)$/);
+    expect(s.detail).toMatch(
+      /^tfjs \(wasm, 1 thread; 2 threads did not start: wasm thread worker 3 of the pool exited \(code \d+\) before the pool had loaded\)$/,
+    );
     expect(s.correct).toBe(true);
   });
 

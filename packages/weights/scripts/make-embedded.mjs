@@ -19,7 +19,8 @@ const out = path.join(here, '..', 'assets', EMBEDDED_FILE_NAME);
 
 const set = await loadWeights(source);
 const names = set.layers.map((l) => l.name);
-if (names.join(',') !== 'conv1_1,conv1_2,conv2_1,conv2_2,conv3_1,conv3_2,conv3_3,conv3_4') throw new Error(`${source}: expected conv1_1 .. conv3_4, got ${names.join(',')}`);
+if (names.join(',') !== 'conv1_1,conv1_2,conv2_1,conv2_2,conv3_1,conv3_2,conv3_3,conv3_4')
+  throw new Error(`${source}: expected conv1_1 .. conv3_4, got ${names.join(',')}`);
 
 // Style on the first layer of each block, content on conv3_2: the deepest layers this set has.
 const third = 1 / 3;
@@ -37,8 +38,10 @@ await writeSafetensors(
     format: 'nst-vgg19-embedded',
     version: '1',
     preprocessing: JSON.stringify(set.preprocessing),
-    source: 'Keras VGG-19 ImageNet weights (keras-applications, vgg19_weights_tf_dim_ordering_tf_kernels), blocks 1-3, via a TensorFlow.js layers model',
-    credit: 'Karen Simonyan and Andrew Zisserman, Visual Geometry Group, University of Oxford: "Very Deep Convolutional Networks for Large-Scale Image Recognition" (2014)',
+    source:
+      'Keras VGG-19 ImageNet weights (keras-applications, vgg19_weights_tf_dim_ordering_tf_kernels), blocks 1-3, via a TensorFlow.js layers model',
+    credit:
+      'Karen Simonyan and Andrew Zisserman, Visual Geometry Group, University of Oxford: "Very Deep Convolutional Networks for Large-Scale Image Recognition" (2014)',
     license: 'CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)',
     layers: names.join(','),
     default_layers: JSON.stringify(defaultLayers),

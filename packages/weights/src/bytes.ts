@@ -26,12 +26,30 @@ export class ByteReader {
       fail(`${this.what}: ${what} at byte ${offset} (${size} bytes) runs past the end of the data (${this.bytes.length} bytes)`);
   }
 
-  u8(o: number): number { this.need(o, 1); return this.bytes[o]; }
-  u16(o: number): number { this.need(o, 2); return this.view.getUint16(o, true); }
-  u32(o: number): number { this.need(o, 4); return this.view.getUint32(o, true); }
-  i32(o: number): number { this.need(o, 4); return this.view.getInt32(o, true); }
-  f32(o: number): number { this.need(o, 4); return this.view.getFloat32(o, true); }
-  f64(o: number): number { this.need(o, 8); return this.view.getFloat64(o, true); }
+  u8(o: number): number {
+    this.need(o, 1);
+    return this.bytes[o];
+  }
+  u16(o: number): number {
+    this.need(o, 2);
+    return this.view.getUint16(o, true);
+  }
+  u32(o: number): number {
+    this.need(o, 4);
+    return this.view.getUint32(o, true);
+  }
+  i32(o: number): number {
+    this.need(o, 4);
+    return this.view.getInt32(o, true);
+  }
+  f32(o: number): number {
+    this.need(o, 4);
+    return this.view.getFloat32(o, true);
+  }
+  f64(o: number): number {
+    this.need(o, 8);
+    return this.view.getFloat64(o, true);
+  }
 
   /** An unsigned 64-bit value that must fit a JavaScript safe integer. */
   u64(o: number, what = 'a 64-bit length'): number {
@@ -44,7 +62,10 @@ export class ByteReader {
   i64(o: number): number {
     this.need(o, 8);
     const v = this.view.getBigInt64(o, true);
-    check(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER), `${this.what}: 64-bit integer at byte ${o} is out of range`);
+    check(
+      v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER),
+      `${this.what}: 64-bit integer at byte ${o} is out of range`,
+    );
     return Number(v);
   }
 

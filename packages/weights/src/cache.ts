@@ -42,7 +42,12 @@ export function cacheDirVariable(): string | undefined {
 /** A WeightsError (WEIGHTS_CACHE_UNWRITABLE) naming the folder, and the variable it came from. */
 function unwritable(dir: string, variable: string | undefined, reason: string, cause?: unknown): WeightsError {
   const from = variable ? ` (from ${variable})` : '';
-  return new WeightsError(`cache folder ${dir}${from} ${reason}`, { reason: 'WEIGHTS_CACHE_UNWRITABLE', path: dir, entry: variable, cause });
+  return new WeightsError(`cache folder ${dir}${from} ${reason}`, {
+    reason: 'WEIGHTS_CACHE_UNWRITABLE',
+    path: dir,
+    entry: variable,
+    cause,
+  });
 }
 
 function errnoReason(e: unknown): string {
@@ -115,27 +120,31 @@ export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions)
   const partial = new Map<string, { kernel?: Float32Array; bias?: Float32Array }>();
   let torchNames = false;
   const dtypes = new Set<string>();
-  const metadata = await withFile(probe.path, async (file) => {
-    const header = await readHeader(file);
-    for (const [name, t] of header.entries) {
-      const torch = parseTorchName(name);
-      const param = parseParamName(name) ?? torch;
-      if (!param) continue;
-      torchNames ||= torch !== undefined;
-      const { inChannels: I, outChannels: O } = layerShape(param.conv);
-      const entry = partial.get(param.conv) ?? {};
-      if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice`);
-      const oihw = param.kind === 'kernel' && t.shape[0] === O && t.shape[3] === 3;
-      checkShape(param.conv, param.kind, t.shape, param.kind === 'bias' ? [O] : oihw ? [O, I, 3, 3] : [3, 3, I, O]);
-      const tensor = await readTensor(file, header, name);
-      dtypes.add(tensor.dtype);
-      const values = tensorToFloat32(name, tensor, file.budget);
-      if (param.kind === 'bias') entry.bias = values;
-      else entry.kernel = oihw ? gatherHWIO(values, 0, STRIDES.oihw(I, O), I, O) : values;
-      partial.set(param.conv, entry);
-    }
-    return header.metadata;
-  }, probe.budget);
+  const metadata = await withFile(
+    probe.path,
+    async (file) => {
+      const header = await readHeader(file);
+      for (const [name, t] of header.entries) {
+        const torch = parseTorchName(name);
+        const param = parseParamName(name) ?? torch;
+        if (!param) continue;
+        torchNames ||= torch !== undefined;
+        const { inChannels: I, outChannels: O } = layerShape(param.conv);
+        const entry = partial.get(param.conv) ?? {};
+        if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice`);
+        const oihw = param.kind === 'kernel' && t.shape[0] === O && t.shape[3] === 3;
+        checkShape(param.conv, param.kind, t.shape, param.kind === 'bias' ? [O] : oihw ? [O, I, 3, 3] : [3, 3, I, O]);
+        const tensor = await readTensor(file, header, name);
+        dtypes.add(tensor.dtype);
+        const values = tensorToFloat32(name, tensor, file.budget);
+        if (param.kind === 'bias') entry.bias = values;
+        else entry.kernel = oihw ? gatherHWIO(values, 0, STRIDES.oihw(I, O), I, O) : values;
+        partial.set(param.conv, entry);
+      }
+      return header.metadata;
+    },
+    probe.budget,
+  );
   const isCache = metadata.format === CACHE_FORMAT;
   let preprocessing: Preprocessing;
   if (metadata.preprocessing) preprocessing = parsePreprocessing(metadata.preprocessing);
@@ -153,7 +162,13 @@ export async function loadSafetensorsWeights(probe: Probe, options: LoadOptions)
   if (metadata.license) details.licence = metadata.license;
   if (!(dtypes.size === 1 && dtypes.has('F32'))) details['stored as'] = [...dtypes].join(', ');
   const defaultLayers = metadata[DEFAULT_LAYERS_KEY] === undefined ? undefined : parseDefaultLayers(metadata[DEFAULT_LAYERS_KEY]);
-  return { convs: completeConvs(partial), preprocessing, sha256: metadata.source_sha256, details, ...(defaultLayers ? { defaultLayers } : {}) };
+  return {
+    convs: completeConvs(partial),
+    preprocessing,
+    sha256: metadata.source_sha256,
+    details,
+    ...(defaultLayers ? { defaultLayers } : {}),
+  };
 }
 
 /** The metadata entry holding a set's own loss layers (WeightSet.defaultLayers) as JSON. */
@@ -169,10 +184,19 @@ export function parseDefaultLayers(json: string): DefaultLayers {
   }
   const list = (key: string): WeightedLayer[] => {
     const items = v?.[key];
-    check(Array.isArray(items) && items.length > 0 && items.length <= VGG19_LAYERS.length, `metadata "${DEFAULT_LAYERS_KEY}" needs a non-empty list ${key}`);
+    check(
+      Array.isArray(items) && items.length > 0 && items.length <= VGG19_LAYERS.length,
+      `metadata "${DEFAULT_LAYERS_KEY}" needs a non-empty list ${key}`,
+    );
     return items.map((item: { layer?: unknown; weight?: unknown }) => {
-      check(VGG19_LAYERS.some((l) => l.name === item?.layer), `metadata "${DEFAULT_LAYERS_KEY}": ${key} names an unknown layer`);
-      check(typeof item.weight === 'number' && item.weight > 0 && Number.isFinite(item.weight), `metadata "${DEFAULT_LAYERS_KEY}": ${key} needs positive weights`);
+      check(
+        VGG19_LAYERS.some((l) => l.name === item?.layer),
+        `metadata "${DEFAULT_LAYERS_KEY}": ${key} names an unknown layer`,
+      );
+      check(
+        typeof item.weight === 'number' && item.weight > 0 && Number.isFinite(item.weight),
+        `metadata "${DEFAULT_LAYERS_KEY}": ${key} needs positive weights`,
+      );
       return { layer: item.layer as string, weight: item.weight };
     });
   };
@@ -242,11 +266,14 @@ export async function importToCache(set: WeightSet, options: { force?: boolean; 
   const replaced = existsSync(path) ? await layersIn(path) : [];
   if (replaced.length > layers.length && !options.force) {
     const span = (names: readonly string[]) => `${names.length} layers (${names[0]} .. ${names.at(-1)})`;
-    throw new WeightsError(`${path} holds ${span(replaced)}; ${set.source} would store only ${span(layers)}: refusing to replace the cache with fewer layers`, {
-      reason: 'WEIGHTS_CACHE_DOWNGRADE',
-      path,
-      field: 'force',
-    });
+    throw new WeightsError(
+      `${path} holds ${span(replaced)}; ${set.source} would store only ${span(layers)}: refusing to replace the cache with fewer layers`,
+      {
+        reason: 'WEIGHTS_CACHE_DOWNGRADE',
+        path,
+        field: 'force',
+      },
+    );
   }
   await writeCache(set, path);
   return { path, layers, replaced };

@@ -17,7 +17,10 @@ export function describeWeights({ set, details, loadMs }: LoadedWeights): string
     ['sha256', set.sha256 ?? 'unknown'],
     ...Object.entries(details),
     ...(set.defaultLayers ? [['default layers', describeDefaultLayers(set.defaultLayers)] as [string, string]] : []),
-    ['layers', `${set.layers.length} (${set.layers[0].name} .. ${set.layers.at(-1)!.name}), ${params.toLocaleString('en-US')} parameters, float32`],
+    [
+      'layers',
+      `${set.layers.length} (${set.layers[0].name} .. ${set.layers.at(-1)!.name}), ${params.toLocaleString('en-US')} parameters, float32`,
+    ],
   ];
   const width = Math.max(...fields.map(([k]) => k.length)) + 2;
   return [

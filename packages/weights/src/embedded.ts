@@ -32,7 +32,10 @@ export async function verifiedEmbeddedPath(): Promise<string> {
 /** Throws a one-line UserError unless the file at `path` has the SHA-256 `expected`. */
 export async function verifySha256(path: string, expected: string, what: string): Promise<void> {
   const actual = await sha256File(path).catch((e: NodeJS.ErrnoException) => {
-    throw new UserError(`${path}: ${what} cannot be read (${e.code ?? e.message}); restore the file from the repository`, { code: 'not-found', field: 'weights' });
+    throw new UserError(`${path}: ${what} cannot be read (${e.code ?? e.message}); restore the file from the repository`, {
+      code: 'not-found',
+      field: 'weights',
+    });
   });
   if (actual !== expected)
     throw new UserError(`${path}: ${what} are damaged (SHA-256 ${actual}, expected ${expected}); restore the file from the repository`, {

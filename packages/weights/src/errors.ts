@@ -86,7 +86,7 @@ export function checkInt(value: unknown, what: string, min = 0, max = Number.MAX
 }
 
 function describeValue(v: unknown): string {
-  const s = typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v);
+  const s = typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v));
   return s.length > 40 ? `${s.slice(0, 40)}...` : s;
 }
 

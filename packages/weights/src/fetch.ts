@@ -55,7 +55,10 @@ export const WEIGHT_SOURCES: readonly WeightSource[] = [
     id: 'caffe-pth',
     description: 'Caffe VGG-19 converted to PyTorch (neural-style-pt, BGR)',
     fileName: 'vgg19-d01eb7cb.pth',
-    urls: ['https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth', 'https://s3-us-west-2.amazonaws.com/jcjohns-models/vgg19-d01eb7cb.pth'],
+    urls: [
+      'https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth',
+      'https://s3-us-west-2.amazonaws.com/jcjohns-models/vgg19-d01eb7cb.pth',
+    ],
     checksum: { algorithm: 'sha256', hex: 'd01eb7cb', prefix: true },
     megabytes: 548,
   },
@@ -136,7 +139,13 @@ export async function fetchWeightsDetailed(options: FetchOptions = {}): Promise<
   );
 }
 
-async function convert(source: WeightSource, url: string, file: string, options: FetchOptions, log: (l: string) => void): Promise<FetchResult> {
+async function convert(
+  source: WeightSource,
+  url: string,
+  file: string,
+  options: FetchOptions,
+  log: (l: string) => void,
+): Promise<FetchResult> {
   const set = await loadWeights(file);
   const path = await writeCache({ ...set, source: url });
   if (!options.keep) await unlink(file).catch(() => undefined);
@@ -191,7 +200,11 @@ async function download(url: string, part: string, options: FetchOptions, log: (
         done(null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      counter,
+      createWriteStream(part, { flags: resumed ? 'a' : 'w' }),
+    );
     bar.done();
     if (total !== undefined && received !== total) throw new Error(`connection closed after ${received} of ${total} bytes`);
   } catch (e) {

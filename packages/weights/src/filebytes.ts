@@ -92,7 +92,8 @@ export class FileBytes {
     const self = this;
     return ReadableStream.from(
       (async function* () {
-        for (let p = offset; p < offset + length; p += CHUNK) yield await self.readUncharged(p, Math.min(CHUNK, offset + length - p), 'a data chunk');
+        for (let p = offset; p < offset + length; p += CHUNK)
+          yield await self.readUncharged(p, Math.min(CHUNK, offset + length - p), 'a data chunk');
       })(),
       { objectMode: false },
     );

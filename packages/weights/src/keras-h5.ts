@@ -60,7 +60,10 @@ export async function loadKerasH5(probe: Probe): Promise<LoadedFile> {
       check(FLOAT_DTYPES.has(ds.dtype), () => `${ds.path} holds ${ds.dtype} values, not 32- or 64-bit floats`, 'WEIGHTS_CORRUPT', ds.path);
       const value = await h5.request<Float32Array | Float64Array | null>({ op: 'read', path: ds.path }, `read ${ds.path}`);
       if (!(value instanceof Float32Array || value instanceof Float64Array)) fail(`${ds.path} is not floating-point data (${ds.dtype})`);
-      check(value.length === (param.kind === 'kernel' ? 9 * inChannels * outChannels : outChannels), `${ds.path} holds ${value.length} values`);
+      check(
+        value.length === (param.kind === 'kernel' ? 9 * inChannels * outChannels : outChannels),
+        `${ds.path} holds ${value.length} values`,
+      );
       const entry = partial.get(param.conv) ?? {};
       if (entry[param.kind]) fail(`${param.conv} ${param.kind} appears twice (${ds.path})`);
       entry[param.kind] = value instanceof Float32Array ? value : Float32Array.from(value);
@@ -161,7 +164,10 @@ class H5Worker {
   }
 
   /** Sends one request; failures become FormatErrors "HDF5 cannot <what> (<reason>)". */
-  async request<T = unknown>(message: { op: 'open'; path: string } | { op: 'list' } | { op: 'read'; path: string } | { op: 'close' }, what: string): Promise<T> {
+  async request<T = unknown>(
+    message: { op: 'open'; path: string } | { op: 'list' } | { op: 'read'; path: string } | { op: 'close' },
+    what: string,
+  ): Promise<T> {
     const id = this.nextId++;
     const answer = new Promise<unknown>((resolve, reject) => {
       if (this.dead) return reject(this.dead);

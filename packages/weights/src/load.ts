@@ -45,10 +45,15 @@ export async function loadWeightsDetailed(source: string, options: LoadOptions =
   });
   const format = detectFormat(probe);
   if (!format)
-    throw new WeightsError(`${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats().map((f) => f.description).join('; ')})`, {
-      reason: 'WEIGHTS_UNKNOWN_FORMAT',
-      path: source,
-    });
+    throw new WeightsError(
+      `${source}: not a recognised VGG-19 weight file (supported: ${registeredFormats()
+        .map((f) => f.description)
+        .join('; ')})`,
+      {
+        reason: 'WEIGHTS_UNKNOWN_FORMAT',
+        path: source,
+      },
+    );
   const set = await loadAs(format.name, probe, options, source);
   const loadMs = performance.now() - start;
   if (options.verbose)
@@ -84,7 +89,8 @@ async function loadAs(formatName: string, probe: Probe, options: LoadOptions, so
  */
 function asUserError(e: unknown, prefix: string, path: string): unknown {
   if (isUserError(e)) return e;
-  if (e instanceof FormatError) return new WeightsError(oneLine(`${prefix}: ${e.message}`), { reason: e.code, path, entry: e.field, cause: e });
+  if (e instanceof FormatError)
+    return new WeightsError(oneLine(`${prefix}: ${e.message}`), { reason: e.code, path, entry: e.field, cause: e });
   const code = (e as NodeJS.ErrnoException)?.code;
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code))
     return new WeightsError(`${prefix}: cannot be read (${code})`, { reason: 'WEIGHTS_UNREADABLE', path, cause: e });

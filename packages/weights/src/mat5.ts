@@ -13,7 +13,23 @@ import { MemoryBudget } from './budget.js';
 import { ByteReader, float32View } from './bytes.js';
 import { check, fail } from './errors.js';
 
-export const MI = { INT8: 1, UINT8: 2, INT16: 3, UINT16: 4, INT32: 5, UINT32: 6, SINGLE: 7, DOUBLE: 9, INT64: 12, UINT64: 13, MATRIX: 14, COMPRESSED: 15, UTF8: 16, UTF16: 17, UTF32: 18 } as const;
+export const MI = {
+  INT8: 1,
+  UINT8: 2,
+  INT16: 3,
+  UINT16: 4,
+  INT32: 5,
+  UINT32: 6,
+  SINGLE: 7,
+  DOUBLE: 9,
+  INT64: 12,
+  UINT64: 13,
+  MATRIX: 14,
+  COMPRESSED: 15,
+  UTF8: 16,
+  UTF16: 17,
+  UTF32: 18,
+} as const;
 export const MX = { CELL: 1, STRUCT: 2, OBJECT: 3, CHAR: 4, SPARSE: 5, DOUBLE: 6, SINGLE: 7 } as const;
 const ELEMENT_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1, 17: 2, 18: 4 };
 
@@ -102,7 +118,10 @@ export function readMatrixHeader(r: ByteReader, start: number): MatrixHeader {
   check(dimsEl.tag.size / 4 <= MAX_DIMS, `MAT array at byte ${start} has ${dimsEl.tag.size / 4} dimensions`);
   const dr = new ByteReader(dimsEl.data, 'MAT dimensions');
   const dims = Array.from({ length: dimsEl.tag.size / 4 }, (_, i) => dr.i32(4 * i));
-  check(dims.every((d) => d >= 0), `MAT array at byte ${start} has a negative dimension`);
+  check(
+    dims.every((d) => d >= 0),
+    `MAT array at byte ${start} has a negative dimension`,
+  );
   const count = dims.reduce((a, b) => a * b, 1);
   check(Number.isSafeInteger(count), `MAT array at byte ${start} has dims ${dims.join('x')}: too many elements`, 'WEIGHTS_TOO_LARGE');
   const nameEl = element(r, dimsEl.tag.next, 'MAT array name');
@@ -148,9 +167,16 @@ export function parseMatrix(r: ByteReader, start: number, end: number, nodes: Ma
       check(namesEl.tag.size % fieldLen === 0, `MAT struct ${h.name} has a partial field name`);
       nodes.add(namesEl.tag.size / fieldLen, r.length, `MAT struct ${h.name || '(unnamed)'} field names`);
       const fields = Array.from({ length: namesEl.tag.size / fieldLen }, (_, i) =>
-        Buffer.from(namesEl.data.subarray(i * fieldLen, (i + 1) * fieldLen)).toString('latin1').replace(/\0.*$/s, ''),
+        Buffer.from(namesEl.data.subarray(i * fieldLen, (i + 1) * fieldLen))
+          .toString('latin1')
+          .replace(/\0.*$/s, ''),
       );
-      check(h.count * fields.length <= (end - namesEl.tag.next) / 8, `MAT struct ${h.name} claims ${h.count} elements`, 'WEIGHTS_TOO_LARGE', h.name);
+      check(
+        h.count * fields.length <= (end - namesEl.tag.next) / 8,
+        `MAT struct ${h.name} claims ${h.count} elements`,
+        'WEIGHTS_TOO_LARGE',
+        h.name,
+      );
       // Elements of a zero-field struct take no bytes: only the count of arrays built bounds them.
       nodes.add(h.count, r.length, `MAT struct ${h.name || '(unnamed)'}`);
       const elements: Array<Map<string, MatArray>> = [];
@@ -204,15 +230,16 @@ export function numericValues(a: MatArray, what: string, budget: MemoryBudget): 
   const r = new ByteReader(a.data, what);
   const n = a.dims.reduce((x, y) => x * y, 1);
   budget.take(4 * n, what);
-  const read: (o: number) => number = {
-    [MI.DOUBLE]: (o: number) => r.f64(8 * o),
-    [MI.INT8]: (o: number) => (r.u8(o) << 24) >> 24,
-    [MI.UINT8]: (o: number) => r.u8(o),
-    [MI.INT16]: (o: number) => (r.u16(2 * o) << 16) >> 16,
-    [MI.UINT16]: (o: number) => r.u16(2 * o),
-    [MI.INT32]: (o: number) => r.i32(4 * o),
-    [MI.UINT32]: (o: number) => r.u32(4 * o),
-  }[a.type] ?? fail(`${what} has data of unsupported type ${a.type}`);
+  const read: (o: number) => number =
+    {
+      [MI.DOUBLE]: (o: number) => r.f64(8 * o),
+      [MI.INT8]: (o: number) => (r.u8(o) << 24) >> 24,
+      [MI.UINT8]: (o: number) => r.u8(o),
+      [MI.INT16]: (o: number) => (r.u16(2 * o) << 16) >> 16,
+      [MI.UINT16]: (o: number) => r.u16(2 * o),
+      [MI.INT32]: (o: number) => r.i32(4 * o),
+      [MI.UINT32]: (o: number) => r.u32(4 * o),
+    }[a.type] ?? fail(`${what} has data of unsupported type ${a.type}`);
   return Float32Array.from({ length: n }, (_, i) => read(i));
 }
 

@@ -19,7 +19,18 @@ import { ByteReader } from './bytes.js';
 import { check, fail, FormatError } from './errors.js';
 import { FileBytes, withFile } from './filebytes.js';
 import { checkShape, gatherHWIO, layerShape, LAYER_BY_NAME, STRIDES, type RawConv } from './layers.js';
-import { checkMatHeader, MatNodes, MI, MX, numericValues, parseMatrix, readMatrixHeader, readTag, type MatArray, type MatrixHeader } from './mat5.js';
+import {
+  checkMatHeader,
+  MatNodes,
+  MI,
+  MX,
+  numericValues,
+  parseMatrix,
+  readMatrixHeader,
+  readTag,
+  type MatArray,
+  type MatrixHeader,
+} from './mat5.js';
 import { checkPreprocessing } from './preprocessing.js';
 import { hasMagic, registerFormat, type LoadedFile, type Probe } from './registry.js';
 import { sha256File } from './cache.js';
@@ -37,22 +48,26 @@ interface VariableResult {
 
 export async function loadMatConvNet(probe: Probe): Promise<LoadedFile> {
   checkMatHeader(probe.head);
-  const found = await withFile(probe.path, async (file) => {
-    let convs: Map<string, RawConv> | undefined;
-    let mean: number[] | undefined;
-    let offset = 128;
-    while (offset + 8 <= file.size && !(convs && mean)) {
-      const tag = readTag(new ByteReader(await file.read(offset, 8, 'a MAT element tag'), 'MAT-file'), 0);
-      check(tag.type === MI.MATRIX || tag.type === MI.COMPRESSED, `MAT element at byte ${offset} has type ${tag.type}, not a variable`);
-      check(offset + 8 + tag.size <= file.size, `the variable at byte ${offset} (${tag.size} bytes) runs past the end of the file`);
-      const v = await readVariable(file, offset, tag.size, tag.type === MI.COMPRESSED);
-      convs ??= v.convs;
-      mean ??= v.mean;
-      offset += tag.next;
-    }
-    check(convs, 'has no "layers" variable: not a MatConvNet network');
-    return { convs, mean };
-  }, probe.budget);
+  const found = await withFile(
+    probe.path,
+    async (file) => {
+      let convs: Map<string, RawConv> | undefined;
+      let mean: number[] | undefined;
+      let offset = 128;
+      while (offset + 8 <= file.size && !(convs && mean)) {
+        const tag = readTag(new ByteReader(await file.read(offset, 8, 'a MAT element tag'), 'MAT-file'), 0);
+        check(tag.type === MI.MATRIX || tag.type === MI.COMPRESSED, `MAT element at byte ${offset} has type ${tag.type}, not a variable`);
+        check(offset + 8 + tag.size <= file.size, `the variable at byte ${offset} (${tag.size} bytes) runs past the end of the file`);
+        const v = await readVariable(file, offset, tag.size, tag.type === MI.COMPRESSED);
+        convs ??= v.convs;
+        mean ??= v.mean;
+        offset += tag.next;
+      }
+      check(convs, 'has no "layers" variable: not a MatConvNet network');
+      return { convs, mean };
+    },
+    probe.budget,
+  );
   const details: Record<string, string> = {};
   let preprocessing: Preprocessing = PREPROCESSING.caffeRgb;
   if (!found.mean) details['mean pixel'] = 'not in the file; using the standard [123.68, 116.779, 103.939]';
@@ -184,7 +199,10 @@ function convOf(layer: MatArray, i: number, budget: MemoryBudget): { name: strin
   check(kernel && bias, `layer ${name.text} has no weights`);
   const { inChannels: I, outChannels: O } = layerShape(name.text);
   checkShape(name.text, 'kernel', kernel.dims, [3, 3, I, O]);
-  check(bias.dims.reduce((a, b) => a * b, 1) === O && bias.dims.filter((d) => d !== 1).length <= 1, () => `${name.text} bias has dims ${bias!.dims.join('x')}, VGG-19 needs ${O} values`);
+  check(
+    bias.dims.reduce((a, b) => a * b, 1) === O && bias.dims.filter((d) => d !== 1).length <= 1,
+    () => `${name.text} bias has dims ${bias!.dims.join('x')}, VGG-19 needs ${O} values`,
+  );
   // MATLAB stores F(h, w, i, o) column-major: element h + 3w + 9i + 9*in*o.
   const k = gatherHWIO(numericValues(kernel, `${name.text} kernel`, budget), 0, STRIDES.matlab(I, O), I, O);
   const b = Float32Array.from(numericValues(bias, `${name.text} bias`, budget));
@@ -205,10 +223,20 @@ function meanPixel(avg: MatArray, budget: MemoryBudget): number[] | undefined {
   if (avg.kind === 'numeric' && avg.data.length === 0) return undefined;
   check(avg.kind === 'numeric', `${MEAN_FIELD} is not a numeric array`, 'WEIGHTS_BAD_PREPROCESSING', MEAN_FIELD);
   const values = numericValues(avg, MEAN_FIELD, budget);
-  check(values.length % 3 === 0, `${MEAN_FIELD} holds ${values.length} values, not 3 per channel (RGB)`, 'WEIGHTS_BAD_PREPROCESSING', MEAN_FIELD);
+  check(
+    values.length % 3 === 0,
+    `${MEAN_FIELD} holds ${values.length} values, not 3 per channel (RGB)`,
+    'WEIGHTS_BAD_PREPROCESSING',
+    MEAN_FIELD,
+  );
   const plane = values.length / 3; // column-major: the channel is the slowest axis
   const mean = [0, 1, 2].map((c) => values.subarray(c * plane, (c + 1) * plane).reduce((a, b) => a + b, 0) / plane);
-  check(mean.every(Number.isFinite), `${MEAN_FIELD} averages to [${mean.join(', ')}], not finite values`, 'WEIGHTS_BAD_PREPROCESSING', MEAN_FIELD);
+  check(
+    mean.every(Number.isFinite),
+    `${MEAN_FIELD} averages to [${mean.join(', ')}], not finite values`,
+    'WEIGHTS_BAD_PREPROCESSING',
+    MEAN_FIELD,
+  );
   return mean;
 }
 

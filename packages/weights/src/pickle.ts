@@ -20,7 +20,10 @@ export class Tuple {
 }
 /** A class or function the pickle names (only allow-listed ones get this far). */
 export class Global {
-  constructor(readonly module: string, readonly name: string) {}
+  constructor(
+    readonly module: string,
+    readonly name: string,
+  ) {}
   get qualified(): string {
     return `${this.module}.${this.name}`;
   }
@@ -108,7 +111,7 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
   let ops = 0;
   // How deep each collection nests, as built (a collection filled after it was nested is under-counted, never over).
   const depths = new WeakMap<object, number>();
-  const depthOf = (v: PickleValue): number => (v !== null && typeof v === 'object' ? depths.get(v) ?? 0 : 0);
+  const depthOf = (v: PickleValue): number => (v !== null && typeof v === 'object' ? (depths.get(v) ?? 0) : 0);
   /** Records that `container` now holds `items`, failing past MAX_PICKLE_DEPTH. */
   const nest = (container: object, items: readonly PickleValue[]): void => {
     let d = depths.get(container) ?? 1;
@@ -156,7 +159,12 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
   };
 
   for (;;) {
-    check(++ops <= MAX_PICKLE_OPS, () => `${what}: more than ${MAX_PICKLE_OPS} pickle opcodes (at byte ${p}); not a state dict`, 'WEIGHTS_TOO_LARGE', what);
+    check(
+      ++ops <= MAX_PICKLE_OPS,
+      () => `${what}: more than ${MAX_PICKLE_OPS} pickle opcodes (at byte ${p}); not a state dict`,
+      'WEIGHTS_TOO_LARGE',
+      what,
+    );
     const op = r.u8(p);
     const at = p;
     p += 1;

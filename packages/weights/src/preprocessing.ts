@@ -24,8 +24,18 @@ export function checkPreprocessing(p: unknown, field: string): Preprocessing {
   const bad = (what: string) => `${field}: ${what}`;
   const q = p as Partial<Preprocessing> | null;
   check(q !== null && typeof q === 'object' && !Array.isArray(q), bad('is not an object'), 'WEIGHTS_BAD_PREPROCESSING', field);
-  check(typeof q.name === 'string' && q.name.length > 0 && q.name.length <= 64, bad('has no name'), 'WEIGHTS_BAD_PREPROCESSING', `${field}.name`);
-  check(q.channelOrder === 'rgb' || q.channelOrder === 'bgr', bad('channelOrder is not rgb or bgr'), 'WEIGHTS_BAD_PREPROCESSING', `${field}.channelOrder`);
+  check(
+    typeof q.name === 'string' && q.name.length > 0 && q.name.length <= 64,
+    bad('has no name'),
+    'WEIGHTS_BAD_PREPROCESSING',
+    `${field}.name`,
+  );
+  check(
+    q.channelOrder === 'rgb' || q.channelOrder === 'bgr',
+    bad('channelOrder is not rgb or bgr'),
+    'WEIGHTS_BAD_PREPROCESSING',
+    `${field}.channelOrder`,
+  );
   const scale = q.scale;
   check(
     typeof scale === 'number' && Number.isFinite(scale) && scale > 0 && scale <= MAX_SCALE,

@@ -33,10 +33,14 @@ interface OpenedPth {
 }
 
 export async function loadPth(probe: Probe, options: LoadOptions): Promise<LoadedFile> {
-  const convs = await withFile(probe.path, async (file) => {
-    const pth = hasMagic(probe.head, 'PK\x03\x04') ? await openZipPth(file) : await openLegacyPth(file);
-    return readConvs(stateDictOf(pth.stateDict), pth);
-  }, probe.budget);
+  const convs = await withFile(
+    probe.path,
+    async (file) => {
+      const pth = hasMagic(probe.head, 'PK\x03\x04') ? await openZipPth(file) : await openLegacyPth(file);
+      return readConvs(stateDictOf(pth.stateDict), pth);
+    },
+    probe.budget,
+  );
   const sha256 = await sha256File(probe.path);
   const { preprocessing, reason } = detectTorchPreprocessing(probe.path, sha256, convs.get('conv1_1'));
   if (options.verbose) (options.log ?? console.error)(`${probe.path}: preprocessing ${preprocessing.name} (${reason})`);
@@ -90,7 +94,10 @@ async function openZipPth(file: FileBytes): Promise<OpenedPth> {
     readStorage: cachedByKey(async (ref) => {
       const entry = entries.get(`${prefix}data/${ref.key}`);
       check(entry, `storage ${ref.key} is missing from the zip`);
-      check(ref.numel === undefined || entry.size >= ref.numel * ref.elementSize, `storage ${ref.key} holds ${entry.size} bytes, fewer than its ${ref.numel} elements need`);
+      check(
+        ref.numel === undefined || entry.size >= ref.numel * ref.elementSize,
+        `storage ${ref.key} holds ${entry.size} bytes, fewer than its ${ref.numel} elements need`,
+      );
       return toFloat32(await readZipEntry(file, entry), ref, file.budget);
     }),
   };
@@ -118,7 +125,10 @@ async function openLegacyPth(file: FileBytes): Promise<OpenedPth> {
   for (const key of keys) {
     const numel = (await file.read(pos, 8, `the size of storage ${key}`)).readBigInt64LE(0);
     const size = elementSize.get(key) ?? fail(`storage ${key} is not used by any tensor`);
-    check(numel >= 0n && numel * BigInt(size) <= BigInt(file.size - pos - 8), `storage ${key} claims ${numel} elements, more than the file holds`);
+    check(
+      numel >= 0n && numel * BigInt(size) <= BigInt(file.size - pos - 8),
+      `storage ${key} claims ${numel} elements, more than the file holds`,
+    );
     location.set(key, { offset: pos + 8, numel: Number(numel) });
     pos += 8 + Number(numel) * size;
   }
@@ -187,7 +197,9 @@ export function isCaffeConv1_1(conv: RawConv | undefined): boolean {
   let ss = 0;
   for (const v of conv.kernel) ss += v * v;
   const biasSum = conv.bias.reduce((a, b) => a + b, 0);
-  return Math.abs(Math.sqrt(ss) - CAFFE_CONV1_1.kernelNorm) < 1e-4 * CAFFE_CONV1_1.kernelNorm && Math.abs(biasSum - CAFFE_CONV1_1.biasSum) < 1e-3;
+  return (
+    Math.abs(Math.sqrt(ss) - CAFFE_CONV1_1.kernelNorm) < 1e-4 * CAFFE_CONV1_1.kernelNorm && Math.abs(biasSum - CAFFE_CONV1_1.biasSum) < 1e-3
+  );
 }
 
 /**
@@ -198,9 +210,15 @@ export function isCaffeConv1_1(conv: RawConv | undefined): boolean {
  * Caffe conv1_1 fingerprint, the hash prefix in the file name (neural-style-pt
  * re-saves the file, changing its hash but not its name); otherwise torchvision.
  */
-export function detectTorchPreprocessing(path: string, sha256: string, conv1_1: RawConv | undefined): { preprocessing: Preprocessing; reason: string } {
-  if (sha256.startsWith('dcbb9e9d')) return { preprocessing: PREPROCESSING.torchvision, reason: "sha256 matches torchvision's vgg19-dcbb9e9d.pth" };
-  if (sha256.startsWith('d01eb7cb')) return { preprocessing: PREPROCESSING.caffeBgr, reason: 'sha256 matches the Caffe-converted vgg19-d01eb7cb.pth' };
+export function detectTorchPreprocessing(
+  path: string,
+  sha256: string,
+  conv1_1: RawConv | undefined,
+): { preprocessing: Preprocessing; reason: string } {
+  if (sha256.startsWith('dcbb9e9d'))
+    return { preprocessing: PREPROCESSING.torchvision, reason: "sha256 matches torchvision's vgg19-dcbb9e9d.pth" };
+  if (sha256.startsWith('d01eb7cb'))
+    return { preprocessing: PREPROCESSING.caffeBgr, reason: 'sha256 matches the Caffe-converted vgg19-d01eb7cb.pth' };
   if (isCaffeConv1_1(conv1_1)) return { preprocessing: PREPROCESSING.caffeBgr, reason: "conv1_1 matches the Caffe VGG-19's first layer" };
   const name = basename(path);
   if (name.includes('d01eb7cb')) return { preprocessing: PREPROCESSING.caffeBgr, reason: 'file name vgg19-d01eb7cb (Caffe-converted)' };

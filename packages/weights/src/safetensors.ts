@@ -48,8 +48,18 @@ const MAX_HEADER_BYTES = 16 << 20;
 /** The header length in the first 8 bytes, checked against the file's size. */
 export function headerLength(first8: Uint8Array, fileSize: number): number {
   const headerSize = new ByteReader(first8, 'safetensors').u64(0, 'header length');
-  check(headerSize >= 2 && headerSize <= MAX_HEADER_BYTES, `header length ${headerSize} is out of range (2..${MAX_HEADER_BYTES})`, 'WEIGHTS_TOO_LARGE', 'header length');
-  check(8 + headerSize <= fileSize, `header length ${headerSize} runs past the end of the ${fileSize}-byte file`, 'WEIGHTS_CORRUPT', 'header length');
+  check(
+    headerSize >= 2 && headerSize <= MAX_HEADER_BYTES,
+    `header length ${headerSize} is out of range (2..${MAX_HEADER_BYTES})`,
+    'WEIGHTS_TOO_LARGE',
+    'header length',
+  );
+  check(
+    8 + headerSize <= fileSize,
+    `header length ${headerSize} runs past the end of the ${fileSize}-byte file`,
+    'WEIGHTS_CORRUPT',
+    'header length',
+  );
   return headerSize;
 }
 
@@ -68,19 +78,39 @@ export function parseHeader(json: string, dataStart: number, dataLength: number)
       continue;
     }
     const { dtype, shape, data_offsets } = (entry ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    check(typeof dtype === 'string' && dtype in DTYPE_BYTES, `tensor ${name} has unsupported dtype ${String(dtype)}`, 'WEIGHTS_CORRUPT', `${name}.dtype`);
+    check(
+      typeof dtype === 'string' && dtype in DTYPE_BYTES,
+      `tensor ${name} has unsupported dtype ${String(dtype)}`,
+      'WEIGHTS_CORRUPT',
+      `${name}.dtype`,
+    );
     check(Array.isArray(shape) && shape.length <= 8, `tensor ${name} has no valid shape`, 'WEIGHTS_CORRUPT', `${name}.shape`);
-    check(Array.isArray(data_offsets) && data_offsets.length === 2, `tensor ${name} has no data_offsets pair`, 'WEIGHTS_CORRUPT', `${name}.data_offsets`);
+    check(
+      Array.isArray(data_offsets) && data_offsets.length === 2,
+      `tensor ${name} has no data_offsets pair`,
+      'WEIGHTS_CORRUPT',
+      `${name}.data_offsets`,
+    );
     const dims = shape.map((d) => checkInt(d, `tensor ${name} dimension`, 0, dataLength));
     const begin = checkInt(data_offsets[0], `tensor ${name} data start`, 0, dataLength);
     const end = checkInt(data_offsets[1], `tensor ${name} data end`, begin, dataLength);
     const count = dims.reduce((a, b) => a * b, 1);
-    check(count * DTYPE_BYTES[dtype] === end - begin, `tensor ${name}: shape [${dims.join(', ')}] of ${dtype} needs ${count * DTYPE_BYTES[dtype]} bytes, data_offsets give ${end - begin}`, 'WEIGHTS_CORRUPT', `${name}.shape`);
+    check(
+      count * DTYPE_BYTES[dtype] === end - begin,
+      `tensor ${name}: shape [${dims.join(', ')}] of ${dtype} needs ${count * DTYPE_BYTES[dtype]} bytes, data_offsets give ${end - begin}`,
+      'WEIGHTS_CORRUPT',
+      `${name}.shape`,
+    );
     entries.set(name, { dtype, shape: dims, begin, end });
   }
   const sorted = [...entries].filter(([, e]) => e.end > e.begin).sort(([, a], [, b]) => a.begin - b.begin);
   for (let i = 1; i < sorted.length; i++)
-    check(sorted[i][1].begin >= sorted[i - 1][1].end, `tensors ${sorted[i - 1][0]} and ${sorted[i][0]} share bytes`, 'WEIGHTS_CORRUPT', `${sorted[i][0]}.data_offsets`);
+    check(
+      sorted[i][1].begin >= sorted[i - 1][1].end,
+      `tensors ${sorted[i - 1][0]} and ${sorted[i][0]} share bytes`,
+      'WEIGHTS_CORRUPT',
+      `${sorted[i][0]}.data_offsets`,
+    );
   return { entries, metadata, dataStart };
 }
 
@@ -88,9 +118,14 @@ export function parseHeader(json: string, dataStart: number, dataLength: number)
 export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
   const headerSize = headerLength(bytes.subarray(0, 8), bytes.length);
   const dataStart = 8 + headerSize;
-  const { entries, metadata } = parseHeader(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerSize).toString('utf8'), dataStart, bytes.length - dataStart);
+  const { entries, metadata } = parseHeader(
+    Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerSize).toString('utf8'),
+    dataStart,
+    bytes.length - dataStart,
+  );
   const tensors = new Map<string, SafeTensor>();
-  for (const [name, e] of entries) tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end) });
+  for (const [name, e] of entries)
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end) });
   return { tensors, metadata };
 }
 
@@ -167,7 +202,9 @@ export async function writeSafetensors(
   metadata: Record<string, string>,
 ): Promise<void> {
   const header: Record<string, unknown> = { __metadata__: metadata };
-  const payloads = tensors.map((t) => (t.dtype === 'F16' ? halfBytes(t.name, t.data) : Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
+  const payloads = tensors.map((t) =>
+    t.dtype === 'F16' ? halfBytes(t.name, t.data) : Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  );
   let offset = 0;
   tensors.forEach((t, i) => {
     header[t.name] = { dtype: t.dtype ?? 'F32', shape: t.shape, data_offsets: [offset, offset + payloads[i].byteLength] };

@@ -37,7 +37,12 @@ export async function loadTfjs(probe: Probe): Promise<LoadedFile> {
   const json = await openShard(jsonPath, 'model.json', probe.budget, () => fail(`no model.json in this folder`));
   let jsonBytes: Buffer;
   try {
-    check(json.size <= MAX_MODEL_JSON_BYTES, `model.json is ${json.size} bytes, too large for a model description`, 'WEIGHTS_TOO_LARGE', 'model.json');
+    check(
+      json.size <= MAX_MODEL_JSON_BYTES,
+      `model.json is ${json.size} bytes, too large for a model description`,
+      'WEIGHTS_TOO_LARGE',
+      'model.json',
+    );
     jsonBytes = await json.read(0, json.size, 'model.json');
   } finally {
     await json.close();
@@ -96,8 +101,16 @@ function parseManifest(jsonBytes: Uint8Array): ManifestGroup[] {
   check(Array.isArray(manifest), 'model.json has no weightsManifest list: not a TensorFlow.js model');
   return manifest.map((group: unknown, g: number) => {
     const { paths, weights } = (group ?? {}) as Partial<ManifestGroup>;
-    check(Array.isArray(paths) && paths.length > 0 && paths.every((p) => typeof p === 'string'), `weightsManifest group ${g + 1} has no list of shard paths`);
-    check(paths.length <= MAX_SHARDS, `weightsManifest group ${g + 1} lists ${paths.length} shards, more than ${MAX_SHARDS}`, 'WEIGHTS_TOO_LARGE', `weightsManifest[${g}].paths`);
+    check(
+      Array.isArray(paths) && paths.length > 0 && paths.every((p) => typeof p === 'string'),
+      `weightsManifest group ${g + 1} has no list of shard paths`,
+    );
+    check(
+      paths.length <= MAX_SHARDS,
+      `weightsManifest group ${g + 1} lists ${paths.length} shards, more than ${MAX_SHARDS}`,
+      'WEIGHTS_TOO_LARGE',
+      `weightsManifest[${g}].paths`,
+    );
     check(Array.isArray(weights), `weightsManifest group ${g + 1} has no list of weights`);
     for (const p of paths) check(!isAbsolute(p) && !p.split(/[\\/]/).includes('..'), `shard path "${p}" leaves the model's folder`);
     weights.forEach((w) => checkWeightEntry(w, g));
@@ -119,7 +132,12 @@ function checkWeightEntry(w: ManifestWeight, g: number): void {
 
 function storedBytes(w: ManifestWeight): number {
   const count = w.shape.reduce((a, b) => a * b, 1);
-  check(Number.isSafeInteger(count) && count <= 2 ** 40, `weight ${w.name} has an implausible shape [${w.shape.join(', ')}]`, 'WEIGHTS_TOO_LARGE', w.name);
+  check(
+    Number.isSafeInteger(count) && count <= 2 ** 40,
+    `weight ${w.name} has an implausible shape [${w.shape.join(', ')}]`,
+    'WEIGHTS_TOO_LARGE',
+    w.name,
+  );
   return count * STORED_BYTES[w.quantization?.dtype ?? w.dtype];
 }
 
@@ -152,14 +170,20 @@ async function readSlices(
 ): Promise<Buffer[]> {
   // One shard open at a time: sizes first (the declared bytes must fit), then the bytes.
   const what = (p: string) => `shard ${p} of group ${g + 1}`;
-  const open = (p: string) => openShard(join(folder, p), what(p), budget, () => fail(`${what(p)} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what(p)));
+  const open = (p: string) =>
+    openShard(join(folder, p), what(p), budget, () => fail(`${what(p)} cannot be read (ENOENT)`, 'WEIGHTS_UNREADABLE', what(p)));
   let total = 0;
   for (const p of group.paths) {
     const shard = await open(p);
     total += shard.size;
     await shard.close();
   }
-  check(declared <= total, `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`, 'WEIGHTS_CORRUPT', `weightsManifest[${g}]`);
+  check(
+    declared <= total,
+    `group ${g + 1}'s shards hold ${total} bytes, fewer than the ${declared} its weights need`,
+    'WEIGHTS_CORRUPT',
+    `weightsManifest[${g}]`,
+  );
   const out = slices.map((sl) => {
     budget.take(sl.end - sl.begin, `weight ${sl.w.name}`);
     return Buffer.alloc(sl.end - sl.begin);

@@ -132,7 +132,12 @@ export async function readZipEntry(file: FileBytes, entry: ZipEntry): Promise<Bu
   const dataOffset = entry.localHeaderOffset + 30 + local.u16(26) + local.u16(28);
   if (entry.method === 0) check(entry.compressedSize === entry.size, `zip entry ${entry.name} is stored with two different sizes`);
   else if (entry.method === 8)
-    check(entry.size <= MAX_DEFLATE_RATIO * entry.compressedSize + 1024, `zip entry ${entry.name} claims an impossible compression ratio`, 'WEIGHTS_TOO_LARGE', entry.name);
+    check(
+      entry.size <= MAX_DEFLATE_RATIO * entry.compressedSize + 1024,
+      `zip entry ${entry.name} claims an impossible compression ratio`,
+      'WEIGHTS_TOO_LARGE',
+      entry.name,
+    );
   else fail(`zip entry ${entry.name} uses compression method ${entry.method}; only stored and deflated are supported`);
   const raw = await file.read(dataOffset, entry.compressedSize, `zip entry ${entry.name}`);
   let data: Buffer;

@@ -47,7 +47,8 @@ function arrayHead(cls: number, dims: number[], name: string): Buffer {
   return Buffer.concat([el(MI.UINT32, flags), el(MI.INT32, i32(dims)), el(MI.INT8, Buffer.from(name, 'latin1'))]);
 }
 /** A struct array of `dims` with no fields at all: its elements take no bytes. */
-const zeroFieldStruct = (dims: number[], name = '') => el(MI.MATRIX, Buffer.concat([arrayHead(MX.STRUCT, dims, name), el(MI.INT32, i32([32])), el(MI.INT8, Buffer.alloc(0))]));
+const zeroFieldStruct = (dims: number[], name = '') =>
+  el(MI.MATRIX, Buffer.concat([arrayHead(MX.STRUCT, dims, name), el(MI.INT32, i32([32])), el(MI.INT8, Buffer.alloc(0))]));
 const cell = (dims: number[], items: Buffer[], name = '') => el(MI.MATRIX, Buffer.concat([arrayHead(MX.CELL, dims, name), ...items]));
 
 function matHeader(): Buffer {
@@ -72,7 +73,13 @@ function matBombs(): Bomb[] {
   const out: Bomb[] = [];
   const add = (name: string, variables: Buffer[], expect: RegExp) => {
     for (const compressed of [false, true])
-      out.push({ format: compressed ? 'matconvnet-v7' : 'matconvnet-v6', name: `${name}${compressed ? ' (v7)' : ''}`, files: [{ name: 'w.mat', bytes: rawMat(variables, compressed) }], open: 'w.mat', expect });
+      out.push({
+        format: compressed ? 'matconvnet-v7' : 'matconvnet-v6',
+        name: `${name}${compressed ? ' (v7)' : ''}`,
+        files: [{ name: 'w.mat', bytes: rawMat(variables, compressed) }],
+        open: 'w.mat',
+        expect,
+      });
   };
   // One zero-field struct claiming 2^50 elements (the 248-byte class).
   add('zero-field struct of 2^50 elements', [cell([1, 1], [zeroFieldStruct([1 << 30, 1 << 20])], 'layers')], /claims \d+ elements/);
@@ -82,10 +89,22 @@ function matBombs(): Bomb[] {
   add('2000 zero-field structs of 100,000 elements', [cell([1, many.length], many, 'layers')], /claims \d+ elements/);
   add('2000 zero-field structs of 100,000 elements in meta', [cell([1, many.length], many, 'meta')], /claims \d+ elements/);
   // Dims whose product is not a safe integer, and a list of 100,000 dims.
-  add('dims 2^31 x 2^31 x 2^31', [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, [0x7fffffff, 0x7fffffff, 0x7fffffff], 'meta'), el(MI.SINGLE, Buffer.alloc(8))]))], /too many elements/);
-  add('100,000 dims', [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, new Array(100_000).fill(1), 'meta'), el(MI.SINGLE, Buffer.alloc(4))]))], /100000 dimensions/);
+  add(
+    'dims 2^31 x 2^31 x 2^31',
+    [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, [0x7fffffff, 0x7fffffff, 0x7fffffff], 'meta'), el(MI.SINGLE, Buffer.alloc(8))]))],
+    /too many elements/,
+  );
+  add(
+    '100,000 dims',
+    [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, new Array(100_000).fill(1), 'meta'), el(MI.SINGLE, Buffer.alloc(4))]))],
+    /100000 dimensions/,
+  );
   // Single arrays declaring far more data than the element holds.
-  add('single array of 2^40 values', [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, [1 << 20, 1 << 20], 'meta'), el(MI.SINGLE, Buffer.alloc(16))]))], /holds 16 bytes/);
+  add(
+    'single array of 2^40 values',
+    [el(MI.MATRIX, Buffer.concat([arrayHead(MX.SINGLE, [1 << 20, 1 << 20], 'meta'), el(MI.SINGLE, Buffer.alloc(16))]))],
+    /holds 16 bytes/,
+  );
   // Cells nested 1,000 deep.
   let nested = el(MI.MATRIX, Buffer.alloc(0));
   for (let i = 0; i < 1000; i++) nested = cell([1, 1], [nested]);
@@ -96,10 +115,22 @@ function matBombs(): Bomb[] {
   const zeros = Buffer.alloc(64 << 20);
   const bigLayer = Buffer.concat([arrayHead(MX.CELL, [1, 1], 'layers'), el(MI.MATRIX, Buffer.alloc(0), 0xffff0000)]);
   const declared = Buffer.concat([el(MI.MATRIX, bigLayer, 0xfffffff8).subarray(0, 8 + bigLayer.length), zeros]);
-  out.push({ format: 'matconvnet-v7', name: 'layer declaring 4 GB, 64 MB of zeros (v7)', files: [{ name: 'w.mat', bytes: Buffer.concat([matHeader(), compressedEl(declared)]) }], open: 'w.mat', expect: /truncated|inflates|past the|runs past/ });
+  out.push({
+    format: 'matconvnet-v7',
+    name: 'layer declaring 4 GB, 64 MB of zeros (v7)',
+    files: [{ name: 'w.mat', bytes: Buffer.concat([matHeader(), compressedEl(declared)]) }],
+    open: 'w.mat',
+    expect: /truncated|inflates|past the|runs past/,
+  });
   // A compressed variable that inflates past the size its own tag declares (256 KB declared, 64 MB of zeros).
   const liar = Buffer.concat([el(MI.MATRIX, Buffer.alloc(0), 256 << 10).subarray(0, 8), zeros]);
-  out.push({ format: 'matconvnet-v7', name: 'variable inflating past its declared size (v7)', files: [{ name: 'w.mat', bytes: Buffer.concat([matHeader(), compressedEl(liar)]) }], open: 'w.mat', expect: /inflates|holds element type|no array flags|runs past/ });
+  out.push({
+    format: 'matconvnet-v7',
+    name: 'variable inflating past its declared size (v7)',
+    files: [{ name: 'w.mat', bytes: Buffer.concat([matHeader(), compressedEl(liar)]) }],
+    open: 'w.mat',
+    expect: /inflates|holds element type|no array flags|runs past/,
+  });
   return out;
 }
 
@@ -141,20 +172,53 @@ const repeat = (bytes: number[], n: number) => Buffer.alloc(bytes.length * n, Bu
 
 function pthBombs(): Bomb[] {
   const out: Bomb[] = [];
-  const zip = (name: string, bytes: Buffer, expect: RegExp, format = 'pth-zip') => out.push({ format, name, files: [{ name: 'w.pth', bytes }], open: 'w.pth', expect });
-  const withPickle = (name: string, pkl: Buffer, expect: RegExp) => zip(`data.pkl: ${name}`, makeZip([['archive/data.pkl', pkl], ['archive/byteorder', Buffer.from('little')]], false), expect);
+  const zip = (name: string, bytes: Buffer, expect: RegExp, format = 'pth-zip') =>
+    out.push({ format, name, files: [{ name: 'w.pth', bytes }], open: 'w.pth', expect });
+  const withPickle = (name: string, pkl: Buffer, expect: RegExp) =>
+    zip(
+      `data.pkl: ${name}`,
+      makeZip(
+        [
+          ['archive/data.pkl', pkl],
+          ['archive/byteorder', Buffer.from('little')],
+        ],
+        false,
+      ),
+      expect,
+    );
   // All 16 convs' 32 storages are one 64 MB stream of zeros (64 KB deflated): 2 GB if each were inflated.
   // (The storages' element counts are recorded as 0: only the pickle's bytes need them.)
   const convs = Array.from({ length: 32 }, (_, k): TorchTensor => {
     const { inChannels: I, outChannels: O } = VGG19_LAYERS[k >> 1];
     const index = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34][k >> 1];
     const kernel = k % 2 === 0;
-    return { key: `features.${index}.${kernel ? 'weight' : 'bias'}`, storageKey: String(k), data: new Float32Array(0), offset: 0, size: kernel ? [O, I, 3, 3] : [O], stride: kernel ? [9 * I, 9, 3, 1] : [1] };
+    return {
+      key: `features.${index}.${kernel ? 'weight' : 'bias'}`,
+      storageKey: String(k),
+      data: new Float32Array(0),
+      offset: 0,
+      size: kernel ? [O, I, 3, 3] : [O],
+      stride: kernel ? [9 * I, 9, 3, 1] : [1],
+    };
   });
   const storages = Array.from({ length: 31 }, (_, k) => `archive/data/${k + 1}`);
-  zip('32 storages sharing one 64 MB deflated stream', aliasedZip([['archive/data.pkl', statePickle(convs, false)], ['archive/data/0', Buffer.alloc(64 << 20)]], storages), /share bytes/, 'pth-zip-deflated');
+  zip(
+    '32 storages sharing one 64 MB deflated stream',
+    aliasedZip(
+      [
+        ['archive/data.pkl', statePickle(convs, false)],
+        ['archive/data/0', Buffer.alloc(64 << 20)],
+      ],
+      storages,
+    ),
+    /share bytes/,
+    'pth-zip-deflated',
+  );
   // Distinct entries, each a plausible deflate ratio, together far past the file's size.
-  const files: Array<[string, Buffer]> = [['archive/data.pkl', statePickle(tensors(), false)], ['archive/byteorder', Buffer.from('little')]];
+  const files: Array<[string, Buffer]> = [
+    ['archive/data.pkl', statePickle(tensors(), false)],
+    ['archive/byteorder', Buffer.from('little')],
+  ];
   for (let i = 0; i < 40; i++) files.push([`archive/data/x${i}`, Buffer.alloc(1 << 20)]);
   zip('40 entries of 1 MB zeros (expansion ~1000x)', makeZip(files, true), /zip bomb/, 'pth-zip-deflated');
   // One entry declaring 4 GB from a few bytes.
@@ -169,18 +233,48 @@ function pthBombs(): Bomb[] {
   zip('end record claiming 65,534 entries', many, /claims 65534 entries/);
   // Pickles: deep, wide, long.
   withPickle('100,000 nested lists', pickle(repeat([0x5d], 100_000), repeat([0x61], 99_999)), /nested more than 64 deep/);
-  withPickle('10,000 nested tuples', pickle(repeat([0x28], 10_000), Buffer.from([0x4e]), repeat([0x74], 10_000)), /nested more than 64 deep|on the stack/);
-  withPickle('a list of 1.1 million items', pickle(Buffer.from([0x5d, 0x28]), repeat([0x4e], 1_100_000), Buffer.from([0x65])), /more than 1000000 pickle opcodes/);
+  withPickle(
+    '10,000 nested tuples',
+    pickle(repeat([0x28], 10_000), Buffer.from([0x4e]), repeat([0x74], 10_000)),
+    /nested more than 64 deep|on the stack/,
+  );
+  withPickle(
+    'a list of 1.1 million items',
+    pickle(Buffer.from([0x5d, 0x28]), repeat([0x4e], 1_100_000), Buffer.from([0x65])),
+    /more than 1000000 pickle opcodes/,
+  );
   withPickle('1.1 million DUPs', pickle(Buffer.from([0x4e]), repeat([0x32], 1_100_000)), /more than 1000000 pickle opcodes/);
-  withPickle('1.1 million frames', pickle(repeat([0x95, 0, 0, 0, 0, 0, 0, 0, 0], 1_100_000), Buffer.from([0x4e])), /more than 1000000 pickle opcodes/);
-  withPickle('a frame of 2^52 bytes', pickle(Buffer.from([0x95, 0, 0, 0, 0, 0, 0, 0x10, 0]), Buffer.from([0x4e])), /pickle frame .* runs past/);
-  withPickle('a dict of 400,000 items', pickle(Buffer.from([0x7d, 0x28]), repeat([0x4a, 1, 2, 3, 4, 0x4e], 400_000), Buffer.from([0x75])), /not a state dict|holds|not a tensor/);
-  withPickle('500,000 memo entries', pickle(Buffer.from([0x4e]), repeat([0x72, 0xff, 0xff, 0xff, 0x7f, 0x94], 500_000)), /more than 1000000 pickle opcodes|values on the stack/);
+  withPickle(
+    '1.1 million frames',
+    pickle(repeat([0x95, 0, 0, 0, 0, 0, 0, 0, 0], 1_100_000), Buffer.from([0x4e])),
+    /more than 1000000 pickle opcodes/,
+  );
+  withPickle(
+    'a frame of 2^52 bytes',
+    pickle(Buffer.from([0x95, 0, 0, 0, 0, 0, 0, 0x10, 0]), Buffer.from([0x4e])),
+    /pickle frame .* runs past/,
+  );
+  withPickle(
+    'a dict of 400,000 items',
+    pickle(Buffer.from([0x7d, 0x28]), repeat([0x4a, 1, 2, 3, 4, 0x4e], 400_000), Buffer.from([0x75])),
+    /not a state dict|holds|not a tensor/,
+  );
+  withPickle(
+    '500,000 memo entries',
+    pickle(Buffer.from([0x4e]), repeat([0x72, 0xff, 0xff, 0xff, 0x7f, 0x94], 500_000)),
+    /more than 1000000 pickle opcodes|values on the stack/,
+  );
   // Legacy: the state-dict pickle nested 100,000 deep.
   const magic = Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
   const protocol = Buffer.from([0x80, 0x02, 0x4d, 0xe9, 0x03, 0x2e]);
   const sys = pickle(Buffer.from([0x7d]), Buffer.from([0x8c, 13]), Buffer.from('little_endian'), Buffer.from([0x88, 0x73]));
-  out.push({ format: 'pth-legacy', name: 'legacy state dict nested 100,000 deep', files: [{ name: 'w.pth', bytes: Buffer.concat([magic, protocol, sys, pickle(repeat([0x5d], 100_000), repeat([0x61], 99_999))]) }], open: 'w.pth', expect: /nested more than 64 deep/ });
+  out.push({
+    format: 'pth-legacy',
+    name: 'legacy state dict nested 100,000 deep',
+    files: [{ name: 'w.pth', bytes: Buffer.concat([magic, protocol, sys, pickle(repeat([0x5d], 100_000), repeat([0x61], 99_999))]) }],
+    open: 'w.pth',
+    expect: /nested more than 64 deep/,
+  });
   return out;
 }
 
@@ -192,16 +286,37 @@ function safetensors(header: unknown, data: Buffer, headerLength?: bigint): Buff
   return Buffer.concat([len, json, data]);
 }
 function safetensorsBombs(): Bomb[] {
-  const st = (name: string, bytes: Buffer, expect: RegExp): Bomb => ({ format: 'safetensors', name, files: [{ name: 'w.safetensors', bytes }], open: 'w.safetensors', expect });
-  const kernel = (offsets: unknown[], shape: unknown[] = [3, 3, 3, 64]) => ({ 'conv1_1.kernel': { dtype: 'F32', shape, data_offsets: offsets } });
+  const st = (name: string, bytes: Buffer, expect: RegExp): Bomb => ({
+    format: 'safetensors',
+    name,
+    files: [{ name: 'w.safetensors', bytes }],
+    open: 'w.safetensors',
+    expect,
+  });
+  const kernel = (offsets: unknown[], shape: unknown[] = [3, 3, 3, 64]) => ({
+    'conv1_1.kernel': { dtype: 'F32', shape, data_offsets: offsets },
+  });
   return [
     st('header length 2^47', safetensors({}, Buffer.alloc(0), 1n << 47n), /header length \d+ is out of range/),
     st('header length past the file', safetensors({}, Buffer.alloc(0), 1n << 20n), /runs past the end/),
     st('data_offsets [0, 2^53]', safetensors(kernel([0, 2 ** 53]), Buffer.alloc(64)), /data end is/),
     st('data_offsets past the data', safetensors(kernel([0, 6912]), Buffer.alloc(64)), /data end is/),
     st('shape [2^31, 2^31, 2^31]', safetensors(kernel([0, 64], [2 ** 31, 2 ** 31, 2 ** 31]), Buffer.alloc(64)), /dimension is|needs/),
-    st('two tensors sharing bytes', safetensors({ ...kernel([0, 6912]), 'conv1_1.bias': { dtype: 'F32', shape: [1728], data_offsets: [0, 6912] } }, Buffer.alloc(6912)), /share bytes/),
-    st('100,000 tensors', safetensors(Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [2 ** 20], data_offsets: [0, 4 << 20] }])), Buffer.alloc(64)), /dimension is|data end is/),
+    st(
+      'two tensors sharing bytes',
+      safetensors({ ...kernel([0, 6912]), 'conv1_1.bias': { dtype: 'F32', shape: [1728], data_offsets: [0, 6912] } }, Buffer.alloc(6912)),
+      /share bytes/,
+    ),
+    st(
+      '100,000 tensors',
+      safetensors(
+        Object.fromEntries(
+          Array.from({ length: 100_000 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [2 ** 20], data_offsets: [0, 4 << 20] }]),
+        ),
+        Buffer.alloc(64),
+      ),
+      /dimension is|data end is/,
+    ),
   ];
 }
 
@@ -212,13 +327,53 @@ function tfjsBombs(): Bomb[] {
     { name: 'group1-shard1of1', bytes: shard },
   ];
   const tf = (name: string, files: Bomb['files'], expect: RegExp): Bomb => ({ format: 'tfjs-layers', name, files, open: '.', expect });
-  const manyShards = [{ name: 'model.json', bytes: Buffer.from(JSON.stringify({ weightsManifest: [{ paths: new Array(100_000).fill('group1-shard1of1'), weights: [{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }] }] })) }, { name: 'group1-shard1of1', bytes: Buffer.alloc(64) }];
+  const manyShards = [
+    {
+      name: 'model.json',
+      bytes: Buffer.from(
+        JSON.stringify({
+          weightsManifest: [
+            {
+              paths: new Array(100_000).fill('group1-shard1of1'),
+              weights: [{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }],
+            },
+          ],
+        }),
+      ),
+    },
+    { name: 'group1-shard1of1', bytes: Buffer.alloc(64) },
+  ];
   return [
     tf('a group of 100,000 shards (one file named 100,000 times)', manyShards, /lists 100000 shards/),
-    tf('kernel shape [2^30, 2^30, 2^30]', model([{ name: 'block1_conv1/kernel', shape: [2 ** 30, 2 ** 30, 2 ** 30], dtype: 'float32' }]), /implausible shape/),
-    tf('fc1 of 2^38 float32 values before conv1_1, in a 64-byte shard', model([{ name: 'fc1/kernel', shape: [2 ** 19, 2 ** 19], dtype: 'float32' }, { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }]), /shards hold 64 bytes, fewer than/),
-    tf('100,000 weights of 1 GB each', model(Array.from({ length: 100_000 }, (_, i) => ({ name: `w${i}`, shape: [2 ** 28], dtype: 'float32' })).concat([{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }])), /shards hold 64 bytes, fewer than/),
-    tf('uint8-quantised kernel of 2^36 values', model([{ name: 'block1_conv1/kernel', shape: [2 ** 18, 2 ** 18], dtype: 'float32', quantization: { dtype: 'uint8', scale: 1, min: 0 } }]), /conv1_1 kernel has shape \[262144, 262144\]/),
+    tf(
+      'kernel shape [2^30, 2^30, 2^30]',
+      model([{ name: 'block1_conv1/kernel', shape: [2 ** 30, 2 ** 30, 2 ** 30], dtype: 'float32' }]),
+      /implausible shape/,
+    ),
+    tf(
+      'fc1 of 2^38 float32 values before conv1_1, in a 64-byte shard',
+      model([
+        { name: 'fc1/kernel', shape: [2 ** 19, 2 ** 19], dtype: 'float32' },
+        { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' },
+      ]),
+      /shards hold 64 bytes, fewer than/,
+    ),
+    tf(
+      '100,000 weights of 1 GB each',
+      model(
+        Array.from({ length: 100_000 }, (_, i) => ({ name: `w${i}`, shape: [2 ** 28], dtype: 'float32' })).concat([
+          { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' },
+        ]),
+      ),
+      /shards hold 64 bytes, fewer than/,
+    ),
+    tf(
+      'uint8-quantised kernel of 2^36 values',
+      model([
+        { name: 'block1_conv1/kernel', shape: [2 ** 18, 2 ** 18], dtype: 'float32', quantization: { dtype: 'uint8', scale: 1, min: 0 } },
+      ]),
+      /conv1_1 kernel has shape \[262144, 262144\]/,
+    ),
   ];
 }
 
@@ -237,11 +392,25 @@ async function h5Bombs(scratch: string): Promise<Bomb[]> {
   };
   const huge = make('huge', (f) => {
     const inner = f.create_group('block1_conv1').create_group('block1_conv1');
-    const ds = inner.create_dataset({ name: 'kernel:0', data: new Float32Array(1728), shape: [3, 3, 3, 64], dtype: '<f', maxshape: [null, 3, 3, 64], chunks: [3, 3, 3, 64] });
+    const ds = inner.create_dataset({
+      name: 'kernel:0',
+      data: new Float32Array(1728),
+      shape: [3, 3, 3, 64],
+      dtype: '<f',
+      maxshape: [null, 3, 3, 64],
+      chunks: [3, 3, 3, 64],
+    });
     ds.resize([1_000_000_000, 3, 3, 64]);
     inner.create_dataset({ name: 'bias:0', data: l0.bias, shape: [64], dtype: '<f' });
     const fc = f.create_group('fc1').create_group('fc1');
-    const big = fc.create_dataset({ name: 'kernel:0', data: new Float32Array(16), shape: [16], dtype: '<f', maxshape: [null], chunks: [16] });
+    const big = fc.create_dataset({
+      name: 'kernel:0',
+      data: new Float32Array(16),
+      shape: [16],
+      dtype: '<f',
+      maxshape: [null],
+      chunks: [16],
+    });
     big.resize([2 ** 40]);
   });
   const strings = make('strings', (f) => {
@@ -250,8 +419,20 @@ async function h5Bombs(scratch: string): Promise<Bomb[]> {
     inner.create_dataset({ name: 'bias:0', data: l0.bias, shape: [64], dtype: '<f' });
   });
   return [
-    { format: 'keras-h5', name: 'kernel dataspace of 10^9 x 3 x 3 x 64, fc1 of 2^40', files: [{ name: 'w.h5', bytes: huge }], open: 'w.h5', expect: /conv1_1 kernel has shape \[1000000000, 3, 3, 64\]/ },
-    { format: 'keras-h5', name: 'VGG-shaped kernel of strings', files: [{ name: 'w.h5', bytes: strings }], open: 'w.h5', expect: /not 32- or 64-bit floats/ },
+    {
+      format: 'keras-h5',
+      name: 'kernel dataspace of 10^9 x 3 x 3 x 64, fc1 of 2^40',
+      files: [{ name: 'w.h5', bytes: huge }],
+      open: 'w.h5',
+      expect: /conv1_1 kernel has shape \[1000000000, 3, 3, 64\]/,
+    },
+    {
+      format: 'keras-h5',
+      name: 'VGG-shaped kernel of strings',
+      files: [{ name: 'w.h5', bytes: strings }],
+      open: 'w.h5',
+      expect: /not 32- or 64-bit floats/,
+    },
   ];
 }
 

@@ -39,10 +39,11 @@ describe('float16', () => {
   it('rounds to the nearest half value, ties to even, and overflows to infinity', () => {
     // Every float between two neighbouring halves goes to the nearer one.
     for (let i = 0; i < 20000; i++) {
-      const x = (Math.sin(i * 12.9898) * 43758.5453) % 1 * 2 ** ((i % 40) - 24);
+      const x = ((Math.sin(i * 12.9898) * 43758.5453) % 1) * 2 ** ((i % 40) - 24);
       const h = floatToHalf(x);
       const err = Math.abs(halfToFloat(h) - Math.fround(x));
-      for (const n of [h - 1, h + 1]) if ((n & 0x7fff) < 0x7c00 && (n ^ h) >>> 15 === 0) expect(err).toBeLessThanOrEqual(Math.abs(halfToFloat(n) - Math.fround(x)));
+      for (const n of [h - 1, h + 1])
+        if ((n & 0x7fff) < 0x7c00 && (n ^ h) >>> 15 === 0) expect(err).toBeLessThanOrEqual(Math.abs(halfToFloat(n) - Math.fround(x)));
     }
     expect(floatToHalf(1 + 2 ** -11)).toBe(0x3c00); // a tie between 1 and 1 + 2^-10: to the even 1
     expect(floatToHalf(1 + 3 * 2 ** -11)).toBe(0x3c02); // a tie between 0x3c01 and 0x3c02: to the even one
@@ -56,7 +57,14 @@ describe('float16', () => {
     const dir = newDir();
     const data = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3.7);
     const file = join(dir, 'half.safetensors');
-    await writeSafetensors(file, [{ name: 'x', shape: [10, 100], data, dtype: 'F16' }, { name: 'y', shape: [2], data: new Float32Array([1.1, 2.2]) }], {});
+    await writeSafetensors(
+      file,
+      [
+        { name: 'x', shape: [10, 100], data, dtype: 'F16' },
+        { name: 'y', shape: [2], data: new Float32Array([1.1, 2.2]) },
+      ],
+      {},
+    );
     const st = await readSafetensors(file);
     expect(st.tensors.get('x')!.dtype).toBe('F16');
     expect(st.tensors.get('x')!.bytes.byteLength).toBe(2000);
@@ -65,9 +73,9 @@ describe('float16', () => {
     const view = new DataView(st.tensors.get('x')!.bytes.buffer, st.tensors.get('x')!.bytes.byteOffset);
     for (let i = 0; i < 1000; i++) back[i] = halfToFloat(view.getUint16(2 * i, true));
     expectSameArray(back, roundToHalf(data), 'F16 tensor');
-    await expect(writeSafetensors(join(dir, 'big.safetensors'), [{ name: 'z', shape: [1], data: new Float32Array([7e4]), dtype: 'F16' }], {})).rejects.toThrow(
-      /tensor z: 70000 cannot be stored as float16/,
-    );
+    await expect(
+      writeSafetensors(join(dir, 'big.safetensors'), [{ name: 'z', shape: [1], data: new Float32Array([7e4]), dtype: 'F16' }], {}),
+    ).rejects.toThrow(/tensor z: 70000 cannot be stored as float16/);
   });
 });
 
@@ -81,22 +89,29 @@ describe('the embedded VGG-19 blocks 1-3', () => {
     expect(set.source).toBe(EMBEDDED_SOURCE);
     expect(set.defaultLayers).toEqual({
       contentLayers: [{ layer: 'conv3_2', weight: 1 }],
-      styleLayers: [{ layer: 'conv1_1', weight: 1 / 3 }, { layer: 'conv2_1', weight: 1 / 3 }, { layer: 'conv3_1', weight: 1 / 3 }],
+      styleLayers: [
+        { layer: 'conv1_1', weight: 1 / 3 },
+        { layer: 'conv2_1', weight: 1 / 3 },
+        { layer: 'conv3_1', weight: 1 / 3 },
+      ],
     });
     expect(details.licence).toMatch(/CC BY 4\.0/);
     expect(details.credit).toMatch(/Simonyan and Andrew Zisserman/);
     expect(details.file).toBe(embeddedWeightsPath());
   });
 
-  it.skipIf(!haveShared)(`holds the Keras release's values (the TF.js set in ../shared${haveShared ? '' : ': absent, skipped'})`, async () => {
-    const [embedded, shared] = await Promise.all([loadWeights(EMBEDDED_SOURCE), loadWeights(sharedWeights)]);
-    const f16 = (await readSafetensors(embeddedWeightsPath())).tensors.get('conv1_1.kernel')!.dtype === 'F16';
-    embedded.layers.forEach((l, i) => {
-      const s = shared.layers[i];
-      expectSameArray(l.kernel, f16 ? roundToHalf(s.kernel) : s.kernel, `${l.name} kernel`);
-      expectSameArray(l.bias, f16 ? roundToHalf(s.bias) : s.bias, `${l.name} bias`);
-    });
-  });
+  it.skipIf(!haveShared)(
+    `holds the Keras release's values (the TF.js set in ../shared${haveShared ? '' : ': absent, skipped'})`,
+    async () => {
+      const [embedded, shared] = await Promise.all([loadWeights(EMBEDDED_SOURCE), loadWeights(sharedWeights)]);
+      const f16 = (await readSafetensors(embeddedWeightsPath())).tensors.get('conv1_1.kernel')!.dtype === 'F16';
+      embedded.layers.forEach((l, i) => {
+        const s = shared.layers[i];
+        expectSameArray(l.kernel, f16 ? roundToHalf(s.kernel) : s.kernel, `${l.name} kernel`);
+        expectSameArray(l.bias, f16 ? roundToHalf(s.bias) : s.bias, `${l.name} bias`);
+      });
+    },
+  );
 
   it('a damaged copy is refused in one line naming the file and both checksums', async () => {
     const copy = join(newDir(), 'damaged.safetensors');
@@ -108,13 +123,21 @@ describe('the embedded VGG-19 blocks 1-3', () => {
     const err = await verifySha256(copy, EMBEDDED_SHA256, 'the built-in weights').catch((e: unknown) => e);
     expect(isUserError(err)).toBe(true);
     expect((err as UserError).field).toBe('weights');
-    expect((err as UserError).detail).toMatch(new RegExp(`^${copy}: the built-in weights are damaged \\(SHA-256 [0-9a-f]{64}, expected ${EMBEDDED_SHA256}\\)`));
+    expect((err as UserError).detail).toMatch(
+      new RegExp(`^${copy}: the built-in weights are damaged \\(SHA-256 [0-9a-f]{64}, expected ${EMBEDDED_SHA256}\\)`),
+    );
   });
 
   it('default_layers metadata is checked', () => {
     expect(() => parseDefaultLayers('{')).toThrow(/not valid JSON/);
-    expect(() => parseDefaultLayers('{"contentLayers":[],"styleLayers":[{"layer":"conv1_1","weight":1}]}')).toThrow(/non-empty list contentLayers/);
-    expect(() => parseDefaultLayers('{"contentLayers":[{"layer":"conv9_1","weight":1}],"styleLayers":[{"layer":"conv1_1","weight":1}]}')).toThrow(/unknown layer/);
-    expect(() => parseDefaultLayers('{"contentLayers":[{"layer":"conv3_2","weight":0}],"styleLayers":[{"layer":"conv1_1","weight":1}]}')).toThrow(/positive weights/);
+    expect(() => parseDefaultLayers('{"contentLayers":[],"styleLayers":[{"layer":"conv1_1","weight":1}]}')).toThrow(
+      /non-empty list contentLayers/,
+    );
+    expect(() =>
+      parseDefaultLayers('{"contentLayers":[{"layer":"conv9_1","weight":1}],"styleLayers":[{"layer":"conv1_1","weight":1}]}'),
+    ).toThrow(/unknown layer/);
+    expect(() =>
+      parseDefaultLayers('{"contentLayers":[{"layer":"conv3_2","weight":0}],"styleLayers":[{"layer":"conv1_1","weight":1}]}'),
+    ).toThrow(/positive weights/);
   });
 });

@@ -13,8 +13,10 @@ import { zipPth, type TorchTensor } from './torchfile.js';
 const layers = [0, 1, 2].map(referenceLayer);
 const tensors: TorchTensor[] = layers.flatMap((l, k) => {
   const oihw = new Float32Array(l.kernel.length);
-  for (let o = 0; o < l.O; o++) for (let i = 0; i < l.I; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
-    oihw[((o * l.I + i) * 3 + h) * 3 + w] = l.kernel[((h * 3 + w) * l.I + i) * l.O + o];
+  for (let o = 0; o < l.O; o++)
+    for (let i = 0; i < l.I; i++)
+      for (let h = 0; h < 3; h++)
+        for (let w = 0; w < 3; w++) oihw[((o * l.I + i) * 3 + h) * 3 + w] = l.kernel[((h * 3 + w) * l.I + i) * l.O + o];
   const idx = [0, 2, 5][k];
   return [
     { key: `features.${idx}.weight`, storageKey: `w${k}`, data: oihw, offset: 0, size: [l.O, l.I, 3, 3], stride: [9 * l.I, 9, 3, 1] },
@@ -90,7 +92,9 @@ async function expectCachedReference(path: string) {
   set.layers.forEach((l, k) => expectSameArray(l.kernel, layers[k].kernel, l.name));
   expect(set.sha256).toBe(sha256);
   // The cache records where the weights came from.
-  const header = readFileSync(path).subarray(8, 8 + Number(readFileSync(path).readBigUInt64LE(0))).toString('utf8');
+  const header = readFileSync(path)
+    .subarray(8, 8 + Number(readFileSync(path).readBigUInt64LE(0)))
+    .toString('utf8');
   expect(JSON.parse(header).__metadata__.source).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/files\/vgg-test\.pth$/);
 }
 
@@ -125,7 +129,9 @@ describe('nst weights fetch against a local server', () => {
     const msg = (err as Error).message;
     expect(msg).toMatch(/checksum mismatch: md5 [0-9a-f]{32}, published 253f8cb515780f3b799900260a226db6/);
     // ...and says exactly what to download by hand and how to import it.
-    expect(msg).toContain('Download https://storage.googleapis.com/tensorflow/keras-applications/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 by hand');
+    expect(msg).toContain(
+      'Download https://storage.googleapis.com/tensorflow/keras-applications/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 by hand',
+    );
     expect(msg).toContain('nst weights import vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5');
     expect(msg).not.toContain('\n');
     expect(existsSync(join(cacheDirPath, 'downloads', 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5.part'))).toBe(false);
@@ -133,7 +139,9 @@ describe('nst weights fetch against a local server', () => {
 
   it('reports a server error for every source in one line', async () => {
     mode = 'error';
-    const err = await fetchWeightsDetailed({ sources: [testSource(), testSource({ id: 'other', fileName: 'other.pth' })], ...quiet }).catch((e: unknown) => e);
+    const err = await fetchWeightsDetailed({ sources: [testSource(), testSource({ id: 'other', fileName: 'other.pth' })], ...quiet }).catch(
+      (e: unknown) => e,
+    );
     expect(isUserError(err)).toBe(true);
     const msg = (err as Error).message;
     expect(msg).toContain(`${base}/vgg-test.pth: HTTP 500`);
@@ -161,11 +169,25 @@ describe('nst weights fetch against a local server', () => {
     await expectCachedReference(yes);
     // Now the cache holds weights: they are used without asking or downloading.
     requests.length = 0;
-    expect(await ensureDefaultWeights({ ask: async () => { throw new Error('asked'); } })).toBe(yes);
+    expect(
+      await ensureDefaultWeights({
+        ask: async () => {
+          throw new Error('asked');
+        },
+      }),
+    ).toBe(yes);
     expect(requests).toEqual([]);
     // --yes downloads without asking.
     process.env.NST_CACHE_DIR = cacheDirPath = join(tmp, 'cache-yes');
-    await expectCachedReference(await ensureDefaultWeights({ yes: true, ask: async () => { throw new Error('asked'); }, fetch }));
+    await expectCachedReference(
+      await ensureDefaultWeights({
+        yes: true,
+        ask: async () => {
+          throw new Error('asked');
+        },
+        fetch,
+      }),
+    );
     process.env.NST_WEIGHTS = 'random:3';
     expect(await ensureDefaultWeights()).toBe('random:3');
   });

@@ -31,8 +31,10 @@ const f32 = (a: Float32Array) => Buffer.from(a.buffer.slice(a.byteOffset, a.byte
 
 function torchTensors(): TorchTensor[] {
   const oihw = new Float32Array(l0.kernel.length);
-  for (let o = 0; o < 64; o++) for (let i = 0; i < 3; i++) for (let h = 0; h < 3; h++) for (let w = 0; w < 3; w++)
-    oihw[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((h * 3 + w) * 3 + i) * 64 + o];
+  for (let o = 0; o < 64; o++)
+    for (let i = 0; i < 3; i++)
+      for (let h = 0; h < 3; h++)
+        for (let w = 0; w < 3; w++) oihw[((o * 3 + i) * 3 + h) * 3 + w] = l0.kernel[((h * 3 + w) * 3 + i) * 64 + o];
   return [
     { key: 'features.0.weight', storageKey: '0', data: oihw, offset: 0, size: [64, 3, 3, 3], stride: [27, 9, 3, 1] },
     { key: 'features.0.bias', storageKey: '1', data: l0.bias, offset: 0, size: [64], stride: [1] },
@@ -41,16 +43,42 @@ function torchTensors(): TorchTensor[] {
 
 function matNetwork(): Array<[string, MatValue]> {
   const str = (text: string): MatValue => ({ t: 'char', text });
-  const conv: MatValue = { t: 'struct', fields: [
-    ['name', str('conv1_1')], ['type', str('conv')],
-    ['weights', { t: 'cell', dims: [1, 2], items: [
-      { t: 'single', dims: [3, 3, 3, 64], data: columnMajorKernel(l0.kernel, 3, 64) },
-      { t: 'single', dims: [64, 1], data: l0.bias },
-    ] }],
-  ] };
-  const relu: MatValue = { t: 'struct', fields: [['name', str('relu1_1')], ['type', str('relu')], ['weights', { t: 'cell', dims: [0, 0], items: [] }]] };
-  const meta: MatValue = { t: 'struct', fields: [['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [1, 1, 3], data: [123.68, 116.779, 103.939] }]] }]] };
-  return [['layers', { t: 'cell', dims: [1, 2], items: [conv, relu] }], ['meta', meta]];
+  const conv: MatValue = {
+    t: 'struct',
+    fields: [
+      ['name', str('conv1_1')],
+      ['type', str('conv')],
+      [
+        'weights',
+        {
+          t: 'cell',
+          dims: [1, 2],
+          items: [
+            { t: 'single', dims: [3, 3, 3, 64], data: columnMajorKernel(l0.kernel, 3, 64) },
+            { t: 'single', dims: [64, 1], data: l0.bias },
+          ],
+        },
+      ],
+    ],
+  };
+  const relu: MatValue = {
+    t: 'struct',
+    fields: [
+      ['name', str('relu1_1')],
+      ['type', str('relu')],
+      ['weights', { t: 'cell', dims: [0, 0], items: [] }],
+    ],
+  };
+  const meta: MatValue = {
+    t: 'struct',
+    fields: [
+      ['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [1, 1, 3], data: [123.68, 116.779, 103.939] }]] }],
+    ],
+  };
+  return [
+    ['layers', { t: 'cell', dims: [1, 2], items: [conv, relu] }],
+    ['meta', meta],
+  ];
 }
 
 async function kerasH5(path: string): Promise<Buffer> {
@@ -75,19 +103,29 @@ export async function fuzzSeeds(scratch: string): Promise<FuzzSeed[]> {
   const manifest = {
     modelTopology: { class_name: 'Model' },
     weightsManifest: [
-      { paths: ['group1-shard1of2', 'group1-shard2of2'], weights: [
-        { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' },
-        { name: 'block1_conv1/bias', shape: [64], dtype: 'float16', quantization: undefined },
-      ] },
+      {
+        paths: ['group1-shard1of2', 'group1-shard2of2'],
+        weights: [
+          { name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' },
+          { name: 'block1_conv1/bias', shape: [64], dtype: 'float16', quantization: undefined },
+        ],
+      },
     ],
   };
   manifest.weightsManifest[0].weights[1] = { name: 'block1_conv1/bias', shape: [64], dtype: 'float32' };
   const group = Buffer.concat([f32(l0.kernel), f32(l0.bias)]);
   const safetensorsPath = join(scratch, 'seed.safetensors');
-  await writeSafetensors(safetensorsPath, [
-    { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
-    { name: 'conv1_1.bias', shape: [64], data: l0.bias },
-  ], { format: 'nst-vgg19-cache', preprocessing: '{"name":"caffe-bgr","channelOrder":"bgr","scale":255,"mean":[103.939,116.779,123.68],"std":[1,1,1]}' });
+  await writeSafetensors(
+    safetensorsPath,
+    [
+      { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
+      { name: 'conv1_1.bias', shape: [64], data: l0.bias },
+    ],
+    {
+      format: 'nst-vgg19-cache',
+      preprocessing: '{"name":"caffe-bgr","channelOrder":"bgr","scale":255,"mean":[103.939,116.779,123.68],"std":[1,1,1]}',
+    },
+  );
   const { readFileSync } = await import('node:fs');
   return [
     {
@@ -139,7 +177,10 @@ export function mutate(b: Buffer, rng: Rng): { bytes: Buffer; kind: string } {
     case 4: {
       const at = pos(b.length);
       const from = int(rng, b.length);
-      return { bytes: Buffer.concat([b.subarray(0, at), b.subarray(from, from + 1 + int(rng, 64)), b.subarray(at)]), kind: 'duplicate chunk' };
+      return {
+        bytes: Buffer.concat([b.subarray(0, at), b.subarray(from, from + 1 + int(rng, 64)), b.subarray(at)]),
+        kind: 'duplicate chunk',
+      };
     }
     default: {
       const len = int(rng, 2 * b.length);
@@ -220,6 +261,11 @@ export async function runCase(corpus: FuzzCorpus, i: number, dir: string, rng: R
     const ms = performance.now() - t0;
     const message = e instanceof Error ? e.message : String(e);
     const good = isUserError(e) && !message.includes('\n') && message.startsWith(path);
-    return { outcome: good ? 'user-error' : 'crash', kind, ms, message: good ? message : `${(e as Error)?.name}: ${message}\n${(e as Error)?.stack ?? ''}` };
+    return {
+      outcome: good ? 'user-error' : 'crash',
+      kind,
+      ms,
+      message: good ? message : `${(e as Error)?.name}: ${message}\n${(e as Error)?.stack ?? ''}`,
+    };
   }
 }

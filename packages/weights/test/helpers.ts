@@ -22,7 +22,10 @@ export function expectSameArray(actual: Float32Array, expected: Float32Array, wh
 
 /** Loading `path` fails with a one-line UserError that starts with the path and matches `message`. */
 export async function expectUserError(path: string, message: RegExp): Promise<void> {
-  const err = await loadWeights(path).then(() => undefined, (e: unknown) => e);
+  const err = await loadWeights(path).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(isUserError(err), String(err)).toBe(true);
   expect((err as Error).message.startsWith(path)).toBe(true);
   expect((err as Error).message).toMatch(message);

@@ -21,7 +21,10 @@ const bombs = await allBombs(scratch);
 
 /** Loads `path`; returns the error, which must be a one-line WeightsError naming the path. */
 async function loadError(path: string): Promise<WeightsError> {
-  const err = await loadWeights(path).then(() => undefined, (e: unknown) => e);
+  const err = await loadWeights(path).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err, `${path} loaded`).toBeInstanceOf(WeightsError);
   const e = err as WeightsError;
   expect(isUserError(e)).toBe(true);
@@ -52,32 +55,45 @@ describe('FIFOs, devices and sockets are refused before anything is read', () =>
   /** A loaded copy of the TF.js model with `replace` (a path in the folder) swapped for a FIFO. */
   function tfjsFolderWith(fifo: string): string {
     const dir = newDir();
-    const manifest = { weightsManifest: [{ paths: ['group1-shard1of1'], weights: [{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }] }] };
+    const manifest = {
+      weightsManifest: [
+        { paths: ['group1-shard1of1'], weights: [{ name: 'block1_conv1/kernel', shape: [3, 3, 3, 64], dtype: 'float32' }] },
+      ],
+    };
     if (fifo !== 'model.json') writeFileSync(join(dir, 'model.json'), JSON.stringify(manifest));
     execFileSync('mkfifo', [join(dir, fifo)]);
     return dir;
   }
   const cases: Array<[string, () => Promise<string>]> = [
-    ['a FIFO given as the weight file', async () => {
-      const p = join(newDir(), 'w.pth');
-      execFileSync('mkfifo', [p]);
-      return p;
-    }],
+    [
+      'a FIFO given as the weight file',
+      async () => {
+        const p = join(newDir(), 'w.pth');
+        execFileSync('mkfifo', [p]);
+        return p;
+      },
+    ],
     ['a FIFO as a TF.js shard', async () => tfjsFolderWith('group1-shard1of1')],
     ['a FIFO as model.json', async () => tfjsFolderWith('model.json')],
     ['the character device /dev/zero', async () => '/dev/zero'],
-    ['a symlink to /dev/zero', async () => {
-      const p = join(newDir(), 'w.safetensors');
-      symlinkSync('/dev/zero', p);
-      return p;
-    }],
-    ['a Unix socket', async () => {
-      const p = join(newDir(), 'w.h5');
-      const server = createServer();
-      await new Promise<void>((resolve) => server.listen(p, resolve));
-      server.unref();
-      return p;
-    }],
+    [
+      'a symlink to /dev/zero',
+      async () => {
+        const p = join(newDir(), 'w.safetensors');
+        symlinkSync('/dev/zero', p);
+        return p;
+      },
+    ],
+    [
+      'a Unix socket',
+      async () => {
+        const p = join(newDir(), 'w.h5');
+        const server = createServer();
+        await new Promise<void>((resolve) => server.listen(p, resolve));
+        server.unref();
+        return p;
+      },
+    ],
   ];
   for (const [what, make] of cases)
     it(`${what}: a one-line error at once (no hang)`, async () => {
@@ -106,10 +122,14 @@ describe('absurd preprocessing values are a user error naming the file and the f
   for (const [what, pre, field] of bad)
     it(`safetensors metadata with ${what}`, async () => {
       const path = join(newDir(), 'w.safetensors');
-      await writeSafetensors(path, [
-        { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
-        { name: 'conv1_1.bias', shape: [64], data: l0.bias },
-      ], { preprocessing: JSON.stringify(pre) });
+      await writeSafetensors(
+        path,
+        [
+          { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
+          { name: 'conv1_1.bias', shape: [64], data: l0.bias },
+        ],
+        { preprocessing: JSON.stringify(pre) },
+      );
       const e = await loadError(path);
       expect(e.reason).toBe('WEIGHTS_BAD_PREPROCESSING');
       expect(e.entry).toBe(`__metadata__.preprocessing.${field}`);
@@ -125,10 +145,40 @@ describe('absurd preprocessing values are a user error naming the file and the f
     it(`MatConvNet averageImage of ${what}`, async () => {
       const path = join(newDir(), 'w.mat');
       const str = (text: string): MatValue => ({ t: 'char', text });
-      const conv: MatValue = { t: 'struct', fields: [['name', str('conv1_1')], ['type', str('conv')], ['weights', { t: 'cell', dims: [1, 2], items: [
-        { t: 'single', dims: [3, 3, 3, 64], data: l0.kernel }, { t: 'single', dims: [64, 1], data: l0.bias }] }]] };
-      const meta: MatValue = { t: 'struct', fields: [['normalization', { t: 'struct', fields: [['averageImage', { t: 'double', dims: [1, 1, values.length], data: values }]] }]] };
-      writeFileSync(path, matFile([['layers', { t: 'cell', dims: [1, 1], items: [conv] }], ['meta', meta]], false));
+      const conv: MatValue = {
+        t: 'struct',
+        fields: [
+          ['name', str('conv1_1')],
+          ['type', str('conv')],
+          [
+            'weights',
+            {
+              t: 'cell',
+              dims: [1, 2],
+              items: [
+                { t: 'single', dims: [3, 3, 3, 64], data: l0.kernel },
+                { t: 'single', dims: [64, 1], data: l0.bias },
+              ],
+            },
+          ],
+        ],
+      };
+      const meta: MatValue = {
+        t: 'struct',
+        fields: [
+          ['normalization', { t: 'struct', fields: [['averageImage', { t: 'double', dims: [1, 1, values.length], data: values }]] }],
+        ],
+      };
+      writeFileSync(
+        path,
+        matFile(
+          [
+            ['layers', { t: 'cell', dims: [1, 1], items: [conv] }],
+            ['meta', meta],
+          ],
+          false,
+        ),
+      );
       const e = await loadError(path);
       expect(e.reason).toBe('WEIGHTS_BAD_PREPROCESSING');
       expect(e.entry).toMatch(/^meta\.normalization\.averageImage/);
@@ -138,10 +188,14 @@ describe('absurd preprocessing values are a user error naming the file and the f
   it('exits with status 2 at the CLI', () => {
     const path = join(newDir(), 'w.safetensors');
     // (written synchronously below: the CLI runs in its own process)
-    return writeSafetensors(path, [
-      { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
-      { name: 'conv1_1.bias', shape: [64], data: l0.bias },
-    ], { preprocessing: JSON.stringify({ ...good, mean: [1e30, 0, 0] }) }).then(() => {
+    return writeSafetensors(
+      path,
+      [
+        { name: 'conv1_1.kernel', shape: [3, 3, 3, 64], data: l0.kernel },
+        { name: 'conv1_1.bias', shape: [64], data: l0.bias },
+      ],
+      { preprocessing: JSON.stringify({ ...good, mean: [1e30, 0, 0] }) },
+    ).then(() => {
       const r = nst(['weights', 'info', path]);
       expect(r.status).toBe(2);
       expect(r.stderr.trim()).toMatch(new RegExp(`^nst: ${path}: .*__metadata__\\.preprocessing: mean is \\[1e\\+30,0,0\\]`));
@@ -158,7 +212,10 @@ describe('an unusable cache folder is a user error naming the path', () => {
     const saved = process.env.NST_CACHE_DIR;
     process.env.NST_CACHE_DIR = file;
     try {
-      const e = await writeCache(set).then(() => undefined, (x: unknown) => x);
+      const e = await writeCache(set).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(WeightsError);
       expect((e as WeightsError).reason).toBe('WEIGHTS_CACHE_UNWRITABLE');
       expect((e as WeightsError).entry).toBe('NST_CACHE_DIR');
@@ -171,7 +228,10 @@ describe('an unusable cache folder is a user error naming the path', () => {
   it('a cache path under a file', async () => {
     const file = join(newDir(), 'file');
     writeFileSync(file, 'x');
-    const e = await writeCache(set, join(file, 'sub', 'cache.safetensors')).then(() => undefined, (x: unknown) => x);
+    const e = await writeCache(set, join(file, 'sub', 'cache.safetensors')).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect((e as WeightsError).reason).toBe('WEIGHTS_CACHE_UNWRITABLE');
     expect((e as Error).message).toBe(`cache folder ${join(file, 'sub')} is (or lies under) a file, not a folder`);
   });
@@ -179,7 +239,10 @@ describe('an unusable cache folder is a user error naming the path', () => {
   it.skipIf(process.getuid?.() === 0)('a read-only folder', async () => {
     const dir = newDir();
     execFileSync('chmod', ['555', dir]);
-    const e = await writeCache(set, join(dir, 'cache.safetensors')).then(() => undefined, (x: unknown) => x);
+    const e = await writeCache(set, join(dir, 'cache.safetensors')).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect((e as WeightsError).reason).toBe('WEIGHTS_CACHE_UNWRITABLE');
     expect((e as Error).message).toMatch(new RegExp(`^cache folder ${dir} is not writable \\(EACCES\\)$`));
   });
@@ -191,11 +254,13 @@ describe('safetensors files past 2 GiB', () => {
     const size = 2_500_000_000;
     const kernelBytes = l0.kernel.byteLength;
     const biasEnd = kernelBytes + l0.bias.byteLength;
-    const header = Buffer.from(JSON.stringify({
-      'conv1_1.kernel': { dtype: 'F32', shape: [3, 3, 3, 64], data_offsets: [0, kernelBytes] },
-      'conv1_1.bias': { dtype: 'F32', shape: [64], data_offsets: [kernelBytes, biasEnd] },
-      'classifier.weight': { dtype: 'U8', shape: [size - biasEnd], data_offsets: [biasEnd, size] },
-    }));
+    const header = Buffer.from(
+      JSON.stringify({
+        'conv1_1.kernel': { dtype: 'F32', shape: [3, 3, 3, 64], data_offsets: [0, kernelBytes] },
+        'conv1_1.bias': { dtype: 'F32', shape: [64], data_offsets: [kernelBytes, biasEnd] },
+        'classifier.weight': { dtype: 'U8', shape: [size - biasEnd], data_offsets: [biasEnd, size] },
+      }),
+    );
     const length = Buffer.alloc(8);
     length.writeBigUInt64LE(BigInt(header.length));
     const path = join(newDir(), 'big.safetensors');
@@ -219,7 +284,10 @@ describe('a TF.js group larger than the memory budget', () => {
       { name: 'block1_conv1/bias', shape: [64], dtype: 'float32' },
       { name: 'fc1/kernel', shape: [fc / 4], dtype: 'float32' },
     ];
-    writeFileSync(join(dir, 'model.json'), JSON.stringify({ weightsManifest: [{ paths: ['group1-shard1of2', 'group1-shard2of2'], weights }] }));
+    writeFileSync(
+      join(dir, 'model.json'),
+      JSON.stringify({ weightsManifest: [{ paths: ['group1-shard1of2', 'group1-shard2of2'], weights }] }),
+    );
     writeFileSync(join(dir, 'group1-shard1of2'), Buffer.concat([Buffer.from(l0.kernel.buffer), Buffer.from(l0.bias.buffer)]));
     writeFileSync(join(dir, 'group1-shard2of2'), '');
     truncateSync(join(dir, 'group1-shard2of2'), fc);

@@ -27,7 +27,12 @@ const kerasName = (name: string) => name.replace(/^conv(\d)_(\d)$/, 'block$1_con
 function writeKeras(path: string, opts: { fullModel?: boolean; top?: boolean; dtype?: '<f' | '<d' } = {}): void {
   const f = new h5wasm.File(path, 'w');
   const root = opts.fullModel ? f.create_group('model_weights') : f;
-  const names = ['input_1', ...layers.slice(0, 2).map((l) => kerasName(l.name)), 'block1_pool', ...layers.slice(2).map((l) => kerasName(l.name))];
+  const names = [
+    'input_1',
+    ...layers.slice(0, 2).map((l) => kerasName(l.name)),
+    'block1_pool',
+    ...layers.slice(2).map((l) => kerasName(l.name)),
+  ];
   if (opts.top) names.push('flatten', 'fc1');
   root.create_attribute('layer_names', names, null, 'S16');
   root.create_attribute('backend', 'tensorflow');
@@ -90,7 +95,10 @@ describe('Keras HDF5', () => {
     writeFileSync(truncated, readFileSync(good).subarray(0, 3000));
     cases.push([truncated, /Keras HDF5/]);
     for (const [file, message] of cases) {
-      const err = await loadWeights(file).then(() => undefined, (e: unknown) => e);
+      const err = await loadWeights(file).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isUserError(err), String(err)).toBe(true);
       expect((err as Error).message.startsWith(file)).toBe(true);
       expect((err as Error).message).toMatch(message);

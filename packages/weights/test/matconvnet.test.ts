@@ -18,10 +18,17 @@ function convLayer(l: ReturnType<typeof referenceLayer>, biasAsDouble = false): 
     fields: [
       ['name', str(l.name)],
       ['type', str('conv')],
-      ['weights', { t: 'cell', dims: [1, 2], items: [
-        { t: 'single', dims: [3, 3, l.I, l.O], data: columnMajorKernel(l.kernel, l.I, l.O) },
-        { t: biasAsDouble ? 'double' : 'single', dims: [l.O, 1], data: l.bias },
-      ] }],
+      [
+        'weights',
+        {
+          t: 'cell',
+          dims: [1, 2],
+          items: [
+            { t: 'single', dims: [3, 3, l.I, l.O], data: columnMajorKernel(l.kernel, l.I, l.O) },
+            { t: biasAsDouble ? 'double' : 'single', dims: [l.O, 1], data: l.bias },
+          ],
+        },
+      ],
       ['size', { t: 'double', dims: [1, 4], data: [3, 3, l.I, l.O] }],
       ['pad', { t: 'double', dims: [1, 4], data: [1, 1, 1, 1] }],
       ['stride', { t: 'double', dims: [1, 2], data: [1, 1] }],
@@ -29,31 +36,50 @@ function convLayer(l: ReturnType<typeof referenceLayer>, biasAsDouble = false): 
   };
 }
 function simpleLayer(name: string, type: string): MatValue {
-  return { t: 'struct', fields: [['name', str(name)], ['type', str(type)], ['weights', { t: 'cell', dims: [0, 0], items: [] }]] };
+  return {
+    t: 'struct',
+    fields: [
+      ['name', str(name)],
+      ['type', str(type)],
+      ['weights', { t: 'cell', dims: [0, 0], items: [] }],
+    ],
+  };
 }
 
 /** The layout of imagenet-vgg-verydeep-19.mat: layers (cell of structs), then meta.normalization.averageImage. */
 function network(mean = [123.68, 116.779, 103.939], extra: MatValue[] = []): Array<[string, MatValue]> {
   const layers: MatValue[] = [
-    convLayer(convs[0]), simpleLayer('relu1_1', 'relu'),
-    convLayer(convs[1], true), simpleLayer('relu1_2', 'relu'), simpleLayer('pool1', 'pool'),
-    convLayer(convs[2]), simpleLayer('relu2_1', 'relu'),
+    convLayer(convs[0]),
+    simpleLayer('relu1_1', 'relu'),
+    convLayer(convs[1], true),
+    simpleLayer('relu1_2', 'relu'),
+    simpleLayer('pool1', 'pool'),
+    convLayer(convs[2]),
+    simpleLayer('relu2_1', 'relu'),
     ...extra,
   ];
   const meta: MatValue = {
     t: 'struct',
     fields: [
       ['inputs', str('input')],
-      ['normalization', { t: 'struct', fields: [
-        ['imageSize', { t: 'double', dims: [1, 4], data: [224, 224, 3, 10] }],
-        ['averageImage', { t: 'single', dims: [1, 1, 3], data: mean }],
-        ['keepAspect', { t: 'double', dims: [1, 1], data: [1] }],
-      ] }],
+      [
+        'normalization',
+        {
+          t: 'struct',
+          fields: [
+            ['imageSize', { t: 'double', dims: [1, 4], data: [224, 224, 3, 10] }],
+            ['averageImage', { t: 'single', dims: [1, 1, 3], data: mean }],
+            ['keepAspect', { t: 'double', dims: [1, 1], data: [1] }],
+          ],
+        },
+      ],
     ],
   };
-  return [['layers', { t: 'cell', dims: [1, layers.length], items: layers }], ['meta', meta]];
+  return [
+    ['layers', { t: 'cell', dims: [1, layers.length], items: layers }],
+    ['meta', meta],
+  ];
 }
-
 
 describe('MatConvNet .mat', () => {
   for (const compressed of [false, true])
@@ -96,9 +122,14 @@ describe('MatConvNet .mat', () => {
     // Older MatConvNet files: top-level `normalization` with a full average image (H x W x 3).
     const [layers] = network();
     const avg = new Float32Array(4 * 3);
-    avg.fill(10, 0, 4); avg.fill(20, 4, 8); avg.fill(30, 8, 12);
+    avg.fill(10, 0, 4);
+    avg.fill(20, 4, 8);
+    avg.fill(30, 8, 12);
     const old = join(dir, 'old.mat');
-    writeFileSync(old, matFile([layers, ['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [2, 2, 3], data: avg }]] }]], false));
+    writeFileSync(
+      old,
+      matFile([layers, ['normalization', { t: 'struct', fields: [['averageImage', { t: 'single', dims: [2, 2, 3], data: avg }]] }]], false),
+    );
     expect((await loadWeights(old)).preprocessing.mean).toEqual([10, 20, 30]);
   });
 
@@ -113,8 +144,9 @@ describe('MatConvNet .mat', () => {
     writeFileSync(corruptPath, corrupt);
     await expectUserError(corruptPath, /MatConvNet/);
     const wrong = network();
-    (((wrong[0][1] as { items: MatValue[] }).items[0] as { fields: Array<[string, MatValue]> }).fields[2][1] as { items: MatValue[] }).items[0] =
-      { t: 'single', dims: [3, 3, 3, 32], data: new Float32Array(9 * 3 * 32) };
+    (
+      ((wrong[0][1] as { items: MatValue[] }).items[0] as { fields: Array<[string, MatValue]> }).fields[2][1] as { items: MatValue[] }
+    ).items[0] = { t: 'single', dims: [3, 3, 3, 32], data: new Float32Array(9 * 3 * 32) };
     const wrongPath = join(dir, 'wrong.mat');
     writeFileSync(wrongPath, matFile(wrong, false));
     await expectUserError(wrongPath, /conv1_1 kernel has shape \[3, 3, 3, 32\], VGG-19 needs \[3, 3, 3, 64\]/);

@@ -44,7 +44,11 @@ function matrix(name: string, v: MatValue): Buffer {
     b.writeUInt32LE(cls, 0);
     return element(MI.UINT32, b);
   };
-  const head = (cls: number, dims: number[]) => [flags(cls), element(MI.INT32, int32s(dims)), element(MI.INT8, Buffer.from(name, 'latin1'))];
+  const head = (cls: number, dims: number[]) => [
+    flags(cls),
+    element(MI.INT32, int32s(dims)),
+    element(MI.INT8, Buffer.from(name, 'latin1')),
+  ];
   let parts: Buffer[];
   switch (v.t) {
     case 'single':
@@ -66,7 +70,12 @@ function matrix(name: string, v: MatValue): Buffer {
       const len = 32;
       const names = Buffer.alloc(len * v.fields.length);
       v.fields.forEach(([f], i) => names.write(f, i * len, 'latin1'));
-      parts = [...head(MX.STRUCT, [1, 1]), element(MI.INT32, int32s([len])), element(MI.INT8, names), ...v.fields.map(([, fv]) => matrix('', fv))];
+      parts = [
+        ...head(MX.STRUCT, [1, 1]),
+        element(MI.INT32, int32s([len])),
+        element(MI.INT8, names),
+        ...v.fields.map(([, fv]) => matrix('', fv)),
+      ];
       break;
     }
     default:
@@ -98,6 +107,7 @@ export function columnMajorKernel(hwioKernel: Float32Array, I: number, O: number
   const out = new Float32Array(hwioKernel.length);
   for (let h = 0; h < 3; h++)
     for (let w = 0; w < 3; w++)
-      for (let i = 0; i < I; i++) for (let o = 0; o < O; o++) out[h + 3 * w + 9 * i + 9 * I * o] = hwioKernel[((h * 3 + w) * I + i) * O + o];
+      for (let i = 0; i < I; i++)
+        for (let o = 0; o < O; o++) out[h + 3 * w + 9 * i + 9 * I * o] = hwioKernel[((h * 3 + w) * I + i) * O + o];
   return out;
 }

@@ -35,7 +35,14 @@ function tensors(ls = layers): TorchTensor[] {
       const shared = new Float32Array(5 + l.kernel.length + l.O);
       shared.set(l.kernel, 5);
       shared.set(l.bias, 5 + l.kernel.length);
-      out.push({ key: `${key}.weight`, storageKey: `${k}s`, data: shared, offset: 5, size: [l.O, l.I, 3, 3], stride: [1, l.O, 3 * l.I * l.O, l.I * l.O] });
+      out.push({
+        key: `${key}.weight`,
+        storageKey: `${k}s`,
+        data: shared,
+        offset: 5,
+        size: [l.O, l.I, 3, 3],
+        stride: [1, l.O, 3 * l.I * l.O, l.I * l.O],
+      });
       out.push({ key: `${key}.bias`, storageKey: `${k}s`, data: shared, offset: 5 + l.kernel.length, size: [l.O], stride: [1] });
     } else {
       out.push({ key: `${key}.weight`, storageKey: `${k}w`, data: oihw(l), offset: 0, size: [l.O, l.I, 3, 3], stride: [9 * l.I, 9, 3, 1] });
@@ -57,7 +64,6 @@ async function expectReference(path: string) {
   });
   return set;
 }
-
 
 describe('PyTorch .pth', () => {
   it('reads the zip format (stored entries) with strides, offsets and shared storages', async () => {

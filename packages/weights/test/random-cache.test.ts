@@ -5,7 +5,6 @@ import { PREPROCESSING, VGG19_LAYERS, isUserError } from '@nst/core';
 import { cacheDir, loadWeights, randomWeights, resolveDefaultWeights, writeCache, CACHE_FILE_NAME } from '@nst/weights';
 import { expectSameArray, haveShared, newDir, sharedWeights } from './helpers.js';
 
-
 describe('random:SEED', () => {
   it('has every VGG-19 layer, is deterministic per seed, and takes under a second', async () => {
     const t0 = performance.now();
@@ -27,9 +26,13 @@ describe('random:SEED', () => {
     for (const idx of [0, 4, 12]) {
       const l = set.layers[idx];
       const std = Math.sqrt(2 / (9 * l.inChannels));
-      let s1 = 0, s2 = 0, within1 = 0, within2 = 0;
+      let s1 = 0,
+        s2 = 0,
+        within1 = 0,
+        within2 = 0;
       for (const v of l.kernel) {
-        s1 += v; s2 += v * v;
+        s1 += v;
+        s2 += v * v;
         if (Math.abs(v) < std) within1++;
         if (Math.abs(v) < 2 * std) within2++;
       }
@@ -40,7 +43,7 @@ describe('random:SEED', () => {
       expect(Math.abs(mean)).toBeLessThan((5 * std) / Math.sqrt(n));
       expect(Math.abs(sd / std - 1)).toBeLessThan(5 * Math.sqrt(0.5 / n));
       expect(Math.abs(within1 / n - 0.682689)).toBeLessThan(5 * Math.sqrt((0.6827 * 0.3173) / n));
-      expect(Math.abs(within2 / n - 0.954500)).toBeLessThan(5 * Math.sqrt((0.9545 * 0.0455) / n));
+      expect(Math.abs(within2 / n - 0.9545)).toBeLessThan(5 * Math.sqrt((0.9545 * 0.0455) / n));
       const biasMax = Math.max(...Array.from(l.bias, Math.abs));
       expect(biasMax).toBeGreaterThan(0);
       expect(biasMax).toBeLessThan(0.06);
@@ -90,7 +93,10 @@ describe('the safetensors cache', () => {
     const dir = newDir();
     // conv1_1 as features.0.weight (64, 3, 3, 3): element (o, i, h, w) = o*1000 + i*100 + h*10 + w.
     const w = Float32Array.from({ length: 64 * 27 }, (_, k) => {
-      const o = Math.floor(k / 27), i = Math.floor(k / 9) % 3, h = Math.floor(k / 3) % 3, x = k % 3;
+      const o = Math.floor(k / 27),
+        i = Math.floor(k / 9) % 3,
+        h = Math.floor(k / 3) % 3,
+        x = k % 3;
       return o * 1000 + i * 100 + h * 10 + x;
     });
     const b = Float32Array.from({ length: 64 }, (_, k) => k / 4);
@@ -105,7 +111,11 @@ describe('the safetensors cache', () => {
     const set = await loadWeights(path);
     expect(set.preprocessing).toEqual(PREPROCESSING.torchvision);
     const k = set.layers[0].kernel;
-    for (const [h, x, i, o] of [[0, 0, 0, 0], [2, 1, 0, 5], [1, 2, 2, 63]])
+    for (const [h, x, i, o] of [
+      [0, 0, 0, 0],
+      [2, 1, 0, 5],
+      [1, 2, 2, 63],
+    ])
       expect(k[((h * 3 + x) * 3 + i) * 64 + o]).toBe(o * 1000 + i * 100 + h * 10 + x);
     expectSameArray(set.layers[0].bias, b, 'bias');
   });

@@ -36,12 +36,16 @@ function writeTfjs(dir: string, groups: Array<{ entries: Entry[]; shards: number
     }
     return {
       paths,
-      weights: g.entries.map((e) => ({ name: e.name, shape: e.shape, dtype: e.dtype ?? 'float32', ...(e.quantization ? { quantization: e.quantization } : {}) })),
+      weights: g.entries.map((e) => ({
+        name: e.name,
+        shape: e.shape,
+        dtype: e.dtype ?? 'float32',
+        ...(e.quantization ? { quantization: e.quantization } : {}),
+      })),
     };
   });
   writeFileSync(join(dir, 'model.json'), JSON.stringify({ modelTopology: { class_name: 'Model' }, weightsManifest: manifest }));
 }
-
 
 describe('TF.js layers model', () => {
   const L0 = referenceLayer(0);
@@ -82,7 +86,12 @@ describe('TF.js layers model', () => {
       {
         shards: 1,
         entries: [
-          { name: 'vgg19/block2_conv1/kernel', shape: [3, 3, 64, 128], bytes: Buffer.from(q16.buffer), quantization: { dtype: 'uint16', min, scale: scale16 } },
+          {
+            name: 'vgg19/block2_conv1/kernel',
+            shape: [3, 3, 64, 128],
+            bytes: Buffer.from(q16.buffer),
+            quantization: { dtype: 'uint16', min, scale: scale16 },
+          },
           { name: 'vgg19/block2_conv1/bias', shape: [128], bytes: f32(L2.bias) },
         ],
       },
@@ -105,7 +114,14 @@ describe('TF.js layers model', () => {
       expectSameArray(set.layers[2].bias, L2.bias, 'conv2_1 bias');
       // The hash covers model.json and every shard read, in manifest order.
       const h = createHash('sha256').update(readFileSync(join(dir, 'model.json')));
-      for (const g of ['group1-shard1of3', 'group1-shard2of3', 'group1-shard3of3', 'group2-shard1of2', 'group2-shard2of2', 'group3-shard1of1'])
+      for (const g of [
+        'group1-shard1of3',
+        'group1-shard2of3',
+        'group1-shard3of3',
+        'group2-shard1of2',
+        'group2-shard2of2',
+        'group3-shard1of1',
+      ])
         h.update(readFileSync(join(dir, g)));
       expect(set.sha256).toBe(h.digest('hex'));
     }
@@ -154,7 +170,10 @@ describe('TF.js layers model', () => {
       const dir = newDir();
       writeExample(dir);
       damage(dir);
-      const err = await loadWeights(dir).then(() => undefined, (e: unknown) => e);
+      const err = await loadWeights(dir).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isUserError(err)).toBe(true);
       const msg = (err as Error).message;
       expect(msg.startsWith(dir)).toBe(true);

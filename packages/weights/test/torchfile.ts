@@ -18,7 +18,10 @@ export interface TorchTensor {
 class Pickler {
   private parts: Buffer[] = [];
   private memo = new Map<string, number>();
-  op(...bytes: number[]) { this.parts.push(Buffer.from(bytes)); return this; }
+  op(...bytes: number[]) {
+    this.parts.push(Buffer.from(bytes));
+    return this;
+  }
   str(s: string) {
     const b = Buffer.from(s, 'utf8');
     const len = Buffer.alloc(4);
@@ -30,7 +33,8 @@ class Pickler {
     if (n < 256) return this.op(0x4b, n); // BININT1
     if (n < 65536) return this.op(0x4d, n & 255, n >> 8); // BININT2
     const b = Buffer.alloc(5);
-    b[0] = 0x4a; b.writeInt32LE(n, 1); // BININT
+    b[0] = 0x4a;
+    b.writeInt32LE(n, 1); // BININT
     this.parts.push(b);
     return this;
   }
@@ -48,7 +52,9 @@ class Pickler {
     items.forEach((i) => this.int(i));
     return this.op(0x74); // TUPLE
   }
-  bytes(): Buffer { return Buffer.concat(this.parts); }
+  bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
 }
 
 /** The pickle of an OrderedDict state dict with a _metadata attribute, as torch.save writes it. */
@@ -86,12 +92,17 @@ function storages(tensors: TorchTensor[]): Map<string, Float32Array> {
 }
 
 /** torch.save's zip: <prefix>/data.pkl, <prefix>/byteorder, <prefix>/data/<key>, <prefix>/version. */
-export function zipPth(tensors: TorchTensor[], opts: { deflate?: boolean; prefix?: string; extraGlobal?: [string, string]; omitStorages?: string[] } = {}): Buffer {
+export function zipPth(
+  tensors: TorchTensor[],
+  opts: { deflate?: boolean; prefix?: string; extraGlobal?: [string, string]; omitStorages?: string[] } = {},
+): Buffer {
   const prefix = opts.prefix ?? 'archive';
   const files: Array<[string, Buffer]> = [
     [`${prefix}/data.pkl`, statePickle(tensors, false, opts.extraGlobal)],
     [`${prefix}/byteorder`, Buffer.from('little')],
-    ...[...storages(tensors)].filter(([k]) => !opts.omitStorages?.includes(k)).map(([k, d]) => [`${prefix}/data/${k}`, f32bytes(d)] as [string, Buffer]),
+    ...[...storages(tensors)]
+      .filter(([k]) => !opts.omitStorages?.includes(k))
+      .map(([k, d]) => [`${prefix}/data/${k}`, f32bytes(d)] as [string, Buffer]),
     [`${prefix}/version`, Buffer.from('3\n')],
   ];
   return makeZip(files, opts.deflate ?? false);
@@ -114,7 +125,7 @@ export function makeZip(files: Array<[string, Buffer]>, deflate: boolean): Buffe
     local.writeUInt32LE(data.length, 22);
     local.writeUInt16LE(nameBytes.length, 26);
     // torch pads the extra field so that data starts 64-byte aligned.
-    const extraLen = (64 - ((offset + 30 + nameBytes.length + 4) % 64)) % 64 + 4;
+    const extraLen = ((64 - ((offset + 30 + nameBytes.length + 4) % 64)) % 64) + 4;
     local.writeUInt16LE(extraLen, 28);
     const extra = Buffer.alloc(extraLen);
     extra.writeUInt16LE(0x4246, 0); // 'FB' padding record

@@ -93,19 +93,24 @@ static void test_pooling(bool max_pool, int batch, int h, int w, int c) {
           for (int y = 2 * oy; y < win_end(oy, h); y++)
             for (int x = 2 * ox; x < win_end(ox, w); x++) {
               float v = in[at(b, y, x, k)];
-              if (max_pool && v > acc) { acc = v; arg = at(b, y, x, k); }
+              if (max_pool && v > acc) {
+                acc = v;
+                arg = at(b, y, x, k);
+              }
               if (!max_pool) acc += v;
               count++;
             }
           out_ref[o] = max_pool ? acc : acc / count;
           // Backward by scattering (the kernel gathers: an independent route).
-          if (max_pool) d_in_ref[arg] += d_out[o];
+          if (max_pool)
+            d_in_ref[arg] += d_out[o];
           else
             for (int y = 2 * oy; y < win_end(oy, h); y++)
               for (int x = 2 * ox; x < win_end(ox, w); x++) d_in_ref[at(b, y, x, k)] += d_out[o] / count;
         }
   Vec d_in_masked_ref = d_in_ref;
-  for (size_t i = 0; i < in.size(); i++) if (!(in[i] > 0.f)) d_in_masked_ref[i] = 0.f;
+  for (size_t i = 0; i < in.size(); i++)
+    if (!(in[i] > 0.f)) d_in_masked_ref[i] = 0.f;
 
   Dev<float> d_in_buf(in), d_out_buf(d_out), out_buf(Vec(out_ref.size())), grad_buf(Vec(in.size()));
   launch_pool_forward(d_in_buf.p, out_buf.p, batch, h, w, c, max_pool, 0);

@@ -14,44 +14,46 @@ interface BatchFlags extends EngineFlags {
 export function registerBatchCommand(program: Command): void {
   const command = program
     .command('batch')
-    .description('render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches')
+    .description(
+      'render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches',
+    )
     .argument('<jobs>', 'the manifest: JSON Lines, or CSV with a header row')
     .option('--results <file>', 'results, one JSON line per job (default: <jobs>.results.jsonl)')
     .option('--json', 'print one JSON event per line on stdout');
   addEngineOptions(command).action(async (jobsFile: string, flags: BatchFlags) => {
-      const write = (s: string) => process.stdout.write(s);
-      const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
-      const limits = packLimits(flags);
-      const jobs = await readManifest(jobsFile);
-      const weights = await chooseWeights(flags, { info });
-      const backend = await openBackendFor(flags, info);
+    const write = (s: string) => process.stdout.write(s);
+    const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
+    const limits = packLimits(flags);
+    const jobs = await readManifest(jobsFile);
+    const weights = await chooseWeights(flags, { info });
+    const backend = await openBackendFor(flags, info);
+    try {
+      await backend.loadWeights(weights);
+      info(`backend: ${backend.detail}; weights: ${weights.source}`);
+      const controller = new AbortController();
+      const onSignal = () => {
+        if (controller.signal.aborted) process.exit(130);
+        controller.abort();
+        info('interrupted: checkpointing the running jobs (Ctrl-C again to quit at once)');
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
-        await backend.loadWeights(weights);
-        info(`backend: ${backend.detail}; weights: ${weights.source}`);
-        const controller = new AbortController();
-        const onSignal = () => {
-          if (controller.signal.aborted) process.exit(130);
-          controller.abort();
-          info('interrupted: checkpointing the running jobs (Ctrl-C again to quit at once)');
-        };
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
-        try {
-          const results = await runBatch(
-            jobs,
-            { backend, weights, limits, resultsFile: flags.results ?? defaultResultsFile(jobsFile), signal: controller.signal },
-            batchView(flags.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain', write),
-          );
-          if (results.some((r) => r.status === 'interrupted')) process.exitCode = 130;
-          else if (results.some((r) => r.status === 'failed')) process.exitCode = 1;
-        } finally {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-        }
+        const results = await runBatch(
+          jobs,
+          { backend, weights, limits, resultsFile: flags.results ?? defaultResultsFile(jobsFile), signal: controller.signal },
+          batchView(flags.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain', write),
+        );
+        if (results.some((r) => r.status === 'interrupted')) process.exitCode = 130;
+        else if (results.some((r) => r.status === 'failed')) process.exitCode = 1;
       } finally {
-        backend.dispose();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
-    });
+    } finally {
+      backend.dispose();
+    }
+  });
 }
 
 /** The default results file of a manifest. */

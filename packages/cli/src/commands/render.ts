@@ -60,7 +60,10 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
   let config = parseConfig(flags);
   const total = config.scales ? (config.scaleIterations?.at(-1) ?? config.iterations) : config.iterations;
   const view: ProgressView = flags.json
-    ? jsonView((s) => process.stdout.write(s), (s) => process.stderr.write(s + '\n'))
+    ? jsonView(
+        (s) => process.stdout.write(s),
+        (s) => process.stderr.write(s + '\n'),
+      )
     : process.stdout.isTTY
       ? ttyView(process.stdout, total, config.loss.tvWeight > 0)
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
@@ -70,7 +73,9 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
   if (preset.filled.length > 0) {
     config = jobFromOptions(preset.values);
     const names = (layers: readonly WeightedLayer[]) => layers.map((l) => l.layer).join(', ');
-    view.info(`layers: content ${names(config.loss.contentLayers)}; style ${names(config.loss.styleLayers)} (the weight set's own, where none were named)`);
+    view.info(
+      `layers: content ${names(config.loss.contentLayers)}; style ${names(config.loss.styleLayers)} (the weight set's own, where none were named)`,
+    );
   }
   // The backend opens once the job's paths and sizes are checked, and before
   // any image is decoded: its memory estimate may refuse the job first.
@@ -95,7 +100,9 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
     for (const note of plan.notes ?? []) view.info(note);
     await backend.loadWeights(weights);
     const { width, height, batch } = { ...plan.session };
-    view.info(`rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${plan.iterations} iterations${plan.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} -> ${plan.outPaths.join(', ')}`);
+    view.info(
+      `rendering ${width}x${height}${batch > 1 ? `, batch ${batch}` : ''}, ${plan.iterations} iterations${plan.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} -> ${plan.outPaths.join(', ')}`,
+    );
 
     // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
     // current image and a checkpoint, then exit 128 + the signal's number
@@ -115,19 +122,26 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
     try {
       // Coarse scales report one line each; the final scale drives the progress view.
       let final = scales.length === 1;
-      result = await runScales(backend, scales, {
-        onScale: (k, n, s) => {
-          final = s.final;
-          if (n > 1) view.info(`scale ${k + 1}/${n}: ${s.size.width}x${s.size.height}, ${s.plan.iterations} iterations`);
+      result = await runScales(
+        backend,
+        scales,
+        {
+          onScale: (k, n, s) => {
+            final = s.final;
+            if (n > 1) view.info(`scale ${k + 1}/${n}: ${s.size.width}x${s.size.height}, ${s.plan.iterations} iterations`);
+          },
+          onScaleDone: (k, r) =>
+            view.info(
+              `scale ${k + 1}/${scales.length} done: J ${r.finalLosses.map((l) => l.total.toExponential(3)).join(', ')} in ${r.seconds.toFixed(1)} s`,
+            ),
+          onReport: (r) => final && view.report(r),
+          onProgress: (i, ms) => final && view.progress(i, ms),
+          onSaved: (f, i) => view.saved(f, i),
+          onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
+          onNotice: (line) => view.info(line),
         },
-        onScaleDone: (k, r) =>
-          view.info(`scale ${k + 1}/${scales.length} done: J ${r.finalLosses.map((l) => l.total.toExponential(3)).join(', ')} in ${r.seconds.toFixed(1)} s`),
-        onReport: (r) => final && view.report(r),
-        onProgress: (i, ms) => final && view.progress(i, ms),
-        onSaved: (f, i) => view.saved(f, i),
-        onResumed: (i) => view.info(`resumed from ${plan.checkpointPath} at iteration ${i}`),
-        onNotice: (line) => view.info(line),
-      }, controller.signal);
+        controller.signal,
+      );
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
@@ -171,8 +185,11 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
 async function chooseRenderWeights(flags: RenderFlags, view: ProgressView): Promise<WeightSet> {
   if (flags.weights) return loadWeights(flags.weights);
   const installed = await resolveDefaultWeights();
-  if (installed || flags.yes) return loadWeights(installed ?? (await ensureDefaultWeights({ yes: true, log: (line: string) => view.info(line) })));
-  view.info(`weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch (${WEIGHT_SOURCES[0].megabytes} MB)`);
+  if (installed || flags.yes)
+    return loadWeights(installed ?? (await ensureDefaultWeights({ yes: true, log: (line: string) => view.info(line) })));
+  view.info(
+    `weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch (${WEIGHT_SOURCES[0].megabytes} MB)`,
+  );
   return loadWeights(EMBEDDED_SOURCE);
 }
 

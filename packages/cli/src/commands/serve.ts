@@ -32,12 +32,16 @@ export function registerServeCommand(program: Command): void {
       }
       const server = createApiServer({ store: folderStore(flags.store), queue, token });
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (e: NodeJS.ErrnoException) => reject(new UserError(`cannot listen on ${flags.host}:${port} (${e.code})`, { code: 'unsupported', field: 'port' })));
+        server.once('error', (e: NodeJS.ErrnoException) =>
+          reject(new UserError(`cannot listen on ${flags.host}:${port} (${e.code})`, { code: 'unsupported', field: 'port' })),
+        );
         server.listen(port, flags.host, resolve);
       });
       const address = server.address();
       const actual = typeof address === 'object' && address ? address.port : port;
-      process.stdout.write(`listening on http://${flags.host}:${actual}/ (open http://${flags.host}:${actual}/#token=<token> in a browser)\n`);
+      process.stdout.write(
+        `listening on http://${flags.host}:${actual}/ (open http://${flags.host}:${actual}/#token=<token> in a browser)\n`,
+      );
       await new Promise<void>((resolve) => {
         const stop = () => server.close(() => resolve());
         process.once('SIGINT', stop);

@@ -27,14 +27,16 @@ import {
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
 export function registerWeightsCommands(program: Command): void {
-  const weights = program
-    .command('weights')
-    .description('obtain, import and inspect VGG-19 weights');
+  const weights = program.command('weights').description('obtain, import and inspect VGG-19 weights');
 
   weights
     .command('fetch')
     .description('download VGG-19 weights (checksum-verified, resumable) into the cache')
-    .addOption(new Option('--source <name>', 'which published file to download (default: each in turn until one works)').choices(WEIGHT_SOURCES.map((s) => s.id)))
+    .addOption(
+      new Option('--source <name>', 'which published file to download (default: each in turn until one works)').choices(
+        WEIGHT_SOURCES.map((s) => s.id),
+      ),
+    )
     .option('-y, --yes', 'do not ask before downloading')
     .option('--keep', 'keep the downloaded original in <cache>/downloads')
     .action(async (flags: { source?: string; yes?: boolean; keep?: boolean }) => {
@@ -44,7 +46,9 @@ export function registerWeightsCommands(program: Command): void {
         if (!ok) throw new UserError('weights fetch: cancelled');
       }
       const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
-      out(`${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`);
+      out(
+        `${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`,
+      );
     });
 
   weights
@@ -56,21 +60,28 @@ export function registerWeightsCommands(program: Command): void {
       const preprocessing = flags.preprocessing ? preprocessingByName(flags.preprocessing) : undefined;
       const { set } = await loadWeightsDetailed(path, { preprocessing });
       const stored = await importToCache(set, { force: flags.force }).catch((e: unknown) => {
-        if (e instanceof WeightsError && e.reason === 'WEIGHTS_CACHE_DOWNGRADE') throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
+        if (e instanceof WeightsError && e.reason === 'WEIGHTS_CACHE_DOWNGRADE')
+          throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
         throw e;
       });
       const { layers } = stored;
-      out(`${stored.path}: ${layers.length} layers (${layers[0]} .. ${layers.at(-1)}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`);
+      out(
+        `${stored.path}: ${layers.length} layers (${layers[0]} .. ${layers.at(-1)}) from ${set.format} ${path} (${describePreprocessing(set.preprocessing)})`,
+      );
     });
 
   weights
     .command('info [file-or-dir]')
-    .description(`show the format, layers, shapes, preprocessing and checksum of a weight file (default: the cache, then the built-in set; '${EMBEDDED_SOURCE}' names the built-in set)`)
+    .description(
+      `show the format, layers, shapes, preprocessing and checksum of a weight file (default: the cache, then the built-in set; '${EMBEDDED_SOURCE}' names the built-in set)`,
+    )
     .option('--json', 'print one JSON object (one per set without an argument)')
     .action(async (path: string | undefined, flags: { json?: boolean }) => {
       const targets = path ? [path] : [...(existsSync(cachePath()) ? [cachePath()] : []), EMBEDDED_SOURCE];
       if (!path && targets.length === 1 && !flags.json)
-        out(`no full VGG-19 in the cache (${cachePath()}): run \`nst weights fetch\` or \`nst weights import FILE\`; renders use the built-in set:\n`);
+        out(
+          `no full VGG-19 in the cache (${cachePath()}): run \`nst weights fetch\` or \`nst weights import FILE\`; renders use the built-in set:\n`,
+        );
       for (const [i, target] of targets.entries()) {
         const loaded = await loadWeightsDetailed(target);
         if (flags.json) out(JSON.stringify(weightsInfoJson(loaded)));

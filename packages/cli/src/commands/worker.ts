@@ -24,40 +24,40 @@ export function registerWorkerCommand(program: Command): void {
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
   addEngineOptions(command).action(async (flags: WorkerFlags) => {
-      const log = (line: string) => process.stdout.write(`${line}\n`);
-      const weights = await chooseWeights(flags, { info: log });
-      const backend = await openBackendFor(flags, log);
-      const scratchDir = mkdtempSync(path.join(tmpdir(), 'nst-worker-'));
+    const log = (line: string) => process.stdout.write(`${line}\n`);
+    const weights = await chooseWeights(flags, { info: log });
+    const backend = await openBackendFor(flags, log);
+    const scratchDir = mkdtempSync(path.join(tmpdir(), 'nst-worker-'));
+    try {
+      await backend.loadWeights(weights);
+      const running = startWorker({
+        store: folderStore(flags.store),
+        connection: redisConnection(),
+        backend,
+        weights,
+        limits: packLimits(flags),
+        scratchDir,
+        checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
+        lockMs: Math.round(1000 * parseNumber(flags.lockSeconds, 'lockSeconds')),
+        previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
+        log,
+      });
       try {
-        await backend.loadWeights(weights);
-        const running = startWorker({
-          store: folderStore(flags.store),
-          connection: redisConnection(),
-          backend,
-          weights,
-          limits: packLimits(flags),
-          scratchDir,
-          checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
-          lockMs: Math.round(1000 * parseNumber(flags.lockSeconds, 'lockSeconds')),
-          previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
-          log,
-        });
-        try {
-          await whenConnected(running.worker);
-        } catch (e) {
-          await running.close().catch(() => undefined);
-          throw e;
-        }
-        log(`worker ready: ${backend.detail}; weights: ${weights.source}`);
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', () => resolve());
-          process.once('SIGTERM', () => resolve());
-        });
-        log('stopping: running jobs are checkpointed and go back to the queue');
-        await running.close();
-      } finally {
-        backend.dispose();
-        rmSync(scratchDir, { recursive: true, force: true });
+        await whenConnected(running.worker);
+      } catch (e) {
+        await running.close().catch(() => undefined);
+        throw e;
       }
-    });
+      log(`worker ready: ${backend.detail}; weights: ${weights.source}`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+      log('stopping: running jobs are checkpointed and go back to the queue');
+      await running.close();
+    } finally {
+      backend.dispose();
+      rmSync(scratchDir, { recursive: true, force: true });
+    }
+  });
 }
