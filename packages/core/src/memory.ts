@@ -1,4 +1,4 @@
-import type { LossSpec } from './loss.js';
+import { deepestLayerIndex, type LossSpec } from './loss.js';
 import { findLayer, layerInputSize, VGG19_LAYERS } from './vgg.js';
 
 /*
@@ -33,13 +33,6 @@ export function weightFloats(lastIndex: number): number {
   let n = 0;
   for (let i = 0; i <= lastIndex; i++) n += 9 * VGG19_LAYERS[i].inChannels * VGG19_LAYERS[i].outChannels + VGG19_LAYERS[i].outChannels;
   return n;
-}
-
-/** Index of the deepest layer a loss reads: the network runs up to it. */
-export function deepestLayer(loss: LossSpec): number {
-  let last = 0;
-  for (const l of [...loss.contentLayers, ...loss.styleLayers]) last = Math.max(last, findLayer(l.layer)?.index ?? 0);
-  return last;
 }
 
 /** What a memory estimate is about: the session's size and loss, and the size each style image is resized to. */
@@ -86,7 +79,7 @@ export interface MemoryCount {
  * estimate that errs should err high.
  */
 export function countMemory(shape: MemoryShape, profile: MemoryProfile): MemoryCount {
-  const last = deepestLayer(shape.loss);
+  const last = deepestLayerIndex(shape.loss);
   const mapOf = (name: string, h: number, w: number) => {
     const i = findLayer(name)!.index;
     const s = layerInputSize(i, h, w);
