@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { deepestLayerIndex, findLayer, layerInputSize, resolveSize, VGG19_LAYERS, type LossSpec } from '@nst/core';
+import { resolveSize, type Backend, type LossSpec } from '@nst/core';
 import { fileCheckpointStore, itemCheckpointStore, probeImage, type RenderConfig, type RenderPlan } from '@nst/render';
 
 /**
@@ -34,30 +34,6 @@ export function compatibilityKey(config: RenderConfig, size: { width: number; he
   });
 }
 
-/**
- * An estimate of the engine memory one batch item needs, in bytes: the
- * activations of every layer up to the deepest one the loss uses, kept for
- * the backward pass, with their gradients and the engine's scratch (3 float32
- * copies); the image, its gradient and Adam's two moments; the content
- * target and the style Gram targets.
- */
-export function itemBytes(width: number, height: number, loss: LossSpec): number {
-  const deepest = deepestLayerIndex(loss);
-  let floats = 0;
-  for (let i = 0; i <= deepest; i++) {
-    const { height: h, width: w } = layerInputSize(i, height, width);
-    floats += 3 * h * w * VGG19_LAYERS[i].outChannels;
-  }
-  floats += 4 * height * width * 3;
-  for (const l of loss.contentLayers) {
-    const layer = findLayer(l.layer)!;
-    const { height: h, width: w } = layerInputSize(layer.index, height, width);
-    floats += h * w * layer.outChannels;
-  }
-  for (const l of loss.styleLayers) floats += findLayer(l.layer)!.outChannels ** 2;
-  return 4 * floats;
-}
-
 export interface PackLimits {
   /** The most items in one engine batch. */
   readonly maxBatch: number;
@@ -65,9 +41,26 @@ export interface PackLimits {
   readonly memoryBytes: number;
 }
 
-/** How many items of this size and loss fit one batch (at least 1: a single job always runs). */
-export function batchCapacity(size: { width: number; height: number }, loss: LossSpec, limits: PackLimits): number {
-  return Math.max(1, Math.min(limits.maxBatch, Math.floor(limits.memoryBytes / itemBytes(size.width, size.height, loss))));
+/**
+ * How many items of this size and loss fit one batch: the most, up to
+ * maxBatch, whose memory the backend estimates (Backend.estimateMemory, the
+ * estimate that refuses a render) within memoryBytes; at least 1, so a single
+ * job always runs. A backend that plans its own memory (cuda: no estimate)
+ * gets maxBatch; a batch it refuses is re-run job by job.
+ */
+export function batchCapacity(
+  backend: Pick<Backend, 'estimateMemory'>,
+  size: { width: number; height: number },
+  loss: LossSpec,
+  limits: PackLimits,
+): number {
+  const fits = (batch: number) => {
+    const bytes = backend.estimateMemory({ ...size, batch, loss, styleSizes: [size] });
+    return bytes === undefined || bytes <= limits.memoryBytes;
+  };
+  let capacity = 1;
+  while (capacity < limits.maxBatch && fits(capacity + 1)) capacity++;
+  return capacity;
 }
 
 /** Splits items that share a key into batches of at most `capacity`, in their original order. */

@@ -118,7 +118,7 @@ export async function runBatch(
         config,
         startIteration,
         key: compatibilityKey(config, size, startIteration),
-        capacity: batchCapacity(size, config.loss, options.limits),
+        capacity: batchCapacity(options.backend, size, config.loss, options.limits),
       });
     } catch (e) {
       await fail(job, e);

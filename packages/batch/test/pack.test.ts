@@ -4,13 +4,13 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { type Backend, type WeightSet } from '@nst/core';
-import { batchCapacity, itemBytes, mergePlans, packGroups } from '@nst/batch';
+import { batchCapacity, mergePlans, packGroups } from '@nst/batch';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { jobFromOptions, prepareRender, readCheckpoint, runOptimisation, type RenderConfig } from '@nst/render';
 import { loadWeights } from '@nst/weights';
 
 describe('packing', () => {
-  it('estimates an item from the layers the loss reaches (hand-worked)', () => {
+  it("sizes a batch with the backend's own memory estimate, between 1 and maxBatch", () => {
     const loss = {
       contentLayers: [{ layer: 'conv1_2', weight: 1 }],
       styleLayers: [{ layer: 'conv1_1', weight: 1 }],
@@ -18,13 +18,22 @@ describe('packing', () => {
       beta: 1,
       tvWeight: 0,
     };
-    // conv1_1 and conv1_2 at 8x6x64, 3 copies each; image, gradient and 2 moments; conv1_2 content target; one 64x64 Gram.
-    const floats = 3 * 2 * 8 * 6 * 64 + 4 * 8 * 6 * 3 + 8 * 6 * 64 + 64 * 64;
-    expect(itemBytes(8, 6, loss)).toBe(4 * floats);
-    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 100, memoryBytes: 4 * floats * 3 + 1 })).toBe(3);
-    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
+    // A backend whose estimate is 100 bytes of weights plus 1000 per item: 3 items fit 3100 bytes, 4 do not.
+    const asked: number[] = [];
+    const backend = {
+      estimateMemory: (shape: { batch: number; width: number; height: number }) => {
+        asked.push(shape.batch);
+        expect([shape.width, shape.height]).toEqual([8, 6]);
+        return 100 + 1000 * shape.batch;
+      },
+    };
+    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 100, memoryBytes: 3100 })).toBe(3);
+    expect(asked).toEqual([2, 3, 4]);
+    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
     // A job larger than the budget still runs, alone.
-    expect(batchCapacity({ width: 8, height: 6 }, loss, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
+    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
+    // A backend that plans its own memory (no estimate) gets maxBatch.
+    expect(batchCapacity({ estimateMemory: () => undefined }, { width: 8, height: 6 }, loss, { maxBatch: 5, memoryBytes: 10 })).toBe(5);
   });
 
   it('groups by key, keeps the order, and splits groups at the capacity', () => {

@@ -15,7 +15,7 @@ export function addEngineOptions(command: Command): Command {
   command
     .option('-w, --weights <path|random:SEED>', 'VGG-19 weights for every job (default: $NST_WEIGHTS, else the installed set)')
     .option('--max-batch <n>', 'most jobs rendered together', '8')
-    .option('--memory <MiB>', 'engine memory a batch may use', '4096');
+    .option('--memory <MiB>', "memory a batch may use, by the backend's own estimate (the one that refuses a render)", '4096');
   return addBackendOptions(command).option('-y, --yes', 'fetch the default weights without asking when none are installed');
 }
 

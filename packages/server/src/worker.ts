@@ -236,7 +236,7 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
     checkpoints,
     startIteration,
     key: compatibilityKey(config, size, startIteration),
-    capacity: batchCapacity(size, config.loss, o.limits),
+    capacity: batchCapacity(o.backend, size, config.loss, o.limits),
   };
 }
 
