@@ -15,7 +15,7 @@ import { Rng, isUserError } from '@nst/core';
 import { loadWeights, writeSafetensors } from '@nst/weights';
 import { allBombs, type Bomb } from './bombs.js';
 import { referenceLayer } from './reference.js';
-import { columnMajorKernel, matFile, type MatValue } from './matfile.js';
+import { matConvLayer, matFile, type MatValue } from './matfile.js';
 import { legacyPth, zipPth, type TorchTensor } from './torchfile.js';
 
 export interface FuzzSeed {
@@ -43,24 +43,7 @@ function torchTensors(): TorchTensor[] {
 
 function matNetwork(): Array<[string, MatValue]> {
   const str = (text: string): MatValue => ({ t: 'char', text });
-  const conv: MatValue = {
-    t: 'struct',
-    fields: [
-      ['name', str('conv1_1')],
-      ['type', str('conv')],
-      [
-        'weights',
-        {
-          t: 'cell',
-          dims: [1, 2],
-          items: [
-            { t: 'single', dims: [3, 3, 3, 64], data: columnMajorKernel(l0.kernel, 3, 64) },
-            { t: 'single', dims: [64, 1], data: l0.bias },
-          ],
-        },
-      ],
-    ],
-  };
+  const conv = matConvLayer('conv1_1', l0.kernel, l0.bias, 3, 64);
   const relu: MatValue = {
     t: 'struct',
     fields: [

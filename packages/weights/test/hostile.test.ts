@@ -14,7 +14,7 @@ import { loadWeights, MEMORY_BUDGET_BYTES, randomWeights, WeightsError, writeCac
 import { allBombs, writeBomb } from './bombs.js';
 import { nst } from '@nst/test-helpers';
 import { newDir } from './helpers.js';
-import { matFile, type MatValue } from './matfile.js';
+import { matConvLayer, matFile, type MatValue } from './matfile.js';
 
 const scratch = newDir();
 const bombs = await allBombs(scratch);
@@ -144,25 +144,7 @@ describe('absurd preprocessing values are a user error naming the file and the f
   for (const [what, values, message] of averageImage)
     it(`MatConvNet averageImage of ${what}`, async () => {
       const path = join(newDir(), 'w.mat');
-      const str = (text: string): MatValue => ({ t: 'char', text });
-      const conv: MatValue = {
-        t: 'struct',
-        fields: [
-          ['name', str('conv1_1')],
-          ['type', str('conv')],
-          [
-            'weights',
-            {
-              t: 'cell',
-              dims: [1, 2],
-              items: [
-                { t: 'single', dims: [3, 3, 3, 64], data: l0.kernel },
-                { t: 'single', dims: [64, 1], data: l0.bias },
-              ],
-            },
-          ],
-        ],
-      };
+      const conv = matConvLayer('conv1_1', l0.kernel, l0.bias, 3, 64);
       const meta: MatValue = {
         t: 'struct',
         fields: [

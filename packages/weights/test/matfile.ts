@@ -111,3 +111,26 @@ export function columnMajorKernel(hwioKernel: Float32Array, I: number, O: number
         for (let o = 0; o < O; o++) out[h + 3 * w + 9 * i + 9 * I * o] = hwioKernel[((h * 3 + w) * I + i) * O + o];
   return out;
 }
+
+/** A MatConvNet `conv` layer struct: its name and its weights cell {kernel (column-major), bias}. */
+export function matConvLayer(name: string, hwioKernel: Float32Array, bias: Float32Array, I: number, O: number): MatValue {
+  const str = (text: string): MatValue => ({ t: 'char', text });
+  return {
+    t: 'struct',
+    fields: [
+      ['name', str(name)],
+      ['type', str('conv')],
+      [
+        'weights',
+        {
+          t: 'cell',
+          dims: [1, 2],
+          items: [
+            { t: 'single', dims: [3, 3, I, O], data: columnMajorKernel(hwioKernel, I, O) },
+            { t: 'single', dims: [O, 1], data: bias },
+          ],
+        },
+      ],
+    ],
+  };
+}
