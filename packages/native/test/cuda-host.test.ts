@@ -40,15 +40,13 @@ function buildAndRun(compiler: string, name: string, args: (exe: string) => stri
   }
 }
 
+/** How both host test programs compile: C++17, every warning an error, the engine's sources on the include path. */
+const STRICT_CXX = ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', `-I${src('')}`];
+
 describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
   it('host_test.cc passes every check', () => {
     const run = buildAndRun(cxx, 'host_test', (exe) => [
-      '-std=c++17',
-      '-O1',
-      '-Wall',
-      '-Wextra',
-      '-Werror',
-      `-I${src('')}`,
+      ...STRICT_CXX,
       src('cuda/test/host_test.cc'),
       src('cuda/geometry.cc'),
       src('cuda/memory_plan.cc'),
@@ -73,12 +71,7 @@ if (!hasCudaRuntime) console.log(`cuda graph test skipped: no CUDA runtime under
 /** graph_test.cc linked against a CUDA runtime: the real one (in `libDir`: libcudart_static.a) or the stand-in's. */
 function runGraphTest(runtime: { libDir: string; lib: string; rpath?: boolean }) {
   return buildAndRun(cxx, 'graph_test', (exe) => [
-    '-std=c++17',
-    '-O1',
-    '-Wall',
-    '-Wextra',
-    '-Werror',
-    `-I${src('')}`,
+    ...STRICT_CXX,
     `-I${path.join(cudaHome, 'include')}`,
     src('cuda/test/graph_test.cc'),
     src('cuda/graph.cc'),
@@ -127,7 +120,6 @@ describe.skipIf(!hasNvcc)('cuda kernel self-test (native/src/cuda/test/kernel_te
     const dir = mkdtempSync(path.join(tmpdir(), 'nst-cuda-kernels-'));
     try {
       const exe = path.join(dir, 'kernel_test');
-      const src = (f: string) => path.join(repo, 'native/src', f);
       execFileSync(
         nvcc,
         [
