@@ -19,6 +19,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
   const w = 40;
   const h = 30;
   let content = '';
+  let opaque = ''; // content without its alpha channel
   let style = '';
   let rgba: Buffer;
   beforeAll(async () => {
@@ -31,6 +32,11 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
       .png()
       .toFile(content);
+    opaque = path.join(dir, 'opaque.png');
+    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .removeAlpha()
+      .png()
+      .toFile(opaque);
     style = path.join(dir, 'style.png');
     const s = Buffer.alloc(w * h * 3);
     for (let i = 0; i < s.length; i++) s[i] = (i * 37) % 256;
@@ -38,10 +44,10 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       .png()
       .toFile(style);
   });
-  const base = () => [
+  const base = (iterations = 5, contentFile = content) => [
     'render',
     '--content',
-    content,
+    contentFile,
     '--style',
     style,
     '--weights',
@@ -53,7 +59,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     '--size',
     `${w}x${h}`,
     '--iterations',
-    '5',
+    String(iterations),
     '--save-every',
     '0',
     '--json',
@@ -88,6 +94,22 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
   });
 
   const finalTotal = (r: { stdout: string }) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
+
+  it('L-BFGS stays in the pixel range: the 16-bit file it writes scores the loss it reported', () => {
+    // Scored by a second render that starts from the file and runs 0 iterations. Without the bounds,
+    // channels left the range, the file was clipped, and its loss was another than the one reported.
+    // The opaque content: a file with alpha would lose its transparent pixels' colours as an init.
+    const out = path.join(dir, 'bounded.png');
+    const r = nst([...base(20, opaque), '--optimizer', 'lbfgs', '--bit-depth', '16', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const scored = nst([...base(0, opaque), '--init', out, '--out', path.join(dir, 'scored.png')]);
+    expect(scored.status, scored.stderr).toBe(0);
+    const [reported, written] = [finalTotal(r), finalTotal(scored)];
+    console.log(`L-BFGS, 20 iterations: reported J ${reported.toExponential(4)}, the written file scores ${written.toExponential(4)}`);
+    // The scoring render reads the file at 8 bits: that rounding moves this small random-weights loss by
+    // about 1%. Unbounded, the file scored 12.7x the reported loss.
+    expect(Math.abs(written - reported) / reported).toBeLessThan(0.05);
+  });
 
   it('--preset jcjohnson fills the options not given (L-BFGS), explicit ones win', () => {
     const preset = nst([...base(), '--preset', 'jcjohnson', '--out', path.join(dir, 'jc.png')]);

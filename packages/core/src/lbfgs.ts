@@ -13,6 +13,17 @@
  * any objective (x -> loss, gradient); dot products are summed in float64.
  * Its memory is 2 x history x |x| float32 (the pairs s, y) plus a few
  * vectors of |x|: lbfgsMemoryBytes() says how much.
+ *
+ * With `bounds` it keeps x inside a box (projected L-BFGS): the images are
+ * clipped to the pixel range when written, so a step outside it is a step
+ * the output never shows (unbounded, 4-6% of the channels of a 800x600
+ * render ended outside 0..255, and the written image's style loss was 100x
+ * the one reported). Each iteration holds the unknowns that sit on a bound
+ * and are pushed outward, searches along the projected path P(x + t d)
+ * (Bertsekas' sufficient decrease f(t) <= f(0) + c1 g'(P(x + t d) - x);
+ * the slope counts only the components not clipped at t) and keeps the pair
+ * (P(x + t d) - x, g(t) - g) when its curvature is positive. Without bounds
+ * every step is the plain algorithm's.
  */
 
 export interface LbfgsConfig {
@@ -24,29 +35,48 @@ export interface LbfgsConfig {
   readonly c2?: number;
   /** Most objective evaluations in one line search. */
   readonly maxLineSearch?: number;
+  /** A box for x; none: unbounded. */
+  readonly bounds?: LbfgsBounds;
 }
 
-export const DEFAULT_LBFGS: Required<LbfgsConfig> = { history: 100, c1: 1e-4, c2: 0.9, maxLineSearch: 25 };
+/**
+ * Per-channel bounds of interleaved data: x[i] stays in [lower[i % k],
+ * upper[i % k]], k = lower.length (3 for the HWC images of ImageTensor).
+ */
+export interface LbfgsBounds {
+  readonly lower: readonly number[];
+  readonly upper: readonly number[];
+}
+
+export const DEFAULT_LBFGS: Required<Omit<LbfgsConfig, 'bounds'>> = { history: 100, c1: 1e-4, c2: 0.9, maxLineSearch: 25 };
 
 /** The objective: loss and gradient at x. `detail` is passed through (per-item losses, for reports). */
 export type LbfgsObjective<D> = (x: Float32Array) => Promise<{ loss: number; gradient: Float32Array; detail: D }>;
 
-/** Bytes an L-BFGS run over n unknowns holds besides the objective: the pairs, and x, g, d and the line search's gradients. */
+/**
+ * Bytes an L-BFGS run over n unknowns holds at its peak besides the
+ * objective: the 2 x history pairs, and 11 vectors of n: x, g, the free
+ * gradient, the recursion's q, d, the trial point, three gradients of the
+ * line search (its bracket's ends and the newest trial), the next x and the
+ * new pair being built (s, y) before the oldest is dropped.
+ */
 export function lbfgsMemoryBytes(history: number, n: number): number {
-  return (2 * history + 7) * n * 4;
+  return (2 * history + 11) * n * 4;
 }
 
 interface Point<D> {
   readonly t: number;
   readonly loss: number;
   readonly gradient: Float32Array;
-  /** g . d */
+  /** The slope of the loss along the (projected) path at t: g . d over the components not clipped. */
   readonly slope: number;
+  /** g(0) . (x(t) - x): the first-order decrease the Armijo condition asks a fraction of (t g(0).d unbounded). */
+  readonly decrease: number;
   readonly detail: D;
 }
 
 export class Lbfgs<D> {
-  readonly config: Required<LbfgsConfig>;
+  readonly config: Required<Omit<LbfgsConfig, 'bounds'>> & Pick<LbfgsConfig, 'bounds'>;
   /** The current iterate (owned by the optimiser; read it, do not write it). */
   readonly x: Float32Array;
   /** Objective evaluations so far (every line search trial counts). */
@@ -70,13 +100,23 @@ export class Lbfgs<D> {
     this.config = { ...DEFAULT_LBFGS, ...config };
     if (!(Number.isInteger(this.config.history) && this.config.history >= 1))
       throw new RangeError('L-BFGS history must be a whole number >= 1');
+    const b = this.config.bounds;
+    if (b) {
+      if (!(b.lower.length > 0 && b.lower.length === b.upper.length && b.lower.every((lo, c) => lo <= b.upper[c])))
+        throw new RangeError('L-BFGS bounds need as many lower as upper values, each lower <= upper');
+      // In float32, as x is: a clipped value then equals its bound exactly, and "on a bound" is an exact test.
+      this.config = { ...this.config, bounds: { lower: b.lower.map(Math.fround), upper: b.upper.map(Math.fround) } };
+    }
     this.x = Float32Array.from(x0);
+    this.project(this.x); // a start outside the box begins at its nearest point
   }
 
   /** Loss, gradient and detail at x (evaluated once, then cached). */
   async state(): Promise<{ loss: number; gradient: Float32Array; detail: D }> {
     if (!this.current) {
-      this.current = await this.evaluate(0, new Float32Array(0));
+      this.current = await this.objective(this.x);
+      this.evaluations++;
+      this.lastT = 0;
       this.lastEvaluatedIsX = true;
     }
     return this.current;
@@ -85,12 +125,14 @@ export class Lbfgs<D> {
   /** One iteration: a direction from the two-loop recursion, then a strong-Wolfe line search along it. */
   async step(): Promise<void> {
     const { loss, gradient: g } = await this.state();
-    let d = this.direction(g);
+    // Unknowns held on a bound do not take part: their gradient is left out
+    // of the recursion and their component of d is zero.
+    let d = this.withoutBlocked(this.direction(this.withoutBlocked(g, -1)), 1);
     let slope = dot(g, d);
     if (!(slope < 0)) {
       // Not a descent direction (the pairs went stale): forget them, go downhill.
       this.forget();
-      d = negated(g);
+      d = this.withoutBlocked(negated(g), 1);
       slope = dot(g, d);
     }
     if (slope === 0) {
@@ -99,15 +141,16 @@ export class Lbfgs<D> {
     }
     // The first step is scaled like torch's (min(1, 1/|g|_1)); later ones start at 1.
     const t0 = this.iterations === 0 && this.s.length === 0 ? Math.min(1, 1 / l1(g)) : 1;
-    const accepted = await this.lineSearch(d, t0, { t: 0, loss, gradient: g, slope, detail: this.current!.detail });
+    const accepted = await this.lineSearch(d, t0, { t: 0, loss, gradient: g, slope, decrease: 0, detail: this.current!.detail });
     if (accepted.t > 0) {
+      const next = this.pointAt(accepted.t, d);
       const s = new Float32Array(d.length);
       const y = new Float32Array(d.length);
       for (let i = 0; i < d.length; i++) {
-        s[i] = accepted.t * d[i];
+        s[i] = next[i] - this.x[i];
         y[i] = accepted.gradient[i] - g[i];
-        this.x[i] += s[i];
       }
+      this.x.set(next);
       const ys = dot(y, s);
       if (ys > 1e-10) this.remember(s, y, 1 / ys);
       this.current = { loss: accepted.loss, gradient: accepted.gradient, detail: accepted.detail };
@@ -155,21 +198,58 @@ export class Lbfgs<D> {
     this.rho.length = 0;
   }
 
-  private async evaluate(t: number, d: Float32Array): Promise<{ loss: number; gradient: Float32Array; detail: D }> {
-    let trial = this.x;
-    if (t !== 0) {
-      trial = new Float32Array(this.x.length);
-      for (let i = 0; i < trial.length; i++) trial[i] = this.x[i] + t * d[i];
+  /** x + t d, projected onto the box. */
+  private pointAt(t: number, d: Float32Array): Float32Array {
+    const p = new Float32Array(this.x.length);
+    for (let i = 0; i < p.length; i++) p[i] = this.x[i] + t * d[i];
+    this.project(p);
+    return p;
+  }
+
+  /** Clips v onto the box in place (nothing without bounds). */
+  private project(v: Float32Array): void {
+    const b = this.config.bounds;
+    if (!b) return;
+    const k = b.lower.length;
+    for (let i = 0; i < v.length; i++) v[i] = Math.min(Math.max(v[i], b.lower[i % k]), b.upper[i % k]);
+  }
+
+  /**
+   * v with zeros for the unknowns that sit on a bound and that a move along
+   * `sign` x v would push outward (a direction: sign 1; a gradient, whose
+   * descent is along -g: sign -1).
+   */
+  private withoutBlocked(v: Float32Array, sign: 1 | -1): Float32Array {
+    const b = this.config.bounds;
+    if (!b) return v;
+    const k = b.lower.length;
+    const out = Float32Array.from(v);
+    for (let i = 0; i < v.length; i++) {
+      const move = sign * v[i];
+      if ((move < 0 && this.x[i] <= b.lower[i % k]) || (move > 0 && this.x[i] >= b.upper[i % k])) out[i] = 0;
     }
-    const r = await this.objective(trial);
-    this.evaluations++;
-    this.lastT = t;
-    return r;
+    return out;
   }
 
   private async trial(t: number, d: Float32Array): Promise<Point<D>> {
-    const r = await this.evaluate(t, d);
-    return { t, loss: r.loss, gradient: r.gradient, slope: dot(r.gradient, d), detail: r.detail };
+    const trial = this.pointAt(t, d);
+    const r = await this.objective(trial);
+    this.evaluations++;
+    this.lastT = t;
+    const g0 = this.current!.gradient;
+    if (!this.config.bounds) {
+      return { t, loss: r.loss, gradient: r.gradient, slope: dot(r.gradient, d), decrease: t * dot(g0, d), detail: r.detail };
+    }
+    // Along the projected path a clipped component no longer moves.
+    const b = this.config.bounds;
+    const k = b.lower.length;
+    let slope = 0;
+    let decrease = 0;
+    for (let i = 0; i < d.length; i++) {
+      decrease += g0[i] * (trial[i] - this.x[i]);
+      if (trial[i] > b.lower[i % k] && trial[i] < b.upper[i % k]) slope += r.gradient[i] * d[i];
+    }
+    return { t, loss: r.loss, gradient: r.gradient, slope, decrease, detail: r.detail };
   }
 
   /**
@@ -180,7 +260,7 @@ export class Lbfgs<D> {
    */
   private async lineSearch(d: Float32Array, t0: number, origin: Point<D>): Promise<Point<D>> {
     const { c1, c2, maxLineSearch } = this.config;
-    const armijo = (p: Point<D>) => p.loss <= origin.loss + c1 * p.t * origin.slope;
+    const armijo = (p: Point<D>) => p.loss <= origin.loss + c1 * p.decrease;
     const curvature = (p: Point<D>) => Math.abs(p.slope) <= -c2 * origin.slope;
     let prev = origin;
     let point = await this.trial(t0, d);

@@ -1,4 +1,5 @@
 import type { ImageTensor } from './backend.js';
+import type { LbfgsBounds } from './lbfgs.js';
 import type { RgbLevels } from './colour.js';
 import type { Preprocessing } from './weights.js';
 
@@ -57,4 +58,14 @@ export function toLevels(tensor: ImageTensor, pre: Preprocessing): { width: numb
  */
 export function pixelUnit(pre: Preprocessing): [number, number, number] {
   return [0, 1, 2].map((c) => pre.scale / 255 / pre.std[c]) as [number, number, number];
+}
+
+/**
+ * The pixel range 0..255 in network space, per network channel: what
+ * toPixels keeps of an image (for an optimiser that should stay inside it).
+ */
+export function pixelBounds(pre: Preprocessing): LbfgsBounds {
+  const lower = [0, 1, 2].map((c) => -pre.mean[c] / pre.std[c]);
+  const upper = [0, 1, 2].map((c) => (pre.scale - pre.mean[c]) / pre.std[c]);
+  return { lower, upper };
 }

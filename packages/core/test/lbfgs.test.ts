@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { Lbfgs, cubicMinimum, lbfgsMemoryBytes } from '@nst/core';
-import { quadraticGradient, quadraticValue, referenceLbfgsQuadratic, type Quadratic } from '../../../test/reference/lbfgs-float64.js';
+import {
+  quadraticGradient,
+  quadraticValue,
+  referenceBoxMinimum,
+  referenceLbfgsQuadratic,
+  type Quadratic,
+} from '../../../test/reference/lbfgs-float64.js';
 import { testImage } from '../../../test/reference/random-weights.js';
 
 /** A = Q diag(lambda) Q' with eigenvalues 1 .. 50 and a random orthogonal Q (Gram-Schmidt). */
@@ -77,6 +83,39 @@ describe('L-BFGS', () => {
     expect(opt.evaluations).toBeGreaterThanOrEqual(opt.iterations);
   });
 
+  it('with bounds: evaluates only inside the box and reaches the float64 box minimum (KKT conditions hold)', async () => {
+    const q = quadratic(24, 21);
+    // Per-channel boxes (k = 3, as HWC images) tight enough that the unconstrained minimum lies outside
+    // (powers of two, exact in float32 like x).
+    const lower = [-0.0625, -0.125, -0.03125];
+    const upper = [0.0625, 0.03125, 0.125];
+    const inside = (v: ArrayLike<number>) => Array.from(v).every((x, i) => x >= lower[i % 3] && x <= upper[i % 3]);
+    const want = referenceBoxMinimum(q, lower, upper, 50, 5000);
+    const held = Array.from(want).filter((x, i) => x === lower[i % 3] || x === upper[i % 3]).length;
+    expect(held).toBeGreaterThanOrEqual(4); // the box binds: a real test of the projection
+    let outside = 0;
+    const opt = new Lbfgs(
+      testImage(22, 24, -3, 3),
+      async (x) => {
+        if (!inside(x)) outside++;
+        return objective(q)(x);
+      },
+      { history: 5, bounds: { lower, upper } },
+    );
+    expect(inside(opt.x)).toBe(true); // the start is projected
+    for (let k = 0; k < 60; k++) await opt.step();
+    expect(outside).toBe(0);
+    expect(maxError(opt.x, want)).toBeLessThan(1e-4);
+    // KKT: zero gradient where free, pushing outward where held.
+    const g = quadraticGradient(q, opt.x);
+    for (let i = 0; i < 24; i++) {
+      if (want[i] === lower[i % 3]) expect(g[i]).toBeGreaterThan(-1e-4);
+      else if (want[i] === upper[i % 3]) expect(g[i]).toBeLessThan(1e-4);
+      else expect(Math.abs(g[i])).toBeLessThan(1e-4);
+    }
+    expect(quadraticValue(q, opt.x)).toBeLessThanOrEqual(quadraticValue(q, want) + 1e-6);
+  });
+
   it('cubic interpolation finds the minimum of a cubic exactly', () => {
     // f(t) = t^3 - 3t: minimum at t = 1; f' = 3t^2 - 3.
     const f = (t: number) => ({ t, loss: t ** 3 - 3 * t, slope: 3 * t * t - 3 });
@@ -85,7 +124,7 @@ describe('L-BFGS', () => {
     expect(cubicMinimum(f(0), f(2), 1.5, 2)).toBe(1.5);
   });
 
-  it('holds 2 x history x n floats of pairs', () => {
-    expect(lbfgsMemoryBytes(100, 1000)).toBe((200 + 7) * 1000 * 4);
+  it('holds 2 x history x n floats of pairs and 11 vectors of n', () => {
+    expect(lbfgsMemoryBytes(100, 1000)).toBe((200 + 11) * 1000 * 4);
   });
 });

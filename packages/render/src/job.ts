@@ -14,6 +14,7 @@ import {
   luminanceImage,
   matchColourStatistics,
   MAX_SIDE,
+  pixelBounds,
   pixelUnit,
   resolveSize,
   toNetworkSpace,
@@ -235,7 +236,8 @@ export async function prepareRender(
     iterations: config.iterations,
     adam: { ...config.adam, lr: config.adam.lr * lrScale },
     optimizer: config.optimizer ?? 'adam',
-    lbfgs: { history: config.lbfgsHistory ?? DEFAULT_LBFGS.history },
+    // Inside the pixel range: what leaves it is clipped when written, so the optimiser should not go there.
+    lbfgs: { history: config.lbfgsHistory ?? DEFAULT_LBFGS.history, bounds: pixelBounds(pre) },
     optimizerHostBytes: hostBytes,
     output,
     notes,
