@@ -3,7 +3,8 @@
 # pair with the VGG-19 blocks 1-3 weights (the full network is not shipped
 # here: content conv3_2, style conv1_1,conv2_1,conv3_1 stand in for
 # conv4_2 and conv1_1..conv5_1). Each picture's numbers go to <name>.json; README.md shows the commands.
-# Usage: docs/quality/make-pictures.sh [name...]   (default: all)
+# Usage: docs/quality/make-pictures.sh [name...]   (default: all; "scales" makes direct.jpg and scales.jpg)
+# About 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMAGES=${IMAGES:-../shared/images}
@@ -12,8 +13,9 @@ OUT=${OUT:-docs/quality}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 BASE=(--content "$IMAGES/tubingen.jpg" --style "$IMAGES/starry_night.jpg" --weights "$WEIGHTS" --size 400x300
-  --content-layers conv3_2 --style-layers conv1_1,conv2_1,conv3_1 --backend cpu --save-every 0 --print-every 50)
-# neural-style's per-layer style weights (4 / C^2, see packages/render/src/presets.ts) for the layers the blocks 1-3 set has.
+  --backend cpu --save-every 0 --print-every 50)
+LAYERS=(--content-layers conv3_2 --style-layers conv1_1,conv2_1,conv3_1)
+# neural-style's per-layer weights (jcjohnson and hq; 4 / C^2, see packages/render/src/presets.ts) for the layers the blocks 1-3 set has.
 JC_LAYERS=(--content-layers conv3_2:4 --style-layers conv1_1:9.765625e-4,conv2_1:2.44140625e-4,conv3_1:6.103515625e-5)
 
 render() { # name, then flags
@@ -28,15 +30,19 @@ render() { # name, then flags
 }
 
 ALL=("$@")
-run() { local name=$1; shift; if [ ${#ALL[@]} -eq 0 ] || [[ " ${ALL[*]} " == *" $name "* ]]; then render "$name" "$@"; fi; }
+want() { [ ${#ALL[@]} -eq 0 ] || [[ " ${ALL[*]} " == *" $1 "* ]]; }
+run() { local name=$1; shift; if want "$name"; then render "$name" "$@"; fi; }
 
-# Iteration counts are kept low: these were rendered on 2 shared cores (under a load of ~30).
-run notebook                                          # the spec: Adam, 200 iterations
-run lbfgs       --optimizer lbfgs --iterations 60
-run luminance   --preserve-colors luminance --optimizer lbfgs --iterations 60
-run histogram   --preserve-colors histogram --optimizer lbfgs --iterations 60
-# Equal time: 60 iterations at 400x300, or 40 at 200x150 + 40 at 283x212 + 30 at 400x300 (about 60 of the final size's cost).
-run direct      --optimizer lbfgs --iterations 60 --tv-weight 1e-3
-run scales      --optimizer lbfgs --scales 200,283 --scale-iterations 40,40,30 --tv-weight 1e-3
-run jcjohnson   --preset jcjohnson --iterations 80 "${JC_LAYERS[@]}"
-run hq          --preset hq --scale-iterations 60,40
+# Every picture with its real iteration count, rendered one at a time on a quiet machine.
+run notebook    "${LAYERS[@]}"                       # the spec: Adam, 200 iterations
+run lbfgs       "${LAYERS[@]}" --optimizer lbfgs --iterations 200
+run luminance   "${LAYERS[@]}" --preserve-colors luminance --optimizer lbfgs --iterations 200
+run histogram   "${LAYERS[@]}" --preserve-colors histogram --optimizer lbfgs --iterations 200
+run jcjohnson   --preset jcjohnson "${JC_LAYERS[@]}"   # 1000 iterations
+run hq          --preset hq "${JC_LAYERS[@]}"          # auto scales 283x212, 400x300; 300 iterations each
+if want notebook; then node docs/quality/recombine.mjs; fi
+# Coarse to fine against direct optimisation at 800x600 in the same time, scored at three sizes.
+if want scales; then
+  OUT="$TMP/svd" bench/quality/scales-vs-direct.sh | tee "$OUT/scales-vs-direct.txt"
+  for name in direct scales; do node -e "require('sharp')('$TMP/svd/$name.png').jpeg({ quality: 85 }).toFile('$OUT/$name.jpg')"; done
+fi

@@ -100,7 +100,7 @@ export interface Session {
    * that no evaluation returns to the host (the pairs s, y, the two-loop
    * recursion and the line search stay on the device). It must implement
    * core's Lbfgs (packages/core/src/lbfgs.ts: same two-loop recursion,
-   * strong-Wolfe search and constants) and be tested against it. A backend
+   * strong-Wolfe search, constants and bounds) and be tested against it. A backend
    * without it gets core's hostLbfgs (startLbfgs picks).
    */
   startLbfgs?(config: LbfgsConfig): Promise<LbfgsRun>;

@@ -17,7 +17,7 @@
  * With `bounds` it keeps x inside a box (projected L-BFGS): the images are
  * clipped to the pixel range when written, so a step outside it is a step
  * the output never shows (unbounded, 4-6% of the channels of a 800x600
- * render ended outside 0..255, and the written image's style loss was 100x
+ * render ended outside 0..255, and the written image's style loss was 90x
  * the one reported). Each iteration holds the unknowns that sit on a bound
  * and are pushed outward, searches along the projected path P(x + t d)
  * (Bertsekas' sufficient decrease f(t) <= f(0) + c1 g'(P(x + t d) - x);

@@ -31,6 +31,22 @@ const styleLayers = (channels: Record<string, number>) =>
     .map(([layer, c]) => `${layer}:${4 / (c * c)}`)
     .join(',');
 
+/**
+ * neural-style's loss weights (content, style, tv, layers) in this project's
+ * normalisation: the balance tuned for L-BFGS run to convergence. The
+ * notebook's alpha 10, beta 40 is about 1000x heavier on style than Gatys et
+ * al.'s ratios; its 200 Adam steps stop long before that matters, but an
+ * L-BFGS run to convergence with it paints over the photo (seen on the
+ * example: docs/quality).
+ */
+const NEURAL_STYLE_LOSS: JobOptionValues = {
+  alpha: 5,
+  beta: 100,
+  tvWeight: 5e-4,
+  contentLayers: 'conv4_2:4',
+  styleLayers: styleLayers({ conv1_1: 64, conv2_1: 128, conv3_1: 256, conv4_1: 512, conv5_1: 512 }),
+};
+
 export const QUALITY_PRESETS: Readonly<Record<string, QualityPreset>> = {
   notebook: {
     description: "the notebook's method (NST-SPEC): Adam lr 2, 200 iterations, alpha 10, beta 40",
@@ -38,27 +54,12 @@ export const QUALITY_PRESETS: Readonly<Record<string, QualityPreset>> = {
   },
   jcjohnson: {
     description: "neural-style's defaults: L-BFGS, 1000 iterations, content relu4_2 5e0, style relu1_1..relu5_1 1e2, tv 1e-3, noise init",
-    values: {
-      optimizer: 'lbfgs',
-      lbfgsHistory: 100,
-      iterations: 1000,
-      alpha: 5,
-      beta: 100,
-      tvWeight: 5e-4,
-      contentLayers: 'conv4_2:4',
-      styleLayers: styleLayers({ conv1_1: 64, conv2_1: 128, conv3_1: 256, conv4_1: 512, conv5_1: 512 }),
-      pooling: 'max',
-      init: 'random',
-    },
+    values: { ...NEURAL_STYLE_LOSS, optimizer: 'lbfgs', lbfgsHistory: 100, iterations: 1000, pooling: 'max', init: 'random' },
   },
   hq: {
-    description: 'coarse to fine (scales a factor sqrt(2) apart from 256 px), L-BFGS, total variation 1e-3, 300 iterations per scale',
-    values: {
-      optimizer: 'lbfgs',
-      scales: 'auto',
-      iterations: 300,
-      tvWeight: 1e-3,
-    },
+    description:
+      "coarse to fine (scales a factor sqrt(2) apart from 256 px), L-BFGS, 300 iterations per scale, neural-style's content, style and tv weights",
+    values: { ...NEURAL_STYLE_LOSS, optimizer: 'lbfgs', scales: 'auto', iterations: 300 },
   },
 };
 

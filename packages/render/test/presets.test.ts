@@ -24,6 +24,8 @@ describe('quality presets', () => {
     const hq = jobFromOptions({ ...base, preset: 'hq' });
     expect(hq.scales).toBe('auto');
     expect(hq.optimizer).toBe('lbfgs');
+    expect(hq.loss).toEqual(jc.loss); // neural-style's balance (checked against its formulas below)
+    expect(hq.pooling).toBe(jobFromOptions(base).pooling); // the spec's average pooling
     expect(() => jobFromOptions({ ...base, preset: 'best' })).toThrow(expect.objectContaining({ field: 'preset' }));
   });
 
