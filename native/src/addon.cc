@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "napi_args.h"
 #include "session_config.h"
+#include "vector_ops.h"
 
 namespace {
 
@@ -487,6 +488,27 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
   return info.Env().GetInstanceData<AddonData>()->engine_class.New(args);
 }
 
+// vectorDot(a, b): sum a[i] b[i] in double, for core's L-BFGS (vector_ops.h).
+Napi::Value VectorDot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array a = nst::napi_args::floats_arg(env, info[0], "vectorDot: a", -1);
+  Napi::Float32Array b =
+      nst::napi_args::floats_arg(env, info[1], "vectorDot: b", static_cast<long long>(a.ElementLength()));
+  return Napi::Number::New(env, nst::vector_dot(a.Data(), b.Data(), a.ElementLength()));
+}
+
+// vectorAxpy(alpha, x, y): y += alpha x in place, for core's L-BFGS (vector_ops.h).
+Napi::Value VectorAxpy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) nst::napi_args::type_error(env, "vectorAxpy: alpha must be a number");
+  const double alpha = info[0].As<Napi::Number>().DoubleValue();
+  Napi::Float32Array x = nst::napi_args::floats_arg(env, info[1], "vectorAxpy: x", -1);
+  Napi::Float32Array y =
+      nst::napi_args::floats_arg(env, info[2], "vectorAxpy: y", static_cast<long long>(x.ElementLength()));
+  nst::vector_axpy(alpha, x.Data(), y.Data(), x.ElementLength());
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function engine = EngineWrap::Define(env);
   Napi::Function session = SessionWrap::Define(env);
@@ -494,6 +516,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", engine);
   exports.Set("NativeSession", session);
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
+  exports.Set("vectorDot", Napi::Function::New<VectorDot>(env, "vectorDot"));
+  exports.Set("vectorAxpy", Napi::Function::New<VectorAxpy>(env, "vectorAxpy"));
 #ifdef NST_HAVE_CUDA
   exports.Set("cudaCompiled", true);
 #else

@@ -1,5 +1,5 @@
 import type { AdamConfig } from './adam.js';
-import type { LbfgsConfig } from './lbfgs.js';
+import type { LbfgsConfig, VectorOps } from './lbfgs.js';
 import type { LbfgsRun } from './lbfgs-session.js';
 import type { LossSpec, LossValues } from './loss.js';
 import type { MemoryShape } from './memory.js';
@@ -104,5 +104,10 @@ export interface Session {
    * without it gets core's hostLbfgs (startLbfgs picks).
    */
   startLbfgs?(config: LbfgsConfig): Promise<LbfgsRun>;
+  /**
+   * Optional: host vector arithmetic faster than JavaScript's, with the same
+   * results (VectorOps in lbfgs.ts), for core's L-BFGS on the host.
+   */
+  readonly vectorOps?: VectorOps;
   dispose(): void;
 }

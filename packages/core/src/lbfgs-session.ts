@@ -22,7 +22,8 @@ export interface LbfgsRun {
 /**
  * Core's L-BFGS (packages/core/src/lbfgs.ts) on the host, starting from the
  * session's current images: each evaluation uploads the trial images
- * (setImages) and reads back the gradient (lossAndGradient).
+ * (setImages) and reads back the gradient (lossAndGradient). Its own
+ * arithmetic uses the session's vectorOps when it has them.
  */
 export async function hostLbfgs(session: Session, config: LbfgsConfig): Promise<LbfgsRun> {
   const x0 = await session.readImages();
@@ -34,6 +35,7 @@ export async function hostLbfgs(session: Session, config: LbfgsConfig): Promise<
       return { loss: losses.reduce((sum, l) => sum + l.total, 0), gradient, detail: losses };
     },
     config,
+    session.vectorOps,
   );
   return {
     get evaluations() {

@@ -103,6 +103,10 @@ export interface NativeAddon {
   readonly cudaCompiled: boolean;
   /** Throws when the device is unavailable, with the reason (no CUDA in this build, no GPU, ...). */
   createEngine(device: NativeDevice, options?: NativeEngineOptions): NativeEngine;
+  /** sum a[i] b[i] in float64 (native/src/vector_ops.h; core's L-BFGS). Throws when the lengths differ. */
+  vectorDot(a: Float32Array, b: Float32Array): number;
+  /** y += alpha x in place, each element in float64, stored as float32. Throws when the lengths differ. */
+  vectorAxpy(alpha: number, x: Float32Array, y: Float32Array): void;
 }
 
 export type AddonLoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };

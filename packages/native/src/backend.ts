@@ -17,6 +17,7 @@ import {
   type Session,
   type SessionOptions,
   type Targets,
+  type VectorOps,
   type WeightSet,
   type WeightedLayer,
 } from '@nst/core';
@@ -40,7 +41,8 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
   } catch (e) {
     throw new UserError((e as Error).message, { code: 'unsupported', field: 'backend', cause: e });
   }
-  return new NativeBackend(device, engine);
+  const { vectorDot, vectorAxpy } = loaded.addon;
+  return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy });
 }
 
 /**
@@ -65,6 +67,8 @@ class NativeBackend implements Backend {
   constructor(
     readonly name: string,
     private readonly engine: NativeEngine,
+    /** The addon's vector arithmetic (native/src/vector_ops.cc), for core's L-BFGS on the host. */
+    private readonly vectorOps: VectorOps,
   ) {
     this.detail = engine.describe();
   }
@@ -98,7 +102,7 @@ class NativeBackend implements Backend {
         loss: nativeLoss(options.loss),
       }),
     );
-    return new NativeSessionAdapter(options, raw);
+    return new NativeSessionAdapter(options, raw, this.vectorOps);
   }
 
   dispose(): void {
@@ -147,6 +151,7 @@ class NativeSessionAdapter implements Session {
   constructor(
     readonly options: SessionOptions,
     private readonly raw: NativeSession,
+    readonly vectorOps: VectorOps,
   ) {}
 
   // async everywhere: argument errors the addon throws synchronously become rejections.
