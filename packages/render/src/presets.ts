@@ -34,10 +34,13 @@ const styleLayers = (channels: Record<string, number>) =>
 /**
  * neural-style's loss weights (content, style, tv, layers) in this project's
  * normalisation: the balance tuned for L-BFGS run to convergence. The
- * notebook's alpha 10, beta 40 is about 1000x heavier on style than Gatys et
- * al.'s ratios; its 200 Adam steps stop long before that matters, but an
- * L-BFGS run to convergence with it paints over the photo (seen on the
- * example: docs/quality).
+ * notebook's alpha 10, beta 40 in Gatys et al.'s normalisation (content
+ * 1/2 sum (F - P)^2, so alpha_G = alpha / (2 H W C) of conv4_2: 5.3e-6 at
+ * 400x300; style per layer beta lambda = 8) is alpha_G / (beta w_l) = 6.6e-7,
+ * where their ratios 1e-3 and 1e-4 with w_l = 1/5 give 5e-3 and 5e-4: style
+ * weighs 750-7500x more. Its 200 Adam steps stop long before that matters,
+ * but an L-BFGS run to convergence with it paints over the photo (seen on
+ * the example: docs/quality).
  */
 const NEURAL_STYLE_LOSS: JobOptionValues = {
   alpha: 5,
