@@ -4,6 +4,7 @@
  * with the way to the full network, and a real stylisation happens (the
  * style loss falls many times over). The example's own images are the inputs.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
@@ -70,6 +71,31 @@ describe.runIf(cliBuilt)('nst render with no weights installed', () => {
     });
     expect(env.status, env.stderr).toBe(0);
     expect(env.stderr).toMatch(/^weights: random:4 /m);
+  });
+
+  it('nst batch with no weights installed: the built-in set, and its layers for jobs that name none', async () => {
+    const jobs = path.join(dir, 'jobs.jsonl');
+    const job = (id: string, extra: Record<string, string>) =>
+      JSON.stringify({ id, content, style, out: path.join(dir, `batch-${id}.png`), size: '64x48', iterations: '5', ...extra });
+    writeFileSync(jobs, [job('own-layers', {}), job('named', { 'style-layers': 'conv1_1', 'content-layers': 'conv2_2' })].join('\n'));
+    const r = nst(['batch', jobs], noWeights);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/no full VGG-19 installed, using the built-in blocks 1-3/);
+    const results = readFileSync(`${jobs}.results.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(
+      results.map((x) => [x.job, x.status]),
+      JSON.stringify(results),
+    ).toEqual([
+      ['own-layers', 'done'],
+      ['named', 'done'],
+    ]);
+    for (const id of ['own-layers', 'named']) {
+      const meta = await sharp(path.join(dir, `batch-${id}.png`)).metadata();
+      expect([meta.width, meta.height]).toEqual([64, 48]);
+    }
   });
 
   it('nst weights info lists the built-in set', () => {

@@ -21,13 +21,18 @@ const INIT_KINDS = new Set(['noise', 'content', 'random']);
 /** Bounds a manifest before reading it (a million short lines). */
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
+export interface ManifestOptions {
+  /** Fills options a job left out before it is parsed (the weight set's own loss layers: withWeightDefaults). */
+  readonly defaults?: (values: JobOptionValues) => JobOptionValues;
+}
+
 /**
  * Reads a JSONL or CSV manifest (by extension: .csv is CSV, anything else
  * JSON Lines): one render job per line, keys as the CLI's long options
  * (`style-layers`), relative paths relative to the manifest's folder. A
  * line that is not a valid job becomes a job with its error: it fails alone.
  */
-export async function readManifest(file: string): Promise<ManifestJob[]> {
+export async function readManifest(file: string, options: ManifestOptions = {}): Promise<ManifestJob[]> {
   let stat;
   try {
     stat = await fs.stat(file);
@@ -40,7 +45,7 @@ export async function readManifest(file: string): Promise<ManifestJob[]> {
   const base = path.dirname(path.resolve(file));
   const records = file.toLowerCase().endsWith('.csv') ? csvRecords(text, file) : jsonlRecords(text);
   const jobs = records.map((r) =>
-    'error' in r ? { id: `line ${r.line}`, line: r.line, error: r.error } : manifestJob(r.line, r.values, base),
+    'error' in r ? { id: `line ${r.line}`, line: r.line, error: r.error } : manifestJob(r.line, r.values, base, options.defaults),
   );
   const ids = new Set<string>();
   return jobs.map((j) => {
@@ -91,7 +96,7 @@ export function camelCase(key: string): string {
   return key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function manifestJob(line: number, raw: Record<string, unknown>, base: string): ManifestJob {
+function manifestJob(line: number, raw: Record<string, unknown>, base: string, defaults = (v: JobOptionValues) => v): ManifestJob {
   const id = raw.id === undefined ? `line ${line}` : String(raw.id);
   try {
     const values: Record<string, JobOptionValues[string]> = {};
@@ -101,7 +106,7 @@ function manifestJob(line: number, raw: Record<string, unknown>, base: string): 
       if (field === 'weights') throw new UserError('is set once for the whole batch, not per job', { code: 'unsupported', field });
       values[field] = PATH_KEYS.has(field) ? resolvePaths(field, value, base) : optionValue(field, value);
     }
-    return { id, line, config: jobFromOptions(values) };
+    return { id, line, config: jobFromOptions(defaults(values)) };
   } catch (e) {
     if (e instanceof UserError) return { id, line, error: e };
     throw e;

@@ -16,7 +16,10 @@ export function addEngineOptions(command: Command): Command {
     .option('-w, --weights <path|random:SEED>', 'VGG-19 weights for every job (default: $NST_WEIGHTS, else the installed set)')
     .option('--max-batch <n>', 'most jobs rendered together', '8')
     .option('--memory <MiB>', "memory a batch may use, by the backend's own estimate (the one that refuses a render)", '4096');
-  return addBackendOptions(command).option('-y, --yes', 'fetch the default weights without asking when none are installed');
+  return addBackendOptions(command).option(
+    '-y, --yes',
+    'fetch the full VGG-19 weights when none are installed (else the built-in blocks 1-3 are used)',
+  );
 }
 
 export function packLimits(flags: EngineFlags): PackLimits {

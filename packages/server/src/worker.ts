@@ -9,6 +9,7 @@ import {
   decodeCheckpoint,
   encodeCheckpoint,
   jobFromOptions,
+  withWeightDefaults,
   prepareRender,
   runOptimisation,
   type CheckpointStore,
@@ -214,7 +215,7 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
   };
   const jobDir = path.join(o.scratchDir, 'jobs', id.replace(/[^A-Za-z0-9-]/g, '_'));
   await fs.mkdir(jobDir, { recursive: true });
-  const config = jobFromOptions({
+  const values = {
     ...job.data.options,
     content: await local(job.data.content),
     style: await Promise.all(job.data.styles.map(local)),
@@ -222,7 +223,9 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
     saveEvery: '0',
     checkpointEvery: String(o.checkpointEvery),
     resume: true,
-  });
+  };
+  // Loss layers the job left out come from the weight set when it has its own (the built-in blocks 1-3).
+  const config = jobFromOptions(withWeightDefaults(values, o.weights).values);
   // The job's identity for its checkpoint: what it asks for and the weights, not where its inputs lie on this machine.
   const fingerprint = createHash('sha256')
     .update(JSON.stringify({ data: job.data, weights: o.weights.sha256 ?? o.weights.source }))

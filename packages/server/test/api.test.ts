@@ -7,12 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, folderStore, openQueue, redisConnection, type RenderQueue } from '@nst/server';
 import { getJson, nstBin, repoRoot, startCli, startRedis, submitJob, until, type Proc } from './helpers.js';
 
-// The HTTP API in this process against a real redis-server, with one real worker (the built CLI).
-const weights = path.resolve(repoRoot, '..', 'shared', 'weights', 'vgg19-keras-blocks1-3');
-const ready =
-  existsSync(path.join(weights, 'model.json')) &&
-  existsSync(nstBin) &&
-  existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
+// The HTTP API in this process against a real redis-server, with one real worker (the built CLI)
+// on a machine with no weights installed: it renders with the built-in blocks 1-3.
+const ready = existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
 const token = 'api-test-token';
 const small = { size: '32x24', iterations: '20', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
 
@@ -33,22 +30,9 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const worker = startCli(
-      [
-        'worker',
-        '--store',
-        store,
-        '-w',
-        weights,
-        '--backend',
-        'cpu',
-        '--lock-seconds',
-        '5',
-        '--preview-seconds',
-        '0.2',
-        '--checkpoint-every',
-        '5',
-      ],
+      ['worker', '--store', store, '--backend', 'cpu', '--lock-seconds', '5', '--preview-seconds', '0.2', '--checkpoint-every', '5'],
       redis.url,
+      { NST_CACHE_DIR: mkdtempSync(path.join(tmpdir(), 'nst-api-cache-')), NST_WEIGHTS: '' },
     );
     procs.push(worker);
     const picture = async (seed: number) =>
@@ -58,7 +42,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
           .toBuffer(),
       ]);
     [png, png2] = await Promise.all([picture(1), picture(3)]);
-    await worker.waitFor(/worker ready/);
+    await worker.waitFor(/worker ready: .*; weights: embedded/);
   });
   afterAll(async () => {
     server?.closeAllConnections();
@@ -135,10 +119,15 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     expect((await fetch(`${base}/../package.json`)).status).toBe(404);
   });
 
-  it('renders a job (progress events, previews, the result) while a job with a bad input fails alone, with its reason', async () => {
+  it("renders a job (progress events, previews, the result) while a job with a bad input fails alone, with its reason; a job with no layers takes the weight set's own", async () => {
     const good = await submitJob(base, token, { content: png, style: png2 }, { ...small, iterations: '150' });
-    // conv4_2 is the default content layer: blocks 1-3 weights do not have it, which only the worker can know.
-    const bad = await submitJob(base, token, { content: png2, style: png }, { size: '32x24', iterations: '5' });
+    // The blocks 1-3 weights have no conv4_2, which only the worker can know.
+    const bad = await submitJob(
+      base,
+      token,
+      { content: png2, style: png },
+      { size: '32x24', iterations: '5', 'content-layers': 'conv4_2' },
+    );
     expect(good.status).toBe(201);
     expect(bad.status).toBe(201);
     const id = good.body.id as string;
@@ -170,6 +159,16 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     expect(failed.error).toMatch(/^content-layers: layer conv4_2 is not in the weight set/);
     expect(failed.attempts).toBe(1); // an input error is not retried
     expect((await fetch(`${base}/api/jobs/${badId}/result`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(409);
+
+    // A job that names no layers takes the built-in set's own (content conv3_2; style conv1_1, conv2_1, conv3_1).
+    const plain = await submitJob(base, token, { content: png2, style: png }, { size: '32x24', iterations: '5' });
+    const plainId = plain.body.id as string;
+    await until(
+      async () => ['done', 'failed'].includes((await getJson(`${base}/api/jobs/${plainId}`, token)).body.state as string),
+      30_000,
+      'the job with no layers',
+    );
+    expect((await getJson(`${base}/api/jobs/${plainId}`, token)).body).toMatchObject({ state: 'done', error: null });
 
     const list = (await getJson(`${base}/api/jobs`, token)).body.jobs as { id: string; state: string }[];
     expect(list.map((j) => [j.id, j.state])).toEqual(

@@ -77,8 +77,8 @@ export async function startRedis(): Promise<{ url: string; proc: Proc }> {
   return { url: `redis://127.0.0.1:${port}`, proc };
 }
 
-export function startCli(args: string[], redisUrl: string): Proc {
-  return startProcess(process.execPath, [nstBin, ...args], { REDIS_URL: redisUrl });
+export function startCli(args: string[], redisUrl: string, env: Record<string, string> = {}): Proc {
+  return startProcess(process.execPath, [nstBin, ...args], { ...env, REDIS_URL: redisUrl });
 }
 
 /** Submits a job through the API; returns the response's status and JSON. */

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readManifest, runBatch } from '@nst/batch';
+import { withWeightDefaults } from '@nst/render';
 import { openBackendFor } from '../backends.js';
 import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
 import { batchView } from '../batch-view.js';
@@ -24,8 +25,8 @@ export function registerBatchCommand(program: Command): void {
     const write = (s: string) => process.stdout.write(s);
     const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
     const limits = packLimits(flags);
-    const jobs = await readManifest(jobsFile);
     const weights = await chooseWeights(flags, { info });
+    const jobs = await readManifest(jobsFile, { defaults: (values) => withWeightDefaults(values, weights).values });
     const backend = await openBackendFor(flags, info);
     try {
       await backend.loadWeights(weights);

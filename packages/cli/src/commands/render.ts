@@ -68,7 +68,7 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
       ? ttyView(process.stdout, total, config.loss.tvWeight > 0)
       : plainView((s) => process.stdout.write(s), total, config.loss.tvWeight > 0);
 
-  const weights = await chooseRenderWeights(flags, view);
+  const weights = await chooseWeights(flags, view);
   const preset = withWeightDefaults(jobValues(flags), weights);
   if (preset.filled.length > 0) {
     config = jobFromOptions(preset.values);
@@ -178,11 +178,12 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
 }
 
 /**
- * nst render's weights: --weights, else NST_WEIGHTS or the installed full set,
- * else (--yes) the full set fetched now, else the built-in blocks 1-3, saying
- * what the full network adds.
+ * The weights of nst render, batch and worker: --weights, else NST_WEIGHTS or
+ * the installed full set, else (--yes) the full set fetched now, else the
+ * built-in blocks 1-3, saying what the full network adds. Jobs then take
+ * their loss layers from the set where they name none (withWeightDefaults).
  */
-async function chooseRenderWeights(flags: RenderFlags, view: ProgressView): Promise<WeightSet> {
+export async function chooseWeights(flags: { weights?: string; yes?: boolean }, view: Pick<ProgressView, 'info'>): Promise<WeightSet> {
   if (flags.weights) return loadWeights(flags.weights);
   const installed = await resolveDefaultWeights();
   if (installed || flags.yes)
@@ -191,12 +192,6 @@ async function chooseRenderWeights(flags: RenderFlags, view: ProgressView): Prom
     `weights: no full VGG-19 installed, using the built-in blocks 1-3; the full network gives the notebook's result: nst weights fetch (${WEIGHT_SOURCES[0].megabytes} MB)`,
   );
   return loadWeights(EMBEDDED_SOURCE);
-}
-
-/** --weights, else NST_WEIGHTS or the cache, else offer to fetch (asks on a terminal; --yes fetches). */
-export async function chooseWeights(flags: { weights?: string; yes?: boolean }, view: Pick<ProgressView, 'info'>): Promise<WeightSet> {
-  const source = flags.weights ?? (await ensureDefaultWeights({ yes: flags.yes, log: (line: string) => view.info(line) }));
-  return loadWeights(source);
 }
 
 /** The job options as the flags give them (undefined where not given). */
