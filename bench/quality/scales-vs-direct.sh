@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 IMAGES=${IMAGES:-../shared/images}
 WEIGHTS=${WEIGHTS:-../shared/weights/vgg19-keras-blocks1-3}
 FINAL=${FINAL:-800x600}
-DIRECT=${DIRECT:-"--iterations 120"}
+DIRECT=${DIRECT:-"--iterations 132"}
 SCALES=${SCALES:-"--scales auto --scale-iterations 100,100,60,60"}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
