@@ -37,7 +37,7 @@ import { createInterface } from 'node:readline';
 import { Rng } from '@nst/core';
 import { loadWeights, randomWeights, writeCache } from '@nst/weights';
 import { fuzzCorpora, prepareCase, runCase, type CaseResult } from '../packages/weights/test/fuzz-lib.js';
-import { columnMajorKernel, matFile, type MatValue } from '../packages/weights/test/matfile.js';
+import { matConvLayer, matFile, type MatValue } from '../packages/weights/test/matfile.js';
 import { legacyPth, zipPth, type TorchTensor } from '../packages/weights/test/torchfile.js';
 
 function arg(name: string, fallback: string): string {
@@ -253,24 +253,7 @@ async function loadTimes(): Promise<void> {
   try {
     files.push(['safetensors cache (conv1_1..conv5_1)', await writeCache(set, join(dir, 'cache.safetensors'))]);
     const str = (text: string): MatValue => ({ t: 'char', text });
-    const layers: MatValue[] = set.layers.map((l) => ({
-      t: 'struct',
-      fields: [
-        ['name', str(l.name)],
-        ['type', str('conv')],
-        [
-          'weights',
-          {
-            t: 'cell',
-            dims: [1, 2],
-            items: [
-              { t: 'single', dims: [3, 3, l.inChannels, l.outChannels], data: columnMajorKernel(l.kernel, l.inChannels, l.outChannels) },
-              { t: 'single', dims: [l.outChannels, 1], data: l.bias },
-            ],
-          },
-        ],
-      ],
-    }));
+    const layers: MatValue[] = set.layers.map((l) => matConvLayer(l.name, l.kernel, l.bias, l.inChannels, l.outChannels));
     layers.push({
       t: 'struct',
       fields: [

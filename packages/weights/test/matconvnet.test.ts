@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PREPROCESSING } from '@nst/core';
 import { loadWeights } from '@nst/weights';
 import { expectSameArray, expectUserError, referenceLayer, tempDir } from './helpers.js';
-import { columnMajorKernel, matFile, type MatValue } from './matfile.js';
+import { matConvLayer, matFile, type MatValue } from './matfile.js';
 
 const { path: dir, cleanup } = tempDir();
 afterAll(() => cleanup());
@@ -13,27 +13,14 @@ const convs = [0, 1, 2].map(referenceLayer);
 const str = (text: string): MatValue => ({ t: 'char', text });
 
 function convLayer(l: ReturnType<typeof referenceLayer>, biasAsDouble = false): MatValue {
-  return {
-    t: 'struct',
-    fields: [
-      ['name', str(l.name)],
-      ['type', str('conv')],
-      [
-        'weights',
-        {
-          t: 'cell',
-          dims: [1, 2],
-          items: [
-            { t: 'single', dims: [3, 3, l.I, l.O], data: columnMajorKernel(l.kernel, l.I, l.O) },
-            { t: biasAsDouble ? 'double' : 'single', dims: [l.O, 1], data: l.bias },
-          ],
-        },
-      ],
+  return matConvLayer(l.name, l.kernel, l.bias, l.I, l.O, {
+    biasType: biasAsDouble ? 'double' : 'single',
+    extra: [
       ['size', { t: 'double', dims: [1, 4], data: [3, 3, l.I, l.O] }],
       ['pad', { t: 'double', dims: [1, 4], data: [1, 1, 1, 1] }],
       ['stride', { t: 'double', dims: [1, 2], data: [1, 1] }],
     ],
-  };
+  });
 }
 function simpleLayer(name: string, type: string): MatValue {
   return {

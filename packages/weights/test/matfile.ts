@@ -112,8 +112,18 @@ export function columnMajorKernel(hwioKernel: Float32Array, I: number, O: number
   return out;
 }
 
-/** A MatConvNet `conv` layer struct: its name and its weights cell {kernel (column-major), bias}. */
-export function matConvLayer(name: string, hwioKernel: Float32Array, bias: Float32Array, I: number, O: number): MatValue {
+/**
+ * A MatConvNet `conv` layer struct: its name and its weights cell {kernel
+ * (column-major), bias}; `extra` fields follow (size, pad, stride, ...).
+ */
+export function matConvLayer(
+  name: string,
+  hwioKernel: Float32Array,
+  bias: Float32Array,
+  I: number,
+  O: number,
+  { biasType = 'single', extra = [] }: { biasType?: 'single' | 'double'; extra?: Array<[string, MatValue]> } = {},
+): MatValue {
   const str = (text: string): MatValue => ({ t: 'char', text });
   return {
     t: 'struct',
@@ -127,10 +137,11 @@ export function matConvLayer(name: string, hwioKernel: Float32Array, bias: Float
           dims: [1, 2],
           items: [
             { t: 'single', dims: [3, 3, I, O], data: columnMajorKernel(hwioKernel, I, O) },
-            { t: 'single', dims: [O, 1], data: bias },
+            { t: biasType, dims: [O, 1], data: bias },
           ],
         },
       ],
+      ...extra,
     ],
   };
 }
