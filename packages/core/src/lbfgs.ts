@@ -245,18 +245,18 @@ export class Lbfgs<D> {
     return out;
   }
 
-  private async trial(t: number, d: Float32Array): Promise<Point<D>> {
+  private async trial(t: number, d: Float32Array, origin: Point<D>): Promise<Point<D>> {
     const trial = this.pointAt(t, d);
     const r = await this.objective(trial);
     this.evaluations++;
     this.lastT = t;
-    const g0 = this.current!.gradient;
     if (!this.config.bounds) {
-      return { t, loss: r.loss, gradient: r.gradient, slope: dot(r.gradient, d), decrease: t * dot(g0, d), detail: r.detail };
+      return { t, loss: r.loss, gradient: r.gradient, slope: dot(r.gradient, d), decrease: t * origin.slope, detail: r.detail };
     }
     // Along the projected path a clipped component no longer moves.
     const b = this.config.bounds;
     const k = b.lower.length;
+    const g0 = origin.gradient;
     let slope = 0;
     let decrease = 0;
     for (let i = 0; i < d.length; i++) {
@@ -277,7 +277,7 @@ export class Lbfgs<D> {
     const armijo = (p: Point<D>) => p.loss <= origin.loss + c1 * p.decrease;
     const curvature = (p: Point<D>) => Math.abs(p.slope) <= -c2 * origin.slope;
     let prev = origin;
-    let point = await this.trial(t0, d);
+    let point = await this.trial(t0, d, origin);
     let evals = 1;
     let bracket: [Point<D>, Point<D>] | undefined;
     while (evals < maxLineSearch) {
@@ -292,7 +292,7 @@ export class Lbfgs<D> {
       }
       const t = cubicMinimum(prev, point, point.t + 0.01 * (point.t - prev.t), point.t * 10);
       prev = point;
-      point = await this.trial(t, d);
+      point = await this.trial(t, d, origin);
       evals++;
     }
     if (!bracket) bracket = [origin, point];
@@ -314,7 +314,7 @@ export class Lbfgs<D> {
           insufficientProgress = false;
         } else insufficientProgress = true;
       } else insufficientProgress = false;
-      const p = await this.trial(t, d);
+      const p = await this.trial(t, d, origin);
       evals++;
       if (!armijo(p) || p.loss >= lo.loss || !Number.isFinite(p.loss)) {
         hi = p;
