@@ -11,7 +11,7 @@ export default defineConfig({
     alias: {
       '@nst/core': src('core'),
       '@nst/files': src('files'),
-      '@nst/render': src('render'),
+      '@nst/job': src('job'),
       '@nst/weights': src('weights'),
       '@nst/tfjs': src('tfjs'),
       '@nst/native': src('native'),

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adamStepSizes, toPixels } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
-import { prepareRender, RENDER_DEFAULTS } from '@nst/render';
+import { prepareRender, RENDER_DEFAULTS } from '@nst/job';
 import { loadWeights, roundToHalf } from '@nst/weights';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -15,7 +15,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PREPROCESSING, type Preprocessing } from '@nst/core';
 import { loadNativeAddon } from '@nst/native';
-import { OUTPUT_EXTENSIONS } from '@nst/render';
+import { OUTPUT_EXTENSIONS } from '@nst/job';
 import { randomWeights, writeSafetensors } from '@nst/weights';
 import { available, cliBuilt as built, jsonLines, newDir, nst, nstAsync, repoRoot, writeTestImage } from '@nst/test-helpers';
 
@@ -460,7 +460,7 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   ],
   '--bit-depth': [['test/quality-cli.test.ts', 'L-BFGS, luminance colours, 16 bits and alpha in one render']],
   '--icc-profile': [
-    ['packages/render/test/quality-files.test.ts', 'names an embedded ICC profile, and a kept one is converted back and embedded'],
+    ['packages/job/test/quality-files.test.ts', 'names an embedded ICC profile, and a kept one is converted back and embedded'],
   ],
 };
 

@@ -10,7 +10,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSy
 import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeCheckpoint } from '@nst/render';
+import { writeCheckpoint } from '@nst/job';
 import { available, cliBuilt, jsonLines, newDir, nst, nstAsync, writeTestImage, type CliResult } from '@nst/test-helpers';
 
 /** A tiny job on random weights and three layers: each run takes about a second plus start-up. */
@@ -89,7 +89,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
         nst([...job(), '--content', content, '--style', ckptVictim, '--out', path.join(dir, 'victim.png')]),
         /would overwrite the style image/,
       );
-      // (Weight files as outputs: packages/render/test/user-files.test.ts.)
+      // (Weight files as outputs: packages/job/test/user-files.test.ts.)
     });
 
     it("never deletes or overwrites a <out>.ckpt that nst did not write, and keeps another job's checkpoint", async () => {
@@ -336,5 +336,5 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     });
   });
 
-  // Lossless .tif: packages/render/test/image.test.ts (noise round-trips exactly).
+  // Lossless .tif: packages/job/test/image.test.ts (noise round-trips exactly).
 });

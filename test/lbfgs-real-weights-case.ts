@@ -18,7 +18,7 @@ import {
   type WeightSet,
 } from '@nst/core';
 import { loadNativeAddon } from '@nst/native';
-import { loadImage } from '@nst/render';
+import { loadImage } from '@nst/job';
 import { loadWeights } from '@nst/weights';
 import path from 'node:path';
 import { sharedImages, sharedWeights } from '@nst/test-helpers';

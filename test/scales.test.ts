@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { resizeBilinear, type Backend } from '@nst/core';
-import { jobFromOptions, prepareScales, runScales, coarseSides, type IterationReport, type RenderResult } from '@nst/render';
+import { jobFromOptions, prepareScales, runScales, coarseSides, type IterationReport, type RenderResult } from '@nst/job';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { createTfjsBackend } from '@nst/tfjs';
 import { newDir, writeTestImage } from '@nst/test-helpers';

@@ -15,7 +15,7 @@ trap 'rm -rf "$TMP"' EXIT
 BASE=(--content "$IMAGES/tubingen.jpg" --style "$IMAGES/starry_night.jpg" --weights "$WEIGHTS" --size 400x300
   --backend cpu --save-every 0 --print-every 50)
 LAYERS=(--content-layers conv3_2 --style-layers conv1_1,conv2_1,conv3_1)
-# neural-style's per-layer weights (jcjohnson and hq; 4 / C^2, see packages/render/src/presets.ts) for the layers the blocks 1-3 set has.
+# neural-style's per-layer weights (jcjohnson and hq; 4 / C^2, see packages/job/src/presets.ts) for the layers the blocks 1-3 set has.
 JC_LAYERS=(--content-layers conv3_2:4 --style-layers conv1_1:9.765625e-4,conv2_1:2.44140625e-4,conv3_1:6.103515625e-5)
 
 render() { # name, then flags

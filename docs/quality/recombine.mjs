@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { recombineChroma } from '@nst/core';
-import { loadImage } from '@nst/render';
+import { loadImage } from '@nst/job';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: a script that makes the README pictures, not a turbo task

@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '@nst/core';
-import { jobFromOptions, type JobOptionValues, type RenderConfig } from '@nst/render';
+import { jobFromOptions, type JobOptionValues, type RenderConfig } from '@nst/job';
 import { parseCsv } from './csv.js';
 
 /** One line of a manifest: a job, or the reason it cannot be one. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { resolveSize, type Backend, type LossSpec } from '@nst/core';
-import { fileCheckpointStore, itemCheckpointStore, probeImage, type RenderConfig, type RenderPlan } from '@nst/render';
+import { fileCheckpointStore, itemCheckpointStore, probeImage, type RenderConfig, type RenderPlan } from '@nst/job';
 
 /**
  * Packing: jobs that share an output size, a loss and the optimiser's

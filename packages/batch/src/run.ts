@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { formatUserError, isUserError, kebabCase, UserError, type Backend, type LossValues, type WeightSet } from '@nst/core';
-import { checkpointPathFor, prepareRender, readCheckpoint, runOptimisation, type RenderConfig, type RenderPlan } from '@nst/render';
+import { checkpointPathFor, prepareRender, readCheckpoint, runOptimisation, type RenderConfig, type RenderPlan } from '@nst/job';
 import type { ManifestJob } from './manifest.js';
 import { batchCapacity, compatibilityKey, jobSize, mergePlans, packGroups, type PackLimits } from './pack.js';
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { type Backend, type WeightSet } from '@nst/core';
 import { batchCapacity, mergePlans, packGroups } from '@nst/batch';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
-import { jobFromOptions, prepareRender, readCheckpoint, runOptimisation, type RenderConfig } from '@nst/render';
+import { jobFromOptions, prepareRender, readCheckpoint, runOptimisation, type RenderConfig } from '@nst/job';
 import { loadWeights } from '@nst/weights';
 
 describe('packing', () => {

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { Backend } from '@nst/core';
-import { parseCount } from '@nst/render';
+import { parseCount } from '@nst/job';
 import { flagFor, once } from './flags.js';
 import { isUserError, UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';

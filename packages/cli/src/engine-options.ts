@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { PackLimits } from '@nst/batch';
-import { parseCount } from '@nst/render';
+import { parseCount } from '@nst/job';
 import { addBackendOptions, type BackendFlags } from './backends.js';
 
 /** The flags of the commands that render many jobs on one engine (batch, worker): weights, packing, backend. */

@@ -1,5 +1,5 @@
 import type { LossValues } from '@nst/core';
-import type { IterationReport } from '@nst/render';
+import type { IterationReport } from '@nst/job';
 
 /**
  * What the user sees while a render runs. Three modes:

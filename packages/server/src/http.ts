@@ -7,7 +7,7 @@ import busboy from 'busboy';
 import sharp from 'sharp';
 import { formatUserError, isUserError, kebabCase, resolveSize, UserError } from '@nst/core';
 import { camelCase } from '@nst/batch';
-import { jobFromOptions, JOB_OPTIONS } from '@nst/render';
+import { jobFromOptions, JOB_OPTIONS } from '@nst/job';
 import { describeJob, previewKey, resultKey, type RenderJob, type RenderQueue } from './queue.js';
 import { inputKey, type BlobStore } from './store.js';
 

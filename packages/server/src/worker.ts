@@ -15,7 +15,7 @@ import {
   type CheckpointStore,
   type RenderConfig,
   type RenderPlan,
-} from '@nst/render';
+} from '@nst/job';
 import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import {
   checkpointKey,

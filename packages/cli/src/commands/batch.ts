@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readManifest, runBatch } from '@nst/batch';
-import { withWeightDefaults } from '@nst/render';
+import { withWeightDefaults } from '@nst/job';
 import { openBackendFor } from '../backends.js';
 import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
 import { batchView } from '../batch-view.js';

@@ -12,7 +12,7 @@ import {
   type RenderShape,
   type ScalePlan,
   withWeightDefaults,
-} from '@nst/render';
+} from '@nst/job';
 import { EMBEDDED_SOURCE, WEIGHT_SOURCES, ensureDefaultWeights, loadWeights, resolveDefaultWeights } from '@nst/weights';
 import { addBackendOptions, cudaFlagsGiven, openBackendFor } from '../backends.js';
 import { flagFor, once } from '../flags.js';
@@ -201,7 +201,7 @@ function jobValues(flags: RenderFlags): JobOptionValues {
   return values;
 }
 
-/** The job described by the flags (every job option, parsed and checked by @nst/render). */
+/** The job described by the flags (every job option, parsed and checked by @nst/job). */
 export function parseConfig(flags: RenderFlags): RenderConfig & { readonly weights?: string } {
   return jobFromOptions(jobValues(flags));
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UserError } from '@nst/core';
-import { parseCount } from '@nst/render';
+import { parseCount } from '@nst/job';
 import { createApiServer, folderStore, openQueue, redisConnection, reportErrors, whenConnected } from '@nst/server';
 
 interface ServeFlags {

@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseCount, parseNumber } from '@nst/render';
+import { parseCount, parseNumber } from '@nst/job';
 import { folderStore, redisConnection, startWorker, whenConnected } from '@nst/server';
 import { openBackendFor } from '../backends.js';
 import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';

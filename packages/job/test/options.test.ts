@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LOSS } from '@nst/core';
-import { JOB_OPTIONS, jobFromOptions } from '@nst/render';
+import { JOB_OPTIONS, jobFromOptions } from '@nst/job';
 
 describe('the one job description', () => {
   it('applies the notebook defaults (spec: 400x300, 200 iterations, lr 2, alpha 10, beta 40)', () => {

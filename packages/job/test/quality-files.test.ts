@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { colourStatistics, matchColourStatistics, toNetworkSpace, type Preprocessing } from '@nst/core';
-import { iccDescription, loadAlpha, loadImage, probeColourProfile, probeImage, quantise, saveRendered } from '@nst/render';
+import { iccDescription, loadAlpha, loadImage, probeColourProfile, probeImage, quantise, saveRendered } from '@nst/job';
 import { newDir, sharedAvailable, sharedImages } from '@nst/test-helpers';
 
 const CAFFE: Preprocessing = { name: 'caffe-bgr', channelOrder: 'bgr', scale: 255, mean: [103.939, 116.779, 123.68], std: [1, 1, 1] };

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeCheckpoint, encodeCheckpoint, fileCheckpointStore, itemCheckpointStore, readCheckpoint } from '@nst/render';
+import { decodeCheckpoint, encodeCheckpoint, fileCheckpointStore, itemCheckpointStore, readCheckpoint } from '@nst/job';
 
 describe('checkpoint stores', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nst-ckstore-'));

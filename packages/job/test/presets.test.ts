@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobFromOptions, QUALITY_PRESETS } from '@nst/render';
+import { jobFromOptions, QUALITY_PRESETS } from '@nst/job';
 import { testImage } from '../../../test/reference/random-weights.js';
 
 const base = { content: 'c.jpg', style: 's.jpg', out: 'o.png' };

@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { PREPROCESSING, toNetworkSpace, toPixels, resolveSize, initialImage, Rng, type RgbImage } from '@nst/core';
-import { loadImage, parseSize, saveImage } from '@nst/render';
+import { loadImage, parseSize, saveImage } from '@nst/job';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
   const rng = new Rng(seed);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { countMemory, DEFAULT_LOSS, type MemoryShape } from '@nst/core';
-import { checkMemory, hostMemoryAvailable } from '@nst/render';
+import { checkMemory, hostMemoryAvailable } from '@nst/job';
 
 // A backend's estimate is countMemory with its profile; this one is shaped like the cpu engine's.
 const profile = { weightCopies: 2, imageCopies: 5, activationCopies: 2, largestMapCopies: 4, styleForwardCopies: 1 };

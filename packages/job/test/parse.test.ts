@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatUserError } from '@nst/core';
-import { outputPaths, parseCount, parseLayerList, parseNumber, parseSize, RENDER_DEFAULTS } from '@nst/render';
+import { outputPaths, parseCount, parseLayerList, parseNumber, parseSize, RENDER_DEFAULTS } from '@nst/job';
 
 const fieldError = (field: string, detail: RegExp | string) =>
   expect.objectContaining({ name: 'UserError', field, detail: typeof detail === 'string' ? detail : expect.stringMatching(detail) });

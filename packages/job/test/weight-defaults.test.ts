@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PREPROCESSING, type WeightSet } from '@nst/core';
-import { jobFromOptions, withWeightDefaults } from '@nst/render';
+import { jobFromOptions, withWeightDefaults } from '@nst/job';
 
 // withWeightDefaults reads only defaultLayers: a set with no layers will do.
 const plain: WeightSet = { layers: [], preprocessing: PREPROCESSING.caffeBgr, source: 'test', format: 'test' };

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { removeStaleTemporaries } from '@nst/files';
-import { assertWritable, refuseOverwritingInputs, type JobInput } from '@nst/render';
+import { assertWritable, refuseOverwritingInputs, type JobInput } from '@nst/job';
 
 const fresh = () => mkdtempSync(path.join(tmpdir(), 'nst-files-'));
 

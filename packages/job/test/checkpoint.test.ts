@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@nst/core';
-import { inspectCheckpoint, readCheckpoint, writeCheckpoint } from '@nst/render';
+import { inspectCheckpoint, readCheckpoint, writeCheckpoint } from '@nst/job';
 
 describe('checkpoints', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nst-ck-'));
