@@ -56,7 +56,7 @@ export function batchCapacity(
 ): number {
   const fits = (batch: number) => {
     const bytes = backend.estimateMemory({ ...size, batch, loss, styleSizes: [size] });
-    return bytes === undefined || bytes <= limits.memoryBytes;
+    return bytes <= limits.memoryBytes;
   };
   let capacity = 1;
   while (capacity < limits.maxBatch && fits(capacity + 1)) capacity++;

@@ -32,8 +32,6 @@ describe('packing', () => {
     expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
     // A job larger than the budget still runs, alone.
     expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
-    // A backend that plans its own memory (no estimate) gets maxBatch.
-    expect(batchCapacity({ estimateMemory: () => undefined }, { width: 8, height: 6 }, loss, { maxBatch: 5, memoryBytes: 10 })).toBe(5);
   });
 
   it('groups by key, keeps the order, and splits groups at the capacity', () => {

@@ -23,14 +23,21 @@ export interface Backend {
   /** Uploads the weights once; sessions share them. */
   loadWeights(weights: WeightSet): Promise<void>;
   /**
-   * Estimated peak bytes of host memory that a session of this shape, with
-   * its targets, would need (countMemory with the backend's own profile), so
-   * that a job too large is refused before anything is allocated. Undefined
-   * when the session lives in device memory that the backend checks itself
-   * when the session is created (the CUDA engine plans its memory and refuses
-   * a session that does not fit, with the largest size that would).
+   * Estimated peak bytes that a session of this shape, with its targets,
+   * needs in the memory the backend computes in (host memory for cpu and
+   * tfjs, device memory for cuda), from the backend's own plan of its
+   * buffers; Infinity when the backend cannot take the shape at any memory
+   * (a tensor beyond what its libraries can describe). The job layer refuses
+   * a job whose estimate exceeds what is available before anything is
+   * allocated, sizes batches with it and searches the largest size that fits.
    */
-  estimateMemory(shape: MemoryShape): number | undefined;
+  estimateMemory(shape: MemoryShape): number;
+  /**
+   * Bytes the backend may still allocate, when it computes in a device's
+   * memory (cuda: the GPU's free memory). Absent: it computes in host memory,
+   * which the job layer measures itself (free memory, the cgroup's limit).
+   */
+  deviceMemoryAvailable?(): number;
   /** A session for N images of one size, with a fixed loss. Requires loadWeights first. */
   createSession(options: SessionOptions): Promise<Session>;
   /** Frees the weights and everything else. */

@@ -1,3 +1,4 @@
+import { UserError } from './errors.js';
 import { deepestLayerIndex, type LossSpec } from './loss.js';
 import { findLayer, layerInputSize, VGG19_LAYERS } from './vgg.js';
 
@@ -129,6 +130,32 @@ export function largestFittingSize(
   }
   const fit = scaled(lo);
   return { height: fit.height, width: fit.width };
+}
+
+/**
+ * The one refusal of a job too large for the memory available, wherever it
+ * is found (the job layer before a run, an engine that plans device memory at
+ * session creation): the estimate, what is available and the largest size at
+ * the same aspect (and batch) that fits, by `estimate`.
+ */
+export function memoryRefusal(
+  backendName: string,
+  shape: MemoryShape,
+  needed: number,
+  available: number,
+  estimate: (shape: MemoryShape) => number,
+): UserError {
+  const fit = largestFittingSize(shape, estimate, available);
+  const styles = shape.styleSizes.some((s) => s.width !== shape.width || s.height !== shape.height)
+    ? ` with style images up to ${Math.max(...shape.styleSizes.map((s) => s.width))}x${Math.max(...shape.styleSizes.map((s) => s.height))}`
+    : '';
+  const need = Number.isFinite(needed) ? `needs about ${formatBytes(needed)}` : 'is beyond what the engine can describe at any memory';
+  return new UserError(
+    `${shape.width}x${shape.height}${shape.batch > 1 ? ` batch ${shape.batch}` : ''}${styles} ${need} on the ${backendName} backend ` +
+      `but ${formatBytes(available)} of memory is available; ` +
+      (fit ? `the largest size that fits is about ${fit.width}x${fit.height}` : 'not even the smallest size fits'),
+    { code: 'too-large', field: 'size' },
+  );
 }
 
 /** 1536 -> '1.5 KiB'. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { formatBytes, largestFittingSize, UserError, type Backend, type MemoryShape } from '@nst/core';
+import { memoryRefusal, type Backend, type MemoryShape } from '@nst/core';
 
 /**
  * Host memory this process may still use: the free memory the kernel reports
@@ -38,26 +38,16 @@ function cgroupHeadroom(): number | undefined {
 
 /**
  * Refuses, before anything is allocated, a job whose estimated peak exceeds
- * the memory available, with one line: the estimate, what is available and
- * the largest size that fits. Backends whose memory is on a device they check
- * themselves (estimateMemory undefined) pass.
+ * the memory available where the backend computes (the device's free memory,
+ * else the host's), with one line: the estimate, what is available and the
+ * largest size that fits.
  */
 export function checkMemory(
-  backend: Pick<Backend, 'estimateMemory' | 'name'>,
+  backend: Pick<Backend, 'estimateMemory' | 'deviceMemoryAvailable' | 'name'>,
   shape: MemoryShape,
-  available = hostMemoryAvailable(),
+  available = backend.deviceMemoryAvailable?.() ?? hostMemoryAvailable(),
 ): void {
   const needed = backend.estimateMemory(shape);
-  if (needed === undefined || needed <= available) return;
-  const estimate = (s: MemoryShape) => backend.estimateMemory(s) ?? 0;
-  const fit = largestFittingSize(shape, estimate, available);
-  const styles = shape.styleSizes.some((s) => s.width !== shape.width || s.height !== shape.height)
-    ? ` with style images up to ${Math.max(...shape.styleSizes.map((s) => s.width))}x${Math.max(...shape.styleSizes.map((s) => s.height))}`
-    : '';
-  throw new UserError(
-    `${shape.width}x${shape.height}${shape.batch > 1 ? ` batch ${shape.batch}` : ''}${styles} needs about ${formatBytes(needed)} on the ${backend.name} backend ` +
-      `but ${formatBytes(available)} of memory is available; ` +
-      (fit ? `the largest size that fits is about ${fit.width}x${fit.height}` : 'not even the smallest size fits'),
-    { code: 'too-large', field: 'size' },
-  );
+  if (needed <= available) return;
+  throw memoryRefusal(backend.name, shape, needed, available, (s) => backend.estimateMemory(s));
 }

@@ -42,8 +42,18 @@ describe('memory check before a run', () => {
     );
   });
 
-  it('passes when the backend checks its own device memory', () => {
-    expect(() => checkMemory({ name: 'cuda', estimateMemory: () => undefined }, shape(16384, 16384), 1)).not.toThrow();
+  it("checks a device backend against the device's free memory, not the host's", () => {
+    const device = { ...backend, name: 'cuda', deviceMemoryAvailable: () => 2 ** 30 };
+    expect(() => checkMemory(device, shape(64, 64))).not.toThrow();
+    expect(() => checkMemory(device, shape(4096, 4096))).toThrow(
+      /^size: 4096x4096 needs about .* on the cuda backend but 1\.0 GiB of memory is available/,
+    );
+  });
+
+  it('refuses a shape the engine cannot take at any memory', () => {
+    expect(() => checkMemory({ name: 'cuda', estimateMemory: () => Infinity }, shape(64, 64), 2 ** 40)).toThrow(
+      /^size: 64x64 is beyond what the engine can describe at any memory on the cuda backend/,
+    );
   });
 
   it('sees some host memory', () => {

@@ -86,8 +86,9 @@ class NativeBackend implements Backend {
    * checks free device memory before it allocates a session and refuses one
    * that does not fit with the largest size that would.
    */
-  estimateMemory(shape: MemoryShape): number | undefined {
-    return this.name === 'cpu' ? 4 * countMemory(shape, CPU_MEMORY).total : undefined;
+  estimateMemory(shape: MemoryShape): number {
+    // cuda: 0 until the addon answers from the engine's plan; the engine still refuses a session that does not fit.
+    return this.name === 'cpu' ? 4 * countMemory(shape, CPU_MEMORY).total : 0;
   }
 
   async createSession(options: SessionOptions): Promise<Session> {

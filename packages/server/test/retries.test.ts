@@ -30,7 +30,7 @@ describe('retries', () => {
     const broken: Backend = {
       name: 'broken',
       detail: 'a backend whose sessions fail',
-      estimateMemory: () => undefined,
+      estimateMemory: () => 0,
       loadWeights: async () => undefined,
       createSession: async () => {
         sessions++;
