@@ -11,6 +11,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeCheckpoint } from '@nst/job';
+import { randomWeights, writeCache } from '@nst/weights';
 import { available, cliBuilt, jsonLines, newDir, nst, nstAsync, writeTestImage, type CliResult } from '@nst/test-helpers';
 
 /** A tiny job on random weights and three layers: each run takes about a second plus start-up. */
@@ -147,7 +148,14 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       expect(existsSync(out)).toBe(false);
       const kept = await sharp(path.join(dir, 'nan_0.png')).raw().toBuffer();
       expect(kept.some((b) => b !== 0)).toBe(true); // the noise start, not a black image
-      const none = nst([...job('--beta', '1e38'), ...io(path.join(dir, 'inf.png'))]);
+      // Weights whose first layer overflows float32: the loss is not finite from the start.
+      const set = randomWeights(1);
+      const overflowing = path.join(dir, 'overflowing.safetensors');
+      await writeCache(
+        { ...set, layers: set.layers.map((l, i) => (i === 0 ? { ...l, kernel: l.kernel.map((w) => w * 1e30) } : l)) },
+        overflowing,
+      );
+      const none = nst([...job('--weights', overflowing), ...io(path.join(dir, 'inf.png'))]);
       expectUserError(none, /at iteration 0: .*there is no finite image to keep/);
       expect(existsSync(path.join(dir, 'inf.png'))).toBe(false);
     });

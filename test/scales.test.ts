@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { resizeBilinear, type Backend } from '@nst/core';
-import { jobFromOptions, prepareScales, runScales, coarseSides, type IterationReport, type RenderResult } from '@nst/job';
+import { jobFromOptions, prepareJob, runJobGroup, coarseSides, type IterationReport, type RenderResult } from '@nst/job';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { createTfjsBackend } from '@nst/tfjs';
 import { newDir, writeTestImage } from '@nst/test-helpers';
@@ -78,13 +78,14 @@ describe('a render over three scales', () => {
     const backend: Backend = loadNativeAddon().ok ? await createNativeBackend('cpu') : await createTfjsBackend();
     await backend.loadWeights(weights);
     try {
-      const scales = await prepareScales(job({ scales: '16,24', scaleIterations: '6,6,4', optimizer: 'lbfgs' }), weights);
-      expect(scales.map((s) => `${s.size.width}x${s.size.height}`)).toEqual(['16x12', '24x18', '48x36']);
+      const engine = { backend, weights };
+      const scales = await prepareJob(job({ scales: '16,24', scaleIterations: '6,6,4', optimizer: 'lbfgs' }), weights);
+      expect(scales.steps.map((s) => `${s.size.width}x${s.size.height}`)).toEqual(['16x12', '24x18', '48x36']);
       const starts: number[] = [];
       const ends: number[] = [];
       const coarse: RenderResult[] = [];
       let scale = -1;
-      const result = await runScales(backend, scales, {
+      const result = await runJobGroup(engine, [scales], {
         onScale: (k) => (scale = k),
         onReport: (r: IterationReport) => {
           if (r.iteration === 0) starts[scale] = r.losses[0].total;
@@ -97,9 +98,9 @@ describe('a render over three scales', () => {
       expect(result.images.length).toBe(48 * 36 * 3);
 
       // The same size from its own noise start: the carried image starts far lower.
-      const direct = await prepareScales(job({ iterations: '4', optimizer: 'lbfgs', out: path.join(dir, 'direct.png') }), weights);
+      const direct = await prepareJob(job({ iterations: '4', optimizer: 'lbfgs', out: path.join(dir, 'direct.png') }), weights);
       let directStart = 0;
-      const directResult = await runScales(backend, direct, { onReport: (r) => (directStart ||= r.losses[0].total) });
+      const directResult = await runJobGroup(engine, [direct], { onReport: (r) => (directStart ||= r.losses[0].total) });
       console.log(
         `scales: start/end J per scale ${starts.map((s, k) => `${s.toExponential(2)}/${ends[k].toExponential(2)}`).join(', ')}; ` +
           `final-size start from noise ${directStart.toExponential(2)}; time ${coarse.map((r) => r.seconds.toFixed(2)).join(' + ')} + final = ${result.seconds.toFixed(2)} s`,
@@ -144,13 +145,13 @@ describe('a render over three scales', () => {
     const backend: Backend = loadNativeAddon().ok ? await createNativeBackend('cpu') : await createTfjsBackend();
     await backend.loadWeights(weights);
     try {
-      const scales = await prepareScales(config, weights);
+      const engine = { backend, weights };
       // Stop in the middle scale.
       const controller = new AbortController();
       let scale = -1;
-      const first = await runScales(
-        backend,
-        scales,
+      const first = await runJobGroup(
+        engine,
+        [await prepareJob(config, weights)],
         {
           onScale: (k) => (scale = k),
           onReport: (r) => scale === 1 && r.iteration >= 2 && controller.abort(),
@@ -161,7 +162,9 @@ describe('a render over three scales', () => {
       // Again with resume: the first scale is skipped, the middle one resumes.
       const seen: number[] = [];
       let resumedAt = -1;
-      const second = await runScales(backend, await prepareScales(config, weights), {
+      const resumed = await prepareJob(config, weights);
+      expect(resumed.resumeAt).toEqual({ scale: 1, iteration: first.iterations, fromCheckpoint: true });
+      const second = await runJobGroup(engine, [resumed], {
         onScale: (k) => seen.push(k),
         onResumed: (i) => (resumedAt = i),
       });

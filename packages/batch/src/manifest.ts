@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '@nst/core';
-import { jobFromOptions, type JobOptionValues, type RenderConfig } from '@nst/job';
+import { isInitKind, JOB_OPTIONS, jobFromOptions, optionsFor, type JobConfig, type JobOptionValues, type OptionValue } from '@nst/job';
 import { parseCsv } from './csv.js';
 
 /** One line of a manifest: a job, or the reason it cannot be one. */
@@ -9,15 +9,18 @@ export interface ManifestJob {
   /** The job's name in results and progress: its `id` key, else `line N`. */
   readonly id: string;
   readonly line: number;
-  readonly config?: RenderConfig;
+  readonly config?: JobConfig;
   /** Why the line is not a job (the key at fault in `field`, camelCase). */
   readonly error?: UserError;
 }
 
-/** Manifest keys that name files, resolved against the manifest's folder. */
-const PATH_KEYS = new Set(['content', 'style', 'out', 'init']);
-/** `init` values that are not files. */
-const INIT_KINDS = new Set(['noise', 'content', 'random']);
+/** The job fields a manifest line may set: the option table's for manifests. */
+const MANIFEST_FIELDS = new Set<string>(optionsFor('manifest'));
+/** Why the other job options are not manifest keys. */
+const NOT_IN_MANIFESTS: Readonly<Record<string, string>> = {
+  weights: 'is set once for the whole batch (nst batch --weights), not per job',
+  resume: 'is not a manifest key (nst batch always resumes a job that has a checkpoint)',
+};
 /** Bounds a manifest before reading it (a million short lines). */
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
@@ -103,8 +106,9 @@ function manifestJob(line: number, raw: Record<string, unknown>, base: string, d
     for (const [key, value] of Object.entries(raw)) {
       if (key === 'id') continue;
       const field = camelCase(key);
-      if (field === 'weights') throw new UserError('is set once for the whole batch, not per job', { code: 'unsupported', field });
-      values[field] = PATH_KEYS.has(field) ? resolvePaths(field, value, base) : optionValue(field, value);
+      if (field in JOB_OPTIONS && !MANIFEST_FIELDS.has(field))
+        throw new UserError(NOT_IN_MANIFESTS[field] ?? 'is not a manifest key', { code: 'unsupported', field });
+      values[field] = JOB_OPTIONS[field as keyof JobConfig]?.paths ? resolvePaths(field, value, base) : optionValue(field, value);
     }
     return { id, line, config: jobFromOptions(defaults(values)) };
   } catch (e) {
@@ -113,7 +117,7 @@ function manifestJob(line: number, raw: Record<string, unknown>, base: string, d
   }
 }
 
-function optionValue(field: string, value: unknown): JobOptionValues[string] {
+function optionValue(field: string, value: unknown): OptionValue {
   if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
   // A list of numbers (style-blend-weights) is written as JSON would; the parser takes it as text.
   if (Array.isArray(value) && value.every((v) => typeof v === 'number' || typeof v === 'string')) return value.join(',');
@@ -125,7 +129,7 @@ function resolvePaths(field: string, value: unknown, base: string): string | str
   const items = Array.isArray(value) ? value : [value];
   if (items.some((v) => typeof v !== 'string' || v === '')) throw new UserError('expected a file path', { field });
   const resolve = (p: string) => path.resolve(base, p);
-  if (field === 'init' && INIT_KINDS.has(items[0] as string)) return items[0] as string;
+  if (field === 'init' && isInitKind(items[0] as string)) return items[0] as string;
   if (field !== 'style') {
     if (items.length > 1) throw new UserError('expected one file, got a list', { field });
     return resolve(items[0] as string);

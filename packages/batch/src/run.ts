@@ -1,9 +1,18 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { formatUserError, isUserError, kebabCase, UserError, type Backend, type LossValues, type WeightSet } from '@nst/core';
-import { checkpointPathFor, prepareRender, readCheckpoint, runOptimisation, type RenderConfig, type RenderPlan } from '@nst/job';
+import { formatUserError, isUserError, kebabCase, type LossValues } from '@nst/core';
+import {
+  checkpointPathFor,
+  jobInputs,
+  jobOutputs,
+  prepareJob,
+  refuseOverwritesAcrossJobs,
+  runJobGroup,
+  type Engine,
+  type PreparedJob,
+} from '@nst/job';
 import type { ManifestJob } from './manifest.js';
-import { batchCapacity, compatibilityKey, jobSize, mergePlans, packGroups, type PackLimits } from './pack.js';
+import { batchCapacity, packGroups, type PackLimits } from './pack.js';
 
 /** One line of the results file. */
 export interface JobResult {
@@ -51,30 +60,31 @@ export type BatchEvent =
     };
 
 export interface BatchOptions {
-  /** Opened, with `weights` loaded. */
-  readonly backend: Backend;
-  readonly weights: WeightSet;
+  /** The backend, opened, with the weights loaded. */
+  readonly engine: Engine;
   readonly limits: PackLimits;
   /** The results file (JSON Lines), rewritten by each run. */
   readonly resultsFile: string;
   readonly signal?: AbortSignal;
   /** Progress events come at most this often (job and batch events always). */
   readonly progressEveryMs?: number;
+  /** Hears what the user should know that is not a job's result (leftovers removed). */
+  readonly notice?: (line: string) => void;
 }
 
 interface Runnable {
   readonly job: ManifestJob;
-  readonly config: RenderConfig;
-  readonly key: string;
+  readonly prepared: PreparedJob;
   readonly capacity: number;
-  readonly startIteration: number;
 }
 
 /**
- * Runs a manifest's jobs: finished outputs are skipped, checkpointed ones
- * resume, compatible jobs are packed into engine batches, and a job that
- * fails does so alone (a batch that fails is re-run one job at a time).
- * Each job's result is a line of the results file as soon as it is known.
+ * Runs a manifest's jobs through the job pipeline (prepareJob, runJobGroup):
+ * finished outputs are skipped, checkpointed ones resume, jobs with equal
+ * packing keys run as engine batches, and a job that fails does so alone (a
+ * batch that fails is re-run one job at a time). Each job's result is a line
+ * of the results file as soon as it is known. A manifest in which one job
+ * would write over another's files is refused before anything runs.
  */
 export async function runBatch(
   jobs: readonly ManifestJob[],
@@ -82,6 +92,18 @@ export async function runBatch(
   onEvent: (e: BatchEvent) => void,
 ): Promise<JobResult[]> {
   const started = performance.now();
+  const { engine } = options;
+  const configs = jobs.flatMap((job) => (job.config ? [{ job, config: { ...job.config, resume: true } }] : []));
+  await refuseOverwritesAcrossJobs(
+    await Promise.all(
+      configs.map(async ({ job, config }) => ({
+        name: job.id,
+        inputs: await jobInputs(config, engine.weights),
+        outputs: jobOutputs(config),
+      })),
+    ),
+  );
+
   const results: JobResult[] = [];
   await fs.mkdir(path.dirname(path.resolve(options.resultsFile)), { recursive: true });
   await fs.writeFile(options.resultsFile, '');
@@ -93,33 +115,19 @@ export async function runBatch(
   const fail = (job: ManifestJob, e: unknown) =>
     record({ job: job.id, line: job.line, status: 'failed', output: job.config?.out, error: describeError(e) });
 
-  // Sort out what to render: failed lines, finished outputs, and the rest with their packing key.
+  // Sort out what to render: failed lines, finished outputs, and the rest prepared with their packing key.
   const runnable: Runnable[] = [];
-  const outputs = new Set<string>();
   for (const job of jobs) {
     try {
       if (job.error || !job.config) throw job.error ?? new Error('no job');
       const config = { ...job.config, resume: true };
-      if (config.contents.length !== 1)
-        throw new UserError('a job has one content image (list several jobs for several)', { field: 'content' });
-      const out = path.resolve(config.out);
-      if (outputs.has(out)) throw new UserError(`another job already writes '${config.out}'`, { code: 'conflict', field: 'out' });
-      outputs.add(out);
-      const ckpt = checkpointPathFor(config);
-      if (existsSync(out) && !existsSync(ckpt)) {
+      if (existsSync(config.out) && !existsSync(checkpointPathFor(config))) {
         await record({ job: job.id, line: job.line, status: 'skipped', output: config.out });
         continue;
       }
-      await fs.mkdir(path.dirname(out), { recursive: true }).catch(() => undefined);
-      const size = await jobSize(config);
-      const startIteration = Math.min((await readCheckpoint(ckpt))?.iteration ?? 0, config.iterations);
-      runnable.push({
-        job,
-        config,
-        startIteration,
-        key: compatibilityKey(config, size, startIteration),
-        capacity: batchCapacity(options.backend, size, config.loss, options.limits),
-      });
+      await fs.mkdir(path.dirname(path.resolve(config.out)), { recursive: true }).catch(() => undefined);
+      const prepared = await prepareJob(config, engine.weights, { notice: options.notice });
+      runnable.push({ job, prepared, capacity: batchCapacity(engine.backend, prepared, options.limits) });
     } catch (e) {
       await fail(job, e);
     }
@@ -127,13 +135,15 @@ export async function runBatch(
 
   const queue = packGroups(
     runnable,
-    (r) => r.key,
+    (r) => r.prepared.key,
     (r) => r.capacity,
   );
   onEvent({ event: 'start', jobs: jobs.length, toRender: runnable.length, batches: queue.length });
 
   // Progress in iterations, so that the rate and the ETA move within a batch.
-  const totalIterations = runnable.reduce((a, r) => a + r.config.iterations - r.startIteration, 0);
+  const remainingIterations = (p: PreparedJob) =>
+    p.steps.reduce((a, step, k) => a + (k < p.resumeAt.scale ? 0 : step.iterations), 0) - p.resumeAt.iteration;
+  const totalIterations = runnable.reduce((a, r) => a + remainingIterations(r.prepared), 0);
   let finishedIterations = 0;
   let running = 0;
   let lastProgress = 0;
@@ -165,46 +175,49 @@ export async function runBatch(
           job: r.job.id,
           line: r.job.line,
           status: 'interrupted',
-          output: r.config.out,
+          output: r.prepared.job.out,
           error: 'not started: the batch was interrupted',
         });
       continue;
     }
-    const plans: { r: Runnable; plan: RenderPlan }[] = [];
-    for (const r of batch) {
-      try {
-        plans.push({ r, plan: await prepareRender(r.config, options.weights) });
-      } catch (e) {
-        await fail(r.job, e);
-      }
-    }
-    if (plans.length === 0) continue;
-    const plan = mergePlans(plans.map((p) => p.plan));
-    const first = plans[0].r;
+    const first = batch[0].prepared;
     onEvent({
       event: 'batch',
-      jobs: plans.map((p) => p.r.job.id),
-      width: plan.session.width,
-      height: plan.session.height,
-      startIteration: first.startIteration,
+      jobs: batch.map((r) => r.job.id),
+      width: first.size.width,
+      height: first.size.height,
+      startIteration: first.resumeAt.iteration,
     });
-    running = plans.length;
+    running = batch.length;
+    // Iterations done by this group's jobs so far, over its scales (a resumed scale counts from where it resumed).
+    let groupDone = 0;
+    let scaleStart = 0;
+    let scaleFirst = 0;
     try {
-      const result = await runOptimisation(
-        options.backend,
-        plan,
-        { onProgress: (i) => progress(plans.length * (i - first.startIteration)) },
+      const result = await runJobGroup(
+        engine,
+        batch.map((r) => r.prepared),
+        {
+          onScale: (k) => {
+            scaleStart = groupDone;
+            scaleFirst = k === first.resumeAt.scale ? first.resumeAt.iteration : 0;
+          },
+          onProgress: (i) => {
+            groupDone = scaleStart + batch.length * (i - scaleFirst);
+            progress(groupDone);
+          },
+        },
         options.signal,
       );
       running = 0;
-      finishedIterations += plans.length * (result.iterations - result.startIteration);
-      for (let k = 0; k < plans.length; k++) {
-        const { r } = plans[k];
+      finishedIterations += groupDone;
+      for (let k = 0; k < batch.length; k++) {
+        const { job, prepared } = batch[k];
         await record({
-          job: r.job.id,
-          line: r.job.line,
+          job: job.id,
+          line: job.line,
           status: result.interrupted ? 'interrupted' : 'done',
-          output: r.config.out,
+          output: prepared.job.out,
           losses: result.finalLosses[k],
           iterations: result.iterations,
           seconds: Number(result.seconds.toFixed(3)),
@@ -213,8 +226,8 @@ export async function runBatch(
     } catch (e) {
       running = 0;
       // One bad job must not fail the others: run each alone to find it.
-      if (plans.length > 1) queue.unshift(...plans.map((p) => [p.r]));
-      else await fail(first.job, e);
+      if (batch.length > 1) queue.unshift(...batch.map((r) => [r]));
+      else await fail(batch[0].job, e);
     }
     progress(0, true);
   }

@@ -40,22 +40,22 @@ describe('manifests', () => {
         }),
         '# a comment, then a blank line',
         '',
-        JSON.stringify({ content: '/abs/b.jpg', style: 's1.jpg,s2.jpg', out: 'b.png', init: 'content', resume: true }),
+        JSON.stringify({ content: '/abs/b.jpg', style: 's1.jpg,s2.jpg', out: 'b.png', init: 'content' }),
       ].join('\n'),
     );
     const [one, two] = await readManifest(file);
     expect(one.error).toBeUndefined();
     expect(one.id).toBe('one');
-    expect(one.config!.contents).toEqual([path.join(dir, 'in/a.jpg')]);
-    expect(one.config!.styles).toEqual([path.join(dir, 's1.jpg'), path.join(dir, 's2.jpg')]);
+    expect(one.config!.content).toEqual(path.join(dir, 'in/a.jpg'));
+    expect(one.config!.style).toEqual([path.join(dir, 's1.jpg'), path.join(dir, 's2.jpg')]);
     expect(one.config!.styleBlendWeights).toEqual([1, 3]);
     expect(one.config!.out).toBe(path.join(dir, 'out/a.png'));
     expect(one.config!.size).toEqual({ kind: 'exact', width: 64, height: 48 });
     expect(one.config!.iterations).toBe(12);
-    expect(one.config!.loss.styleLayers.map((l) => l.layer)).toEqual(['conv1_1', 'conv2_1']);
+    expect(one.config!.styleLayers.map((l) => l.layer)).toEqual(['conv1_1', 'conv2_1']);
     expect(two.id).toBe('line 4');
-    expect(two.config!.contents).toEqual(['/abs/b.jpg']);
-    expect(two.config!.styles).toHaveLength(2);
+    expect(two.config!.content).toBe('/abs/b.jpg');
+    expect(two.config!.style).toHaveLength(2);
     expect(two.config!.init).toBe('content');
   });
 
@@ -69,6 +69,7 @@ describe('manifests', () => {
         JSON.stringify({ ...good, out: 'b.png', 'style-layers': 'conv9_9' }),
         JSON.stringify({ ...good, out: 'c.png', colour: 'red' }),
         JSON.stringify({ ...good, out: 'd.png', weights: 'random:1' }),
+        JSON.stringify({ ...good, out: 'd2.png', resume: true }),
         JSON.stringify({ content: 'a.jpg', out: 'e.png' }),
         JSON.stringify({ ...good, id: 'x', out: 'f.png' }),
         JSON.stringify({ ...good, id: 'x', out: 'g.png' }),
@@ -79,8 +80,9 @@ describe('manifests', () => {
       'ok',
       expect.stringMatching(/^\|line 2 is not a JSON object/),
       expect.stringMatching(/^styleLayers\|/),
-      "colour|colour: 'colour' is not a render option",
-      'weights|weights: is set once for the whole batch, not per job',
+      "colour|colour: 'colour' is not a job option",
+      'weights|weights: is set once for the whole batch (nst batch --weights), not per job',
+      'resume|resume: is not a manifest key (nst batch always resumes a job that has a checkpoint)',
       'style|style: is required',
       'ok',
       "id|id: the id 'x' is used twice",
@@ -93,10 +95,10 @@ describe('manifests', () => {
       'content,style,out,iterations,style-layers\nc.jpg,"s1.jpg,s2.jpg",o.png,,conv1_1\nc.jpg,s1.jpg,p.png,7,\n',
     );
     const [a, b] = await readManifest(file);
-    expect(a.config!.styles).toEqual([path.join(dir, 's1.jpg'), path.join(dir, 's2.jpg')]);
+    expect(a.config!.style).toEqual([path.join(dir, 's1.jpg'), path.join(dir, 's2.jpg')]);
     expect(a.config!.iterations).toBe(200);
     expect(b.config!.iterations).toBe(7);
-    expect(b.config!.loss.styleLayers).toHaveLength(5);
+    expect(b.config!.styleLayers).toHaveLength(5);
     expect(camelCase('style-blend-weights')).toBe('styleBlendWeights');
   });
 });

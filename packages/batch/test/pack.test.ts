@@ -3,35 +3,32 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { type Backend, type WeightSet } from '@nst/core';
-import { batchCapacity, mergePlans, packGroups } from '@nst/batch';
+import { type Backend, type SessionOptions, type WeightSet } from '@nst/core';
+import { batchCapacity, packGroups } from '@nst/batch';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
-import { jobFromOptions, prepareRender, readCheckpoint, runOptimisation, type RenderConfig } from '@nst/job';
+import { jobFromOptions, prepareJob, readCheckpoint, runJobGroup, type JobConfig, type PreparedJob } from '@nst/job';
 import { loadWeights } from '@nst/weights';
 
 describe('packing', () => {
   it("sizes a batch with the backend's own memory estimate, between 1 and maxBatch", () => {
-    const loss = {
-      contentLayers: [{ layer: 'conv1_2', weight: 1 }],
-      styleLayers: [{ layer: 'conv1_1', weight: 1 }],
-      alpha: 1,
-      beta: 1,
-      tvWeight: 0,
-    };
+    const job = jobFromOptions({ content: 'c.png', style: 's.png', out: 'o.png', contentLayers: 'conv1_2', styleLayers: 'conv1_1' });
+    const size = { width: 8, height: 6 };
+    const prepared = { job, size, steps: [{ size, iterations: 1, styleSizes: [{ width: 5, height: 4 }] }] } as unknown as PreparedJob;
     // A backend whose estimate is 100 bytes of weights plus 1000 per item: 3 items fit 3100 bytes, 4 do not.
     const asked: number[] = [];
     const backend = {
-      estimateMemory: (shape: { batch: number; width: number; height: number }) => {
+      estimateMemory: (shape: { batch: number; width: number; height: number; styleSizes: readonly unknown[] }) => {
         asked.push(shape.batch);
         expect([shape.width, shape.height]).toEqual([8, 6]);
+        expect(shape.styleSizes).toEqual([{ width: 5, height: 4 }]);
         return 100 + 1000 * shape.batch;
       },
     };
-    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 100, memoryBytes: 3100 })).toBe(3);
+    expect(batchCapacity(backend, prepared, { maxBatch: 100, memoryBytes: 3100 })).toBe(3);
     expect(asked).toEqual([2, 3, 4]);
-    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
+    expect(batchCapacity(backend, prepared, { maxBatch: 2, memoryBytes: 1e12 })).toBe(2);
     // A job larger than the budget still runs, alone.
-    expect(batchCapacity(backend, { width: 8, height: 6 }, loss, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
+    expect(batchCapacity(backend, prepared, { maxBatch: 8, memoryBytes: 10 })).toBe(1);
   });
 
   it('groups by key, keeps the order, and splits groups at the capacity', () => {
@@ -63,7 +60,7 @@ describe.skipIf(!run)('a packed batch (cpu engine)', () => {
       .toFile(file);
     return file;
   };
-  const job = (content: string, styles: string[], out: string, extra: Record<string, string | boolean> = {}): RenderConfig =>
+  const job = (content: string, styles: string[], out: string, extra: Record<string, string | boolean> = {}): JobConfig =>
     jobFromOptions({
       content,
       style: styles,
@@ -90,22 +87,35 @@ describe.skipIf(!run)('a packed batch (cpu engine)', () => {
       image('s2.png', 4),
       image('s3.png', 5),
     ]);
+    const engine = { backend, weights };
     const alone = [job(c1, [s1], 'alone1.png'), job(c2, [s2, s3], 'alone2.png', { styleBlendWeights: '1,3' })];
-    for (const c of alone) await runOptimisation(backend, await prepareRender(c, weights));
+    for (const c of alone) await runJobGroup(engine, [await prepareJob(c, weights)]);
 
     // The same two jobs in one engine batch; stopped after 4 iterations (each item checkpoints on its own), then resumed.
     const packed = [job(c1, [s1], 'packed1.png'), job(c2, [s2, s3], 'packed2.png', { styleBlendWeights: '1,3' })];
-    const plan = mergePlans(await Promise.all(packed.map((c) => prepareRender(c, weights))));
-    expect(plan.session.batch).toBe(2);
-    expect(plan.targets[1].styles.map((s) => s.weight)).toEqual([0.25, 0.75]);
+    const group = await Promise.all(packed.map((c) => prepareJob(c, weights)));
+    expect(group[1].key).toBe(group[0].key);
+    let batchSize = 0;
     const stop = new AbortController();
-    const first = await runOptimisation(backend, plan, { onProgress: (i) => i >= 4 && stop.abort() }, stop.signal);
+    const first = await runJobGroup(
+      {
+        // The same backend, counting the batch size it is asked for.
+        backend: Object.create(backend, {
+          createSession: { value: (o: SessionOptions) => ((batchSize = o.batch), backend.createSession(o)) },
+        }) as Backend,
+        weights,
+      },
+      group,
+      { onProgress: (i) => i >= 4 && stop.abort() },
+      stop.signal,
+    );
+    expect(batchSize).toBe(2);
     expect(first.interrupted).toBe(true);
     for (const c of packed) expect((await readCheckpoint(`${c.out}.ckpt`))?.iteration).toBe(first.iterations);
 
     // Item 2 resumes alone (another batch, another batch size); item 1 resumes in a batch of its own too.
     for (const c of packed) {
-      const r = await runOptimisation(backend, await prepareRender({ ...c, resume: true }, weights));
+      const r = await runJobGroup(engine, [await prepareJob({ ...c, resume: true }, weights)]);
       expect(r.startIteration).toBe(first.iterations);
       expect(existsSync(`${c.out}.ckpt`)).toBe(false);
     }

@@ -1,2 +1,1 @@
-export { parseConfig } from './commands/render.js';
 export { registerWeightsCommands } from './commands/weights.js';

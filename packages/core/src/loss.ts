@@ -48,9 +48,9 @@ export interface LossValues {
   readonly total: number;
 }
 
-/** The notebook's total_cost(). */
-export function totalCost(jContent: number, jStyle: number, alpha = DEFAULT_LOSS.alpha, beta = DEFAULT_LOSS.beta): number {
-  return alpha * jContent + beta * jStyle;
+/** Layers as a user writes them: 'conv4_2:1,conv5_1:0.2' (what the layer-list parser reads back). */
+export function formatLayers(layers: readonly WeightedLayer[]): string {
+  return layers.map((l) => `${l.layer}:${l.weight}`).join(',');
 }
 
 /**

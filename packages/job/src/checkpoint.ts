@@ -189,6 +189,34 @@ export function checkFingerprint<T extends { readonly fingerprint: string }>(ck:
   return ck;
 }
 
+/**
+ * Where one job's checkpoint lives (a file beside its output, a blob in a
+ * shared store), before it is known which of the job's scales it belongs
+ * to: `peek` says whose it is without reading it, `store` binds it to one
+ * fingerprint for the optimisation loop.
+ */
+export interface CheckpointSlot {
+  readonly name: string;
+  /** The fingerprint and iteration of the checkpoint there; undefined when there is none. */
+  peek(): Promise<{ readonly fingerprint: string; readonly iteration: number } | undefined>;
+  store(fingerprint: string): CheckpointStore;
+}
+
+/** A job's checkpoint file (`<out>.ckpt`). */
+export function fileCheckpointSlot(file: string): CheckpointSlot {
+  return {
+    name: `'${file}'`,
+    async peek() {
+      const what = await inspectCheckpoint(file);
+      if (what.kind === 'none') return undefined;
+      if (what.kind === 'old-checkpoint') throw oldFormat(`'${file}'`);
+      if (what.kind === 'other') throw invalid(`'${file}'`, what.why);
+      return { fingerprint: what.fingerprint, iteration: what.iteration };
+    },
+    store: (fingerprint) => fileCheckpointStore(file, fingerprint),
+  };
+}
+
 /** The checkpoint of one job in one file (`nst render`: <out>.ckpt). */
 export function fileCheckpointStore(file: string, fingerprint: string): CheckpointStore {
   return {

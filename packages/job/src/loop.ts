@@ -15,10 +15,10 @@ import {
   type SessionOptions,
   type Targets,
 } from '@nst/core';
-import { fileCheckpointStore, type CheckpointStore } from './checkpoint.js';
-import { saveRendered, type OutputSettings } from './output.js';
+import type { CheckpointStore } from './checkpoint.js';
+import { saveRendered, type ItemOutput } from './output.js';
 
-/** Everything the optimisation loop needs: images loaded and preprocessed, paths and schedule checked. */
+/** Everything the optimisation loop needs for one scale of one engine batch: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
   readonly session: SessionOptions;
   /** One per batch item. */
@@ -28,33 +28,26 @@ export interface RenderPlan {
   readonly preprocessing: Preprocessing;
   /** Final image path per batch item; intermediate saves go to <stem>_<iteration><ext>. */
   readonly outPaths: readonly string[];
+  /** How each batch item becomes a file. */
+  readonly outputs: readonly ItemOutput[];
   readonly iterations: number;
+  /** lr in the weight set's units. */
   readonly adam: AdamConfig;
   /** 'adam' (the notebook's) or 'lbfgs' (neural-style's; then `lbfgs` configures it). */
-  readonly optimizer?: 'adam' | 'lbfgs';
-  readonly lbfgs?: LbfgsConfig;
+  readonly optimizer: 'adam' | 'lbfgs';
+  readonly lbfgs: LbfgsConfig;
   /** Write the outputs at the end (false: a coarse scale, whose result only feeds the next). */
-  readonly writeOutputs?: boolean;
-  /** Bit depth, colour recombination, alpha and colour profile of the files written. */
-  readonly output?: OutputSettings;
-  /** What the job does that the user should know of (colour profile kept or converted, alpha passed through). */
-  readonly notes?: readonly string[];
-  /** Host memory the optimiser needs besides the session (L-BFGS's pairs): part of the job's memory estimate. */
-  readonly optimizerHostBytes?: number;
+  readonly writeOutputs: boolean;
   /** Report losses every N iterations (and at the end). */
   readonly printEvery: number;
   /** Save intermediate images every N iterations; 0 = never. */
   readonly saveEvery: number;
-  /** Where a resumable snapshot goes (written on interrupt and every checkpointEvery). */
-  readonly checkpointPath: string;
   /** Snapshot every N iterations; 0 = only on interrupt. */
   readonly checkpointEvery: number;
-  /** Continue from checkpointPath when it exists and matches `fingerprint`. */
+  /** Continue from the checkpoint in `checkpoints` when there is one. */
   readonly resume: boolean;
-  /** Identifies the job (inputs, size, loss, weights): a checkpoint of another job is refused. */
-  readonly fingerprint: string;
-  /** Where checkpoints go instead of checkpointPath (one per batch item, a shared store). */
-  readonly checkpointStore?: CheckpointStore;
+  /** Where the batch's resumable snapshots go (one per item; written on interrupt and every checkpointEvery). */
+  readonly checkpoints: CheckpointStore;
 }
 
 export interface IterationReport {
@@ -120,7 +113,7 @@ export async function runOptimisation(
   try {
     await session.setTargets(plan.targets);
     let iteration = 0;
-    const store = plan.checkpointStore ?? fileCheckpointStore(plan.checkpointPath, plan.fingerprint);
+    const store = plan.checkpoints;
     const resumed = plan.resume ? await resumeState(store, plan, events) : undefined;
     if (resumed) {
       await session.setImages(resumed.images);
@@ -132,7 +125,7 @@ export async function runOptimisation(
     }
     const startIteration = iteration;
     // L-BFGS starts from the images just set; a resumed run starts a new history.
-    const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs ?? { history: 100 }) : undefined;
+    const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs) : undefined;
 
     const tensorOf = (all: Float32Array, b: number): ImageTensor => ({
       height: options.height,
@@ -163,7 +156,7 @@ export async function runOptimisation(
       const files: string[] = [];
       for (let b = 0; b < options.batch; b++) {
         const file = pathFor(plan.outPaths[b]);
-        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.output ?? {}, b);
+        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.outputs[b]);
         files.push(file);
       }
       return files;
@@ -230,11 +223,13 @@ export async function runOptimisation(
       }
     }
 
+    if (!interrupted && iteration > startIteration)
+      refuseFrozen(await session.readImages(), resumed?.images ?? plan.initialImages, iteration - startIteration);
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
     if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
-    if (plan.writeOutputs !== false || interrupted) await saveAll((out) => out, iteration);
+    if (plan.writeOutputs || interrupted) await saveAll((out) => out, iteration);
     if (interrupted) await checkpoint();
     else await store.clear();
     const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
@@ -260,6 +255,20 @@ async function resumeState(store: CheckpointStore, plan: RenderPlan, events: Ren
       field: 'resume',
     });
   return ck;
+}
+
+/**
+ * An image that did not change at all over its iterations is no result:
+ * Adam's steps were too small to move a float32 pixel, or the squared
+ * gradient it keeps overflowed (a loss weight far too large), which stops
+ * every update. Refused rather than written as if it were one.
+ */
+function refuseFrozen(now: Float32Array, start: Float32Array, iterations: number): void {
+  for (let i = 0; i < now.length; i++) if (now[i] !== start[i]) return;
+  throw new UserError(
+    `the image did not change in ${iterations} iterations: the learning rate is too small to move a pixel, or a content, style or smoothness weight so large that the optimiser's state overflowed`,
+    { code: 'not-finite', field: 'lr' },
+  );
 }
 
 function allFinite(a: Float32Array): boolean {

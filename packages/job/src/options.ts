@@ -1,237 +1,479 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_LOSS, UserError, type SizeSpec, type WeightedLayer } from '@nst/core';
-import { MAX_SEED, RENDER_DEFAULTS, type RenderConfig } from './job.js';
+import {
+  DEFAULT_ADAM,
+  DEFAULT_LBFGS,
+  DEFAULT_LOSS,
+  DEFAULT_NOISE_RATIO,
+  formatLayers,
+  MAX_SIDE,
+  UserError,
+  type AdamConfig,
+  type LossSpec,
+  type Pooling,
+  type SizeSpec,
+  type WeightedLayer,
+} from '@nst/core';
+import { OUTPUT_EXTENSIONS, SIXTEEN_BIT_EXTENSIONS } from './image-file.js';
 import { parseCount, parseLayerList, parseNumber, parseSize } from './parse.js';
 import { applyPreset, PRESET_NAMES } from './presets.js';
 
 /**
- * The one description of a render job's options, shared by every front end:
- * the CLI makes its flags from it (`--` + the kebab-case field), batch
- * manifests and the HTTP API take the same names as keys. `jobFromOptions`
- * is the one place that turns such values into a RenderConfig.
+ * A job: one content image rendered in the style of one or more style
+ * images, with every option that says how. Each field has exactly one entry
+ * in JOB_OPTIONS (the type below enforces it), and every front end (the CLI's
+ * flags, batch manifests, the HTTP API's fields) makes its names, defaults,
+ * help and checks from that entry.
  */
-export interface JobOption {
-  /** The job field, camelCase: 'contentLayers'. Its kebab-case form is the flag and the JSON key. */
-  readonly field: string;
-  /** A one-letter CLI alias, if any. */
-  readonly short?: string;
-  /** What the value looks like, for help texts: 'file', 'n', 'x'. Absent: a switch with no value. */
-  readonly value?: string;
-  readonly description: string;
-  /** The default, as text (what the user would type); absent: none or computed. */
-  readonly default?: string;
-  /** The option may be given several times (a list). */
-  readonly repeatable?: boolean;
-  readonly choices?: readonly string[];
-  readonly required?: boolean;
+export interface JobConfig {
+  readonly content: string;
+  readonly style: readonly string[];
+  readonly styleBlendWeights?: readonly number[];
+  readonly styleScale?: number;
+  readonly out: string;
+  readonly size: SizeSpec;
+  readonly iterations: number;
+  readonly alpha: number;
+  readonly beta: number;
+  readonly tvWeight: number;
+  readonly lr: number;
+  readonly contentLayers: readonly WeightedLayer[];
+  readonly styleLayers: readonly WeightedLayer[];
+  readonly pooling: Pooling;
+  /** One of INIT_KINDS, or an image file. */
+  readonly init: string;
+  readonly noiseRatio: number;
+  readonly seed: number;
+  readonly printEvery: number;
+  readonly saveEvery: number;
+  readonly checkpointEvery: number;
+  readonly resume: boolean;
+  readonly preset: string;
+  readonly optimizer: 'adam' | 'lbfgs';
+  readonly lbfgsHistory: number;
+  readonly preserveColors: 'none' | 'luminance' | 'histogram';
+  readonly scales?: readonly SizeSpec[] | 'auto';
+  readonly scaleIterations?: readonly number[];
+  readonly bitDepth: 8 | 16;
+  readonly iccProfile: 'srgb' | 'keep';
+  readonly weights?: string;
 }
 
-const layerText = (layers: readonly WeightedLayer[]) => layers.map((l) => `${l.layer}:${l.weight}`).join(',');
-const d = RENDER_DEFAULTS;
+/** A value as a front end received it: text (CLI, CSV, form fields), a number or a boolean (JSON), or a list. */
+export type OptionValue = string | number | boolean | readonly (string | number)[];
+/** Option values by job field (camelCase); undefined: not given. */
+export type JobOptionValues = Readonly<Record<string, OptionValue | undefined>>;
 
-export const JOB_OPTIONS: readonly JobOption[] = [
-  {
-    field: 'content',
+/** The front ends that take options from users. */
+export type FrontEnd = 'cli' | 'manifest' | 'http';
+
+/** One option: how front ends name, document and parse it. */
+export interface OptionSpec<T> {
+  /** A one-letter CLI alias, if any. */
+  readonly short?: string;
+  /** What the value looks like, for help texts ('file', 'n', 'x'); absent: a switch with no value. */
+  readonly value?: string;
+  readonly description: string;
+  /** The default as text (what a user would type): parsed like a given value. Absent: none, or the option is required. */
+  readonly default?: string;
+  readonly choices?: readonly string[];
+  /** The CLI takes it several times (a list; for `content`, several jobs). */
+  readonly repeatable?: boolean;
+  readonly required?: boolean;
+  /**
+   * The job's own inputs and outputs (its images, how its styles blend, where
+   * it writes): the only options in which the jobs of one engine batch may
+   * differ. Every other option changes how the result is made or written, so
+   * jobs are packed together only where all of them are equal, and each then
+   * gets exactly what it would get alone.
+   */
+  readonly perItem?: true;
+  /** Its values name files: manifests resolve them against their folder, and the fingerprint counts inputs by content. */
+  readonly paths?: true;
+  /** It does not change the picture (where it goes, what is reported): the job's fingerprints leave it out. */
+  readonly result?: false;
+  /**
+   * It changes where the optimisation stops or how its result is written,
+   * not the path it takes: a checkpoint may be resumed with another value
+   * (`--resume --iterations 400` extends a run).
+   */
+  readonly resumable?: true;
+  /** The front ends that take it from users (default: all). */
+  readonly frontEnds?: readonly FrontEnd[];
+  /** The HTTP API takes it as an uploaded file, not as a text field. */
+  readonly upload?: true;
+  /** Parses a given (or default) value; errors name `field`. */
+  readonly parse: (value: OptionValue, field: string) => T;
+}
+
+export type OptionTable = { readonly [K in keyof JobConfig]-?: OptionSpec<JobConfig[K]> };
+
+/** `init` values that are not files. */
+export const INIT_KINDS = ['noise', 'content', 'random'] as const;
+export const isInitKind = (init: string): boolean => (INIT_KINDS as readonly string[]).includes(init);
+
+/** Seeds are 32-bit, as in random:SEED weights. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/**
+ * The largest loss weight (alpha, beta, the smoothness weight, and each of
+ * them times a layer's weight). The engines compute in float32, and Adam
+ * keeps the squared gradient, which overflows (the image then stops moving)
+ * once a gradient passes 1.8e19. The pixel gradient per unit of style
+ * weight measured about 25 at the start of the example's render (real blocks
+ * 1-3, 400x300) and 2 with random full VGG-19; the notebook's weights are
+ * 40 x 0.2. 1e12 leaves more than 1e5 of headroom above any such render.
+ */
+export const MAX_LOSS_WEIGHT = 1e12;
+
+// ---- value parsers (errors name the field; the front end names it its way) ----
+
+function text(v: OptionValue, field: string): string {
+  if (Array.isArray(v)) {
+    if (v.length !== 1) throw new UserError('expected one value, got a list', { field });
+    return String(v[0]);
+  }
+  return String(v);
+}
+const list = (v: OptionValue): string[] => (Array.isArray(v) ? v.map(String) : [String(v)]).filter((s) => s.trim() !== '');
+const count =
+  (min = 0, max?: number) =>
+  (v: OptionValue, field: string) =>
+    parseCount(text(v, field), field, min, max);
+const choice =
+  <T extends string>(choices: readonly T[]) =>
+  (v: OptionValue, field: string): T => {
+    const t = text(v, field);
+    if (!(choices as readonly string[]).includes(t)) throw new UserError(`'${t}' is not one of ${choices.join(', ')}`, { field });
+    return t as T;
+  };
+const lossWeight = (v: OptionValue, field: string) => {
+  const x = parseNumber(text(v, field), field);
+  if (x < 0) throw new UserError(`expected a number >= 0, got ${x}`, { field });
+  if (x > MAX_LOSS_WEIGHT) throw new UserError(`${x} is too large (at most ${MAX_LOSS_WEIGHT}: the engines compute in float32)`, { field });
+  return x;
+};
+const positive = (v: OptionValue, field: string) => {
+  const x = parseNumber(text(v, field), field);
+  if (!(x > 0)) throw new UserError(`expected a positive number, got ${x}`, { field });
+  return x;
+};
+const filePath = (v: OptionValue, field: string) => {
+  const t = text(v, field);
+  if (t.trim() === '') throw new UserError('expected a file path', { field });
+  return path.normalize(t);
+};
+const outputPath = (v: OptionValue, field: string) => {
+  const file = filePath(v, field);
+  if (file.endsWith(path.sep))
+    throw new UserError(`'${file}' ends with a slash: it names a folder, not a file`, { code: 'unwritable', field });
+  if (!(OUTPUT_EXTENSIONS as readonly string[]).includes(path.extname(file).toLowerCase()))
+    throw new UserError(`'${file}' has no supported image extension (${OUTPUT_EXTENSIONS.join(', ')})`, { field });
+  return file;
+};
+const layers = (v: OptionValue, field: string) => {
+  const parsed = parseLayerList(text(v, field), field);
+  for (const l of parsed)
+    if (l.weight > MAX_LOSS_WEIGHT)
+      throw new UserError(`the weight ${l.weight} of ${l.layer} is too large (at most ${MAX_LOSS_WEIGHT})`, { field });
+  return parsed;
+};
+const sizeList = (v: OptionValue, field: string): readonly SizeSpec[] | 'auto' => {
+  const items = list(v).flatMap((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  );
+  if (items.length === 1 && items[0].toLowerCase() === 'auto') return 'auto';
+  if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field });
+  return items.map((s) => parseSize(s, field));
+};
+const boolean = (v: OptionValue, field: string) => {
+  if (typeof v === 'boolean') return v;
+  const t = text(v, field);
+  if (t !== 'true' && t !== 'false') throw new UserError(`'${t}' is not true or false`, { field });
+  return t === 'true';
+};
+
+/** The one description of every job option. Key order is the order of help texts. */
+export const JOB_OPTIONS: OptionTable = {
+  content: {
+    paths: true,
     short: 'c',
     value: 'file',
     required: true,
     repeatable: true,
-    description: 'content image (repeat for a batch: out is then a folder)',
+    perItem: true,
+    upload: true,
+    description: 'content image (several: one job each, and out is then a folder)',
+    parse: filePath,
   },
-  {
-    field: 'style',
+  style: {
+    paths: true,
     short: 's',
     value: 'file',
     required: true,
     repeatable: true,
+    perItem: true,
+    upload: true,
     description: 'style image (repeat, or separate with commas, to blend several)',
+    // 'a.jpg,b.jpg' is two styles unless a file of that very name exists.
+    parse: (v) =>
+      list(v).flatMap((s) =>
+        existsSync(s)
+          ? [s]
+          : s
+              .split(',')
+              .map((x) => x.trim())
+              .filter(Boolean),
+      ),
   },
-  { field: 'styleBlendWeights', value: 'w,...', description: 'blend weights of the style images (default: equal)' },
-  { field: 'styleScale', value: 'x', description: "resize style images to x times the output's longest side (default: the output size)" },
-  {
-    field: 'out',
+  styleBlendWeights: {
+    value: 'w,...',
+    perItem: true,
+    description: 'blend weights of the style images (default: equal)',
+    parse: (v, field) => {
+      const weights = list(v)
+        .flatMap((s) => s.split(','))
+        .map((w) => parseNumber(w, field));
+      if (weights.some((w) => !(w >= 0)) || !(weights.reduce((a, b) => a + b, 0) > 0))
+        throw new UserError('weights must be non-negative with a positive sum', { field });
+      return weights;
+    },
+  },
+  styleScale: {
+    value: 'x',
+    description: "resize style images to x times the output's longest side (default: the output size)",
+    parse: positive,
+  },
+  out: {
+    paths: true,
+    result: false,
     short: 'o',
     value: 'file',
     required: true,
-    description: 'output image (.png, .jpg, .jpeg, .webp, .tif, .tiff, .avif); intermediate saves go to <stem>_<iteration><ext>',
+    perItem: true,
+    frontEnds: ['cli', 'manifest'],
+    description: `output image (${OUTPUT_EXTENSIONS.join(', ')}); intermediate saves go to <stem>_<iteration><ext>`,
+    parse: outputPath,
   },
-  { field: 'size', value: 'WxH|N', default: '400x300', description: 'output size: WIDTHxHEIGHT, or N = longest side keeping the aspect' },
-  { field: 'iterations', short: 'n', value: 'n', default: String(d.iterations), description: 'optimiser iterations' },
-  { field: 'alpha', value: 'x', default: String(DEFAULT_LOSS.alpha), description: 'content weight (alpha)' },
-  { field: 'beta', value: 'x', default: String(DEFAULT_LOSS.beta), description: 'style weight (beta)' },
-  { field: 'tvWeight', value: 'x', default: String(DEFAULT_LOSS.tvWeight), description: 'total-variation weight (smoothness)' },
-  { field: 'lr', value: 'x', default: String(d.adam.lr), description: 'Adam learning rate, in pixel levels' },
-  { field: 'contentLayers', value: 'list', default: layerText(DEFAULT_LOSS.contentLayers), description: 'content layers with weights' },
-  { field: 'styleLayers', value: 'list', default: layerText(DEFAULT_LOSS.styleLayers), description: 'style layers with weights' },
-  { field: 'pooling', value: 'kind', default: d.pooling, choices: ['avg', 'max'], description: 'pooling in the network' },
-  { field: 'init', value: 'noise|content|random|file', default: d.init, description: 'initial image' },
-  { field: 'noiseRatio', value: 'x', default: String(d.noiseRatio), description: 'share of noise in the noise init' },
-  { field: 'seed', value: 'n', default: String(d.seed), description: 'random seed (same seed, same result on the same backend)' },
-  { field: 'printEvery', value: 'n', default: String(d.printEvery), description: 'report losses every n iterations' },
-  { field: 'saveEvery', value: 'n', default: String(d.saveEvery), description: 'save the image every n iterations (0: only the final)' },
-  {
-    field: 'checkpointEvery',
+  size: {
+    value: 'WxH|N',
+    default: '400x300',
+    description: 'output size: WIDTHxHEIGHT, or N = longest side keeping the aspect',
+    parse: (v, field) => parseSize(text(v, field), field),
+  },
+  iterations: { short: 'n', value: 'n', default: '200', resumable: true, description: 'optimiser iterations', parse: count() },
+  alpha: { value: 'x', default: String(DEFAULT_LOSS.alpha), description: 'content weight (alpha)', parse: lossWeight },
+  beta: { value: 'x', default: String(DEFAULT_LOSS.beta), description: 'style weight (beta)', parse: lossWeight },
+  tvWeight: { value: 'x', default: String(DEFAULT_LOSS.tvWeight), description: 'total-variation weight (smoothness)', parse: lossWeight },
+  lr: { value: 'x', default: String(DEFAULT_ADAM.lr), description: 'Adam learning rate, in pixel levels', parse: positive },
+  contentLayers: {
+    value: 'list',
+    default: formatLayers(DEFAULT_LOSS.contentLayers),
+    description: 'content layers with weights',
+    parse: layers,
+  },
+  styleLayers: { value: 'list', default: formatLayers(DEFAULT_LOSS.styleLayers), description: 'style layers with weights', parse: layers },
+  pooling: { value: 'kind', default: 'avg', choices: ['avg', 'max'], description: 'pooling in the network', parse: choice(['avg', 'max']) },
+  init: {
+    paths: true,
+    value: `${INIT_KINDS.join('|')}|file`,
+    default: 'noise',
+    description: 'initial image',
+    parse: (v, field) => {
+      const t = text(v, field);
+      return isInitKind(t) ? t : filePath(t, field);
+    },
+  },
+  noiseRatio: {
+    value: 'x',
+    default: String(DEFAULT_NOISE_RATIO),
+    description: 'share of noise in the noise init',
+    parse: (v, field) => {
+      const x = parseNumber(text(v, field), field);
+      if (!(x >= 0 && x <= 1)) throw new UserError(`${x} is not in 0..1`, { field });
+      return x;
+    },
+  },
+  seed: { value: 'n', default: '0', description: 'random seed (same seed, same result on the same backend)', parse: count(0, MAX_SEED) },
+  printEvery: { value: 'n', default: '20', result: false, description: 'report losses every n iterations', parse: count(1) },
+  saveEvery: {
     value: 'n',
-    default: String(d.checkpointEvery),
-    description: 'write a resumable checkpoint <out>.ckpt every n iterations (0: only on interrupt)',
+    default: '20',
+    result: false,
+    frontEnds: ['cli', 'manifest'],
+    description: 'save the image every n iterations (0: only the final)',
+    parse: count(),
   },
-  { field: 'resume', description: 'continue from <out>.ckpt when it exists' },
-  {
-    field: 'preset',
+  checkpointEvery: {
+    value: 'n',
+    result: false,
+    frontEnds: ['cli', 'manifest'],
+    default: '0',
+    description: 'write a resumable checkpoint <out>.ckpt every n iterations (0: only on interrupt)',
+    parse: count(),
+  },
+  resume: {
+    result: false,
+    default: 'false',
+    frontEnds: ['cli'],
+    description: 'continue from <out>.ckpt when it exists',
+    parse: boolean,
+  },
+  preset: {
+    result: false,
     value: 'name',
     default: 'notebook',
     choices: PRESET_NAMES,
     description: 'quality preset: fills the options not given (notebook: the spec; jcjohnson: neural-style; hq: multi-scale L-BFGS)',
+    parse: choice(PRESET_NAMES),
   },
-  {
-    field: 'optimizer',
+  optimizer: {
     value: 'name',
     default: 'adam',
     choices: ['adam', 'lbfgs'],
     description: "optimiser: adam (the notebook's) or lbfgs (neural-style's; strong-Wolfe line search)",
+    parse: choice(['adam', 'lbfgs']),
   },
-  { field: 'lbfgsHistory', value: 'n', default: '100', description: 'L-BFGS: curvature pairs kept (memory: 2 x n x the image, float32)' },
-  {
-    field: 'preserveColors',
+  lbfgsHistory: {
+    value: 'n',
+    default: String(DEFAULT_LBFGS.history),
+    description: 'L-BFGS: curvature pairs kept (memory: 2 x n x the image, float32)',
+    parse: count(1, 10_000),
+  },
+  preserveColors: {
     value: 'mode',
     default: 'none',
     choices: ['none', 'luminance', 'histogram'],
     description:
       "keep the content's colours: luminance (style on luminance only, chroma of the content) or histogram (style recoloured to the content's colour statistics)",
+    parse: choice(['none', 'luminance', 'histogram']),
   },
-  {
-    field: 'scales',
+  scales: {
     value: 'N,...|auto',
     description:
       'coarse-to-fine: longest sides of the coarser passes before the final size (auto: a factor sqrt(2) apart from about 256 px)',
+    parse: sizeList,
   },
-  {
-    field: 'scaleIterations',
+  scaleIterations: {
     value: 'n[,n...]',
+    resumable: true,
     description: 'iterations of each scale, coarse to fine (one number: every scale; default: --iterations each)',
+    parse: (v, field) =>
+      list(v)
+        .flatMap((s) => s.split(','))
+        .map((n) => parseCount(n, field)),
   },
-  {
-    field: 'bitDepth',
+  bitDepth: {
     value: 'bits',
+    resumable: true,
     default: '8',
     choices: ['8', '16'],
     description: 'bits per channel of the output (16: .png and .tif only)',
+    parse: (v, field) => Number(choice(['8', '16'])(v, field)) as 8 | 16,
   },
-  {
-    field: 'iccProfile',
+  iccProfile: {
     value: 'mode',
+    resumable: true,
     default: 'srgb',
     choices: ['srgb', 'keep'],
     description:
       "output colour profile: srgb (the content's profile converted to sRGB) or keep (converted back to the content's profile and embedded)",
+    parse: choice(['srgb', 'keep']),
   },
-  {
-    field: 'weights',
+  weights: {
+    result: false,
     short: 'w',
-    value: 'path|random:SEED',
-    description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set)',
+    value: 'path|embedded|random:SEED',
+    frontEnds: ['cli'],
+    description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set, else the built-in blocks 1-3)',
+    parse: (v, field) => text(v, field),
   },
-];
+};
 
-/** Option values as a front end received them: text (CLI, CSV, form fields), numbers and booleans (JSON). */
-export type JobOptionValues = Readonly<Record<string, string | number | boolean | readonly (string | number)[] | undefined>>;
+/** The job fields in table order. */
+export const JOB_FIELDS = Object.keys(JOB_OPTIONS) as (keyof JobConfig)[];
 
-/**
- * Parses a job's option values (keys: the fields of JOB_OPTIONS, camelCase)
- * into a RenderConfig, applying the defaults. Unknown keys are an error.
- */
-export function jobFromOptions(given: JobOptionValues): RenderConfig & { readonly weights?: string } {
-  const known = new Set(JOB_OPTIONS.map((o) => o.field));
-  for (const key of Object.keys(given))
-    if (given[key] !== undefined && !known.has(key)) throw new UserError(`'${key}' is not a render option`, { field: key });
-  const presetName = given.preset === undefined ? undefined : String(given.preset);
-  const values = applyPreset(given, presetName);
-  const text = (field: string): string | undefined => {
-    const v = values[field];
-    if (v === undefined) return JOB_OPTIONS.find((o) => o.field === field)?.default;
-    if (Array.isArray(v)) throw new UserError('expected one value, got a list', { field });
-    return String(v);
-  };
-  const list = (field: string): string[] => {
-    const v = values[field];
-    if (v === undefined || v === '') return [];
-    return (Array.isArray(v) ? v : [v]).map(String);
-  };
-  const required = (field: string): string[] => {
-    const items = list(field);
-    if (items.length === 0) throw new UserError('is required', { field });
-    return items;
-  };
-  const num = (field: string) => parseNumber(text(field)!, field);
-  const count = (field: string, min = 0, max?: number) => parseCount(text(field)!, field, min, max);
-  const optional = <T>(field: string, parse: (t: string) => T): T | undefined => {
-    const t = text(field);
-    return t === undefined ? undefined : parse(t);
-  };
-  const out = required('out');
-  if (out.length > 1) throw new UserError('expected one output, got several', { field: 'out' });
-  const pooling = text('pooling');
-  if (pooling !== 'avg' && pooling !== 'max') throw new UserError(`'${pooling}' is not avg or max`, { field: 'pooling' });
-  const choice = <T extends string>(field: string): T => {
-    const t = text(field)!;
-    const allowed = JOB_OPTIONS.find((o) => o.field === field)!.choices!;
-    if (!allowed.includes(t)) throw new UserError(`'${t}' is not one of ${allowed.join(', ')}`, { field });
-    return t as T;
-  };
-  const resume = values.resume;
-  if (resume !== undefined && typeof resume !== 'boolean' && !/^(true|false)$/.test(String(resume)))
-    throw new UserError(`'${resume}' is not true or false`, { field: 'resume' });
-  return {
-    contents: required('content'),
-    // 'a.jpg,b.jpg' is two styles unless a file of that very name exists.
-    styles: required('style').flatMap((s) =>
-      existsSync(s)
-        ? [s]
-        : s
-            .split(',')
-            .map((x) => x.trim())
-            .filter(Boolean),
-    ),
-    styleBlendWeights: optional('styleBlendWeights', (t) => t.split(',').map((w) => parseNumber(w, 'styleBlendWeights'))),
-    styleScale: optional('styleScale', (t) => parseNumber(t, 'styleScale')),
-    out: path.normalize(out[0]),
-    size: parseSize(text('size')!),
-    iterations: count('iterations'),
-    adam: { ...d.adam, lr: num('lr') },
-    loss: {
-      contentLayers: parseLayerList(text('contentLayers')!, 'contentLayers'),
-      styleLayers: parseLayerList(text('styleLayers')!, 'styleLayers'),
-      alpha: num('alpha'),
-      beta: num('beta'),
-      tvWeight: num('tvWeight'),
-    },
-    pooling,
-    init: text('init')!,
-    noiseRatio: num('noiseRatio'),
-    seed: count('seed', 0, MAX_SEED),
-    printEvery: count('printEvery', 1),
-    saveEvery: count('saveEvery'),
-    checkpointEvery: count('checkpointEvery'),
-    resume: resume === true || resume === 'true',
-    optimizer: choice<'adam' | 'lbfgs'>('optimizer'),
-    lbfgsHistory: count('lbfgsHistory', 1, 10000),
-    preserveColors: choice<'none' | 'luminance' | 'histogram'>('preserveColors'),
-    scales: optional('scales', parseScales),
-    scaleIterations: optional('scaleIterations', (t) => t.split(',').map((n) => parseCount(n, 'scaleIterations'))),
-    bitDepth: Number(choice('bitDepth')) as 8 | 16,
-    iccProfile: choice<'srgb' | 'keep'>('iccProfile'),
-    weights: text('weights'),
-  };
+/** The options a front end takes from users. */
+export function optionsFor(frontEnd: FrontEnd): (keyof JobConfig)[] {
+  return JOB_FIELDS.filter((f) => (JOB_OPTIONS[f].frontEnds ?? ['cli', 'manifest', 'http']).includes(frontEnd));
 }
 
-/** `auto`, or longest sides `256,362` (a side may also be WxH). */
-function parseScales(text: string): 'auto' | SizeSpec[] {
-  if (text.trim().toLowerCase() === 'auto') return 'auto';
-  const items = text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field: 'scales' });
-  return items.map((s) => parseSize(s, 'scales'));
+/**
+ * Parses a job's option values (keys: job fields, camelCase) into a
+ * JobConfig: the preset fills what was not given, then each option's default,
+ * then every value is parsed and checked, then the checks that involve
+ * several options run. Unknown keys are an error. This is the one validation
+ * of a job's options: every front end calls it before anything is queued or read.
+ */
+export function jobFromOptions(given: JobOptionValues): JobConfig {
+  for (const key of Object.keys(given))
+    if (given[key] !== undefined && !(key in JOB_OPTIONS)) throw new UserError(`'${key}' is not a job option`, { field: key });
+  const values = applyPreset(given, given.preset === undefined ? undefined : String(given.preset));
+  const config: Record<string, unknown> = {};
+  for (const field of JOB_FIELDS) {
+    const spec: OptionSpec<unknown> = JOB_OPTIONS[field];
+    const v = values[field];
+    const given = v !== undefined && !(typeof v === 'string' && v.trim() === '') && !(Array.isArray(v) && v.length === 0);
+    const raw = given ? v : spec.default;
+    if (raw === undefined) {
+      if (spec.required) throw new UserError('is required', { field });
+      continue;
+    }
+    config[field] = spec.parse(raw, field);
+  }
+  const job = config as unknown as JobConfig;
+  checkAcrossOptions(job);
+  return job;
+}
+
+/** Checks that involve several options (each names the one to change). */
+function checkAcrossOptions(job: JobConfig): void {
+  if (job.styleBlendWeights && job.styleBlendWeights.length !== job.style.length)
+    throw new UserError(`${job.styleBlendWeights.length} weights given for ${job.style.length} style images`, {
+      field: 'styleBlendWeights',
+    });
+  if (job.alpha === 0 && job.beta === 0)
+    throw new UserError('alpha and beta are both 0: neither the content nor the style would count', { field: 'beta' });
+  for (const [field, weight, layerList] of [
+    ['alpha', job.alpha, job.contentLayers],
+    ['beta', job.beta, job.styleLayers],
+  ] as const)
+    for (const l of layerList)
+      if (weight * l.weight > MAX_LOSS_WEIGHT)
+        throw new UserError(`${weight} times the weight ${l.weight} of ${l.layer} is too large (at most ${MAX_LOSS_WEIGHT})`, { field });
+  if (job.bitDepth === 16 && !(SIXTEEN_BIT_EXTENSIONS as readonly string[]).includes(path.extname(job.out).toLowerCase()))
+    throw new UserError(`'${job.out}' cannot hold 16 bits per channel: use .png or .tif`, { code: 'unsupported', field: 'bitDepth' });
+  if (job.bitDepth === 16 && job.iccProfile === 'keep')
+    throw new UserError("keeping the content's colour profile needs 8 bits per channel", { code: 'unsupported', field: 'iccProfile' });
+  const longest = job.size.kind === 'exact' ? Math.max(job.size.width, job.size.height) : job.size.longest;
+  if (job.styleScale !== undefined && Math.round(job.styleScale * longest) > MAX_SIDE)
+    throw new UserError(
+      `${job.styleScale} would resize the style images to ${Math.round(job.styleScale * longest)} pixels on their longest side (at most ${MAX_SIDE})`,
+      { code: 'too-large', field: 'styleScale' },
+    );
+}
+
+/** The loss a job asks for. */
+export function lossOf(job: JobConfig): LossSpec {
+  return { contentLayers: job.contentLayers, styleLayers: job.styleLayers, alpha: job.alpha, beta: job.beta, tvWeight: job.tvWeight };
+}
+
+/** Adam's hyper-parameters of a job (lr in pixel levels, as the user gave it). */
+export function adamOf(job: JobConfig): AdamConfig {
+  return { ...DEFAULT_ADAM, lr: job.lr };
+}
+
+/**
+ * What must be equal for jobs to share an engine batch: every option but the
+ * per-item ones (their inputs and outputs), plus what the files decide (the
+ * output size) and where each resumes. Derived from the option table, so an
+ * option added to it is part of the key unless it says it is per item.
+ */
+export function packingKey(job: JobConfig, size: { width: number; height: number }, resumeAt: unknown): string {
+  const shared: Record<string, unknown> = {};
+  for (const field of JOB_FIELDS) if (!JOB_OPTIONS[field].perItem) shared[field] = job[field] ?? null;
+  return JSON.stringify({ shared, size, resumeAt });
 }

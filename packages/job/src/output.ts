@@ -1,30 +1,23 @@
 import { recombineChroma, toLevels, type ImageTensor, type Preprocessing, type RgbImage, type RgbLevels } from '@nst/core';
 import { savePixels, type OutputPixels } from './image-file.js';
 
-/** How the optimised images become files (per batch item where it differs). */
-export interface OutputSettings {
+/** How one job's optimised image becomes a file. */
+export interface ItemOutput {
   /** Bits per channel: 8 (default) or 16 (.png, .tif). */
   readonly bitDepth?: 8 | 16;
-  /** Luminance mode: the content (at the output size) whose chroma each output takes. */
-  readonly chromaFrom?: readonly RgbImage[];
+  /** Luminance mode: the content (at the output size) whose chroma the output takes. */
+  readonly chromaFrom?: RgbImage;
   /** The content's alpha at the output size, passed through (undefined: opaque). */
-  readonly alpha?: readonly (Uint8Array | undefined)[];
+  readonly alpha?: Uint8Array;
   /** An ICC profile to convert the output to and embed (the content's, kept); undefined: sRGB. */
-  readonly icc?: readonly (Uint8Array | undefined)[];
+  readonly icc?: Uint8Array;
 }
 
-/** Writes batch item `item` of the optimised images (network space) to `file`. */
-export async function saveRendered(
-  file: string,
-  tensor: ImageTensor,
-  pre: Preprocessing,
-  settings: OutputSettings,
-  item: number,
-): Promise<void> {
+/** Writes an optimised image (network space) to `file`. */
+export async function saveRendered(file: string, tensor: ImageTensor, pre: Preprocessing, settings: ItemOutput): Promise<void> {
   let levels: RgbLevels = toLevels(tensor, pre);
-  const chroma = settings.chromaFrom?.[item];
-  if (chroma) levels = recombineChroma(levels, chroma);
-  await savePixels(file, quantise(levels, settings.bitDepth ?? 8, settings.alpha?.[item]), { icc: settings.icc?.[item] });
+  if (settings.chromaFrom) levels = recombineChroma(levels, settings.chromaFrom);
+  await savePixels(file, quantise(levels, settings.bitDepth ?? 8, settings.alpha), { icc: settings.icc });
 }
 
 /** Levels 0..255 to 8- or 16-bit pixels (rounded, clipped), with the alpha channel when given. */

@@ -1,7 +1,5 @@
-import type { WeightedLayer, WeightSet } from '@nst/core';
+import { formatLayers, type WeightSet } from '@nst/core';
 import type { JobOptionValues } from './options.js';
-
-const layerList = (layers: readonly WeightedLayer[]) => layers.map((l) => `${l.layer}:${l.weight}`).join(',');
 
 /**
  * A weight set may say which loss layers it is meant for (a partial set such
@@ -13,7 +11,7 @@ export function withWeightDefaults(values: JobOptionValues, weights: WeightSet):
   const preset = weights.defaultLayers;
   if (!preset) return { values, filled: [] };
   const fill: Record<string, string> = {};
-  if (values.contentLayers === undefined) fill.contentLayers = layerList(preset.contentLayers);
-  if (values.styleLayers === undefined) fill.styleLayers = layerList(preset.styleLayers);
+  if (values.contentLayers === undefined) fill.contentLayers = formatLayers(preset.contentLayers);
+  if (values.styleLayers === undefined) fill.styleLayers = formatLayers(preset.styleLayers);
   return { values: { ...values, ...fill }, filled: Object.keys(fill) };
 }

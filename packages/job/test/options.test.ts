@@ -1,17 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LOSS } from '@nst/core';
-import { JOB_OPTIONS, jobFromOptions } from '@nst/job';
+import {
+  adamOf,
+  JOB_FIELDS,
+  JOB_OPTIONS,
+  jobFromOptions,
+  lossOf,
+  MAX_LOSS_WEIGHT,
+  optionsFor,
+  packingKey,
+  type JobConfig,
+  type OptionValue,
+} from '@nst/job';
+
+const base = { content: 'c.jpg', style: 's.jpg', out: 'o.png' };
+const fieldError = (field: string, detail?: RegExp) =>
+  expect.objectContaining({ field, ...(detail ? { detail: expect.stringMatching(detail) } : {}) });
 
 describe('the one job description', () => {
   it('applies the notebook defaults (spec: 400x300, 200 iterations, lr 2, alpha 10, beta 40)', () => {
-    const job = jobFromOptions({ content: 'c.jpg', style: 's.jpg', out: 'o.png' });
+    const job = jobFromOptions(base);
     expect(job.size).toEqual({ kind: 'exact', width: 400, height: 300 });
     expect(job.iterations).toBe(200);
-    expect(job.adam.lr).toBe(2);
-    expect(job.loss.alpha).toBe(10);
-    expect(job.loss.beta).toBe(40);
-    expect(job.loss.contentLayers).toEqual([{ layer: 'conv4_2', weight: 1 }]);
-    expect(job.loss.styleLayers).toEqual(DEFAULT_LOSS.styleLayers);
+    expect(adamOf(job)).toEqual({ lr: 2, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    expect(lossOf(job)).toEqual(DEFAULT_LOSS);
     expect(job.resume).toBe(false);
     expect(job.weights).toBeUndefined();
   });
@@ -27,30 +39,101 @@ describe('the one job description', () => {
     });
     const fromJson = jobFromOptions({ content: 'c.jpg', style: ['a.jpg', 'b.jpg'], out: 'o.png', iterations: 30, lr: 0.5, resume: true });
     expect(fromJson).toEqual(fromText);
-    expect(fromText.styles).toEqual(['a.jpg', 'b.jpg']);
+    expect(fromText.style).toEqual(['a.jpg', 'b.jpg']);
     expect(fromText.iterations).toBe(30);
   });
 
   it('refuses unknown options, missing required ones and bad values, naming the field', () => {
-    const base = { content: 'c.jpg', style: 's.jpg', out: 'o.png' };
-    expect(() => jobFromOptions({ ...base, iteratons: '3' })).toThrow(
-      expect.objectContaining({ field: 'iteratons', detail: "'iteratons' is not a render option" }),
-    );
-    expect(() => jobFromOptions({ content: 'c.jpg', out: 'o.png' })).toThrow(
-      expect.objectContaining({ field: 'style', detail: 'is required' }),
-    );
-    expect(() => jobFromOptions({ ...base, iterations: '1e3' })).toThrow(expect.objectContaining({ field: 'iterations' }));
-    expect(() => jobFromOptions({ ...base, iterations: [1, 2] })).toThrow(
-      expect.objectContaining({ field: 'iterations', detail: 'expected one value, got a list' }),
-    );
-    expect(() => jobFromOptions({ ...base, pooling: 'min' })).toThrow(expect.objectContaining({ field: 'pooling' }));
-    expect(() => jobFromOptions({ ...base, resume: 'yes' })).toThrow(expect.objectContaining({ field: 'resume' }));
+    expect(() => jobFromOptions({ ...base, iteratons: '3' })).toThrow(fieldError('iteratons', /^'iteratons' is not a job option$/));
+    expect(() => jobFromOptions({ content: 'c.jpg', out: 'o.png' })).toThrow(fieldError('style', /^is required$/));
+    expect(() => jobFromOptions({ ...base, iterations: '1e3' })).toThrow(fieldError('iterations'));
+    expect(() => jobFromOptions({ ...base, iterations: [1, 2] })).toThrow(fieldError('iterations', /^expected one value, got a list$/));
+    expect(() => jobFromOptions({ ...base, pooling: 'min' })).toThrow(fieldError('pooling'));
+    expect(() => jobFromOptions({ ...base, resume: 'yes' })).toThrow(fieldError('resume'));
+    expect(() => jobFromOptions({ ...base, out: 'o.bmp' })).toThrow(fieldError('out', /no supported image extension/));
   });
 
-  it('describes each option once, with unique names', () => {
-    const fields = JOB_OPTIONS.map((o) => o.field);
-    expect(new Set(fields).size).toBe(fields.length);
-    const shorts = JOB_OPTIONS.flatMap((o) => (o.short ? [o.short] : []));
+  // What the HTTP API used to queue and a worker then failed: each is refused where the job is parsed.
+  it('refuses every value the engines cannot take, before anything is queued or read', () => {
+    const refused: [Record<string, OptionValue>, string, RegExp][] = [
+      [{ alpha: '-1' }, 'alpha', /^expected a number >= 0, got -1$/],
+      [{ lr: '0' }, 'lr', /^expected a positive number, got 0$/],
+      [{ styleBlendWeights: '0' }, 'styleBlendWeights', /non-negative with a positive sum/],
+      [{ styleScale: '1000' }, 'styleScale', /would resize the style images to 400000 pixels/],
+      [{ beta: '1e308' }, 'beta', /too large/],
+      [{ styleLayers: 'conv1_1:1e308' }, 'styleLayers', /too large/],
+      [{ beta: '1e8', styleLayers: 'conv1_1:1e5' }, 'beta', /^100000000 times the weight 100000 of conv1_1 is too large/],
+      [{ alpha: '0', beta: '0' }, 'beta', /both 0/],
+      [{ noiseRatio: '1.5' }, 'noiseRatio', /not in 0\.\.1/],
+      [{ styleBlendWeights: '1,2' }, 'styleBlendWeights', /^2 weights given for 1 style images$/],
+      [{ bitDepth: '16', out: 'o.jpg' }, 'bitDepth', /cannot hold 16 bits/],
+    ];
+    for (const [values, field, detail] of refused)
+      expect(() => jobFromOptions({ ...base, ...values }), field).toThrow(fieldError(field, detail));
+    // The bound itself is taken.
+    expect(jobFromOptions({ ...base, beta: String(MAX_LOSS_WEIGHT), styleLayers: 'conv1_1:1' }).beta).toBe(MAX_LOSS_WEIGHT);
+  });
+});
+
+describe('the option table', () => {
+  it('has exactly one entry per field of the job config', () => {
+    // Compile time: the table's type maps every JobConfig key, and only those.
+    type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+    const same: Same<keyof typeof JOB_OPTIONS, keyof JobConfig> = true;
+    expect(same).toBe(true);
+    // Run time: a parsed job has a value for each field that has a default or is required, and no other key.
+    const job = jobFromOptions({
+      ...base,
+      styleBlendWeights: '1',
+      styleScale: '1',
+      scales: '256',
+      scaleIterations: '5',
+      weights: 'embedded',
+    });
+    expect(Object.keys(job).sort()).toEqual([...JOB_FIELDS].sort());
+    const shorts = JOB_FIELDS.flatMap((f) => (JOB_OPTIONS[f].short ? [JOB_OPTIONS[f].short] : []));
     expect(new Set(shorts).size).toBe(shorts.length);
+  });
+
+  it('says which front ends take each option (the CLI takes all; files, weights and the worker-side schedule are not HTTP fields)', () => {
+    expect(optionsFor('cli')).toEqual(JOB_FIELDS);
+    expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'weights']);
+    expect(JOB_FIELDS.filter((f) => !optionsFor('http').includes(f))).toEqual(['out', 'saveEvery', 'checkpointEvery', 'resume', 'weights']);
+  });
+
+  it('packs jobs only when every option but their inputs and outputs is equal', () => {
+    const job = jobFromOptions(base);
+    const size = { width: 400, height: 300 };
+    const resumeAt = { scale: 0, iteration: 0 };
+    const key = packingKey(job, size, resumeAt);
+    // Another content, style and output: the same key.
+    expect(
+      packingKey({ ...job, content: 'd.jpg', style: ['t.jpg', 'u.jpg'], styleBlendWeights: [1, 3], out: 'p.png' }, size, resumeAt),
+    ).toBe(key);
+    // Any other option: another key (one changed value per field, from the table).
+    const other: Partial<Record<keyof JobConfig, unknown>> = {
+      styleScale: 2,
+      size: { kind: 'longest', longest: 512 },
+      contentLayers: [{ layer: 'conv2_2', weight: 1 }],
+      styleLayers: [{ layer: 'conv1_1', weight: 1 }],
+      pooling: 'max',
+      init: 'content',
+      resume: true,
+      preset: 'hq',
+      optimizer: 'lbfgs',
+      preserveColors: 'luminance',
+      scales: 'auto',
+      scaleIterations: [3],
+      bitDepth: 16,
+      iccProfile: 'keep',
+      weights: 'embedded',
+    };
+    for (const field of JOB_FIELDS) {
+      if (JOB_OPTIONS[field].perItem) continue;
+      const changed = field in other ? other[field] : (job[field] as number) + 1;
+      expect(packingKey({ ...job, [field]: changed } as JobConfig, size, resumeAt), field).not.toBe(key);
+    }
+    expect(packingKey(job, { width: 300, height: 400 }, resumeAt)).not.toBe(key);
+    expect(packingKey(job, size, { scale: 0, iteration: 20 })).not.toBe(key);
   });
 });

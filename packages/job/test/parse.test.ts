@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatUserError } from '@nst/core';
-import { outputPaths, parseCount, parseLayerList, parseNumber, parseSize, RENDER_DEFAULTS } from '@nst/job';
+import { parseCount, parseLayerList, parseNumber, parseSize } from '@nst/job';
 
 const fieldError = (field: string, detail: RegExp | string) =>
   expect.objectContaining({ name: 'UserError', field, detail: typeof detail === 'string' ? detail : expect.stringMatching(detail) });
@@ -61,17 +61,6 @@ describe('job field parsers', () => {
     }
     expect(formatUserError(caught as never, (f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)).toMatch(
       /^--content-layers: unknown layer 'conv9_9'/,
-    );
-  });
-});
-
-describe('batch outputs', () => {
-  it('puts each content image of a batch in the out folder, and refuses name clashes', () => {
-    const config = { ...RENDER_DEFAULTS, contents: ['a/x.jpg', 'b/y.png'], styles: ['s.jpg'], out: 'outdir', resume: false };
-    expect(outputPaths(config)).toEqual(['outdir/x.png', 'outdir/y.png']);
-    expect(outputPaths({ ...config, contents: ['one.jpg'], out: 'o.webp' })).toEqual(['o.webp']);
-    expect(() => outputPaths({ ...config, contents: ['a/x.jpg', 'b/x.jpg'] })).toThrow(
-      fieldError('content', "two content images would both be written to 'outdir/x.png': rename one"),
     );
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jobFromOptions, QUALITY_PRESETS } from '@nst/job';
+import { jobFromOptions, lossOf, QUALITY_PRESETS } from '@nst/job';
 import { testImage } from '../../../test/reference/random-weights.js';
 
 const base = { content: 'c.jpg', style: 's.jpg', out: 'o.png' };
@@ -19,19 +19,19 @@ describe('quality presets', () => {
     const mine = jobFromOptions({ ...base, preset: 'jcjohnson', iterations: '10', optimizer: 'adam', styleLayers: 'conv1_1' });
     expect(mine.iterations).toBe(10);
     expect(mine.optimizer).toBe('adam');
-    expect(mine.loss.styleLayers).toEqual([{ layer: 'conv1_1', weight: 1 }]);
-    expect(mine.loss.alpha).toBe(5); // not given: from the preset
+    expect(mine.styleLayers).toEqual([{ layer: 'conv1_1', weight: 1 }]);
+    expect(mine.alpha).toBe(5); // not given: from the preset
     const hq = jobFromOptions({ ...base, preset: 'hq' });
     expect(hq.scales).toBe('auto');
     expect(hq.optimizer).toBe('lbfgs');
-    expect(hq.loss).toEqual(jc.loss); // neural-style's balance (checked against its formulas below)
+    expect(lossOf(hq)).toEqual(lossOf(jc)); // neural-style's balance (checked against its formulas below)
     expect(hq.pooling).toBe(jobFromOptions(base).pooling); // the spec's average pooling
     expect(() => jobFromOptions({ ...base, preset: 'best' })).toThrow(expect.objectContaining({ field: 'preset' }));
   });
 
   it("jcjohnson's weights give neural-style's losses (its formulas, written out here) in this project's normalisation", () => {
     const jc = jobFromOptions({ ...base, preset: 'jcjohnson' });
-    const { alpha, beta, tvWeight } = jc.loss;
+    const { alpha, beta, tvWeight } = jc;
     // A random activation pair of C channels at N positions.
     for (const [layer, C] of [
       ['conv1_1', 64],
@@ -55,12 +55,12 @@ describe('quality presets', () => {
       const [ha, hb] = [gram(a, N), gram(b, N)];
       let ours = 0;
       for (let k = 0; k < C * C; k++) ours += (ha[k] - hb[k]) ** 2 / (4 * C * C);
-      const w = jc.loss.styleLayers.find((l) => l.layer === layer)!.weight;
+      const w = jc.styleLayers.find((l) => l.layer === layer)!.weight;
       expect(beta * w * ours).toBeCloseTo(theirs, 10);
     }
     // content: neural-style 5 * mean (a - b)^2 over C N; here alpha * w_c * sum / (4 C N).
-    expect((alpha * jc.loss.contentLayers[0].weight) / 4).toBe(5);
-    expect(jc.loss.contentLayers[0].layer).toBe('conv4_2');
+    expect((alpha * jc.contentLayers[0].weight) / 4).toBe(5);
+    expect(jc.contentLayers[0].layer).toBe('conv4_2');
     // tv: neural-style's gradient is that of (1e-3 / 2) * sum of squared differences.
     expect(tvWeight).toBe(1e-3 / 2);
   });

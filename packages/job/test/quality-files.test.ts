@@ -29,7 +29,7 @@ describe('output files', () => {
     const tensor = toNetworkSpace({ width: w, height: h, data: levels }, CAFFE);
     for (const name of ['ramp16.png', 'ramp16.tif']) {
       const file = path.join(dir, name);
-      await saveRendered(file, tensor, CAFFE, { bitDepth: 16, alpha: [alpha] }, 0);
+      await saveRendered(file, tensor, CAFFE, { bitDepth: 16, alpha });
       const meta = await sharp(file).metadata();
       expect(meta.depth).toBe('ushort');
       expect(meta.hasAlpha).toBe(true);
@@ -67,7 +67,7 @@ describe('output files', () => {
     expect(Array.from(alpha!)).toEqual(Array.from({ length: w * h }, (_, i) => (i * 11) % 256));
     const out = path.join(dir, 'alpha-out.png');
     const content = await loadImage(file, 'content');
-    await saveRendered(out, toNetworkSpace(content, CAFFE), CAFFE, { alpha: [alpha] }, 0);
+    await saveRendered(out, toNetworkSpace(content, CAFFE), CAFFE, { alpha });
     const back = await sharp(out).raw().toBuffer();
     for (let i = 0; i < w * h; i++) expect(back[4 * i + 3]).toBe((i * 11) % 256);
     expect(await loadAlpha(path.join(dir, 'alpha-out.png'), 'content', { width: w, height: h })).toBeDefined();
@@ -106,8 +106,8 @@ describe('output files', () => {
     const srgbOut = path.join(dir, 'as-srgb.png');
     const keptOut = path.join(dir, 'kept.png');
     const content = await loadImage(file, 'content');
-    await saveRendered(srgbOut, toNetworkSpace(content, CAFFE), CAFFE, {}, 0);
-    await saveRendered(keptOut, toNetworkSpace(content, CAFFE), CAFFE, { icc: [profile!.icc] }, 0);
+    await saveRendered(srgbOut, toNetworkSpace(content, CAFFE), CAFFE, {});
+    await saveRendered(keptOut, toNetworkSpace(content, CAFFE), CAFFE, { icc: profile!.icc });
     const described = async (f: string) => iccDescription(new Uint8Array((await sharp(f).metadata()).icc!));
     expect(await described(srgbOut)).toMatch(/srgb/i);
     expect(await described(keptOut)).toBe(profile!.description);
@@ -159,7 +159,7 @@ describe('16-bit colours', () => {
   it('saturated colours survive a 16-bit file exactly (no colour transform on rgb16)', async () => {
     const levels = [40, 200, 0, 217, 118, 6, 113, 180, 22, 0, 0, 255];
     const file = path.join(dir, 'saturated16.png');
-    await saveRendered(file, toNetworkSpace({ width: 4, height: 1, data: levels }, CAFFE), CAFFE, { bitDepth: 16 }, 0);
+    await saveRendered(file, toNetworkSpace({ width: 4, height: 1, data: levels }, CAFFE), CAFFE, { bitDepth: 16 });
     const { values } = await readBack16(file);
     for (let i = 0; i < levels.length; i++) expect(Math.abs(values[i] - levels[i] * 257)).toBeLessThanOrEqual(1);
   });

@@ -30,7 +30,7 @@ describe('outputs against inputs', () => {
     return { dir, content, style, weights, inputs };
   };
   const outputs = (out: string, every = 0, iterations = 100) => ({
-    finals: [out],
+    final: out,
     checkpoint: `${out}.ckpt`,
     intermediate: { every, iterations },
   });
@@ -60,7 +60,7 @@ describe('outputs against inputs', () => {
     const { dir, weights, inputs } = setup();
     await expect(refuseOverwritingInputs(inputs, outputs(path.join(weights, 'model.json')))).rejects.toThrow(/would overwrite the weights/);
     // <out>.ckpt would be the content image
-    const ck = { finals: [path.join(dir, 'x.png')], checkpoint: path.join(dir, 'content.png') };
+    const ck = { final: path.join(dir, 'x.png'), checkpoint: path.join(dir, 'content.png'), intermediate: { every: 0, iterations: 0 } };
     await expect(refuseOverwritingInputs(inputs, ck)).rejects.toThrow(/would overwrite the content image/);
   });
 

@@ -22,15 +22,15 @@ describe("a weight set's own loss layers", () => {
     const both = withWeightDefaults(base, partial);
     expect(both.filled).toEqual(['contentLayers', 'styleLayers']);
     const job = jobFromOptions(both.values);
-    expect(job.loss.contentLayers).toEqual([{ layer: 'conv3_2', weight: 1 }]);
-    expect(job.loss.styleLayers).toEqual([
+    expect(job.contentLayers).toEqual([{ layer: 'conv3_2', weight: 1 }]);
+    expect(job.styleLayers).toEqual([
       { layer: 'conv1_1', weight: 0.5 },
       { layer: 'conv2_1', weight: 0.5 },
     ]);
 
     const named = withWeightDefaults({ ...base, contentLayers: 'conv2_2:1' }, partial);
     expect(named.filled).toEqual(['styleLayers']);
-    expect(jobFromOptions(named.values).loss.contentLayers).toEqual([{ layer: 'conv2_2', weight: 1 }]);
+    expect(jobFromOptions(named.values).contentLayers).toEqual([{ layer: 'conv2_2', weight: 1 }]);
   });
 
   it('leave a set without them to the notebook defaults', () => {

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import busboy from 'busboy';
 import sharp from 'sharp';
-import { formatUserError, isUserError, kebabCase, resolveSize, UserError } from '@nst/core';
+import { formatUserError, isUserError, kebabCase, UserError } from '@nst/core';
 import { camelCase } from '@nst/batch';
-import { jobFromOptions, JOB_OPTIONS } from '@nst/job';
+import { INIT_KINDS, isInitKind, jobFromOptions, JOB_OPTIONS, optionsFor, planScales } from '@nst/job';
 import { describeJob, previewKey, resultKey, type RenderJob, type RenderQueue } from './queue.js';
 import { inputKey, type BlobStore } from './store.js';
 
@@ -42,13 +42,8 @@ export interface ApiOptions {
   readonly eventsEveryMs?: number;
 }
 
-/** Job fields a request may set: the render options, less files and what the worker decides. */
-const REQUEST_FIELDS = new Set(
-  JOB_OPTIONS.map((o) => o.field).filter(
-    (f) => !['content', 'style', 'out', 'weights', 'resume', 'saveEvery', 'checkpointEvery'].includes(f),
-  ),
-);
-const INIT_KINDS = new Set(['noise', 'content', 'random']);
+/** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files. */
+const REQUEST_FIELDS = new Set<string>(optionsFor('http').filter((f) => !JOB_OPTIONS[f].upload));
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** An HTTP error: a status and a one-line JSON body naming the field (kebab-case) at fault. */
@@ -192,20 +187,17 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
     const field = camelCase(key);
     if (!REQUEST_FIELDS.has(field) || key !== kebabCase(field)) throw new HttpError(400, 'is not an option this server takes', key);
     if (values[field] !== undefined) throw new HttpError(400, 'is given twice', key);
-    if (field === 'init' && !INIT_KINDS.has(value)) throw new HttpError(400, 'expected noise, content or random', key);
+    if (field === 'init' && !isInitKind(value)) throw new HttpError(400, `expected ${INIT_KINDS.join(', ')}`, key);
     values[field] = value;
   }
   // Checks every option where the CLI checks them, with stand-in paths (none from the request reaches a file system).
   const config = jobFromOptions({ ...values, content: 'content', style: styles.map((_, k) => `style-${k}`), out: 'result.png' });
   if (config.iterations > limits.iterations)
     throw new UserError(`at most ${limits.iterations}`, { code: 'too-large', field: 'iterations' });
-  if (config.styleBlendWeights && config.styleBlendWeights.length !== styles.length)
-    throw new UserError(`${config.styleBlendWeights.length} weights given for ${styles.length} style images`, {
-      field: 'styleBlendWeights',
-    });
 
-  const [contentInfo] = await Promise.all([decodeCheck(content[0], limits), ...styles.map((s) => decodeCheck(s, limits))]);
-  const size = resolveSize(config.size, contentInfo.width, contentInfo.height);
+  const [contentInfo, ...styleInfo] = await Promise.all([decodeCheck(content[0], limits), ...styles.map((s) => decodeCheck(s, limits))]);
+  // The size, the scales and the style sizes are checked as for `nst render`, with the uploads' decoded sizes.
+  const { size } = planScales(config, contentInfo, styleInfo);
   if (size.width * size.height > limits.outputPixels)
     throw new UserError(`${size.width}x${size.height} is more than ${limits.outputPixels} pixels`, { code: 'too-large', field: 'size' });
 

@@ -1,20 +1,22 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { formatUserError, isUserError, kebabCase, type Backend, type LossValues, type WeightSet } from '@nst/core';
-import { batchCapacity, compatibilityKey, jobSize, mergePlans, type PackLimits } from '@nst/batch';
+import { formatUserError, isUserError, kebabCase, type LossValues } from '@nst/core';
+import { batchCapacity, type PackLimits } from '@nst/batch';
 import {
   checkFingerprint,
+  checkMemory,
   decodeCheckpoint,
   encodeCheckpoint,
   jobFromOptions,
+  lossOf,
+  prepareJob,
+  runJobGroup,
   withWeightDefaults,
-  prepareRender,
-  runOptimisation,
-  type CheckpointStore,
-  type RenderConfig,
-  type RenderPlan,
+  type CheckpointSlot,
+  type Engine,
+  type PreparedJob,
 } from '@nst/job';
 import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import {
@@ -32,9 +34,8 @@ import type { BlobStore } from './store.js';
 export interface WorkerOptions {
   readonly store: BlobStore;
   readonly connection: ConnectionOptions;
-  /** Opened, with `weights` loaded. */
-  readonly backend: Backend;
-  readonly weights: WeightSet;
+  /** The backend, opened, with the weights loaded. */
+  readonly engine: Engine;
   readonly limits: PackLimits;
   /** Local scratch space for inputs and outputs on their way to and from the store. */
   readonly scratchDir: string;
@@ -48,14 +49,11 @@ export interface WorkerOptions {
   readonly log: (line: string) => void;
 }
 
-/** A job taken from the queue, its inputs in scratch space, waiting for a batch. */
+/** A job taken from the queue, its inputs in scratch space, checked and planned, waiting for a batch. */
 interface Pending {
   readonly job: RenderJob;
-  readonly config: RenderConfig;
-  readonly checkpoints: CheckpointStore;
-  readonly key: string;
+  readonly prepared: PreparedJob;
   readonly capacity: number;
-  readonly startIteration: number;
   resolve(r: RenderReturn): void;
   reject(e: unknown): void;
 }
@@ -86,47 +84,43 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   };
 
   const runNext = async () => {
-    const key = pending[0].key;
+    const key = pending[0].prepared.key;
     const batch: Pending[] = [];
     for (let k = 0; k < pending.length && batch.length < pending[0].capacity; )
-      if (pending[k].key === key) batch.push(...pending.splice(k, 1));
+      if (pending[k].prepared.key === key) batch.push(...pending.splice(k, 1));
       else k++;
     const ids = batch.map((p) => p.job.id).join(', ');
-    o.log(`batch of ${batch.length}${batch[0].startIteration > 0 ? ` from iteration ${batch[0].startIteration}` : ''}: ${ids}`);
-    const prepared: { p: Pending; plan: RenderPlan }[] = [];
-    for (const p of batch) {
-      try {
-        // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
-        const checkpointStore = { ...p.checkpoints, clear: async () => undefined };
-        prepared.push({ p, plan: { ...(await prepareRender(p.config, o.weights)), checkpointStore } });
-      } catch (e) {
-        p.reject(jobError(e));
-      }
-    }
-    if (prepared.length === 0) return;
-    const plan = mergePlans(prepared.map((x) => x.plan));
-    const iterations = plan.iterations;
-    const losses: (LossValues | undefined)[] = prepared.map(() => undefined);
+    const resumeAt = batch[0].prepared.resumeAt;
+    o.log(`batch of ${batch.length}${resumeAt.fromCheckpoint ? ` from iteration ${resumeAt.iteration}` : ''}: ${ids}`);
+    const iterations = batch[0].prepared.steps.reduce((a, s) => a + s.iterations, 0);
+    const losses: (LossValues | undefined)[] = batch.map(() => undefined);
     let previews = 0;
     let lastReport = 0;
-    const report = (iteration: number, force = false) => {
+    // Iterations done over the scales before the one running.
+    let before = 0;
+    let iteration = 0;
+    const report = (force = false) => {
       if (!force && performance.now() - lastReport < 1000) return;
       lastReport = performance.now();
-      prepared.forEach(({ p }, k) => {
+      batch.forEach((p, k) => {
         const progress: RenderProgress = { iteration, iterations, losses: losses[k], preview: previews };
         p.job.updateProgress(progress as unknown as object).catch(() => undefined);
       });
     };
     try {
-      const result = await runOptimisation(
-        o.backend,
-        plan,
+      const result = await runJobGroup(
+        o.engine,
+        batch.map((p) => p.prepared),
         {
+          onScale: (k) => (before = batch[0].prepared.steps.slice(0, k).reduce((a, s) => a + s.iterations, 0)),
           onReport: (r) => r.losses.forEach((l, k) => (losses[k] = l)),
-          onProgress: (i) => report(i),
+          onProgress: (i) => {
+            iteration = before + i;
+            report();
+          },
           onResumed: (i) => o.log(`resumed ${ids} at iteration ${i}`),
           previewEveryMs: o.previewEveryMs,
-          onPreview: async (images, iteration) => {
+          onPreview: async (images) => {
             previews++;
             await Promise.all(
               images.map(async (img, k) => {
@@ -135,31 +129,32 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
                 })
                   .jpeg({ quality: 80 })
                   .toBuffer();
-                await o.store.put(previewKey(prepared[k].p.job.id!), jpeg);
+                await o.store.put(previewKey(batch[k].job.id!), jpeg);
               }),
             );
-            report(iteration, true);
+            report(true);
           },
         },
         controller.signal,
       );
       // Stopping: the jobs stay active in the queue, checkpointed; once their locks expire another worker resumes them.
       if (result.interrupted) return;
-      for (let k = 0; k < prepared.length; k++) {
-        const { p } = prepared[k];
+      for (let k = 0; k < batch.length; k++) {
+        const p = batch[k];
         const id = p.job.id!;
-        const bytes = await fs.readFile(p.config.out);
+        const bytes = await fs.readFile(p.prepared.job.out);
         const wrote = await o.store.putOnce(resultKey(id), bytes);
         o.log(wrote ? `result ${id} written` : `result ${id} was already written by an earlier attempt`);
-        await p.checkpoints.clear();
-        await fs.rm(path.dirname(p.config.out), { recursive: true, force: true });
+        // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
+        await o.store.delete(checkpointKey(id));
+        await fs.rm(path.dirname(p.prepared.job.out), { recursive: true, force: true });
         p.resolve({ result: resultKey(id), losses: result.finalLosses[k], iterations: result.iterations });
       }
     } catch (e) {
       if (controller.signal.aborted) return;
       // One bad job must not fail the others: run each alone to find it.
-      if (prepared.length > 1) pending.unshift(...prepared.map((x) => ({ ...x.p, capacity: 1 })));
-      else for (const { p } of prepared) p.reject(jobError(e));
+      if (batch.length > 1) pending.unshift(...batch.map((p) => ({ ...p, capacity: 1 })));
+      else for (const p of batch) p.reject(jobError(e));
     }
   };
 
@@ -194,7 +189,11 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   };
 }
 
-/** Fetches a job's inputs into scratch space and works out its packing key and resume point. */
+/**
+ * Fetches a job's inputs into scratch space and prepares it as `nst render`
+ * does (the same checks, schedule and memory check), so that a job that
+ * cannot run fails now with the render's message and is not retried.
+ */
 async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'resolve' | 'reject'>> {
   const id = job.id!;
   const inputs = path.join(o.scratchDir, 'inputs');
@@ -224,35 +223,37 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
     checkpointEvery: String(o.checkpointEvery),
     resume: true,
   };
+  const { weights, backend } = o.engine;
   // Loss layers the job left out come from the weight set when it has its own (the built-in blocks 1-3).
-  const config = jobFromOptions(withWeightDefaults(values, o.weights).values);
-  // The job's identity for its checkpoint: what it asks for and the weights, not where its inputs lie on this machine.
-  const fingerprint = createHash('sha256')
-    .update(JSON.stringify({ data: job.data, weights: o.weights.sha256 ?? o.weights.source }))
-    .digest('hex');
-  const checkpoints = storeCheckpoints(o.store, checkpointKey(id), fingerprint);
-  const startIteration = Math.min((await checkpoints.read())?.iteration ?? 0, config.iterations);
-  const size = await jobSize(config);
-  return {
-    job,
-    config,
-    checkpoints,
-    startIteration,
-    key: compatibilityKey(config, size, startIteration),
-    capacity: batchCapacity(o.backend, size, config.loss, o.limits),
-  };
+  const config = jobFromOptions(withWeightDefaults(values, weights).values);
+  const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id)) });
+  const final = prepared.steps[prepared.steps.length - 1];
+  checkMemory(backend, { ...prepared.size, batch: 1, loss: lossOf(config), styleSizes: final.styleSizes });
+  return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
 }
 
-/** A job's checkpoint as a blob in the store. */
-export function storeCheckpoints(store: BlobStore, key: string, fingerprint: string): CheckpointStore {
+/**
+ * A job's checkpoint as a blob in the store. It stays there until the
+ * job's result is stored (the worker deletes it then), so a worker lost in
+ * between loses nothing.
+ */
+export function storeCheckpointSlot(store: BlobStore, key: string): CheckpointSlot {
+  const read = async () => {
+    const bytes = await store.get(key);
+    return bytes ? decodeCheckpoint(bytes, key) : undefined;
+  };
   return {
     name: key,
-    async read() {
-      const bytes = await store.get(key);
-      return bytes && checkFingerprint(decodeCheckpoint(bytes, key), fingerprint, key);
-    },
-    write: (state) => store.put(key, encodeCheckpoint({ fingerprint, ...state })),
-    clear: () => store.delete(key),
+    peek: read,
+    store: (fingerprint) => ({
+      name: key,
+      read: async () => {
+        const ck = await read();
+        return ck && checkFingerprint(ck, fingerprint, key);
+      },
+      write: (state) => store.put(key, encodeCheckpoint({ fingerprint, ...state })),
+      clear: async () => undefined,
+    }),
   };
 }
 

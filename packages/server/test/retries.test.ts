@@ -41,8 +41,7 @@ describe('retries', () => {
     const worker = startWorker({
       store,
       connection,
-      backend: broken,
-      weights,
+      engine: { backend: broken, weights },
       limits: { maxBatch: 2, memoryBytes: 2 ** 30 },
       scratchDir: mkdtempSync(path.join(tmpdir(), 'nst-retry-scratch-')),
       checkpointEvery: 5,

@@ -4,6 +4,7 @@
  * canonical files.
  */
 export { loadWeights, loadWeightsDetailed, type LoadedWeights } from './load.js';
+export { chooseWeights } from './choose.js';
 export { randomWeights } from './random.js';
 export {
   cacheDir,

@@ -2,12 +2,10 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { readManifest, runBatch } from '@nst/batch';
 import { withWeightDefaults } from '@nst/job';
-import { openBackendFor } from '../backends.js';
-import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
+import { addPackingOptions, openEngine, packLimits, weightsFor, type PackingFlags } from '../engine-options.js';
 import { batchView } from '../batch-view.js';
-import { chooseWeights } from './render.js';
 
-interface BatchFlags extends EngineFlags {
+interface BatchFlags extends PackingFlags {
   results?: string;
   json?: boolean;
 }
@@ -21,16 +19,15 @@ export function registerBatchCommand(program: Command): void {
     .argument('<jobs>', 'the manifest: JSON Lines, or CSV with a header row')
     .option('--results <file>', 'results, one JSON line per job (default: <jobs>.results.jsonl)')
     .option('--json', 'print one JSON event per line on stdout');
-  addEngineOptions(command).action(async (jobsFile: string, flags: BatchFlags) => {
+  addPackingOptions(command).action(async (jobsFile: string, flags: BatchFlags) => {
     const write = (s: string) => process.stdout.write(s);
     const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
     const limits = packLimits(flags);
-    const weights = await chooseWeights(flags, { info });
+    const weights = await weightsFor(flags, info);
     const jobs = await readManifest(jobsFile, { defaults: (values) => withWeightDefaults(values, weights).values });
-    const backend = await openBackendFor(flags, info);
+    const engine = await openEngine(flags, weights, info);
     try {
-      await backend.loadWeights(weights);
-      info(`backend: ${backend.detail}; weights: ${weights.source}`);
+      info(`backend: ${engine.backend.detail}; weights: ${weights.source}`);
       const controller = new AbortController();
       const onSignal = () => {
         if (controller.signal.aborted) process.exit(130);
@@ -42,7 +39,7 @@ export function registerBatchCommand(program: Command): void {
       try {
         const results = await runBatch(
           jobs,
-          { backend, weights, limits, resultsFile: flags.results ?? defaultResultsFile(jobsFile), signal: controller.signal },
+          { engine, limits, resultsFile: flags.results ?? defaultResultsFile(jobsFile), signal: controller.signal, notice: info },
           batchView(flags.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain', write),
         );
         if (results.some((r) => r.status === 'interrupted')) process.exitCode = 130;
@@ -52,7 +49,7 @@ export function registerBatchCommand(program: Command): void {
         process.off('SIGTERM', onSignal);
       }
     } finally {
-      backend.dispose();
+      engine.backend.dispose();
     }
   });
 }

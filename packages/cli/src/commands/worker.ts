@@ -4,11 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseCount, parseNumber } from '@nst/job';
 import { folderStore, redisConnection, startWorker, whenConnected } from '@nst/server';
-import { openBackendFor } from '../backends.js';
-import { addEngineOptions, packLimits, type EngineFlags } from '../engine-options.js';
-import { chooseWeights } from './render.js';
+import { addPackingOptions, openEngine, packLimits, weightsFor, type PackingFlags } from '../engine-options.js';
 
-interface WorkerFlags extends EngineFlags {
+interface WorkerFlags extends PackingFlags {
   store: string;
   checkpointEvery: string;
   lockSeconds: string;
@@ -23,18 +21,16 @@ export function registerWorkerCommand(program: Command): void {
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
-  addEngineOptions(command).action(async (flags: WorkerFlags) => {
+  addPackingOptions(command).action(async (flags: WorkerFlags) => {
     const log = (line: string) => process.stdout.write(`${line}\n`);
-    const weights = await chooseWeights(flags, { info: log });
-    const backend = await openBackendFor(flags, log);
+    const weights = await weightsFor(flags, log);
+    const engine = await openEngine(flags, weights, log);
     const scratchDir = mkdtempSync(path.join(tmpdir(), 'nst-worker-'));
     try {
-      await backend.loadWeights(weights);
       const running = startWorker({
         store: folderStore(flags.store),
         connection: redisConnection(),
-        backend,
-        weights,
+        engine,
         limits: packLimits(flags),
         scratchDir,
         checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
@@ -48,7 +44,7 @@ export function registerWorkerCommand(program: Command): void {
         await running.close().catch(() => undefined);
         throw e;
       }
-      log(`worker ready: ${backend.detail}; weights: ${weights.source}`);
+      log(`worker ready: ${engine.backend.detail}; weights: ${weights.source}`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());
@@ -56,7 +52,7 @@ export function registerWorkerCommand(program: Command): void {
       log('stopping: running jobs are checkpointed and go back to the queue');
       await running.close();
     } finally {
-      backend.dispose();
+      engine.backend.dispose();
       rmSync(scratchDir, { recursive: true, force: true });
     }
   });

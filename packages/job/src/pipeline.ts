@@ -1,0 +1,253 @@
+import os from 'node:os';
+import {
+  checkLayersAvailable,
+  DEFAULT_LBFGS,
+  lbfgsMemoryBytes,
+  pixelBounds,
+  pixelUnit,
+  resizeBilinear,
+  UserError,
+  type Backend,
+  type LossValues,
+  type WeightSet,
+} from '@nst/core';
+import { fileCheckpointSlot, itemCheckpointStore, type CheckpointSlot } from './checkpoint.js';
+import { jobFingerprint, stepFingerprint } from './fingerprint.js';
+import { probeImage } from './image-file.js';
+import { loadScaleInputs } from './inputs.js';
+import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
+import { checkMemory } from './memory.js';
+import { adamOf, lossOf, packingKey, type JobConfig } from './options.js';
+import { checkJobFiles, checkpointPathFor } from './output-safety.js';
+import { planScales, type ScaleStep, type Size } from './schedule.js';
+
+/*
+ * One job, one pipeline: `nst render`, `nst batch` and `nst worker` all run
+ * their jobs through prepareJob and runJobGroup, and none re-implements a
+ * step. prepareJob does everything that needs no decoding, once per job: the
+ * checks against the weights and of the files, the scale schedule, the
+ * fingerprint and where the job resumes. runJobGroup renders jobs whose
+ * packing keys are equal as one engine batch: the memory check first, then
+ * each scale (inputs decoded at its size, the optimisation loop, checkpoints,
+ * and at the end the outputs).
+ */
+
+/** An engine ready to render: a backend with the weights loaded. */
+export interface Engine {
+  readonly backend: Backend;
+  readonly weights: WeightSet;
+}
+
+/** Where a job starts: a scale, and the iterations done there (from its checkpoint). */
+export interface ResumePoint {
+  readonly scale: number;
+  readonly iteration: number;
+  /** A checkpoint of this job was found (else it starts from the beginning). */
+  readonly fromCheckpoint: boolean;
+}
+
+const FROM_THE_BEGINNING: ResumePoint = { scale: 0, iteration: 0, fromCheckpoint: false };
+
+/** A job checked and planned, ready to be packed and run. */
+export interface PreparedJob {
+  readonly job: JobConfig;
+  /** The output size. */
+  readonly size: Size;
+  /** Coarse to fine; the last is the output size. */
+  readonly steps: readonly ScaleStep[];
+  /** Everything that changes the picture (fingerprint.ts, 'result'): stored with results. */
+  readonly fingerprint: string;
+  /** The fingerprint of each step's checkpoints. */
+  readonly stepFingerprints: readonly string[];
+  readonly checkpoint: CheckpointSlot;
+  readonly resumeAt: ResumePoint;
+  /** Jobs with equal keys can share an engine batch. */
+  readonly key: string;
+}
+
+export interface PrepareOptions {
+  /** Where the job's checkpoint lives (default: `<out>.ckpt`). */
+  readonly checkpoint?: CheckpointSlot;
+  /** Hears what the user should know (leftovers removed, a missing checkpoint). */
+  readonly notice?: (line: string) => void;
+}
+
+/**
+ * Checks and plans a job before anything is decoded or allocated: every
+ * error in its inputs surfaces here, before a backend starts.
+ */
+export async function prepareJob(job: JobConfig, weights: WeightSet, options: PrepareOptions = {}): Promise<PreparedJob> {
+  checkLayersAvailable(
+    lossOf(job),
+    weights.layers.map((l) => l.name),
+    weights.source,
+  );
+  for (const line of await checkJobFiles(job, weights)) options.notice?.(line);
+  const contentDims = await probeImage(job.content, 'content');
+  const styleDims = job.styleScale === undefined ? [] : await Promise.all(job.style.map((s) => probeImage(s, 'style')));
+  const { size, steps } = planScales(job, contentDims, styleDims);
+  const fingerprint = await jobFingerprint(job, weights, size, 'result');
+  const run = await jobFingerprint(job, weights, size, 'run');
+  const stepFingerprints = steps.map((step, k) => stepFingerprint(run, k, step));
+  const checkpoint = options.checkpoint ?? fileCheckpointSlot(checkpointPathFor(job));
+  const resumeAt = job.resume ? await resumePoint(checkpoint, stepFingerprints, steps, options.notice) : FROM_THE_BEGINNING;
+  return { job, size, steps, fingerprint, stepFingerprints, checkpoint, resumeAt, key: packingKey(job, size, resumeAt) };
+}
+
+/** Which scale and iteration a checkpoint continues; a checkpoint of another job is refused. */
+async function resumePoint(
+  slot: CheckpointSlot,
+  stepFingerprints: readonly string[],
+  steps: readonly ScaleStep[],
+  notice?: (line: string) => void,
+): Promise<ResumePoint> {
+  const found = await slot.peek();
+  if (!found) {
+    notice?.(`no checkpoint ${slot.name} to resume: starting from the beginning`);
+    return FROM_THE_BEGINNING;
+  }
+  const scale = stepFingerprints.indexOf(found.fingerprint);
+  if (scale < 0)
+    throw new UserError(`checkpoint ${slot.name} belongs to a different job (the inputs' contents, size, loss or weights differ)`, {
+      code: 'conflict',
+      field: 'resume',
+    });
+  return { scale, iteration: Math.min(found.iteration, steps[scale].iterations), fromCheckpoint: true };
+}
+
+/** What a job group hears while it runs: the loop's events, and the scales. */
+export interface JobEvents extends RenderEvents {
+  /** Before scale `index` (0-based) of `count` starts. */
+  onScale?(index: number, count: number, step: ScaleStep): void;
+  /** After a coarse scale ends. */
+  onScaleDone?(index: number, result: RenderResult): void;
+}
+
+/** The outcome of a group, per job in the group's order. */
+export interface GroupResult {
+  /** Over every scale run. */
+  readonly seconds: number;
+  /** Loss evaluations over every scale run. */
+  readonly evaluations: number;
+  /** Iterations done at the final scale (or the scale it stopped at). */
+  readonly iterations: number;
+  /** The iteration the last scale run started at (resumed ones). */
+  readonly startIteration: number;
+  readonly interrupted: boolean;
+  readonly finalLosses: readonly LossValues[];
+  readonly outPaths: readonly string[];
+  /** The final images, batch x H x W x 3, network space. */
+  readonly images: Float32Array;
+}
+
+/**
+ * Renders jobs with equal packing keys (the same options but their inputs
+ * and outputs, the same size and resume point) as one engine batch, end to
+ * end: the memory check before any image is decoded, then each scale from
+ * where the jobs resume, then the outputs. One job is a group of one.
+ */
+export async function runJobGroup(
+  engine: Engine,
+  group: readonly PreparedJob[],
+  events: JobEvents = {},
+  signal?: AbortSignal,
+): Promise<GroupResult> {
+  const first = group[0];
+  if (!first || group.some((p) => p.key !== first.key)) throw new Error('runJobGroup: the jobs of a group must have equal packing keys');
+  const job = first.job;
+  const batch = group.length;
+  const last = first.steps.length - 1;
+  checkMemory(engine.backend, {
+    ...first.size,
+    batch,
+    loss: lossOf(job),
+    styleSizes: group.flatMap((p) => p.steps[last].styleSizes),
+  });
+  checkOptimizerMemory(job, batch * first.size.width * first.size.height * 3);
+
+  const pre = engine.weights.preprocessing;
+  // Adam's lr is in pixel levels (the notebook's space); scale it into the weight set's units.
+  const unit = pixelUnit(pre);
+  const adam = { ...adamOf(job), lr: job.lr * ((unit[0] + unit[1] + unit[2]) / 3) };
+  const start = first.resumeAt.scale;
+  let previous: { images: Float32Array; size: Size } | undefined;
+  let seconds = 0;
+  let evaluations = 0;
+  let result: RenderResult | undefined;
+  for (let k = start; k <= last; k++) {
+    const step = first.steps[k];
+    events.onScale?.(k, first.steps.length, step);
+    const inputs = [];
+    for (const p of group) inputs.push(await loadScaleInputs(p.job, p.steps[k], pre));
+    if (k === start) for (const line of new Set(inputs.flatMap((i) => i.notes))) events.onNotice?.(line);
+    const pixels = step.size.width * step.size.height * 3;
+    const initialImages = previous
+      ? resizeBilinear(previous.images, batch, previous.size, step.size)
+      : joinImages(
+          inputs.map((i) => i.initial),
+          pixels,
+        );
+    const final = k === last;
+    result = await runOptimisation(
+      engine.backend,
+      {
+        session: { ...step.size, batch, pooling: job.pooling, loss: lossOf(job) },
+        targets: inputs.map((i) => i.targets),
+        initialImages,
+        preprocessing: pre,
+        outPaths: group.map((p) => p.job.out),
+        outputs: inputs.map((i) => i.output),
+        iterations: step.iterations,
+        adam,
+        optimizer: job.optimizer,
+        // Inside the pixel range: what leaves it is clipped when written, so the optimiser should not go there.
+        lbfgs: { history: job.lbfgsHistory, bounds: pixelBounds(pre) },
+        writeOutputs: final,
+        printEvery: job.printEvery,
+        // Coarse scales save nothing on their way; an interrupt still checkpoints them.
+        saveEvery: final ? job.saveEvery : 0,
+        checkpointEvery: final ? job.checkpointEvery : 0,
+        resume: first.resumeAt.fromCheckpoint && k === start,
+        checkpoints: itemCheckpointStore(group.map((p) => p.checkpoint.store(p.stepFingerprints[k]))),
+      },
+      events,
+      signal,
+    );
+    seconds += result.seconds;
+    evaluations += result.evaluations;
+    if (result.interrupted) break;
+    if (!final) events.onScaleDone?.(k, result);
+    previous = { images: result.images, size: step.size };
+  }
+  const r = result!;
+  return {
+    seconds,
+    evaluations,
+    iterations: r.iterations,
+    startIteration: r.startIteration,
+    interrupted: r.interrupted,
+    finalLosses: r.finalLosses,
+    outPaths: r.outPaths,
+    images: r.images,
+  };
+}
+
+function joinImages(images: readonly Float32Array[], pixels: number): Float32Array {
+  const all = new Float32Array(images.length * pixels);
+  images.forEach((image, b) => all.set(image, b * pixels));
+  return all;
+}
+
+/**
+ * L-BFGS's pairs live in host memory beside the session: refuse a history
+ * that cannot fit rather than swap or die mid-render.
+ */
+function checkOptimizerMemory(job: JobConfig, unknowns: number): void {
+  if (job.optimizer !== 'lbfgs') return;
+  const bytes = lbfgsMemoryBytes(job.lbfgsHistory ?? DEFAULT_LBFGS.history, unknowns);
+  if (bytes > os.totalmem() / 2)
+    throw new UserError(
+      `L-BFGS would need ${(bytes / 2 ** 30).toFixed(1)} GiB for its history (more than half of this machine's memory): use a smaller history`,
+      { code: 'too-large', field: 'lbfgsHistory' },
+    );
+}
