@@ -1,8 +1,9 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { formatUserError, isUserError, kebabCase, type LossValues } from '@nst/core';
+import { formatUserError, isUserError, kebabCase, UserError, type LossValues } from '@nst/core';
 import {
   checkpointPathFor,
+  describeSteps,
   jobInputs,
   jobOutputs,
   prepareJob,
@@ -23,6 +24,8 @@ export interface JobResult {
   readonly output?: string;
   readonly losses?: LossValues;
   readonly iterations?: number;
+  /** The scales rendered, coarse to fine (the last is the output size). */
+  readonly scales?: readonly { readonly size: string; readonly iterations: number }[];
   readonly seconds?: number;
   /** One line naming the manifest key at fault. */
   readonly error?: string;
@@ -93,16 +96,7 @@ export async function runBatch(
 ): Promise<JobResult[]> {
   const started = performance.now();
   const { engine } = options;
-  const configs = jobs.flatMap((job) => (job.config ? [{ job, config: { ...job.config, resume: true } }] : []));
-  await refuseOverwritesAcrossJobs(
-    await Promise.all(
-      configs.map(async ({ job, config }) => ({
-        name: job.id,
-        inputs: await jobInputs(config, engine.weights),
-        outputs: jobOutputs(config),
-      })),
-    ),
-  );
+  await refuseOverwrites(jobs, engine);
 
   const results: JobResult[] = [];
   await fs.mkdir(path.dirname(path.resolve(options.resultsFile)), { recursive: true });
@@ -220,6 +214,7 @@ export async function runBatch(
           output: prepared.job.out,
           losses: result.finalLosses[k],
           iterations: result.iterations,
+          scales: describeSteps(prepared.steps),
           seconds: Number(result.seconds.toFixed(3)),
         });
       }
@@ -244,6 +239,22 @@ export async function runBatch(
     results: options.resultsFile,
   });
   return results;
+}
+
+/**
+ * Refuses the whole manifest when one job would write over another's files
+ * (or its own inputs): nothing of it runs, and the message names the key.
+ */
+async function refuseOverwrites(jobs: readonly ManifestJob[], engine: Engine): Promise<void> {
+  const described = [];
+  for (const { id, config } of jobs)
+    if (config) described.push({ name: id, inputs: await jobInputs(config, engine.weights), outputs: jobOutputs(config) });
+  try {
+    await refuseOverwritesAcrossJobs(described);
+  } catch (e) {
+    if (isUserError(e)) throw new UserError(formatUserError(e, kebabCase), { code: e.code });
+    throw e;
+  }
 }
 
 /** One line for the results file: the manifest key at fault (kebab-case), then what is wrong. */

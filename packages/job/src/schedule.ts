@@ -80,3 +80,8 @@ export function planScales(job: JobConfig, contentDims: Size, styleDims: readonl
   const steps = sizes.map((s, k) => ({ size: s, iterations: iterations[k], styleSizes: styleSizesAt(job, s, styleDims) }));
   return { size, steps };
 }
+
+/** The schedule as results report it: each scale's size and iterations. */
+export function describeSteps(steps: readonly ScaleStep[]): { size: string; iterations: number }[] {
+  return steps.map((s) => ({ size: `${s.size.width}x${s.size.height}`, iterations: s.iterations }));
+}

@@ -29,6 +29,8 @@ export interface RenderReturn {
   readonly result: string;
   readonly losses: LossValues;
   readonly iterations: number;
+  /** The scales rendered, coarse to fine (the last is the output size). */
+  readonly scales: readonly { readonly size: string; readonly iterations: number }[];
 }
 
 /** The API's view of a job's state. */
@@ -113,6 +115,7 @@ export async function describeJob(job: RenderJob): Promise<Record<string, unknow
     iteration: state === 'done' ? (job.returnvalue?.iterations ?? iterations) : (progress.iteration ?? 0),
     iterations,
     losses: state === 'done' ? (job.returnvalue?.losses ?? null) : (progress.losses ?? null),
+    scales: state === 'done' ? (job.returnvalue?.scales ?? null) : null,
     error: state === 'failed' ? (job.failedReason ?? 'failed') : null,
     attempts: job.attemptsMade,
     submitted: job.timestamp,

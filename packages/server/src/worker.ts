@@ -8,6 +8,7 @@ import {
   checkFingerprint,
   checkMemory,
   decodeCheckpoint,
+  describeSteps,
   encodeCheckpoint,
   jobFromOptions,
   lossOf,
@@ -148,7 +149,12 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
         await o.store.delete(checkpointKey(id));
         await fs.rm(path.dirname(p.prepared.job.out), { recursive: true, force: true });
-        p.resolve({ result: resultKey(id), losses: result.finalLosses[k], iterations: result.iterations });
+        p.resolve({
+          result: resultKey(id),
+          losses: result.finalLosses[k],
+          iterations: result.iterations,
+          scales: describeSteps(p.prepared.steps),
+        });
       }
     } catch (e) {
       if (controller.signal.aborted) return;

@@ -5,6 +5,7 @@ import { UserError, type WeightSet } from '@nst/core';
 import { packGroups } from '@nst/batch';
 import {
   checkpointPathFor,
+  describeSteps,
   JOB_OPTIONS,
   jobFromOptions,
   optionsFor,
@@ -159,6 +160,7 @@ async function renderGroup(
     height: size.height,
     batch,
     iterations: result.iterations,
+    scales: describeSteps(steps),
     evaluations: result.evaluations,
     seconds: Number(result.seconds.toFixed(3)),
     secondsPerIteration: done > 0 ? Number((result.seconds / done).toFixed(4)) : null,
