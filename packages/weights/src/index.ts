@@ -27,6 +27,7 @@ export {
   askOnTerminal,
   findSource,
   sourceUrls,
+  WeightsUnreachableError,
   WEIGHT_SOURCES,
   type WeightSource,
   type FetchOptions,
