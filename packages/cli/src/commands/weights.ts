@@ -83,7 +83,7 @@ export function registerWeightsCommands(program: Command): void {
       const { set } = await loadWeightsDetailed(path, { preprocessing });
       const stored = await importToCache(set, { force: flags.force }).catch((e: unknown) => {
         if (e instanceof WeightsError && e.reason === 'WEIGHTS_CACHE_DOWNGRADE')
-          throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
+          throw new UserError(`weights import: ${e.detail}; pass --force to replace it`, { cause: e });
         throw e;
       });
       const { layers } = stored;
