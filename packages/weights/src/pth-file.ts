@@ -57,7 +57,7 @@ const PICKLE_WINDOWS = [64 << 10, 1 << 20, 64 << 20];
  * read from a small window first and from larger ones only if it runs past it.
  * `end` in the result is a file offset.
  */
-export async function unpickleFromFile(
+async function unpickleFromFile(
   file: FileBytes,
   start: number,
   end: number,
@@ -79,4 +79,38 @@ export async function unpickleFromFile(
     }
   }
   return fail(`${what} could not be read`);
+}
+
+/**
+ * Reads what lies one after another in [pos, end) of a file: pickles, and the
+ * raw bytes between them (storage data, int64 metadata). `pos` is where the
+ * next item begins.
+ */
+export class PickleCursor {
+  constructor(
+    private readonly file: FileBytes,
+    public pos: number,
+    private readonly end: number,
+    /** What the range is, for messages ("the storages member"). */
+    private readonly what: string,
+  ) {}
+
+  async pickle(what: string, persistentLoad?: PersistentLoad): Promise<PickleValue> {
+    const r = await unpickleFromFile(this.file, this.pos, this.end, what, persistentLoad);
+    this.pos = r.end;
+    return r.value;
+  }
+
+  /** The next `length` bytes, which must lie inside the range. */
+  async bytes(length: number, what: string): Promise<Buffer> {
+    check(this.pos + length <= this.end, () => `${what} runs past the end of ${this.what}`);
+    const b = await this.file.read(this.pos, length, what);
+    this.pos += length;
+    return b;
+  }
+
+  /** Bytes left before the end of the range. */
+  get left(): number {
+    return this.end - this.pos;
+  }
 }

@@ -14,10 +14,9 @@
  * Only the counts, headers and metadata are read up front, each bounded by
  * its member's size; a storage's data is read when a VGG tensor needs it.
  */
-import { ByteReader } from './bytes.js';
 import { check, checkInt, fail } from './errors.js';
 import type { FileBytes } from './filebytes.js';
-import { cachedByKey, toFloat32, unpickleFromFile, type OpenedPth } from './pth-file.js';
+import { cachedByKey, PickleCursor, toFloat32, type OpenedPth } from './pth-file.js';
 import { storageType, StorageRef, TensorRef, Tuple, type PickleValue } from './pickle.js';
 import { readTarDirectory, type TarMember } from './tar.js';
 
@@ -41,7 +40,7 @@ export async function openTarPth(file: FileBytes): Promise<OpenedPth> {
     check(m, `the tar archive has no "${name}" member: not a PyTorch file (torch's tar format has ${MEMBERS.join(', ')})`);
     return m;
   };
-  const sysInfo = (await unpickleFromFile(file, member('sys_info').offset, end(member('sys_info')), 'sys_info')).value;
+  const sysInfo = await cursorOver(file, member('sys_info')).pickle('sys_info');
   check(sysInfo instanceof Map && sysInfo.get('little_endian') === true, 'sys_info: only little-endian files are supported');
 
   const { roots, views } = await readStorages(file, member('storages'));
@@ -53,13 +52,13 @@ export async function openTarPth(file: FileBytes): Promise<OpenedPth> {
     'WEIGHTS_TOO_LARGE',
     'pickle',
   );
-  const { value } = await unpickleFromFile(file, main.offset, end(main), 'the state dict (member "pickle")', (pid, what) => {
+  const stateDict = await cursorOver(file, main).pickle('the state dict (member "pickle")', (pid, what) => {
     if (pid instanceof Tuple) fail(`${what} pickles a whole model (a module class), not a state dict: save model.state_dict() instead`);
     const tensor = tensors.get(decimalKey(pid, `${what}: a persistent id`));
     return tensor ?? fail(`${what} refers to tensor ${String(pid)}, which the "tensors" member does not list`);
   });
   return {
-    stateDict: value,
+    stateDict,
     readStorage: cachedByKey(async (ref) => {
       const loc = roots.get(ref.key) ?? fail(`storage ${ref.key} is not in the "storages" member`);
       return toFloat32(await file.read(loc.offset, loc.numel * loc.elementSize, `storage ${ref.key}`), ref, file.budget);
@@ -68,6 +67,7 @@ export async function openTarPth(file: FileBytes): Promise<OpenedPth> {
 }
 
 const end = (m: TarMember) => m.offset + m.size;
+const cursorOver = (file: FileBytes, m: TarMember) => new PickleCursor(file, m.offset, end(m), `the ${m.name} member`);
 
 /** An int or bigint key, or the text of one (the state dict's persistent ids), as a canonical decimal string. */
 function decimalKey(v: PickleValue | undefined, what: string): string {
@@ -82,32 +82,26 @@ async function readStorages(
   file: FileBytes,
   m: TarMember,
 ): Promise<{ roots: Map<string, StorageLocation>; views: Map<string, { root: string; offset: number }> }> {
-  let pos = m.offset;
-  const next = async (what: string) => {
-    const r = await unpickleFromFile(file, pos, end(m), what);
-    pos = r.end;
-    return r.value;
-  };
+  const cursor = cursorOver(file, m);
   // Each storage takes at least its 8-byte count and a pickled header.
-  const count = checkInt(await next('the storage count'), 'the storage count', 0, Math.floor(m.size / 16));
+  const count = checkInt(await cursor.pickle('the storage count'), 'the storage count', 0, Math.floor(m.size / 16));
   const roots = new Map<string, StorageLocation>();
   for (let k = 0; k < count; k++) {
-    const header = await next(`the header of storage ${k}`);
-    check(header instanceof Tuple && header.items.length === 3, `the header of storage ${k} is not (key, location, type)`);
-    const key = decimalKey(header.items[0], `the key of storage ${k}`);
-    const type = storageType(header.items[2]) ?? fail(`storage ${key} has no known storage type`);
-    const numel = new ByteReader(await file.read(pos, 8, `the size of storage ${key}`), 'the storages member').view.getBigInt64(0, true);
+    const [rawKey, , typeName] = await headerTuple(cursor, `the header of storage ${k}`, '(key, location, type)');
+    const key = decimalKey(rawKey, `the key of storage ${k}`);
+    const type = storageType(typeName) ?? fail(`storage ${key} has no known storage type`);
+    const numel = (await cursor.bytes(8, `the size of storage ${key}`)).readBigInt64LE(0);
     check(
-      numel >= 0n && numel * BigInt(type.elementSize) <= BigInt(end(m) - pos - 8),
+      numel >= 0n && numel * BigInt(type.elementSize) <= BigInt(cursor.left),
       () => `storage ${key} claims ${numel} elements, more than the "storages" member holds`,
       'WEIGHTS_TOO_LARGE',
       'storages',
     );
     check(!roots.has(key), `storage ${key} appears twice`);
-    roots.set(key, { offset: pos + 8, numel: Number(numel), ...type });
-    pos += 8 + Number(numel) * type.elementSize;
+    roots.set(key, { offset: cursor.pos, numel: Number(numel), ...type });
+    cursor.pos += Number(numel) * type.elementSize;
   }
-  const list = await next('the storage views');
+  const list = await cursor.pickle('the storage views');
   check(Array.isArray(list), 'the storage views are not a list');
   const views = new Map<string, { root: string; offset: number }>();
   for (const view of list) {
@@ -131,30 +125,26 @@ async function readTensors(
   views: ReadonlyMap<string, { root: string; offset: number }>,
 ): Promise<Map<string, TensorRef>> {
   check(m.size <= MAX_METADATA_MEMBER, `the tensors member is ${m.size} bytes, too large for a state dict`, 'WEIGHTS_TOO_LARGE', 'tensors');
-  let pos = m.offset;
-  const next = async (what: string) => {
-    const r = await unpickleFromFile(file, pos, end(m), what);
-    pos = r.end;
-    return r.value;
-  };
+  const cursor = cursorOver(file, m);
   // Each tensor takes at least a pickled header and 16 bytes of metadata.
-  const count = checkInt(await next('the tensor count'), 'the tensor count', 0, Math.floor(m.size / 24));
+  const count = checkInt(await cursor.pickle('the tensor count'), 'the tensor count', 0, Math.floor(m.size / 24));
   const tensors = new Map<string, TensorRef>();
   for (let k = 0; k < count; k++) {
-    const header = await next(`the header of tensor ${k}`);
-    check(header instanceof Tuple && header.items.length === 3, `the header of tensor ${k} is not (key, storage key, type)`);
-    const key = decimalKey(header.items[0], `the key of tensor ${k}`);
-    const storageKey = decimalKey(header.items[1], `the storage of tensor ${key}`);
+    const [rawKey, rawStorage] = await headerTuple(cursor, `the header of tensor ${k}`, '(key, storage key, type)');
+    const key = decimalKey(rawKey, `the key of tensor ${k}`);
+    const storageKey = decimalKey(rawStorage, `the storage of tensor ${key}`);
     // ndim as int32 plus 4 unused bytes (old torch wrote it as 8), then sizes, strides and offset.
-    const head = new ByteReader(await file.read(pos, 8, `the metadata of tensor ${key}`), 'the tensors member');
-    const ndim = checkInt(head.i32(0), `the dimension count of tensor ${key}`, 0, MAX_NDIM);
-    check(pos + 8 + 8 * (2 * ndim + 1) <= end(m), `the metadata of tensor ${key} runs past the end of the tensors member`);
-    const meta = new ByteReader(await file.read(pos + 8, 8 * (2 * ndim + 1), `the metadata of tensor ${key}`), 'the tensors member');
-    const int64 = (i: number, what: string) => checkInt(Number(meta.view.getBigInt64(8 * i, true)), `the ${what} of tensor ${key}`);
+    const ndim = checkInt(
+      (await cursor.bytes(8, `the metadata of tensor ${key}`)).readInt32LE(0),
+      `the dimension count of tensor ${key}`,
+      0,
+      MAX_NDIM,
+    );
+    const meta = await cursor.bytes(8 * (2 * ndim + 1), `the metadata of tensor ${key}`);
+    const int64 = (i: number, what: string) => checkInt(Number(meta.readBigInt64LE(8 * i)), `the ${what} of tensor ${key}`);
     const size = Array.from({ length: ndim }, (_, i) => int64(i, 'size'));
     const stride = Array.from({ length: ndim }, (_, i) => int64(ndim + i, 'stride'));
     const offset = int64(2 * ndim, 'storage offset');
-    pos += 8 + 8 * (2 * ndim + 1);
     const view = views.get(storageKey);
     const rootKey = view?.root ?? storageKey;
     const root = roots.get(rootKey) ?? fail(`tensor ${key} refers to storage ${storageKey}, which is not stored`);
@@ -163,4 +153,11 @@ async function readTensors(
     tensors.set(key, new TensorRef(storage, offset, size, stride));
   }
   return tensors;
+}
+
+/** The next pickle, which must be a 3-tuple (a storage's or a tensor's header). */
+async function headerTuple(cursor: PickleCursor, what: string, shape: string): Promise<PickleValue[]> {
+  const header = await cursor.pickle(what);
+  check(header instanceof Tuple && header.items.length === 3, `${what} is not ${shape}`);
+  return header.items;
 }

@@ -18,7 +18,7 @@ import { check, fail } from './errors.js';
 import { FileBytes, withFile } from './filebytes.js';
 import { checkShape, gatherHWIO, layerShape, parseTorchName, type RawConv } from './layers.js';
 import { TensorRef, unpickle, type PickleValue } from './pickle.js';
-import { cachedByKey, toFloat32, unpickleFromFile, type OpenedPth } from './pth-file.js';
+import { cachedByKey, PickleCursor, toFloat32, type OpenedPth } from './pth-file.js';
 import { openTarPth } from './pth-tar.js';
 import { hasMagic, registerFormat, type LoadedFile, type LoadOptions, type Probe } from './registry.js';
 import { isTar } from './tar.js';
@@ -106,19 +106,14 @@ async function openZipPth(file: FileBytes): Promise<OpenedPth> {
 
 /** The pickle stream: five pickles, then the storages in the order of the key list. */
 async function openStreamPth(file: FileBytes): Promise<OpenedPth> {
-  let pos = 0;
-  const next = async (what: string) => {
-    const r = await unpickleFromFile(file, pos, file.size, what);
-    pos = r.end;
-    return r.value;
-  };
-  check((await next('the magic number')) === 0x1950a86a20f9469cfc6cn, 'not a PyTorch file (wrong magic number)');
-  const protocol = await next('the protocol version');
+  const cursor = new PickleCursor(file, 0, file.size, 'the file');
+  check((await cursor.pickle('the magic number')) === 0x1950a86a20f9469cfc6cn, 'not a PyTorch file (wrong magic number)');
+  const protocol = await cursor.pickle('the protocol version');
   check(protocol === 1001, `unsupported legacy protocol version ${String(protocol)}`);
-  const sysInfo = await next('the system info');
+  const sysInfo = await cursor.pickle('the system info');
   check(sysInfo instanceof Map && sysInfo.get('little_endian') === true, 'only little-endian files are supported');
-  const stateDict = await next('the state dict');
-  const keys = await next('the storage keys');
+  const stateDict = await cursor.pickle('the state dict');
+  const keys = await cursor.pickle('the storage keys');
   check(Array.isArray(keys) && keys.every((k) => typeof k === 'string'), 'the storage key list is not a list of strings');
   // Storage k sits after storages 0..k-1, each an int64 element count and the data.
   const elementSize = new Map<string, number>();
@@ -126,14 +121,11 @@ async function openStreamPth(file: FileBytes): Promise<OpenedPth> {
     for (const v of stateDict.values()) if (v instanceof TensorRef) elementSize.set(v.storage.key, v.storage.elementSize);
   const location = new Map<string, { offset: number; numel: number }>();
   for (const key of keys as string[]) {
-    const numel = (await file.read(pos, 8, `the size of storage ${key}`)).readBigInt64LE(0);
+    const numel = (await cursor.bytes(8, `the size of storage ${key}`)).readBigInt64LE(0);
     const size = elementSize.get(key) ?? fail(`storage ${key} is not used by any tensor`);
-    check(
-      numel >= 0n && numel * BigInt(size) <= BigInt(file.size - pos - 8),
-      `storage ${key} claims ${numel} elements, more than the file holds`,
-    );
-    location.set(key, { offset: pos + 8, numel: Number(numel) });
-    pos += 8 + Number(numel) * size;
+    check(numel >= 0n && numel * BigInt(size) <= BigInt(cursor.left), `storage ${key} claims ${numel} elements, more than the file holds`);
+    location.set(key, { offset: cursor.pos, numel: Number(numel) });
+    cursor.pos += Number(numel) * size;
   }
   return {
     stateDict,
