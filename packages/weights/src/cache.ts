@@ -71,9 +71,23 @@ export function cachePath(): string {
   return join(cacheDir(), CACHE_FILE_NAME);
 }
 
-/** NST_WEIGHTS when set, else the cache file when it exists, else undefined. */
+/**
+ * NST_WEIGHTS when set, else the cache file when it exists, else undefined.
+ * An NST_WEIGHTS naming nothing is a user error naming the variable: the
+ * path alone would not tell a user where it came from.
+ */
 export async function resolveDefaultWeights(): Promise<string | undefined> {
-  if (process.env.NST_WEIGHTS) return process.env.NST_WEIGHTS;
+  const named = process.env.NST_WEIGHTS;
+  if (named) {
+    const special = named === 'embedded' || named.startsWith('random:');
+    if (!special && !existsSync(named))
+      throw new WeightsError(`NST_WEIGHTS=${named}: no such file or folder (unset NST_WEIGHTS to use the installed weights)`, {
+        reason: 'WEIGHTS_UNREADABLE',
+        path: named,
+        entry: 'NST_WEIGHTS',
+      });
+    return named;
+  }
   const path = cachePath();
   return existsSync(path) ? path : undefined;
 }
@@ -230,18 +244,22 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The VGG-19 layers (conv1_1 onwards, in order) whose kernels a safetensors file names; [] when it cannot be read. */
-export async function layersIn(path: string): Promise<string[]> {
+/**
+ * What a cache file holds: the VGG-19 layers (conv1_1 onwards, in order)
+ * whose kernels it names, and the source it records; no layers when it
+ * cannot be read.
+ */
+async function cacheContents(path: string): Promise<{ layers: string[]; source?: string }> {
   try {
-    const names = await withFile(path, async (f) => new Set((await readHeader(f)).entries.keys()), new MemoryBudget());
+    const header = await withFile(path, (f) => readHeader(f), new MemoryBudget());
     const layers: string[] = [];
     for (const l of VGG19_LAYERS) {
-      if (!names.has(`${l.name}.kernel`) || !names.has(`${l.name}.bias`)) break;
+      if (!header.entries.has(`${l.name}.kernel`) || !header.entries.has(`${l.name}.bias`)) break;
       layers.push(l.name);
     }
-    return layers;
+    return { layers, source: header.metadata.source };
   } catch (e) {
-    if (e instanceof FormatError || typeof (e as NodeJS.ErrnoException)?.code === 'string') return [];
+    if (e instanceof FormatError || typeof (e as NodeJS.ErrnoException)?.code === 'string') return { layers: [] };
     throw e;
   }
 }
@@ -257,26 +275,26 @@ export interface CacheImport {
 
 /**
  * Stores `set` in the cache, unless that would replace a cache holding more
- * layers with fewer: that needs `force` (a WeightsError WEIGHTS_CACHE_DOWNGRADE
- * with field "force" otherwise, for the caller to name its flag).
+ * layers with fewer, or real weights with seeded random ones: either needs
+ * `force` (a WeightsError WEIGHTS_CACHE_DOWNGRADE with field "force"
+ * otherwise, for the caller to name its flag).
  */
 export async function importToCache(set: WeightSet, options: { force?: boolean; path?: string } = {}): Promise<CacheImport> {
   const path = options.path ?? cachePath();
   const layers = cachedLayers(set).map((l) => l.name);
-  const replaced = existsSync(path) ? await layersIn(path) : [];
-  if (replaced.length > layers.length && !options.force) {
-    const span = (names: readonly string[]) => `${names.length} layers (${names[0]} .. ${names.at(-1)})`;
-    throw new WeightsError(
-      `${path} holds ${span(replaced)}; ${set.source} would store only ${span(layers)}: refusing to replace the cache with fewer layers`,
-      {
-        reason: 'WEIGHTS_CACHE_DOWNGRADE',
-        path,
-        field: 'force',
-      },
+  const held = existsSync(path) ? await cacheContents(path) : { layers: [] };
+  const refuse = (why: string) =>
+    new WeightsError(`${path} holds ${why}: refusing to replace the cache`, { reason: 'WEIGHTS_CACHE_DOWNGRADE', path, field: 'force' });
+  const span = (names: readonly string[]) => `${names.length} layers (${names[0]} .. ${names.at(-1)})`;
+  if (!options.force && held.layers.length > layers.length)
+    throw refuse(`${span(held.layers)}; ${set.source} would store only ${span(layers)}, fewer layers`);
+  const isRandom = (source: string | undefined) => source !== undefined && /^random:/.test(source);
+  if (!options.force && held.layers.length > 0 && isRandom(set.source) && !isRandom(held.source))
+    throw refuse(
+      `weights from ${held.source ?? 'an unknown source'}; ${set.source} is seeded random weights (for tests, not a stylisation)`,
     );
-  }
   await writeCache(set, path);
-  return { path, layers, replaced };
+  return { path, layers, replaced: held.layers };
 }
 
 registerFormat({

@@ -28,6 +28,7 @@ export {
   askOnTerminal,
   findSource,
   sourceUrls,
+  WeightsUnreachableError,
   WEIGHT_SOURCES,
   type WeightSource,
   type FetchOptions,

@@ -3,10 +3,12 @@
  * stack machine whose GLOBAL/REDUCE opcodes import and call arbitrary
  * functions, so loading an untrusted .pth with pickle.load can run any code.
  * This one runs no code: it knows the handful of opcodes a state dict uses
- * (protocols 2-4, no text-mode opcodes) and an allow-list of globals, each
+ * (protocols 2-4, plus the text INT and LONG that Python 2's cPickle still
+ * wrote for 64-bit integers) and an allow-list of globals, each
  * of which it interprets itself: OrderedDict builds a Map, the
  * _rebuild_tensor functions describe a tensor (storage, offset, size, stride),
- * the storage types only name a dtype. Any other global is refused by name.
+ * the storage and tensor types only name a dtype. Any other global is refused
+ * by name.
  * Every read is bounds-checked; the number of opcodes run (which bounds the
  * stack, the memo and every collection) and the nesting of collections are
  * capped, so a pickle built to exhaust memory or to nest without end fails
@@ -76,12 +78,30 @@ const STORAGE_TYPES: Record<string, [string, number]> = {
   BoolStorage: ['bool', 1],
 };
 
+/** The storage type a pickle names (torch.FloatStorage), with its element type and size; undefined for anything else. */
+export function storageType(g: PickleValue | undefined): { dtype: string; elementSize: number } | undefined {
+  if (!(g instanceof Global) || g.module !== 'torch' || !Object.hasOwn(STORAGE_TYPES, g.name)) return undefined;
+  const [dtype, elementSize] = STORAGE_TYPES[g.name];
+  return { dtype, elementSize };
+}
+
+/**
+ * Tensor types, which the tar format (PyTorch before 0.1.10) records beside
+ * each tensor (torch.cuda.* for one saved from a GPU). Names only: they are
+ * never called, and the storage's own type decides the dtype.
+ */
+const TENSOR_TYPES = Object.keys(STORAGE_TYPES).flatMap((s) => {
+  const tensor = s.replace('Storage', 'Tensor');
+  return [`torch.${tensor}`, `torch.cuda.${tensor}`];
+});
+
 const ALLOWED_GLOBALS = new Set([
   'collections.OrderedDict',
   'torch._utils._rebuild_tensor',
   'torch._utils._rebuild_tensor_v2',
   'torch._utils._rebuild_parameter',
   ...Object.keys(STORAGE_TYPES).map((s) => `torch.${s}`),
+  ...TENSOR_TYPES,
 ]);
 
 /**
@@ -102,8 +122,14 @@ export interface Unpickled {
   readonly end: number;
 }
 
+/**
+ * What a persistent id (BINPERSID) stands for. torch.save's ids name storages
+ * (the default, storageRef); the tar format's name tensors kept elsewhere.
+ */
+export type PersistentLoad = (pid: PickleValue, what: string) => PickleValue;
+
 /** Unpickles one pickle starting at `start` of `bytes`. */
-export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unpickled {
+export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle', persistentLoad: PersistentLoad = storageRef): Unpickled {
   const r = new ByteReader(bytes, what);
   const stack: StackItem[] = [];
   const memo = new Map<number, PickleValue>();
@@ -340,6 +366,14 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
       case 0x51: // BINPERSID
         stack.push(persistentLoad(pop(), what));
         break;
+      case 0x49: // INT: decimal text (Python 2 wrote 64-bit ints so); "00" and "01" are False and True
+      case 0x4c: {
+        // LONG: decimal text ending in "L"
+        const text = line();
+        if (op === 0x49 && (text === '00' || text === '01')) stack.push(text === '01');
+        else stack.push(decimalInteger(op === 0x4c ? text.replace(/L$/, '') : text, what, at));
+        break;
+      }
       case 0x71: // BINPUT
         memo.set(r.u8(p), top());
         p += 1;
@@ -366,6 +400,13 @@ export function unpickle(bytes: Uint8Array, start = 0, what = 'the pickle'): Unp
   }
 }
 
+/** A decimal integer of a text opcode: a number when safe, else a bigint; at most 40 digits. */
+function decimalInteger(text: string, what: string, at: number): number | bigint {
+  check(/^[-+]?\d{1,40}$/.test(text), `${what}: the integer at byte ${at} is not a decimal number`);
+  const v = BigInt(text);
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
   let v = 0n;
@@ -386,8 +427,7 @@ function allowGlobal(module: string, name: string, what: string): Global {
 function callGlobal(fn: Global, args: PickleValue[], what: string): PickleValue {
   switch (fn.qualified) {
     case 'collections.OrderedDict':
-      check(args.length === 0, `${what}: OrderedDict called with arguments`);
-      return new Map();
+      return orderedDict(args, what);
     case 'torch._utils._rebuild_tensor':
     case 'torch._utils._rebuild_tensor_v2': {
       // (storage, storage_offset, size, stride, [requires_grad, backward_hooks, metadata])
@@ -406,6 +446,23 @@ function callGlobal(fn: Global, args: PickleValue[], what: string): PickleValue 
   }
 }
 
+/**
+ * OrderedDict(): Python 3 pickles the items after the call (SETITEMS);
+ * Python 2 passed them as its one argument, a list of [key, value] pairs.
+ */
+function orderedDict(args: PickleValue[], what: string): Map<PickleValue, PickleValue> {
+  const map = new Map<PickleValue, PickleValue>();
+  if (args.length === 0) return map;
+  const [items] = args;
+  check(args.length === 1 && Array.isArray(items), `${what}: OrderedDict called with something other than a list of pairs`);
+  for (const pair of items) {
+    const kv = pair instanceof Tuple ? pair.items : pair;
+    check(Array.isArray(kv) && kv.length === 2, `${what}: an OrderedDict item is not a (key, value) pair`);
+    map.set(kv[0], kv[1]);
+  }
+  return map;
+}
+
 function intTuple(v: PickleValue | undefined, what: string): number[] {
   check(v instanceof Tuple && v.items.length <= 8, `${what}: a tensor size or stride is not a tuple`);
   return v.items.map((x) => {
@@ -418,11 +475,12 @@ function intTuple(v: PickleValue | undefined, what: string): number[] {
  * torch.save's persistent ids: ('storage', StorageType, key, location, numel)
  * in zip files; legacy files add view_metadata (view_key, offset, size) or None.
  */
-function persistentLoad(pid: PickleValue, what: string): StorageRef {
+function storageRef(pid: PickleValue, what: string): StorageRef {
   check(pid instanceof Tuple && pid.items[0] === 'storage' && pid.items.length >= 5, `${what}: unknown persistent id`);
   const [, type, key, , numel, view] = pid.items;
-  check(type instanceof Global && type.module === 'torch' && type.name in STORAGE_TYPES, `${what}: storage without a known storage type`);
-  const [dtype, size] = STORAGE_TYPES[type.name];
+  const known = storageType(type);
+  check(known, `${what}: storage without a known storage type`);
+  const { dtype, elementSize: size } = known;
   check(typeof key === 'string', `${what}: storage key is not a string`);
   check(typeof numel === 'number' && Number.isSafeInteger(numel) && numel >= 0, `${what}: storage ${key} has a bad size`);
   // A legacy view (view_key, offset, size) of root storage `key` starts `offset` elements in.

@@ -1,42 +1,43 @@
 /**
- * PyTorch state dicts (.pth), as torch.save writes them:
+ * PyTorch state dicts (.pth), in each format torch.save has written:
  *  - zip (PyTorch >= 1.6): <name>/data.pkl is the pickled state dict, whose
  *    tensors refer by persistent id to storages stored as <name>/data/<key>;
- *  - legacy (older files, such as torchvision's 2017 vgg19-dcbb9e9d.pth):
- *    five pickles in a row (magic number, protocol 1001, system info, the
- *    state dict, the sorted storage keys), then each storage as an int64
- *    element count followed by its raw little-endian data.
+ *  - the pickle stream (0.1.10 to 1.5, such as torchvision's 2017
+ *    vgg19-dcbb9e9d.pth): five pickles in a row (magic number, protocol 1001,
+ *    system info, the state dict, the sorted storage keys), then each storage
+ *    as an int64 element count followed by its raw little-endian data;
+ *  - tar (before 0.1.10, such as the Caffe conversion vgg19-d01eb7cb.pth of
+ *    January 2017): see pth-tar.ts.
  * Only the pickles and the storages of conv1_1 .. conv5_4 are read; the
  * classifier's 400+ MB are skipped. Kernels are (out, in, 3, 3) with the
  * tensor's own strides, gathered into HWIO.
  */
 import { basename } from 'node:path';
 import { PREPROCESSING, type Preprocessing } from '@nst/core';
-import type { MemoryBudget } from './budget.js';
-import { bfloat16ToFloat, float32View, halfToFloat } from './bytes.js';
-import { check, fail, FormatError } from './errors.js';
+import { check, fail } from './errors.js';
 import { FileBytes, withFile } from './filebytes.js';
 import { checkShape, gatherHWIO, layerShape, parseTorchName, type RawConv } from './layers.js';
-import { StorageRef, TensorRef, unpickle, type PickleValue } from './pickle.js';
+import { TensorRef, unpickle, type PickleValue } from './pickle.js';
+import { cachedByKey, PickleCursor, toFloat32, type OpenedPth } from './pth-file.js';
+import { openTarPth } from './pth-tar.js';
 import { hasMagic, registerFormat, type LoadedFile, type LoadOptions, type Probe } from './registry.js';
+import { isTar } from './tar.js';
 import { completeConvs } from './tfjs.js';
 import { sha256File } from './cache.js';
 import { readZipDirectory, readZipEntry } from './zip.js';
 
 /** PROTO 2, then LONG1 of 10 bytes: torch's legacy magic number 0x1950a86a20f9469cfc6c. */
-const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
-
-interface OpenedPth {
-  readonly stateDict: PickleValue;
-  /** The whole storage `ref.key` refers to, as float32. */
-  readStorage(ref: StorageRef): Promise<Float32Array>;
-}
+const STREAM_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
 export async function loadPth(probe: Probe, options: LoadOptions): Promise<LoadedFile> {
   const convs = await withFile(
     probe.path,
     async (file) => {
-      const pth = hasMagic(probe.head, 'PK\x03\x04') ? await openZipPth(file) : await openLegacyPth(file);
+      const pth = hasMagic(probe.head, 'PK\x03\x04')
+        ? await openZipPth(file)
+        : isTar(probe.head)
+          ? await openTarPth(file)
+          : await openStreamPth(file);
       return readConvs(stateDictOf(pth.stateDict), pth);
     },
     probe.budget,
@@ -103,34 +104,28 @@ async function openZipPth(file: FileBytes): Promise<OpenedPth> {
   };
 }
 
-async function openLegacyPth(file: FileBytes): Promise<OpenedPth> {
-  // The pickles are small and come first; read 1 MiB, or up to 64 MiB if they run longer.
-  let parsed: ReturnType<typeof parseLegacyPickles> | undefined;
-  for (const size of [1 << 20, 64 << 20]) {
-    const head = await file.read(0, Math.min(size, file.size), 'the pickles');
-    try {
-      parsed = parseLegacyPickles(head);
-      break;
-    } catch (e) {
-      if (!(e instanceof FormatError) || head.length === file.size || size === 64 << 20) throw e;
-    }
-  }
-  const { stateDict, keys, end } = parsed!;
+/** The pickle stream: five pickles, then the storages in the order of the key list. */
+async function openStreamPth(file: FileBytes): Promise<OpenedPth> {
+  const cursor = new PickleCursor(file, 0, file.size, 'the file');
+  check((await cursor.pickle('the magic number')) === 0x1950a86a20f9469cfc6cn, 'not a PyTorch file (wrong magic number)');
+  const protocol = await cursor.pickle('the protocol version');
+  check(protocol === 1001, `unsupported legacy protocol version ${String(protocol)}`);
+  const sysInfo = await cursor.pickle('the system info');
+  check(sysInfo instanceof Map && sysInfo.get('little_endian') === true, 'only little-endian files are supported');
+  const stateDict = await cursor.pickle('the state dict');
+  const keys = await cursor.pickle('the storage keys');
+  check(Array.isArray(keys) && keys.every((k) => typeof k === 'string'), 'the storage key list is not a list of strings');
   // Storage k sits after storages 0..k-1, each an int64 element count and the data.
   const elementSize = new Map<string, number>();
   if (stateDict instanceof Map)
     for (const v of stateDict.values()) if (v instanceof TensorRef) elementSize.set(v.storage.key, v.storage.elementSize);
   const location = new Map<string, { offset: number; numel: number }>();
-  let pos = end;
-  for (const key of keys) {
-    const numel = (await file.read(pos, 8, `the size of storage ${key}`)).readBigInt64LE(0);
+  for (const key of keys as string[]) {
+    const numel = (await cursor.bytes(8, `the size of storage ${key}`)).readBigInt64LE(0);
     const size = elementSize.get(key) ?? fail(`storage ${key} is not used by any tensor`);
-    check(
-      numel >= 0n && numel * BigInt(size) <= BigInt(file.size - pos - 8),
-      `storage ${key} claims ${numel} elements, more than the file holds`,
-    );
-    location.set(key, { offset: pos + 8, numel: Number(numel) });
-    pos += 8 + Number(numel) * size;
+    check(numel >= 0n && numel * BigInt(size) <= BigInt(cursor.left), `storage ${key} claims ${numel} elements, more than the file holds`);
+    location.set(key, { offset: cursor.pos, numel: Number(numel) });
+    cursor.pos += Number(numel) * size;
   }
   return {
     stateDict,
@@ -139,48 +134,6 @@ async function openLegacyPth(file: FileBytes): Promise<OpenedPth> {
       return toFloat32(await file.read(loc.offset, loc.numel * ref.elementSize, `storage ${ref.key}`), ref, file.budget);
     }),
   };
-}
-
-function parseLegacyPickles(head: Buffer): { stateDict: PickleValue; keys: string[]; end: number } {
-  const magic = unpickle(head, 0, 'the magic number');
-  check(magic.value === 0x1950a86a20f9469cfc6cn, 'not a PyTorch file (wrong magic number)');
-  const protocol = unpickle(head, magic.end, 'the protocol version');
-  check(protocol.value === 1001, `unsupported legacy protocol version ${String(protocol.value)}`);
-  const sysInfo = unpickle(head, protocol.end, 'the system info');
-  check(sysInfo.value instanceof Map && sysInfo.value.get('little_endian') === true, 'only little-endian files are supported');
-  const main = unpickle(head, sysInfo.end, 'the state dict');
-  const keys = unpickle(head, main.end, 'the storage keys');
-  check(Array.isArray(keys.value) && keys.value.every((k) => typeof k === 'string'), 'the storage key list is not a list of strings');
-  return { stateDict: main.value, keys: keys.value as string[], end: keys.end };
-}
-
-/** Each storage is read and converted once, however many tensors share it. */
-function cachedByKey(read: (ref: StorageRef) => Promise<Float32Array>): (ref: StorageRef) => Promise<Float32Array> {
-  const cache = new Map<string, Promise<Float32Array>>();
-  return (ref) => {
-    let p = cache.get(ref.key);
-    if (!p) cache.set(ref.key, (p = read(ref)));
-    return p;
-  };
-}
-
-function toFloat32(bytes: Buffer, ref: StorageRef, budget: MemoryBudget): Float32Array {
-  check(bytes.length % ref.elementSize === 0, `storage ${ref.key} is not a whole number of ${ref.dtype} values`);
-  const n = bytes.length / ref.elementSize;
-  // A converted (or realigned) copy costs 4 bytes a value on top of the bytes read.
-  if (ref.dtype !== 'float32' || bytes.byteOffset % 4 !== 0) budget.take(4 * n, `storage ${ref.key} as float32`);
-  switch (ref.dtype) {
-    case 'float32':
-      return float32View(bytes);
-    case 'float64':
-      return Float32Array.from({ length: n }, (_, i) => bytes.readDoubleLE(8 * i));
-    case 'float16':
-      return Float32Array.from({ length: n }, (_, i) => halfToFloat(bytes.readUInt16LE(2 * i)));
-    case 'bfloat16':
-      return Float32Array.from({ length: n }, (_, i) => bfloat16ToFloat(bytes.readUInt16LE(2 * i)));
-    default:
-      fail(`storage ${ref.key} holds ${ref.dtype}, not floating-point weights`);
-  }
 }
 
 /**
@@ -237,6 +190,6 @@ function describe(v: PickleValue | undefined): string {
 registerFormat({
   name: 'pth',
   description: 'PyTorch state dict (.pth)',
-  detect: (p) => !p.isDirectory && (hasMagic(p.head, 'PK\x03\x04') || hasMagic(p.head, LEGACY_MAGIC)),
+  detect: (p) => !p.isDirectory && (hasMagic(p.head, 'PK\x03\x04') || hasMagic(p.head, STREAM_MAGIC) || isTar(p.head)),
   load: loadPth,
 });

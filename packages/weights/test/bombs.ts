@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { VGG19_LAYERS } from '@nst/core';
 import { referenceLayer } from './reference.js';
-import { makeZip, statePickle, zipPth, type TorchTensor } from './torchfile.js';
+import { makeZip, statePickle, tarArchive, tarPth, tarPthMembers, zipPth, type TorchTensor } from './torchfile.js';
 
 export interface Bomb {
   /** The reader it targets (the fuzz seed format it joins). */
@@ -275,7 +275,67 @@ function pthBombs(): Bomb[] {
     open: 'w.pth',
     expect: /nested more than 64 deep/,
   });
+  out.push(...tarBombs());
   return out;
+}
+
+/** PyTorch's tar format: declared member sizes, storage sizes, counts and dimensions past what the file holds. */
+function tarBombs(): Bomb[] {
+  const tar = (name: string, bytes: Buffer, expect: RegExp): Bomb => ({
+    format: 'pth-tar',
+    name: `tar: ${name}`,
+    files: [{ name: 'w.pth', bytes }],
+    open: 'w.pth',
+    expect,
+  });
+  /** The members with the size field of `member` replaced. */
+  const withSizeField = (member: string, field: Buffer) =>
+    tarArchive(tarPthMembers(tensors()).map((m) => (m.name === member ? { ...m, declaredSize: field } : m)));
+  const base256 = Buffer.alloc(12);
+  base256[0] = 0x80;
+  base256.writeBigUInt64BE(1n << 62n, 4);
+  const good = tarPth(tensors());
+  const storagesAt = good.indexOf(Buffer.from('storages\0'));
+  const pax = Buffer.from('29 size=99999999999999999999\n');
+  return [
+    tar(
+      'the storages member declaring 8 GiB',
+      withSizeField('storages', Buffer.from('77777777777\0')),
+      /declares 8589934591 bytes, past the end of the file/,
+    ),
+    tar('a base-256 member size of 2^62', withSizeField('storages', base256), /declares 4611686018427387904 bytes/),
+    tar(
+      'a pax header declaring 10^20 bytes',
+      tarArchive([{ name: 'PaxHeader', data: pax, type: 'x' }, ...tarPthMembers(tensors())]),
+      /pax header .* malformed size/,
+    ),
+    tar(
+      'a storage claiming 2^60 elements',
+      tarPth(tensors(), { storageNumel: { '0': 1n << 60n } }),
+      /storage 1000 claims 1152921504606846976 elements/,
+    ),
+    tar(
+      'a storage count of 10^12',
+      tarPth(tensors(), { storageCount: 1e12 }),
+      /the storage count is 1000000000000, expected an integer in 0\.\./,
+    ),
+    tar(
+      'a tensor count of 10^12',
+      tarPth(tensors(), { tensorCount: 1e12 }),
+      /the tensor count is 1000000000000, expected an integer in 0\.\./,
+    ),
+    tar('tensors of 2^31 - 1 dimensions', tarPth(tensors(), { ndim: 2n ** 31n - 1n }), /dimension count of tensor 1100 is 2147483647/),
+    tar(
+      'cut inside the storages member',
+      good.subarray(0, storagesAt + 512 + 4000),
+      /"storages" .* declares \d+ bytes, past the end of the file/,
+    ),
+    tar(
+      '65 headers',
+      tarArchive(Array.from({ length: 65 }, (_, k) => ({ name: `m${k}`, data: Buffer.alloc(0) }))),
+      /more than 64 tar headers/,
+    ),
+  ];
 }
 
 // ---- safetensors ----

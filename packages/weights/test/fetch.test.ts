@@ -2,10 +2,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isUserError } from '@nst/core';
-import { CACHE_FILE_NAME, ensureDefaultWeights, fetchWeightsDetailed, loadWeights, type WeightSource } from '@nst/weights';
+import { isUserError, PREPROCESSING, VGG19_LAYERS } from '@nst/core';
+import {
+  CACHE_FILE_NAME,
+  ensureDefaultWeights,
+  fetchWeightsDetailed,
+  loadWeights,
+  WeightsUnreachableError,
+  type WeightSource,
+} from '@nst/weights';
+import { repoRoot } from '@nst/test-helpers';
 import { expectSameArray, referenceLayer, tempDir } from './helpers.js';
 import { zipPth, type TorchTensor } from './torchfile.js';
 
@@ -35,6 +43,9 @@ const testSource = (over: Partial<WeightSource> = {}): WeightSource => ({
   ...over,
 });
 
+/** The files the server has, by name (any other name gets a wrong file). */
+const served = new Map<string, Buffer>([['vgg-test.pth', payload]]);
+
 /** Behaviour of the next requests, and a log of what the server saw. */
 let mode: 'ok' | 'error' | 'cut' = 'ok';
 const requests: Array<{ url: string; range?: string }> = [];
@@ -48,7 +59,7 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(500, 'Internal Server Error').end('boom');
     return;
   }
-  const body = req.url?.endsWith('.pth') ? payload : Buffer.from('not the real keras file');
+  const body = served.get(basename(req.url ?? '')) ?? Buffer.from('not the real keras file');
   const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   const start = m ? Number(m[1]) : 0;
   const slice = body.subarray(start);
@@ -130,7 +141,7 @@ describe('nst weights fetch against a local server', () => {
     expect(msg).toMatch(/checksum mismatch: md5 [0-9a-f]{32}, published 253f8cb515780f3b799900260a226db6/);
     // ...and says exactly what to download by hand and how to import it.
     expect(msg).toContain(
-      'Download https://storage.googleapis.com/tensorflow/keras-applications/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 by hand',
+      'download vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (80 MB, md5 253f8cb515780f3b799900260a226db6) by hand from https://storage.googleapis.com/tensorflow/keras-applications/vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
     );
     expect(msg).toContain('nst weights import vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5');
     expect(msg).not.toContain('\n');
@@ -139,9 +150,8 @@ describe('nst weights fetch against a local server', () => {
 
   it('reports a server error for every source in one line', async () => {
     mode = 'error';
-    const err = await fetchWeightsDetailed({ sources: [testSource(), testSource({ id: 'other', fileName: 'other.pth' })], ...quiet }).catch(
-      (e: unknown) => e,
-    );
+    const sources = [testSource(), testSource({ id: 'other', fileName: 'other.pth' })];
+    const err = await fetchWeightsDetailed({ sources, fallback: true, ...quiet }).catch((e: unknown) => e);
     expect(isUserError(err)).toBe(true);
     const msg = (err as Error).message;
     expect(msg).toContain(`${base}/vgg-test.pth: HTTP 500`);
@@ -150,11 +160,102 @@ describe('nst weights fetch against a local server', () => {
     expect(existsSync(join(cacheDirPath, CACHE_FILE_NAME))).toBe(false);
   });
 
-  it('falls back to the next source when the first fails', async () => {
+  it('goes on to the next (larger) source only with consent: --fallback or a yes', async () => {
     const bad = testSource({ id: 'bad', fileName: 'bad.pth', checksum: { algorithm: 'sha256', hex: '00'.repeat(32) } });
-    const result = await fetchWeightsDetailed({ sources: [bad, testSource()], ...quiet });
+    const sources = [bad, testSource({ megabytes: 575 })];
+    // No consent: it stops after the first, naming both ways on.
+    const stopped = await fetchWeightsDetailed({ sources, ...quiet }).catch((e: unknown) => e);
+    expect(isUserError(stopped)).toBe(true);
+    expect((stopped as Error).message).toBe(
+      'weights fetch: bad failed; the other sources are larger (test: 575 MB): run `nst weights fetch --source test`, or add --fallback to try each in turn',
+    );
+    expect(requests.map((r) => r.url)).toEqual(['/files/bad.pth']);
+    // Asked, and no: the same; asked, and yes: the next source.
+    const questions: string[] = [];
+    const no = await fetchWeightsDetailed({ sources, ask: async (q) => (questions.push(q), false), ...quiet }).catch((e: unknown) => e);
+    expect((no as Error).message).toMatch(/^weights fetch: bad failed/);
+    expect(questions).toEqual(['bad failed. Download test weights (575 MB) instead? [y/N] ']);
+    expect((await fetchWeightsDetailed({ sources, ask: async () => true, ...quiet })).source.id).toBe('test');
+    process.env.NST_CACHE_DIR = cacheDirPath = join(tmp, 'cache-fallback');
+    const result = await fetchWeightsDetailed({ sources, fallback: true, ...quiet });
     expect(result.source.id).toBe('test');
     await expectCachedReference(result.cachePath);
+  });
+
+  it('installs the Keras 1 release layout under its real name from a source with its checksum', async () => {
+    const fixture = join(repoRoot, 'test', 'fixtures', 'keras1-vgg19-notop.h5.fixture');
+    const bytes = readFileSync(fixture);
+    const fileName = 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5';
+    served.set(fileName, bytes);
+    const keras = testSource({ id: 'keras', fileName, checksum: { algorithm: 'md5', hex: createHash('md5').update(bytes).digest('hex') } });
+    const result = await fetchWeightsDetailed({ sources: [keras], ...quiet });
+    expect(requests).toEqual([{ url: `/files/${fileName}`, range: undefined }]);
+    expect(result.stored).toEqual(VGG19_LAYERS.slice(0, 13).map((l) => l.name));
+    const cached = await loadWeights(result.cachePath);
+    const original = await loadWeights(fixture);
+    expect(cached.preprocessing).toEqual(PREPROCESSING.caffeBgr);
+    cached.layers.forEach((l, k) => {
+      expectSameArray(l.kernel, original.layers[k].kernel, `${l.name} kernel`);
+      expectSameArray(l.bias, original.layers[k].bias, `${l.name} bias`);
+    });
+  });
+
+  it('says when a verified file does not convert, keeps it, moves on, and converts it on a re-run without downloading it', async () => {
+    const junk = Buffer.from('the published bytes, but not a weight file nst can read');
+    served.set('broken.h5', junk);
+    const broken = testSource({
+      id: 'broken',
+      fileName: 'broken.h5',
+      checksum: { algorithm: 'md5', hex: createHash('md5').update(junk).digest('hex') },
+    });
+    const lines: string[] = [];
+    const log = (line: string) => lines.push(line);
+    const result = await fetchWeightsDetailed({ sources: [broken, testSource()], fallback: true, log, progress: false });
+    expect(result.source.id).toBe('test');
+    await expectCachedReference(result.cachePath);
+    const kept = join(cacheDirPath, 'downloads', 'broken.h5');
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^weights: broken\.h5 is the published file \(checksum verified\) but does not convert: .*not a recognised VGG-19 weight file.*; kept in /,
+      ),
+    );
+    expect(readFileSync(kept)).toEqual(junk);
+    // The next run reads the kept file instead of downloading it (and, as it still does not convert, goes on).
+    requests.length = 0;
+    lines.length = 0;
+    await fetchWeightsDetailed({ sources: [broken, testSource()], fallback: true, log, progress: false });
+    expect(requests.map((r) => r.url)).toEqual(['/files/vgg-test.pth']);
+    expect(lines[0]).toBe(`weights: ${kept} was downloaded and verified before: converting it`);
+  });
+
+  it('with no server to reach, stops at once: one line, then where to get the file by hand and how to install it', async () => {
+    // A loopback port with nothing listening: connections are refused before any answer.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    process.env.NST_WEIGHTS_MIRROR = `http://127.0.0.1:${port}`;
+    const lines: string[] = [];
+    try {
+      const sources = [testSource(), testSource({ id: 'other', fileName: 'other.pth', megabytes: 575 })];
+      const err = await fetchWeightsDetailed({ sources, fallback: true, log: (l) => lines.push(l), progress: false }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(WeightsUnreachableError);
+      const e = err as WeightsUnreachableError;
+      expect(e.lines).toEqual([
+        `weights fetch: 127.0.0.1:${port} cannot be reached (ECONNREFUSED)`,
+        `download vgg-test.pth (1 MB, sha256 ${sha256}) by hand from http://127.0.0.1:9/unused,`,
+        'then install it: nst weights import vgg-test.pth',
+      ]);
+      expect(e.message).not.toContain('\n');
+      expect(e.message).toContain('then run `nst weights import vgg-test.pth`');
+      // Nothing was logged per URL, and the larger source was not tried.
+      expect(lines).toEqual([]);
+      expect(requests).toEqual([]);
+    } finally {
+      process.env.NST_WEIGHTS_MIRROR = base;
+    }
   });
 
   it('render without weights: asks, fetches with --yes, else explains how to get weights', async () => {

@@ -16,7 +16,7 @@ import { loadWeights, writeSafetensors } from '@nst/weights';
 import { allBombs, type Bomb } from './bombs.js';
 import { referenceLayer } from './reference.js';
 import { matConvLayer, matFile, type MatValue } from './matfile.js';
-import { legacyPth, zipPth, type TorchTensor } from './torchfile.js';
+import { legacyPth, tarPth, zipPth, type TorchTensor } from './torchfile.js';
 
 export interface FuzzSeed {
   readonly format: string;
@@ -127,6 +127,7 @@ export async function fuzzSeeds(scratch: string): Promise<FuzzSeed[]> {
     { format: 'pth-zip', files: [{ name: 'w.pth', bytes: zipPth(torchTensors()) }], open: 'w.pth' },
     { format: 'pth-zip-deflated', files: [{ name: 'w.pth', bytes: zipPth(torchTensors(), { deflate: true }) }], open: 'w.pth' },
     { format: 'pth-legacy', files: [{ name: 'w.pth', bytes: legacyPth(torchTensors()) }], open: 'w.pth' },
+    { format: 'pth-tar', files: [{ name: 'w.pth', bytes: tarPth(torchTensors()) }], open: 'w.pth' },
   ];
 }
 

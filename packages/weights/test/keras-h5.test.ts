@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import h5wasm from 'h5wasm/node';
 import { PREPROCESSING, isUserError } from '@nst/core';
 import { loadWeights } from '@nst/weights';
-import { expectSameArray, referenceLayer, tempDir } from './helpers.js';
+import { expectSameArray, expectUserError, referenceLayer, tempDir } from './helpers.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -77,6 +77,52 @@ describe('Keras HDF5', () => {
         expectSameArray(l.bias, layers[i].bias, `${l.name} bias`);
       });
     });
+
+  /** A file whose block1_conv1 group lists `weightNames` and holds `datasets` (name -> values). */
+  function withWeightNames(path: string, weightNames: string[], datasets: Array<[string, Float32Array, number[]]>): string {
+    const f = new h5wasm.File(path, 'w');
+    f.create_attribute('layer_names', ['block1_conv1'], null, 'S16');
+    const g = f.create_group('block1_conv1');
+    g.create_attribute('weight_names', weightNames, null, 'S32');
+    for (const [name, data, shape] of datasets) g.create_dataset({ name, data, shape, dtype: '<f' });
+    f.close();
+    return path;
+  }
+
+  it('takes kernel and bias from weight_names, in order, whatever the datasets are called', async () => {
+    const l = layers[0];
+    // The listed datasets have names no pattern knows; decoys with Keras names hold other values.
+    const path = withWeightNames(
+      join(dir, 'listed.h5'),
+      ['first:0', 'second:0'],
+      [
+        ['first:0', l.kernel, [3, 3, 3, 64]],
+        ['second:0', l.bias, [64]],
+        ['block1_conv1_W_1:0', new Float32Array(1728).fill(7), [3, 3, 3, 64]],
+        ['kernel:0', new Float32Array(1728).fill(8), [3, 3, 3, 64]],
+      ],
+    );
+    const set = await loadWeights(path);
+    expectSameArray(set.layers[0].kernel, l.kernel, 'conv1_1 kernel');
+    expectSameArray(set.layers[0].bias, l.bias, 'conv1_1 bias');
+  });
+
+  it('names the attribute or dataset at fault when weight_names does not describe a convolution', async () => {
+    const l = layers[0];
+    const three = withWeightNames(join(dir, 'three.h5'), ['a:0', 'b:0', 'c:0'], [['a:0', l.kernel, [3, 3, 3, 64]]]);
+    await expectUserError(three, /\/block1_conv1 lists 3 weights \(a:0, b:0, c:0\); a convolution has a kernel and a bias/);
+    const missing = withWeightNames(join(dir, 'missing.h5'), ['a:0', 'b:0'], [['a:0', l.kernel, [3, 3, 3, 64]]]);
+    await expectUserError(missing, /\/block1_conv1\/b:0 \(the conv1_1 bias\) is missing/);
+    const swapped = withWeightNames(
+      join(dir, 'swapped.h5'),
+      ['b:0', 'a:0'],
+      [
+        ['a:0', l.kernel, [3, 3, 3, 64]],
+        ['b:0', l.bias, [64]],
+      ],
+    );
+    await expectUserError(swapped, /conv1_1 kernel has shape \[64\], VGG-19 needs \[3, 3, 3, 64\]/);
+  });
 
   it('rejects a wrong-shape kernel, a non-HDF5 file named .h5, and a truncated file', async () => {
     const path = join(dir, 'wrong.h5');

@@ -32,6 +32,14 @@ class Pickler {
   int(n: number) {
     if (n < 256) return this.op(0x4b, n); // BININT1
     if (n < 65536) return this.op(0x4d, n & 255, n >> 8); // BININT2
+    if (n > 0x7fffffff) {
+      const b = Buffer.alloc(10);
+      b[0] = 0x8a; // LONG1 of 8 bytes
+      b[1] = 8;
+      b.writeBigInt64LE(BigInt(n), 2);
+      this.parts.push(b);
+      return this;
+    }
     const b = Buffer.alloc(5);
     b[0] = 0x4a;
     b.writeInt32LE(n, 1); // BININT
@@ -173,4 +181,98 @@ export function legacyPth(tensors: TorchTensor[]): Buffer {
     return [n, f32bytes(d)];
   });
   return Buffer.concat([magic, protocol, sys.bytes(), statePickle(tensors, true), keyList.bytes(), ...data]);
+}
+
+/** The 512-byte ustar header of one member (POSIX.1-1988), its size field `declaredSize` when given (octal, or a raw 12-byte field). */
+function tarHeader(name: string, size: number, declaredSize?: Buffer, type = '0'): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000600\0', 100, 'latin1'); // mode
+  h.write('0000000\0', 108, 'latin1'); // uid
+  h.write('0000000\0', 116, 'latin1'); // gid
+  (declaredSize ?? Buffer.from(`${size.toString(8).padStart(11, '0')}\0`, 'latin1')).copy(h, 124);
+  h.write('13046441000\0', 136, 'latin1'); // mtime
+  h.write(type, 156, 'latin1'); // typeflag: '0' a regular file, 'x' a pax header for the next
+  h.write('ustar\0' + '00', 257, 'latin1');
+  h.fill(0x20, 148, 156); // the checksum counts its own field as spaces
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+
+/** A tar archive of `members` (each padded to 512 bytes), ended by two zero blocks. */
+export function tarArchive(members: Array<{ name: string; data: Buffer; declaredSize?: Buffer; type?: string }>): Buffer {
+  const parts = members.flatMap((m) => [
+    tarHeader(m.name, m.data.length, m.declaredSize, m.type),
+    m.data,
+    Buffer.alloc((512 - (m.data.length % 512)) % 512),
+  ]);
+  return Buffer.concat([...parts, Buffer.alloc(1024)]);
+}
+
+/** Storage and tensor keys of the tar format: the saving process's pointers, here small integers. */
+const tarKey = (k: number) => 1000 + k;
+
+/** Overrides that make hostile tar-format files; each replaces one declared count or size. */
+export interface TarPthOptions {
+  storageCount?: number;
+  tensorCount?: number;
+  /** The int64 element count written before a storage's data (by storage key). */
+  storageNumel?: Record<string, bigint>;
+  /** The int64 ndim written for every tensor. */
+  ndim?: bigint;
+}
+
+/**
+ * PyTorch's tar format (before 0.1.10) as torch/serialization.py's legacy_load
+ * reads it: members sys_info, pickle, tensors, storages (in the order the old
+ * torch.save wrote them), pickles of protocol 2, int64 metadata, no views.
+ */
+export function tarPthMembers(tensors: TorchTensor[], opts: TarPthOptions = {}): Array<{ name: string; data: Buffer }> {
+  const storageKeys = [...storages(tensors).keys()];
+  const storageId = (key: string) => tarKey(storageKeys.indexOf(key));
+  const tensorId = (k: number) => tarKey(100 + k);
+  const sys = new Pickler();
+  sys.op(0x80, 2, 0x7d, 0x28).str('protocol_version').int(1000).str('little_endian').op(0x88);
+  sys.str('type_sizes').op(0x7d, 0x28).str('short').int(2).str('int').int(4).str('long').int(8).op(0x75, 0x75, 0x2e);
+  // The state dict: OrderedDict() then SETITEMS of key -> persistent id "<tensor key>".
+  const main = new Pickler();
+  main.op(0x80, 2).global('collections', 'OrderedDict').op(0x29, 0x52, 0x28);
+  tensors.forEach((t, k) =>
+    main
+      .str(t.key)
+      .str(String(tensorId(k)))
+      .op(0x51),
+  ); // BINPERSID
+  main.op(0x75, 0x2e);
+  const count = (n: number) => new Pickler().op(0x80, 2).int(n).op(0x2e).bytes();
+  const int64 = (v: bigint | number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(v));
+    return b;
+  };
+  const tensorPart = [count(opts.tensorCount ?? tensors.length)];
+  tensors.forEach((t, k) => {
+    const header = new Pickler().op(0x80, 2, 0x28).int(tensorId(k)).int(storageId(t.storageKey));
+    tensorPart.push(header.global('torch', 'FloatTensor').op(0x74, 0x2e).bytes());
+    tensorPart.push(int64(opts.ndim ?? t.size.length), ...t.size.map(int64), ...t.stride.map(int64), int64(t.offset));
+  });
+  const storagePart = [count(opts.storageCount ?? storageKeys.length)];
+  for (const [key, data] of storages(tensors)) {
+    const header = new Pickler().op(0x80, 2, 0x28).int(storageId(key)).str('cpu');
+    storagePart.push(header.global('torch', 'FloatStorage').op(0x74, 0x2e).bytes());
+    storagePart.push(int64(opts.storageNumel?.[key] ?? data.length), f32bytes(data));
+  }
+  storagePart.push(Buffer.from([0x80, 2, 0x5d, 0x2e])); // no storage views: []
+  return [
+    { name: 'sys_info', data: sys.bytes() },
+    { name: 'pickle', data: main.bytes() },
+    { name: 'tensors', data: Buffer.concat(tensorPart) },
+    { name: 'storages', data: Buffer.concat(storagePart) },
+  ];
+}
+
+export function tarPth(tensors: TorchTensor[], opts: TarPthOptions = {}): Buffer {
+  return tarArchive(tarPthMembers(tensors, opts));
 }

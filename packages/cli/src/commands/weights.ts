@@ -22,9 +22,16 @@ import {
   askOnTerminal,
   EMBEDDED_SOURCE,
   WeightsError,
+  WeightsUnreachableError,
 } from '@nst/weights';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
+
+/** "535-575 MB": the sizes of the sources after the first. */
+function largerSizes(): string {
+  const sizes = WEIGHT_SOURCES.slice(1).map((s) => s.megabytes);
+  return `${Math.min(...sizes)}-${Math.max(...sizes)} MB`;
+}
 
 export function registerWeightsCommands(program: Command): void {
   const weights = program.command('weights').description('obtain, import and inspect VGG-19 weights');
@@ -33,22 +40,37 @@ export function registerWeightsCommands(program: Command): void {
     .command('fetch')
     .description('download VGG-19 weights (checksum-verified, resumable) into the cache')
     .addOption(
-      new Option('--source <name>', 'which published file to download (default: each in turn until one works)').choices(
+      new Option('--source <name>', 'which published file to download (default: keras, then the others with your consent)').choices(
         WEIGHT_SOURCES.map((s) => s.id),
       ),
     )
     .option('-y, --yes', 'do not ask before downloading')
+    .option('--fallback', `if a source fails, go on to the next without asking (the others are ${largerSizes()})`)
     .option('--keep', 'keep the downloaded original in <cache>/downloads')
-    .action(async (flags: { source?: string; yes?: boolean; keep?: boolean }) => {
+    .action(async (flags: { source?: string; yes?: boolean; fallback?: boolean; keep?: boolean }) => {
       const source = flags.source ? findSource(flags.source) : WEIGHT_SOURCES[0];
-      if (!flags.yes && process.stdin.isTTY && process.stderr.isTTY) {
+      const interactive = !flags.yes && process.stdin.isTTY === true && process.stderr.isTTY === true;
+      if (interactive) {
         const ok = await askOnTerminal(`Download ${source.description} (${source.megabytes} MB) into ${cacheDir()}? [Y/n] `);
         if (!ok) throw new UserError('weights fetch: cancelled');
       }
-      const result = await fetchWeightsDetailed({ source: flags.source, keep: flags.keep });
-      out(
-        `${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`,
-      );
+      try {
+        const result = await fetchWeightsDetailed({
+          source: flags.source,
+          keep: flags.keep,
+          fallback: flags.fallback,
+          ask: interactive ? (question) => askOnTerminal(question, false) : undefined,
+        });
+        out(
+          `${result.cachePath}: ${result.stored.length} layers (${result.stored[0]} .. ${result.stored.at(-1)}) from ${result.source.fileName} (${describePreprocessing(result.set.preprocessing)})`,
+        );
+      } catch (e) {
+        if (!(e instanceof WeightsUnreachableError)) throw e;
+        // What happened, then the way forward, each on its line (the error's one-line form says the same).
+        const [problem, ...ways] = e.lines;
+        process.stderr.write(`nst: ${problem}\n${ways.map((w) => `  ${w}\n`).join('')}`);
+        process.exitCode = 2;
+      }
     });
 
   weights
@@ -61,7 +83,7 @@ export function registerWeightsCommands(program: Command): void {
       const { set } = await loadWeightsDetailed(path, { preprocessing });
       const stored = await importToCache(set, { force: flags.force }).catch((e: unknown) => {
         if (e instanceof WeightsError && e.reason === 'WEIGHTS_CACHE_DOWNGRADE')
-          throw new UserError(`weights import: ${e.message}; pass --force to replace it`, { cause: e });
+          throw new UserError(`weights import: ${e.detail}; pass --force to replace it`, { cause: e });
         throw e;
       });
       const { layers } = stored;
