@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isUserError, type WeightSet } from '@nst/core';
 import { CACHE_FILE_NAME, WeightsError, loadWeights, randomWeights, writeSafetensors } from '@nst/weights';
-import { registerWeightsCommands } from '@nst/cli';
+import { defineWeightsCommands } from '@nst/cli';
 import { available, cliBuilt, jsonLines, newDir, nst as nstBuilt, repoRoot, writeTestImage } from '@nst/test-helpers';
 // The weight readers' test fixtures: reference values and a .pth writer.
 import { expectSameArray, haveShared, referenceLayer, sharedWeights, tempDir } from '../packages/weights/test/helpers.js';
@@ -21,7 +21,7 @@ beforeEach(() => {
 /** Runs `nst weights ...` in-process; returns stdout lines, or throws the action's error. */
 async function nst(...args: string[]): Promise<string[]> {
   const program = new Command('nst').exitOverride();
-  registerWeightsCommands(program);
+  defineWeightsCommands(program.command('weights'));
   const lines: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));
   try {

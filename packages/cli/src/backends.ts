@@ -5,7 +5,6 @@ import { flagFor, once } from './flags.js';
 import { isUserError, UserError } from '@nst/core';
 import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';
 import { cacheDir, randomWeights } from '@nst/weights';
-import { createTfjsBackend, selectTfjsBackend } from '@nst/tfjs';
 
 export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
@@ -23,7 +22,8 @@ function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>
     if (!loaded.ok) throw new Error(loaded.reason);
     return createNativeBackend(device, { precision: options.precision, gpu: options.gpu });
   };
-  return { cuda: native('cuda'), cpu: native('cpu'), tfjs: () => createTfjsBackend() };
+  // TensorFlow.js takes about a second to import: only when it is the backend wanted.
+  return { cuda: native('cuda'), cpu: native('cpu'), tfjs: async () => (await import('@nst/tfjs')).createTfjsBackend() };
 }
 
 /**
@@ -66,7 +66,7 @@ export async function describeBackends(options: BackendOptions): Promise<string[
       let why = '';
       if (name === 'tfjs') {
         // Say why faster TensorFlow.js engines were passed over (tfjs-node is an optional install).
-        const rejected = (await selectTfjsBackend()).rejected;
+        const rejected = (await (await import('@nst/tfjs')).selectTfjsBackend()).rejected;
         if (rejected.length > 0) why = ` (skipped: ${rejected.map((r) => `${r.kind}: ${r.reason.split('\n')[0]}`).join('; ')})`;
       }
       lines.push(`${name.padEnd(5)} yes  ${b.detail}${why}`);

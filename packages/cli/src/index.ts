@@ -1,1 +1,1 @@
-export { registerWeightsCommands } from './commands/weights.js';
+export { defineWeightsCommands } from './commands/weights.js';

@@ -1,12 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { formatUserError, isUserError } from '@nst/core';
 import { flagFor } from './flags.js';
-import { describeBackends } from './backends.js';
-import { registerBatchCommand } from './commands/batch.js';
-import { registerRenderCommand } from './commands/render.js';
-import { registerServeCommand } from './commands/serve.js';
-import { registerWorkerCommand } from './commands/worker.js';
-import { registerWeightsCommands } from './commands/weights.js';
 
 /**
  * `nst`: the command line. Every error the user can cause is one line on
@@ -42,19 +36,53 @@ const program = new Command('nst')
   .option('--debug', 'print stack traces on errors')
   .showHelpAfterError(false)
   .exitOverride()
-  .configureOutput({ outputError: (text, write) => write(text.split('\n')[0].replace(/^error: /, 'nst: ') + '\n') });
+  // One line, the suggestion included: "nst: unknown option '--iteratons' (Did you mean --iterations?)".
+  .configureOutput({ outputError: (text, write) => write(text.trim().split('\n').join(' ').replace(/^error: /, 'nst: ') + '\n') });
 
-registerRenderCommand(program);
-registerBatchCommand(program);
-registerServeCommand(program);
-registerWorkerCommand(program);
-registerWeightsCommands(program);
-program
-  .command('backends')
-  .description('list the compute backends and whether each can run here')
-  .action(async () => {
-    for (const line of await describeBackends({})) process.stdout.write(line + '\n');
-  });
+/**
+ * The commands, each loaded only when it runs: a command's module imports
+ * what it needs (sharp, the native addon, TensorFlow.js, BullMQ), and
+ * `nst --version` or a mistyped command should not wait for any of it. The
+ * others are listed by name and description, for help and suggestions.
+ */
+const COMMANDS: readonly { name: string; description: string; define: () => Promise<(command: Command) => void> }[] = [
+  {
+    name: 'render',
+    description: 'optimise an image to keep the content of one photo in the style of one or more paintings',
+    define: async () => (await import('./commands/render.js')).defineRenderCommand,
+  },
+  {
+    name: 'batch',
+    description:
+      'render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches',
+    define: async () => (await import('./commands/batch.js')).defineBatchCommand,
+  },
+  {
+    name: 'serve',
+    description: 'serve the HTTP API and the web page; jobs go to workers through Redis ($REDIS_URL)',
+    define: async () => (await import('./commands/serve.js')).defineServeCommand,
+  },
+  {
+    name: 'worker',
+    description: 'render queued jobs (one worker per GPU; Redis at $REDIS_URL), batching compatible ones',
+    define: async () => (await import('./commands/worker.js')).defineWorkerCommand,
+  },
+  {
+    name: 'weights',
+    description: 'obtain, import and inspect VGG-19 weights',
+    define: async () => (await import('./commands/weights.js')).defineWeightsCommands,
+  },
+  {
+    name: 'backends',
+    description: 'list the compute backends and whether each can run here',
+    define: async () => (await import('./commands/backends.js')).defineBackendsCommand,
+  },
+];
+const invoked = process.argv.slice(2).find((a) => !a.startsWith('-'));
+for (const c of COMMANDS) {
+  const command = program.command(c.name).description(c.description);
+  if (c.name === invoked) (await c.define())(command);
+}
 
 // Holds the event loop open until the command settles. Node ends a process
 // whose loop has drained even while its top-level await is pending (exit code

@@ -10,12 +10,9 @@ interface BatchFlags extends PackingFlags {
   json?: boolean;
 }
 
-export function registerBatchCommand(program: Command): void {
-  const command = program
-    .command('batch')
-    .description(
-      'render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches',
-    )
+/** `nst batch`'s arguments, flags and action (main.ts names and describes the command). */
+export function defineBatchCommand(command: Command): void {
+  command
     .argument('<jobs>', 'the manifest: JSON Lines, or CSV with a header row')
     .option('--results <file>', 'results, one JSON line per job (default: <jobs>.results.jsonl)')
     .option('--json', 'print one JSON event per line on stdout');

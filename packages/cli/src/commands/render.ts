@@ -42,10 +42,8 @@ function jobFlag(field: keyof JobConfig, o: OptionSpec<unknown>): Option {
   return option;
 }
 
-export function registerRenderCommand(program: Command): void {
-  const command = program
-    .command('render')
-    .description('optimise an image to keep the content of one photo in the style of one or more paintings');
+/** `nst render`'s flags and action (main.ts names and describes the command). */
+export function defineRenderCommand(command: Command): void {
   for (const field of optionsFor('cli')) command.addOption(jobFlag(field, JOB_OPTIONS[field]));
   addBackendOptions(command)
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')

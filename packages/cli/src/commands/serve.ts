@@ -10,10 +10,9 @@ interface ServeFlags {
   token?: string;
 }
 
-export function registerServeCommand(program: Command): void {
-  program
-    .command('serve')
-    .description('serve the HTTP API and the web page; jobs go to workers through Redis ($REDIS_URL)')
+/** `nst serve`'s flags and action (main.ts names and describes the command). */
+export function defineServeCommand(command: Command): void {
+  command
     .option('--port <n>', 'TCP port', '8080')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .requiredOption('--store <dir>', 'the store folder the workers share (inputs, checkpoints, results)')

@@ -33,9 +33,8 @@ function largerSizes(): string {
   return `${Math.min(...sizes)}-${Math.max(...sizes)} MB`;
 }
 
-export function registerWeightsCommands(program: Command): void {
-  const weights = program.command('weights').description('obtain, import and inspect VGG-19 weights');
-
+/** `nst weights`' subcommands (main.ts names and describes the command). */
+export function defineWeightsCommands(weights: Command): void {
   weights
     .command('fetch')
     .description('download VGG-19 weights (checksum-verified, resumable) into the cache')

@@ -13,11 +13,9 @@ interface WorkerFlags extends PackingFlags {
   previewSeconds: string;
 }
 
-export function registerWorkerCommand(program: Command): void {
-  const command = program
-    .command('worker')
-    .description('render queued jobs (one worker per GPU; Redis at $REDIS_URL), batching compatible ones')
-    .requiredOption('--store <dir>', 'the store folder the server shares')
+/** `nst worker`'s flags and action (main.ts names and describes the command). */
+export function defineWorkerCommand(command: Command): void {
+  command
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
