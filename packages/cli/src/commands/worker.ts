@@ -16,6 +16,7 @@ interface WorkerFlags extends PackingFlags {
 /** `nst worker`'s flags and action (main.ts names and describes the command). */
 export function defineWorkerCommand(command: Command): void {
   command
+    .requiredOption('--store <dir>', 'the store folder the server shares')
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
