@@ -4,8 +4,6 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly field?: string,
-    /** Headers the response carries besides the JSON (Retry-After). */
-    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }

@@ -220,14 +220,16 @@ function errorResponse(
         error: e.field && e.status !== 404 && e.status !== 401 ? `${e.field}: ${e.message}` : e.message,
         ...(e.field ? { field: e.field } : {}),
       },
-      headers: { ...e.headers },
+      headers: {},
     };
   if (isUserError(e)) {
     const status = e.code === 'too-large' ? 413 : 400;
     return { status, body: { error: formatUserError(e, kebabCase), ...(e.field ? { field: kebabCase(e.field) } : {}) }, headers: {} };
   }
   const message = (e as Error)?.message?.split('\n')[0] ?? String(e);
-  log(`${(e as Error)?.name ?? 'error'}: ${message}`);
+  // The log is the server's own: there the cause is given in full, paths and all.
+  const cause = (e as Error)?.cause as Error | undefined;
+  log(`${(e as Error)?.name ?? 'error'}: ${message}${cause?.message ? ` (${cause.message.split('\n')[0]})` : ''}`);
   if (isStoreUnavailable(e))
     return { status: e.trouble === 'full' ? 507 : 503, body: { error: e.message }, headers: { 'retry-after': '60' } };
   if (e instanceof QueueUnavailableError) return { status: 503, body: { error: e.message }, headers: { 'retry-after': '10' } };

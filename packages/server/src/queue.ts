@@ -119,7 +119,7 @@ export async function queueCall<T>(call: () => Promise<T>, timeoutMs = QUEUE_DEA
  */
 export async function persistenceWarning(connection: RedisOptions): Promise<string | undefined> {
   const advice = 'set appendonly yes (README: nst serve)';
-  const client = new Redis({ ...connection, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null } as never);
+  const client = new Redis({ ...connection, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   client.on('error', () => undefined); // the command below reports it
   try {
     await client.connect();

@@ -35,6 +35,8 @@ export class StoreUnavailableError extends Error {
   constructor(
     readonly trouble: StoreTrouble,
     readonly code: string,
+    /** The file-system error, path and all: for the server's log, never for a response. */
+    cause?: unknown,
   ) {
     super(
       trouble === 'full'
@@ -42,6 +44,7 @@ export class StoreUnavailableError extends Error {
         : trouble === 'read-only'
           ? `the store is not writable (${code})`
           : `the store is not answering (${code})`,
+      { cause },
     );
   }
 }
@@ -57,8 +60,8 @@ const READ_ONLY = new Set(['EROFS', 'EACCES', 'EPERM']);
 function storeFailure(e: unknown, reading = false): unknown {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) return e;
-  if (reading) return new StoreUnavailableError('unavailable', code);
-  return new StoreUnavailableError(FULL.has(code) ? 'full' : READ_ONLY.has(code) ? 'read-only' : 'unavailable', code);
+  if (reading) return new StoreUnavailableError('unavailable', code, e);
+  return new StoreUnavailableError(FULL.has(code) ? 'full' : READ_ONLY.has(code) ? 'read-only' : 'unavailable', code, e);
 }
 
 const KEY = /^[a-z0-9_-][a-z0-9._-]*(\/[a-z0-9_-][a-z0-9._-]*)*$/;
