@@ -181,7 +181,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('hostile requests', () => {
     const heavy = Array.from({ length: 8 }, (_, k) =>
       submitJob(base, serveToken, { content: k % 2 ? bigPng : bigPng2, style: k % 2 ? bigPng2 : bigPng }, fields),
     );
-    await new Promise((r) => setTimeout(r, 300)); // the heavy ones are in
+    await new Promise((r) => setTimeout(r, 1000)); // the heavy ones are decoding
     t = Date.now();
     const light = await submitJob(base, serveToken, { content: small, style: small }, fields);
     const lightSeconds = (Date.now() - t) / 1000;
