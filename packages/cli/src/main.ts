@@ -37,7 +37,16 @@ const program = new Command('nst')
   .showHelpAfterError(false)
   .exitOverride()
   // One line, the suggestion included: "nst: unknown option '--iteratons' (Did you mean --iterations?)".
-  .configureOutput({ outputError: (text, write) => write(text.trim().split('\n').join(' ').replace(/^error: /, 'nst: ') + '\n') });
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        text
+          .trim()
+          .split('\n')
+          .join(' ')
+          .replace(/^error: /, 'nst: ') + '\n',
+      ),
+  });
 
 /**
  * The commands, each loaded only when it runs: a command's module imports

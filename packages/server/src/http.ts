@@ -3,19 +3,28 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import busboy from 'busboy';
 import sharp from 'sharp';
 import { formatUserError, isUserError, kebabCase, UserError } from '@nst/core';
 import { camelCase } from '@nst/batch';
 import { INIT_KINDS, isInitKind, jobFromOptions, JOB_OPTIONS, optionsFor, planScales } from '@nst/job';
-import { describeJob, previewKey, resultKey, type RenderJob, type RenderQueue } from './queue.js';
-import { inputKey, type BlobStore } from './store.js';
+import { checkImages, PixelGate } from './decode.js';
+import { HttpError, withoutPaths } from './errors.js';
+import { jobFeeds } from './events.js';
+import { readMultipart, type Upload } from './multipart.js';
+import { describeJob, QueueUnavailableError, queueCall, resultKey, type RenderJob, type RenderQueue } from './queue.js';
+import { inputKey, isStoreUnavailable, type BlobStore } from './store.js';
 
 export interface ApiLimits {
   /** Bytes per uploaded file. */
   readonly uploadBytes: number;
+  /** Bytes of a whole request body. */
+  readonly requestBytes: number;
   /** Pixels an uploaded image may have (decoded). */
   readonly inputPixels: number;
+  /** Pixels the images of one request may have together. */
+  readonly requestPixels: number;
+  /** Pixels being decoded at once, all requests together (bounds the memory decoding takes). */
+  readonly decodingPixels: number;
   /** Pixels of the output. */
   readonly outputPixels: number;
   readonly iterations: number;
@@ -26,7 +35,10 @@ export interface ApiLimits {
 
 export const DEFAULT_API_LIMITS: ApiLimits = {
   uploadBytes: 20 * 2 ** 20,
+  requestBytes: 64 * 2 ** 20,
   inputPixels: 40_000_000,
+  requestPixels: 100_000_000,
+  decodingPixels: 64_000_000,
   outputPixels: 1024 * 1024,
   iterations: 5000,
   styles: 8,
@@ -36,26 +48,32 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
 export interface ApiOptions {
   readonly store: BlobStore;
   readonly queue: RenderQueue;
+  /** The bearer token every /api request must carry: at least MIN_TOKEN_LENGTH characters. */
   readonly token: string;
   readonly limits?: Partial<ApiLimits>;
   /** How often server-sent events look for news. */
   readonly eventsEveryMs?: number;
+  /** How long an events client may read nothing before it is disconnected (30 s). */
+  readonly eventsStallMs?: number;
+  /** Where errors that are the server's own (a 500, a store or Redis failure) are logged in full; stderr by default. */
+  readonly log?: (line: string) => void;
+}
+
+/** Tokens shorter than this are refused: a guessable token is no lock. */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** Refuses a token too short to be a secret; `field` names where it came from (`token`, `tokenFile`). */
+export function checkToken(token: string, field = 'token'): string {
+  if (token.length < MIN_TOKEN_LENGTH)
+    throw new UserError(`is ${token.length} characters; a token needs at least ${MIN_TOKEN_LENGTH} (make one with: openssl rand -hex 24)`, {
+      field,
+    });
+  return token;
 }
 
 /** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files. */
 const REQUEST_FIELDS = new Set<string>(optionsFor('http').filter((f) => !JOB_OPTIONS[f].upload));
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** An HTTP error: a status and a one-line JSON body naming the field (kebab-case) at fault. */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
-}
 
 /** The web page's files, read once: no request path ever reaches the file system. */
 function webFiles(): Map<string, { type: string; body: Buffer }> {
@@ -85,11 +103,27 @@ function webFiles(): Map<string, { type: string; body: Buffer }> {
 
 /**
  * The HTTP API and the web page. Every /api route needs
- * `Authorization: Bearer <token>`; uploads are bounded, decoded and checked
- * before a job is queued; errors are one line of JSON naming the field.
+ * `Authorization: Bearer <token>`; a request is refused by its headers
+ * (token, declared length) before its body is read, and a refused body is
+ * never read: the connection is closed. Uploads are bounded, decoded and
+ * checked before a job is queued; errors are one line of JSON naming the
+ * field, with no path of the server in them.
  */
 export function createApiServer(options: ApiOptions): http.Server {
+  checkToken(options.token);
   const limits = { ...DEFAULT_API_LIMITS, ...options.limits };
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // Every upload is a new image: libvips' cache of decoded images would only hold memory.
+  sharp.cache(false);
+  const gate = new PixelGate(Math.max(limits.decodingPixels, limits.inputPixels));
+  const watch = jobFeeds({
+    queue: options.queue,
+    store: options.store,
+    everyMs: options.eventsEveryMs ?? 500,
+    bufferBytes: 64 * 1024,
+    stallMs: options.eventsStallMs ?? 30_000,
+    log,
+  });
   const web = webFiles();
   const tokenDigest = createHash('sha256').update(options.token).digest();
   const authorised = (req: http.IncomingMessage) => {
@@ -98,7 +132,7 @@ export function createApiServer(options: ApiOptions): http.Server {
   };
 
   const findJob = async (id: string): Promise<RenderJob> => {
-    const job = JOB_ID.test(id) ? await options.queue.getJob(id) : undefined;
+    const job = JOB_ID.test(id) ? await queueCall(() => options.queue.getJob(id)) : undefined;
     if (!job) throw new HttpError(404, `no job '${id.slice(0, 40)}'`, 'id');
     return job;
   };
@@ -118,17 +152,22 @@ export function createApiServer(options: ApiOptions): http.Server {
     const id = parts[2] ?? '';
     switch (route) {
       case 'POST /jobs':
-        return sendJson(res, 201, { id: await submit(req, options, limits) });
+        return sendJson(res, 201, { id: await submit(req, res, { ...options, limits, gate }) });
       case 'GET /jobs': {
-        const jobs = await options.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, 49);
-        jobs.sort((a, b) => b.timestamp - a.timestamp);
-        return sendJson(res, 200, { jobs: await Promise.all(jobs.slice(0, 50).map(describeJob)) });
+        const jobs = await queueCall(async () => {
+          const recent = await options.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, 49);
+          recent.sort((a, b) => b.timestamp - a.timestamp);
+          return Promise.all(recent.slice(0, 50).map(describeJob));
+        });
+        return sendJson(res, 200, { jobs });
       }
-      case 'GET /jobs/:id':
-        return sendJson(res, 200, await describeJob(await findJob(id)));
+      case 'GET /jobs/:id': {
+        const job = await findJob(id);
+        return sendJson(res, 200, await queueCall(() => describeJob(job)));
+      }
       case 'GET /jobs/:id/result': {
         const job = await findJob(id);
-        const state = (await describeJob(job)).state;
+        const state = (await queueCall(() => describeJob(job))).state;
         if (state !== 'done') throw new HttpError(409, `the job is ${state}, not done`, 'id');
         const bytes = await options.store.get(resultKey(job.id!));
         if (!bytes) throw new HttpError(500, 'the result is missing from the store');
@@ -142,37 +181,101 @@ export function createApiServer(options: ApiOptions): http.Server {
         return;
       }
       case 'GET /jobs/:id/events':
-        return streamEvents(req, res, await findJob(id), options);
+        return watch(res, (await findJob(id)).id!);
       default:
         throw new HttpError(404, `no route ${req.method} ${url.pathname.slice(0, 80)}`);
     }
   };
 
-  return http.createServer((req, res) => {
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     routes(req, res).catch((e) => {
       if (res.headersSent) return res.destroy();
-      if (e instanceof HttpError)
-        return sendJson(res, e.status, {
-          error: e.field && e.status !== 404 && e.status !== 401 ? `${e.field}: ${e.message}` : e.message,
-          ...(e.field ? { field: e.field } : {}),
-        });
-      if (isUserError(e)) {
-        const status = e.code === 'too-large' ? 413 : 400;
-        return sendJson(res, status, { error: formatUserError(e, kebabCase), ...(e.field ? { field: kebabCase(e.field) } : {}) });
-      }
-      sendJson(res, 500, { error: `internal error: ${(e as Error).message?.split('\n')[0]}` });
+      const { status, body, headers } = errorResponse(e, log);
+      if (req.complete) return sendJson(res, status, body, headers);
+      closeUnread(req, res);
+      sendJson(res, status, body, { ...headers, connection: 'close' });
     });
+  };
+  const server = http.createServer(handle);
+  // A client that asks before sending its body (Expect: 100-continue) is answered by the same routes:
+  // a refusal goes out before the body, and submit() sends the 100 when it starts reading.
+  server.on('checkContinue', handle);
+  return server;
+}
+
+/** The status and JSON body for an error: its own for HttpErrors and UserErrors, 507 or 503 for the store, 503 for Redis, else 500. */
+function errorResponse(
+  e: unknown,
+  log: (line: string) => void,
+): { status: number; body: Record<string, string>; headers: Record<string, string> } {
+  if (e instanceof HttpError)
+    return {
+      status: e.status,
+      body: {
+        error: e.field && e.status !== 404 && e.status !== 401 ? `${e.field}: ${e.message}` : e.message,
+        ...(e.field ? { field: e.field } : {}),
+      },
+      headers: {},
+    };
+  if (isUserError(e)) {
+    const status = e.code === 'too-large' ? 413 : 400;
+    return { status, body: { error: formatUserError(e, kebabCase), ...(e.field ? { field: kebabCase(e.field) } : {}) }, headers: {} };
+  }
+  const message = (e as Error)?.message?.split('\n')[0] ?? String(e);
+  // The log is the server's own: there the cause is given in full, paths and all.
+  const cause = (e as Error)?.cause as Error | undefined;
+  log(`${(e as Error)?.name ?? 'error'}: ${message}${cause?.message ? ` (${cause.message.split('\n')[0]})` : ''}`);
+  if (isStoreUnavailable(e))
+    return { status: e.trouble === 'full' ? 507 : 503, body: { error: e.message }, headers: { 'retry-after': '60' } };
+  if (e instanceof QueueUnavailableError) return { status: 503, body: { error: e.message }, headers: { 'retry-after': '10' } };
+  return { status: 500, body: { error: `internal error: ${withoutPaths(message)}` }, headers: {} };
+}
+
+/** How long a refused request's connection stays half-open, unread, after the answer. */
+const LINGER_MS = 2000;
+
+/**
+ * Closes the connection of a request refused before its body was read, and
+ * reads no more of that body. Node would read the rest of it to throw it
+ * away (its keep-alive path), or, with `connection: close`, destroy the
+ * socket as soon as the answer is out: with the client's body unread, that
+ * destroy is a reset, and a client still sending fails on its next write
+ * and may never read the answer. So the body counts as consumed (Node
+ * leaves it alone), and the socket stays half-closed and unread for
+ * LINGER_MS: the client's sends stall, it reads the answer, then the
+ * connection goes.
+ */
+function closeUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const socket = req.socket;
+  req.removeAllListeners('data');
+  req.pause();
+  req.read(0);
+  res.once('finish', () => {
+    socket.removeListener('finish', socket.destroy);
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
   });
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
 /** Reads a multipart job request, checks everything, stores the inputs and queues the job. */
-async function submit(req: http.IncomingMessage, options: ApiOptions, limits: ApiLimits): Promise<string> {
-  const { files, fields } = await readMultipart(req, limits);
+async function submit(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  options: ApiOptions & { limits: ApiLimits; gate: PixelGate },
+): Promise<string> {
+  const { limits } = options;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limits.requestBytes) throw new HttpError(413, `the request is larger than ${limits.requestBytes} bytes`);
+  if (/^100-continue$/i.test(req.headers.expect ?? '')) res.writeContinue();
+  const { files, fields } = await readMultipart(req, {
+    uploadBytes: limits.uploadBytes,
+    requestBytes: limits.requestBytes,
+    files: limits.styles + 1,
+  });
   const content = files.filter((f) => f.field === 'content');
   const styles = files.filter((f) => f.field === 'style');
   if (content.length !== 1)
@@ -195,7 +298,7 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
   if (config.iterations > limits.iterations)
     throw new UserError(`at most ${limits.iterations}`, { code: 'too-large', field: 'iterations' });
 
-  const [contentInfo, ...styleInfo] = await Promise.all([decodeCheck(content[0], limits), ...styles.map((s) => decodeCheck(s, limits))]);
+  const [contentInfo, ...styleInfo] = await checkImages([content[0], ...styles], limits, options.gate);
   // The size, the scales and the style sizes are checked as for `nst render`, with the uploads' decoded sizes.
   const { size } = planScales(config, contentInfo, styleInfo);
   if (size.width * size.height > limits.outputPixels)
@@ -206,115 +309,20 @@ async function submit(req: http.IncomingMessage, options: ApiOptions, limits: Ap
     await options.store.putOnce(key, f.bytes);
     return key;
   };
+  const data = {
+    content: await store(content[0]),
+    styles: await Promise.all(styles.map(store)),
+    options: { ...values, iterations: String(config.iterations) },
+  };
   const id = randomUUID();
-  await options.queue.add(
-    'render',
-    {
-      content: await store(content[0]),
-      styles: await Promise.all(styles.map(store)),
-      options: { ...values, iterations: String(config.iterations) },
-    },
-    {
+  await queueCall(() =>
+    options.queue.add('render', data, {
       jobId: id,
       attempts: limits.attempts,
       backoff: { type: 'exponential', delay: 1000 },
       removeOnComplete: { count: 1000 },
       removeOnFail: { count: 1000 },
-    },
+    }),
   );
   return id;
-}
-
-interface Upload {
-  readonly field: string;
-  readonly bytes: Buffer;
-}
-
-/** Parses a multipart/form-data body within the limits: files (bounded in size and number) and short text fields. */
-function readMultipart(req: http.IncomingMessage, limits: ApiLimits): Promise<{ files: Upload[]; fields: [string, string][] }> {
-  return new Promise((resolve, reject) => {
-    if (!/^multipart\/form-data/i.test(req.headers['content-type'] ?? ''))
-      return reject(new HttpError(415, 'expected multipart/form-data'));
-    let bb: busboy.Busboy;
-    try {
-      bb = busboy({
-        headers: req.headers,
-        limits: { fileSize: limits.uploadBytes, files: limits.styles + 1, fields: 40, fieldSize: 4096, parts: limits.styles + 41 },
-      });
-    } catch (e) {
-      return reject(new HttpError(400, `malformed multipart request (${(e as Error).message})`));
-    }
-    const files: Upload[] = [];
-    const fields: [string, string][] = [];
-    let failed: HttpError | undefined;
-    const fail = (e: HttpError) => {
-      failed ??= e;
-    };
-    bb.on('file', (field, stream) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('limit', () => fail(new HttpError(413, `a file is larger than ${limits.uploadBytes} bytes`, field)));
-      stream.on('end', () => files.push({ field, bytes: Buffer.concat(chunks) }));
-    });
-    bb.on('field', (field, value, info) => {
-      if (info.valueTruncated) fail(new HttpError(413, 'is too long', field));
-      fields.push([field, value]);
-    });
-    bb.on('filesLimit', () => fail(new HttpError(413, `at most ${limits.styles + 1} files`, 'style')));
-    bb.on('fieldsLimit', () => fail(new HttpError(413, 'too many fields')));
-    bb.on('partsLimit', () => fail(new HttpError(413, 'too many parts')));
-    bb.on('error', (e: Error) => reject(new HttpError(400, `malformed multipart request (${e.message})`)));
-    bb.on('close', () => (failed ? reject(failed) : resolve({ files, fields })));
-    req.pipe(bb);
-  });
-}
-
-/** Decodes an upload fully (bounded in pixels) so that a broken image is refused now, not on a worker. */
-async function decodeCheck(f: Upload, limits: ApiLimits): Promise<{ width: number; height: number }> {
-  try {
-    const image = sharp(f.bytes, { limitInputPixels: limits.inputPixels, failOn: 'error' }).rotate();
-    const { info } = await image.raw().toBuffer({ resolveWithObject: true });
-    return { width: info.width, height: info.height };
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0];
-    if (/pixel limit/i.test(msg)) throw new HttpError(413, `the image has more than ${limits.inputPixels} pixels`, f.field);
-    throw new HttpError(400, `not an image this server can read (${msg})`, f.field);
-  }
-}
-
-/** Server-sent events: `progress` when the job's state moves, `preview` with each new preview (a JPEG data URL), `end` when it is over. */
-async function streamEvents(req: http.IncomingMessage, res: http.ServerResponse, job: RenderJob, options: ApiOptions): Promise<void> {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-  const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  let closed = false;
-  req.on('close', () => (closed = true));
-  let last = '';
-  let lastPreview = 0;
-  let lastBeat = Date.now();
-  while (!closed) {
-    const fresh = await options.queue.getJob(job.id!);
-    if (!fresh) break;
-    const view = await describeJob(fresh);
-    const text = JSON.stringify(view);
-    if (text !== last) {
-      send('progress', view);
-      last = text;
-    }
-    const preview = view.preview as number;
-    if (preview > lastPreview || (view.state === 'done' && lastPreview >= 0)) {
-      const bytes = await options.store.get(previewKey(job.id!));
-      if (bytes) send('preview', { iteration: view.iteration, image: `data:image/jpeg;base64,${Buffer.from(bytes).toString('base64')}` });
-      lastPreview = view.state === 'done' ? -1 : preview;
-    }
-    if (view.state === 'done' || view.state === 'failed') {
-      send('end', view);
-      break;
-    }
-    if (Date.now() - lastBeat > 15_000) {
-      res.write(': keep-alive\n\n');
-      lastBeat = Date.now();
-    }
-    await new Promise((r) => setTimeout(r, options.eventsEveryMs ?? 500));
-  }
-  res.end();
 }

@@ -6,4 +6,5 @@
 export * from './store.js';
 export * from './queue.js';
 export * from './http.js';
+export { PixelGate } from './decode.js';
 export * from './worker.js';

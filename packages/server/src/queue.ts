@@ -1,5 +1,7 @@
 import { UserError, type LossValues } from '@nst/core';
-import { Queue, type ConnectionOptions, type Job, type JobState } from 'bullmq';
+import { Queue, type Job, type JobState, type RedisOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { withoutPaths } from './errors.js';
 
 /** The BullMQ queue every server and worker of one deployment shares. */
 export const QUEUE_NAME = 'nst-render';
@@ -55,7 +57,7 @@ export const previewKey = (id: string) => `previews/${id}.jpg`;
 export const checkpointKey = (id: string) => `checkpoints/${id}.ckpt`;
 
 /** Redis connection options from REDIS_URL (redis://[:password@]host:port[/db]); BullMQ needs maxRetriesPerRequest null. */
-export function redisConnection(url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): ConnectionOptions {
+export function redisConnection(url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): RedisOptions {
   const u = new URL(url);
   if (u.protocol !== 'redis:') throw new Error(`REDIS_URL: expected redis://host:port, got '${url}'`);
   const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
@@ -72,8 +74,68 @@ export function redisConnection(url = process.env.REDIS_URL ?? 'redis://127.0.0.
 export type RenderQueue = Queue<RenderJobData, RenderReturn>;
 export type RenderJob = Job<RenderJobData, RenderReturn>;
 
-export function openQueue(connection: ConnectionOptions): RenderQueue {
-  return new Queue<RenderJobData, RenderReturn>(QUEUE_NAME, { connection });
+/** How long a request may wait for Redis before it is answered 503. */
+export const QUEUE_DEADLINE_MS = 4000;
+
+/**
+ * The queue as the API uses it. Its connection fails fast: with no offline
+ * queue a command made while Redis is away fails at once instead of waiting
+ * for Redis to come back (and then running late, after the request was
+ * answered), and a command Redis does not answer fails after
+ * QUEUE_DEADLINE_MS. Workers keep their own, patient connection.
+ */
+export function openQueue(connection: RedisOptions): RenderQueue {
+  return new Queue<RenderJobData, RenderReturn>(QUEUE_NAME, {
+    connection: { ...connection, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: QUEUE_DEADLINE_MS },
+  });
+}
+
+/** Redis did not answer a request in time, or is away: the API answers 503. */
+export class QueueUnavailableError extends Error {
+  override readonly name = 'QueueUnavailableError';
+  constructor(cause: unknown) {
+    super(`the job queue (Redis) is not answering: ${withoutPaths((cause as Error)?.message?.split('\n')[0] ?? String(cause))}`, { cause });
+  }
+}
+
+/** Runs `call` (queue commands) within `timeoutMs`; any failure or lateness is a QueueUnavailableError. */
+export async function queueCall<T>(call: () => Promise<T>, timeoutMs = QUEUE_DEADLINE_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([call(), late]);
+  } catch (e) {
+    throw new QueueUnavailableError(e);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Whether Redis keeps the queue across a restart: undefined when it does
+ * (appendonly yes), else a warning for the log. A Redis with snapshots only
+ * loses the jobs queued since the last one; with neither, every job. A Redis
+ * that refuses CONFIG (a managed one) cannot be checked: the warning says so.
+ */
+export async function persistenceWarning(connection: RedisOptions): Promise<string | undefined> {
+  const advice = 'set appendonly yes (README: nst serve)';
+  const client = new Redis({ ...connection, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined); // the command below reports it
+  try {
+    await client.connect();
+    const setting = async (name: string) => ((await client.config('GET', name)) as string[])[1] ?? '';
+    const [save, appendonly] = [await setting('save'), await setting('appendonly')];
+    if (appendonly === 'yes') return undefined;
+    if (save.trim() === '')
+      return `Redis has no persistence (save '' and appendonly no): a restart of Redis loses every queued job; ${advice}`;
+    return `Redis keeps snapshots only (save '${save}', appendonly no): a restart of Redis loses the jobs queued since the last one; ${advice}`;
+  } catch (e) {
+    return `could not check Redis' persistence settings (CONFIG GET: ${withoutPaths((e as Error).message.split('\n')[0])}); make sure it has appendonly yes (README: nst serve)`;
+  } finally {
+    client.disconnect();
+  }
 }
 
 /** Reports a queue's or worker's connection errors as one line each, not once per reconnection attempt. */
@@ -116,7 +178,7 @@ export async function describeJob(job: RenderJob): Promise<Record<string, unknow
     iterations,
     losses: state === 'done' ? (job.returnvalue?.losses ?? null) : (progress.losses ?? null),
     scales: state === 'done' ? (job.returnvalue?.scales ?? null) : null,
-    error: state === 'failed' ? (job.failedReason ?? 'failed') : null,
+    error: state === 'failed' ? withoutPaths(job.failedReason ?? 'failed') : null,
     attempts: job.attemptsMade,
     submitted: job.timestamp,
     preview: progress.preview ?? 0,

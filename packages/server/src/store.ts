@@ -20,6 +20,50 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
 }
 
+/** Why a store cannot serve: out of space (or quota), not writable, or not answering. */
+export type StoreTrouble = 'full' | 'read-only' | 'unavailable';
+
+/**
+ * A store operation that failed because of the store, not of the request:
+ * the disk is full, the folder is read-only, the mount is gone. The message
+ * is plain (no path: it may reach an API response); `code` is the system's
+ * (ENOSPC, EROFS, ...). Not a UserError: a worker should wait and retry a
+ * job that meets one, not fail it; the API answers 507 (full) or 503.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+  constructor(
+    readonly trouble: StoreTrouble,
+    readonly code: string,
+    /** The file-system error, path and all: for the server's log, never for a response. */
+    cause?: unknown,
+  ) {
+    super(
+      trouble === 'full'
+        ? `the store is full (${code})`
+        : trouble === 'read-only'
+          ? `the store is not writable (${code})`
+          : `the store is not answering (${code})`,
+      { cause },
+    );
+  }
+}
+
+export function isStoreUnavailable(e: unknown): e is StoreUnavailableError {
+  return e instanceof Error && e.name === 'StoreUnavailableError';
+}
+
+const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+const READ_ONLY = new Set(['EROFS', 'EACCES', 'EPERM']);
+
+/** A file-system error as a StoreUnavailableError (a failed read is 'unavailable', whatever its code); any other error as it is. */
+function storeFailure(e: unknown, reading = false): unknown {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) return e;
+  if (reading) return new StoreUnavailableError('unavailable', code, e);
+  return new StoreUnavailableError(FULL.has(code) ? 'full' : READ_ONLY.has(code) ? 'read-only' : 'unavailable', code, e);
+}
+
 const KEY = /^[a-z0-9_-][a-z0-9._-]*(\/[a-z0-9_-][a-z0-9._-]*)*$/;
 
 export function checkKey(key: string): string {
@@ -36,25 +80,34 @@ export function inputKey(bytes: Uint8Array): string {
  * A BlobStore in a folder (local, or shared between machines over NFS and
  * the like). Writes go to a temporary file in <dir>/.tmp first: `put`
  * renames it over the key, `putOnce` hard-links it to the key, which fails
- * when the key exists, so a second writer never replaces the first.
+ * when the key exists, so a second writer never replaces the first. A write
+ * that fails removes its temporary file; failures of the file system itself
+ * (full, read-only, gone) are StoreUnavailableErrors.
  */
 export function folderStore(dir: string): BlobStore {
   const root = path.resolve(dir);
-  const tmpDir = path.join(root, '.tmp');
+  const tmpDir = path.join(root, TMP_DIR);
   const file = (key: string) => path.join(root, ...checkKey(key).split('/'));
-  const staged = async (key: string, bytes: Uint8Array): Promise<{ tmp: string; target: string }> => {
+  /** Writes `bytes` to a new temporary file, then hands it to `commit`; the temporary file never outlives the call. */
+  const viaTemporary = async <T>(key: string, bytes: Uint8Array, commit: (tmp: string, target: string) => Promise<T>): Promise<T> => {
     const target = file(key);
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.mkdir(tmpDir, { recursive: true });
     const tmp = path.join(tmpDir, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    const fh = await fs.open(tmp, 'w');
     try {
-      await fh.writeFile(bytes);
-      await fh.sync();
+      await makeFolder(path.dirname(target));
+      await makeFolder(tmpDir);
+      const fh = await fs.open(tmp, 'w');
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return await commit(tmp, target);
+    } catch (e) {
+      throw storeFailure(e);
     } finally {
-      await fh.close();
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
     }
-    return { tmp, target };
   };
   return {
     async get(key) {
@@ -62,32 +115,67 @@ export function folderStore(dir: string): BlobStore {
         return new Uint8Array(await fs.readFile(file(key)));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw e;
+        throw storeFailure(e, true);
       }
     },
-    async put(key, bytes) {
-      const { tmp, target } = await staged(key, bytes);
-      try {
-        await fs.rename(tmp, target);
-      } catch (e) {
-        await fs.rm(tmp, { force: true });
-        throw e;
-      }
-    },
-    async putOnce(key, bytes) {
-      const { tmp, target } = await staged(key, bytes);
-      try {
-        await fs.link(tmp, target);
-        return true;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-        throw e;
-      } finally {
-        await fs.rm(tmp, { force: true });
-      }
-    },
+    put: (key, bytes) => viaTemporary(key, bytes, (tmp, target) => fs.rename(tmp, target)),
+    putOnce: (key, bytes) =>
+      viaTemporary(key, bytes, async (tmp, target) => {
+        try {
+          await fs.link(tmp, target);
+          return true;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+          throw e;
+        }
+      }),
     async delete(key) {
-      await fs.rm(file(key), { force: true });
+      await fs.rm(file(key), { force: true }).catch((e: unknown) => {
+        throw storeFailure(e);
+      });
     },
   };
+}
+
+/** `mkdir -p`, but a read-only file system is EROFS, not the ENOENT that Node's recursive mkdir says. */
+async function makeFolder(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    // A plain mkdir of the first missing folder tells the real reason.
+    let missing = dir;
+    while (!(await fs.stat(path.dirname(missing)).catch(() => undefined))) missing = path.dirname(missing);
+    await fs.mkdir(missing);
+    throw e;
+  }
+}
+
+/** Where a folder store keeps the files it is writing. */
+const TMP_DIR = '.tmp';
+
+/**
+ * Removes temporary files older than `maxAgeMs` from a folder store: what a
+ * writer killed in the middle of a write left behind (a write that fails
+ * removes its own). Older than any write can take, so that a live writer on
+ * another machine keeps its file. Returns how many it removed.
+ */
+export async function sweepTemporaryFiles(dir: string, maxAgeMs = 24 * 3600_000): Promise<number> {
+  const tmpDir = path.join(path.resolve(dir), TMP_DIR);
+  let names: string[];
+  try {
+    names = await fs.readdir(tmpDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw storeFailure(e);
+  }
+  let removed = 0;
+  for (const name of names) {
+    const stat = await fs.stat(path.join(tmpDir, name)).catch(() => undefined);
+    if (stat?.isFile() && Date.now() - stat.mtimeMs > maxAgeMs) {
+      await fs.rm(path.join(tmpDir, name), { force: true });
+      removed++;
+    }
+  }
+  return removed;
 }

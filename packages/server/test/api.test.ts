@@ -10,7 +10,7 @@ import { getJson, nstBin, repoRoot, startCli, startRedis, submitJob, until, type
 // The HTTP API in this process against a real redis-server, with one real worker (the built CLI)
 // on a machine with no weights installed: it renders with the built-in blocks 1-3.
 const ready = existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
-const token = 'api-test-token';
+const token = 'api-test-token-0123';
 const small = { size: '32x24', iterations: '20', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
 
 describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {

@@ -1,5 +1,6 @@
 /** Real processes for the server tests: a redis-server on a free port, `nst serve` and `nst worker`, all on 127.0.0.1. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { nstBin, repoRoot } from '@nst/test-helpers';
@@ -69,12 +70,32 @@ export function startProcess(command: string, args: string[], env: Record<string
   };
 }
 
-/** A fresh redis-server on a free port with no persistence. */
-export async function startRedis(): Promise<{ url: string; proc: Proc }> {
-  const port = await freePort();
-  const proc = startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+/** A fresh redis-server on a free port (or `port`) with no persistence, unless `args` say otherwise. */
+export async function startRedis(args: string[] = [], port?: number): Promise<{ url: string; port: number; proc: Proc }> {
+  const p = port ?? (await freePort());
+  const proc = startProcess('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args]);
   await proc.waitFor(/Ready to accept connections/, 10_000);
-  return { url: `redis://127.0.0.1:${port}`, proc };
+  return { url: `redis://127.0.0.1:${p}`, port: p, proc };
+}
+
+/** A token long enough for `nst serve`. */
+export const serveToken = 'hostile-inputs-test-token';
+
+/** `nst serve` on a free port of 127.0.0.1 with the token from NST_TOKEN; resolves once it listens. */
+export async function startServe(
+  redisUrl: string,
+  store: string,
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; base: string; pid: number }> {
+  const proc = startCli(['serve', '--port', '0', '--store', store], redisUrl, { NST_TOKEN: serveToken, ...env });
+  await proc.waitFor(/listening on http:\/\/127\.0\.0\.1:\d+\//);
+  const port = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(proc.output())![1];
+  return { proc, base: `http://127.0.0.1:${port}`, pid: proc.child.pid! };
+}
+
+/** A process's resident memory in MiB (Linux). */
+export function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 }
 
 export function startCli(args: string[], redisUrl: string, env: Record<string, string> = {}): Proc {
