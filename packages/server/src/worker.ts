@@ -19,7 +19,7 @@ import {
   type Engine,
   type PreparedJob,
 } from '@nst/job';
-import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import {
   checkpointKey,
   previewKey,
@@ -30,7 +30,7 @@ import {
   type RenderProgress,
   type RenderReturn,
 } from './queue.js';
-import type { BlobStore } from './store.js';
+import { isStoreUnavailable, type BlobStore } from './store.js';
 
 export interface WorkerOptions {
   readonly store: BlobStore;
@@ -47,8 +47,17 @@ export interface WorkerOptions {
   readonly previewEveryMs: number;
   /** Waits this long for more jobs before starting a batch. */
   readonly gatherMs?: number;
+  /**
+   * How long a finished result waits for a store that is full, read-only or
+   * gone (retrying with backoff) before its job goes back to the queue,
+   * delayed, without spending an attempt (default 10 minutes).
+   */
+  readonly storeWaitMs?: number;
   readonly log: (line: string) => void;
 }
+
+/** A job handed back because the store could not take its files comes round again after this long. */
+const STORE_RETRY_DELAY_MS = 30_000;
 
 /** A job taken from the queue, its inputs in scratch space, checked and planned, waiting for a batch. */
 interface Pending {
@@ -70,6 +79,11 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   const pending: Pending[] = [];
   let busy = false;
   const controller = new AbortController();
+  // A store that cannot take a preview or a checkpoint does not stop a render: its progress stays in memory.
+  const bestEffort = (what: string) => (e: unknown) => {
+    if (!isStoreUnavailable(e)) throw e;
+    o.log(`store: ${e.message}: ${what} not written; the render goes on`);
+  };
 
   const schedule = () => {
     if (busy || pending.length === 0 || controller.signal.aborted) return;
@@ -130,7 +144,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
                 })
                   .jpeg({ quality: 80 })
                   .toBuffer();
-                await o.store.put(previewKey(batch[k].job.id!), jpeg);
+                await o.store.put(previewKey(batch[k].job.id!), jpeg).catch(bestEffort('a preview'));
               }),
             );
             report(true);
@@ -144,10 +158,10 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         const p = batch[k];
         const id = p.job.id!;
         const bytes = await fs.readFile(p.prepared.job.out);
-        const wrote = await o.store.putOnce(resultKey(id), bytes);
+        const wrote = await untilStored(() => o.store.putOnce(resultKey(id), bytes), o.storeWaitMs ?? 600_000, controller.signal, o.log);
         o.log(wrote ? `result ${id} written` : `result ${id} was already written by an earlier attempt`);
         // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
-        await o.store.delete(checkpointKey(id));
+        await o.store.delete(checkpointKey(id)).catch(bestEffort('the removal of a finished checkpoint'));
         await fs.rm(path.dirname(p.prepared.job.out), { recursive: true, force: true });
         p.resolve({
           result: resultKey(id),
@@ -158,23 +172,28 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       }
     } catch (e) {
       if (controller.signal.aborted) return;
+      // The store, not a job, failed: every job waits for it.
+      if (isStoreUnavailable(e)) for (const p of batch) p.reject(e);
       // One bad job must not fail the others: run each alone to find it.
-      if (batch.length > 1) pending.unshift(...batch.map((p) => ({ ...p, capacity: 1 })));
-      else for (const p of batch) p.reject(jobError(e));
+      else if (batch.length > 1) pending.unshift(...batch.map((p) => ({ ...p, capacity: 1 })));
+      else for (const p of batch) p.reject(e);
     }
   };
 
-  const take = async (job: RenderJob): Promise<RenderReturn> => {
-    let entry: Omit<Pending, 'resolve' | 'reject'>;
+  const take = async (job: RenderJob, token?: string): Promise<RenderReturn> => {
     try {
-      entry = await admit(job, o);
+      const entry = await admit(job, o, bestEffort('a checkpoint'));
+      return await new Promise<RenderReturn>((resolve, reject) => {
+        pending.push({ ...entry, resolve, reject });
+        schedule();
+      });
     } catch (e) {
-      throw jobError(e);
+      if (!isStoreUnavailable(e)) throw jobError(e);
+      // Waiting for the store is not the job's failure: back to the queue, delayed, with its attempts untouched.
+      o.log(`store: ${e.message}: job ${job.id} goes back to the queue for ${STORE_RETRY_DELAY_MS / 1000} s`);
+      await job.moveToDelayed(Date.now() + STORE_RETRY_DELAY_MS, token);
+      throw new DelayedError();
     }
-    return new Promise<RenderReturn>((resolve, reject) => {
-      pending.push({ ...entry, resolve, reject });
-      schedule();
-    });
   };
 
   const worker = new Worker<RenderJob['data'], RenderReturn>(QUEUE_NAME, take, {
@@ -200,7 +219,11 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
  * does (the same checks, schedule and memory check), so that a job that
  * cannot run fails now with the render's message and is not retried.
  */
-async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'resolve' | 'reject'>> {
+async function admit(
+  job: RenderJob,
+  o: WorkerOptions,
+  onCheckpointTrouble: (e: unknown) => void,
+): Promise<Omit<Pending, 'resolve' | 'reject'>> {
   const id = job.id!;
   const inputs = path.join(o.scratchDir, 'inputs');
   await fs.mkdir(inputs, { recursive: true });
@@ -232,7 +255,7 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
   const { weights, backend } = o.engine;
   // Loss layers the job left out come from the weight set when it has its own (the built-in blocks 1-3).
   const config = jobFromOptions(withWeightDefaults(values, weights).values);
-  const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id)) });
+  const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble) });
   const final = prepared.steps[prepared.steps.length - 1];
   checkMemory(backend, { ...prepared.size, batch: 1, loss: lossOf(config), styleSizes: final.styleSizes });
   return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
@@ -241,9 +264,16 @@ async function admit(job: RenderJob, o: WorkerOptions): Promise<Omit<Pending, 'r
 /**
  * A job's checkpoint as a blob in the store. It stays there until the
  * job's result is stored (the worker deletes it then), so a worker lost in
- * between loses nothing.
+ * between loses nothing. A write the store cannot take goes to
+ * `onWriteTrouble` (which may rethrow).
  */
-export function storeCheckpointSlot(store: BlobStore, key: string): CheckpointSlot {
+export function storeCheckpointSlot(
+  store: BlobStore,
+  key: string,
+  onWriteTrouble: (e: unknown) => void = (e) => {
+    throw e;
+  },
+): CheckpointSlot {
   const read = async () => {
     const bytes = await store.get(key);
     return bytes ? decodeCheckpoint(bytes, key) : undefined;
@@ -257,10 +287,28 @@ export function storeCheckpointSlot(store: BlobStore, key: string): CheckpointSl
         const ck = await read();
         return ck && checkFingerprint(ck, fingerprint, key);
       },
-      write: (state) => store.put(key, encodeCheckpoint({ fingerprint, ...state })),
+      write: (state) => store.put(key, encodeCheckpoint({ fingerprint, ...state })).catch(onWriteTrouble),
       clear: async () => undefined,
     }),
   };
+}
+
+/**
+ * Runs `write` until the store takes it, waiting 1 s, 2 s, 4 s ... (at most
+ * 30 s) while it is full, read-only or gone, for at most `waitMs` (then the
+ * last StoreUnavailableError is thrown); other errors are thrown at once.
+ */
+async function untilStored<T>(write: () => Promise<T>, waitMs: number, signal: AbortSignal, log: (line: string) => void): Promise<T> {
+  const end = Date.now() + waitMs;
+  for (let delay = 1000; ; delay = Math.min(2 * delay, 30_000)) {
+    try {
+      return await write();
+    } catch (e) {
+      if (!isStoreUnavailable(e) || Date.now() + delay > end || signal.aborted) throw e;
+      log(`store: ${e.message}: trying again in ${delay / 1000} s`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /** Input errors fail a job at once with the field at fault (JSON key); anything else is retried. */

@@ -11,6 +11,7 @@ interface WorkerFlags extends PackingFlags {
   checkpointEvery: string;
   lockSeconds: string;
   previewSeconds: string;
+  storeWaitSeconds: string;
 }
 
 /** `nst worker`'s flags and action (main.ts names and describes the command). */
@@ -19,7 +20,12 @@ export function defineWorkerCommand(command: Command): void {
     .requiredOption('--store <dir>', 'the store folder the server shares')
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
-    .option('--preview-seconds <s>', 'write a preview of each job this often', '3');
+    .option('--preview-seconds <s>', 'write a preview of each job this often', '3')
+    .option(
+      '--store-wait-seconds <s>',
+      'a finished result waits this long for a store that is full or read-only, then its job goes back to the queue (its attempts untouched)',
+      '600',
+    );
   addPackingOptions(command).action(async (flags: WorkerFlags) => {
     const log = (line: string) => process.stdout.write(`${line}\n`);
     const weights = await weightsFor(flags, log);
@@ -35,6 +41,7 @@ export function defineWorkerCommand(command: Command): void {
         checkpointEvery: parseCount(flags.checkpointEvery, 'checkpointEvery', 1),
         lockMs: Math.round(1000 * parseNumber(flags.lockSeconds, 'lockSeconds')),
         previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
+        storeWaitMs: Math.round(1000 * parseNumber(flags.storeWaitSeconds, 'storeWaitSeconds')),
         log,
       });
       try {
