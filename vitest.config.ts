@@ -5,24 +5,28 @@ import { fileURLToPath } from 'node:url';
 // needs no build of the package under test (the CLI end-to-end tests run the
 // built binary and rely on `turbo run build` having run first).
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+const packages = ['core', 'files', 'job', 'weights', 'tfjs', 'native', 'batch', 'server', 'cli', 'test-helpers'];
+
+/**
+ * Two speeds. `unit` (npm run test:unit, for every save): the packages' own
+ * tests, each a module or an engine in this process. `e2e`: what starts real
+ * processes and services (the built CLI, redis-server, a browser, the
+ * server) and the CUDA engine on its CPU stand-in, which is slow. `npm test`
+ * and CI run both.
+ */
+const E2E = [
+  'test/**/*.test.ts',
+  'packages/server/test/**/*.test.ts',
+  'packages/native/test/cuda-*.test.ts',
+  'packages/tfjs/test/wasm-threads-start.test.ts',
+];
+const FAST_SHARED = ['test/reference/**/*.test.ts', 'test/repo.test.ts'];
 
 export default defineConfig({
   resolve: {
-    alias: {
-      '@nst/core': src('core'),
-      '@nst/files': src('files'),
-      '@nst/job': src('job'),
-      '@nst/weights': src('weights'),
-      '@nst/tfjs': src('tfjs'),
-      '@nst/native': src('native'),
-      '@nst/batch': src('batch'),
-      '@nst/server': src('server'),
-      '@nst/cli': src('cli'),
-      '@nst/test-helpers': src('test-helpers'),
-    },
+    alias: packages.map((pkg) => ({ find: new RegExp(`^@nst/${pkg}$`), replacement: src(pkg) })),
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     // Under CI a native addon that is missing fails the run; every run ends with what was skipped and why.
     globalSetup: ['test/setup/ci-engines.ts'],
     reporters: ['default', './test/setup/skip-summary.ts'],
@@ -30,5 +34,15 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['packages/*/test/**/*.test.ts', ...FAST_SHARED], exclude: E2E },
+      },
+      {
+        extends: true,
+        test: { name: 'e2e', include: E2E, exclude: FAST_SHARED },
+      },
+    ],
   },
 });

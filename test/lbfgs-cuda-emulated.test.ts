@@ -7,17 +7,17 @@
 import './cuda-emulation-env.js';
 import { describe, it } from 'vitest';
 import { createNativeBackend } from '@nst/native';
-import { sharedAvailable } from '@nst/test-helpers';
+import { sharedAvailable, skip } from '@nst/test-helpers';
 import { checkLbfgs, cudaUnavailable } from './lbfgs-real-weights-case.js';
 
 const ci = process.env.CI === 'true';
 const missing = !sharedAvailable('weights') || !sharedAvailable('images');
 
 describe.runIf(!missing)('L-BFGS on the cuda engine (CPU stand-in), real weights, 64x48', () => {
-  it('first step, float64 loss, and lower than Adam at equal evaluations', async () => {
+  it('first step, float64 loss, and lower than Adam at equal evaluations', async (ctx) => {
     const why = cudaUnavailable();
     if (why && ci) throw new Error(`the cuda engine does not load on the stand-in: ${why}`);
-    if (why) return console.log(`skipped: ${why}`);
+    if (why) skip(ctx, why);
     await checkLbfgs(() => createNativeBackend('cuda', { precision: 'fp32' }), 4);
   });
 });

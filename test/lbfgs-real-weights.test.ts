@@ -7,7 +7,7 @@
 import { describe, it } from 'vitest';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { createTfjsBackend } from '@nst/tfjs';
-import { sharedAvailable } from '@nst/test-helpers';
+import { sharedAvailable, skip } from '@nst/test-helpers';
 import { checkLbfgs, cudaUnavailable } from './lbfgs-real-weights-case.js';
 
 const ci = process.env.CI === 'true';
@@ -15,9 +15,9 @@ const ITERATIONS = 12;
 const missing = !sharedAvailable('weights') || !sharedAvailable('images');
 
 describe.runIf(!missing)(`L-BFGS with the real weights, 64x48${missing ? ' (skipped: ../shared absent)' : ''}`, () => {
-  it('native cpu', async () => {
+  it('native cpu', async (ctx) => {
     const loaded = loadNativeAddon();
-    if (!loaded.ok && !ci) return console.log(`skipped: ${loaded.reason}`);
+    if (!loaded.ok && !ci) skip(ctx, loaded.reason);
     await checkLbfgs(() => createNativeBackend('cpu'), ITERATIONS);
   });
 
@@ -25,9 +25,9 @@ describe.runIf(!missing)(`L-BFGS with the real weights, 64x48${missing ? ' (skip
     await checkLbfgs(() => createTfjsBackend(), ITERATIONS);
   });
 
-  it('cuda on a GPU', async () => {
+  it('cuda on a GPU', async (ctx) => {
     const why = cudaUnavailable();
-    if (why) return console.log(`cuda case skipped (the stand-in runs it in lbfgs-cuda-emulated.test.ts): ${why}`);
+    if (why) skip(ctx, `cuda case (the stand-in runs it in lbfgs-cuda-emulated.test.ts): ${why}`);
     await checkLbfgs(() => createNativeBackend('cuda', { precision: 'fp32' }), ITERATIONS);
   });
 });

@@ -1,9 +1,6 @@
 /** The requested output size: exact (`400x300`, width x height) or longest side (`512`). */
 export type SizeSpec = { kind: 'exact'; width: number; height: number } | { kind: 'longest'; longest: number };
 
-/** The notebook's size: 400 wide, 300 high. */
-export const DEFAULT_SIZE: SizeSpec = { kind: 'exact', width: 400, height: 300 };
-
 /** The largest side a size may have. */
 export const MAX_SIDE = 16384;
 

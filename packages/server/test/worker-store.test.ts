@@ -69,7 +69,7 @@ describe.skipIf((!existsSync(nstBin) || !canMount) && process.env.CI !== 'true')
       const { store, worker, add, s } = await setup([]);
       const job = await add(3000);
       await until(
-        async () => ((await queue!.getJob(job.id!))?.progress as { iteration?: number })?.iteration! > 4,
+        async () => (((await queue!.getJob(job.id!))?.progress as { iteration?: number } | undefined)?.iteration ?? 0) > 4,
         60_000,
         'the render to start',
       );

@@ -31,3 +31,13 @@ const sharedMarker = { weights: path.join(sharedWeights, 'model.json'), images: 
 export function sharedAvailable(what: 'weights' | 'images'): boolean {
   return available(existsSync(sharedMarker[what]), `${sharedMarker[what]} is absent`);
 }
+
+/**
+ * Skips the running test, saying why: the reason is printed (the run ends
+ * with every reason: test/setup/skip-summary.ts) and the test counts as
+ * skipped, not passed.
+ */
+export function skip(ctx: { skip(note?: string): never }, why: string): never {
+  console.log(`skipped: ${why}`);
+  return ctx.skip(why);
+}

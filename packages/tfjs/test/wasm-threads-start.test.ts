@@ -53,7 +53,6 @@ describe('wasm thread pool start (2 threads)', () => {
     expect(s.threads).toBe(1);
     expect(s.detail).toBe('tfjs (wasm, 1 thread; 2 threads did not start: the wasm thread pool did not load within 3 s)');
     expect(s.seconds).toBeGreaterThanOrEqual(3);
-    expect(s.seconds).toBeLessThan(20);
     expect(s.correct).toBe(true);
   });
 });

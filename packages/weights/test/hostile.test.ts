@@ -41,11 +41,9 @@ describe('declared counts and sizes are bounded before any allocation or loop', 
       mkdirSync(dir, { recursive: true });
       const path = writeBomb(bomb, dir);
       const heapBefore = process.memoryUsage().heapUsed;
-      const t0 = performance.now();
+      // A bomb that is read rather than refused by its declared sizes hangs or runs out of memory (the test's timeout, the heap bound).
       const e = await loadError(path);
-      const ms = performance.now() - t0;
       expect(e.message).toMatch(bomb.expect);
-      expect(ms, `${bomb.name} took ${ms.toFixed(0)} ms`).toBeLessThan(5000);
       // No bomb may leave more than 256 MB of heap behind (the file's whole budget is 512 MiB, mostly outside the heap).
       expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(256 << 20);
     });
@@ -98,9 +96,8 @@ describe('FIFOs, devices and sockets are refused before anything is read', () =>
   for (const [what, make] of cases)
     it(`${what}: a one-line error at once (no hang)`, async () => {
       const path = await make();
-      const t0 = performance.now();
+      // Opened without O_NONBLOCK, a FIFO with no writer would hang here until the test's timeout.
       const e = await loadError(path);
-      expect(performance.now() - t0).toBeLessThan(2000);
       expect(e.reason).toBe('WEIGHTS_NOT_REGULAR_FILE');
       expect(e.message).toMatch(/is a (FIFO \(named pipe\)|character device|socket), not a regular file/);
     });
