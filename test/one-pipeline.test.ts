@@ -42,19 +42,10 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('one
   const results = (m: string) => jsonLines(readFileSync(`${m}.results.jsonl`, 'utf8'));
   const flagsOf = (options: Record<string, string | number>) => Object.entries(options).flatMap(([k, v]) => [`--${k}`, String(v)]);
   // Asynchronous: the API server of the HTTP tests lives in this process and must keep answering meanwhile.
+  const run = (options: Record<string, string | number>, out: string) =>
+    nstAsync(['render', '--content', content, '--style', style, '--out', out, '--json', ...engineFlags, ...flagsOf(options)]);
   const render = async (options: Record<string, string | number>, out: string) => {
-    const r = await nstAsync([
-      'render',
-      '--content',
-      content,
-      '--style',
-      style,
-      '--out',
-      out,
-      '--json',
-      ...engineFlags,
-      ...flagsOf(options),
-    ]);
+    const r = await run(options, out);
     expect(r.status, r.stderr).toBe(0);
     return jsonLines(r.stdout).find((l) => l.summary)! as { scales: Schedule; final: { total: number } };
   };
@@ -129,17 +120,7 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('one
 
     it("a job that cannot fit fails at once with the render's message, is not retried, and the worker goes on", async () => {
       const huge = { size: '1024x768', 'style-scale': '16', iterations: '1', ...layers };
-      const refused = await nstAsync([
-        'render',
-        '--content',
-        content,
-        '--style',
-        style,
-        '--out',
-        file('huge.png'),
-        ...engineFlags,
-        ...flagsOf(huge),
-      ]);
+      const refused = await run(huge, file('huge.png'));
       expect(refused.status).toBe(2);
       const message = refused.stderr
         .trim()

@@ -1,5 +1,7 @@
 /** Real processes for the server tests: a redis-server on a free port, `nst serve` and `nst worker`, all on 127.0.0.1. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -130,3 +132,12 @@ export async function until(done: () => Promise<boolean>, timeoutMs: number, wha
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** Whether this process may mount file systems (a tmpfs, a read-only bind mount): root, outside a restricted container. */
+export const canMount = (() => {
+  const probe = mkdtempSync(path.join(tmpdir(), 'nst-mount-probe-'));
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
+  if (r.status === 0) spawnSync('umount', [probe]);
+  rmSync(probe, { recursive: true, force: true });
+  return r.status === 0;
+})();

@@ -7,18 +7,11 @@ import { Worker } from 'bullmq';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { folderStore, openQueue, QUEUE_NAME, redisConnection, StoreUnavailableError, sweepTemporaryFiles } from '@nst/server';
-import { getJson, nstBin, serveToken, startRedis, startServe, submitJob, until, type Proc } from './helpers.js';
+import { canMount, getJson, nstBin, serveToken, startRedis, startServe, submitJob, until, type Proc } from './helpers.js';
 
 // Issue 21: a full store answered `500 internal error: ENOSPC` and kept the dead partial files in .tmp; error
 // messages carried absolute server paths. Real file systems: a 1 MiB tmpfs, a read-only bind mount (mounting
 // needs root: elsewhere these tests are skipped, with the reason).
-const canMount = (() => {
-  const probe = mkdtempSync(path.join(tmpdir(), 'nst-mount-probe-'));
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
-  if (r.status === 0) spawnSync('umount', [probe]);
-  rmSync(probe, { recursive: true, force: true });
-  return r.status === 0;
-})();
 const ready = existsSync(nstBin);
 
 /** Noise does not compress: a PNG of about 700 KB. */

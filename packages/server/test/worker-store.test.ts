@@ -5,20 +5,13 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { folderStore, inputKey, openQueue, redisConnection, resultKey, type RenderQueue } from '@nst/server';
-import { nstBin, startCli, startRedis, until, type Proc } from './helpers.js';
+import { canMount, nstBin, startCli, startRedis, until, type Proc } from './helpers.js';
 
 // Issue 21, the worker's side: a read-only store failed a running job for good within 4 s and lost its
 // progress, and a full store failed queued jobs after 3 attempts. Now a running job keeps rendering (its
 // checkpoints and previews wait), a finished result waits for the store, and a job that cannot be stored goes
 // back to the queue, delayed, with its attempts untouched. Real file systems (a tmpfs: mounting needs root,
 // elsewhere these tests are skipped with the reason), a real redis-server and a real worker process.
-const canMount = (() => {
-  const probe = mkdtempSync(path.join(tmpdir(), 'nst-mount-probe-'));
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
-  if (r.status === 0) spawnSync('umount', [probe]);
-  rmSync(probe, { recursive: true, force: true });
-  return r.status === 0;
-})();
 
 describe.skipIf((!existsSync(nstBin) || !canMount) && process.env.CI !== 'true')(
   'a worker on a failing store (needs root to mount)',
