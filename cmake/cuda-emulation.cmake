@@ -35,7 +35,7 @@ add_library(nst_cuda STATIC ${NST_CUDA_SOURCES})
 set_target_properties(nst_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(nst_cuda PUBLIC "${CMAKE_CURRENT_LIST_DIR}/../native/src")
 target_compile_options(nst_cuda PRIVATE ${NST_EMU_WARNINGS} -O2)
-target_link_libraries(nst_cuda PUBLIC nst_cudart_standin ${CMAKE_DL_LIBS})
+target_link_libraries(nst_cuda PUBLIC nst_cudart_standin OpenMP::OpenMP_CXX ${CMAKE_DL_LIBS})
 target_compile_definitions(nst_cuda PUBLIC NST_HAVE_CUDA=1 NST_CUDA_EMULATED=1)
 
 # The kernel self-test (the GPU one, compiled for the stand-in) and the

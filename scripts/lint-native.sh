@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # C++ lint of native/: clang-format (.clang-format) in check mode on every
-# native/**/*.{cc,h,cu}, then clang-tidy (.clang-tidy) on
+# native/**/*.{cc,h,cu,cuh}, then clang-tidy (.clang-tidy) on
 #   - the C++ sources of the CPU build (the addon, the cpu engine), with the
 #     compile database CMake writes for a build without CUDA;
 #   - the CUDA engine's host C++ (native/src/cuda/*.cc and its host tests),
@@ -30,7 +30,7 @@ need() {
 
 if [ "$mode" != --tidy-only ]; then
   need "$clang_format" clang-format
-  mapfile -t sources < <(git ls-files --cached --others --exclude-standard 'native/*.cc' 'native/*.h' 'native/*.cu')
+  mapfile -t sources < <(git ls-files --cached --others --exclude-standard 'native/*.cc' 'native/*.h' 'native/*.cu' 'native/*.cuh')
   if "$clang_format" --dry-run -Werror "${sources[@]}"; then
     echo "lint-native.sh: clang-format: ${#sources[@]} files formatted"
   else

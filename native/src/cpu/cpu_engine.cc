@@ -11,7 +11,11 @@
 
 #include "../engine.h"
 #include "../session_config.h"
-#include "kernels.h"
+#include "gram.h"
+#include "kernels/adam.cuh"
+#include "kernels/relu_backward.cuh"
+#include "kernels/style_gram_diff.cuh"
+#include "kernels/tv_loss.cuh"
 #include "vgg_net.h"
 
 namespace nst {
@@ -41,7 +45,7 @@ class CpuSession : public Session {
         image_size_(size_t(config.height) * config.width * 3),
         m_(image_size_ * config.batch, 0.f),
         v_(image_size_ * config.batch, 0.f),
-        losses_(config.batch) {
+        loss_sums_(size_t(config.batch) * kernels::kLossSlots, 0.0) {
     for (const auto& l : config_.loss.content) {
       const LayerShape& s = net_.shape(l.conv_index);
       content_targets_.emplace_back(size_t(config.batch) * s.pixels() * s.channels, 0.f);
@@ -78,28 +82,25 @@ class CpuSession : public Session {
     has_images_ = true;
   }
 
+  // An evaluation without updates computes the gradient too (as the cuda
+  // engine does): one backward pass at the end of a render, and one path.
   std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) override {
     check_ready("iterate");
-    if (adam.step_sizes.empty()) {
-      evaluate(false);
-      return losses_;
-    }
-    std::vector<LossValues> first;
-    for (size_t k = 0; k < adam.step_sizes.size(); k++) {
-      evaluate(true);
-      if (k == 0) first = losses_;
-      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k], adam.beta1,
-                  adam.beta2, adam.eps);
-      progress(int(k + 1));
+    std::vector<LossValues> first = evaluate();
+    for (int k = 0; k < int(adam.step_sizes.size()); k++) {
+      if (k > 0) evaluate();
+      kernels::adam_cpu(net_.image(), m_.data(), v_.data(), net_.image_gradient(), m_.size(), adam.beta1, adam.beta2,
+                        adam.eps, adam.step_sizes.data(), &k);
+      progress(k + 1);
     }
     return first;
   }
 
   std::vector<LossValues> loss_and_gradient(float* gradient_out) override {
     check_ready("lossAndGradient");
-    evaluate(true);
+    std::vector<LossValues> losses = evaluate();
     std::memcpy(gradient_out, net_.image_gradient(), m_.size() * sizeof(float));
-    return losses_;
+    return losses;
   }
 
   void read_images(float* out) const override { std::memcpy(out, net_image(), m_.size() * sizeof(float)); }
@@ -163,51 +164,54 @@ class CpuSession : public Session {
     }
   }
 
-  // Forward, every loss term into losses_, and with_gradient the backward
-  // (into net_.image_gradient()) with the loss gradients added layer by layer.
-  void evaluate(bool with_gradient) {
-    for (auto& l : losses_) l = LossValues{};
+  // Forward, then backward into net_.image_gradient() with every loss term
+  // added on the way (see NST-SPEC.md), TV last; the losses of each item.
+  std::vector<LossValues> evaluate() {
+    std::fill(loss_sums_.begin(), loss_sums_.end(), 0.0);
     net_.forward();
-    if (with_gradient) {
-      net_.backward([this](int layer, float* grad) { add_layer_losses(layer, grad); });
-    } else {
-      for (int l = 0; l <= net_.last_layer(); l++) add_layer_losses(l, nullptr);
-    }
+    net_.backward([this](int layer, float* grad) { layer_backward(layer, grad); });
     const LossSpec& spec = config_.loss;
+    kernels::tv_loss_grad_cpu(net_.image(), net_.image_gradient(), config_.batch, config_.height, config_.width,
+                              spec.tv_weight, loss_sums_.data());
+    std::vector<LossValues> losses(config_.batch);
     for (int b = 0; b < config_.batch; b++) {
-      const float* x = net_.image() + b * image_size_;
-      float* g = with_gradient && spec.tv_weight != 0.f ? net_.image_gradient() + b * image_size_ : nullptr;
-      losses_[b].tv = total_variation(x, config_.height, config_.width, spec.tv_weight, g);
-      LossValues& v = losses_[b];
+      LossValues& v = losses[b];
+      v.content = loss_sums_[b * kernels::kLossSlots + kernels::kContentSlot];
+      v.style = loss_sums_[b * kernels::kLossSlots + kernels::kStyleSlot];
+      v.tv = loss_sums_[b * kernels::kLossSlots + kernels::kTvSlot];
       v.total = spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv;
     }
+    return losses;
   }
 
-  // The content and style terms at one layer, for every batch item; with a
-  // gradient buffer also their derivatives (see NST-SPEC.md).
-  void add_layer_losses(int layer, float* grad) {
+  // One layer of the backward pass, every batch item: `grad` holds d J / d
+  // (the layer's post-ReLU output) from the layers above. Adds the layer's
+  // style terms, then goes back through the ReLU with the content term fused.
+  void layer_backward(int layer, float* grad) {
     const LayerShape& s = net_.shape(layer);
     const size_t n = s.pixels(), c = s.channels, item = n * c;
     const LossSpec& spec = config_.loss;
-    for (size_t i = 0; i < spec.content.size(); i++) {
-      if (spec.content[i].conv_index != layer) continue;
-      const float w = spec.content[i].weight;
-      for (int b = 0; b < config_.batch; b++) {
-        double sum = content_loss(net_.activation(layer) + b * item, content_targets_[i].data() + b * item, item,
-                                  float(spec.alpha * w / (2.0 * n * c)), grad ? grad + b * item : nullptr);
-        losses_[b].content += w * sum / (4.0 * n * c);
-      }
-    }
+    const float* act = net_.activation(layer);
     for (size_t i = 0; i < spec.style.size(); i++) {
       if (spec.style[i].conv_index != layer) continue;
-      const float w = spec.style[i].weight;
+      const double w = spec.style[i].weight;
       for (int b = 0; b < config_.batch; b++) {
-        double sum = style_loss(net_.activation(layer) + b * item, int(n), int(c), style_targets_[i].data() + b * c * c,
-                                float(spec.beta * w / (double(c) * c * n)), gram_scratch_.data(),
-                                grad ? grad + b * item : nullptr);
-        losses_[b].style += w * sum / (4.0 * c * c);
+        gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
+        kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
+                                     float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
+                                     loss_sums_.data() + b * kernels::kLossSlots);
+        add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
     }
+    const float* content_target = nullptr;
+    double content_weight = 0;
+    for (size_t i = 0; i < spec.content.size(); i++) {
+      if (spec.content[i].conv_index != layer) continue;
+      content_target = content_targets_[i].data();
+      content_weight = spec.content[i].weight;
+    }
+    kernels::relu_backward_cpu(grad, act, content_target, float(spec.alpha * content_weight / (2.0 * n * c)),
+                               float(content_weight / (4.0 * n * c)), loss_sums_.data(), item, config_.batch);
   }
 
   dnnl::engine engine_;
@@ -219,7 +223,7 @@ class CpuSession : public Session {
   std::vector<float> m_, v_;
   std::vector<std::vector<float>> content_targets_, style_targets_;
   std::vector<float> gram_scratch_;
-  std::vector<LossValues> losses_;
+  std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };
 

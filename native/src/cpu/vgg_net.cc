@@ -3,8 +3,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels.h"
-
 namespace nst::cpu {
 
 using dnnl::memory;
@@ -250,7 +248,7 @@ void VggNet::forward() {
   stream_.wait();
 }
 
-void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient) {
+void VggNet::backward(const std::function<void(int, float*)>& through_relu) {
   const int last = last_layer();
   {
     const Layer& top = layers_[last];
@@ -260,8 +258,7 @@ void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient)
   for (int l = last; l >= 0; l--) {
     const Layer& layer = layers_[l];
     float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
-    add_loss_gradient(l, grad);
-    relu_mask(grad, activation(l), size_t(batch_) * layer.shape.pixels() * layer.shape.channels);
+    through_relu(l, grad);
     layer.convert_grad_output.run(stream_);
     layer.conv_backward.run(stream_);
     layer.convert_grad_input.run(stream_);

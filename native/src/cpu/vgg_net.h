@@ -69,11 +69,13 @@ class VggNet {
   const float* activation(int layer) const;
 
   void forward();
-  // From the last layer down: `add_loss_gradient(layer, grad)` adds the loss
-  // terms of that layer to d J / d activation (which holds the gradient from
-  // the layers above, or zeros at the last), then the gradient flows through
-  // the ReLU, the convolution and the pooling below. Ends in image_gradient().
-  void backward(const std::function<void(int, float*)>& add_loss_gradient);
+  // From the last layer down: `through_relu(layer, grad)` receives d J / d
+  // activation (the gradient from the layers above, or zeros at the last),
+  // adds the loss terms of that layer and takes it back through the layer's
+  // ReLU (relu_backward_cpu: the activation's positivity is the mask); then
+  // the gradient flows through the convolution and the pooling below. Ends in
+  // image_gradient().
+  void backward(const std::function<void(int, float*)>& through_relu);
 
  private:
   struct Step {

@@ -4,7 +4,7 @@
 
 #include "cuda/format_bytes.h"
 #include "cuda/geometry.h"
-#include "cuda/pool_math.h"
+#include "kernels/pool_math.h"
 
 namespace nst::cuda {
 
@@ -19,7 +19,7 @@ MemoryPlan estimate_memory(const SessionShape& s) {
     m.activations += b * pixels * g.out_channels * f;
     // The last layer's pooled map is never used.
     if (g.pool_after && i + 1 < s.num_layers) {
-      m.activations += b * size_t(pooled_size(g.height)) * pooled_size(g.width) * g.out_channels * f;
+      m.activations += b * size_t(kernels::pooled_size(g.height)) * kernels::pooled_size(g.width) * g.out_channels * f;
     }
     largest_map = std::max(largest_map, b * pixels * std::max(g.in_channels, g.out_channels) * f);
     largest_output = std::max(largest_output, b * pixels * g.out_channels * f);

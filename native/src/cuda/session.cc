@@ -57,7 +57,7 @@ class CudaSession : public Session {
       style_targets_.emplace_back(gram_bytes, "style targets");
       style_diffs_.emplace_back(gram_bytes, "style Gram buffer");
     }
-    losses_ = DeviceBuffer(sizeof(double) * b * kLossSlots, "loss accumulators");
+    losses_ = DeviceBuffer(sizeof(double) * b * kernels::kLossSlots, "loss accumulators");
     step_sizes_ = DeviceBuffer(sizeof(float) * kStepChunk, "step sizes");
     step_index_ = DeviceBuffer(sizeof(int), "step index");
     ensure_workspace(pass_->workspace());
@@ -72,7 +72,7 @@ class CudaSession : public Session {
     ctx_->sync("session setup");
     // Last: nothing may throw after it (the destructor frees it, and does not
     // run for a constructor that threw).
-    check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kLossSlots), "cudaMallocHost (losses)");
+    check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kernels::kLossSlots), "cudaMallocHost (losses)");
     weights_version_ = ctx_->weights_version;
     if (verbose()) {
       std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
@@ -352,8 +352,9 @@ class CudaSession : public Session {
       gram(ctx, pass_->acts[s.conv_index].f(), style_diffs_[l].f(), g.out_channels, pixels, b, 1.f / float(pixels),
            0.f);
       ctx.profiler.mark("cuBLAS", std::string("Gram ") + kVgg19[s.conv_index].name);
-      launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b, s.weight / (4 * c * c),
-                             loss.beta * s.weight / (c * c * float(pixels)), loss_acc, ctx.stream);
+      kernels::launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b,
+                                      s.weight / (4 * c * c), loss.beta * s.weight / (c * c * float(pixels)), loss_acc,
+                                      ctx.stream);
       check_launch("style_gram_diff kernel");
       ctx.profiler.mark("own kernels", std::string("style Gram difference ") + kVgg19[s.conv_index].name);
     }
@@ -391,8 +392,8 @@ class CudaSession : public Session {
       }
       if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
-        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c), content_weight / (4 * n_c),
-                             loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
+        kernels::launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
+                                      content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
         check_launch("relu_backward kernel");
         ctx.profiler.mark("own kernels",
                           std::string(content_target ? "relu backward + content " : "relu backward ") + kVgg19[i].name);
@@ -413,8 +414,8 @@ class CudaSession : public Session {
         // Back through the pool into the (free again) buffer g was in; the
         // ReLU mask of a_{i-1} is fused unless a loss term must be added first.
         bool loss_below = has_loss_at(i - 1);
-        launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
-                             max_pool(), !loss_below, ctx.stream);
+        kernels::launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
+                                      max_pool(), !loss_below, ctx.stream);
         check_launch("pool_backward kernel");
         ctx.profiler.mark("own kernels", std::string("pool backward ") + kVgg19[i - 1].name);
         g_masked = !loss_below;
@@ -424,14 +425,15 @@ class CudaSession : public Session {
         g_masked = false;
       }
     }
-    launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc, ctx.stream);
+    kernels::launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc,
+                                 ctx.stream);
     check_launch("tv_loss_grad kernel");
     ctx.profiler.mark("own kernels", "tv loss+gradient");
     if (adam) {
-      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps, step_sizes_.f(),
-                  static_cast<const int*>(step_index_.get()), ctx.stream);
+      kernels::launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
+                           step_sizes_.f(), static_cast<const int*>(step_index_.get()), ctx.stream);
       check_launch("adam kernel");
-      launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
+      kernels::launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
       check_launch("advance_step kernel");
     }
   }
@@ -478,9 +480,9 @@ class CudaSession : public Session {
     const LossSpec& l = config_.loss;
     for (int b = 0; b < config_.batch; b++) {
       LossValues& v = out[b];
-      v.content = host_losses_[b * kLossSlots + kContentSlot];
-      v.style = host_losses_[b * kLossSlots + kStyleSlot];
-      v.tv = host_losses_[b * kLossSlots + kTvSlot];
+      v.content = host_losses_[b * kernels::kLossSlots + kernels::kContentSlot];
+      v.style = host_losses_[b * kernels::kLossSlots + kernels::kStyleSlot];
+      v.tv = host_losses_[b * kernels::kLossSlots + kernels::kTvSlot];
       v.total = double(l.alpha) * v.content + double(l.beta) * v.style + double(l.tv_weight) * v.tv;
     }
     return out;

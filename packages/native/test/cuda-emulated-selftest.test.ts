@@ -1,7 +1,8 @@
 /**
  * The CPU stand-in's C++ executables (native/build-emulated, built by npm ci):
- * the kernel self-test (every kernel of kernels.cu against its CPU twin) and
- * the stand-in's strictness test (each mistake a GPU punishes is reported).
+ * the kernel self-test (every kernel family of native/src/kernels against its
+ * CPU reference) and the stand-in's strictness test (each mistake a GPU
+ * punishes is reported).
  * Without the emulated build they skip, saying why; under CI they fail.
  */
 import { spawnSync } from 'node:child_process';

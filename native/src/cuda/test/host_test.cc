@@ -21,11 +21,13 @@
 #include "cuda/geometry.h"
 #include "cuda/library_search.h"
 #include "cuda/memory_plan.h"
-#include "cuda/pool_math.h"
 #include "cuda/test/expect.h"
 #include "engine.h"
+#include "kernels/pool_math.h"
 
 using namespace nst::cuda;
+using nst::kernels::pooled_size;
+using nst::kernels::window_extent;
 
 using nst::test::failures;
 
