@@ -13,7 +13,10 @@ set(NST_EMU_DIR "${CMAKE_CURRENT_LIST_DIR}/../native/emulation")
 set(NST_CUDA_SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}/../native/src/cuda")
 set(NST_EMU_WARNINGS -Wall -Wextra -Werror)
 
-add_library(nst_cudart_standin SHARED "${NST_EMU_DIR}/cudart.cc" "${NST_EMU_DIR}/block.cc")
+# The runtime: one job per file (cudart_internal.h lists them), and the grid.
+add_library(nst_cudart_standin SHARED
+  "${NST_EMU_DIR}/errors.cc" "${NST_EMU_DIR}/memory.cc" "${NST_EMU_DIR}/streams.cc" "${NST_EMU_DIR}/copies.cc"
+  "${NST_EMU_DIR}/events.cc" "${NST_EMU_DIR}/graphs.cc" "${NST_EMU_DIR}/device_info.cc" "${NST_EMU_DIR}/block.cc")
 target_include_directories(nst_cudart_standin PUBLIC ${CUDAToolkit_INCLUDE_DIRS} "${NST_EMU_DIR}")
 target_compile_options(nst_cudart_standin PRIVATE ${NST_EMU_WARNINGS} -O2)
 target_link_libraries(nst_cudart_standin PUBLIC Threads::Threads)

@@ -199,7 +199,7 @@ class CpuSession : public Session {
         gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
         kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
                                      float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
-                                     loss_sums_.data() + b * kernels::kLossSlots);
+                                     loss_sums_.data() + size_t(b) * kernels::kLossSlots);
         add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
     }
