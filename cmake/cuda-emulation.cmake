@@ -1,11 +1,13 @@
 # The CUDA engine on the CPU stand-in (native/emulation), included by
 # native/CMakeLists.txt with -DNST_CUDA_EMULATION=ON. Defines, like
 # cuda.cmake, the static library `nst_cuda`, built from the same sources by
-# the host compiler: kernels.cu as C++ (its launches go through
-# cuda/launch.h), the CUDA runtime replaced by libnst_cudart_standin.so.
+# the host compiler: kernels.cu as C++ (the kernel families' launches go
+# through cuda/launch.h), the CUDA runtime replaced by
+# libnst_cudart_standin.so.
 # Besides: the cuDNN and cuBLAS stand-ins (loaded by the engine through
-# NST_CUDNN_PATH / NST_CUBLAS_PATH like the real ones), the kernel self-test
-# and the stand-in's own strictness test, as executables.
+# NST_CUDNN_PATH / NST_CUBLAS_PATH like the real ones), the kernel self-test,
+# the memory plan's test and the stand-in's own strictness test, as
+# executables.
 find_package(CUDAToolkit REQUIRED)  # the headers only: types and signatures
 find_package(Threads REQUIRED)
 
@@ -47,6 +49,14 @@ add_executable(nst_kernel_test "${NST_CUDA_SOURCE_DIR}/test/kernel_test.cu")
 target_link_libraries(nst_kernel_test PRIVATE nst_cuda)
 target_compile_options(nst_kernel_test PRIVATE ${NST_EMU_WARNINGS} -O2)
 set_target_properties(nst_kernel_test PROPERTIES BUILD_RPATH "$ORIGIN")
+
+# The engine's memory estimate against the bytes it really allocates (the
+# stand-in's allocation table counts them).
+add_executable(nst_memory_plan_test "${NST_EMU_DIR}/test/memory_plan_test.cc"
+  "${NST_CUDA_SOURCE_DIR}/../session_config.cc")
+target_link_libraries(nst_memory_plan_test PRIVATE nst_cuda)
+target_compile_options(nst_memory_plan_test PRIVATE ${NST_EMU_WARNINGS} -O2)
+set_target_properties(nst_memory_plan_test PROPERTIES BUILD_RPATH "$ORIGIN")
 
 add_executable(nst_standin_test "${NST_EMU_DIR}/test/standin_test.cc")
 target_include_directories(nst_standin_test PRIVATE "${CMAKE_CURRENT_LIST_DIR}/../native/src")

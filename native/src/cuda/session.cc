@@ -18,11 +18,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "cuda/check.h"
-#include "cuda/format_bytes.h"
 #include "cuda/graph.h"
 #include "cuda/kernels.h"
 #include "cuda/memory_plan.h"
@@ -75,9 +75,8 @@ class CudaSession : public Session {
     check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kernels::kLossSlots), "cudaMallocHost (losses)");
     weights_version_ = ctx_->weights_version;
     if (verbose()) {
-      std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
-                   config_.height, b, format_bytes(allocated_bytes()).c_str(),
-                   format_bytes(workspace_.bytes()).c_str());
+      std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %zu bytes allocated (workspace %zu)\n", config_.width,
+                   config_.height, b, allocated_bytes(), workspace_.bytes());
     }
   }
 
@@ -183,31 +182,20 @@ class CudaSession : public Session {
   }
 
  private:
-  static constexpr int kStepChunk = 1024;
   static constexpr int kProgressEvery = 32;
 
-  SessionShape shape() const {
-    SessionShape s;
-    s.height = config_.height;
-    s.width = config_.width;
-    s.batch = config_.batch;
-    s.num_layers = num_layers_;
-    s.fused_conv = ctx_->fused_conv;
-    for (const auto& c : config_.loss.content) s.content_layers.push_back(c.conv_index);
-    for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
-    return s;
-  }
-
-  // Memory first (its message names the largest size that fits both limits),
-  // then cuDNN's tensor limit, which may bind although the memory is there.
+  // Before anything is allocated: the session's plan against the free
+  // memory (infinity when cuDNN could not take one of its tensors).
   void check_memory() const {
-    size_t free_bytes = 0, total_bytes = 0;
-    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    if (required_bytes(shape()) > free_bytes) {
-      throw Error(out_of_memory_message(shape(), free_bytes, ctx_->device_name));
+    const SessionShape shape = session_shape(config_, ctx_->fused_conv);
+    const double needed = within_tensor_limit(shape) ? double(required_bytes(shape)) : kBeyondTensorLimit;
+    const double free_bytes = free_device_memory();
+    if (needed > free_bytes) {
+      throw Error::too_large("size", needed, free_bytes,
+                             "cuda: a " + std::to_string(config_.width) + "x" + std::to_string(config_.height) +
+                                 " batch " + std::to_string(config_.batch) + " session " + need_text(needed) + " but " +
+                                 std::to_string(size_t(free_bytes)) + " bytes are free on " + ctx_->device_name);
     }
-    const std::string too_large = tensor_limit_violation(shape());
-    if (!too_large.empty()) throw Error(too_large);
   }
 
   void check_weights() {
@@ -288,14 +276,7 @@ class CudaSession : public Session {
       if (targets[b].styles.empty()) throw Error("cuda: batch item " + std::to_string(b) + " has no style image");
       for (const StyleImageView& style : targets[b].styles) {
         const ImageView& img = style.image;
-        SessionShape s;
-        s.height = img.height;
-        s.width = img.width;
-        s.num_layers = upto;
-        s.backward = false;
-        s.fused_conv = ctx_->fused_conv;
-        for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
-        check_style_pass(s);
+        check_style_pass(style_pass_shape(config_, {img.height, img.width}, ctx_->fused_conv));
         Pass pass(*ctx_, 1, img.height, img.width, upto, false);
         ensure_workspace(pass.workspace());
         DeviceBuffer input(size_t(img.height) * img.width * 3 * 4, "style image");
@@ -318,18 +299,28 @@ class CudaSession : public Session {
   // A style image runs alone in its own pass: within cuDNN's tensor limit,
   // and within the free memory with its maps and the workspace growth.
   void check_style_pass(const SessionShape& s) const {
-    const std::string style_image = "style image " + std::to_string(s.width) + "x" + std::to_string(s.height);
-    if (largest_tensor_elements(s) > kMaxTensorElements) {
-      throw Error("cuda: " + style_image + " makes a tensor of " + std::to_string(largest_tensor_elements(s)) +
-                  " elements, beyond the 2^31 - 1 that cuDNN's tensor descriptors can hold; use a smaller style image");
+    const double needed = within_tensor_limit(s) ? double(style_pass_bytes(s, workspace_.bytes())) : kBeyondTensorLimit;
+    const double free_bytes = free_device_memory();
+    if (needed > free_bytes) {
+      throw Error::too_large("styleScale", needed, free_bytes,
+                             "cuda: style image " + std::to_string(s.width) + "x" + std::to_string(s.height) + " " +
+                                 need_text(needed) + " but " + std::to_string(size_t(free_bytes)) +
+                                 " bytes are free on " + ctx_->device_name);
     }
+  }
+
+  static constexpr double kBeyondTensorLimit = std::numeric_limits<double>::infinity();
+
+  static std::string need_text(double needed) {
+    return needed == kBeyondTensorLimit
+               ? "has a tensor beyond the 2^31 - 1 elements that cuDNN's tensor descriptors can hold"
+               : "needs " + std::to_string(size_t(needed)) + " bytes";
+  }
+
+  double free_device_memory() const {
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    const size_t needed = style_pass_bytes(s, workspace_.bytes());
-    if (needed > free_bytes) {
-      throw Error("cuda: " + style_image + " needs about " + format_bytes(needed) + " but " + format_bytes(free_bytes) +
-                  " is free on " + ctx_->device_name + "; use a smaller style image");
-    }
+    return double(free_bytes);
   }
 
   bool max_pool() const { return config_.pooling == Pooling::Max; }

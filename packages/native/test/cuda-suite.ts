@@ -127,7 +127,7 @@ function expectParity(
 }
 
 describe('cuda backend availability', () => {
-  it('fails in one line when the cuda engine cannot run, else rejects bf16 in one line', async () => {
+  it('fails in one line when the cuda engine cannot run, else rejects bf16 in one line (on the precision field)', async () => {
     if (!addon) {
       // Without the addon the loader's reason is the error (tested by the native loader tests).
       await expect(createNativeBackend('cuda')).rejects.toThrow(expect.objectContaining({ field: 'backend', code: 'unsupported' }));
@@ -151,6 +151,7 @@ describe('cuda backend availability', () => {
       expect(err).toBeInstanceOf(Error);
       expect((err as Error).message.includes('\n')).toBe(false);
       expect((err as Error).message).toMatch(/bf16/);
+      expect(err).toMatchObject({ code: 'unsupported', field: 'precision' });
     }
   });
 });
@@ -284,6 +285,9 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
     const message = (err as Error).message;
     console.log(`out of memory: ${message}`);
     expect(message.includes('\n')).toBe(false);
-    expect(message).toMatch(/largest that fits is about \d+x\d+ at batch 4/);
+    expect(err).toMatchObject({ name: 'UserError', code: 'too-large', field: 'size' });
+    // Its conv1 maps alone are beyond cuDNN's 2^31-element tensor limit: no memory would do.
+    expect(message).toMatch(/^size: 16384x16384 batch 4 is beyond what the engine can describe at any memory on the cuda backend/);
+    expect(message).toMatch(/the largest size that fits is about \d+x\d+$/);
   });
 });
