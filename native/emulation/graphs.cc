@@ -2,6 +2,7 @@
 // stream records its work into a graph (streams.cc's enqueue); an
 // instantiated graph is a copy of that work, which a launch queues again.
 #include <set>
+#include <string>
 
 #include "cudart_internal.h"
 
@@ -10,6 +11,15 @@ namespace {
 
 std::set<Graph*> graphs;       // under queue_mutex()
 std::set<Graph*> graph_execs;  // under queue_mutex()
+
+// Deletes a graph or an instantiated one (`live` says which kind); queued
+// launches hold copies of its work, so nothing refers to it any more.
+cudaError_t destroy(std::set<Graph*>& live, Graph* g, const char* call, const char* kind) {
+  std::lock_guard<std::recursive_mutex> lock(queue_mutex());
+  if (!live.erase(g)) return fail(cudaErrorInvalidResourceHandle, std::string(call) + ": invalid " + kind);
+  delete g;
+  return cudaSuccess;
+}
 
 }  // namespace
 }  // namespace nst::emu
@@ -72,20 +82,11 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-  std::lock_guard<std::recursive_mutex> lock(queue_mutex());
-  Graph* g = reinterpret_cast<Graph*>(graph);
-  if (!graphs.erase(g)) return fail(cudaErrorInvalidResourceHandle, "cudaGraphDestroy: invalid graph");
-  delete g;
-  return cudaSuccess;
+  return destroy(graphs, reinterpret_cast<Graph*>(graph), "cudaGraphDestroy", "graph");
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-  std::lock_guard<std::recursive_mutex> lock(queue_mutex());
-  Graph* g = reinterpret_cast<Graph*>(exec);
-  if (!graph_execs.erase(g)) return fail(cudaErrorInvalidResourceHandle, "cudaGraphExecDestroy: invalid graph exec");
-  // Queued launches hold copies of its work: nothing refers to it any more.
-  delete g;
-  return cudaSuccess;
+  return destroy(graph_execs, reinterpret_cast<Graph*>(exec), "cudaGraphExecDestroy", "graph exec");
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {

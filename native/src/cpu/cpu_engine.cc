@@ -267,8 +267,7 @@ class CpuSession : public Session {
     const size_t n = s.pixels(), c = s.channels, item = n * c;
     const LossSpec& spec = config_.loss;
     const float* act = net_.activation(layer);
-    for (size_t i = 0; i < spec.style.size(); i++) {
-      if (spec.style[i].conv_index != layer) continue;
+    if (const int i = entry_at_layer(spec.style, layer); i >= 0) {
       const double w = spec.style[i].weight;
       for (int b = 0; b < config_.batch; b++) {
         gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
@@ -278,13 +277,9 @@ class CpuSession : public Session {
         add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
     }
-    const float* content_target = nullptr;
-    double content_weight = 0;
-    for (size_t i = 0; i < spec.content.size(); i++) {
-      if (spec.content[i].conv_index != layer) continue;
-      content_target = content_targets_[i].data();
-      content_weight = spec.content[i].weight;
-    }
+    const int k = entry_at_layer(spec.content, layer);
+    const float* content_target = k >= 0 ? content_targets_[k].data() : nullptr;
+    const double content_weight = k >= 0 ? spec.content[k].weight : 0.0;
     kernels::relu_backward_cpu(grad, act, content_target, float(spec.alpha * content_weight / (2.0 * n * c)),
                                float(content_weight / (4.0 * n * c)), loss_sums_.data(), item, config_.batch);
   }

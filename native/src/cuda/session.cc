@@ -374,13 +374,9 @@ class CudaSession : public Session {
         ctx.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
         g_masked = false;
       }
-      const float* content_target = nullptr;
-      float content_weight = 0;
-      for (size_t k = 0; k < loss.content.size(); k++) {
-        if (loss.content[k].conv_index != i) continue;
-        content_target = content_targets_[k].f();
-        content_weight = loss.content[k].weight;
-      }
+      const int k = entry_at_layer(loss.content, i);
+      const float* content_target = k >= 0 ? content_targets_[k].f() : nullptr;
+      const float content_weight = k >= 0 ? loss.content[k].weight : 0.f;
       if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
         kernels::launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
@@ -430,11 +426,7 @@ class CudaSession : public Session {
   }
 
   bool has_loss_at(int i) const {
-    for (const auto& c : config_.loss.content)
-      if (c.conv_index == i) return true;
-    for (const auto& s : config_.loss.style)
-      if (s.conv_index == i) return true;
-    return false;
+    return entry_at_layer(config_.loss.content, i) >= 0 || entry_at_layer(config_.loss.style, i) >= 0;
   }
 
   // One update: eager the first time (cuDNN/cuBLAS warm up), then captured

@@ -10,10 +10,16 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { nativeAddonPath } from '@nst/native';
+import { DEFAULT_LOSS, VGG19_LAYERS, deepestLayerIndex, findLayer, type WeightedLayer } from '@nst/core';
+import { nativeAddonPath, type NativeSessionConfig } from '@nst/native';
 import { addon, skipReason } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/cpu-session-rss.mjs', import.meta.url));
+
+// The notebook's loss, as the addon takes it, and the layers it needs.
+const native = (layers: readonly WeightedLayer[]) => layers.map((l) => ({ convIndex: findLayer(l.layer)!.index, weight: l.weight }));
+const LOSS: NativeSessionConfig['loss'] = { content: native(DEFAULT_LOSS.contentLayers), style: native(DEFAULT_LOSS.styleLayers) };
+const LAYERS = VGG19_LAYERS.slice(0, deepestLayerIndex(DEFAULT_LOSS) + 1).map((l) => [l.inChannels, l.outChannels]);
 
 interface Measured {
   readonly estimate: number;
@@ -23,10 +29,9 @@ interface Measured {
 }
 
 function measure(height: number, width: number, batch: number, style: { height: number; width: number }): Measured {
-  const run = spawnSync(process.execPath, [fixture, nativeAddonPath(), ...[height, width, batch, style.height, style.width].map(String)], {
-    encoding: 'utf8',
-    timeout: 110_000,
-  });
+  const config = { height, width, batch, pooling: 'avg', loss: LOSS };
+  const job = { layers: LAYERS, config, styleSizes: [{ height, width }, style] };
+  const run = spawnSync(process.execPath, [fixture, nativeAddonPath(), JSON.stringify(job)], { encoding: 'utf8', timeout: 110_000 });
   expect(run.status, run.stderr).toBe(0);
   return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Measured;
 }
@@ -57,9 +62,8 @@ describe.skipIf(!addon)(`cpu memory estimate${skipReason ? ` (skipped: ${skipRea
 
   it('grows with the size, the batch and the style images; Infinity beyond the sizes a session takes', () => {
     const engine = addon!.createEngine('cpu');
-    const loss = { content: [{ convIndex: 9, weight: 1 }], style: [0, 2, 4, 8, 12].map((convIndex) => ({ convIndex, weight: 0.2 })) };
     const estimate = (height: number, width: number, batch = 1, styleSizes = [{ height, width }]) =>
-      engine.estimateMemory({ height, width, batch, pooling: 'avg', loss, styleSizes });
+      engine.estimateMemory({ height, width, batch, pooling: 'avg', loss: LOSS, styleSizes });
     expect(estimate(200, 300)).toBeGreaterThan(estimate(100, 150));
     expect(estimate(100, 150, 2)).toBeGreaterThan(estimate(100, 150, 1));
     expect(estimate(100, 150, 1, [{ height: 400, width: 600 }])).toBeGreaterThan(estimate(100, 150));
@@ -78,7 +82,7 @@ describe.skipIf(!addon)(`cpu memory estimate${skipReason ? ` (skipped: ${skipRea
     expect(estimate(40000, 300)).toBe(Number.POSITIVE_INFINITY);
     expect(estimate(100, 100, 1, [{ height: 100, width: 40000 }])).toBe(Number.POSITIVE_INFINITY);
     expect(() => estimate(0, 100)).toThrow(RangeError);
-    expect(() => engine.estimateMemory({ height: 10, width: 10, batch: 1, pooling: 'avg', loss } as never)).toThrow(
+    expect(() => engine.estimateMemory({ height: 10, width: 10, batch: 1, pooling: 'avg', loss: LOSS } as never)).toThrow(
       /styleSizes must be an array/,
     );
     // A cpu engine computes in host memory: it has no device memory to report.

@@ -12,21 +12,12 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_LOSS, isUserError, largestFittingSize, memoryRefusal, weightFloats, type Backend, type MemoryShape } from '@nst/core';
 import { createNativeBackend, isNativeEngineError } from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { addon } from './helpers.js';
+import { cudaUnavailableReason } from './helpers.js';
 
 // Read by the stand-in when the first engine asks (the addon is loaded, no engine yet).
 process.env.NST_EMULATED_GPU_MEMORY_MIB = '512';
 
-function cudaUnavailable(): string {
-  if (!addon) return 'native addon not loaded';
-  try {
-    addon.createEngine('cuda', { precision: 'fp32' }).dispose();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-const why = cudaUnavailable();
+const why = cudaUnavailableReason();
 if (why && process.env.CI === 'true') throw new Error(`the emulated cuda engine cannot run under CI: ${why}`);
 if (why) console.log(`cuda memory tests skipped: ${why}`);
 

@@ -27,7 +27,7 @@ import {
 import { createNativeBackend } from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { cudaEmulationRequested } from '@nst/native';
-import { addon, relDiff, relL2 } from './helpers.js';
+import { addon, cudaUnavailableReason, relDiff, relL2 } from './helpers.js';
 
 const emulated = cudaEmulationRequested();
 /** Image sizes: the GPU's, or smaller ones for the stand-in (same code paths: pools with odd maps, batches, the graph). */
@@ -35,16 +35,6 @@ const SIZES = emulated
   ? { parity: [32], fused: 32, adam: 32, batch: 24, odd: { height: 27, width: 21 }, oddStyle: { height: 18, width: 26 } }
   : { parity: [64, 256], fused: 64, adam: 64, batch: 64, odd: { height: 75, width: 61 }, oddStyle: { height: 50, width: 70 } };
 
-/** Why the cuda engine cannot run here ('' when it can). */
-function cudaUnavailableReason(): string {
-  if (!addon) return 'native addon not loaded';
-  try {
-    addon.createEngine('cuda', { precision: 'fp32' }).dispose();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 const noGpu = cudaUnavailableReason();
 // The stand-in is built by npm ci: under CI its absence is a failure, never a skip.
 if (noGpu && emulated && process.env.CI === 'true') throw new Error(`the emulated cuda engine cannot run under CI: ${noGpu}`);
