@@ -4,7 +4,9 @@
 // input never reaches the engines as a bad pointer. Work that takes long
 // (setTargets, iterate, lossAndGradient) runs on a libuv worker thread and
 // returns a Promise; the engine is then marked busy and every other call on
-// it throws until the promise settles (engines are not re-entrant).
+// it throws until the promise settles (engines are not re-entrant), but for
+// estimateMemory and deviceMemoryAvailable (engine.h says why they may run).
+// Engine failures become JS Errors carrying their data (napi_errors.h).
 #include <napi.h>
 
 #include <cmath>

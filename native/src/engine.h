@@ -7,10 +7,14 @@
 // may re-layout internally (once, at setWeights).
 //
 // Threading: the glue calls an engine from one thread at a time (the JS
-// thread or one AsyncWorker), never concurrently. Engines throw nst::Error (a
-// std::runtime_error) with a message naming the operation, and as data: what
-// kind of failure it is and the job field at fault, which the glue hands to
-// JavaScript as the error's properties (nothing reads the message to decide).
+// thread or one AsyncWorker), never concurrently; only estimate_memory and
+// device_memory_available, which read nothing an engine changes after its
+// creation, may run while another call is in progress.
+//
+// Errors: engines throw nst::Error (a std::runtime_error) with a message
+// naming the operation, and as data: what kind of failure it is and the job
+// field at fault, which the glue hands to JavaScript as the error's
+// properties (nothing reads the message to decide).
 #pragma once
 
 #include <cstdint>

@@ -99,7 +99,8 @@ export interface NativeLoss {
 /**
  * A session: one image size and loss. The three Promise-returning calls run
  * on a worker thread; while one runs, every other call on the same engine
- * (and its sessions) throws "busy".
+ * (and its sessions) throws "busy", but for the engine's estimateMemory and
+ * deviceMemoryAvailable.
  */
 export interface NativeSession {
   setTargets(targets: readonly NativeTargets[]): Promise<void>;

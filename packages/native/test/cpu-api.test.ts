@@ -179,12 +179,16 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     expect(() => engine.setWeights(testWeights(3, 1).layers)).toThrow(/engine has been disposed/);
   });
 
-  it('a running job makes other calls throw "busy"; dispose during a job is safe', async () => {
+  it('a running job makes other calls throw "busy" (not the memory queries); dispose during a job is safe', async () => {
     const engine = engineWithWeights();
     const session = await readySession(engine);
+    const idle = engine.estimateMemory({ ...config, styleSizes: [{ height: 9, width: 7 }] });
     const running = session.iterate(adam, adamStepSizes(DEFAULT_ADAM, 1, 5));
     expect(() => session.readImages()).toThrow(/busy/);
     expect(() => engine.createSession(config)).toThrow(/busy/);
+    // They read nothing the job changes: the same answer while it runs.
+    expect(engine.estimateMemory({ ...config, styleSizes: [{ height: 9, width: 7 }] })).toBe(idle);
+    expect(engine.deviceMemoryAvailable()).toBeUndefined();
     session.dispose();
     engine.dispose();
     const losses = await running;
