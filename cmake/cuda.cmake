@@ -30,11 +30,13 @@ set_target_properties(nst_cuda PROPERTIES
   CUDA_STANDARD_REQUIRED ON
   CUDA_RUNTIME_LIBRARY Static)
 target_include_directories(nst_cuda PUBLIC "${CMAKE_CURRENT_LIST_DIR}/../native/src")
+# OpenMP: the kernel families' CPU references (native/src/kernels) are
+# parallel loops, seen by every file that includes a family.
 target_compile_options(nst_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror>
   $<$<COMPILE_LANGUAGE:CUDA>:SHELL:-Werror all-warnings>
-  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror>)
-target_link_libraries(nst_cuda PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror,-fopenmp>)
+target_link_libraries(nst_cuda PUBLIC CUDA::cudart_static OpenMP::OpenMP_CXX ${CMAKE_DL_LIBS})
 target_compile_definitions(nst_cuda PUBLIC NST_HAVE_CUDA=1)
 
 # The kernels' self-test, beside the addon's build: run by bench/gpu/run.sh
@@ -44,4 +46,5 @@ set_target_properties(nst_kernel_test PROPERTIES
   CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;90-virtual"
   CUDA_STANDARD 17
   CUDA_RUNTIME_LIBRARY Static)
+target_compile_options(nst_kernel_test PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp>)
 target_link_libraries(nst_kernel_test PRIVATE nst_cuda)

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # C++ lint of native/: clang-format (.clang-format) in check mode on every
-# native/**/*.{cc,h,cu}, then clang-tidy (.clang-tidy) on
+# native/**/*.{cc,h,cu,cuh}, then clang-tidy (.clang-tidy) on
 #   - the C++ sources of the CPU build (the addon, the cpu engine), with the
 #     compile database CMake writes for a build without CUDA;
 #   - the CUDA engine's host C++ (native/src/cuda/*.cc and its host tests),
-#     with the CUDA toolkit's headers, when they are installed.
-# Not tidied: the .cu files (clang-tidy would parse them as CUDA with clang's
-# own CUDA front end, which needs a toolkit version clang knows; nvcc builds
-# them with -Werror all-warnings instead) and native/emulation/ (built by its
-# own rules for the CPU stand-in of the CUDA platform, with no compile database).
+#     with the CUDA toolkit's headers, when they are installed;
+#   - the CPU stand-in for the CUDA platform (native/emulation/, its test) and
+#     the .cu files as the stand-in compiles them (C++, the kernels' launches
+#     through native/emulation/device.h), with the toolkit's headers too.
+# The .cu files are not tidied as CUDA (clang-tidy would parse them with
+# clang's own CUDA front end, which needs a toolkit version clang knows; nvcc
+# builds them with -Werror all-warnings instead).
 #
 # Needs clang-format and clang-tidy 14 or newer, and clang's omp.h
 # (Debian/Ubuntu: apt-get install clang-format clang-tidy libomp-14-dev).
@@ -30,7 +32,7 @@ need() {
 
 if [ "$mode" != --tidy-only ]; then
   need "$clang_format" clang-format
-  mapfile -t sources < <(git ls-files --cached --others --exclude-standard 'native/*.cc' 'native/*.h' 'native/*.cu')
+  mapfile -t sources < <(git ls-files --cached --others --exclude-standard 'native/*.cc' 'native/*.h' 'native/*.cu' 'native/*.cuh')
   if "$clang_format" --dry-run -Werror "${sources[@]}"; then
     echo "lint-native.sh: clang-format: ${#sources[@]} files formatted"
   else
@@ -63,10 +65,15 @@ if [ "$mode" != --format-only ]; then
   if [ -f "$cuda_include/cuda_runtime.h" ]; then
     mapfile -t cuda_sources < <(ls native/src/cuda/*.cc native/src/cuda/test/*.cc)
     echo "lint-native.sh: clang-tidy on ${#cuda_sources[@]} host C++ files of the CUDA engine"
-    printf '%s\n' "${cuda_sources[@]}" | xargs -P "$jobs" -I{} "$clang_tidy" --quiet {} -- -std=c++17 \
+    printf '%s\n' "${cuda_sources[@]}" | xargs -P "$jobs" -I{} "$clang_tidy" --quiet {} -- -std=c++17 -fopenmp \
       -Inative/src -isystem "$cuda_include" || status=1
+    mapfile -t standin_sources < <(ls native/emulation/*.cc native/emulation/test/*.cc native/src/cuda/*.cu \
+      native/src/cuda/test/*.cu)
+    echo "lint-native.sh: clang-tidy on ${#standin_sources[@]} files of the CPU stand-in build"
+    printf '%s\n' "${standin_sources[@]}" | xargs -P "$jobs" -I{} "$clang_tidy" --quiet {} -- -x c++ -std=c++17 \
+      -fopenmp -Inative/emulation -Inative/src -isystem "$cuda_include" || status=1
   else
-    echo "lint-native.sh: no $cuda_include/cuda_runtime.h: the CUDA engine's C++ is not tidied"
+    echo "lint-native.sh: no $cuda_include/cuda_runtime.h: the CUDA engine's C++ and the stand-in are not tidied"
   fi
 fi
 

@@ -38,9 +38,9 @@ tar -C "$G/libs" -cJf "$G/libs.tar.xz" .
 rm -rf "$G/libs"
 
 echo "== kernel self-test (sm_80, sm_90)"
-"$NVCC" -std=c++17 -O2 -Werror all-warnings -Xcompiler=-Wall,-Wextra,-Werror \
+"$NVCC" -std=c++17 -O2 -Werror all-warnings -Xcompiler=-Wall,-Wextra,-Werror,-fopenmp \
   -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-  -Inative/src native/src/cuda/test/kernel_test.cu native/src/cuda/kernels.cu -o "$G/kernel_test"
+  -Inative/src native/src/cuda/test/kernel_test.cu native/src/cuda/kernels.cu -lgomp -o "$G/kernel_test"
 
 echo "== GPU tests and benchmark, bundled"
 node bench/gpu/bundle.mjs "$G"

@@ -337,8 +337,8 @@ uint64_t warp_shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int wid
   return exchange[source];
 }
 
-void launch_grid(const LaunchShape& shape, std::function<std::string()> pointer_problems,
-                 std::function<void()> thread_body) {
+void launch_grid(const LaunchShape& shape, const std::function<std::string()>& pointer_problems,
+                 const std::function<void()>& thread_body) {
   const dim3 g = shape.grid, k = shape.block;
   const unsigned long long threads = 1ull * k.x * k.y * k.z;
   if (g.x == 0 || g.y == 0 || g.z == 0 || k.x == 0 || k.y == 0 || k.z == 0 || threads > kMaxThreads || k.z > 64 ||

@@ -30,9 +30,10 @@ extern thread_local uint3 blockDim;
 extern thread_local uint3 gridDim;
 
 // One copy per host thread, and a host thread runs one block at a time: the
-// block's threads (fibers of that host thread) share it, as on a GPU.
+// block's threads (fibers of that host thread) share it, as on a GPU. (The
+// reserved names below are CUDA's own: the kernels use them.)
 #undef __shared__
-#define __shared__ static thread_local
+#define __shared__ static thread_local  // NOLINT(bugprone-reserved-identifier)
 
 namespace nst::emu {
 
@@ -54,8 +55,8 @@ struct LaunchShape {
 // one line per bad argument, "" when all are device memory or null), then
 // queues the grid on the stream. At execution the arguments are checked
 // again (a replayed graph may hold pointers freed since its capture).
-void launch_grid(const LaunchShape& shape, std::function<std::string()> pointer_problems,
-                 std::function<void()> thread_body);
+void launch_grid(const LaunchShape& shape, const std::function<std::string()>& pointer_problems,
+                 const std::function<void()>& thread_body);
 
 template <typename T>
 void describe_pointer_arg(std::string& problems, const char* kernel, int index, const T& arg) {
@@ -122,10 +123,10 @@ T atomic_add(T* address, T value) {
 
 }  // namespace nst::emu
 
-inline void __syncthreads() { nst::emu::block_barrier(); }
+inline void __syncthreads() { nst::emu::block_barrier(); }  // NOLINT(bugprone-reserved-identifier)
 
 template <typename T>
-T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {  // NOLINT(bugprone-reserved-identifier)
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffle of at most 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &value, sizeof(T));

@@ -1,6 +1,7 @@
 // What the parts of the CPU stand-in for the CUDA platform share: the
 // allocation table behind the strictness checks, the stream work queue, and
-// the error path. Implemented in cudart.cc (libnst_cudart_standin.so), used by
+// the error path. Implemented by the runtime's files (libnst_cudart_standin.so;
+// cudart_internal.h says which does what), used by
 // the emulated kernel launch (device.h), and by the cuDNN and cuBLAS
 // stand-ins, which link the same shared runtime so that there is one table.
 #pragma once
@@ -54,5 +55,12 @@ class LibraryProblems {
 // Whether the calling host thread has a stream in capture (for the
 // "no synchronisation or allocation inside capture" checks).
 bool capturing();
+
+// Device memory in live allocations now, and the most there was since the
+// last reset_device_bytes_peak() (or the start): what tests hold a memory
+// plan against.
+size_t device_bytes_in_use();
+size_t device_bytes_peak();
+void reset_device_bytes_peak();
 
 }  // namespace nst::emu

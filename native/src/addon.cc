@@ -4,22 +4,29 @@
 // input never reaches the engines as a bad pointer. Work that takes long
 // (setTargets, iterate, lossAndGradient) runs on a libuv worker thread and
 // returns a Promise; the engine is then marked busy and every other call on
-// it throws until the promise settles (engines are not re-entrant).
+// it throws until the promise settles (engines are not re-entrant), but for
+// estimateMemory and deviceMemoryAvailable (engine.h says why they may run).
+// Engine failures become JS Errors carrying their data (napi_errors.h).
 #include <napi.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine.h"
 #include "napi_args.h"
+#include "napi_errors.h"
 #include "session_config.h"
 #include "vector_ops.h"
 
 namespace {
 
 using nst::kVgg19;
+using nst::napi_errors::guarded;
 using namespace nst::napi_args;
 
 Napi::Object loss_to_js(Napi::Env env, const nst::LossValues& l) {
@@ -35,18 +42,6 @@ Napi::Array losses_to_js(Napi::Env env, const std::vector<nst::LossValues>& loss
   Napi::Array a = Napi::Array::New(env, losses.size());
   for (size_t i = 0; i < losses.size(); i++) a.Set(uint32_t(i), loss_to_js(env, losses[i]));
   return a;
-}
-
-// Engine exceptions (nst::Error, dnnl::error, bad_alloc) become JS Errors.
-template <typename F>
-auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
 }
 
 // ---- shared state ----------------------------------------------------------
@@ -115,6 +110,7 @@ class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
     try {
       work_([&](int done) { progress.Send(&done, 1); });
     } catch (const std::exception& e) {
+      failure_ = nst::napi_errors::capture(e);
       SetError(e.what());
     }
   }
@@ -132,9 +128,11 @@ class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
     Napi::HandleScope scope(Env());
     deferred_.Resolve(result_(Env()));
   }
-  void OnError(const Napi::Error& e) override {
+  // Rejects with the engine's error and its data (napi_errors.h).
+  void OnError(const Napi::Error&) override {
     finish();
-    deferred_.Reject(e.Value());
+    Napi::HandleScope scope(Env());
+    deferred_.Reject(nst::napi_errors::to_js(Env(), failure_).Value());
   }
 
  private:
@@ -157,6 +155,7 @@ class EngineCallWorker : public Napi::AsyncProgressWorker<int> {
   Work work_;
   Result result_;
   Napi::FunctionReference on_progress_;
+  nst::napi_errors::Failure failure_;
 };
 
 // ---- Session ---------------------------------------------------------------
@@ -343,6 +342,65 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 
 // ---- Engine ----------------------------------------------------------------
 
+// The precisions an engine implements, by name (engine.h); nothing else is offered.
+std::vector<nst::NamedPrecision> engine_precisions(const std::string& kind) {
+  if (kind == "cpu") return {std::begin(nst::kCpuPrecisions), std::end(nst::kCpuPrecisions)};
+  return {std::begin(nst::kCudaPrecisions), std::end(nst::kCudaPrecisions)};
+}
+
+// The precision `name` of the engine of `kind`; one it does not implement is
+// refused as data (code 'unsupported', field 'precision').
+nst::Precision engine_precision(const std::string& kind, const std::string& name) {
+  std::string implemented;
+  for (const nst::NamedPrecision& p : engine_precisions(kind)) {
+    if (name == p.name) return p.precision;
+    implemented += std::string(implemented.empty() ? "" : ", ") + p.name;
+  }
+  throw nst::Error(
+      nst::ErrorCode::Unsupported, "precision",
+      kind + ": precision '" + name + "' is not implemented by the " + kind + " engine (it has " + implemented + ")");
+}
+
+// A session's configuration, its types checked: createSession's argument and
+// estimateMemory's shape. Ranges, layers and duplicates are checked by
+// validate_session_config.
+nst::SessionConfig read_session_config(Napi::Env env, const Napi::Value& value, const std::string& what) {
+  Napi::Object c = object_arg(env, value, what);
+  nst::SessionConfig config;
+  config.height = int_field(env, c, "height", what);
+  config.width = int_field(env, c, "width", what);
+  config.batch = int_field(env, c, "batch", what);
+  std::string pooling = string_arg(env, c.Get("pooling"), what + ".pooling");
+  if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
+  config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
+  Napi::Object loss = object_arg(env, c.Get("loss"), what + ".loss");
+  auto read_layers = [&](const char* key) {
+    std::vector<nst::WeightedLayer> out;
+    Napi::Array list = array_arg(env, loss.Get(key), what + ".loss." + key);
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      std::string lwhat = what + ".loss." + key + "[" + std::to_string(i) + "]";
+      Napi::Object l = object_arg(env, list.Get(i), lwhat);
+      out.push_back({int_field(env, l, "convIndex", lwhat), float(number_field(env, l, "weight", lwhat))});
+    }
+    return out;
+  };
+  config.loss.content = read_layers("content");
+  config.loss.style = read_layers("style");
+  // Absent terms keep engine.h's defaults.
+  config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", config.loss.alpha));
+  config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", config.loss.beta));
+  config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", config.loss.tv_weight));
+  return config;
+}
+
+void validate(Napi::Env env, const nst::SessionConfig& config, int num_layers, const std::string& what) {
+  try {
+    nst::validate_session_config(config, num_layers);
+  } catch (const nst::Error& error) {
+    range_error(env, what + "." + error.what());
+  }
+}
+
 // The classes, per Node environment (worker threads each load their own).
 struct AddonData {
   Napi::FunctionReference engine_class, session_class;
@@ -354,7 +412,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return DefineClass(
         env, "NativeEngine",
         {InstanceMethod<&EngineWrap::Describe>("describe"), InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
-         InstanceMethod<&EngineWrap::CreateSession>("createSession"), InstanceMethod<&EngineWrap::Dispose>("dispose")});
+         InstanceMethod<&EngineWrap::CreateSession>("createSession"),
+         InstanceMethod<&EngineWrap::EstimateMemory>("estimateMemory"),
+         InstanceMethod<&EngineWrap::DeviceMemoryAvailable>("deviceMemoryAvailable"),
+         InstanceMethod<&EngineWrap::Dispose>("dispose")});
   }
 
   // new NativeEngine('cpu' | 'cuda', { gpu?, precision? })
@@ -364,27 +425,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Object options = info.Length() > 1 && !info[1].IsUndefined()
                                ? object_arg(env, info[1], "createEngine: options")
                                : Napi::Object::New(env);
+    if (kind != "cpu" && kind != "cuda")
+      range_error(env, "createEngine: kind must be 'cpu' or 'cuda', got '" + kind + "'");
+    Napi::Value p = options.Get("precision");
+    const std::string precision_name = p.IsUndefined() ? "" : string_arg(env, p, "createEngine: options.precision");
     state_ = std::make_shared<EngineState>();
     if (kind == "cpu") {
+      if (!precision_name.empty()) guarded(env, [&] { engine_precision(kind, precision_name); });
       state_->engine = guarded(env, [] { return nst::make_cpu_engine(); });
-    } else if (kind == "cuda") {
+    } else {
       nst::CudaOptions o;
       if (!options.Get("gpu").IsUndefined()) o.device = int_field(env, options, "gpu", "createEngine: options", 0, 63);
-      Napi::Value p = options.Get("precision");
-      if (!p.IsUndefined()) {
-        std::string precision = string_arg(env, p, "createEngine: options.precision");
-        if (precision == "fp32")
-          o.precision = nst::CudaOptions::Precision::Fp32;
-        else if (precision == "tf32")
-          o.precision = nst::CudaOptions::Precision::Tf32;
-        else if (precision == "bf16")
-          o.precision = nst::CudaOptions::Precision::Bf16;
-        else
-          range_error(env, "createEngine: options.precision must be 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
-      }
+      if (!precision_name.empty()) o.precision = guarded(env, [&] { return engine_precision(kind, precision_name); });
       state_->engine = guarded(env, [&] { return nst::make_cuda_engine(o); });
-    } else {
-      range_error(env, "createEngine: kind must be 'cpu' or 'cuda', got '" + kind + "'");
     }
   }
 
@@ -431,37 +484,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     EngineState& e = usable(env, "createSession");
     if (e.num_layers == 0) throw Napi::Error::New(env, "createSession: call setWeights first");
     const std::string what = "createSession: config";
-    Napi::Object c = object_arg(env, info[0], what);
-    nst::SessionConfig config;
-    // Types here; ranges, layers and duplicates in the one validation below.
-    config.height = int_field(env, c, "height", what);
-    config.width = int_field(env, c, "width", what);
-    config.batch = int_field(env, c, "batch", what);
-    std::string pooling = string_arg(env, c.Get("pooling"), what + ".pooling");
-    if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
-    config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
-    Napi::Object loss = object_arg(env, c.Get("loss"), what + ".loss");
-    auto read_layers = [&](const char* key) {
-      std::vector<nst::WeightedLayer> out;
-      Napi::Array list = array_arg(env, loss.Get(key), what + ".loss." + key);
-      for (uint32_t i = 0; i < list.Length(); i++) {
-        std::string lwhat = what + ".loss." + key + "[" + std::to_string(i) + "]";
-        Napi::Object l = object_arg(env, list.Get(i), lwhat);
-        out.push_back({int_field(env, l, "convIndex", lwhat), float(number_field(env, l, "weight", lwhat))});
-      }
-      return out;
-    };
-    config.loss.content = read_layers("content");
-    config.loss.style = read_layers("style");
-    // Absent terms keep engine.h's defaults.
-    config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", config.loss.alpha));
-    config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", config.loss.beta));
-    config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", config.loss.tv_weight));
-    try {
-      nst::validate_session_config(config, e.num_layers);
-    } catch (const nst::Error& error) {
-      range_error(env, what + "." + error.what());
-    }
+    nst::SessionConfig config = read_session_config(env, info[0], what);
+    validate(env, config, e.num_layers, what);
 
     auto state = std::make_shared<SessionState>();
     state->engine = state_;
@@ -471,6 +495,44 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto holder = Napi::External<std::shared_ptr<SessionState>>::New(
         env, new std::shared_ptr<SessionState>(state), [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
     return env.GetInstanceData<AddonData>()->session_class.New({holder});
+  }
+
+  // estimateMemory({ height, width, batch, pooling, loss, styleSizes: [{ height, width }] }) -> bytes, or
+  // Infinity for a shape the engine cannot take at any memory (beyond the
+  // sizes a session accepts, or beyond what its libraries can describe).
+  // Allocates nothing and touches no engine state, so it may run while a
+  // call is in progress; before setWeights it plans for VGG-19's 16 layers.
+  Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed) throw Napi::Error::New(env, "estimateMemory: the engine has been disposed");
+    const std::string what = "estimateMemory: shape";
+    nst::SessionConfig config = read_session_config(env, info[0], what);
+    Napi::Array sizes = array_arg(env, info[0].As<Napi::Object>().Get("styleSizes"), what + ".styleSizes");
+    const double beyond = std::numeric_limits<double>::infinity();
+    bool too_large =
+        config.height > nst::kMaxImageSide || config.width > nst::kMaxImageSide || config.batch > nst::kMaxBatch;
+    std::vector<nst::ImageSize> style_sizes;
+    for (uint32_t i = 0; i < sizes.Length(); i++) {
+      const std::string swhat = what + ".styleSizes[" + std::to_string(i) + "]";
+      Napi::Object s = object_arg(env, sizes.Get(i), swhat);
+      style_sizes.push_back(
+          {int_field(env, s, "height", swhat, 1, INT32_MAX), int_field(env, s, "width", swhat, 1, INT32_MAX)});
+      too_large =
+          too_large || style_sizes.back().height > nst::kMaxImageSide || style_sizes.back().width > nst::kMaxImageSide;
+    }
+    if (too_large) return Napi::Number::New(env, beyond);
+    validate(env, config, state_->num_layers > 0 ? state_->num_layers : int(std::size(kVgg19)), what);
+    return Napi::Number::New(env, guarded(env, [&] { return state_->engine->estimate_memory(config, style_sizes); }));
+  }
+
+  // deviceMemoryAvailable() -> the bytes the engine may still allocate on its
+  // device (cuda: the GPU's free memory), or undefined for an engine that
+  // computes in host memory (cpu). May run while a call is in progress.
+  Napi::Value DeviceMemoryAvailable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed) throw Napi::Error::New(env, "deviceMemoryAvailable: the engine has been disposed");
+    std::optional<double> free_bytes = guarded(env, [&] { return state_->engine->device_memory_available(); });
+    return free_bytes ? Napi::Number::New(env, *free_bytes) : env.Undefined();
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -486,6 +548,17 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
   std::vector<napi_value> args(info.Length());
   for (size_t i = 0; i < info.Length(); i++) args[i] = info[i];
   return info.Env().GetInstanceData<AddonData>()->engine_class.New(args);
+}
+
+// precisions('cpu' | 'cuda') -> the precisions that engine implements, by name.
+Napi::Value Precisions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string kind = string_arg(env, info[0], "precisions: kind");
+  if (kind != "cpu" && kind != "cuda") range_error(env, "precisions: kind must be 'cpu' or 'cuda', got '" + kind + "'");
+  const std::vector<nst::NamedPrecision> list = engine_precisions(kind);
+  Napi::Array names = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) names.Set(uint32_t(i), list[i].name);
+  return names;
 }
 
 // vectorDot(a, b): sum a[i] b[i] in double, for core's L-BFGS (vector_ops.h).
@@ -516,6 +589,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", engine);
   exports.Set("NativeSession", session);
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
+  exports.Set("precisions", Napi::Function::New<Precisions>(env, "precisions"));
   exports.Set("vectorDot", Napi::Function::New<VectorDot>(env, "vectorDot"));
   exports.Set("vectorAxpy", Napi::Function::New<VectorAxpy>(env, "vectorAxpy"));
 #ifdef NST_HAVE_CUDA

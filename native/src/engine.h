@@ -7,21 +7,67 @@
 // may re-layout internally (once, at setWeights).
 //
 // Threading: the glue calls an engine from one thread at a time (the JS
-// thread or one AsyncWorker), never concurrently. Engines throw
-// nst::Error (a std::runtime_error) with a message naming the operation.
+// thread or one AsyncWorker), never concurrently; only estimate_memory and
+// device_memory_available, which read nothing an engine changes after its
+// creation, may run while another call is in progress.
+//
+// Errors: engines throw nst::Error (a std::runtime_error) with a message
+// naming the operation, and as data: what kind of failure it is and the job
+// field at fault, which the glue hands to JavaScript as the error's
+// properties (nothing reads the message to decide).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nst {
 
+// The kinds of failure, named as packages/core/src/errors.ts's UserErrorCode
+// names them, and Internal: a bug, or a failure of the platform (a CUDA call).
+enum class ErrorCode { NotFound, Unsupported, TooLarge, Internal };
+
+inline const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::NotFound:
+      return "not-found";
+    case ErrorCode::Unsupported:
+      return "unsupported";
+    case ErrorCode::TooLarge:
+      return "too-large";
+    case ErrorCode::Internal:
+      break;
+  }
+  return "internal";
+}
+
 struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  // An internal error.
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  // `field`: the job field at fault, in camelCase as the job model names it
+  // ("size", "styleScale", "precision", "gpu", "backend"), or empty.
+  Error(ErrorCode code, std::string field, const std::string& message)
+      : std::runtime_error(message), code(code), field(std::move(field)) {}
+
+  // A job that needs more memory than is available where the engine computes:
+  // `needed` bytes (infinity: beyond what the engine can describe at any
+  // memory) against `available`.
+  static Error too_large(std::string field, double needed, double available, const std::string& message) {
+    Error e(ErrorCode::TooLarge, std::move(field), message);
+    e.needed = needed;
+    e.available = available;
+    return e;
+  }
+
+  ErrorCode code = ErrorCode::Internal;
+  std::string field;
+  double needed = 0;     // too-large only
+  double available = 0;  // too-large only
 };
 
 // 2x2 stride-2 pooling with TensorFlow's SAME padding, as the notebook: an odd
@@ -106,6 +152,11 @@ class Session {
   virtual const SessionConfig& config() const = 0;
 };
 
+struct ImageSize {
+  int height;
+  int width;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -113,15 +164,38 @@ class Engine {
   virtual std::string describe() const = 0;
   // A prefix of VGG-19: layers[i] is conv layer i. Copies what it needs.
   virtual void set_weights(const std::vector<ConvWeightsView>& layers) = 0;
+  // Throws Error::too_large (field "size") when the session cannot fit.
   virtual std::unique_ptr<Session> create_session(const SessionConfig& config) = 0;
+  // The peak bytes a session of `config` needs, with its weights and its
+  // targets (style images of `style_sizes`), in the memory the engine
+  // computes in, from the engine's plan of its own buffers; infinity when the
+  // engine cannot take the shape at any memory. Allocates nothing. The config
+  // passed validate_session_config.
+  virtual double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const = 0;
+  // Bytes the engine may still allocate, where it computes in a device's
+  // memory (cuda: the GPU's free memory); none where it computes in host
+  // memory, which the caller measures.
+  virtual std::optional<double> device_memory_available() const { return std::nullopt; }
 };
 
-// Factories. Each throws nst::Error with a one-line reason when unavailable
-// (no GPU, cuDNN not found: say what was searched).
+// The arithmetic of the convolutions and Gram products. The engines
+// implement some of them (kCpuPrecisions, kCudaPrecisions); nothing else is
+// offered. (TF32: tensor cores round the products' inputs to 10 mantissa bits.)
+enum class Precision { Fp32, Tf32 };
+struct NamedPrecision {
+  Precision precision;
+  const char* name;  // as the job model names it
+};
+inline constexpr NamedPrecision kCpuPrecisions[] = {{Precision::Fp32, "fp32"}};
+inline constexpr NamedPrecision kCudaPrecisions[] = {{Precision::Fp32, "fp32"}, {Precision::Tf32, "tf32"}};
+
+// Factories. Each throws nst::Error (code Unsupported, field "backend", or
+// NotFound and "gpu" for a GPU that is not there) with a one-line reason when
+// unavailable (no GPU, cuDNN not found: say what was searched).
 std::unique_ptr<Engine> make_cpu_engine();
 struct CudaOptions {
   int device = 0;
-  enum class Precision { Fp32, Tf32, Bf16 } precision = Precision::Tf32;
+  Precision precision = Precision::Tf32;
 };
 std::unique_ptr<Engine> make_cuda_engine(const CudaOptions& options);
 
@@ -140,5 +214,13 @@ inline constexpr VggLayerShape kVgg19[16] = {
     {"conv5_1", 512, 512, false}, {"conv5_2", 512, 512, false}, {"conv5_3", 512, 512, false},
     {"conv5_4", 512, 512, true},
 };
+
+// Floats of the kernels (3 x 3 x in x out) and biases of conv layers [0, num_layers).
+inline size_t vgg_weight_floats(int num_layers) {
+  size_t floats = 0;
+  for (int i = 0; i < num_layers; i++)
+    floats += size_t(9) * kVgg19[i].in_channels * kVgg19[i].out_channels + kVgg19[i].out_channels;
+  return floats;
+}
 
 }  // namespace nst

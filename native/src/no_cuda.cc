@@ -6,9 +6,9 @@
 namespace nst {
 
 std::unique_ptr<Engine> make_cuda_engine(const CudaOptions&) {
-  throw Error(
-      "this build has no CUDA support: the addon was compiled without nvcc (rebuild with the CUDA toolkit "
-      "installed and NST_WITH_CUDA=ON)");
+  throw Error(ErrorCode::Unsupported, "backend",
+              "this build has no CUDA support: the addon was compiled without nvcc (rebuild with the CUDA toolkit "
+              "installed and NST_WITH_CUDA=ON)");
 }
 
 }  // namespace nst

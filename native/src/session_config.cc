@@ -61,4 +61,10 @@ int deepest_layer(const std::vector<WeightedLayer>& layers) {
 
 int deepest_layer(const LossSpec& loss) { return std::max(deepest_layer(loss.content), deepest_layer(loss.style)); }
 
+int entry_at_layer(const std::vector<WeightedLayer>& layers, int conv_index) {
+  for (size_t i = 0; i < layers.size(); i++)
+    if (layers[i].conv_index == conv_index) return int(i);
+  return -1;
+}
+
 }  // namespace nst

@@ -24,4 +24,8 @@ void validate_session_config(const SessionConfig& config, int num_layers);
 int deepest_layer(const std::vector<WeightedLayer>& layers);
 int deepest_layer(const LossSpec& loss);
 
+// The position in `layers` of the entry at conv layer `conv_index` (a
+// validated list names a layer at most once), or -1.
+int entry_at_layer(const std::vector<WeightedLayer>& layers, int conv_index);
+
 }  // namespace nst

@@ -84,9 +84,9 @@ int convolve(bool host_input, size_t y_floats) {
   api.cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 4, 4, 3, 3);
   api.cudnnCreateConvolutionDescriptor(&cd);
   api.cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
-  static std::vector<float> host_x(8 * 8 * 4);
-  float* x = host_input ? host_x.data() : device_floats(8 * 8 * 4);
-  float* w = device_floats(4 * 9 * 4);
+  static std::vector<float> host_x(size_t(8) * 8 * 4);
+  float* x = host_input ? host_x.data() : device_floats(size_t(8) * 8 * 4);
+  float* w = device_floats(size_t(4) * 9 * 4);
   float* y = device_floats(y_floats);
   const float one = 1.f, zero = 0.f;
   return api.cudnnConvolutionForward(h, &one, xd, x, wd, w, cd, 0, nullptr, 0, &zero, yd, y);
@@ -117,7 +117,7 @@ std::vector<Case> cases() {
                  float* out = device_floats(65);  // the sum, then the barrier kernel's 64 values
                  std::vector<float> host(64, 1.f);
                  cudaMemcpy(in, host.data(), 256, cudaMemcpyHostToDevice);
-                 cudaMemset(out, 0, 65 * 4);
+                 cudaMemset(out, 0, size_t(65) * 4);
                  cudaStream_t s;
                  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
                  cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
@@ -162,9 +162,9 @@ std::vector<Case> cases() {
                                "the status string says why");
                }});
   c.push_back({"cuDNN convolution into an output too small for its descriptor", false, "y (",
-               [] { return expect(convolve(false, 8 * 8 * 4 - 1) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
+               [] { return expect(convolve(false, size_t(8) * 8 * 4 - 1) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
   c.push_back({"cuDNN convolution of a host pointer", false, "x (",
-               [] { return expect(convolve(true, 8 * 8 * 4) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
+               [] { return expect(convolve(true, size_t(8) * 8 * 4) == 3, "CUDNN_STATUS_BAD_PARAM"); }});
   c.push_back({"kernel argument from a freed allocation", false, "points into a freed device allocation", [] {
                  float* a = device_floats(32);
                  float* b = device_floats(32);

@@ -8,10 +8,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "../engine.h"
 #include "../session_config.h"
-#include "kernels.h"
+#include "gram.h"
+#include "kernels/adam.cuh"
+#include "kernels/relu_backward.cuh"
+#include "kernels/style_gram_diff.cuh"
+#include "kernels/tv_loss.cuh"
 #include "vgg_net.h"
 
 namespace nst {
@@ -29,30 +34,109 @@ static std::vector<bool> style_layers(const LossSpec& loss) {
   return style;
 }
 
+// The nets a session builds, as plans: the one it optimises (forward and
+// backward), the one that computes the content targets (forward, the same
+// layer layouts: the content term compares activations element by element),
+// and one per style image size for the style targets. The session and its
+// memory estimate both build from these.
+static VggNetPlan training_plan(const dnnl::engine& engine, const SessionConfig& c) {
+  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss), c.pooling, true, style_layers(c.loss)};
+}
+static VggNetPlan content_plan(const dnnl::engine& engine, const SessionConfig& c) {
+  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss.content), c.pooling, false, style_layers(c.loss)};
+}
+static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c, ImageSize size) {
+  return {engine, 1, size.height, size.width, deepest_layer(c.loss.style), c.pooling, false, style_layers(c.loss)};
+}
+
+// The floats of a session's own buffers besides its nets: the Adam moments m
+// and v (an image each), a copy of each content layer's map per item (the
+// content targets), a C x C Gram per style layer and item (the style
+// targets), and one Gram of scratch.
+struct SessionBuffers {
+  size_t moment = 0;
+  std::vector<size_t> content_targets, style_targets;
+  size_t gram_scratch = 0;
+
+  SessionBuffers(const SessionConfig& c, const VggNetPlan& training)
+      : moment(size_t(c.batch) * c.height * c.width * 3) {
+    for (const auto& l : c.loss.content) {
+      const LayerShape& s = training.shape(l.conv_index);
+      content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
+    }
+    for (const auto& l : c.loss.style) {
+      const size_t channels = training.shape(l.conv_index).channels;
+      style_targets.push_back(size_t(c.batch) * channels * channels);
+      gram_scratch = std::max(gram_scratch, channels * channels);
+    }
+  }
+
+  size_t total_floats() const {
+    size_t n = 2 * moment + gram_scratch;
+    for (size_t t : content_targets) n += t;
+    for (size_t t : style_targets) n += t;
+    return n;
+  }
+};
+
+// Generated code, per oneDNN primitive (its JIT kernel and the primitive
+// cache's entry, with what the OpenMP runtime adds for the threads that run
+// them): what a session holds beyond its buffers. Measured at 130-160 KiB
+// per primitive (AVX-512, 2 threads: a 16x16 session with the notebook's
+// loss, whose buffers are small, grew the process by 11.6 MiB more than them,
+// over about 90 primitives); allowed for with room.
+constexpr size_t kGeneratedCodeBytes = size_t(256) << 10;
+
+// The peak host bytes of a session of `c` with its targets (style images of
+// `style_sizes`): the weights as given and the reordered copies its nets ask
+// for; the net it optimises and its own buffers; then, while the targets are
+// computed, the larger of the content net and the style nets (one per size,
+// alive together), with the glue's copy of the target images; and every
+// primitive's generated code.
+static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig& c,
+                                 const std::vector<ImageSize>& style_sizes) {
+  const VggNetPlan training = training_plan(engine, c);
+  std::vector<const VggNetPlan*> plans = {&training};
+  std::optional<VggNetPlan> content;
+  if (!c.loss.content.empty()) plans.push_back(&content.emplace(content_plan(engine, c)));
+  std::vector<ImageSize> distinct;
+  for (const ImageSize& s : style_sizes)
+    if (std::none_of(distinct.begin(), distinct.end(),
+                     [&](const ImageSize& d) { return d.height == s.height && d.width == s.width; }))
+      distinct.push_back(s);
+  std::vector<VggNetPlan> styles;
+  if (!c.loss.style.empty()) {
+    styles.reserve(distinct.size());  // plans points into it
+    for (const ImageSize& s : distinct) plans.push_back(&styles.emplace_back(style_plan(engine, c, s)));
+  }
+  size_t style_nets = 0, target_images = size_t(c.height) * c.width * 3;
+  for (const VggNetPlan& p : styles) style_nets += p.buffer_bytes();
+  for (const ImageSize& s : style_sizes) target_images += size_t(s.height) * s.width * 3;
+  const ReorderedWeights reordered = reordered_weights(plans);
+  const size_t weights = sizeof(float) * vgg_weight_floats(deepest_layer(c.loss) + 1) + reordered.bytes;
+  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets);
+  int primitives = reordered.copies;
+  for (const VggNetPlan* p : plans) primitives += p->primitive_count();
+  return weights + training.buffer_bytes() + sizeof(float) * SessionBuffers(c, training).total_floats() + target_nets +
+         sizeof(float) * c.batch * target_images + kGeneratedCodeBytes * primitives;
+}
+
 class CpuSession : public Session {
  public:
-  CpuSession(const dnnl::engine& engine, std::shared_ptr<CpuWeights> weights, const SessionConfig& config)
+  CpuSession(const dnnl::engine& engine, std::shared_ptr<CpuWeights> weights, const SessionConfig& config,
+             const VggNetPlan& plan)
       : engine_(engine),
         weights_(std::move(weights)),
         config_(config),
-        nhwc_layers_(style_layers(config.loss)),
-        net_(engine_, *weights_, config.batch, config.height, config.width, deepest_layer(config.loss), config.pooling,
-             true, nhwc_layers_),
+        net_(engine_, *weights_, plan),
         image_size_(size_t(config.height) * config.width * 3),
-        m_(image_size_ * config.batch, 0.f),
-        v_(image_size_ * config.batch, 0.f),
-        losses_(config.batch) {
-    for (const auto& l : config_.loss.content) {
-      const LayerShape& s = net_.shape(l.conv_index);
-      content_targets_.emplace_back(size_t(config.batch) * s.pixels() * s.channels, 0.f);
-    }
-    size_t largest_gram = 0;
-    for (const auto& l : config_.loss.style) {
-      const int c = net_.shape(l.conv_index).channels;
-      style_targets_.emplace_back(size_t(config.batch) * c * c, 0.f);
-      largest_gram = std::max(largest_gram, size_t(c) * c);
-    }
-    gram_scratch_.resize(largest_gram);
+        loss_sums_(size_t(config.batch) * kernels::kLossSlots, 0.0) {
+    const SessionBuffers sizes(config, plan);
+    m_.assign(sizes.moment, 0.f);
+    v_.assign(sizes.moment, 0.f);
+    for (size_t n : sizes.content_targets) content_targets_.emplace_back(n, 0.f);
+    for (size_t n : sizes.style_targets) style_targets_.emplace_back(n, 0.f);
+    gram_scratch_.resize(sizes.gram_scratch);
   }
 
   const SessionConfig& config() const override { return config_; }
@@ -78,28 +162,25 @@ class CpuSession : public Session {
     has_images_ = true;
   }
 
+  // An evaluation without updates computes the gradient too (as the cuda
+  // engine does): one backward pass at the end of a render, and one path.
   std::vector<LossValues> iterate(const AdamParams& adam, const std::function<void(int)>& progress) override {
     check_ready("iterate");
-    if (adam.step_sizes.empty()) {
-      evaluate(false);
-      return losses_;
-    }
-    std::vector<LossValues> first;
-    for (size_t k = 0; k < adam.step_sizes.size(); k++) {
-      evaluate(true);
-      if (k == 0) first = losses_;
-      adam_update(net_.image(), net_.image_gradient(), m_.data(), v_.data(), m_.size(), adam.step_sizes[k], adam.beta1,
-                  adam.beta2, adam.eps);
-      progress(int(k + 1));
+    std::vector<LossValues> first = evaluate();
+    for (int k = 0; k < int(adam.step_sizes.size()); k++) {
+      if (k > 0) evaluate();
+      kernels::adam_cpu(net_.image(), m_.data(), v_.data(), net_.image_gradient(), m_.size(), adam.beta1, adam.beta2,
+                        adam.eps, adam.step_sizes.data(), &k);
+      progress(k + 1);
     }
     return first;
   }
 
   std::vector<LossValues> loss_and_gradient(float* gradient_out) override {
     check_ready("lossAndGradient");
-    evaluate(true);
+    std::vector<LossValues> losses = evaluate();
     std::memcpy(gradient_out, net_.image_gradient(), m_.size() * sizeof(float));
-    return losses_;
+    return losses;
   }
 
   void read_images(float* out) const override { std::memcpy(out, net_image(), m_.size() * sizeof(float)); }
@@ -125,10 +206,7 @@ class CpuSession : public Session {
   // Content targets: the content images' activations, batched in one forward.
   void set_content_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.content.empty()) return;
-    const int deepest = deepest_layer(config_.loss.content);
-    // Same layer layouts as net_ (nhwc_layers_): the content kernel compares activations element by element.
-    VggNet net(engine_, *weights_, config_.batch, config_.height, config_.width, deepest, config_.pooling, false,
-               nhwc_layers_);
+    VggNet net(engine_, *weights_, content_plan(engine_, config_));
     for (int b = 0; b < config_.batch; b++)
       std::memcpy(net.image() + b * image_size_, targets[b].content.data, image_size_ * sizeof(float));
     net.forward();
@@ -141,7 +219,6 @@ class CpuSession : public Session {
   // Style targets: sum_k weight_k * Ghat(style_k) per layer, one net per style size.
   void set_style_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.style.empty()) return;
-    const int deepest = deepest_layer(config_.loss.style);
     std::map<std::pair<int, int>, std::unique_ptr<VggNet>> nets;
     for (auto& t : style_targets_) std::fill(t.begin(), t.end(), 0.f);
     for (int b = 0; b < config_.batch; b++) {
@@ -149,8 +226,7 @@ class CpuSession : public Session {
         const ImageView& img = style.image;
         auto& net = nets[{img.height, img.width}];
         if (!net)
-          net = std::make_unique<VggNet>(engine_, *weights_, 1, img.height, img.width, deepest, config_.pooling, false,
-                                         nhwc_layers_);
+          net = std::make_unique<VggNet>(engine_, *weights_, style_plan(engine_, config_, {img.height, img.width}));
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
         net->forward();
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
@@ -163,63 +239,60 @@ class CpuSession : public Session {
     }
   }
 
-  // Forward, every loss term into losses_, and with_gradient the backward
-  // (into net_.image_gradient()) with the loss gradients added layer by layer.
-  void evaluate(bool with_gradient) {
-    for (auto& l : losses_) l = LossValues{};
+  // Forward, then backward into net_.image_gradient() with every loss term
+  // added on the way (see NST-SPEC.md), TV last; the losses of each item.
+  std::vector<LossValues> evaluate() {
+    std::fill(loss_sums_.begin(), loss_sums_.end(), 0.0);
     net_.forward();
-    if (with_gradient) {
-      net_.backward([this](int layer, float* grad) { add_layer_losses(layer, grad); });
-    } else {
-      for (int l = 0; l <= net_.last_layer(); l++) add_layer_losses(l, nullptr);
-    }
+    net_.backward([this](int layer, float* grad) { layer_backward(layer, grad); });
     const LossSpec& spec = config_.loss;
+    kernels::tv_loss_grad_cpu(net_.image(), net_.image_gradient(), config_.batch, config_.height, config_.width,
+                              spec.tv_weight, loss_sums_.data());
+    std::vector<LossValues> losses(config_.batch);
     for (int b = 0; b < config_.batch; b++) {
-      const float* x = net_.image() + b * image_size_;
-      float* g = with_gradient && spec.tv_weight != 0.f ? net_.image_gradient() + b * image_size_ : nullptr;
-      losses_[b].tv = total_variation(x, config_.height, config_.width, spec.tv_weight, g);
-      LossValues& v = losses_[b];
+      LossValues& v = losses[b];
+      v.content = loss_sums_[b * kernels::kLossSlots + kernels::kContentSlot];
+      v.style = loss_sums_[b * kernels::kLossSlots + kernels::kStyleSlot];
+      v.tv = loss_sums_[b * kernels::kLossSlots + kernels::kTvSlot];
       v.total = spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv;
     }
+    return losses;
   }
 
-  // The content and style terms at one layer, for every batch item; with a
-  // gradient buffer also their derivatives (see NST-SPEC.md).
-  void add_layer_losses(int layer, float* grad) {
+  // One layer of the backward pass, every batch item: `grad` holds d J / d
+  // (the layer's post-ReLU output) from the layers above. Adds the layer's
+  // style terms, then goes back through the ReLU with the content term fused.
+  void layer_backward(int layer, float* grad) {
     const LayerShape& s = net_.shape(layer);
     const size_t n = s.pixels(), c = s.channels, item = n * c;
     const LossSpec& spec = config_.loss;
-    for (size_t i = 0; i < spec.content.size(); i++) {
-      if (spec.content[i].conv_index != layer) continue;
-      const float w = spec.content[i].weight;
+    const float* act = net_.activation(layer);
+    if (const int i = entry_at_layer(spec.style, layer); i >= 0) {
+      const double w = spec.style[i].weight;
       for (int b = 0; b < config_.batch; b++) {
-        double sum = content_loss(net_.activation(layer) + b * item, content_targets_[i].data() + b * item, item,
-                                  float(spec.alpha * w / (2.0 * n * c)), grad ? grad + b * item : nullptr);
-        losses_[b].content += w * sum / (4.0 * n * c);
+        gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
+        kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
+                                     float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
+                                     loss_sums_.data() + size_t(b) * kernels::kLossSlots);
+        add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
     }
-    for (size_t i = 0; i < spec.style.size(); i++) {
-      if (spec.style[i].conv_index != layer) continue;
-      const float w = spec.style[i].weight;
-      for (int b = 0; b < config_.batch; b++) {
-        double sum = style_loss(net_.activation(layer) + b * item, int(n), int(c), style_targets_[i].data() + b * c * c,
-                                float(spec.beta * w / (double(c) * c * n)), gram_scratch_.data(),
-                                grad ? grad + b * item : nullptr);
-        losses_[b].style += w * sum / (4.0 * c * c);
-      }
-    }
+    const int k = entry_at_layer(spec.content, layer);
+    const float* content_target = k >= 0 ? content_targets_[k].data() : nullptr;
+    const double content_weight = k >= 0 ? spec.content[k].weight : 0.0;
+    kernels::relu_backward_cpu(grad, act, content_target, float(spec.alpha * content_weight / (2.0 * n * c)),
+                               float(content_weight / (4.0 * n * c)), loss_sums_.data(), item, config_.batch);
   }
 
   dnnl::engine engine_;
   std::shared_ptr<CpuWeights> weights_;
   SessionConfig config_;
-  std::vector<bool> nhwc_layers_;
   VggNet net_;
   size_t image_size_;
   std::vector<float> m_, v_;
   std::vector<std::vector<float>> content_targets_, style_targets_;
   std::vector<float> gram_scratch_;
-  std::vector<LossValues> losses_;
+  std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };
 
@@ -242,7 +315,11 @@ class CpuEngine : public Engine {
   std::unique_ptr<Session> create_session(const SessionConfig& config) override {
     if (!weights_) throw Error("cpu: createSession: call setWeights first");
     // The config passed validate_session_config (the addon calls it).
-    return std::make_unique<CpuSession>(engine_, weights_, config);
+    return std::make_unique<CpuSession>(engine_, weights_, config, training_plan(engine_, config));
+  }
+
+  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
+    return double(session_peak_bytes(engine_, config, style_sizes));
   }
 
  private:

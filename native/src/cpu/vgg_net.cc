@@ -3,8 +3,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels.h"
-
 namespace nst::cpu {
 
 using dnnl::memory;
@@ -21,15 +19,37 @@ static void copy_into(const memory& m, const float* src, size_t count) {
   std::memcpy(m.get_data_handle(), src, count * sizeof(float));
 }
 
+memory::desc CpuWeights::given_format(int layer) {
+  return {{kVgg19[layer].out_channels, kVgg19[layer].in_channels, 3, 3}, dt::f32, tag::hwio};
+}
+
 CpuWeights::CpuWeights(const dnnl::engine& engine, const std::vector<ConvWeightsView>& layers) : engine_(engine) {
-  for (const auto& l : layers) {
-    memory kernel({{l.out_channels, l.in_channels, 3, 3}, dt::f32, tag::hwio}, engine_);
+  for (size_t i = 0; i < layers.size(); i++) {
+    const ConvWeightsView& l = layers[i];
+    memory kernel(given_format(int(i)), engine_);
     copy_into(kernel, l.kernel, size_t(9) * l.in_channels * l.out_channels);
     memory bias({{l.out_channels}, dt::f32, tag::x}, engine_);
     copy_into(bias, l.bias, size_t(l.out_channels));
     kernels_.push_back(kernel);
     biases_.push_back(bias);
   }
+}
+
+ReorderedWeights reordered_weights(const std::vector<const VggNetPlan*>& plans) {
+  std::vector<std::pair<int, memory::desc>> copies;  // as CpuWeights::kernel caches them
+  ReorderedWeights reordered;
+  for (const VggNetPlan* plan : plans) {
+    for (const auto& [layer, format] : plan->weight_formats()) {
+      if (format == CpuWeights::given_format(layer)) continue;
+      bool seen = false;
+      for (const auto& [l, f] : copies) seen = seen || (l == layer && f == format);
+      if (seen) continue;
+      copies.emplace_back(layer, format);
+      reordered.bytes += format.get_size();
+      reordered.copies++;
+    }
+  }
+  return reordered;
 }
 
 memory CpuWeights::kernel(int layer, const memory::desc& format) {
@@ -100,63 +120,38 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
   return {Step{dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}}};
 }
 
-VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width, int last_layer,
-               Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc)
-    : engine_(engine), stream_(engine), batch_(batch) {
-  if (last_layer < 0 || last_layer >= weights.num_layers())
-    throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
-                std::to_string(weights.num_layers()));
+static memory::desc bias_format(int layer) { return {{kVgg19[layer].out_channels}, dt::f32, tag::x}; }
+
+VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
+                       bool with_backward, const std::vector<bool>& needs_nhwc)
+    : batch_(batch), height_(height), width_(width), with_backward_(with_backward) {
   const auto pool_alg =
       pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
   const auto prop = with_backward ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
   const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
-  // Each step's scratchpad desc, to point them all at one shared buffer at the end.
-  std::vector<std::pair<Step*, memory::desc>> scratch_users;
-  size_t largest_activation = size_t(batch) * height * width * kVgg19[0].out_channels;
-  auto view = [&](const memory& buffer, const memory::desc& d) { return memory(d, engine_, buffer.get_data_handle()); };
-
-  image_ = memory(nhwc(batch, 3, height, width), engine_);
-  if (with_backward) image_grad_ = memory(nhwc(batch, 3, height, width), engine_);
+  auto use_scratchpad = [&](const memory::desc& d) { scratchpad_bytes_ = std::max(scratchpad_bytes_, d.get_size()); };
+  largest_activation_ = size_t(batch) * height * width * kVgg19[0].out_channels;
   layers_.resize(last_layer + 1);
-  pooled_.resize(last_layer + 1);
-  workspaces_.resize(last_layer + 1);
-  std::vector<dnnl::convolution_forward::primitive_desc> conv_pds(last_layer + 1);
-  std::vector<dnnl::pooling_forward::primitive_desc> pool_pds(last_layer + 1);
-  std::vector<memory::desc> input_descs(last_layer + 1);  // what each conv's input arrived as
 
   int h = height, w = width;
-  memory input = image_;
+  memory::desc input = nhwc(batch, 3, height, width);
   for (int l = 0; l <= last_layer; l++) {
     const int ic = kVgg19[l].in_channels, oc = kVgg19[l].out_channels;
-    Layer& layer = layers_[l];
+    LayerPlan& layer = layers_[l];
     layer.shape = {h, w, oc};
-    largest_activation = std::max(largest_activation, size_t(batch) * h * w * oc);
-    layer.winograd = use_winograd(engine_, l, batch, h, w, weights.bias(l).get_desc());
-    if (layer.winograd && !convert_a_) {
-      // As large as the largest activation (conv1_x's: deeper blocks halve
-      // the size), so any conversion fits.
-      const auto size = memory::dim(size_t(batch) * height * width * kVgg19[0].out_channels);
-      convert_a_ = memory(memory::desc({size}, dt::f32, tag::x), engine_);
-      convert_b_ = memory(memory::desc({size}, dt::f32, tag::x), engine_);
-    }
+    largest_activation_ = std::max(largest_activation_, size_t(batch) * h * w * oc);
+    layer.winograd = use_winograd(engine, l, batch, h, w, bias_format(l));
+    // As large as the largest activation (conv1_x's: deeper blocks halve the
+    // size), so any conversion fits.
+    if (layer.winograd) conversion_floats_ = size_t(batch) * height * width * kVgg19[0].out_channels;
     const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
     const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
-    conv_pds[l] = conv_forward_pd(
-        engine_, prop, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
-        conv_layout, batch, ic, oc, h, w, weights.bias(l).get_desc());
-    const auto& pd = conv_pds[l];
-    input_descs[l] = input.get_desc();
-    memory src = input.get_desc() == pd.src_desc() ? input : view(convert_a_, pd.src_desc());
-    layer.convert_input = convert(input, src);
-    layer.output = memory(nhwc_output ? nhwc(batch, oc, h, w) : pd.dst_desc(), engine_);
-    memory dst = layer.output.get_desc() == pd.dst_desc() ? layer.output : view(convert_b_, pd.dst_desc());
-    layer.conv = {dnnl::convolution_forward(pd),
-                  {{DNNL_ARG_SRC, src},
-                   {DNNL_ARG_WEIGHTS, weights.kernel(l, pd.weights_desc())},
-                   {DNNL_ARG_BIAS, weights.bias(l)},
-                   {DNNL_ARG_DST, dst}}};
-    layer.convert_output = convert(dst, layer.output);
-    scratch_users.push_back({&layer.conv, pd.scratchpad_desc()});
+    layer.conv = conv_forward_pd(
+        engine, prop, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+        conv_layout, batch, ic, oc, h, w, bias_format(l));
+    use_scratchpad(layer.conv.scratchpad_desc());
+    layer.input = input;
+    layer.output = nhwc_output ? nhwc(batch, oc, h, w) : layer.conv.dst_desc();
     input = layer.output;
 
     if (kVgg19[l].pool_after && l < last_layer) {
@@ -165,46 +160,141 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
       const tag out_layout = nhwc_output ? tag::nhwc : conv_layout;
       dnnl::pooling_forward::desc pool_desc(prop, pool_alg, {{batch, oc, h, w}, dt::f32, out_layout},
                                             {{batch, oc, ho, wo}, dt::f32, out_layout}, two, two, zero, {h % 2, w % 2});
-      pool_pds[l] = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine_);
       layer.has_pool = true;
-      pooled_[l] = memory(pool_pds[l].dst_desc(), engine_);
-      layer.pool = {dnnl::pooling_forward(pool_pds[l]), {{DNNL_ARG_SRC, layer.output}, {DNNL_ARG_DST, pooled_[l]}}};
-      if (pool_pds[l].workspace_desc().get_size() > 0) {
-        workspaces_[l] = memory(pool_pds[l].workspace_desc(), engine_);
-        layer.pool.args[DNNL_ARG_WORKSPACE] = workspaces_[l];
+      layer.pool = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine);
+      use_scratchpad(layer.pool.scratchpad_desc());
+      if (with_backward) {
+        dnnl::pooling_backward::desc backward_desc(pool_alg, layer.pool.src_desc(), layer.pool.dst_desc(), two, two,
+                                                   zero, {h % 2, w % 2});
+        layer.pool_backward =
+            dnnl::pooling_backward::primitive_desc(backward_desc, user_scratchpad(), engine, layer.pool);
+        use_scratchpad(layer.pool_backward.scratchpad_desc());
       }
-      scratch_users.push_back({&layer.pool, pool_pds[l].scratchpad_desc()});
-      input = pooled_[l];
+      input = layer.pool.dst_desc();
       h = ho;
       w = wo;
     }
+
+    if (with_backward) {
+      memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
+      dnnl::convolution_backward_data::desc backward_desc(
+          layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+          layer.conv.src_desc(), any_kernel, layer.conv.dst_desc(), one, one, one);
+      layer.conv_backward =
+          dnnl::convolution_backward_data::primitive_desc(backward_desc, user_scratchpad(), engine, layer.conv);
+      use_scratchpad(layer.conv_backward.scratchpad_desc());
+    }
+  }
+}
+
+size_t VggNetPlan::buffer_bytes() const {
+  const size_t image = size_t(batch_) * height_ * width_ * 3 * sizeof(float);
+  size_t bytes = with_backward_ ? 2 * image : image;
+  for (const LayerPlan& layer : layers_) {
+    bytes += layer.output.get_size();
+    if (layer.has_pool) bytes += layer.pool.dst_desc().get_size() + layer.pool.workspace_desc().get_size();
+  }
+  if (with_backward_) bytes += 2 * largest_activation_ * sizeof(float);
+  bytes += 2 * conversion_floats_ * sizeof(float);
+  return bytes + scratchpad_bytes_ + sizeof(float);
+}
+
+std::vector<std::pair<int, memory::desc>> VggNetPlan::weight_formats() const {
+  std::vector<std::pair<int, memory::desc>> formats;
+  for (int l = 0; l < int(layers_.size()); l++) {
+    formats.emplace_back(l, layers_[l].conv.weights_desc());
+    if (with_backward_) formats.emplace_back(l, layers_[l].conv_backward.weights_desc());
+  }
+  return formats;
+}
+
+int VggNetPlan::primitive_count() const {
+  int count = 0;
+  for (size_t l = 0; l < layers_.size(); l++) {
+    const LayerPlan& p = layers_[l];
+    // The conversions VggNet makes where formats differ (see its convert()).
+    count += 1 + (p.input != p.conv.src_desc()) + (p.output != p.conv.dst_desc()) + p.has_pool;
+    if (with_backward_) {
+      const memory::desc grad_input = l == 0 ? nhwc(batch_, 3, height_, width_) : p.input;
+      count += 1 + (p.output != p.conv_backward.diff_dst_desc()) + (grad_input != p.conv_backward.diff_src_desc()) +
+               p.has_pool;
+    }
+  }
+  return count;
+}
+
+VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan)
+    : engine_(engine), stream_(engine), batch_(plan.batch_) {
+  const int last_layer = int(plan.layers_.size()) - 1;
+  if (last_layer >= weights.num_layers())
+    throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
+                std::to_string(weights.num_layers()));
+  // Each step's scratchpad desc, to point them all at one shared buffer at the end.
+  std::vector<std::pair<Step*, memory::desc>> scratch_users;
+  auto view = [&](const memory& buffer, const memory::desc& d) { return memory(d, engine_, buffer.get_data_handle()); };
+  auto flat = [&](size_t floats) { return memory(memory::desc({memory::dim(floats)}, dt::f32, tag::x), engine_); };
+
+  image_ = memory(nhwc(plan.batch_, 3, plan.height_, plan.width_), engine_);
+  if (plan.with_backward_) image_grad_ = memory(image_.get_desc(), engine_);
+  if (plan.conversion_floats_ > 0) {
+    convert_a_ = flat(plan.conversion_floats_);
+    convert_b_ = flat(plan.conversion_floats_);
+  }
+  layers_.resize(last_layer + 1);
+  pooled_.resize(last_layer + 1);
+  workspaces_.resize(last_layer + 1);
+
+  memory input = image_;
+  for (int l = 0; l <= last_layer; l++) {
+    const VggNetPlan::LayerPlan& p = plan.layers_[l];
+    Layer& layer = layers_[l];
+    layer.shape = p.shape;
+    memory src = input.get_desc() == p.conv.src_desc() ? input : view(convert_a_, p.conv.src_desc());
+    layer.convert_input = convert(input, src);
+    layer.output = memory(p.output, engine_);
+    memory dst = p.output == p.conv.dst_desc() ? layer.output : view(convert_b_, p.conv.dst_desc());
+    layer.conv = {dnnl::convolution_forward(p.conv),
+                  {{DNNL_ARG_SRC, src},
+                   {DNNL_ARG_WEIGHTS, weights.kernel(l, p.conv.weights_desc())},
+                   {DNNL_ARG_BIAS, weights.bias(l)},
+                   {DNNL_ARG_DST, dst}}};
+    layer.convert_output = convert(dst, layer.output);
+    scratch_users.push_back({&layer.conv, p.conv.scratchpad_desc()});
+    input = layer.output;
+    if (p.has_pool) {
+      layer.has_pool = true;
+      pooled_[l] = memory(p.pool.dst_desc(), engine_);
+      layer.pool = {dnnl::pooling_forward(p.pool), {{DNNL_ARG_SRC, layer.output}, {DNNL_ARG_DST, pooled_[l]}}};
+      if (p.pool.workspace_desc().get_size() > 0) {
+        workspaces_[l] = memory(p.pool.workspace_desc(), engine_);
+        layer.pool.args[DNNL_ARG_WORKSPACE] = workspaces_[l];
+      }
+      scratch_users.push_back({&layer.pool, p.pool.scratchpad_desc()});
+      input = pooled_[l];
+    }
   }
 
-  if (with_backward) {
+  if (plan.with_backward_) {
     // Gradients live in two buffers used in turn: the conv backward reads
     // one and writes the other; a pooling backward writes back into the first.
     // (Around a Winograd layer the conv reads convert_a_ and writes convert_b_,
     // with reorders from and to the ping-pong buffers.)
-    ping_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
-    pong_ = memory(memory::desc({memory::dim(largest_activation)}, dt::f32, tag::x), engine_);
+    ping_ = flat(plan.largest_activation_);
+    pong_ = flat(plan.largest_activation_);
     auto other = [&](const memory& buffer) {
       return buffer.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
     };
     memory current = ping_;  // buffer holding d J / d output of layer l
     for (int l = last_layer; l >= 0; l--) {
+      const VggNetPlan::LayerPlan& p = plan.layers_[l];
+      const auto& bwd = p.conv_backward;
       Layer& layer = layers_[l];
-      const auto& fwd = conv_pds[l];
       layer.grad_output = view(current, layer.output.get_desc());
-      memory::desc any_kernel({layer.shape.channels, kVgg19[l].in_channels, 3, 3}, dt::f32, tag::any);
-      dnnl::convolution_backward_data::desc bwd_desc(
-          layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct, fwd.src_desc(),
-          any_kernel, fwd.dst_desc(), one, one, one);
-      dnnl::convolution_backward_data::primitive_desc bwd(bwd_desc, user_scratchpad(), engine_, fwd);
       memory diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
                                                                             : view(convert_a_, bwd.diff_dst_desc());
       layer.convert_grad_output = convert(layer.grad_output, diff_dst);
       // d J / d (this conv's input), in the layout that input arrived in.
-      memory grad_input = l == 0 ? image_grad_ : view(other(current), input_descs[l]);
+      memory grad_input = l == 0 ? image_grad_ : view(other(current), p.input);
       memory diff_src =
           grad_input.get_desc() == bwd.diff_src_desc() ? grad_input : view(convert_b_, bwd.diff_src_desc());
       layer.conv_backward = {dnnl::convolution_backward_data(bwd),
@@ -214,24 +304,20 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int h
       layer.convert_grad_input = convert(diff_src, grad_input);
       scratch_users.push_back({&layer.conv_backward, bwd.scratchpad_desc()});
       if (l == 0) break;
-      if (layers_[l - 1].has_pool) {
-        const auto& pfwd = pool_pds[l - 1];
-        dnnl::pooling_backward::desc pool_desc(pool_alg, pfwd.src_desc(), pfwd.dst_desc(), two, two, zero,
-                                               {layers_[l - 1].shape.height % 2, layers_[l - 1].shape.width % 2});
-        dnnl::pooling_backward::primitive_desc pbwd(pool_desc, user_scratchpad(), engine_, pfwd);
-        memory grad_prev = view(current, pbwd.diff_src_desc());
-        layer.pool_backward = {dnnl::pooling_backward(pbwd),
+      const VggNetPlan::LayerPlan& below = plan.layers_[l - 1];
+      if (below.has_pool) {
+        memory grad_prev = view(current, below.pool_backward.diff_src_desc());
+        layer.pool_backward = {dnnl::pooling_backward(below.pool_backward),
                                {{DNNL_ARG_DIFF_DST, grad_input}, {DNNL_ARG_DIFF_SRC, grad_prev}}};
         if (workspaces_[l - 1]) layer.pool_backward.args[DNNL_ARG_WORKSPACE] = workspaces_[l - 1];
-        scratch_users.push_back({&layer.pool_backward, pbwd.scratchpad_desc()});
+        scratch_users.push_back({&layer.pool_backward, below.pool_backward.scratchpad_desc()});
       } else {
         current = other(current);
       }
     }
   }
 
-  for (const auto& [step, desc] : scratch_users) scratch_bytes_ = std::max(scratch_bytes_, desc.get_size());
-  scratchpad_ = memory(memory::desc({memory::dim(scratch_bytes_ / sizeof(float) + 1)}, dt::f32, tag::x), engine_);
+  scratchpad_ = flat(plan.scratchpad_bytes_ / sizeof(float) + 1);
   for (const auto& [step, desc] : scratch_users)
     step->args[DNNL_ARG_SCRATCHPAD] = memory(desc, engine_, scratchpad_.get_data_handle());
 }
@@ -250,7 +336,7 @@ void VggNet::forward() {
   stream_.wait();
 }
 
-void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient) {
+void VggNet::backward(const std::function<void(int, float*)>& through_relu) {
   const int last = last_layer();
   {
     const Layer& top = layers_[last];
@@ -260,8 +346,7 @@ void VggNet::backward(const std::function<void(int, float*)>& add_loss_gradient)
   for (int l = last; l >= 0; l--) {
     const Layer& layer = layers_[l];
     float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
-    add_loss_gradient(l, grad);
-    relu_mask(grad, activation(l), size_t(batch_) * layer.shape.pixels() * layer.shape.channels);
+    through_relu(l, grad);
     layer.convert_grad_output.run(stream_);
     layer.conv_backward.run(stream_);
     layer.convert_grad_input.run(stream_);

@@ -24,6 +24,9 @@ class CpuWeights {
   int num_layers() const { return int(kernels_.size()); }
   const dnnl::memory& bias(int layer) const { return biases_[layer]; }
   dnnl::memory kernel(int layer, const dnnl::memory::desc& format);
+  // The format the weights arrive in: a primitive that asks for it reads them
+  // without a copy.
+  static dnnl::memory::desc given_format(int layer);
 
  private:
   dnnl::engine engine_;
@@ -48,15 +51,58 @@ struct LayerShape {
 // choice. Off with NST_CPU_WINOGRAD=0 (or where oneDNN has no Winograd kernel).
 bool winograd_enabled();
 
-class VggNet {
+// A net's primitive descriptors and the bytes of every buffer it allocates,
+// decided without allocating anything: what VggNet builds from, and what the
+// engine's memory estimate adds up (so the estimate is the net's real buffers).
+class VggNetPlan {
  public:
   // Runs conv1_1 .. conv[last_layer]; with_backward adds the gradient path.
   // needs_nhwc[l] (missing = false): layer l's activation must be NHWC
   // (the Gram kernels read it as an N x C matrix); other layers may keep a
   // Winograd layer's blocked layout, which the element-wise kernels (ReLU
-  // mask, content loss against a target from a net of the same layers) accept.
-  VggNet(const dnnl::engine& engine, CpuWeights& weights, int batch, int height, int width, int last_layer,
-         Pooling pooling, bool with_backward, const std::vector<bool>& needs_nhwc);
+  // backward, content loss against a target from a net of the same layers)
+  // accept.
+  VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
+             bool with_backward, const std::vector<bool>& needs_nhwc);
+
+  // Bytes of the buffers VggNet allocates: the image (and its gradient), every
+  // layer's output, the pooled maps and max pooling's workspaces, the
+  // gradient ping-pong buffers, the Winograd layout conversions, the shared
+  // scratchpad.
+  size_t buffer_bytes() const;
+  const LayerShape& shape(int layer) const { return layers_[layer].shape; }
+  // (layer, format) of every weight tensor the primitives read.
+  std::vector<std::pair<int, dnnl::memory::desc>> weight_formats() const;
+  // Primitives VggNet creates (convolutions, pools, their backward, the
+  // layout conversions around Winograd layers): each is generated code.
+  int primitive_count() const;
+
+ private:
+  friend class VggNet;
+  struct LayerPlan {
+    LayerShape shape;
+    bool winograd = false;      // conv (and its backward) on nChw16c
+    dnnl::memory::desc input;   // what the conv's input arrives as (previous output or pooled map)
+    dnnl::memory::desc output;  // the post-ReLU activation
+    dnnl::convolution_forward::primitive_desc conv;
+    bool has_pool = false;  // a pool after this layer, read by the next
+    dnnl::pooling_forward::primitive_desc pool;
+    dnnl::convolution_backward_data::primitive_desc conv_backward;  // with_backward
+    dnnl::pooling_backward::primitive_desc pool_backward;           // with_backward and has_pool
+  };
+  int batch_, height_, width_;
+  bool with_backward_;
+  std::vector<LayerPlan> layers_;
+  size_t largest_activation_ = 0;  // floats: the size of each gradient buffer
+  size_t conversion_floats_ = 0;   // floats of each Winograd conversion buffer (0: no Winograd layer)
+  size_t scratchpad_bytes_ = 0;    // the largest scratchpad of any primitive
+};
+
+class VggNet {
+ public:
+  // The net `plan` describes, its buffers allocated; `weights` must hold the
+  // plan's layers.
+  VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan);
 
   float* image() { return static_cast<float*>(image_.get_data_handle()); }
   const float* image_gradient() const { return static_cast<float*>(image_grad_.get_data_handle()); }
@@ -69,11 +115,13 @@ class VggNet {
   const float* activation(int layer) const;
 
   void forward();
-  // From the last layer down: `add_loss_gradient(layer, grad)` adds the loss
-  // terms of that layer to d J / d activation (which holds the gradient from
-  // the layers above, or zeros at the last), then the gradient flows through
-  // the ReLU, the convolution and the pooling below. Ends in image_gradient().
-  void backward(const std::function<void(int, float*)>& add_loss_gradient);
+  // From the last layer down: `through_relu(layer, grad)` receives d J / d
+  // activation (the gradient from the layers above, or zeros at the last),
+  // adds the loss terms of that layer and takes it back through the layer's
+  // ReLU (relu_backward_cpu: the activation's positivity is the mask); then
+  // the gradient flows through the convolution and the pooling below. Ends in
+  // image_gradient().
+  void backward(const std::function<void(int, float*)>& through_relu);
 
  private:
   struct Step {
@@ -90,7 +138,6 @@ class VggNet {
   };
   struct Layer {
     LayerShape shape;
-    bool winograd = false;  // conv (and its backward) on nChw16c
     Convert convert_input;  // previous output / pooled -> conv's src format
     Step conv;
     Convert convert_output;  // conv's dst -> output (NHWC for a style layer)
@@ -117,7 +164,14 @@ class VggNet {
   // (allocated only when a layer runs Winograd).
   dnnl::memory convert_a_, convert_b_;
   dnnl::memory scratchpad_;
-  size_t scratch_bytes_ = 0;
 };
+
+// The reordered weight copies CpuWeights makes for nets of these plans (one
+// per layer and format other than the given one), each by a reorder primitive.
+struct ReorderedWeights {
+  size_t bytes = 0;
+  int copies = 0;
+};
+ReorderedWeights reordered_weights(const std::vector<const VggNetPlan*>& plans);
 
 }  // namespace nst::cpu

@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "cuda/check.h"
-#include "cuda/format_bytes.h"
 #include "cuda/memory_plan.h"
 
 namespace nst::cuda {
@@ -72,7 +71,7 @@ AlgoChoice pick(const Perf* results, int count, bool tf32, bool is_forward, int 
     }
   }
   throw Error(std::string("cuda: ") + what + ": cuDNN found no usable algorithm (" + std::to_string(count) +
-              " tried, workspace cap " + format_bytes(kWorkspaceCap) + ")");
+              " tried, workspace cap " + std::to_string(kWorkspaceCap) + " bytes)");
 }
 
 }  // namespace
@@ -103,12 +102,12 @@ AlgoChoice AlgoCache::choose(const DnnApi& api, cudnnHandle_t handle, const Conv
     choice = pick(results, returned, tf32, false, -1, "cudnnFindConvolutionBackwardDataAlgorithm");
   }
   if (verbose()) {
-    std::fprintf(stderr, "nst cuda: %s %dx%dx%d %d->%d: algo %d, math %d, workspace %s (%d candidates)\n",
+    std::fprintf(stderr, "nst cuda: %s %dx%dx%d %d->%d: algo %d, math %d, workspace %zu bytes (%d candidates)\n",
                  key.direction == ConvDirection::Forward        ? "conv forward"
                  : key.direction == ConvDirection::FusedForward ? "conv+bias+relu forward"
                                                                 : "conv backward-data",
                  key.batch, key.height, key.width, key.in_channels, key.out_channels, choice.algo, int(choice.math),
-                 format_bytes(choice.workspace).c_str(), returned);
+                 choice.workspace, returned);
   }
   cache_[key] = choice;
   return choice;

@@ -6,7 +6,6 @@
 #include <string>
 #include <utility>
 
-#include "cuda/format_bytes.h"
 #include "engine.h"
 
 namespace nst::cuda {
@@ -20,7 +19,7 @@ class DeviceBuffer {
     cudaError_t status = cudaMalloc(&ptr_, bytes_);
     if (status != cudaSuccess) {
       cudaGetLastError();  // clear the (non-sticky) allocation error
-      throw Error(std::string("cuda: cudaMalloc of ") + what + " (" + format_bytes(bytes_) +
+      throw Error(std::string("cuda: cudaMalloc of ") + what + " (" + std::to_string(bytes_) + " bytes" +
                   ") failed: " + cudaGetErrorString(status));
     }
   }

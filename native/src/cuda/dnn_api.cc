@@ -53,8 +53,9 @@ DnnApi load_once() {
   NST_BIND(dnn, api.cudnn_path, cudnnSetActivationDescriptor);
   NST_BIND(dnn, api.cudnn_path, cudnnConvolutionBiasActivationForward);
   if (api.cudnnGetVersion() < 8000) {
-    throw Error("cuDNN: " + api.cudnn_path + " is version " + std::to_string(api.cudnnGetVersion()) +
-                ", need 8.0 or newer");
+    throw Error(
+        ErrorCode::Unsupported, "backend",
+        "cuDNN: " + api.cudnn_path + " is version " + std::to_string(api.cudnnGetVersion()) + ", need 8.0 or newer");
   }
   return api;
 }

@@ -59,6 +59,17 @@ class CudaEngine : public Engine {
     return make_session(ctx_, config);
   }
 
+  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
+    return job_bytes(config, style_sizes, ctx_->fused_conv);
+  }
+
+  std::optional<double> device_memory_available() const override {
+    ctx_->activate();
+    size_t free_bytes = 0, total_bytes = 0;
+    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    return double(free_bytes);
+  }
+
  private:
   // HWIO (Keras) -> KRSC (cuDNN NHWC filter: out, row, col, in).
   DeviceContext::Layer upload_layer(const ConvWeightsView& w) {
@@ -97,29 +108,28 @@ std::unique_ptr<Engine> make_cuda_engine(const CudaOptions& options) {
     // say plainly that there is no driver.
     void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
     if (driver) dlclose(driver);
-    throw Error(std::string("cuda: no usable GPU (cudaGetDeviceCount: ") +
-                (status != cudaSuccess ? cudaGetErrorString(status) : "0 devices") +
-                (driver ? "" : "; no NVIDIA driver: libcuda.so.1 not found") + ")");
+    throw Error(ErrorCode::Unsupported, "backend",
+                std::string("cuda: no usable GPU (cudaGetDeviceCount: ") +
+                    (status != cudaSuccess ? cudaGetErrorString(status) : "0 devices") +
+                    (driver ? "" : "; no NVIDIA driver: libcuda.so.1 not found") + ")");
   }
   if (options.device < 0 || options.device >= count) {
-    throw Error("cuda: GPU " + std::to_string(options.device) + " requested but " + std::to_string(count) +
-                " GPU(s) found");
-  }
-  if (options.precision == CudaOptions::Precision::Bf16) {
     throw Error(
-        "cuda: precision bf16 is not supported (its parity with the cpu engine is unverified); use tf32 or fp32");
+        ErrorCode::NotFound, "gpu",
+        "cuda: GPU " + std::to_string(options.device) + " requested but " + std::to_string(count) + " GPU(s) found");
   }
   const DnnApi& api = load_dnn_api();
   auto ctx = std::make_shared<DeviceContext>(api);
   ctx->device = options.device;
-  ctx->tf32 = options.precision == CudaOptions::Precision::Tf32;
+  ctx->tf32 = options.precision == Precision::Tf32;
   check_cuda(cudaSetDevice(options.device), "cudaSetDevice");
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, options.device), "cudaGetDeviceProperties");
   ctx->device_name = prop.name;
   if (prop.major < 8) {
-    throw Error(std::string("cuda: ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
-                std::to_string(prop.minor) + "; this build needs 8.0 or newer");
+    throw Error(ErrorCode::Unsupported, "backend",
+                std::string("cuda: ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
+                    std::to_string(prop.minor) + "; this build needs 8.0 or newer");
   }
   check_cuda(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   check_cudnn(api, api.cudnnCreate(&ctx->cudnn), "cudnnCreate");

@@ -1,7 +1,7 @@
 #include "cuda/geometry.h"
 
-#include "cuda/pool_math.h"
 #include "engine.h"
+#include "kernels/pool_math.h"
 
 namespace nst::cuda {
 
@@ -12,8 +12,8 @@ std::vector<LayerGeometry> network_geometry(int height, int width, int num_layer
     const VggLayerShape& v = kVgg19[i];
     layers.push_back({h, w, v.in_channels, v.out_channels, v.pool_after});
     if (v.pool_after) {
-      h = pooled_size(h);
-      w = pooled_size(w);
+      h = kernels::pooled_size(h);
+      w = kernels::pooled_size(w);
     }
   }
   return layers;

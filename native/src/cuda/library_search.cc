@@ -147,7 +147,8 @@ void* open_library(const LibrarySpec& spec, std::string* path_out) {
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (!handle) {
       const char* why = dlerror();
-      throw Error(spec.what + ": dlopen(" + path + ") failed: " + (why ? why : "unknown error"));
+      throw Error(ErrorCode::Unsupported, "backend",
+                  spec.what + ": dlopen(" + path + ") failed: " + (why ? why : "unknown error"));
     }
     if (path_out) *path_out = path;
     return handle;
@@ -159,13 +160,16 @@ void* open_library(const LibrarySpec& spec, std::string* path_out) {
       return handle;
     }
   }
-  throw Error(describe_search(spec, env));
+  throw Error(ErrorCode::Unsupported, "backend", describe_search(spec, env));
 }
 
 void* library_symbol(void* handle, const char* name, const std::string& library) {
   dlerror();
   void* sym = dlsym(handle, name);
-  if (!sym) throw Error(library + ": symbol " + name + " not found (library too old or not the expected one)");
+  if (!sym) {
+    throw Error(ErrorCode::Unsupported, "backend",
+                library + ": symbol " + name + " not found (library too old or not the expected one)");
+  }
   return sym;
 }
 

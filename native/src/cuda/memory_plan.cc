@@ -1,10 +1,12 @@
 #include "cuda/memory_plan.h"
 
 #include <algorithm>
+#include <limits>
 
-#include "cuda/format_bytes.h"
 #include "cuda/geometry.h"
-#include "cuda/pool_math.h"
+#include "kernels/common.h"
+#include "kernels/pool_math.h"
+#include "session_config.h"
 
 namespace nst::cuda {
 
@@ -19,7 +21,7 @@ MemoryPlan estimate_memory(const SessionShape& s) {
     m.activations += b * pixels * g.out_channels * f;
     // The last layer's pooled map is never used.
     if (g.pool_after && i + 1 < s.num_layers) {
-      m.activations += b * size_t(pooled_size(g.height)) * pooled_size(g.width) * g.out_channels * f;
+      m.activations += b * size_t(kernels::pooled_size(g.height)) * kernels::pooled_size(g.width) * g.out_channels * f;
     }
     largest_map = std::max(largest_map, b * pixels * std::max(g.in_channels, g.out_channels) * f);
     largest_output = std::max(largest_output, b * pixels * g.out_channels * f);
@@ -47,7 +49,9 @@ MemoryPlan estimate_memory(const SessionShape& s) {
 }
 
 size_t required_bytes(const SessionShape& shape) {
-  return estimate_memory(shape).total() + kWorkspaceCap + kCublasWorkspace;
+  const size_t bookkeeping =
+      sizeof(double) * shape.batch * kernels::kLossSlots + sizeof(float) * kStepChunk + sizeof(int);
+  return estimate_memory(shape).total() + kWorkspaceCap + kCublasWorkspace + bookkeeping;
 }
 
 size_t style_pass_bytes(const SessionShape& style_pass, size_t session_workspace) {
@@ -63,70 +67,43 @@ size_t largest_tensor_elements(const SessionShape& shape) {
   return largest;
 }
 
-namespace {
-
-// Memory grows monotonically with the scale, and so does every tensor:
-// bisect on the scale for the largest size that `fits`.
-template <typename Fits>
-std::pair<int, int> largest_scaled_size(const SessionShape& shape, Fits fits) {
-  auto scaled = [&](double scale) {
-    SessionShape s = shape;
-    s.height = std::max(1, int(shape.height * scale));
-    s.width = std::max(1, int(shape.width * scale));
-    return s;
-  };
-  if (!fits(scaled(1e-6))) return {0, 0};
-  double lo = 0, hi = 1;
-  for (int it = 0; it < 60; it++) {
-    double mid = 0.5 * (lo + hi);
-    if (fits(scaled(mid))) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  SessionShape s = scaled(lo);
-  return {s.height, s.width};
-}
-
 bool within_tensor_limit(const SessionShape& shape) { return largest_tensor_elements(shape) <= kMaxTensorElements; }
 
-}  // namespace
-
-std::string tensor_limit_violation(const SessionShape& shape) {
-  const size_t elements = largest_tensor_elements(shape);
-  if (elements <= kMaxTensorElements) return "";
-  const size_t per_image = elements / size_t(shape.batch);
-  const size_t max_batch = kMaxTensorElements / per_image;
-  std::string text = "cuda: a " + std::to_string(shape.width) + "x" + std::to_string(shape.height) + " batch " +
-                     std::to_string(shape.batch) + " session has a tensor of " + std::to_string(elements) +
-                     " elements, beyond the 2^31 - 1 that cuDNN's tensor descriptors can hold";
-  if (max_batch > 0) text += "; at this size use batch " + std::to_string(max_batch) + " or less";
-  auto [h, w] = largest_scaled_size(shape, within_tensor_limit);
-  if (h > 0) {
-    text += (max_batch > 0 ? ", or " : "; ") + std::string("at batch ") + std::to_string(shape.batch) +
-            " at most about " + std::to_string(w) + "x" + std::to_string(h);
-  }
-  return text;
+SessionShape session_shape(const SessionConfig& config, bool fused_conv) {
+  SessionShape s;
+  s.height = config.height;
+  s.width = config.width;
+  s.batch = config.batch;
+  s.num_layers = deepest_layer(config.loss) + 1;
+  s.fused_conv = fused_conv;
+  for (const auto& c : config.loss.content) s.content_layers.push_back(c.conv_index);
+  for (const auto& l : config.loss.style) s.style_layers.push_back(l.conv_index);
+  return s;
 }
 
-std::pair<int, int> largest_fitting_size(const SessionShape& shape, size_t available) {
-  return largest_scaled_size(
-      shape, [&](const SessionShape& s) { return within_tensor_limit(s) && required_bytes(s) <= available; });
+SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv) {
+  SessionShape s;
+  s.height = size.height;
+  s.width = size.width;
+  s.num_layers = deepest_layer(config.loss.style) + 1;
+  s.backward = false;
+  s.fused_conv = fused_conv;
+  for (const auto& l : config.loss.style) s.style_layers.push_back(l.conv_index);
+  return s;
 }
 
-std::string out_of_memory_message(const SessionShape& shape, size_t available, const std::string& device) {
-  auto [h, w] = largest_fitting_size(shape, available);
-  std::string text = "cuda: a " + std::to_string(shape.width) + "x" + std::to_string(shape.height) + " batch " +
-                     std::to_string(shape.batch) + " session needs about " + format_bytes(required_bytes(shape)) +
-                     " but " + format_bytes(available) + " is free on " + device;
-  if (h > 0) {
-    text += "; the largest that fits is about " + std::to_string(w) + "x" + std::to_string(h) + " at batch " +
-            std::to_string(shape.batch);
-  } else {
-    text += "; even the smallest size does not fit at batch " + std::to_string(shape.batch);
+double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv) {
+  const SessionShape session = session_shape(config, fused_conv);
+  if (!within_tensor_limit(session)) return std::numeric_limits<double>::infinity();
+  size_t style_pass = 0;
+  if (!config.loss.style.empty()) {
+    for (const ImageSize& size : style_sizes) {
+      const SessionShape pass = style_pass_shape(config, size, fused_conv);
+      if (!within_tensor_limit(pass)) return std::numeric_limits<double>::infinity();
+      style_pass = std::max(style_pass, estimate_memory(pass).total());
+    }
   }
-  return text;
+  return double(sizeof(float) * vgg_weight_floats(session.num_layers) + required_bytes(session) + style_pass);
 }
 
 }  // namespace nst::cuda

@@ -1,13 +1,14 @@
 // What a CUDA session needs from the device, decided on the host before
 // anything is allocated: the bytes per buffer family, and whether every
 // tensor stays within what cuDNN's API can describe (pure host code: tested by
-// host_test.cc without a GPU).
+// host_test.cc without a GPU, and against what the engine really allocates on
+// the CPU stand-in by native/emulation/test/memory_plan_test.cc).
 #pragma once
 
 #include <cstddef>
-#include <string>
-#include <utility>
 #include <vector>
+
+#include "engine.h"
 
 namespace nst::cuda {
 
@@ -41,6 +42,11 @@ inline constexpr size_t kWorkspaceCap = size_t(256) << 20;
 // cuBLAS workspace (recommended size for Hopper; needed for graph capture).
 inline constexpr size_t kCublasWorkspace = size_t(32) << 20;
 
+// Adam's step sizes are uploaded in chunks of this many updates (session.cc).
+inline constexpr int kStepChunk = 1024;
+
+// What a session allocates besides its MemoryPlan: the workspace reserves
+// above, the loss accumulators, the step sizes and the step index.
 size_t required_bytes(const SessionShape& shape);
 
 // What a forward-only style pass (shape.backward = false, batch 1, the style
@@ -58,18 +64,17 @@ inline constexpr size_t kMaxTensorElements = (size_t(1) << 31) - 1;
 // Elements of the largest tensor the shape hands cuDNN: the widest conv
 // input or output over the whole batch.
 size_t largest_tensor_elements(const SessionShape& shape);
+bool within_tensor_limit(const SessionShape& shape);
 
-// One-line reason why cuDNN cannot take the shape, naming the largest batch
-// at this size and the largest size at this batch that it can take; empty
-// when it can.
-std::string tensor_limit_violation(const SessionShape& shape);
+// The shapes the engine plans: a session of `config`, and the forward-only
+// pass that computes the style targets of one style image of `size`.
+SessionShape session_shape(const SessionConfig& config, bool fused_conv);
+SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv);
 
-// The largest height x width with the same aspect ratio (and the same batch
-// and loss) within the tensor limit and whose required_bytes fit
-// `available`; {0, 0} when none does.
-std::pair<int, int> largest_fitting_size(const SessionShape& shape, size_t available);
-
-// One-line "out of memory" message for a session that does not fit.
-std::string out_of_memory_message(const SessionShape& shape, size_t available, const std::string& device);
+// The peak device bytes of a whole job, as Engine::estimate_memory answers:
+// the weights, the session, and the largest of its style passes on top (the
+// session's workspace reserve covers theirs); infinity when a tensor of the
+// session or of a style pass is beyond cuDNN's limit.
+double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv);
 
 }  // namespace nst::cuda

@@ -51,13 +51,14 @@ void Pass::forward(DeviceContext& ctx, const float* input, int upto, void* works
                                                   workspace_bytes, &zero, c.y.get(), acts[i].get()),
                   "cudnnConvolutionForward");
       ctx.profiler.mark("conv forward", kVgg19[i].name);
-      launch_bias_relu(acts[i].f(), layer.bias.f(), map_floats(i), g.out_channels, ctx.stream);
+      kernels::launch_bias_relu(acts[i].f(), layer.bias.f(), map_floats(i), g.out_channels, ctx.stream);
       check_launch("bias_relu kernel");
       ctx.profiler.mark("own kernels", std::string("bias+relu ") + kVgg19[i].name);
     }
     x = acts[i].f();
     if (g.pool_after && i + 1 < upto) {
-      launch_pool_forward(acts[i].f(), pooled[i].f(), batch, g.height, g.width, g.out_channels, max_pool, ctx.stream);
+      kernels::launch_pool_forward(acts[i].f(), pooled[i].f(), batch, g.height, g.width, g.out_channels, max_pool,
+                                   ctx.stream);
       check_launch("pool_forward kernel");
       ctx.profiler.mark("own kernels", std::string("pool forward ") + kVgg19[i].name);
       x = pooled[i].f();

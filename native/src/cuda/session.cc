@@ -18,11 +18,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "cuda/check.h"
-#include "cuda/format_bytes.h"
 #include "cuda/graph.h"
 #include "cuda/kernels.h"
 #include "cuda/memory_plan.h"
@@ -57,7 +57,7 @@ class CudaSession : public Session {
       style_targets_.emplace_back(gram_bytes, "style targets");
       style_diffs_.emplace_back(gram_bytes, "style Gram buffer");
     }
-    losses_ = DeviceBuffer(sizeof(double) * b * kLossSlots, "loss accumulators");
+    losses_ = DeviceBuffer(sizeof(double) * b * kernels::kLossSlots, "loss accumulators");
     step_sizes_ = DeviceBuffer(sizeof(float) * kStepChunk, "step sizes");
     step_index_ = DeviceBuffer(sizeof(int), "step index");
     ensure_workspace(pass_->workspace());
@@ -72,12 +72,11 @@ class CudaSession : public Session {
     ctx_->sync("session setup");
     // Last: nothing may throw after it (the destructor frees it, and does not
     // run for a constructor that threw).
-    check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kLossSlots), "cudaMallocHost (losses)");
+    check_cuda(cudaMallocHost(&host_losses_, sizeof(double) * b * kernels::kLossSlots), "cudaMallocHost (losses)");
     weights_version_ = ctx_->weights_version;
     if (verbose()) {
-      std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %s allocated (workspace %s)\n", config_.width,
-                   config_.height, b, format_bytes(allocated_bytes()).c_str(),
-                   format_bytes(workspace_.bytes()).c_str());
+      std::fprintf(stderr, "nst cuda: session %dx%d batch %d: %zu bytes allocated (workspace %zu)\n", config_.width,
+                   config_.height, b, allocated_bytes(), workspace_.bytes());
     }
   }
 
@@ -183,31 +182,20 @@ class CudaSession : public Session {
   }
 
  private:
-  static constexpr int kStepChunk = 1024;
   static constexpr int kProgressEvery = 32;
 
-  SessionShape shape() const {
-    SessionShape s;
-    s.height = config_.height;
-    s.width = config_.width;
-    s.batch = config_.batch;
-    s.num_layers = num_layers_;
-    s.fused_conv = ctx_->fused_conv;
-    for (const auto& c : config_.loss.content) s.content_layers.push_back(c.conv_index);
-    for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
-    return s;
-  }
-
-  // Memory first (its message names the largest size that fits both limits),
-  // then cuDNN's tensor limit, which may bind although the memory is there.
+  // Before anything is allocated: the session's plan against the free
+  // memory (infinity when cuDNN could not take one of its tensors).
   void check_memory() const {
-    size_t free_bytes = 0, total_bytes = 0;
-    check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    if (required_bytes(shape()) > free_bytes) {
-      throw Error(out_of_memory_message(shape(), free_bytes, ctx_->device_name));
+    const SessionShape shape = session_shape(config_, ctx_->fused_conv);
+    const double needed = within_tensor_limit(shape) ? double(required_bytes(shape)) : kBeyondTensorLimit;
+    const double free_bytes = free_device_memory();
+    if (needed > free_bytes) {
+      throw Error::too_large("size", needed, free_bytes,
+                             "cuda: a " + std::to_string(config_.width) + "x" + std::to_string(config_.height) +
+                                 " batch " + std::to_string(config_.batch) + " session " + need_text(needed) + " but " +
+                                 std::to_string(size_t(free_bytes)) + " bytes are free on " + ctx_->device_name);
     }
-    const std::string too_large = tensor_limit_violation(shape());
-    if (!too_large.empty()) throw Error(too_large);
   }
 
   void check_weights() {
@@ -288,14 +276,7 @@ class CudaSession : public Session {
       if (targets[b].styles.empty()) throw Error("cuda: batch item " + std::to_string(b) + " has no style image");
       for (const StyleImageView& style : targets[b].styles) {
         const ImageView& img = style.image;
-        SessionShape s;
-        s.height = img.height;
-        s.width = img.width;
-        s.num_layers = upto;
-        s.backward = false;
-        s.fused_conv = ctx_->fused_conv;
-        for (const auto& l : config_.loss.style) s.style_layers.push_back(l.conv_index);
-        check_style_pass(s);
+        check_style_pass(style_pass_shape(config_, {img.height, img.width}, ctx_->fused_conv));
         Pass pass(*ctx_, 1, img.height, img.width, upto, false);
         ensure_workspace(pass.workspace());
         DeviceBuffer input(size_t(img.height) * img.width * 3 * 4, "style image");
@@ -318,18 +299,28 @@ class CudaSession : public Session {
   // A style image runs alone in its own pass: within cuDNN's tensor limit,
   // and within the free memory with its maps and the workspace growth.
   void check_style_pass(const SessionShape& s) const {
-    const std::string style_image = "style image " + std::to_string(s.width) + "x" + std::to_string(s.height);
-    if (largest_tensor_elements(s) > kMaxTensorElements) {
-      throw Error("cuda: " + style_image + " makes a tensor of " + std::to_string(largest_tensor_elements(s)) +
-                  " elements, beyond the 2^31 - 1 that cuDNN's tensor descriptors can hold; use a smaller style image");
+    const double needed = within_tensor_limit(s) ? double(style_pass_bytes(s, workspace_.bytes())) : kBeyondTensorLimit;
+    const double free_bytes = free_device_memory();
+    if (needed > free_bytes) {
+      throw Error::too_large("styleScale", needed, free_bytes,
+                             "cuda: style image " + std::to_string(s.width) + "x" + std::to_string(s.height) + " " +
+                                 need_text(needed) + " but " + std::to_string(size_t(free_bytes)) +
+                                 " bytes are free on " + ctx_->device_name);
     }
+  }
+
+  static constexpr double kBeyondTensorLimit = std::numeric_limits<double>::infinity();
+
+  static std::string need_text(double needed) {
+    return needed == kBeyondTensorLimit
+               ? "has a tensor beyond the 2^31 - 1 elements that cuDNN's tensor descriptors can hold"
+               : "needs " + std::to_string(size_t(needed)) + " bytes";
+  }
+
+  double free_device_memory() const {
     size_t free_bytes = 0, total_bytes = 0;
     check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    const size_t needed = style_pass_bytes(s, workspace_.bytes());
-    if (needed > free_bytes) {
-      throw Error("cuda: " + style_image + " needs about " + format_bytes(needed) + " but " + format_bytes(free_bytes) +
-                  " is free on " + ctx_->device_name + "; use a smaller style image");
-    }
+    return double(free_bytes);
   }
 
   bool max_pool() const { return config_.pooling == Pooling::Max; }
@@ -352,8 +343,9 @@ class CudaSession : public Session {
       gram(ctx, pass_->acts[s.conv_index].f(), style_diffs_[l].f(), g.out_channels, pixels, b, 1.f / float(pixels),
            0.f);
       ctx.profiler.mark("cuBLAS", std::string("Gram ") + kVgg19[s.conv_index].name);
-      launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b, s.weight / (4 * c * c),
-                             loss.beta * s.weight / (c * c * float(pixels)), loss_acc, ctx.stream);
+      kernels::launch_style_gram_diff(style_diffs_[l].f(), style_targets_[l].f(), g.out_channels, b,
+                                      s.weight / (4 * c * c), loss.beta * s.weight / (c * c * float(pixels)), loss_acc,
+                                      ctx.stream);
       check_launch("style_gram_diff kernel");
       ctx.profiler.mark("own kernels", std::string("style Gram difference ") + kVgg19[s.conv_index].name);
     }
@@ -382,17 +374,13 @@ class CudaSession : public Session {
         ctx.profiler.mark("cuBLAS", std::string("style gradient ") + kVgg19[i].name);
         g_masked = false;
       }
-      const float* content_target = nullptr;
-      float content_weight = 0;
-      for (size_t k = 0; k < loss.content.size(); k++) {
-        if (loss.content[k].conv_index != i) continue;
-        content_target = content_targets_[k].f();
-        content_weight = loss.content[k].weight;
-      }
+      const int k = entry_at_layer(loss.content, i);
+      const float* content_target = k >= 0 ? content_targets_[k].f() : nullptr;
+      const float content_weight = k >= 0 ? loss.content[k].weight : 0.f;
       if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
-        launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c), content_weight / (4 * n_c),
-                             loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
+        kernels::launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
+                                      content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
         check_launch("relu_backward kernel");
         ctx.profiler.mark("own kernels",
                           std::string(content_target ? "relu backward + content " : "relu backward ") + kVgg19[i].name);
@@ -413,8 +401,8 @@ class CudaSession : public Session {
         // Back through the pool into the (free again) buffer g was in; the
         // ReLU mask of a_{i-1} is fused unless a loss term must be added first.
         bool loss_below = has_loss_at(i - 1);
-        launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
-                             max_pool(), !loss_below, ctx.stream);
+        kernels::launch_pool_backward(out, pass_->acts[i - 1].f(), g, b, below.height, below.width, below.out_channels,
+                                      max_pool(), !loss_below, ctx.stream);
         check_launch("pool_backward kernel");
         ctx.profiler.mark("own kernels", std::string("pool backward ") + kVgg19[i - 1].name);
         g_masked = !loss_below;
@@ -424,24 +412,21 @@ class CudaSession : public Session {
         g_masked = false;
       }
     }
-    launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc, ctx.stream);
+    kernels::launch_tv_loss_grad(x_.f(), dx_.f(), b, config_.height, config_.width, loss.tv_weight, loss_acc,
+                                 ctx.stream);
     check_launch("tv_loss_grad kernel");
     ctx.profiler.mark("own kernels", "tv loss+gradient");
     if (adam) {
-      launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps, step_sizes_.f(),
-                  static_cast<const int*>(step_index_.get()), ctx.stream);
+      kernels::launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
+                           step_sizes_.f(), static_cast<const int*>(step_index_.get()), ctx.stream);
       check_launch("adam kernel");
-      launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
+      kernels::launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
       check_launch("advance_step kernel");
     }
   }
 
   bool has_loss_at(int i) const {
-    for (const auto& c : config_.loss.content)
-      if (c.conv_index == i) return true;
-    for (const auto& s : config_.loss.style)
-      if (s.conv_index == i) return true;
-    return false;
+    return entry_at_layer(config_.loss.content, i) >= 0 || entry_at_layer(config_.loss.style, i) >= 0;
   }
 
   // One update: eager the first time (cuDNN/cuBLAS warm up), then captured
@@ -478,9 +463,9 @@ class CudaSession : public Session {
     const LossSpec& l = config_.loss;
     for (int b = 0; b < config_.batch; b++) {
       LossValues& v = out[b];
-      v.content = host_losses_[b * kLossSlots + kContentSlot];
-      v.style = host_losses_[b * kLossSlots + kStyleSlot];
-      v.tv = host_losses_[b * kLossSlots + kTvSlot];
+      v.content = host_losses_[b * kernels::kLossSlots + kernels::kContentSlot];
+      v.style = host_losses_[b * kernels::kLossSlots + kernels::kStyleSlot];
+      v.tv = host_losses_[b * kernels::kLossSlots + kernels::kTvSlot];
       v.total = double(l.alpha) * v.content + double(l.beta) * v.style + double(l.tv_weight) * v.tv;
     }
     return out;

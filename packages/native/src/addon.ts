@@ -9,12 +9,17 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export type NativeDevice = 'cpu' | 'cuda';
+/** The precisions the job model names; an engine implements some of them (NativeAddon.precisions). */
 export type NativePrecision = 'fp32' | 'tf32' | 'bf16';
 
 export interface NativeEngineOptions {
   /** CUDA device ordinal (cuda only). */
   readonly gpu?: number;
-  /** Tensor-core precision (cuda only); default tf32. */
+  /**
+   * Arithmetic of the convolutions and Gram products, one the engine
+   * implements (NativeAddon.precisions); cuda's default is tf32, cpu computes
+   * in fp32. Another is refused with code 'unsupported', field 'precision'.
+   */
   readonly precision?: NativePrecision;
 }
 
@@ -46,6 +51,32 @@ export interface NativeSessionConfig {
   };
 }
 
+/** What estimateMemory plans for: a session's configuration and the sizes of its style images. */
+export interface NativeMemoryShape extends NativeSessionConfig {
+  readonly styleSizes: ReadonlyArray<{ readonly height: number; readonly width: number }>;
+}
+
+/** UserErrorCode's names (packages/core/src/errors.ts), and 'internal': a bug, or a failure of the platform. */
+export type NativeErrorCode = 'not-found' | 'unsupported' | 'too-large' | 'internal';
+
+/**
+ * What the engines throw (native/src/napi_errors.h): a JS Error with the
+ * failure as data, decided on by these properties, never by the message.
+ * (The addon's own argument checks throw plain TypeErrors and RangeErrors.)
+ */
+export interface NativeEngineError extends Error {
+  readonly code: NativeErrorCode;
+  /** The job field at fault, in camelCase ('size', 'styleScale', 'precision', 'gpu', 'backend'), when one is. */
+  readonly field?: string;
+  /** too-large: bytes needed (Infinity: beyond what the engine can describe at any memory) and available. */
+  readonly needed?: number;
+  readonly available?: number;
+}
+
+export function isNativeEngineError(e: unknown): e is NativeEngineError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string';
+}
+
 export interface NativeImage {
   readonly height: number;
   readonly width: number;
@@ -68,7 +99,8 @@ export interface NativeLoss {
 /**
  * A session: one image size and loss. The three Promise-returning calls run
  * on a worker thread; while one runs, every other call on the same engine
- * (and its sessions) throws "busy".
+ * (and its sessions) throws "busy", but for the engine's estimateMemory and
+ * deviceMemoryAvailable.
  */
 export interface NativeSession {
   setTargets(targets: readonly NativeTargets[]): Promise<void>;
@@ -93,7 +125,18 @@ export interface NativeEngine {
   describe(): string;
   /** A prefix of VGG-19 in network order (1 to 16 layers). */
   setWeights(layers: readonly NativeConvLayer[]): void;
+  /** Throws a NativeEngineError 'too-large' (field 'size') when the session cannot fit. */
   createSession(config: NativeSessionConfig): NativeSession;
+  /**
+   * Peak bytes a session of this shape needs with its weights and targets,
+   * in the memory the engine computes in (cuda: the GPU's; cpu: the
+   * process's), from the engine's plan of its own buffers; Infinity for a
+   * shape it cannot take at any memory. Allocates nothing; allowed while a
+   * call runs.
+   */
+  estimateMemory(shape: NativeMemoryShape): number;
+  /** cuda: the GPU's free bytes; cpu: undefined (it computes in host memory). Allowed while a call runs. */
+  deviceMemoryAvailable(): number | undefined;
   /** Idempotent; disables the engine's sessions too. */
   dispose(): void;
 }
@@ -101,8 +144,15 @@ export interface NativeEngine {
 export interface NativeAddon {
   /** Whether this build contains the CUDA engine. */
   readonly cudaCompiled: boolean;
-  /** Throws when the device is unavailable, with the reason (no CUDA in this build, no GPU, ...). */
+  /**
+   * Throws a NativeEngineError when the device is unavailable, with the
+   * reason (no CUDA in this build, no GPU, ...: code 'unsupported', field
+   * 'backend'; a GPU index that is not there: 'not-found', 'gpu'; a precision
+   * the engine does not implement: 'unsupported', 'precision').
+   */
   createEngine(device: NativeDevice, options?: NativeEngineOptions): NativeEngine;
+  /** The precisions the engine implements (cpu: fp32; cuda: fp32, tf32), whether or not this build or machine can run it. */
+  precisions(device: NativeDevice): NativePrecision[];
   /** sum a[i] b[i] in float64 (native/src/vector_ops.h; core's L-BFGS). Throws when the lengths differ. */
   vectorDot(a: Float32Array, b: Float32Array): number;
   /** y += alpha x in place, each element in float64, stored as float32. Throws when the lengths differ. */
@@ -135,7 +185,11 @@ export function nativeAddonPath(): string {
 
 let cached: AddonLoadResult | undefined;
 
-/** Loads the addon once; when it cannot, says why in one line. */
+/**
+ * Loads the addon once per process (every later call, from `nst backends`,
+ * `--backend auto` or a backend, gets the same result, failure included);
+ * when it cannot, says why in one line.
+ */
 export function loadNativeAddon(): AddonLoadResult {
   if (!cached) {
     const addonPath = nativeAddonPath();
@@ -143,6 +197,15 @@ export function loadNativeAddon(): AddonLoadResult {
     cached = loadAddonFrom(addonPath);
   }
   return cached;
+}
+
+/**
+ * The precisions the engine of `device` implements, for the options a
+ * front end offers; none when the addon does not load (neither engine runs).
+ */
+export function nativePrecisions(device: NativeDevice): readonly NativePrecision[] {
+  const loaded = loadNativeAddon();
+  return loaded.ok ? loaded.addon.precisions(device) : [];
 }
 
 /**

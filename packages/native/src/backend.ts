@@ -5,14 +5,13 @@
 import {
   UserError,
   checkLayersAvailable,
-  countMemory,
   findLayer,
+  memoryRefusal,
   validateWeightSet,
   type Backend,
   type IterateOptions,
   type LossSpec,
   type LossValues,
-  type MemoryProfile,
   type MemoryShape,
   type Session,
   type SessionOptions,
@@ -21,7 +20,14 @@ import {
   type WeightSet,
   type WeightedLayer,
 } from '@nst/core';
-import { loadNativeAddon, type NativeEngine, type NativeSession, type NativePrecision, type NativeWeightedLayer } from './addon.js';
+import {
+  isNativeEngineError,
+  loadNativeAddon,
+  type NativeEngine,
+  type NativePrecision,
+  type NativeSession,
+  type NativeWeightedLayer,
+} from './addon.js';
 
 export interface NativeBackendOptions {
   readonly precision?: NativePrecision;
@@ -39,30 +45,43 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
   try {
     engine = loaded.addon.createEngine(device, device === 'cuda' ? options : {});
   } catch (e) {
-    throw new UserError((e as Error).message, { code: 'unsupported', field: 'backend', cause: e });
+    // A precision or GPU the engine refuses names its field; anything else
+    // (no GPU, no cuDNN, a failing driver call) makes the backend unavailable.
+    const user = isNativeEngineError(e) && e.code !== 'internal' && e.field;
+    throw new UserError((e as Error).message, {
+      code: user ? e.code : 'unsupported',
+      field: user ? e.field : 'backend',
+      cause: e,
+    });
   }
   const { vectorDot, vectorAxpy } = loaded.addon;
   return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy });
 }
 
 /**
- * The cpu engine's buffers (native/src/cpu/vgg_net.h): the weights as given
- * plus the copies reordered for the primitives; every layer's post-ReLU output
- * (and pooled map) kept for the backward pass; two ping-pong gradient buffers
- * of the largest map, and two more for the layout conversions around Winograd
- * layers; the content targets come from a second net of the session's size,
- * forward only (one more set of activations); the image, m, v and the
- * gradient. The style targets come from a forward-only net per style size.
- * A third copy of the activations covers oneDNN's scratchpads and the host
- * copies around the engine: a 384x288 render with the default loss grew the
- * process by 575 MiB; this estimates 780 MiB.
+ * An engine's error as the user's error, by its code: 'too-large' becomes
+ * core's one refusal (the estimate, what is available, the largest size that
+ * fits by `estimate`) on the field the engine names ('size' for a session,
+ * 'styleScale' for a style image); another user code keeps its message and
+ * field; 'internal' (a bug, a failing platform call) and anything that is not
+ * an engine error stay as they are.
  */
-const CPU_MEMORY: MemoryProfile = { weightCopies: 2, imageCopies: 5, activationCopies: 3, largestMapCopies: 4, styleForwardCopies: 1 };
+export function userErrorOf(e: unknown, backendName: string, shape: MemoryShape, estimate: (s: MemoryShape) => number): unknown {
+  if (!isNativeEngineError(e) || e.code === 'internal') return e;
+  if (e.code === 'too-large' && e.needed !== undefined && e.available !== undefined) {
+    const refusal = memoryRefusal(backendName, shape, e.needed, e.available, estimate);
+    return new UserError(refusal.detail, { code: 'too-large', field: e.field ?? refusal.field, cause: e });
+  }
+  return new UserError(e.message, { code: e.code, field: e.field, cause: e });
+}
 
 class NativeBackend implements Backend {
   readonly detail: string;
   private layerNames: string[] = [];
   private source = '';
+
+  /** cuda only: the GPU's free memory (a cpu engine computes in host memory, which the job layer measures). */
+  readonly deviceMemoryAvailable?: () => number;
 
   constructor(
     readonly name: string,
@@ -71,6 +90,7 @@ class NativeBackend implements Backend {
     private readonly vectorOps: VectorOps,
   ) {
     this.detail = engine.describe();
+    if (name === 'cuda') this.deviceMemoryAvailable = () => engine.deviceMemoryAvailable() ?? 0;
   }
 
   async loadWeights(weights: WeightSet): Promise<void> {
@@ -81,52 +101,44 @@ class NativeBackend implements Backend {
   }
 
   /**
-   * cpu: counted here from the VGG table with the engine's buffers (below).
-   * cuda: undefined, since the engine's own planner (native/src/cuda/plan.cc)
-   * checks free device memory before it allocates a session and refuses one
-   * that does not fit with the largest size that would.
+   * The engine's own plan of its buffers (native/src/cpu/vgg_net.h's
+   * VggNetPlan, native/src/cuda/memory_plan.h), for max pooling: the shape
+   * does not say which, and max pooling's workspaces make it the larger.
    */
   estimateMemory(shape: MemoryShape): number {
-    // cuda: 0 until the addon answers from the engine's plan; the engine still refuses a session that does not fit.
-    return this.name === 'cpu' ? 4 * countMemory(shape, CPU_MEMORY).total : 0;
+    return this.engine.estimateMemory({
+      height: shape.height,
+      width: shape.width,
+      batch: shape.batch,
+      pooling: 'max',
+      loss: nativeLoss(shape.loss),
+      styleSizes: shape.styleSizes,
+    });
   }
 
   async createSession(options: SessionOptions): Promise<Session> {
     if (this.layerNames.length === 0) throw new Error(`${this.name}: createSession before loadWeights`);
     checkLayersAvailable(options.loss, this.layerNames, this.source);
-    const raw = asUserError(() =>
-      this.engine.createSession({
+    const estimate = (s: MemoryShape) => this.estimateMemory(s);
+    let raw: NativeSession;
+    try {
+      raw = this.engine.createSession({
         height: options.height,
         width: options.width,
         batch: options.batch,
         pooling: options.pooling,
         loss: nativeLoss(options.loss),
-      }),
+      });
+    } catch (e) {
+      throw userErrorOf(e, this.name, { ...options, styleSizes: [] }, estimate);
+    }
+    return new NativeSessionAdapter(options, raw, this.vectorOps, (e, styleSizes) =>
+      userErrorOf(e, this.name, { ...options, styleSizes }, estimate),
     );
-    return new NativeSessionAdapter(options, raw, this.vectorOps);
   }
 
   dispose(): void {
     this.engine.dispose();
-  }
-}
-
-/**
- * The CUDA engine refuses, before allocating, a session or a style image that
- * does not fit in free device memory ("... needs about X but Y is free on
- * DEVICE; the largest that fits ..."): that is the user's size, not a bug.
- */
-export function tooLargeAsUserError(e: unknown): unknown {
-  const message = e instanceof Error ? e.message : String(e);
-  if (!/needs about .* is free on /.test(message)) return e;
-  return new UserError(message.split('\n')[0], { code: 'too-large', field: /style image/.test(message) ? 'styleScale' : 'size', cause: e });
-}
-
-function asUserError<T>(call: () => T): T {
-  try {
-    return call();
-  } catch (e) {
-    throw tooLargeAsUserError(e);
   }
 }
 
@@ -153,6 +165,8 @@ class NativeSessionAdapter implements Session {
     readonly options: SessionOptions,
     private readonly raw: NativeSession,
     readonly vectorOps: VectorOps,
+    /** An engine error of setTargets as the user's error, for these style image sizes. */
+    private readonly userError: (e: unknown, styleSizes: MemoryShape['styleSizes']) => unknown,
   ) {}
 
   // async everywhere: argument errors the addon throws synchronously become rejections.
@@ -160,7 +174,10 @@ class NativeSessionAdapter implements Session {
     try {
       return await this.raw.setTargets(targets);
     } catch (e) {
-      throw tooLargeAsUserError(e);
+      throw this.userError(
+        e,
+        targets.flatMap((t) => t.styles.map((s) => ({ height: s.image.height, width: s.image.width }))),
+      );
     }
   }
 

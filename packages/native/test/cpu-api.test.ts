@@ -6,7 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, adamStepSizes } from '@nst/core';
-import { explainLoadError, loadAddonFrom, type NativeEngine, type NativeSessionConfig } from '@nst/native';
+import {
+  explainLoadError,
+  loadAddonFrom,
+  loadNativeAddon,
+  nativePrecisions,
+  type NativeEngine,
+  type NativeSessionConfig,
+} from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { addon, relL2, skipReason } from './helpers.js';
 
@@ -46,6 +53,12 @@ async function readySession(engine = engineWithWeights(), c = config) {
 }
 
 describe('loader', () => {
+  it('loads the addon once per process: every caller gets the same result', () => {
+    expect(loadNativeAddon()).toBe(loadNativeAddon());
+    // The precisions a front end offers come from that one load; none when it failed.
+    expect(nativePrecisions('cuda')).toEqual(addon ? ['fp32', 'tf32'] : []);
+  });
+
   it('says in one line why the addon is unavailable', () => {
     const missing = loadAddonFrom('/nonexistent/nst_native.node');
     expect(missing).toEqual({ ok: false, reason: expect.stringMatching(/^native addon not built \(.*npm run build:native/) });
@@ -166,12 +179,16 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     expect(() => engine.setWeights(testWeights(3, 1).layers)).toThrow(/engine has been disposed/);
   });
 
-  it('a running job makes other calls throw "busy"; dispose during a job is safe', async () => {
+  it('a running job makes other calls throw "busy" (not the memory queries); dispose during a job is safe', async () => {
     const engine = engineWithWeights();
     const session = await readySession(engine);
+    const idle = engine.estimateMemory({ ...config, styleSizes: [{ height: 9, width: 7 }] });
     const running = session.iterate(adam, adamStepSizes(DEFAULT_ADAM, 1, 5));
     expect(() => session.readImages()).toThrow(/busy/);
     expect(() => engine.createSession(config)).toThrow(/busy/);
+    // They read nothing the job changes: the same answer while it runs.
+    expect(engine.estimateMemory({ ...config, styleSizes: [{ height: 9, width: 7 }] })).toBe(idle);
+    expect(engine.deviceMemoryAvailable()).toBeUndefined();
     session.dispose();
     engine.dispose();
     const losses = await running;

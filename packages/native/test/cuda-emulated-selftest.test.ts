@@ -1,7 +1,9 @@
 /**
  * The CPU stand-in's C++ executables (native/build-emulated, built by npm ci):
- * the kernel self-test (every kernel of kernels.cu against its CPU twin) and
- * the stand-in's strictness test (each mistake a GPU punishes is reported).
+ * the kernel self-test (every kernel family of native/src/kernels against its
+ * CPU reference), the cuda engine's memory estimate against the bytes it
+ * really allocates (native/emulation/test/memory_plan_test.cc), and the
+ * stand-in's strictness test (each mistake a GPU punishes is reported).
  * Without the emulated build they skip, saying why; under CI they fail.
  */
 import { spawnSync } from 'node:child_process';
@@ -12,7 +14,7 @@ import { emulatedAddonPath } from '@nst/native';
 
 const buildDir = path.dirname(path.dirname(emulatedAddonPath())); // native/build-emulated
 const libDir = path.dirname(emulatedAddonPath());
-const missing = ['nst_kernel_test', 'nst_standin_test'].filter((name) => !existsSync(path.join(buildDir, name)));
+const missing = ['nst_kernel_test', 'nst_memory_plan_test', 'nst_standin_test'].filter((name) => !existsSync(path.join(buildDir, name)));
 const reason =
   missing.length > 0
     ? `emulated build missing ${missing.join(', ')} in ${buildDir} (run: npm run build:native:emulated -w @nst/native)`
@@ -40,6 +42,15 @@ describe.skipIf(reason !== '')('the CPU stand-in for the CUDA platform', () => {
     expect.assertions(3);
     const { status, output } = run('nst_kernel_test');
     expect(output).toMatch(/all kernels match their CPU references/);
+    expect(output).not.toMatch(/FAIL/);
+    expect(status).toBe(0);
+  });
+
+  it('memory plan: the cuda estimate covers the peak the engine allocates, by its reserves only', () => {
+    expect.assertions(4);
+    const { status, output } = run('nst_memory_plan_test');
+    expect(output).toMatch(/every estimate covers what the engine allocated, by its reserves only/);
+    expect(output.match(/ estimate \d+ bytes, allocated peak \d+ bytes/g)?.length).toBe(3);
     expect(output).not.toMatch(/FAIL/);
     expect(status).toBe(0);
   });

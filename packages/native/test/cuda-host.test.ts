@@ -2,10 +2,10 @@
  * The CUDA engine's pure host logic, tested without a GPU: compiles
  * native/src/cuda/test/host_test.cc (SAME-pooling index math against
  * TensorFlow's padding formula, layer geometry, the memory estimate against
- * NST-SPEC.md's 320 MiB at 512x512, cuDNN's 2^31-element tensor limit, the
- * style pass's memory, the largest-size-that-fits search, the
- * algorithm cache key, and the cuDNN/cuBLAS library search on a fake folder
- * tree) with the host C++ compiler and runs it; likewise graph_test.cc (CUDA
+ * NST-SPEC.md's 320 MiB at 512x512, cuDNN's 2^31-element tensor limit, a
+ * whole job's estimate, the style pass's memory, the algorithm cache key,
+ * and the cuDNN/cuBLAS library search on a fake folder tree) with the host
+ * C++ compiler and runs it; likewise graph_test.cc (CUDA
  * graph capture) against the CUDA runtime (it needs a GPU to run) and against
  * the CPU stand-in's runtime.
  */
@@ -50,7 +50,7 @@ describe.skipIf(!hasCompiler)('cuda engine host logic (no GPU needed)', () => {
       src('cuda/test/host_test.cc'),
       src('cuda/geometry.cc'),
       src('cuda/memory_plan.cc'),
-      src('cuda/format_bytes.cc'),
+      src('session_config.cc'),
       src('cuda/library_search.cc'),
       '-ldl',
       '-o',
@@ -127,11 +127,13 @@ describe.skipIf(!hasNvcc)('cuda kernel self-test (native/src/cuda/test/kernel_te
           '-O1',
           '-Werror',
           'all-warnings',
-          '-Xcompiler=-Wall,-Wextra,-Werror',
+          // OpenMP: the kernel families' CPU references are parallel loops.
+          '-Xcompiler=-Wall,-Wextra,-Werror,-fopenmp',
           '-arch=sm_80',
           `-I${src('')}`,
           src('cuda/test/kernel_test.cu'),
           src('cuda/kernels.cu'),
+          '-lgomp',
           '-o',
           exe,
         ],

@@ -27,7 +27,7 @@ import {
 import { createNativeBackend } from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { cudaEmulationRequested } from '@nst/native';
-import { addon, relDiff, relL2 } from './helpers.js';
+import { addon, cudaUnavailableReason, relDiff, relL2 } from './helpers.js';
 
 const emulated = cudaEmulationRequested();
 /** Image sizes: the GPU's, or smaller ones for the stand-in (same code paths: pools with odd maps, batches, the graph). */
@@ -35,16 +35,6 @@ const SIZES = emulated
   ? { parity: [32], fused: 32, adam: 32, batch: 24, odd: { height: 27, width: 21 }, oddStyle: { height: 18, width: 26 } }
   : { parity: [64, 256], fused: 64, adam: 64, batch: 64, odd: { height: 75, width: 61 }, oddStyle: { height: 50, width: 70 } };
 
-/** Why the cuda engine cannot run here ('' when it can). */
-function cudaUnavailableReason(): string {
-  if (!addon) return 'native addon not loaded';
-  try {
-    addon.createEngine('cuda', { precision: 'fp32' }).dispose();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 const noGpu = cudaUnavailableReason();
 // The stand-in is built by npm ci: under CI its absence is a failure, never a skip.
 if (noGpu && emulated && process.env.CI === 'true') throw new Error(`the emulated cuda engine cannot run under CI: ${noGpu}`);
@@ -127,7 +117,7 @@ function expectParity(
 }
 
 describe('cuda backend availability', () => {
-  it('fails in one line when the cuda engine cannot run, else rejects bf16 in one line', async () => {
+  it('fails in one line when the cuda engine cannot run, else rejects bf16 in one line (on the precision field)', async () => {
     if (!addon) {
       // Without the addon the loader's reason is the error (tested by the native loader tests).
       await expect(createNativeBackend('cuda')).rejects.toThrow(expect.objectContaining({ field: 'backend', code: 'unsupported' }));
@@ -151,6 +141,7 @@ describe('cuda backend availability', () => {
       expect(err).toBeInstanceOf(Error);
       expect((err as Error).message.includes('\n')).toBe(false);
       expect((err as Error).message).toMatch(/bf16/);
+      expect(err).toMatchObject({ code: 'unsupported', field: 'precision' });
     }
   });
 });
@@ -284,6 +275,9 @@ describe.skipIf(noGpu !== '')('cuda vs cpu parity (random VGG-19 weights)', () =
     const message = (err as Error).message;
     console.log(`out of memory: ${message}`);
     expect(message.includes('\n')).toBe(false);
-    expect(message).toMatch(/largest that fits is about \d+x\d+ at batch 4/);
+    expect(err).toMatchObject({ name: 'UserError', code: 'too-large', field: 'size' });
+    // Its conv1 maps alone are beyond cuDNN's 2^31-element tensor limit: no memory would do.
+    expect(message).toMatch(/^size: 16384x16384 batch 4 is beyond what the engine can describe at any memory on the cuda backend/);
+    expect(message).toMatch(/the largest size that fits is about \d+x\d+$/);
   });
 });

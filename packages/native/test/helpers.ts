@@ -9,3 +9,14 @@ export const skipReason = loaded.ok ? '' : loaded.reason;
 // Under CI the addon must load (its build is strict there): a missing one fails these tests instead of skipping them.
 const present = available(loaded.ok, `native tests: ${skipReason}`);
 export const addon: NativeAddon | undefined = present && loaded.ok ? loaded.addon : undefined;
+
+/** Why the cuda engine cannot run here ('' when it can): the stand-in's with NST_CUDA_EMULATION=1. */
+export function cudaUnavailableReason(): string {
+  if (!addon) return 'native addon not loaded';
+  try {
+    addon.createEngine('cuda', { precision: 'fp32' }).dispose();
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

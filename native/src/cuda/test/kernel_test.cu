@@ -1,24 +1,26 @@
-// Self-test of the engine's own kernels against straightforward CPU
-// references (llm.c style), on odd sizes that exercise SAME pooling's partial
-// windows, 1-wide maps, and sizes large enough that the grid-stride loops go
-// round more than once; every kernel through both index widths (32-bit, and
-// the 64-bit path forced). The references follow the kernels' float steps
-// (a difference is a float subtraction, its square summed in double), so the
-// loss sums differ only in the order of their double additions: hence the
-// 1e-9 tolerance. Needs no cuDNN or cuBLAS. Built for a GPU
-// (bench/gpu/prepare.sh, run first by bench/gpu/run.sh so a kernel bug shows
-// up before the end-to-end parity tests) and for the CPU stand-in (CI).
-// Exit code 0 when every kernel matches.
+// Self-test of the engine's own kernels (native/src/kernels, one family per
+// file) against their CPU references, llm.c style: one loop over the table of
+// families below, each run on its sizes and through both index widths (32-bit,
+// and the 64-bit path forced), each compared with the tolerance its family
+// states. The sizes are of three kinds: small odd ones (SAME pooling's partial
+// windows), 1-wide maps, and ones past the launchers' grid caps (4096 blocks
+// of 256 threads for the maps, 1024 per batch item for the losses, 256 for the
+// Grams), where each thread's grid-stride loop runs more than once. Needs no
+// cuDNN or cuBLAS. Built for a GPU (bench/gpu/prepare.sh, run first by
+// bench/gpu/run.sh so a kernel bug shows up before the end-to-end parity
+// tests) and for the CPU stand-in (CI). Exit code 0 when every kernel matches.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
 #include "cuda/kernels.h"
 
-using namespace nst::cuda;
+using namespace nst::kernels;
 using Vec = std::vector<float>;
 
 static int failures = 0;
@@ -55,6 +57,8 @@ static Vec random_vec(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) 
   return v;
 }
 
+static std::vector<double> zero_losses(int batch) { return std::vector<double>(size_t(batch) * kLossSlots, 0.0); }
+
 static void expect_close(const char* name, const Vec& got, const Vec& want, double tol) {
   double worst = 0;
   for (size_t i = 0; i < want.size(); i++) {
@@ -72,204 +76,184 @@ static void expect_close(const char* name, double got, double want, double tol) 
   if (!ok) failures++;
 }
 
-// TF SAME 2x2/2 window of output o on an axis of n: [2o, min(2o+2, n)).
-static int win_end(int o, int n) { return std::min(2 * o + 2, n); }
-
-static void test_pooling(bool max_pool, int batch, int h, int w, int c) {
-  const int ho = (h + 1) / 2, wo = (w + 1) / 2;
-  Vec in = random_vec(size_t(batch) * h * w * c, 1);
-  for (size_t i = 0; i < in.size(); i += 3) in[i] = std::max(in[i], 0.f);  // ReLU-like zeros for the mask
-  Vec d_out = random_vec(size_t(batch) * ho * wo * c, 2);
-  Vec out_ref(d_out.size()), d_in_ref(in.size(), 0.f);
-  auto at = [&](int b, int y, int x, int k) { return ((size_t(b) * h + y) * w + x) * c + k; };
-  for (int b = 0; b < batch; b++)
-    for (int oy = 0; oy < ho; oy++)
-      for (int ox = 0; ox < wo; ox++)
-        for (int k = 0; k < c; k++) {
-          size_t o = ((size_t(b) * ho + oy) * wo + ox) * c + k;
-          float acc = max_pool ? -INFINITY : 0.f;
-          int count = 0;
-          size_t arg = 0;
-          for (int y = 2 * oy; y < win_end(oy, h); y++)
-            for (int x = 2 * ox; x < win_end(ox, w); x++) {
-              float v = in[at(b, y, x, k)];
-              if (max_pool && v > acc) {
-                acc = v;
-                arg = at(b, y, x, k);
-              }
-              if (!max_pool) acc += v;
-              count++;
-            }
-          out_ref[o] = max_pool ? acc : acc / count;
-          // Backward by scattering (the kernel gathers: an independent route).
-          if (max_pool)
-            d_in_ref[arg] += d_out[o];
-          else
-            for (int y = 2 * oy; y < win_end(oy, h); y++)
-              for (int x = 2 * ox; x < win_end(ox, w); x++) d_in_ref[at(b, y, x, k)] += d_out[o] / count;
-        }
-  Vec d_in_masked_ref = d_in_ref;
-  for (size_t i = 0; i < in.size(); i++)
-    if (!(in[i] > 0.f)) d_in_masked_ref[i] = 0.f;
-
-  Dev<float> d_in_buf(in), d_out_buf(d_out), out_buf(Vec(out_ref.size())), grad_buf(Vec(in.size()));
-  launch_pool_forward(d_in_buf.p, out_buf.p, batch, h, w, c, max_pool, 0);
-  expect_close(max_pool ? "pool_forward max" : "pool_forward avg", out_buf.get(), out_ref, 1e-6);
-  launch_pool_backward(d_out_buf.p, d_in_buf.p, grad_buf.p, batch, h, w, c, max_pool, false, 0);
-  expect_close(max_pool ? "pool_backward max" : "pool_backward avg", grad_buf.get(), d_in_ref, 1e-6);
-  launch_pool_backward(d_out_buf.p, d_in_buf.p, grad_buf.p, batch, h, w, c, max_pool, true, 0);
-  expect_close(max_pool ? "pool_backward max + mask" : "pool_backward avg + mask", grad_buf.get(), d_in_masked_ref,
-               1e-6);
+// One loss slot of every batch item, kernel against reference.
+static void expect_losses(const char* name, const std::vector<double>& got, const std::vector<double>& want, int batch,
+                          LossSlot slot, double tol) {
+  for (int b = 0; b < batch; b++) expect_close(name, got[b * kLossSlots + slot], want[b * kLossSlots + slot], tol);
 }
 
-static void test_bias_relu(size_t pixels, int c) {
-  const size_t n = pixels * c;
-  Vec y = random_vec(n, 3), bias = random_vec(c, 4, -0.3f, 0.3f), ref(n);
-  for (size_t i = 0; i < n; i++) ref[i] = std::max(y[i] + bias[i % c], 0.f);
+// A case: maps of batch x height x width x channels (each family reads it as
+// its shape; a vector is height values).
+struct Size {
+  int batch, height, width, channels;
+  size_t elements() const { return size_t(batch) * height * width * channels; }
+};
+
+static void check_bias_relu(const Size& s) {
+  const int c = s.channels;
+  Vec y = random_vec(s.elements(), 3), bias = random_vec(c, 4, -0.3f, 0.3f), ref = y;
+  bias_relu_cpu(ref.data(), bias.data(), ref.size(), c);
   Dev<float> yb(y), bb(bias);
-  launch_bias_relu(yb.p, bb.p, n, c, 0);
-  expect_close("bias_relu", yb.get(), ref, 1e-7);
+  launch_bias_relu(yb.p, bb.p, y.size(), c, 0);
+  expect_close("bias_relu", yb.get(), ref, kBiasReluTolerance);
 }
 
-static void test_relu_backward(int batch, size_t per_item) {
-  Vec g = random_vec(batch * per_item, 5), a = random_vec(batch * per_item, 6), t = random_vec(batch * per_item, 7);
+static void check_pooling(const Size& s, bool max_pool) {
+  const int batch = s.batch, h = s.height, w = s.width, c = s.channels;
+  Vec in = random_vec(s.elements(), 1);
+  for (size_t i = 0; i < in.size(); i += 3) in[i] = std::max(in[i], 0.f);  // ReLU-like zeros for the mask
+  Vec d_out = random_vec(size_t(batch) * pooled_size(h) * pooled_size(w) * c, 2);
+  Vec out_ref(d_out.size()), d_in_ref(in.size()), d_in_masked_ref(in.size());
+  pool_forward_cpu(in.data(), out_ref.data(), batch, h, w, c, max_pool);
+  pool_backward_cpu(d_out.data(), in.data(), d_in_ref.data(), batch, h, w, c, max_pool, false);
+  pool_backward_cpu(d_out.data(), in.data(), d_in_masked_ref.data(), batch, h, w, c, max_pool, true);
+
+  Dev<float> in_buf(in), d_out_buf(d_out), out_buf(Vec(out_ref.size())), grad_buf(Vec(in.size()));
+  launch_pool_forward(in_buf.p, out_buf.p, batch, h, w, c, max_pool, 0);
+  expect_close(max_pool ? "pool_forward max" : "pool_forward avg", out_buf.get(), out_ref, kPoolTolerance);
+  launch_pool_backward(d_out_buf.p, in_buf.p, grad_buf.p, batch, h, w, c, max_pool, false, 0);
+  expect_close(max_pool ? "pool_backward max" : "pool_backward avg", grad_buf.get(), d_in_ref, kPoolTolerance);
+  launch_pool_backward(d_out_buf.p, in_buf.p, grad_buf.p, batch, h, w, c, max_pool, true, 0);
+  expect_close(max_pool ? "pool_backward max + mask" : "pool_backward avg + mask", grad_buf.get(), d_in_masked_ref,
+               kPoolTolerance);
+}
+static void check_avg_pooling(const Size& s) { check_pooling(s, false); }
+static void check_max_pooling(const Size& s) { check_pooling(s, true); }
+
+static void check_relu_backward(const Size& s) {
+  const int batch = s.batch;
+  const size_t per_item = s.elements() / batch;
+  Vec g = random_vec(s.elements(), 5), a = random_vec(s.elements(), 6), t = random_vec(s.elements(), 7);
   for (float& v : a) v = std::max(v, 0.f);
   const float grad_coef = 0.37f, loss_coef = 0.011f;
-  Vec g_ref(g.size()), g_plain(g.size());
-  std::vector<double> loss_ref(batch * kLossSlots, 0.0);
-  for (int b = 0; b < batch; b++)
-    for (size_t i = 0; i < per_item; i++) {
-      size_t k = b * per_item + i;
-      float d = a[k] - t[k];  // in float, as the kernel (and the cpu engine)
-      loss_ref[b * kLossSlots + kContentSlot] += double(loss_coef) * (double(d) * d);
-      g_ref[k] = a[k] > 0 ? g[k] + grad_coef * d : 0.f;
-      g_plain[k] = a[k] > 0 ? g[k] : 0.f;
-    }
+  Vec g_ref = g, g_plain = g;
+  std::vector<double> loss_ref = zero_losses(batch);
+  relu_backward_cpu(g_ref.data(), a.data(), t.data(), grad_coef, loss_coef, loss_ref.data(), per_item, batch);
+  relu_backward_cpu(g_plain.data(), a.data(), nullptr, 0.f, 0.f, nullptr, per_item, batch);
+
   Dev<float> gb(g), ab(a), tb(t), gb2(g);
-  Dev<double> lb(std::vector<double>(batch * kLossSlots, 0.0));
+  Dev<double> lb(zero_losses(batch));
   launch_relu_backward(gb.p, ab.p, tb.p, grad_coef, loss_coef, lb.p, per_item, batch, 0);
-  expect_close("relu_backward + content", gb.get(), g_ref, 1e-6);
-  std::vector<double> loss = lb.get();
-  for (int b = 0; b < batch; b++) {
-    expect_close("content loss", loss[b * kLossSlots], loss_ref[b * kLossSlots], 1e-9);
-  }
+  expect_close("relu_backward + content", gb.get(), g_ref, kReluBackwardTolerance);
+  expect_losses("content loss", lb.get(), loss_ref, batch, kContentSlot, kContentLossTolerance);
   launch_relu_backward(gb2.p, ab.p, nullptr, 0.f, 0.f, lb.p, per_item, batch, 0);
   expect_close("relu_backward (mask only)", gb2.get(), g_plain, 0);
 }
 
-static void test_style_diff(int batch, int c) {
+static void check_style_gram_diff(const Size& s) {
+  const int batch = s.batch, c = s.channels;
   const size_t per = size_t(c) * c;
-  Vec gram = random_vec(batch * per, 8), target = random_vec(batch * per, 9), ref(gram.size());
+  Vec gram = random_vec(batch * per, 8), target = random_vec(batch * per, 9), ref = gram;
   const float loss_coef = 0.2f / (4.f * c * c), grad_coef = 3.5f;
-  std::vector<double> loss_ref(batch, 0.0);
-  for (int b = 0; b < batch; b++)
-    for (size_t i = 0; i < per; i++) {
-      float d = gram[b * per + i] - target[b * per + i];  // in float, as the kernel
-      loss_ref[b] += double(loss_coef) * (double(d) * d);
-      ref[b * per + i] = grad_coef * d;
-    }
+  std::vector<double> loss_ref = zero_losses(batch);
+  style_gram_diff_cpu(ref.data(), target.data(), c, batch, loss_coef, grad_coef, loss_ref.data());
+
   Dev<float> gb(gram), tb(target);
-  Dev<double> lb(std::vector<double>(batch * kLossSlots, 0.0));
+  Dev<double> lb(zero_losses(batch));
   launch_style_gram_diff(gb.p, tb.p, c, batch, loss_coef, grad_coef, lb.p, 0);
-  expect_close("style_gram_diff", gb.get(), ref, 1e-6);
-  std::vector<double> loss = lb.get();
-  for (int b = 0; b < batch; b++) expect_close("style loss", loss[b * kLossSlots + kStyleSlot], loss_ref[b], 1e-9);
+  expect_close("style_gram_diff", gb.get(), ref, kStyleGramDiffTolerance);
+  expect_losses("style loss", lb.get(), loss_ref, batch, kStyleSlot, kStyleLossTolerance);
 }
 
-static void test_tv(int batch, int h, int w) {
-  const size_t per = size_t(h) * w * 3;
-  Vec x = random_vec(batch * per, 10, -50.f, 50.f), g = random_vec(batch * per, 11), ref = g;
+static void check_tv_loss(const Size& s) {
+  const int batch = s.batch, h = s.height, w = s.width;
+  const size_t n = size_t(batch) * h * w * 3;
+  Vec x = random_vec(n, 10, -50.f, 50.f), g = random_vec(n, 11), ref = g;
   const float coef = 0.25f;
-  std::vector<double> loss_ref(batch, 0.0);
-  auto idx = [&](int b, int i, int j, int c) { return b * per + (size_t(i) * w + j) * 3 + c; };
-  for (int b = 0; b < batch; b++)
-    for (int i = 0; i < h; i++)
-      for (int j = 0; j < w; j++)
-        for (int c = 0; c < 3; c++) {
-          // Each pair's term d^2 contributes 2d to the later pixel, -2d to the earlier.
-          if (i + 1 < h) {
-            float d = x[idx(b, i + 1, j, c)] - x[idx(b, i, j, c)];  // in float, as the kernel
-            loss_ref[b] += double(d) * d;
-            ref[idx(b, i + 1, j, c)] += float(coef * 2 * d);
-            ref[idx(b, i, j, c)] -= float(coef * 2 * d);
-          }
-          if (j + 1 < w) {
-            float d = x[idx(b, i, j + 1, c)] - x[idx(b, i, j, c)];
-            loss_ref[b] += double(d) * d;
-            ref[idx(b, i, j + 1, c)] += float(coef * 2 * d);
-            ref[idx(b, i, j, c)] -= float(coef * 2 * d);
-          }
-        }
+  std::vector<double> loss_ref = zero_losses(batch);
+  tv_loss_grad_cpu(x.data(), ref.data(), batch, h, w, coef, loss_ref.data());
+
   Dev<float> xb(x), gb(g);
-  Dev<double> lb(std::vector<double>(batch * kLossSlots, 0.0));
+  Dev<double> lb(zero_losses(batch));
   launch_tv_loss_grad(xb.p, gb.p, batch, h, w, coef, lb.p, 0);
-  expect_close("tv_loss_grad", gb.get(), ref, 1e-5);
-  std::vector<double> loss = lb.get();
-  for (int b = 0; b < batch; b++) expect_close("tv loss", loss[b * kLossSlots + kTvSlot], loss_ref[b], 1e-9);
+  expect_close("tv_loss_grad", gb.get(), ref, kTvGradientTolerance);
+  expect_losses("tv loss", lb.get(), loss_ref, batch, kTvSlot, kTvLossTolerance);
 }
 
-static void test_adam(size_t n) {
+// Two steps with the same gradient: the kernel must read steps[0], then,
+// after advance_step, steps[1].
+static void check_adam(const Size& s) {
+  const size_t n = s.elements();
   Vec x = random_vec(n, 12, -100.f, 100.f), m = random_vec(n, 13), v = random_vec(n, 14, 0.f, 2.f),
       g = random_vec(n, 15);
-  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-  Vec steps = {0.5f, 2.0f, 1.25f};
-  // Two steps with the same gradient; the kernel must read steps[0] then steps[1].
-  // In float, as the kernel, with 1 - beta rounded from double as the launcher does.
-  const float omb1 = float(1.0 - double(b1)), omb2 = float(1.0 - double(b2));
+  const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  const Vec steps = {0.5f, 2.0f, 1.25f};
   Vec xr = x, mr = m, vr = v;
-  for (int s = 0; s < 2; s++)
-    for (size_t i = 0; i < n; i++) {
-      float mi = b1 * mr[i] + omb1 * g[i];
-      float vi = b2 * vr[i] + omb2 * g[i] * g[i];
-      mr[i] = mi;
-      vr[i] = vi;
-      xr[i] -= steps[s] * mi / (std::sqrt(vi) + eps);
-    }
+  int step = 0;
+  for (int k = 0; k < 2; k++) {
+    adam_cpu(xr.data(), mr.data(), vr.data(), g.data(), n, b1, b2, eps, steps.data(), &step);
+    advance_step_cpu(&step);
+  }
   Dev<float> xb(x), mb(m), vb(v), gb(g), sb(steps);
   Dev<int> ib(std::vector<int>{0});
-  for (int s = 0; s < 2; s++) {
+  for (int k = 0; k < 2; k++) {
     launch_adam(xb.p, mb.p, vb.p, gb.p, n, b1, b2, eps, sb.p, ib.p, 0);
     launch_advance_step(ib.p, 0);
   }
-  expect_close("adam x", xb.get(), xr, 1e-6);
-  expect_close("adam m", mb.get(), mr, 1e-6);
-  expect_close("adam v", vb.get(), vr, 1e-6);
-  std::vector<int> index = ib.get();
-  if (index[0] != 2) {
-    std::printf("advance_step FAIL (index %d)\n", index[0]);
+  expect_close("adam x", xb.get(), xr, kAdamTolerance);
+  expect_close("adam m", mb.get(), mr, kAdamTolerance);
+  expect_close("adam v", vb.get(), vr, kAdamTolerance);
+  const int index = ib.get()[0];
+  if (index != 2 || step != 2) {
+    std::printf("advance_step FAIL (index %d, reference %d, both should be 2)\n", index, step);
     failures++;
   }
 }
 
-// Every kernel on sizes of three kinds: small odd ones, 1-wide maps, and
-// ones past the launchers' grid caps (4096 blocks of 256 threads for the
-// maps, 1024 per batch item for the losses, 256 for the Grams), where each
-// thread's grid-stride loop runs more than once.
-static void test_all_kernels() {
-  test_bias_relu(3 * 7 * 5, 64);
-  test_bias_relu(1, 4);
-  test_bias_relu(1050001, 4);  // 1050001 float4s > 4096 * 256
-  for (bool max_pool : {false, true}) {
-    test_pooling(max_pool, 2, 7, 9, 8);   // odd both ways: partial last row and column
-    test_pooling(max_pool, 1, 6, 5, 64);  // even rows, odd columns
-    test_pooling(max_pool, 1, 1, 1, 4);   // a single partial window
-    test_pooling(max_pool, 1, 7, 1, 4);   // 1-wide
-    test_pooling(max_pool, 1, 1, 9, 4);   // 1-high
-  }
-  test_pooling(true, 1, 1025, 1025, 16);  // 1.05M float4 outputs > 4096 * 256
-  test_relu_backward(3, size_t(9) * 11 * 64);
-  test_relu_backward(1, 4);
-  test_relu_backward(2, size_t(1024) * 256 * 4 + 12);  // > 1024 blocks of 256 float4s per item
-  test_style_diff(2, 128);
-  test_style_diff(1, 1);
-  test_style_diff(1, 263);  // 263^2 > 256 blocks of 256
-  test_tv(2, 13, 10);
-  test_tv(1, 1, 7);
-  test_tv(1, 9, 1);
-  test_tv(1, 513, 515);  // > 1024 blocks of 256 pixels
-  test_adam(1000);
-  test_adam(1);
-  test_adam(1100003);  // > 4096 * 256
+struct Family {
+  const char* name;
+  void (*check)(const Size&);
+  std::vector<Size> sizes;
+};
+
+static const std::vector<Family>& families() {
+  static const std::vector<Family> table = {
+      {"bias_relu",
+       check_bias_relu,
+       {
+           {1, 3 * 7, 5, 64}, {1, 1, 1, 4}, {1, 1050001, 1, 4},  // 1050001 float4s > 4096 * 256
+       }},
+      {"pool (avg)",
+       check_avg_pooling,
+       {
+           {2, 7, 9, 8},   // odd both ways: partial last row and column
+           {1, 6, 5, 64},  // even rows, odd columns
+           {1, 1, 1, 4},   // a single partial window
+           {1, 7, 1, 4},   // 1-wide
+           {1, 1, 9, 4},   // 1-high
+       }},
+      {"pool (max)",
+       check_max_pooling,
+       {
+           {2, 7, 9, 8},
+           {1, 6, 5, 64},
+           {1, 1, 1, 4},
+           {1, 7, 1, 4},
+           {1, 1, 9, 4},
+           {1, 1025, 1025, 16},  // 1.05M float4 outputs > 4096 * 256
+       }},
+      {"relu_backward",
+       check_relu_backward,
+       {
+           {3, 9, 11, 64}, {1, 1, 1, 4}, {2, 1024 * 256 + 3, 1, 4},  // > 1024 blocks of 256 float4s per item
+       }},
+      {"style_gram_diff",
+       check_style_gram_diff,
+       {
+           {2, 1, 1, 128}, {1, 1, 1, 1}, {1, 1, 1, 263},  // 263^2 > 256 blocks of 256
+       }},
+      {"tv_loss",
+       check_tv_loss,
+       {
+           {2, 13, 10, 3}, {1, 1, 7, 3}, {1, 9, 1, 3}, {1, 513, 515, 3},  // > 1024 blocks of 256 pixels
+       }},
+      {"adam",
+       check_adam,
+       {
+           {1, 1000, 1, 1}, {1, 1, 1, 1}, {1, 1100003, 1, 1},  // > 4096 * 256
+       }},
+  };
+  return table;
 }
 
 int main() {
@@ -283,11 +267,13 @@ int main() {
     std::printf("index width FAIL (32-bit below 2^31 elements, 64-bit from there)\n");
     failures++;
   }
-  std::printf("-- 32-bit indices\n");
-  test_all_kernels();
-  std::printf("-- 64-bit indices (forced)\n");
-  force_64bit_indices(true);
-  test_all_kernels();
+  for (bool wide : {false, true}) {
+    force_64bit_indices(wide);
+    for (const Family& family : families()) {
+      std::printf("-- %s, %s indices\n", family.name, wide ? "64-bit (forced)" : "32-bit");
+      for (const Size& size : family.sizes) family.check(size);
+    }
+  }
   force_64bit_indices(false);
   std::printf(failures ? "kernel_test: %d FAILED\n" : "kernel_test: all kernels match their CPU references\n",
               failures);

@@ -14,11 +14,11 @@
 #define NST_HD inline
 #endif
 
-namespace nst::cuda {
+namespace nst::kernels {
 
 NST_HD int pooled_size(int n) { return (n + 1) / 2; }
 
 // Number of valid input elements in window `o` of an axis of size n (1 or 2).
 NST_HD int window_extent(int o, int n) { return (2 * o + 1 < n) ? 2 : 1; }
 
-}  // namespace nst::cuda
+}  // namespace nst::kernels

@@ -1,0 +1,18 @@
+// The Gram matrices of the CPU engine's style terms, on oneDNN's sgemm. A
+// "layer" here is one batch item's activation seen as an N x C row-major
+// matrix A (N = H * W pixels, C channels). The element-wise work around them
+// (the Gram difference, the content term with the ReLU's backward, TV, Adam)
+// is the kernel families' CPU references (native/src/kernels), which the
+// CUDA engine's kernels are tested against.
+#pragma once
+
+namespace nst::cpu {
+
+// gram = scale * A^T A + accumulate * gram   (C x C; accumulate is 0 or 1).
+void gram(const float* a, int n, int c, float scale, float accumulate, float* out);
+
+// grad += A d: the style gradient of one layer, d = coef * (Gram / N - target)
+// (C x C) as style_gram_diff leaves it.
+void add_gram_gradient(const float* a, int n, int c, const float* d, float* grad);
+
+}  // namespace nst::cpu
