@@ -333,12 +333,12 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
         /^nst: --backend: --gpu applies to the cuda backend only, not tfjs/,
       );
       expectUserError(
-        nst([...job('--precision', 'bf16', '--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]),
+        nst([...job('--precision', 'tf32', '--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]),
         /--precision and --gpu apply to the cuda backend only/,
       );
       const hasCuda = /^cuda\s+yes/m.test(nst(['backends']).stdout);
       if (hasCuda) return; // auto picks cuda there: both flags apply
-      const r = nst([...job('--backend', 'auto', '--precision', 'bf16'), ...io(path.join(dir, 'gpu.png'))]);
+      const r = nst([...job('--backend', 'auto', '--precision', 'fp32'), ...io(path.join(dir, 'gpu.png'))]);
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/note: --precision ignored: the (cpu|tfjs) backend runs without a GPU/);
     });

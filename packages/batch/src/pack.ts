@@ -23,7 +23,8 @@ export interface PackLimits {
 export function batchCapacity(backend: Pick<Backend, 'estimateMemory'>, job: PreparedJob, limits: PackLimits): number {
   const final = job.steps[job.steps.length - 1];
   const fits = (batch: number) =>
-    backend.estimateMemory({ ...job.size, batch, loss: lossOf(job.job), styleSizes: final.styleSizes }) <= limits.memoryBytes;
+    backend.estimateMemory({ ...job.size, batch, pooling: job.job.pooling, loss: lossOf(job.job), styleSizes: final.styleSizes }) <=
+    limits.memoryBytes;
   let capacity = 1;
   while (capacity < limits.maxBatch && fits(capacity + 1)) capacity++;
   return capacity;

@@ -3,14 +3,14 @@ import type { Backend } from '@nst/core';
 import { parseCount } from '@nst/job';
 import { flagFor, once } from './flags.js';
 import { isUserError, UserError } from '@nst/core';
-import { createNativeBackend, loadNativeAddon, openCheckedCudaBackend } from '@nst/native';
+import { createNativeBackend, loadNativeAddon, nativePrecisions, openCheckedCudaBackend, type NativePrecision } from '@nst/native';
 import { cacheDir, randomWeights } from '@nst/weights';
 
 export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
 
 export interface BackendOptions {
-  readonly precision?: 'fp32' | 'tf32' | 'bf16';
+  readonly precision?: NativePrecision;
   readonly gpu?: number;
 }
 
@@ -95,11 +95,34 @@ export function addBackendOptions(command: Command): Command {
     .addOption(once(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'), 'backend'))
     .addOption(
       once(
-        new Option('--precision <p>', 'GPU arithmetic (cuda backend only)').choices(['fp32', 'tf32', 'bf16']).default('tf32'),
+        new Option('--precision <p>', `GPU arithmetic, read by the cuda backend only (which engine implements which: ${precisionHelp()})`)
+          .choices(offeredPrecisions())
+          .default('tf32'),
         'precision',
       ),
     )
     .addOption(once(new Option('--gpu <n>', 'GPU index (cuda backend only)').default('0'), 'gpu'));
+}
+
+/** The precisions some engine implements: only those are offered (an engine asked for one it lacks refuses it in one line). */
+function offeredPrecisions(): string[] {
+  return [...new Set(['fp32', ...nativePrecisions('cpu'), ...nativePrecisions('cuda')])];
+}
+
+/** 'fp32 (cpu, cuda), tf32 (cuda)': which engine implements which. */
+function precisionHelp(): string {
+  const devices = (['cpu', 'cuda'] as const).map((d) => [d, nativePrecisions(d)] as const);
+  return offeredPrecisions()
+    .map(
+      (p) =>
+        `${p} (${
+          devices
+            .filter(([, ps]) => ps.includes(p as NativePrecision))
+            .map(([d]) => d)
+            .join(', ') || 'tfjs'
+        })`,
+    )
+    .join(', ');
 }
 
 /** Flags that only the cuda backend reads. */
@@ -132,7 +155,7 @@ export async function openBackendFor(
       },
     );
   const gpu = parseCount(flags.gpu, 'gpu');
-  const backend = await openBackend(choice, { precision: flags.precision as 'fp32' | 'tf32' | 'bf16', gpu }, notice);
+  const backend = await openBackend(choice, { precision: flags.precision as NativePrecision, gpu }, notice);
   if (backend.name !== 'cuda' && cudaFlags.length > 0)
     notice(`note: ${cudaFlags.map(flagFor).join(' and ')} ignored: the ${backend.name} backend runs without a GPU`);
   return backend;

@@ -1,6 +1,6 @@
 import { UserError } from './errors.js';
 import { deepestLayerIndex, type LossSpec } from './loss.js';
-import { findLayer, layerInputSize, VGG19_LAYERS } from './vgg.js';
+import { findLayer, layerInputSize, VGG19_LAYERS, type Pooling } from './vgg.js';
 
 /*
  * Memory a render needs, counted from the VGG-19 table before anything is
@@ -36,11 +36,13 @@ export function weightFloats(lastIndex: number): number {
   return n;
 }
 
-/** What a memory estimate is about: the session's size and loss, and the size each style image is resized to. */
+/** What a memory estimate is about: the session's size, pooling and loss, and the size each style image is resized to. */
 export interface MemoryShape {
   readonly height: number;
   readonly width: number;
   readonly batch: number;
+  /** Max pooling keeps workspaces that average pooling does not need. */
+  readonly pooling: Pooling;
   readonly loss: LossSpec;
   readonly styleSizes: readonly { readonly height: number; readonly width: number }[];
 }

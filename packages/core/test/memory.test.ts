@@ -20,6 +20,7 @@ describe('memory arithmetic', () => {
     const shape: MemoryShape = {
       height: 4,
       width: 6,
+      pooling: 'avg',
       batch: 2,
       loss: {
         ...DEFAULT_LOSS,
@@ -48,7 +49,14 @@ describe('memory arithmetic', () => {
   });
 
   it('finds the largest size that fits, keeping the aspect ratio', () => {
-    const shape: MemoryShape = { height: 3000, width: 4000, batch: 1, loss: DEFAULT_LOSS, styleSizes: [{ height: 3000, width: 4000 }] };
+    const shape: MemoryShape = {
+      height: 3000,
+      width: 4000,
+      batch: 1,
+      pooling: 'avg',
+      loss: DEFAULT_LOSS,
+      styleSizes: [{ height: 3000, width: 4000 }],
+    };
     const profile = { weightCopies: 1, imageCopies: 5, activationCopies: 2, largestMapCopies: 2, styleForwardCopies: 1 };
     const bytes = (s: MemoryShape) => 4 * countMemory(s, profile).total;
     const available = 2 * 2 ** 30;

@@ -160,6 +160,7 @@ export async function runJobGroup(
   checkMemory(engine.backend, {
     ...first.size,
     batch,
+    pooling: job.pooling,
     loss: lossOf(job),
     styleSizes: group.flatMap((p) => p.steps[last].styleSizes),
   });

@@ -8,6 +8,7 @@ const backend = { name: 'cpu', estimateMemory: (s: MemoryShape) => 4 * countMemo
 const shape = (width: number, height: number, style = { width, height }): MemoryShape => ({
   width,
   height,
+  pooling: 'avg',
   batch: 1,
   loss: DEFAULT_LOSS,
   styleSizes: [style],

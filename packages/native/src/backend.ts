@@ -100,17 +100,13 @@ class NativeBackend implements Backend {
     this.source = weights.source;
   }
 
-  /**
-   * The engine's own plan of its buffers (native/src/cpu/vgg_net.h's
-   * VggNetPlan, native/src/cuda/memory_plan.h), for max pooling: the shape
-   * does not say which, and max pooling's workspaces make it the larger.
-   */
+  /** The engine's own plan of its buffers (native/src/cpu/vgg_net.h's VggNetPlan, native/src/cuda/memory_plan.h). */
   estimateMemory(shape: MemoryShape): number {
     return this.engine.estimateMemory({
       height: shape.height,
       width: shape.width,
       batch: shape.batch,
-      pooling: 'max',
+      pooling: shape.pooling,
       loss: nativeLoss(shape.loss),
       styleSizes: shape.styleSizes,
     });

@@ -25,6 +25,7 @@ const GiB = 2 ** 30;
 const shape = (height: number, width: number, batch = 1, styleSizes = [{ height, width }]): MemoryShape => ({
   height,
   width,
+  pooling: 'avg',
   batch,
   loss: DEFAULT_LOSS,
   styleSizes,

@@ -20,6 +20,7 @@ function engineError(message: string, data: Record<string, unknown>): Error {
 const shape = (styleSizes: MemoryShape['styleSizes'] = []): MemoryShape => ({
   height: 16384,
   width: 16384,
+  pooling: 'avg',
   batch: 1,
   loss: DEFAULT_LOSS,
   styleSizes,

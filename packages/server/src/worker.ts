@@ -257,7 +257,7 @@ async function admit(
   const config = jobFromOptions(withWeightDefaults(values, weights).values);
   const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble) });
   const final = prepared.steps[prepared.steps.length - 1];
-  checkMemory(backend, { ...prepared.size, batch: 1, loss: lossOf(config), styleSizes: final.styleSizes });
+  checkMemory(backend, { ...prepared.size, batch: 1, pooling: config.pooling, loss: lossOf(config), styleSizes: final.styleSizes });
   return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
 }
 

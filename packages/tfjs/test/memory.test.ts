@@ -42,7 +42,14 @@ describe('tfjs memory estimate', () => {
       });
       // peakBytes is the most TensorFlow.js held in all during the call (the weights included).
       const measured = info.peakBytes - baseline;
-      const estimate = backend.estimateMemory({ height: h, width: w, batch, loss, styleSizes: [{ height: sh, width: sw }] })!;
+      const estimate = backend.estimateMemory({
+        height: h,
+        width: w,
+        batch,
+        pooling: 'avg',
+        loss,
+        styleSizes: [{ height: sh, width: sw }],
+      });
       console.log(
         `tfjs ${w}x${h} b${batch} style ${sw}x${sh}: measured peak ${measured} bytes, estimate ${estimate} (${(estimate / measured).toFixed(2)}x)`,
       );
