@@ -305,6 +305,7 @@ describe.runIf(built)('daily use: results carry their settings', () => {
     expect(info.stdout).toContain(`content: ${content} (SHA-256 ${sha256(content)})`);
     for (const line of ['--seed 7', '--alpha 3.25', '--fit fill', '--size 40x30', '--style-blend-weights 1,3'])
       expect(info.stdout).toMatch(new RegExp(`^${line}$`, 'm'));
+    expect(nst(['info', content]).stderr.trim()).toMatch(/^nst: '.*photo one\.png' records no nst settings/);
     const json = nst(['info', jpg, '--json']);
     expect(JSON.parse(json.stdout).options).toEqual(settings.options);
   });

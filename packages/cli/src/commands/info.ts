@@ -13,9 +13,9 @@ export function defineInfoCommand(command: Command): void {
     .argument('<image>', 'an image nst made')
     .option('--json', 'print the recorded settings as JSON')
     .action(async (image: string, flags: { json?: boolean }) => {
-      const settings = await readResultSettings(image, 'image');
-      if (!settings)
-        throw new UserError(`'${image}' records no nst settings (only images nst made do)`, { code: 'unsupported', field: 'image' });
+      // Errors name the file, the command's only argument: no field.
+      const settings = await readResultSettings(image, '');
+      if (!settings) throw new UserError(`'${image}' records no nst settings (only images nst made do)`, { code: 'unsupported' });
       process.stdout.write(flags.json ? JSON.stringify(settings, null, 2) + '\n' : describeSettings(image, settings).join('\n') + '\n');
     });
 }
