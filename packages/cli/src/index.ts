@@ -1,1 +1,2 @@
 export { defineWeightsCommands } from './commands/weights.js';
+export { defineInfoCommand } from './commands/info.js';

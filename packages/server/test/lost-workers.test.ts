@@ -13,7 +13,7 @@ const ready =
   existsSync(path.join(weights, 'model.json')) &&
   existsSync(nstBin) &&
   existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
-const options = { size: '64x48', iterations: '60', 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2' };
+const options = { size: '64x48', fit: 'fill', iterations: '60', 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2' };
 const contents = ['tubingen.jpg', 'golden_gate.jpg', 'hoovertowernight.jpg'];
 const styles = ['starry_night.jpg', 'the_scream.jpg', 'shipwreck.jpg', 'tubingen.jpg'];
 
