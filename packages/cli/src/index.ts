@@ -1,2 +1,1 @@
 export { defineWeightsCommands } from './commands/weights.js';
-export { defineInfoCommand } from './commands/info.js';

@@ -5,6 +5,7 @@ import {
   DEFAULT_LBFGS,
   DEFAULT_LOSS,
   DEFAULT_NOISE_RATIO,
+  DEFAULT_SIZE,
   FITS,
   formatLayers,
   MAX_SIDE,
@@ -271,7 +272,7 @@ export const JOB_OPTIONS: OptionTable = {
   },
   size: {
     value: 'WxH|N',
-    default: '400',
+    default: formatSize(DEFAULT_SIZE),
     description: "output size: N = the longest side, keeping each photo's aspect; WxH = a box the photo meets as --fit says",
     parse: (v, field) => parseSize(text(v, field), field),
     format: formatSize,
