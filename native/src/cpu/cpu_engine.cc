@@ -17,6 +17,7 @@
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
 #include "kernels/tv_loss.cuh"
+#include "tile_session.h"
 #include "vgg_net.h"
 
 namespace nst {
@@ -320,6 +321,17 @@ class CpuEngine : public Engine {
 
   double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
     return double(session_peak_bytes(engine_, config, style_sizes));
+  }
+
+  // Exact tiling: tile_session.cc.
+  std::unique_ptr<TileSession> create_tile_session(const TileSessionConfig& config) override {
+    if (!weights_) throw Error("cpu: createTileSession: call setWeights first");
+    return make_tile_session(engine_, weights_, config);
+  }
+
+  TileMemory estimate_tile_memory(const TileSessionConfig& config,
+                                  const std::vector<ImageSize>& tile_shapes) const override {
+    return tile_memory(engine_, config, tile_shapes);
   }
 
  private:

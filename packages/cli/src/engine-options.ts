@@ -1,6 +1,8 @@
+import os from 'node:os';
 import type { Command } from 'commander';
 import type { PackLimits } from '@nst/batch';
-import { JOB_OPTIONS, parseCount, type Engine } from '@nst/job';
+import { UserError } from '@nst/core';
+import { hostMemoryAvailable, JOB_OPTIONS, memoryMargin, parseCount, type Engine, type MachineSettings, type TileSetting } from '@nst/job';
 import { chooseWeights, EMBEDDED_SOURCE } from '@nst/weights';
 import { addBackendOptions, openBackendFor, type BackendFlags } from './backends.js';
 import { flagFor } from './flags.js';
@@ -11,10 +13,44 @@ export interface EngineFlags extends BackendFlags {
   yes?: boolean;
 }
 
+/** The machine's memory budget and the tiling (every command that renders). */
+export interface MachineFlags {
+  memory?: string;
+  tile?: string;
+}
+
 /** The flags of the commands that render many jobs on one engine (batch, worker): the engine, and packing. */
-export interface PackingFlags extends EngineFlags {
+export interface PackingFlags extends EngineFlags, MachineFlags {
   maxBatch: string;
-  memory: string;
+}
+
+/** `--memory MiB` and `--tile auto|off|N`: the budget of every run's memory plan (@nst/job's planRun) and its tiling. */
+export function addMachineOptions(command: Command): Command {
+  return command
+    .option(
+      '--memory <MiB>',
+      "memory a run may use at its peak (the process's; cuda: the GPU's), by its memory plan (nst plan shows it) (default: what is free less a margin)",
+    )
+    .option(
+      '--tile <auto|off|N>',
+      'auto: render untiled when the plan fits the memory, else tile by tile (exact); off: never tile; N: tiles of N pixels (a multiple of 16)',
+      'auto',
+    );
+}
+
+/** The machine settings the flags give. */
+export function machineSettings(flags: MachineFlags): MachineSettings {
+  return {
+    memoryBytes: flags.memory === undefined ? undefined : parseCount(flags.memory, 'memory', 1) * 2 ** 20,
+    tile: parseTile(flags.tile ?? 'auto'),
+  };
+}
+
+function parseTile(text: string): TileSetting {
+  if (text === 'auto' || text === 'off') return text;
+  if (!/^\d+$/.test(text) || Number(text) < 16 || Number(text) % 16 !== 0)
+    throw new UserError(`'${text}' is not auto, off or a multiple of 16 pixels (16 or more)`, { field: 'tile' });
+  return Number(text);
 }
 
 const weights = JOB_OPTIONS.weights;
@@ -28,13 +64,15 @@ export const YES_FLAG = [
 export function addPackingOptions(command: Command): Command {
   command
     .option(WEIGHTS_FLAG, `${weights.description}, for every job`)
-    .option('--max-batch <n>', 'most jobs rendered together', '8')
-    .option('--memory <MiB>', "memory a batch may use, by the backend's own estimate (the one that refuses a render)", '4096');
+    .option('--max-batch <n>', 'most jobs rendered together (as many as the memory budget holds)', '8');
+  addMachineOptions(command);
   return addBackendOptions(command).option(...YES_FLAG);
 }
 
+/** Packing: batches as large as --max-batch and the memory budget (default: what is free less a margin) allow. */
 export function packLimits(flags: PackingFlags): PackLimits {
-  return { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 };
+  const budget = machineSettings(flags).memoryBytes ?? hostMemoryAvailable() - memoryMargin(os.totalmem());
+  return { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: Math.max(1, budget) };
 }
 
 /** The weights the flags choose (chooseWeights in @nst/weights: --weights, the installed set, --yes, the built-in set). */
@@ -48,7 +86,7 @@ export function weightsFor(flags: EngineFlags, info: (line: string) => void) {
  * passed over (default: `notice`); `nst backends` says the same and more.
  */
 export async function openEngine(
-  flags: EngineFlags,
+  flags: EngineFlags & MachineFlags,
   weightSet: Engine['weights'],
   notice: (line: string) => void,
   cudaFlags: readonly string[] = [],
@@ -61,7 +99,7 @@ export async function openEngine(
     backend.dispose();
     throw e;
   }
-  return { backend, weights: weightSet };
+  return { backend, weights: weightSet, machine: machineSettings(flags) };
 }
 
 /**

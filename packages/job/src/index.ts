@@ -14,3 +14,5 @@ export * from './presets.js';
 export * from './weight-defaults.js';
 export * from './settings.js';
 export * from './version.js';
+export * from './plan.js';
+export * from './tiled-session.js';
