@@ -14,11 +14,23 @@
 
 namespace nst {
 
-template <class Net>
+inline bool same_key(const ImageSize& a, const ImageSize& b) { return a.height == b.height && a.width == b.width; }
+
+// A net of an extended region's shape that computes as the whole image of
+// `image` does (the cpu engine's Winograd layers are those of that image).
+struct TileNetKey {
+  ImageSize extended, image;
+};
+inline bool same_key(const TileNetKey& a, const TileNetKey& b) {
+  return same_key(a.extended, b.extended) && same_key(a.image, b.image);
+}
+
+// Key: what makes nets interchangeable (ImageSize: the shape alone).
+template <class Net, class Key = ImageSize>
 class NetPool {
  public:
   struct Entry {
-    ImageSize shape{};
+    Key shape{};
     std::unique_ptr<Net> net;
     size_t bytes = 0;
     uint64_t tag = 0;   // the tile whose activations the net holds (0: none worth keeping)
@@ -34,11 +46,11 @@ class NetPool {
   // nets of other shapes that hold nothing worth keeping first), else the
   // least recently used of that shape, else a new one after freeing the least
   // recently used nets of other shapes. At least one net always exists.
-  Entry& acquire(ImageSize shape, uint64_t tag, size_t bytes, const std::function<std::unique_ptr<Net>()>& make,
+  Entry& acquire(const Key& shape, uint64_t tag, size_t bytes, const std::function<std::unique_ptr<Net>()>& make,
                  bool& hit) {
     hit = false;
     const uint64_t now = ++clock_;
-    auto same = [&](const Entry& e) { return e.shape.height == shape.height && e.shape.width == shape.width; };
+    auto same = [&](const Entry& e) { return same_key(e.shape, shape); };
     if (tag != 0)
       for (Entry& e : entries_)
         if (e.tag == tag && same(e)) {
@@ -70,7 +82,7 @@ class NetPool {
     return e;
   }
 
-  Entry& create(ImageSize shape, size_t bytes, const std::function<std::unique_ptr<Net>()>& make, uint64_t now) {
+  Entry& create(const Key& shape, size_t bytes, const std::function<std::unique_ptr<Net>()>& make, uint64_t now) {
     Entry e;
     e.shape = shape;
     e.bytes = bytes;

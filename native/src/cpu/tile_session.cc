@@ -29,8 +29,9 @@ std::vector<bool> loss_layers(const LossSpec& loss) {
   return nhwc;
 }
 
-VggNetPlan tile_plan(const dnnl::engine& engine, const TileSessionConfig& c, ImageSize shape) {
-  return {engine, 1, shape.height, shape.width, deepest_layer(c.loss), c.pooling, true, loss_layers(c.loss)};
+// A tile's net: Winograd on the layers where the whole image (`image`) has it.
+VggNetPlan tile_plan(const dnnl::engine& engine, const TileSessionConfig& c, ImageSize shape, ImageSize image) {
+  return {engine, 1, shape.height, shape.width, deepest_layer(c.loss), c.pooling, true, loss_layers(c.loss), image};
 }
 
 // Floats of the content layers' maps of a tile of `shape`: what a net keeps
@@ -65,14 +66,14 @@ class CpuTileSession : public TileSession {
 
   void gram_sums(const TileGeometry& tile, const float* pixels, const std::vector<float*>& grams) override {
     check(tile, "gramSums");
-    NetPool<TileNet>::Entry& e = acquire(tile, 0);
+    NetPool<TileNet, TileNetKey>::Entry& e = acquire(tile, 0);
     run_forward(*e.net->net, pixels);
     core_grams(*e.net->net, tile, grams);
   }
 
   void content_activations(const TileGeometry& tile, const float* pixels, const std::vector<float*>& out) override {
     check(tile, "contentActivations");
-    NetPool<TileNet>::Entry& e = acquire(tile, 0);
+    NetPool<TileNet, TileNetKey>::Entry& e = acquire(tile, 0);
     run_forward(*e.net->net, pixels);
     for (size_t k = 0; k < config_.loss.content.size(); k++)
       copy_core(*e.net->net, tile, config_.loss.content[k].conv_index, out[k]);
@@ -81,7 +82,7 @@ class CpuTileSession : public TileSession {
   double forward(const TileGeometry& tile, const float* pixels, const TileContent& content, uint64_t tag,
                  const std::vector<float*>& grams) override {
     check(tile, "forward");
-    NetPool<TileNet>::Entry& e = acquire(tile, tag);
+    NetPool<TileNet, TileNetKey>::Entry& e = acquire(tile, tag);
     const std::vector<const float*> targets = prepare(e, tile, pixels, content);
     e.tag = tag;
     core_grams(*e.net->net, tile, grams);
@@ -92,7 +93,7 @@ class CpuTileSession : public TileSession {
                 const std::vector<const float*>& style_coefficients, float* gradient_out) override {
     check(tile, "backward");
     bool hit = false;
-    NetPool<TileNet>::Entry& e = acquire(tile, tag, &hit);
+    NetPool<TileNet, TileNetKey>::Entry& e = acquire(tile, tag, &hit);
     const std::vector<const float*> targets =
         hit ? cached_targets(e, tile, content) : prepare(e, tile, pixels, content);
     if (hit) stats_.forwards_reused++;
@@ -117,25 +118,25 @@ class CpuTileSession : public TileSession {
     if (!problem.empty()) throw Error(std::string("cpu: tile ") + op + ": " + problem);
   }
 
-  NetPool<TileNet>::Entry& acquire(const TileGeometry& tile, uint64_t tag, bool* hit_out = nullptr) {
-    const ImageSize shape{tile.extended.height(), tile.extended.width()};
+  NetPool<TileNet, TileNetKey>::Entry& acquire(const TileGeometry& tile, uint64_t tag, bool* hit_out = nullptr) {
+    const TileNetKey key{{tile.extended.height(), tile.extended.width()}, {tile.image_height, tile.image_width}};
     bool hit = false;
     auto make = [&] {
       auto n = std::make_unique<TileNet>();
-      n->net = std::make_unique<VggNet>(engine_, *weights_, tile_plan(engine_, config_, shape));
+      n->net = std::make_unique<VggNet>(engine_, *weights_, tile_plan(engine_, config_, key.extended, key.image));
       return n;
     };
-    NetPool<TileNet>::Entry& e = pool_.acquire(shape, tag, net_bytes(shape), make, hit);
+    NetPool<TileNet, TileNetKey>::Entry& e = pool_.acquire(key, tag, net_bytes(key), make, hit);
     if (hit_out) *hit_out = hit;
     return e;
   }
 
-  size_t net_bytes(ImageSize shape) {
-    for (const auto& [s, bytes] : net_bytes_)
-      if (s.height == shape.height && s.width == shape.width) return bytes;
-    const size_t bytes =
-        tile_plan(engine_, config_, shape).buffer_bytes() + content_cache_floats(config_, shape) * sizeof(float);
-    net_bytes_.emplace_back(shape, bytes);
+  size_t net_bytes(const TileNetKey& key) {
+    for (const auto& [k, bytes] : net_bytes_)
+      if (same_key(k, key)) return bytes;
+    const size_t bytes = tile_plan(engine_, config_, key.extended, key.image).buffer_bytes() +
+                         content_cache_floats(config_, key.extended) * sizeof(float);
+    net_bytes_.emplace_back(key, bytes);
     return bytes;
   }
 
@@ -153,8 +154,8 @@ class CpuTileSession : public TileSession {
 
   // Forwards the tile (after the content tile when the content comes as
   // pixels, whose core targets the net then keeps); the content targets to use.
-  std::vector<const float*> prepare(NetPool<TileNet>::Entry& e, const TileGeometry& tile, const float* pixels,
-                                    const TileContent& content) {
+  std::vector<const float*> prepare(NetPool<TileNet, TileNetKey>::Entry& e, const TileGeometry& tile,
+                                    const float* pixels, const TileContent& content) {
     VggNet& net = *e.net->net;
     if (!config_.loss.content.empty() && content.targets.empty()) {
       if (!content.pixels) throw Error("cpu: tile: no content targets and no content pixels");
@@ -171,7 +172,7 @@ class CpuTileSession : public TileSession {
     return cached_targets(e, tile, content);
   }
 
-  std::vector<const float*> cached_targets(NetPool<TileNet>::Entry& e, const TileGeometry& tile,
+  std::vector<const float*> cached_targets(NetPool<TileNet, TileNetKey>::Entry& e, const TileGeometry& tile,
                                            const TileContent& content) const {
     if (!content.targets.empty() || config_.loss.content.empty()) return content.targets;
     std::vector<const float*> targets;
@@ -282,8 +283,8 @@ class CpuTileSession : public TileSession {
   std::shared_ptr<CpuWeights> weights_;
   TileSessionConfig config_;
   int deepest_ = 0;
-  NetPool<TileNet> pool_;
-  std::vector<std::pair<ImageSize, size_t>> net_bytes_;
+  NetPool<TileNet, TileNetKey> pool_;
+  std::vector<std::pair<TileNetKey, size_t>> net_bytes_;
   std::vector<float> scratch_a_, scratch_b_;  // a block of core rows, and its product with a style coefficient
   TileStats stats_;
 };
@@ -304,7 +305,7 @@ TileMemory tile_memory(const dnnl::engine& engine, const TileSessionConfig& conf
   plans.reserve(tile_shapes.size());
   TileMemory m;
   for (const ImageSize& s : tile_shapes) {
-    plans.push_back(tile_plan(engine, config, s));
+    plans.push_back(tile_plan(engine, config, s, s));
     m.net_per_shape.push_back(double(plans.back().buffer_bytes() + content_cache_floats(config, s) * sizeof(float)));
   }
   std::vector<const VggNetPlan*> pointers;

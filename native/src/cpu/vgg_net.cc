@@ -103,8 +103,10 @@ static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::eng
 
 // Winograd for this layer if the rule wants it and oneDNN has it for both
 // prop kinds (so that training and target nets agree on the layout).
-static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, const memory::desc& bias) {
-  if (!winograd_enabled() || !winograd_rule(layer, batch, h, w)) return false;
+// (rule_h, rule_w: the map size the rule decides by.)
+static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, int rule_h, int rule_w,
+                         const memory::desc& bias) {
+  if (!winograd_enabled() || !winograd_rule(layer, batch, rule_h, rule_w)) return false;
   const int ic = kVgg19[layer].in_channels, oc = kVgg19[layer].out_channels;
   try {
     for (auto prop : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference})
@@ -123,7 +125,7 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
 static memory::desc bias_format(int layer) { return {{kVgg19[layer].out_channels}, dt::f32, tag::x}; }
 
 VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-                       bool with_backward, const std::vector<bool>& needs_nhwc)
+                       bool with_backward, const std::vector<bool>& needs_nhwc, ImageSize rule_size)
     : batch_(batch), height_(height), width_(width), with_backward_(with_backward) {
   const auto pool_alg =
       pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
@@ -134,13 +136,14 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
   layers_.resize(last_layer + 1);
 
   int h = height, w = width;
+  int rule_h = rule_size.height > 0 ? rule_size.height : height, rule_w = rule_size.width > 0 ? rule_size.width : width;
   memory::desc input = nhwc(batch, 3, height, width);
   for (int l = 0; l <= last_layer; l++) {
     const int ic = kVgg19[l].in_channels, oc = kVgg19[l].out_channels;
     LayerPlan& layer = layers_[l];
     layer.shape = {h, w, oc};
     largest_activation_ = std::max(largest_activation_, size_t(batch) * h * w * oc);
-    layer.winograd = use_winograd(engine, l, batch, h, w, bias_format(l));
+    layer.winograd = use_winograd(engine, l, batch, h, w, rule_h, rule_w, bias_format(l));
     // As large as the largest activation (conv1_x's: deeper blocks halve the
     // size), so any conversion fits.
     if (layer.winograd) conversion_floats_ = size_t(batch) * height * width * kVgg19[0].out_channels;
@@ -173,6 +176,8 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
       input = layer.pool.dst_desc();
       h = ho;
       w = wo;
+      rule_h = (rule_h + 1) / 2;
+      rule_w = (rule_w + 1) / 2;
     }
 
     if (with_backward) {
