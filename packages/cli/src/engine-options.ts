@@ -1,8 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import type { PackLimits } from '@nst/batch';
-import { UserError } from '@nst/core';
-import { hostMemoryAvailable, JOB_OPTIONS, memoryMargin, parseCount, type Engine, type MachineSettings, type TileSetting } from '@nst/job';
+import { hostMemoryAvailable, JOB_OPTIONS, memoryMargin, parseCount, type Engine, type MachineSettings } from '@nst/job';
 import { chooseWeights, EMBEDDED_SOURCE } from '@nst/weights';
 import { addBackendOptions, openBackendFor, type BackendFlags } from './backends.js';
 import { flagFor } from './flags.js';
@@ -13,10 +12,9 @@ export interface EngineFlags extends BackendFlags {
   yes?: boolean;
 }
 
-/** The machine's memory budget and the tiling (every command that renders). */
+/** The machine's memory budget: `--memory`, the job option's flag (render, batch) or the worker's own. */
 export interface MachineFlags {
   memory?: string;
-  tile?: string;
 }
 
 /** The flags of the commands that render many jobs on one engine (batch, worker): the engine, and packing. */
@@ -24,36 +22,13 @@ export interface PackingFlags extends EngineFlags, MachineFlags {
   maxBatch: string;
 }
 
-/** `--memory MiB` and `--tile auto|off|N`: the budget of every run's memory plan (@nst/job's planRun) and its tiling. */
-export function addMachineOptions(command: Command): Command {
-  return command
-    .option(
-      '--memory <MiB>',
-      "memory a run may use at its peak (the process's; cuda: the GPU's), by its memory plan (nst plan shows it) (default: what is free less a margin)",
-    )
-    .option(
-      '--tile <auto|off|N>',
-      'auto: render untiled when the plan fits the memory, else tile by tile (exact); off: never tile; N: tiles of N pixels (a multiple of 16)',
-      'auto',
-    );
-}
-
-/** The machine settings the flags give. */
-export function machineSettings(flags: MachineFlags): MachineSettings {
-  return {
-    memoryBytes: flags.memory === undefined ? undefined : parseCount(flags.memory, 'memory', 1) * 2 ** 20,
-    tile: parseTile(flags.tile ?? 'auto'),
-  };
-}
-
-function parseTile(text: string): TileSetting {
-  if (text === 'auto' || text === 'off') return text;
-  if (!/^\d+$/.test(text) || Number(text) < 16 || Number(text) % 16 !== 0)
-    throw new UserError(`'${text}' is not auto, off or a multiple of 16 pixels (16 or more)`, { field: 'tile' });
-  return Number(text);
+/** The machine settings the flags give: the budget of every run's memory plan (@nst/job's planRun). */
+export function machineSettings(flags: MachineFlags): Pick<MachineSettings, 'memoryBytes'> {
+  return { memoryBytes: flags.memory === undefined ? undefined : JOB_OPTIONS.memory.parse(flags.memory, 'memory')! * 2 ** 20 };
 }
 
 const weights = JOB_OPTIONS.weights;
+const memory = JOB_OPTIONS.memory;
 /** The weights flag, as the option table describes it. */
 export const WEIGHTS_FLAG = `-${weights.short}, ${flagFor('weights')} <${weights.value}>`;
 export const YES_FLAG = [
@@ -65,7 +40,8 @@ export function addPackingOptions(command: Command): Command {
   command
     .option(WEIGHTS_FLAG, `${weights.description}, for every job`)
     .option('--max-batch <n>', 'most jobs rendered together (as many as the memory budget holds)', '8');
-  addMachineOptions(command);
+  // batch has --memory among the jobs' options (JOB_OPTIONS.memory), the budget of the machine too; a worker takes it here.
+  if (!command.options.some((o) => o.long === '--memory')) command.option(`--memory <${memory.value}>`, memory.description);
   return addBackendOptions(command).option(...YES_FLAG);
 }
 

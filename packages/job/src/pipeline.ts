@@ -37,8 +37,8 @@ import { resultSettings, type ResultSettings } from './settings.js';
 export interface Engine {
   readonly backend: Backend;
   readonly weights: WeightSet;
-  /** The memory budget and the tiling (`--memory`, `--tile`); default: what is free less a margin, tiled when needed. */
-  readonly machine?: MachineSettings;
+  /** The machine's memory budget (a worker's --memory); a job's own `memory` may only lower it. Default: what is free less a margin. */
+  readonly machine?: Pick<MachineSettings, 'memoryBytes'>;
 }
 
 /** Where a job starts: a scale, and the iterations done there (from its checkpoint). */
@@ -321,8 +321,17 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
       lbfgsHistory: first.job.lbfgsHistory ?? DEFAULT_LBFGS.history,
       weightsLoaded: true,
     },
-    engine.machine,
+    jobMachineSettings(first.job, engine.machine),
   );
+}
+
+/**
+ * The plan's settings for a job on a machine: the job's tiling, and the
+ * smaller of the job's memory and the machine's (a worker's --memory).
+ */
+export function jobMachineSettings(job: Pick<JobConfig, 'memory' | 'tile'>, machine: MachineSettings | undefined): MachineSettings {
+  const budgets = [job.memory === undefined ? undefined : job.memory * 2 ** 20, machine?.memoryBytes].filter((b) => b !== undefined);
+  return { memoryBytes: budgets.length > 0 ? Math.min(...budgets) : undefined, tile: job.tile };
 }
 
 /** One line: how a scale is tiled. */

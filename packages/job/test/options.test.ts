@@ -94,6 +94,7 @@ describe('the option table', () => {
       scales: '256',
       scaleIterations: '5',
       weights: 'embedded',
+      memory: '2048',
     });
     expect(Object.keys(job).sort()).toEqual([...JOB_FIELDS].sort());
     const shorts = JOB_FIELDS.flatMap((f) => (JOB_OPTIONS[f].short ? [JOB_OPTIONS[f].short] : []));
@@ -141,6 +142,8 @@ describe('the option table', () => {
       bitDepth: 16,
       iccProfile: 'keep',
       weights: 'embedded',
+      memory: 2048,
+      tile: 192,
     };
     for (const field of JOB_FIELDS) {
       if (JOB_OPTIONS[field].perItem) continue;

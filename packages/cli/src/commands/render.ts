@@ -28,7 +28,6 @@ import {
 } from '@nst/job';
 import { addBackendOptions, cudaFlagsGiven } from '../backends.js';
 import {
-  addMachineOptions,
   openEngine,
   sayFor,
   VERBOSE_FLAG,
@@ -87,7 +86,7 @@ export function defineRenderCommand(command: Command): void {
  */
 export function renderCommand(command: Command, planOnly: boolean): void {
   addJobFlags(command, optionsFor('cli'), helpDefaults);
-  addMachineOptions(addBackendOptions(command))
+  addBackendOptions(command)
     .option('--from <image>', 'render again with the settings an image made by nst records (flags given here win)')
     .option('--json', planOnly ? 'print the plan as JSON' : 'print one JSON object per reported iteration on stdout, then a summary');
   if (!planOnly)
