@@ -46,7 +46,7 @@ size_t content_cache_floats(const TileSessionConfig& c, ImageSize shape) {
 }
 
 // Generated code per primitive, as the untiled estimate counts it (cpu_engine.cc).
-constexpr size_t kGeneratedCodeBytes = size_t(256) << 10;
+constexpr size_t kGeneratedCodeBytes = size_t(192) << 10;
 
 // Floats of each of the two scratch buffers the Gram products over a core
 // use (16 MiB: blocks of many rows, one sgemm each; at least one core row).

@@ -5,6 +5,7 @@ import {
   formatBytes,
   forwardFlops,
   largestFittingSize,
+  MAX_SIDE,
   layerInputSize,
   lbfgsMemoryBytes,
   memoryRefusal,
@@ -167,7 +168,7 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
   const untiledEngine = (s: MemoryShape) => backend.estimateMemory(s) - heldWeights;
   const untiledHostPeak = baseline + untiledHost(shape) + history(request.lbfgsHistory) + (device ? 0 : untiledEngine(shape));
   const untiledPeak = where(untiledEngine(shape), untiledHost(shape) + history(request.lbfgsHistory));
-  const largestUntiled = largestFittingSize(
+  const largestUntiled = largestSize(
     shape,
     (s) => where(untiledEngine(s), untiledHost(s) + (lbfgs ? lbfgsMemoryBytes(request.lbfgsHistory, s.batch * s.height * s.width * 3) : 0)),
     budget,
@@ -332,6 +333,25 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
     );
   }
   return best.plan;
+}
+
+/**
+ * The largest size at the shape's aspect whose estimate fits `budget`,
+ * larger than the shape's own when that fits (up to MAX_SIDE a side).
+ */
+function largestSize(shape: MemoryShape, estimate: (s: MemoryShape) => number, budget: number): { height: number; width: number } | undefined {
+  const scaled = (f: number): MemoryShape => ({
+    ...shape,
+    height: Math.max(1, Math.floor(shape.height * f)),
+    width: Math.max(1, Math.floor(shape.width * f)),
+    styleSizes: shape.styleSizes.map((z) => ({ height: Math.max(1, Math.floor(z.height * f)), width: Math.max(1, Math.floor(z.width * f)) })),
+  });
+  let f = 1;
+  const side = Math.max(shape.height, shape.width);
+  while (side * f * 2 <= MAX_SIDE && estimate(scaled(f * 2)) <= budget) f *= 2;
+  if (f > 1 && side * f * 2 > MAX_SIDE) f = MAX_SIDE / side;
+  else if (f > 1 || estimate(shape) <= budget) f *= 2;
+  return largestFittingSize(scaled(f), estimate, budget);
 }
 
 /**

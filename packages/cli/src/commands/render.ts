@@ -189,10 +189,11 @@ async function printPlans(engine: Parameters<typeof runJobGroup>[0], prepared: r
     () => Infinity,
   );
   const first = prepared[0].job;
+  // The plans first: the timing run below leaves the process larger than a render's would be when it plans.
+  const planned = groups.map((group) => group[0].steps.map((_, k) => planGroup(engine, group, k)));
   const secondsPerFlop = await measureSecondsPerFlop(engine.backend, { pooling: first.pooling, loss: lossOf(first) });
-  for (const group of groups) {
-    const { steps } = group[0];
-    const plans = steps.map((_, k) => planGroup(engine, group, k));
+  for (const [g, group] of groups.entries()) {
+    const plans = planned[g];
     const final = plans[plans.length - 1];
     if (flags.json) {
       process.stdout.write(
