@@ -141,3 +141,49 @@ export const canMount = (() => {
   rmSync(probe, { recursive: true, force: true });
   return r.status === 0;
 })();
+
+/** A real S3-protocol server (s3rver, its own process) on a free port of 127.0.0.1, with one bucket; `env` lets a client reach it. */
+export async function startS3(bucket = 'nst'): Promise<{ url: string; env: Record<string, string>; proc: Proc; dir: string }> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'nst-s3rver-'));
+  const bin = path.join(repoRoot, 'node_modules', 's3rver', 'bin', 's3rver.js');
+  const proc = startProcess(process.execPath, [
+    bin,
+    '-d',
+    dir,
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '--silent',
+    '--configure-bucket',
+    bucket,
+  ]);
+  await proc.waitFor(/S3rver listening on/, 15_000);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    dir,
+    proc,
+    env: {
+      AWS_ENDPOINT_URL: url,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
+  };
+}
+
+/** Runs `body` with `env` set in this process (for clients made inside it), then restores what was there. */
+export async function withEnv<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of Object.entries(before))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+  }
+}
