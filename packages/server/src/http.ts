@@ -16,7 +16,7 @@ import { API_STATES, type ApiState } from './job-view.js';
 import { serviceMetrics } from './metrics.js';
 import { readMultipart, type Upload } from './multipart.js';
 import { QueueUnavailableError, queueCall, redisOf, resultKey, type RenderQueue, type ServiceData } from './queue.js';
-import { isServiceField, SERVICE_FIELDS } from './service-fields.js';
+import { isServiceField, SERVICE_FIELDS, withoutControlCharacters } from './service-fields.js';
 import { countingErrors, inputKey, isStoreUnavailable, type BlobStore } from './store.js';
 import { authenticator, checkToken, type ApiUser } from './users.js';
 
@@ -310,10 +310,9 @@ async function health(queue: RenderQueue, store: BlobStore): Promise<[number, Re
 
 /** The name a multipart upload gave its file, kept for the job list: its last path segment, printable, at most 120 characters. */
 function uploadName(u: Upload, fallback: string): string {
-  const name = (u.filename ?? '')
+  const name = withoutControlCharacters(u.filename ?? '')
     .split(/[\\/]/)
     .pop()!
-    .replace(/[\u0000-\u001f\u007f]/g, '')
     .slice(0, 120);
   return name === '' ? fallback : name;
 }

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { HttpError } from './errors.js';
 import { describeCancelled, describeJob, queueSnapshot, type ApiState, type CancelledRecord, type JobView } from './job-view.js';
 import { queueCall, redisOf, type RenderJob, type RenderJobData, type RenderQueue } from './queue.js';

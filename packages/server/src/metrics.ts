@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { JobControl } from './job-control.js';
 import { API_STATES } from './job-view.js';

@@ -1,5 +1,5 @@
 import { UserError, type LossValues } from '@nst/core';
-import { Queue, type Job, type JobState, type RedisOptions } from 'bullmq';
+import { Queue, type Job, type RedisOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { HttpError, withoutPaths } from './errors.js';
 

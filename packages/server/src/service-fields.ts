@@ -17,6 +17,10 @@ export interface ServiceFieldSpec<T> {
   readonly parse: (value: string, field: string) => T;
 }
 
+const isControl = (c: string) => c.charCodeAt(0) < 32 || c.charCodeAt(0) === 127;
+/** `text` less its control characters (line breaks, escapes): what a user sent, safe to show back in one line. */
+export const withoutControlCharacters = (text: string) => [...text].filter((c) => !isControl(c)).join('');
+
 /** Priorities run from -PRIORITY_RANGE (last) to +PRIORITY_RANGE (first). */
 export const PRIORITY_RANGE = 10;
 
@@ -34,7 +38,7 @@ export const SERVICE_FIELDS = {
     description: 'your own reference for the job (at most 200 characters), stored and returned with it',
     parse: (value: string, field: string) => {
       if (value.length > 200) throw new UserError(`is ${value.length} characters; at most 200`, { field });
-      if (/[\u0000-\u001f\u007f]/.test(value)) throw new UserError('has control characters', { field });
+      if (withoutControlCharacters(value) !== value) throw new UserError('has control characters', { field });
       return value;
     },
   },
