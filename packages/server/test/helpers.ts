@@ -4,7 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import sharp from 'sharp';
+import { createApiServer, openQueue, redisConnection, type RenderQueue } from '@nst/server';
 import { nstBin, repoRoot } from '@nst/test-helpers';
 
 export { nstBin, repoRoot } from '@nst/test-helpers';
@@ -119,10 +122,7 @@ export async function submitJob(
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-export async function getJson(url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+export const getJson = (url: string, token: string) => call('GET', url, token);
 
 /** Polls until `done` returns true or the time is up. */
 export async function until(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -186,4 +186,39 @@ export async function withEnv<T>(env: Record<string, string>, body: () => Promis
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
   }
+}
+
+/** The HTTP API in this process on a free port of 127.0.0.1, with its queue; `close` ends both. */
+export async function startApi(
+  redisUrl: string,
+  options: Omit<Parameters<typeof createApiServer>[0], 'queue'>,
+): Promise<{ base: string; queue: RenderQueue; close(): Promise<void> }> {
+  const queue = openQueue(redisConnection(redisUrl));
+  const server = createApiServer({ ...options, queue });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    queue,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await queue.close();
+    },
+  };
+}
+
+/** Sends `method` to an API route with the token; returns the status and JSON body. */
+export async function call(method: string, url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method, headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** A small flat-coloured PNG, different for each seed. */
+export async function swatch(seed: number, width = 40, height = 30): Promise<Blob> {
+  const png = await sharp({
+    create: { width, height, channels: 3, background: { r: (70 * seed) % 256, g: 200 - ((30 * seed) % 200), b: 90 } },
+  })
+    .png()
+    .toBuffer();
+  return new Blob([png]);
 }
