@@ -1,5 +1,13 @@
 import { HttpError } from './errors.js';
-import { describeCancelled, describeJob, queueSnapshot, type ApiState, type CancelledRecord, type JobView } from './job-view.js';
+import {
+  describeCancelled,
+  describeJob,
+  progressOf,
+  queueSnapshot,
+  type ApiState,
+  type CancelledRecord,
+  type JobView,
+} from './job-view.js';
 import { queueCall, redisOf, type RenderJob, type RenderJobData, type RenderQueue } from './queue.js';
 import { liveWorkers, registryKeys, type WorkerInfo } from './registry.js';
 import { bullPriority } from './service-fields.js';
@@ -75,8 +83,9 @@ export function jobControl(o: JobControlOptions) {
     /** Queues a job for `user`, unless they have `limit` queued already (429). */
     add: (id: string, data: RenderJobData, user: ApiUser, limit: number) =>
       queueCall(async () => {
-        const queued = await queue.getJobs([...QUEUED_STATES], 0, -1);
-        const mine = queued.filter((j) => j.data.service?.owner === user.name).length;
+        // Queued as the API says it: in the queue, or held by a worker that is not rendering it yet.
+        const waiting = await queue.getJobs([...QUEUED_STATES, 'active'], 0, -1);
+        const mine = waiting.filter((j) => j.data.service?.owner === user.name && !progressOf(j).rendering).length;
         if (mine >= limit)
           throw new HttpError(
             429,
