@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { S3Client } from '@aws-sdk/client-s3';
 import path from 'node:path';
 import sharp from 'sharp';
 import { createApiServer, openQueue, redisConnection, type RenderQueue } from '@nst/server';
@@ -175,17 +176,16 @@ export async function startS3(bucket = 'nst'): Promise<{ url: string; env: Recor
   };
 }
 
-/** Runs `body` with `env` set in this process (for clients made inside it), then restores what was there. */
-export async function withEnv<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
-  const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    return await body();
-  } finally {
-    for (const [k, v] of Object.entries(before))
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-  }
+/** An S3 client of the test's own for the server startS3 made (or any endpoint), with s3rver's credentials or others. */
+export function s3Client(endpoint: string, key = 'S3RVER'): S3Client {
+  return new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: key, secretAccessKey: key },
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2000, requestTimeout: 5000 },
+  });
 }
 
 /** The HTTP API in this process on a free port of 127.0.0.1, with its queue; `close` ends both. */

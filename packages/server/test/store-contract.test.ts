@@ -1,10 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expireStored, folderStore, isStoreUnavailable, s3Store, type BlobStore } from '@nst/server';
-import { freePort, startS3, type Proc } from './helpers.js';
+import { freePort, s3Client, startS3, type Proc } from './helpers.js';
 
 // One contract, two stores: a folder, and a bucket on a real S3-protocol server (s3rver in its own process,
 // on loopback) reached through the AWS SDK with path-style addressing, as MinIO, Ceph or R2 would be.
@@ -18,15 +17,7 @@ afterAll(async () => {
   for (const p of procs) await p.stop();
 });
 
-const client = (endpoint: string, key = 'S3RVER') =>
-  new S3Client({
-    endpoint,
-    forcePathStyle: true,
-    region: 'us-east-1',
-    credentials: { accessKeyId: key, secretAccessKey: key },
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: 2000, requestTimeout: 5000 },
-  });
+const client = s3Client;
 
 const stores: [string, () => BlobStore][] = [
   ['a folder', () => folderStore(path.join(mkdtempSync(path.join(tmpdir(), 'nst-contract-')), 'store'))],
