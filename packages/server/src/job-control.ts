@@ -161,7 +161,10 @@ export function jobControl(o: JobControlOptions) {
         return (await views([job]))[0];
       }),
 
-    /** Runs a failed or cancelled job again, from its start (its attempts counted afresh). */
+    /**
+     * Runs a failed or cancelled job again, its attempts counted afresh. It resumes from its checkpoint
+     * when it has one (a cancelled job continues where it stopped) and keeps its loss curve so far.
+     */
     retry: (id: string, user: ApiUser) =>
       queueCall(async () => {
         const found = await find(id, user);
@@ -176,7 +179,6 @@ export function jobControl(o: JobControlOptions) {
         const job = found.job!;
         if ((await job.getState()) !== 'failed')
           throw new HttpError(409, `the job is ${(await views([job]))[0].state}: only a failed or cancelled job can be retried`, 'id');
-        await job.updateProgress({ iteration: 0, iterations: 0 });
         await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
         return (await views([(await queue.getJob(id))!]))[0];
       }),
