@@ -22,6 +22,8 @@ export interface JobControlOptions {
 }
 
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** How long a cancellation waits for the worker to stop the job before it answers. */
+const CANCEL_WAIT_MS = 3000;
 const QUEUED_STATES = ['waiting', 'prioritized', 'delayed'] as const;
 /** BullMQ's states that may hold jobs of each API state. */
 const BULL_STATES: Record<ApiState, readonly ('active' | 'waiting' | 'prioritized' | 'delayed' | 'completed' | 'failed')[]> = {
@@ -79,6 +81,40 @@ export function jobControl(o: JobControlOptions) {
   const viewOf = async (found: { job?: RenderJob; record?: CancelledRecord }) =>
     found.job ? (await views([found.job]))[0] : describeCancelled(found.record!);
 
+  /**
+   * Marks a job cancelled: a queued one leaves the queue at once (its view is final), a running one's worker is
+   * told on the cancel channel and stops it (the job then fails as `cancelled`). A job over already is a 409.
+   */
+  const askToCancel = (id: string, user: ApiUser) =>
+    queueCall(async (): Promise<JobView> => {
+      const found = await find(id, user);
+      if (!found.job) return describeCancelled(found.record!);
+      const job = found.job;
+      const state = await job.getState();
+      if (state === 'completed' || state === 'failed')
+        throw new HttpError(409, `the job is ${(await views([job]))[0].state}: there is nothing to cancel`, 'id');
+      const r = await redis();
+      await r.set(registryKeys.cancel(id), '1', 'EX', keepSeconds);
+      if ((QUEUED_STATES as readonly string[]).includes(state)) {
+        const removed = await job.remove().then(
+          () => true,
+          () => false, // a worker took it meanwhile: it hears of the cancellation below
+        );
+        if (removed) {
+          const record: CancelledRecord = { id, data: job.data, submitted: job.timestamp, cancelled: Date.now() };
+          await r
+            .multi()
+            .set(registryKeys.cancelled(id), JSON.stringify(record), 'EX', keepSeconds)
+            .zadd(registryKeys.cancelledIndex, record.cancelled, id)
+            .hincrby(registryKeys.counters, 'cancelled', 1)
+            .exec();
+          return describeCancelled(record);
+        }
+      }
+      await r.publish(registryKeys.cancelChannel, id);
+      return (await views([job]))[0];
+    });
+
   return {
     /** Queues a job for `user`, unless they have `limit` queued already (429). */
     add: (id: string, data: RenderJobData, user: ApiUser, limit: number) =>
@@ -126,40 +162,18 @@ export function jobControl(o: JobControlOptions) {
         return all.sort((a, b) => (b.submitted as number) - (a.submitted as number)).slice(0, limit);
       }),
 
-    /**
-     * Cancels a job: a queued one at once (it leaves the queue), a running
-     * one through its worker, which hears of it on the cancel channel and
-     * stops it (the job then fails as `cancelled`). A job over already is a 409.
-     */
-    cancel: (id: string, user: ApiUser) =>
-      queueCall(async () => {
-        const found = await find(id, user);
-        if (!found.job) return describeCancelled(found.record!);
-        const job = found.job;
-        const state = await job.getState();
-        if (state === 'completed' || state === 'failed')
-          throw new HttpError(409, `the job is ${(await views([job]))[0].state}: there is nothing to cancel`, 'id');
-        const r = await redis();
-        await r.set(registryKeys.cancel(id), '1', 'EX', keepSeconds);
-        if ((QUEUED_STATES as readonly string[]).includes(state)) {
-          const removed = await job.remove().then(
-            () => true,
-            () => false, // a worker took it meanwhile: it hears of the cancellation below
-          );
-          if (removed) {
-            const record: CancelledRecord = { id, data: job.data, submitted: job.timestamp, cancelled: Date.now() };
-            await r
-              .multi()
-              .set(registryKeys.cancelled(id), JSON.stringify(record), 'EX', keepSeconds)
-              .zadd(registryKeys.cancelledIndex, record.cancelled, id)
-              .hincrby(registryKeys.counters, 'cancelled', 1)
-              .exec();
-            return describeCancelled(record);
-          }
-        }
-        await r.publish(registryKeys.cancelChannel, id);
-        return (await views([job]))[0];
-      }),
+    /** Cancels a job (askToCancel) and answers with its state once its worker has stopped it, or after CANCEL_WAIT_MS. */
+    cancel: async (id: string, user: ApiUser): Promise<JobView> => {
+      const asked = await askToCancel(id, user);
+      if (asked.state === 'cancelled') return asked;
+      // A worker stops the job within 2 s: answer with the outcome (a dead worker's job stays as it is until another takes it).
+      const end = Date.now() + CANCEL_WAIT_MS;
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = await queueCall(async () => viewOf(await find(id, user)));
+        if (now.state === 'cancelled' || Date.now() > end) return now;
+      }
+    },
 
     /**
      * Runs a failed or cancelled job again, its attempts counted afresh. It resumes from its checkpoint

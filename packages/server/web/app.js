@@ -207,10 +207,14 @@ function drawChart(points) {
 const thumbs = new Map();
 function thumbnail(j, of) {
   const key = `${j.id}/${of}`;
+  if (of === 'result' && j.state !== 'done') {
+    const none = document.createElement('span');
+    none.className = 'no-result';
+    return none;
+  }
   const img = document.createElement('img');
   img.alt = of === 'result' ? 'result' : `${of}: ${of === 'content' ? j.names?.content : j.names?.styles?.[0]}`;
   img.dataset.of = of;
-  if (of === 'result' && j.state !== 'done') return img;
   if (!thumbs.has(key))
     thumbs.set(
       key,
