@@ -12,3 +12,4 @@ export { PixelGate } from './decode.js';
 export * from './worker.js';
 export * from './users.js';
 export { expireStored } from './retention.js';
+export { inUserWords } from './failure-words.js';

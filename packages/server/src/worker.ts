@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { formatUserError, isUserError, kebabCase, type LossValues } from '@nst/core';
+import { isUserError, type LossValues } from '@nst/core';
 import { batchCapacity, type PackLimits } from '@nst/batch';
 import {
   checkFingerprint,
@@ -22,7 +22,7 @@ import {
 } from '@nst/job';
 import { DelayedError, UnrecoverableError, WaitingError, Worker, type RedisOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { withoutPaths } from './errors.js';
+import { inUserWords } from './failure-words.js';
 import { LossHistory } from './loss-history.js';
 import {
   checkpointKey,
@@ -249,7 +249,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         });
       }
     } catch (e) {
-      if (stopping.signal.aborted) for (const p of batch) p.reject(new HandBack('stopping'));
+      // Stopped (the worker stops, or a job of the batch was cancelled) while it failed: nobody's failure.
+      if (current.controller.signal.aborted)
+        for (const p of batch) p.reject(new HandBack(current.cancelled.has(p.job.id!) ? 'cancelled' : 'stopping'));
       // The store, not a job, failed: every job waits for it.
       else if (isStoreUnavailable(e)) for (const p of batch) p.reject(e);
       // One bad job must not fail the others: run each alone to find it.
@@ -290,9 +292,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       };
       await job.updateProgress(held as unknown as object);
       const entry = await admit(job, o, bestEffort('a checkpoint'), names);
+      if (stopping.signal.aborted) throw new HandBack('stopping');
       return await new Promise<RenderReturn>((resolve, reject) => {
         pending.push({ ...entry, history, names, resolve, reject });
-        if (stopping.signal.aborted) cancel(job.id!);
         schedule();
       });
     } catch (e) {
@@ -307,7 +309,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         throw new WaitingError();
       }
       if (!isStoreUnavailable(e)) {
-        const error = jobError(e, names);
+        const error = inUserWords(e, names, job.data.options);
         if (error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
           void count(redis, `failed:${failureCode(e)}`).catch(() => undefined);
         throw error;
@@ -507,25 +509,6 @@ async function untilStored<T>(
       await new Promise((r) => setTimeout(r, delay));
     }
   }
-}
-
-/**
- * A job's failure in the user's words: input errors fail it at once with the
- * field at fault (its JSON key); anything else is retried. The worker's own
- * files never show: each local input is named as the user named the upload,
- * and any other path is replaced.
- */
-function jobError(e: unknown, names: ReadonlyMap<string, string>): Error {
-  const words = (message: string) => {
-    let m = message;
-    // Longest first: a job folder's files before the folder.
-    for (const [file, name] of [...names].sort((a, b) => b[0].length - a[0].length)) m = m.split(file).join(name);
-    return withoutPaths(m);
-  };
-  if (e instanceof UnrecoverableError) return new UnrecoverableError(words(e.message));
-  if (isUserError(e)) return new UnrecoverableError(words(formatUserError(e, kebabCase)));
-  const error = new Error(words(e instanceof Error ? e.message : String(e)));
-  return error;
 }
 
 /** The error code /metrics counts a failure under: a user error's own code, else `internal`. */
