@@ -181,6 +181,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       });
     };
     report(true);
+    beat();
     try {
       const result = await runJobGroup(
         o.engine,
@@ -259,6 +260,8 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       else for (const p of batch) p.reject(e);
     } finally {
       stopping.signal.removeEventListener('abort', stop);
+      running = undefined;
+      beat();
     }
   };
 

@@ -13,6 +13,8 @@ import { nstBin, startApi, startCli, startRedis, until, type Proc } from './help
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // Random weights have every layer the page's default loss uses (conv4_2, conv5_1).
 const weights = 'random:4';
+/** An element's data attributes, as the page's callbacks read them (this file has no DOM types). */
+type Dataset = { dataset: Record<string, string | undefined> };
 const ready = existsSync(chromium) && existsSync(nstBin);
 
 describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
@@ -62,7 +64,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
       throw new Error(`${(e as Error).message}\npage:\n${shown}\nerrors: ${errors.join('; ')}\nworker:\n${worker.output().slice(-1500)}`);
     };
     const stateIs = (state: string, timeout = 60_000) =>
-      page.waitForFunction((s) => document.getElementById('job-state')?.textContent === s, { timeout }, state).catch(explain);
+      page.waitForFunction(`document.getElementById('job-state')?.textContent === '${state}'`, { timeout }).catch(explain);
     const text = (selector: string) => page.$eval(selector, (el) => el.textContent ?? '');
 
     // The token is typed in, kept for the session only, and never put in the address.
@@ -74,21 +76,21 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     await page.click('#content-example');
     await page.click('#style-example');
     await page.select('#size', '64x48');
-    const setIterations = (n: number) => page.$eval('#iterations', (el, v) => ((el as HTMLInputElement).value = v), String(n));
+    const setIterations = (n: number) => page.$eval('#iterations', (el, v) => ((el as unknown as { value: string }).value = v), String(n));
     await setIterations(5000);
     await page.click('button[type=submit]');
 
     // A long job: it runs (a preview arrives, the loss curve grows), is cancelled with the button, and retried.
     await stateIs('running');
     await page.waitForSelector('#preview[data-previews]', { timeout: 60_000 }).catch(explain);
-    await page.waitForFunction(() => Number(document.getElementById('chart')?.dataset.points) >= 2, { timeout: 60_000 }).catch(explain);
+    await page.waitForFunction("Number(document.getElementById('chart')?.dataset.points) >= 2", { timeout: 60_000 }).catch(explain);
     expect(await text('#progress')).toMatch(/^iteration \d+ of 5000, loss .* on .*-\d+-[0-9a-f]{6}/);
-    const longId = await page.$eval('#jobs li[data-state=running]', (el) => (el as HTMLElement).dataset.id!).catch(explain);
+    const longId = await page.$eval('#jobs li[data-state=running]', (el) => (el as unknown as Dataset).dataset.id!).catch(explain);
     await page.click('#cancel');
     await stateIs('cancelled', 10_000);
     await page.click('#retry');
     await page
-      .waitForFunction(() => ['queued', 'running'].includes(document.getElementById('job-state')?.textContent ?? ''), { timeout: 10_000 })
+      .waitForFunction("['queued', 'running'].includes(document.getElementById('job-state')?.textContent ?? '')", { timeout: 10_000 })
       .catch(explain);
     // And cancelled again from the job list's own button.
     await page.waitForSelector(`#jobs li[data-id="${longId}"] button.cancel`, { timeout: 10_000 }).catch(explain);
@@ -105,12 +107,9 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
 
     // The job list: thumbnails of content, style and result, the file names and settings, the workers.
     await page
-      .waitForFunction(
-        () =>
-          [...document.querySelectorAll('#jobs li[data-state=done] img')].filter((i) => (i as HTMLImageElement).naturalWidth > 0).length ===
-          3,
-        { timeout: 20_000 },
-      )
+      .waitForFunction("[...document.querySelectorAll('#jobs li[data-state=done] img')].filter((i) => i.naturalWidth > 0).length === 3", {
+        timeout: 20_000,
+      })
       .catch(explain);
     const card = await text('#jobs li[data-state=done]');
     expect(card).toMatch(/photo\.png in the style of swirls\.png/);
@@ -120,19 +119,26 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     // Reopening the cancelled job redraws its loss curve from the server's record.
     await page.click(`#jobs li[data-id="${longId}"] .about`);
     await stateIs('cancelled', 10_000);
-    expect(Number(await page.$eval('#chart', (el) => (el as HTMLElement).dataset.points))).toBeGreaterThanOrEqual(2);
+    expect(Number(await page.$eval('#chart', (el) => (el as unknown as Dataset).dataset.points))).toBeGreaterThanOrEqual(2);
     await page.click('input[name=filter][value=cancelled]');
-    await page.waitForFunction(
-      () => [...document.querySelectorAll('#jobs li')].every((li) => (li as HTMLElement).dataset.state === 'cancelled'),
-      { timeout: 10_000 },
-    );
+    await page.waitForFunction("[...document.querySelectorAll('#jobs li')].every((li) => li.dataset.state === 'cancelled')", {
+      timeout: 10_000,
+    });
 
     // Nothing is wider than the phone's screen.
-    const widths = await page.evaluate(() => [document.documentElement.scrollWidth, document.body.scrollWidth]);
+    const widths = (await page.evaluate('[document.documentElement.scrollWidth, document.body.scrollWidth]')) as number[];
     expect(Math.max(...widths)).toBeLessThanOrEqual(390);
-    if (process.env.NST_SCREENSHOT) await page.screenshot({ path: process.env.NST_SCREENSHOT, fullPage: true });
+    if (process.env.NST_SCREENSHOT) {
+      // The phone's view, and a desktop's (docs/web-page.png is made so).
+      await page.screenshot({ path: process.env.NST_SCREENSHOT.replace(/\.png$/, '-390.png'), fullPage: true });
+      await page.setViewport({ width: 1000, height: 900 });
+      await page.click('input[name=filter][value=""]');
+      await new Promise((r) => setTimeout(r, 1000));
+      await page.screenshot({ path: process.env.NST_SCREENSHOT, fullPage: true });
+      await page.setViewport({ width: 390, height: 844, isMobile: true });
+    }
     expect(page.url()).not.toContain(token);
-    expect(await page.evaluate(() => [sessionStorage.getItem('nst-token'), localStorage.length])).toEqual([token, 0]);
+    expect(await page.evaluate("[sessionStorage.getItem('nst-token'), localStorage.length]")).toEqual([token, 0]);
 
     // Back to the done job, and download its result.
     await page.click('input[name=filter][value=done]');

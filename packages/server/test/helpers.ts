@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { createApiServer, openQueue, redisConnection, type RenderQueue } from '@nst/server';
 import { nstBin, repoRoot } from '@nst/test-helpers';
@@ -147,7 +148,7 @@ export const canMount = (() => {
 export async function startS3(bucket = 'nst'): Promise<{ url: string; env: Record<string, string>; proc: Proc; dir: string }> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'nst-s3rver-'));
-  const bin = path.join(repoRoot, 'node_modules', 's3rver', 'bin', 's3rver.js');
+  const bin = fileURLToPath(import.meta.resolve('s3rver/bin/s3rver.js'));
   const proc = startProcess(process.execPath, [
     bin,
     '-d',
