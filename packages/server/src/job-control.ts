@@ -7,6 +7,7 @@ import {
   type ApiState,
   type CancelledRecord,
   type JobView,
+  type QueueSnapshot,
 } from './job-view.js';
 import { queueCall, redisOf, type RenderJob, type RenderJobData, type RenderQueue } from './queue.js';
 import { liveWorkers, registryKeys, type WorkerInfo } from './registry.js';
@@ -61,8 +62,10 @@ export function jobControl(o: JobControlOptions) {
 
   const views = async (jobs: RenderJob[]): Promise<JobView[]> => {
     const r = await redis();
-    const snapshot = await queueSnapshot(r, await queue.getJobs(['active']));
-    return Promise.all(jobs.map((j) => describeJob(r, j, snapshot)));
+    // The queue's snapshot is read once, and only when a queued job needs its position.
+    let snapshot: Promise<QueueSnapshot> | undefined;
+    const snapshotOf = () => (snapshot ??= queue.getJobs(['active']).then((active) => queueSnapshot(r, active)));
+    return Promise.all(jobs.map((j) => describeJob(r, j, snapshotOf)));
   };
   const cancelledRecord = async (id: string): Promise<CancelledRecord | undefined> => {
     const text = await (await redis()).get(registryKeys.cancelled(id));

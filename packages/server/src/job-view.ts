@@ -53,8 +53,15 @@ async function heldByLiveWorker(redis: Redis, job: RenderJob): Promise<boolean> 
 }
 
 /** A queued job's place in line: 1 runs next. Delayed jobs (waiting for the store) have none. */
-async function positionOf(redis: Redis, job: RenderJob, bullState: string, snapshot: QueueSnapshot): Promise<number | null> {
+async function positionOf(
+  redis: Redis,
+  job: RenderJob,
+  bullState: string,
+  snapshotOf: () => Promise<QueueSnapshot>,
+): Promise<number | null> {
   if (bullState === 'active') return 1;
+  if (bullState !== 'prioritized' && bullState !== 'waiting') return null;
+  const snapshot = await snapshotOf();
   if (bullState === 'prioritized') {
     const rank = await redis.zrank(`bull:${QUEUE_NAME}:prioritized`, job.id!);
     return rank === null ? null : snapshot.held + snapshot.waiting + rank + 1;
@@ -81,7 +88,8 @@ function described(id: string, data: RenderJobData, submitted: number): { id: st
   };
 }
 
-export async function describeJob(redis: Redis, job: RenderJob, snapshot: QueueSnapshot): Promise<JobView> {
+/** A job's view; `snapshot` is asked for only when the job is queued (for its position). */
+export async function describeJob(redis: Redis, job: RenderJob, snapshot: () => Promise<QueueSnapshot>): Promise<JobView> {
   const bullState = await job.getState();
   const progress = progressOf(job);
   const iterations = Number(job.data.options.iterations ?? progress.iterations ?? 0);

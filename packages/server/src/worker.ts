@@ -296,6 +296,8 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       await job.updateProgress(held as unknown as object);
       const entry = await admit(job, o, bestEffort('a checkpoint'), names);
       if (stopping.signal.aborted) throw new HandBack('stopping');
+      // A cancellation announced while the job was being fetched and checked found it nowhere: the marker tells.
+      if (await redis.exists(registryKeys.cancel(job.id!))) throw new HandBack('cancelled');
       return await new Promise<RenderReturn>((resolve, reject) => {
         pending.push({ ...entry, history, names, resolve, reject });
         schedule();

@@ -65,6 +65,8 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     };
     const stateIs = (state: string, timeout = 60_000) =>
       page.waitForFunction(`document.getElementById('job-state')?.textContent === '${state}'`, { timeout }).catch(explain);
+    // The job list is redrawn every 3 s: an element of it is found and clicked in one step, in the page.
+    const clickNow = (selector: string) => page.$eval(selector, (el) => (el as unknown as { click(): void }).click()).catch(explain);
     const text = (selector: string) => page.$eval(selector, (el) => el.textContent ?? '');
 
     // The token is typed in, kept for the session only, and never put in the address.
@@ -94,7 +96,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
       .catch(explain);
     // And cancelled again from the job list's own button.
     await page.waitForSelector(`#jobs li[data-id="${longId}"] button.cancel`, { timeout: 10_000 }).catch(explain);
-    await page.click(`#jobs li[data-id="${longId}"] button.cancel`);
+    await clickNow(`#jobs li[data-id="${longId}"] button.cancel`);
     await stateIs('cancelled', 10_000);
 
     // A short job runs to the end: the result replaces the preview and can be downloaded.
@@ -117,7 +119,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     expect(await text('#workers')).toMatch(/\(cpu\): .*images done; heartbeat \d+ s ago/);
 
     // Reopening the cancelled job redraws its loss curve from the server's record.
-    await page.click(`#jobs li[data-id="${longId}"] .about`);
+    await clickNow(`#jobs li[data-id="${longId}"] .about`);
     await stateIs('cancelled', 10_000);
     expect(Number(await page.$eval('#chart', (el) => (el as unknown as Dataset).dataset.points))).toBeGreaterThanOrEqual(2);
     await page.click('input[name=filter][value=cancelled]');
@@ -143,7 +145,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     // Back to the done job, and download its result.
     await page.click('input[name=filter][value=done]');
     await page.waitForSelector('#jobs li[data-state=done] .about', { timeout: 10_000 });
-    await page.click('#jobs li[data-state=done] .about');
+    await clickNow('#jobs li[data-state=done] .about');
     await page.waitForSelector('#downloads:not([hidden])', { timeout: 10_000 }).catch(explain);
     await page.click('#download');
     await until(async () => existsSync(downloads) && readdirSync(downloads).some((f) => f.endsWith('.png')), 20_000, 'the download');
