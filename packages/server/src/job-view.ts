@@ -99,8 +99,8 @@ export async function describeJob(redis: Redis, job: RenderJob, snapshot: () => 
   else if (bullState === 'active') state = !(await heldByLiveWorker(redis, job)) ? 'stalled' : progress.rendering ? 'running' : 'queued';
   else state = 'queued';
   const done = state === 'done';
-  const rendered = state === 'running' || state === 'stalled';
-  const iteration = done ? (job.returnvalue?.iterations ?? iterations) : progress.rendering || rendered ? (progress.iteration ?? 0) : 0;
+  // Where the job stands (a job handed back keeps the iteration its checkpoint holds until a worker takes it).
+  const iteration = done ? (job.returnvalue?.iterations ?? iterations) : (progress.iteration ?? 0);
   const rate = state === 'running' ? (progress.rate ?? 0) : 0;
   return {
     ...described(job.id!, job.data, job.timestamp),
