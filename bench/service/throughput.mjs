@@ -52,8 +52,14 @@ function launch(command, args, env, ready) {
     );
   });
 }
+/** Ends a process: SIGTERM (a worker drains), SIGKILL after 10 s (a worker whose Redis is gone cannot). */
 const end = (child) =>
-  new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', resolve), child.kill('SIGTERM'))));
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => (clearTimeout(kill), resolve()));
+    child.kill('SIGTERM');
+  });
 const port = () =>
   new Promise((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -62,31 +68,38 @@ const port = () =>
     });
   });
 
-const s3Port = await port();
-await launch(
-  process.execPath,
-  [
-    s3rver,
-    '-d',
-    mkdtempSync(path.join(tmpdir(), 'nst-bench-s3-')),
-    '-a',
-    '127.0.0.1',
-    '-p',
-    String(s3Port),
-    '--silent',
-    '--configure-bucket',
-    'bench',
-  ],
-  {},
-  /listening/,
-);
-const s3Env = {
-  AWS_ENDPOINT_URL: `http://127.0.0.1:${s3Port}`,
-  AWS_ACCESS_KEY_ID: 'S3RVER',
-  AWS_SECRET_ACCESS_KEY: 'S3RVER',
-  AWS_REGION: 'us-east-1',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-};
+/** A server of the configuration (redis-server, s3rver) ended while it ran, not by this bench. */
+class ServerLost extends Error {}
+
+/** A fresh s3rver (its own process) with the bucket `bench`; returns it and how clients reach it. */
+async function startS3() {
+  const s3Port = await port();
+  const child = await launch(
+    process.execPath,
+    [
+      s3rver,
+      '-d',
+      mkdtempSync(path.join(tmpdir(), 'nst-bench-s3-')),
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(s3Port),
+      '--silent',
+      '--configure-bucket',
+      'bench',
+    ],
+    {},
+    /listening/,
+  );
+  const env = {
+    AWS_ENDPOINT_URL: `http://127.0.0.1:${s3Port}`,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  return { child, env };
+}
 
 /** One configuration: returns the seconds from the first submission to the last job done. */
 async function measure(storeKind, workers) {
@@ -97,7 +110,11 @@ async function measure(storeKind, workers) {
     {},
     /Ready to accept/,
   );
-  const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...(storeKind === 's3' ? s3Env : {}) };
+  const s3 = storeKind === 's3' ? await startS3() : undefined;
+  // On a shared machine something else may end our servers: then this configuration is measured again.
+  let lost = false;
+  for (const server of [redis, s3?.child]) server?.once('exit', () => (lost = true));
+  const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...s3?.env };
   const store =
     storeKind === 's3'
       ? `s3://bench/run-${storeKind}-${workers}-${Date.now()}`
@@ -123,36 +140,39 @@ async function measure(storeKind, workers) {
   );
   const api = `http://127.0.0.1:${httpPort}/api/jobs`;
   const headers = { authorization: `Bearer ${token}` };
-  const t0 = performance.now();
-  const ids = [];
-  for (const [content, style] of pictures) {
-    const form = new FormData();
-    form.append('content', new Blob([readFileSync(path.join(images, content))]), content);
-    form.append('style', new Blob([readFileSync(path.join(images, style))]), style);
-    for (const [k, v] of Object.entries(fields)) form.append(k, v);
-    const res = await fetch(api, { method: 'POST', body: form, headers });
-    if (res.status !== 201) throw new Error(`submission refused: ${await res.text()}`);
-    ids.push((await res.json()).id);
+  try {
+    const t0 = performance.now();
+    const ids = [];
+    for (const [content, style] of pictures) {
+      const form = new FormData();
+      form.append('content', new Blob([readFileSync(path.join(images, content))]), content);
+      form.append('style', new Blob([readFileSync(path.join(images, style))]), style);
+      for (const [k, v] of Object.entries(fields)) form.append(k, v);
+      const res = await fetch(api, { method: 'POST', body: form, headers });
+      if (res.status !== 201) throw new Error(`submission refused: ${await res.text()}`);
+      ids.push((await res.json()).id);
+    }
+    // Bounded: at most DEADLINE_S a configuration; what went wrong is told with the workers' logs.
+    for (const deadline = Date.now() + DEADLINE_S * 1000; ; ) {
+      if (lost) throw new ServerLost();
+      const views = await Promise.all(ids.map(async (id) => (await fetch(`${api}/${id}`, { headers })).json()));
+      const states = views.map((v) => v.state);
+      const trouble = states.some((s) => s === 'failed')
+        ? 'a job failed'
+        : Date.now() > deadline
+          ? `the jobs did not finish in ${DEADLINE_S} s`
+          : '';
+      if (trouble)
+        throw new Error(
+          `${trouble}: ${JSON.stringify(views.map((v) => [v.state, v.iteration, v.worker, v.error]))}\n${ws.map((w) => w.log().slice(-1500)).join('\n---\n')}`,
+        );
+      if (states.every((s) => s === 'done')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return (performance.now() - t0) / 1000;
+  } finally {
+    for (const child of [...ws, serve, redis, s3?.child]) if (child) await end(child);
   }
-  // Bounded: at most DEADLINE_S a configuration; what went wrong is told with the workers' logs.
-  for (const deadline = Date.now() + DEADLINE_S * 1000; ; ) {
-    const views = await Promise.all(ids.map(async (id) => (await fetch(`${api}/${id}`, { headers })).json()));
-    const states = views.map((v) => v.state);
-    const trouble = states.some((s) => s === 'failed')
-      ? 'a job failed'
-      : Date.now() > deadline
-        ? `the jobs did not finish in ${DEADLINE_S} s`
-        : '';
-    if (trouble)
-      throw new Error(
-        `${trouble}: ${JSON.stringify(views.map((v) => [v.state, v.iteration, v.worker, v.error]))}\n${ws.map((w) => w.log().slice(-1500)).join('\n---\n')}`,
-      );
-    if (states.every((s) => s === 'done')) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  for (const child of [...ws, serve, redis]) await end(child);
-  return seconds;
 }
 
 const load0 = loadavg()[0];
@@ -162,7 +182,13 @@ try {
   for (const workers of [1, 2, 3])
     for (const storeKind of ['folder', 's3']) {
       if (ONLY && ONLY !== `${storeKind}:${workers}`) continue;
-      const seconds = await measure(storeKind, workers);
+      let seconds;
+      for (let attempt = 1; seconds === undefined; attempt++)
+        seconds = await measure(storeKind, workers).catch((e) => {
+          if (!(e instanceof ServerLost) || attempt === 3) throw e;
+          console.error(`${workers} worker(s), ${storeKind} store: a server of it was ended from outside; measuring again`);
+          return undefined;
+        });
       rows.push({ workers, storeKind, seconds });
       console.error(
         `${workers} worker(s), ${storeKind} store: ${seconds.toFixed(1)} s, ${Math.round((JOBS * 3600) / seconds)} images/hour`,
