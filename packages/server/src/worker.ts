@@ -35,7 +35,7 @@ import {
   type RenderReturn,
 } from './queue.js';
 import { CANCELLED, count, HEARTBEAT_LIVES, registryKeys, type WorkerInfo } from './registry.js';
-import { isStoreUnavailable, type BlobStore } from './store.js';
+import { getInput, isStoreUnavailable, type BlobStore } from './store.js';
 
 export interface WorkerOptions {
   readonly store: BlobStore;
@@ -428,7 +428,7 @@ async function admit(
     try {
       await fs.access(file);
     } catch {
-      const bytes = await o.store.get(key);
+      const bytes = await getInput(o.store, key);
       if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
       // Several jobs may fetch the same input at once: each writes its own temporary file.
       const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
