@@ -15,7 +15,10 @@ const ready = existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', '
 const token = 'api-test-token-0123';
 const small = { size: '32x24', iterations: '20', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
 
-const sha256 = async (b: Blob) => createHash('sha256').update(Buffer.from(await b.arrayBuffer())).digest('hex');
+const sha256 = async (b: Blob) =>
+  createHash('sha256')
+    .update(Buffer.from(await b.arrayBuffer()))
+    .digest('hex');
 
 describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
   const procs: Proc[] = [];
