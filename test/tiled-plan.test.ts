@@ -18,7 +18,22 @@ describe.skipIf(!cliBuilt || !addon)('the memory plan against measured peaks (cp
       const dir = newDir();
       const content = await writeTestImage(path.join(dir, 'c.png'), 320, 240, 1);
       const style = await writeTestImage(path.join(dir, 's.png'), 300, 260, 2);
-      const flags = ['-c', content, '-s', style, '--size', '320x240', '-w', 'random:1', '--backend', 'cpu', '-o', path.join(dir, 'o.png'), '--tile', tile];
+      const flags = [
+        '-c',
+        content,
+        '-s',
+        style,
+        '--size',
+        '320x240',
+        '-w',
+        'random:1',
+        '--backend',
+        'cpu',
+        '-o',
+        path.join(dir, 'o.png'),
+        '--tile',
+        tile,
+      ];
       const plan = await nstAsync(['plan', ...flags, '--json']);
       expect(plan.status, plan.stderr).toBe(0);
       const predicted = jsonLines(plan.stdout).find((e) => e.event === 'plan') as { peak: number; tiled?: { tiles: number } };

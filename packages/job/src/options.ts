@@ -445,7 +445,8 @@ export const JOB_OPTIONS: OptionTable = {
     // Tiled renders are exact: the same picture, so neither the result's fingerprint nor a checkpoint depends on it.
     result: false,
     resumable: true,
-    description: 'auto: untiled when the memory plan fits, else tile by tile (exact); off: never tile; N: tiles of N pixels (a multiple of 16) and their halo',
+    description:
+      'auto: untiled when the memory plan fits, else tile by tile (exact); off: never tile; N: tiles of N pixels (a multiple of 16) and their halo',
     parse: (v, field) => {
       const t = text(v, field).trim();
       if (t === 'auto' || t === 'off') return t;

@@ -339,12 +339,19 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
  * The largest size at the shape's aspect whose estimate fits `budget`,
  * larger than the shape's own when that fits (up to MAX_SIDE a side).
  */
-function largestSize(shape: MemoryShape, estimate: (s: MemoryShape) => number, budget: number): { height: number; width: number } | undefined {
+function largestSize(
+  shape: MemoryShape,
+  estimate: (s: MemoryShape) => number,
+  budget: number,
+): { height: number; width: number } | undefined {
   const scaled = (f: number): MemoryShape => ({
     ...shape,
     height: Math.max(1, Math.floor(shape.height * f)),
     width: Math.max(1, Math.floor(shape.width * f)),
-    styleSizes: shape.styleSizes.map((z) => ({ height: Math.max(1, Math.floor(z.height * f)), width: Math.max(1, Math.floor(z.width * f)) })),
+    styleSizes: shape.styleSizes.map((z) => ({
+      height: Math.max(1, Math.floor(z.height * f)),
+      width: Math.max(1, Math.floor(z.width * f)),
+    })),
   });
   let f = 1;
   const side = Math.max(shape.height, shape.width);
