@@ -132,7 +132,14 @@ describe('the temporal term on every backend, against the reference', () => {
 
   it('the temporal term pulls each pixel toward its target by its weight: one Adam step moves a weight-1 pixel of a temporal-only loss toward omega', async () => {
     // alpha = beta = 0 but a temporal weight: only J_temporal moves the image; weight-0 pixels stay.
-    const loss: LossSpec = { contentLayers: [{ layer: 'conv1_1', weight: 1 }], styleLayers: [], alpha: 0, beta: 0, tvWeight: 0, temporalWeight: 1 };
+    const loss: LossSpec = {
+      contentLayers: [{ layer: 'conv1_1', weight: 1 }],
+      styleLayers: [],
+      alpha: 0,
+      beta: 0,
+      tvWeight: 0,
+      temporalWeight: 1,
+    };
     const options: SessionOptions = { height: H, width: W, batch: 1, pooling: 'avg', loss };
     const t = TARGETS[0];
     const backend = native ? await createNativeBackend('cpu') : await createTfjsBackend();
