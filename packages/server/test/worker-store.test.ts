@@ -97,7 +97,8 @@ describe.skipIf((!existsSync(nstBin) || !canMount) && process.env.CI !== 'true')
         'the job to be handed back',
       );
       expect(worker.output()).toMatch(/store: the store is full \(ENOSPC\): trying again in 1 s/);
-      expect(worker.output()).toMatch(new RegExp(`job ${job.id} goes back to the queue`));
+      // The log line is written before the job moves; its pipe may reach this process a moment after Redis does.
+      await worker.waitFor(new RegExp(`job ${job.id} goes back to the queue`), 5000);
       const delayed = (await queue!.getJob(job.id!))!;
       expect(delayed.attemptsMade).toBe(0);
       expect(delayed.failedReason).toBeFalsy();
