@@ -81,7 +81,7 @@ export type OptionValue = string | number | boolean | readonly (string | number)
 /** Option values by job field (camelCase); undefined: not given. */
 export type JobOptionValues = Readonly<Record<string, OptionValue | undefined>>;
 
-/** The front ends that take options from users ('video': `nst video`, whose frames are jobs). */
+/** The front ends that take options from users ('video': `nst video`, whose frames are jobs; 'http' takes the video ones with a video upload). */
 export type FrontEnd = 'cli' | 'manifest' | 'http' | 'video';
 
 /** One option: how front ends name, document and parse it. */
@@ -457,7 +457,7 @@ export const JOB_OPTIONS: OptionTable = {
     value: 'x',
     default: '0',
     omitWhenDefault: true,
-    frontEnds: ['video'],
+    frontEnds: ['video', 'http'],
     description: `video: weight of the temporal loss (Ruder et al. 2016), which keeps each pixel that is not occluded where the previous stylised frame, warped by the optical flow, put it (nst video's default: ${VIDEO_TEMPORAL_WEIGHT}; 0: none)`,
     parse: lossWeight,
   },
@@ -465,7 +465,7 @@ export const JOB_OPTIONS: OptionTable = {
     value: 'n',
     omitWhenDefault: true,
     resumable: true,
-    frontEnds: ['video'],
+    frontEnds: ['video', 'http'],
     description:
       "video: iterations of the first frame, which starts from the job's init (default: twice --iterations, the iterations of each later frame)",
     parse: count(),
@@ -475,7 +475,7 @@ export const JOB_OPTIONS: OptionTable = {
     default: 'warped',
     omitWhenDefault: true,
     choices: ['warped', 'independent'],
-    frontEnds: ['video'],
+    frontEnds: ['video', 'http'],
     description:
       "video: where each later frame starts: warped (the previous stylised frame warped by the optical flow, the content where it was occluded) or independent (the job's init, as the first frame)",
     parse: choice(['warped', 'independent']),
@@ -485,7 +485,7 @@ export const JOB_OPTIONS: OptionTable = {
     default: 'medium',
     omitWhenDefault: true,
     choices: ['fast', 'medium'],
-    frontEnds: ['video'],
+    frontEnds: ['video', 'http'],
     description: "video: OpenCV's DIS optical flow preset (medium: more accurate; fast: quicker)",
     parse: choice(['fast', 'medium']),
   },
@@ -505,6 +505,16 @@ export const JOB_FIELDS = Object.keys(JOB_OPTIONS) as (keyof JobConfig)[];
 /** The options a front end takes from users (an option that names none is taken by all). */
 export function optionsFor(frontEnd: FrontEnd): (keyof JobConfig)[] {
   return JOB_FIELDS.filter((f) => (JOB_OPTIONS[f].frontEnds ?? ['cli', 'manifest', 'http', 'video']).includes(frontEnd));
+}
+
+/**
+ * Whether an option is a video's only (its front ends take it for videos,
+ * and the CLI's still commands do not): the HTTP API takes those it lists
+ * only with a video upload.
+ */
+export function isVideoOption(field: keyof JobConfig): boolean {
+  const ends = JOB_OPTIONS[field].frontEnds;
+  return ends?.includes('video') === true && !ends.includes('cli');
 }
 
 /** Whether fingerprints and settings leave a job's value of `field` out (OptionSpec.omitWhenDefault). */

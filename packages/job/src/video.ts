@@ -86,6 +86,23 @@ export function videoValues(values: JobOptionValues): JobOptionValues {
 }
 
 /**
+ * The job every frame of a video shares (the first frame's, with `content`
+ * and `out`), its options parsed and checked as for any job, and against
+ * each other as a video's (the HTTP API checks an upload's options with it).
+ */
+export function videoTemplate(given: JobOptionValues, content: string, out: string): JobConfig {
+  const template = jobFromOptions({ ...videoValues(given), content, out });
+  if (template.frameInit === 'independent' && template.temporalWeight > 0)
+    throw new UserError(
+      'a temporal weight needs the previous frame as each frame starts: --frame-init warped, or --temporal-weight 0 for independent frames',
+      { code: 'conflict', field: 'frameInit' },
+    );
+  if (template.resume)
+    throw new UserError('a video always continues where it stopped (its frames are its record): no --resume', { field: 'resume' });
+  return template;
+}
+
+/**
  * Checks a video before anything is decoded or rendered: the options (as the
  * first frame's job), the tools it needs, the output, the source against the
  * limits. Every mistake of the user's surfaces here.
@@ -100,15 +117,7 @@ export async function prepareVideo(spec: VideoSpec, weights: WeightSet): Promise
   const framesDir = isFolder ? output : path.join(path.dirname(output), `${path.basename(output, path.extname(output))}.frames`);
   const inputDir = path.join(framesDir, isFolder ? '.input' : 'input');
 
-  const values = videoValues(spec.values);
-  const template = jobFromOptions({ ...values, content: spec.input, out: path.join(framesDir, frameName(0)) });
-  if (template.frameInit === 'independent' && template.temporalWeight > 0)
-    throw new UserError(
-      'a temporal weight needs the previous frame as each frame starts: --frame-init warped, or --temporal-weight 0 for independent frames',
-      { code: 'conflict', field: 'frameInit' },
-    );
-  if (template.resume)
-    throw new UserError('a video always continues where it stopped (its frames are its record): no --resume', { field: 'resume' });
+  const template = videoTemplate(spec.values, spec.input, path.join(framesDir, frameName(0)));
 
   const inputIsFolder = existsSync(spec.input) && (await fs.stat(spec.input)).isDirectory();
   if (!inputIsFolder || outputKind === 'mp4') {
@@ -167,7 +176,8 @@ export interface VideoEvents extends JobEvents {
   /** Before the first frame: how many there are and how many an earlier run finished. */
   onVideoStart?(info: { frames: number; source: VideoSource; size: Size }): void;
   onFrameStart?(frame: number, frames: number, iterations: number): void;
-  onFrameDone?(report: FrameReport): void;
+  /** A frame written (or found done); the next frame waits for a promise it returns (a worker storing the frame). */
+  onFrameDone?(report: FrameReport): void | Promise<void>;
   /** The .mp4 written (`note`: the audio was re-encoded). */
   onEncoded?(file: string, note?: string): void;
 }
@@ -230,7 +240,15 @@ export async function renderVideo(engine: Engine, plan: VideoPlan, events: Video
     }
     if (!fresh && (await frameDone(outputs[t], prepared.fingerprint))) {
       skipped++;
-      events.onFrameDone?.({ frame: t, frames, done: t + 1, skipped: true, seconds: 0, file: outputs[t], iterations: job.iterations });
+      await events.onFrameDone?.({
+        frame: t,
+        frames,
+        done: t + 1,
+        skipped: true,
+        seconds: 0,
+        file: outputs[t],
+        iterations: job.iterations,
+      });
       continue;
     }
     events.onFrameStart?.(t, frames, job.iterations);
@@ -251,7 +269,7 @@ export async function renderVideo(engine: Engine, plan: VideoPlan, events: Video
     const perFrame = rendered.length > 0 ? rendered.reduce((a, b) => a + b, 0) / rendered.length : undefined;
     const later =
       perFrame ?? (firstSeconds !== undefined ? (firstSeconds * plan.template.iterations) / Math.max(1, firstIterations) : undefined);
-    events.onFrameDone?.({
+    await events.onFrameDone?.({
       frame: t,
       frames,
       done: t + 1,

@@ -9,6 +9,7 @@ import {
   lossOf,
   MAX_LOSS_WEIGHT,
   omittedFromSettings,
+  isVideoOption,
   optionsFor,
   packingKey,
   type JobConfig,
@@ -103,7 +104,7 @@ describe('the option table', () => {
     expect(new Set(shorts).size).toBe(shorts.length);
   });
 
-  it('says which front ends take each option (the CLI takes all but the video ones; files, weights and the worker-side schedule are not HTTP fields)', () => {
+  it('says which front ends take each option (the CLI takes all but the video ones; files, weights, the worker-side schedule and a folder frame rate are not HTTP fields)', () => {
     const video = ['temporalWeight', 'firstFrameIterations', 'frameInit', 'flowPreset', 'frameRate'];
     expect(optionsFor('cli')).toEqual(JOB_FIELDS.filter((f) => !video.includes(f)));
     expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'fresh', 'weights', ...video]);
@@ -114,8 +115,10 @@ describe('the option table', () => {
       'resume',
       'fresh',
       'weights',
-      ...video,
+      'frameRate',
     ]);
+    // The HTTP API takes the video options (but the frame rate, which only a folder of frames needs) with a video upload.
+    expect(JOB_FIELDS.filter((f) => isVideoOption(f))).toEqual(video);
     // nst video: a still's options but its output and the per-run switches, and the video ones.
     expect(JOB_FIELDS.filter((f) => !optionsFor('video').includes(f))).toEqual(['out', 'saveEvery', 'checkpointEvery', 'resume']);
   });
