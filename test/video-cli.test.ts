@@ -81,7 +81,7 @@ describe.skipIf(!runs)('nst video', () => {
     const r = nst(['video', clip, '-o', out, ...TINY, '--frames', '3']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(
-      /^rendering 3 frames of .* \(640x360, 24 fps, audio\) at 64x36, 5 iterations for the first frame and 3 for each later one \(warm start \+ temporal loss 10000\)/m,
+      /^rendering 3 frames of .* \(640x360, 24 fps, audio\) at 64x36, 5 iterations for the first frame and 3 for each later one \(warm start \+ temporal loss 100000\)/m,
     );
     expect(r.stdout).toMatch(/frame 2\/3: 3 iterations in [\d.]+ s, [\d.]+ s\/frame, ETA \d+s {2}J [\d.e+]+ {2}J_temporal/);
     expect(frames(out)).toEqual(['000001.png', '000002.png', '000003.png']);
@@ -91,7 +91,7 @@ describe.skipIf(!runs)('nst video', () => {
     const second = await readResultSettings(path.join(out, '000002.png'), 'out');
     expect(first).toMatchObject({ state: 'final', size: '64x36' });
     expect(first!.options.temporalWeight).toBeUndefined(); // the first frame is a still
-    expect(second!.options).toMatchObject({ temporalWeight: '10000', init: path.join(out, '000001.png') });
+    expect(second!.options).toMatchObject({ temporalWeight: '100000', init: path.join(out, '000001.png') });
     // The frames back in, as a 12 fps video without audio.
     const again = path.join(dir, 'again.mp4');
     const s = nst(['video', out, '-o', again, ...TINY, '--frame-rate', '12']);

@@ -3,7 +3,7 @@
 // tubingen.jpg):
 //   1. independent: every frame stylised on its own (--frame-init independent --temporal-weight 0);
 //   2. warm start: each frame starts from the previous result warped by the flow (--temporal-weight 0);
-//   3. full: warm start plus the temporal loss (--temporal-weight W).
+//   3. full: warm start plus the temporal loss (--temporal-weight W; W1,W2,...: one full run for each).
 // Same iterations for all three; the first frame is the same job in all three
 // (rendered once, by the first run, and found done by the others). Then, for
 // each, the mean warping error between consecutive output frames over the
@@ -15,7 +15,7 @@
 //
 // Run after `npx turbo run build` (needs ffmpeg and the addon built with OpenCV):
 //   node bench/video/temporal.mjs [--size 320] [--from 24] [--frames 40] [--iterations 30]
-//     [--first 100] [--temporal-weight 10000] [--backend cpu] [--style starry_night.jpg]
+//     [--first 100] [--temporal-weight W[,W...]] [--backend cpu] [--style starry_night.jpg]
 //     [--modes independent,warm,full] [--out DIR] [--keep]
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { consistencyMasks, endPointError, greyOf, warpingError } from '@nst/job';
+import { consistencyMasks, endPointError, greyOf, VIDEO_TEMPORAL_WEIGHT, warpingError } from '@nst/job';
 import { loadNativeAddon } from '@nst/native';
 import { CLIP, trueFlow } from '../../test/fixtures/video/clip-motion.mjs';
 
@@ -39,10 +39,12 @@ const FROM = Number(arg('from', '24'));
 const FRAMES = Number(arg('frames', '40'));
 const ITERATIONS = arg('iterations', '30');
 const FIRST = arg('first', '100');
-const WEIGHT = arg('temporal-weight', '10000');
+const WEIGHTS = arg('temporal-weight', String(VIDEO_TEMPORAL_WEIGHT)).split(',');
 const BACKEND = arg('backend', 'cpu');
 const STYLE = path.join(root, 'examples', 'images', arg('style', 'starry_night.jpg'));
-const MODES = arg('modes', 'independent,warm,full').split(',');
+const MODES = arg('modes', 'independent,warm,full')
+  .split(',')
+  .flatMap((m) => (m === 'full' && WEIGHTS.length > 1 ? WEIGHTS.map((w) => `full@${w}`) : [m]));
 const work = arg('out', undefined) ?? mkdtempSync(path.join(tmpdir(), 'nst-video-bench-'));
 const size = { width: SIZE, height: Math.round((SIZE * CLIP.height) / CLIP.width) };
 if (FROM + FRAMES > CLIP.frames) throw new Error(`frames ${FROM}..${FROM + FRAMES - 1}: the clip has ${CLIP.frames}`);
@@ -50,7 +52,12 @@ if (FROM + FRAMES > CLIP.frames) throw new Error(`frames ${FROM}..${FROM + FRAME
 const RUNS = {
   independent: { label: 'independent per-frame stylisation', flags: ['--frame-init', 'independent', '--temporal-weight', '0'] },
   warm: { label: 'warm start only (no temporal loss)', flags: ['--frame-init', 'warped', '--temporal-weight', '0'] },
-  full: { label: `full method (warm start + temporal loss ${WEIGHT})`, flags: ['--frame-init', 'warped', '--temporal-weight', WEIGHT] },
+  ...Object.fromEntries(
+    WEIGHTS.map((w) => [
+      WEIGHTS.length > 1 ? `full@${w}` : 'full',
+      { label: `full method (warm start + temporal loss ${w})`, flags: ['--frame-init', 'warped', '--temporal-weight', w] },
+    ]),
+  ),
 };
 
 // The clip's frames FROM .. FROM+FRAMES-1 as PNG files: `nst video` reads the folder (no re-encoding).
@@ -101,7 +108,7 @@ async function rgb(file) {
 const results = {};
 let firstFrame;
 for (const mode of MODES) {
-  const out = path.join(work, mode);
+  const out = path.join(work, mode.replace('@', '-'));
   mkdirSync(out, { recursive: true });
   if (firstFrame && !existsSync(path.join(out, '000001.png'))) cpSync(firstFrame, path.join(out, '000001.png'));
   process.stderr.write(`${RUNS[mode].label}\n`);
@@ -137,6 +144,8 @@ for (const mode of MODES) {
     warpingError: sum / (files.length - 1),
     perFrame,
     secondsPerFrame: rendered.reduce((a, e) => a + e.seconds, 0) / Math.max(1, rendered.length),
+    // How stylised the later frames are: their final style loss (the same weights and layers in all three).
+    styleLoss: rendered.reduce((a, e) => a + e.losses.style, 0) / Math.max(1, rendered.length),
     backend: summary ? events.find((e) => e.event === 'start')?.backend : undefined,
   };
   process.stderr.write(
@@ -193,11 +202,11 @@ const base = results.independent?.warpingError;
 console.log(
   `\n${report.clip} at ${report.size}, ${FIRST} iterations for the first frame, ${ITERATIONS} for each later one, ${report.style}; ${machine}\n`,
 );
-console.log('| method | mean warping error (levels^2) | vs independent | s per frame |');
-console.log('| --- | ---: | ---: | ---: |');
+console.log('| method | mean warping error (levels^2) | vs independent | s per frame | style loss of later frames |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const r of Object.values(results))
   console.log(
-    `| ${r.label} | ${r.warpingError.toFixed(1)} | ${base ? `${(base / r.warpingError).toFixed(2)}x lower` : ''} | ${r.secondsPerFrame.toFixed(2)} |`,
+    `| ${r.label} | ${r.warpingError.toFixed(1)} | ${base ? `${(base / r.warpingError).toFixed(2)}x lower` : ''} | ${r.secondsPerFrame.toFixed(2)} | ${r.styleLoss.toExponential(2)} |`,
   );
 if (flowResults.length > 0) {
   console.log('\n| flow (DIS) | preset | mean end-point error (px) | ms per flow |');

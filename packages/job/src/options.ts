@@ -232,7 +232,7 @@ const boolean = (v: OptionValue, field: string) => {
  * the warping error between output frames falls well below independent
  * stylisation's while the style stays that of a still.
  */
-export const VIDEO_TEMPORAL_WEIGHT = 10_000;
+export const VIDEO_TEMPORAL_WEIGHT = 100_000;
 
 /** The one description of every job option. Key order is the order of help texts. */
 export const JOB_OPTIONS: OptionTable = {
