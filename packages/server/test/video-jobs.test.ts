@@ -28,7 +28,8 @@ const flow = loaded.ok && loaded.addon.flowInfo().available;
 const ready = existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js')) && ffmpeg && Boolean(flow);
 
 const FRAMES = 8;
-const OPTIONS = { size: '64', iterations: '12', 'first-frame-iterations': '16', 'temporal-weight': '1000000' };
+// Enough iterations that a frame takes a good fraction of a second: the test sees the clip mid-way.
+const OPTIONS = { size: '64', iterations: '40', 'first-frame-iterations': '50', 'temporal-weight': '100000' };
 const token = 'video-jobs-test-token';
 
 /** A clip cut from the fixture: `frames` frames from `from`, scaled to `width` wide, at `fps` (H.264, no audio). */
@@ -150,7 +151,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
 
     // Killed once two frames are in the store (mid-clip: eight frames).
     const frameFile = (t: number) => path.join(store, 'frames', id, `${String(t + 1).padStart(6, '0')}.png`);
-    await until(async () => existsSync(frameFile(1)), 240_000, 'two frames in the store');
+    await until(async () => existsSync(frameFile(1)), 240_000, 'two frames in the store', 20);
     await first.stop('SIGKILL');
     const stored = Array.from({ length: FRAMES }, (_, t) => t).filter((t) => existsSync(frameFile(t))).length;
     expect(stored).toBeGreaterThanOrEqual(2);
