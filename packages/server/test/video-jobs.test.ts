@@ -7,7 +7,8 @@
  * are those `nst video` makes of the same clip with the same options (the
  * independent reference). Uploads beyond the limits are refused in one line
  * naming the field. A real redis-server, real worker processes, the API in
- * this process (to set its limits), the cpu engine and the built-in blocks
+ * this process (to set its limits), a folder store and then an S3 one (a
+ * real S3-protocol server, s3rver), the cpu engine and the built-in blocks
  * 1-3 weights; a tiny clip cut from test/fixtures/video.
  */
 import { spawnSync } from 'node:child_process';
@@ -17,8 +18,21 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '@nst/native';
-import { folderStore } from '@nst/server';
-import { getJson, nstBin, repoRoot, startApi, startCli, startProcess, startRedis, submitJob, until, type Proc } from './helpers.js';
+import { folderStore, frameKey, s3Store } from '@nst/server';
+import {
+  getJson,
+  nstBin,
+  repoRoot,
+  s3Client,
+  startApi,
+  startCli,
+  startProcess,
+  startRedis,
+  startS3,
+  submitJob,
+  until,
+  type Proc,
+} from './helpers.js';
 
 const fixture = path.join(repoRoot, 'test', 'fixtures', 'video', 'tubingen-pan-zoom.mp4');
 const styleFile = path.join(repoRoot, 'examples', 'images', 'starry_night.jpg');
@@ -236,6 +250,59 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
       expect(meanAbs(a, b), name).toBeLessThan(0.5);
       // And near the PNG frame it encodes (H.264 at this tiny size costs a few levels).
       expect(meanAbs(a, await rgb(path.join(dir, 'reference.frames', name))), name).toBeLessThan(16);
+    }
+  }, 900_000);
+
+  it('on an S3 store, with no shared folder: a worker killed mid-clip, another resumes from the frames in the bucket', async () => {
+    const s3 = await startS3();
+    procs.push(s3.proc);
+    // A queue of its own: the folder store's workers must not take these jobs.
+    const redis = await startRedis();
+    procs.push(redis.proc);
+    const bucket = s3Store('s3://nst/video', { client: s3Client(s3.url) });
+    const s3Api = await startApi(redis.url, { store: bucket, token, eventsEveryMs: 200 });
+    try {
+      const startWorker = () => {
+        // Nothing of this worker's is another's: its own scratch and cache.
+        const own = mkdtempSync(path.join(tmpdir(), 'nst-video-machine-'));
+        const w = startCli(['worker', '--store', 's3://nst/video', '--backend', 'cpu', '--lock-seconds', '8'], redis.url, {
+          ...s3.env,
+          TMPDIR: own,
+          NST_CACHE_DIR: path.join(own, 'cache'),
+          NST_WEIGHTS: '',
+        });
+        procs.push(w);
+        return w;
+      };
+      const first = startWorker();
+      await first.waitFor(/worker ready/, 120_000);
+      const submitted = await submitJob(s3Api.base, token, { content: new Blob([readFileSync(clip)]), style }, OPTIONS);
+      expect(submitted.status, JSON.stringify(submitted.body)).toBe(201);
+      const id = submitted.body.id as string;
+      const frameStored = async (t: number) => (await bucket.get(frameKey(id, `${String(t + 1).padStart(6, '0')}.png`))) !== undefined;
+      await until(() => frameStored(1), 240_000, 'two frames in the bucket', 20);
+      await first.stop('SIGKILL');
+      let stored = 0;
+      while (stored < FRAMES && (await frameStored(stored))) stored++;
+      expect(stored).toBeLessThan(FRAMES);
+
+      const second = startWorker();
+      await second.waitFor(new RegExp(`video ${id}: ${stored} of ${FRAMES} frames done before`), 120_000);
+      await until(async () => (await getJson(`${s3Api.base}/api/jobs/${id}`, token)).body.state === 'done', 300_000, 'the video job');
+      const rendered = [...second.output().matchAll(new RegExp(`video ${id}: frame (\\d+)/${FRAMES} done`, 'g'))].map((m) => Number(m[1]));
+      expect(rendered).toEqual(Array.from({ length: FRAMES - stored }, (_, k) => stored + k + 1));
+
+      // In the bucket: the .mp4, and of the frames only the first (input and stylised: the thumbnails).
+      const keys: string[] = [];
+      for await (const b of bucket.list('frames')) keys.push(b.key);
+      expect(keys.sort()).toEqual([`frames/${id}/000001.png`, `frames/${id}/input-000001.png`]);
+      const res = await fetch(`${s3Api.base}/api/jobs/${id}/result`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.headers.get('content-type')).toBe('video/mp4');
+      const mp4 = path.join(dir, 'result-s3.mp4');
+      writeFileSync(mp4, Buffer.from(await res.arrayBuffer()));
+      expect(Number(probe(mp4)[0].nb_read_frames)).toBe(FRAMES);
+    } finally {
+      await s3Api.close();
     }
   }, 900_000);
 });
