@@ -83,6 +83,12 @@ export interface PrepareOptions {
   readonly notice?: (line: string) => void;
   /** Check and plan only: nothing is removed, and output folders may not exist yet. */
   readonly dryRun?: boolean;
+  /**
+   * The names the user gave the job's input files, by local path, for what
+   * the results record (a worker's inputs are files in its scratch space,
+   * which must not reach the user); default: the paths, made absolute.
+   */
+  readonly inputNames?: ReadonlyMap<string, string>;
   /** How the front end names a job field in a message that points to another option (the CLI: `--fresh`); default: the field. */
   readonly nameField?: (field: string) => string;
 }
@@ -112,7 +118,7 @@ export async function prepareJob(job: JobConfig, weights: WeightSet, options: Pr
     : job.fresh
       ? FROM_THE_BEGINNING
       : await refuseDiscarding(checkpoint, steps, options.nameField ?? ((f) => f));
-  const settings = resultSettings(job, weights, size, fingerprint, digests);
+  const settings = resultSettings(job, weights, size, fingerprint, digests, options.inputNames);
   return { job, size, steps, fingerprint, settings, stepFingerprints, checkpoint, resumeAt, key: packingKey(job, size, resumeAt) };
 }
 

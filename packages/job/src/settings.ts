@@ -18,7 +18,8 @@ import { NST_VERSION } from './version.js';
 /**
  * What a result records of how it was made, in the file itself (PNG iTXt,
  * XMP elsewhere: image-file.ts): every option that changes the picture, as
- * text its parser reads back to the same value (paths absolute), each input
+ * text its parser reads back to the same value (paths absolute, or the names
+ * the user gave them where the files are a worker's copies), each input
  * file with its SHA-256, the weights' identity, the job's fingerprint (the
  * 'result' kind, which `nst batch` compares to decide whether a row
  * changed), and the nst version and backend. `nst info` prints it and
@@ -57,6 +58,7 @@ export function resultSettings(
   size: Size,
   fingerprint: string,
   digests: InputDigests,
+  inputNames?: ReadonlyMap<string, string>,
 ): ResultSettings {
   const options: Record<string, OptionValue> = {};
   const inputs: { field: string; file: string; sha256: string }[] = [];
@@ -65,7 +67,7 @@ export function resultSettings(
     const value = job[field];
     if (spec.result === false || value === undefined || omittedFromSettings(field, value)) continue;
     if (spec.paths && !(field === 'init' && isInitKind(value as string))) {
-      const files = (Array.isArray(value) ? value : [value]).map((f: string) => path.resolve(f));
+      const files = (Array.isArray(value) ? value : [value]).map((f: string) => inputNames?.get(f) ?? path.resolve(f));
       files.forEach((file, k) => inputs.push({ field, file, sha256: digests[field]?.[k] ?? '' }));
       options[field] = Array.isArray(value) ? files : files[0];
     } else options[field] = formatOption(field, value);

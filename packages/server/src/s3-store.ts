@@ -164,7 +164,11 @@ export function s3Store(url: string, options: S3StoreOptions = {}): BlobStore {
       const k = objectKey(key);
       try {
         const out = await send(false, () => client.send(new GetObjectCommand({ Bucket: bucket, Key: k })));
-        return out.Body ? await send(false, () => out.Body!.transformToByteArray()) : new Uint8Array();
+        const bytes = out.Body ? await send(false, () => out.Body!.transformToByteArray()) : new Uint8Array();
+        // A body cut short without an error (a connection closed early) is a failed read, never a blob.
+        if (out.ContentLength !== undefined && bytes.length !== out.ContentLength)
+          throw new StoreUnavailableError('unavailable', 'a short read');
+        return bytes;
       } catch (e) {
         if (isMissing(e)) return undefined;
         throw e;

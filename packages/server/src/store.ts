@@ -86,6 +86,18 @@ export function inputKey(bytes: Uint8Array): string {
 }
 
 /**
+ * An uploaded input read back from the store, checked against its key (its
+ * SHA-256): a copy cut short in transit, or read while an S3 server rewrote
+ * it, is a store failure to wait out, not a broken image to blame on the
+ * user. Undefined when the store no longer has it.
+ */
+export async function getInput(store: BlobStore, key: string): Promise<Uint8Array | undefined> {
+  const bytes = await store.get(key);
+  if (bytes && inputKey(bytes) !== key) throw new StoreUnavailableError('unavailable', 'a damaged copy');
+  return bytes;
+}
+
+/**
  * A BlobStore in a folder (local, or shared between machines over NFS and
  * the like). Writes go to a temporary file in <dir>/.tmp first: `put`
  * renames it over the key, `putOnce` hard-links it to the key, which fails

@@ -43,7 +43,7 @@ import {
   type VideoProgress,
 } from './queue.js';
 import { CANCELLED, count, HEARTBEAT_LIVES, registryKeys, type WorkerInfo } from './registry.js';
-import { isStoreUnavailable, type BlobStore } from './store.js';
+import { getInput, isStoreUnavailable, type BlobStore } from './store.js';
 
 export interface WorkerOptions {
   readonly store: BlobStore;
@@ -623,13 +623,16 @@ async function admit(
   const inputs = path.join(o.scratchDir, 'inputs');
   await fs.mkdir(inputs, { recursive: true });
   const given = job.data.service?.names;
-  const local = async (key: string, name: string) => {
+  // What the result records of its inputs: the names the user gave them, else their digests (never a path here).
+  const recorded = new Map<string, string>();
+  const local = async (key: string, name: string, given: string | undefined) => {
     const file = path.join(inputs, path.basename(key));
     names.set(file, name);
+    recorded.set(file, given ?? path.basename(key));
     try {
       await fs.access(file);
     } catch {
-      const bytes = await o.store.get(key);
+      const bytes = await getInput(o.store, key);
       if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
       // Several jobs may fetch the same input at once: each writes its own temporary file.
       const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
@@ -643,8 +646,8 @@ async function admit(
   names.set(jobDir, 'the result');
   const values = {
     ...job.data.options,
-    content: await local(job.data.content, given?.content ?? 'the content image'),
-    style: await Promise.all(job.data.styles.map((s, k) => local(s, given?.styles[k] ?? `style image ${k + 1}`))),
+    content: await local(job.data.content, given?.content ?? 'the content image', given?.content),
+    style: await Promise.all(job.data.styles.map((s, k) => local(s, given?.styles[k] ?? `style image ${k + 1}`, given?.styles[k]))),
     out: path.join(jobDir, 'result.png'),
     saveEvery: '0',
     checkpointEvery: String(o.checkpointEvery),
@@ -653,7 +656,10 @@ async function admit(
   const { weights, backend } = o.engine;
   // Loss layers the job left out come from the weight set when it has its own (the built-in blocks 1-3).
   const config = jobFromOptions(withWeightDefaults(values, weights).values);
-  const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble) });
+  const prepared = await prepareJob(config, weights, {
+    checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble),
+    inputNames: recorded,
+  });
   const final = prepared.steps[prepared.steps.length - 1];
   checkMemory(backend, { ...prepared.size, batch: 1, pooling: config.pooling, loss: lossOf(config), styleSizes: final.styleSizes });
   return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };

@@ -20,7 +20,7 @@ import { freePort, nstBin, repoRoot, s3Client, startCli, startRedis, startS3, ty
 // SIGKILL twice, mid-job with a checkpoint in the bucket, and started again.
 const images = path.resolve(repoRoot, '..', 'shared', 'images');
 const ready = existsSync(nstBin) && existsSync(path.join(images, 'tubingen.jpg'));
-const options = { size: '64x48', iterations: '60', 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2' };
+const options = { size: '64x48', fit: 'fill', iterations: '60', 'style-layers': 'conv1_1,conv2_1,conv3_1', 'content-layers': 'conv3_2' };
 const contents = ['tubingen.jpg', 'golden_gate.jpg', 'hoovertowernight.jpg', 'starry_night.jpg', 'the_scream.jpg'];
 const styles = ['starry_night.jpg', 'the_scream.jpg', 'shipwreck.jpg', 'tubingen.jpg'];
 

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expireStored, folderStore, isStoreUnavailable, s3Store, type BlobStore } from '@nst/server';
+import { expireStored, folderStore, getInput, inputKey, isStoreUnavailable, s3Store, type BlobStore } from '@nst/server';
 import { freePort, s3Client, startS3, type Proc } from './helpers.js';
 
 // One contract, two stores: a folder, and a bucket on a real S3-protocol server (s3rver in its own process,
@@ -51,6 +51,18 @@ describe.each(stores)('the store contract: %s', (_name, make) => {
     expect(await store.putOnce('results/x.png', bytes(100, 4))).toBe(false);
     expect(await store.putOnce('results/x.png', bytes(7, 5))).toBe(false);
     expect(await store.get('results/x.png')).toEqual(bytes(100, 3));
+  });
+
+  it('gives back an input only when its bytes are the ones its key names; a damaged copy is a store failure', async () => {
+    const store = make();
+    const image = bytes(64, 7);
+    const key = inputKey(image);
+    expect(await getInput(store, key)).toBeUndefined();
+    await store.put(key, image.subarray(0, 40)); // a copy cut short
+    const e = await getInput(store, key).catch((err: unknown) => err);
+    expect(isStoreUnavailable(e), String(e)).toBe(true);
+    await store.put(key, image);
+    expect(await getInput(store, key)).toEqual(image);
   });
 
   it('writes a large blob (in parts on S3) once, whole', async () => {
