@@ -692,7 +692,7 @@ async function admitVideo(
         () => true,
       )
     ) {
-      const bytes = await o.store.get(key);
+      const bytes = await getInput(o.store, key);
       if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
       const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
       await fs.writeFile(tmp, bytes);
