@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '@nst/native';
 import { folderStore, frameKey, s3Store } from '@nst/server';
 import {
+  call,
   getJson,
   nstBin,
   repoRoot,
@@ -251,6 +252,40 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
       // And near the PNG frame it encodes (H.264 at this tiny size costs a few levels).
       expect(meanAbs(a, await rgb(path.join(dir, 'reference.frames', name))), name).toBeLessThan(16);
     }
+    await second.stop(); // the next tests' jobs are their own workers'
+  }, 900_000);
+
+  it('cancels a running video within seconds (its worker takes the next job); a worker stopped with SIGTERM hands its video back', async () => {
+    const base = api!.base;
+    const worker = startCli(['worker', '--store', store, '--backend', 'cpu', '--lock-seconds', '8'], redisUrl, workerEnv);
+    procs.push(worker);
+    await worker.waitFor(/worker ready/, 120_000);
+    const submit = async () => {
+      const r = await submitJob(base, token, { content: new Blob([readFileSync(clip)]), style }, { ...OPTIONS, iterations: '41' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return r.body.id as string;
+    };
+    const stored = (id: string, t: number) => existsSync(path.join(store, 'frames', id, `${String(t + 1).padStart(6, '0')}.png`));
+    const state = async (id: string) => (await getJson(`${base}/api/jobs/${id}`, token)).body.state;
+
+    const cancelled = await submit();
+    await until(async () => stored(cancelled, 0), 240_000, 'a first frame', 20);
+    const asked = Date.now();
+    expect((await call('DELETE', `${base}/api/jobs/${cancelled}`, token)).status).toBe(202);
+    await until(async () => (await state(cancelled)) === 'cancelled', 30_000, 'the video to be cancelled');
+    await worker.waitFor(new RegExp(`job ${cancelled} cancelled`), 30_000);
+    const frames = readdirSync(path.join(store, 'frames', cancelled)).length;
+    console.log(`video jobs: a running video cancelled in ${Date.now() - asked} ms`);
+
+    // The worker goes on: the next video runs, and SIGTERM hands it back to the queue, its frames kept.
+    const next = await submit();
+    await until(async () => stored(next, 1), 240_000, 'two frames of the next video', 20);
+    await worker.stop('SIGTERM');
+    expect(worker.output()).toMatch(new RegExp(`job ${next} goes back to the queue`));
+    expect(await state(next)).toBe('queued');
+    expect(stored(next, 1)).toBe(true);
+    // Nothing more of the cancelled one was rendered.
+    expect(readdirSync(path.join(store, 'frames', cancelled))).toHaveLength(frames);
   }, 900_000);
 
   it('on an S3 store, with no shared folder: a worker killed mid-clip, another resumes from the frames in the bucket', async () => {
