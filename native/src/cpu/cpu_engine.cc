@@ -16,6 +16,7 @@
 #include "kernels/adam.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
+#include "kernels/temporal_loss.cuh"
 #include "kernels/tv_loss.cuh"
 #include "tile_session.h"
 #include "vgg_net.h"
@@ -53,14 +54,20 @@ static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c,
 // The floats of a session's own buffers besides its nets: the Adam moments m
 // and v (an image each), a copy of each content layer's map per item (the
 // content targets), a C x C Gram per style layer and item (the style
-// targets), and one Gram of scratch.
+// targets), one Gram of scratch, and with a temporal weight the temporal
+// targets (an image and a weight per pixel).
 struct SessionBuffers {
   size_t moment = 0;
   std::vector<size_t> content_targets, style_targets;
   size_t gram_scratch = 0;
+  size_t temporal_image = 0, temporal_weights = 0;
 
   SessionBuffers(const SessionConfig& c, const VggNetPlan& training)
       : moment(size_t(c.batch) * c.height * c.width * 3) {
+    if (c.loss.temporal_weight != 0.f) {
+      temporal_image = moment;
+      temporal_weights = moment / 3;
+    }
     for (const auto& l : c.loss.content) {
       const LayerShape& s = training.shape(l.conv_index);
       content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
@@ -73,7 +80,7 @@ struct SessionBuffers {
   }
 
   size_t total_floats() const {
-    size_t n = 2 * moment + gram_scratch;
+    size_t n = 2 * moment + gram_scratch + temporal_image + temporal_weights;
     for (size_t t : content_targets) n += t;
     for (size_t t : style_targets) n += t;
     return n;
@@ -139,6 +146,8 @@ class CpuSession : public Session {
     for (size_t n : sizes.content_targets) content_targets_.emplace_back(n, 0.f);
     for (size_t n : sizes.style_targets) style_targets_.emplace_back(n, 0.f);
     gram_scratch_.resize(sizes.gram_scratch);
+    temporal_image_.assign(sizes.temporal_image, 0.f);
+    temporal_weights_.assign(sizes.temporal_weights, 0.f);
   }
 
   const SessionConfig& config() const override { return config_; }
@@ -154,6 +163,7 @@ class CpuSession : public Session {
     }
     set_content_targets(targets);
     set_style_targets(targets);
+    set_temporal_targets(targets);
     has_targets_ = true;
   }
 
@@ -241,6 +251,24 @@ class CpuSession : public Session {
     }
   }
 
+  // Temporal targets (video): each item's warped previous frame and pixel
+  // weights; an item without one gets weight 0 everywhere (no term).
+  void set_temporal_targets(const std::vector<TargetsView>& targets) {
+    if (temporal_image_.empty()) return;
+    const size_t pixels = size_t(config_.height) * config_.width;
+    for (int b = 0; b < config_.batch; b++) {
+      float* image = temporal_image_.data() + b * pixels * 3;
+      float* weights = temporal_weights_.data() + b * pixels;
+      if (const auto& t = targets[b].temporal) {
+        std::memcpy(image, t->image, pixels * 3 * sizeof(float));
+        std::memcpy(weights, t->weights, pixels * sizeof(float));
+      } else {
+        std::fill(image, image + pixels * 3, 0.f);
+        std::fill(weights, weights + pixels, 0.f);
+      }
+    }
+  }
+
   // Forward, then backward into net_.image_gradient() with every loss term
   // added on the way (see NST-SPEC.md), TV last; the losses of each item.
   std::vector<LossValues> evaluate() {
@@ -250,13 +278,19 @@ class CpuSession : public Session {
     const LossSpec& spec = config_.loss;
     kernels::tv_loss_grad_cpu(net_.image(), net_.image_gradient(), config_.batch, config_.height, config_.width,
                               spec.tv_weight, loss_sums_.data());
+    if (!temporal_image_.empty())
+      kernels::temporal_loss_grad_cpu(net_.image(), temporal_image_.data(), temporal_weights_.data(),
+                                      net_.image_gradient(), config_.batch, config_.height, config_.width,
+                                      spec.temporal_weight, loss_sums_.data());
     std::vector<LossValues> losses(config_.batch);
     for (int b = 0; b < config_.batch; b++) {
       LossValues& v = losses[b];
       v.content = loss_sums_[b * kernels::kLossSlots + kernels::kContentSlot];
       v.style = loss_sums_[b * kernels::kLossSlots + kernels::kStyleSlot];
       v.tv = loss_sums_[b * kernels::kLossSlots + kernels::kTvSlot];
-      v.total = spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv;
+      v.temporal = loss_sums_[b * kernels::kLossSlots + kernels::kTemporalSlot];
+      v.total =
+          spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv + spec.temporal_weight * v.temporal;
     }
     return losses;
   }
@@ -294,6 +328,7 @@ class CpuSession : public Session {
   std::vector<float> m_, v_;
   std::vector<std::vector<float>> content_targets_, style_targets_;
   std::vector<float> gram_scratch_;
+  std::vector<float> temporal_image_, temporal_weights_;  // empty without a temporal weight
   std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };

@@ -16,3 +16,6 @@ export * from './settings.js';
 export * from './version.js';
 export * from './plan.js';
 export * from './tiled-session.js';
+export * from './video.js';
+export * from './video-flow.js';
+export * from './video-io.js';

@@ -18,6 +18,7 @@ import {
   type TileContent,
   type TileGeometry,
   type TileSession,
+  type TemporalTarget,
   type TileStats,
   type VectorOps,
 } from '@nst/core';
@@ -115,6 +116,8 @@ export class TiledSession implements Session {
   private contentTargets: Float32Array[][][] = [];
   /** 'recompute': per item, the content image. */
   private contentImages: Float32Array[] = [];
+  /** Video: per item, the temporal term's target (absent: none for that item). */
+  private temporal: (TemporalTarget | undefined)[] = [];
   private evaluations = 0;
   // Scratch, reused tile after tile (calls are awaited one at a time).
   private tilePixels = new Float32Array(0);
@@ -180,6 +183,7 @@ export class TiledSession implements Session {
     this.styleTargets = [];
     this.contentTargets = [];
     this.contentImages = [];
+    this.temporal = (this.options.loss.temporalWeight ?? 0) > 0 ? targets.map((t) => t.temporal) : [];
     for (const t of targets) {
       this.styleTargets.push(await this.styleTargetsOf(t.styles));
       if (this.content.length === 0) continue;
@@ -338,7 +342,12 @@ export class TiledSession implements Session {
       }
     }
     const tv = smoothness(x, height, width, g, spec.tvWeight);
-    return { content, style, tv, total: spec.alpha * content + spec.beta * style + spec.tvWeight * tv };
+    const losses = { content, style, tv, total: spec.alpha * content + spec.beta * style + spec.tvWeight * tv };
+    const temporalWeight = spec.temporalWeight ?? 0;
+    if (temporalWeight === 0) return losses;
+    const target = this.temporal[b];
+    const temporal = target ? temporalTerm(x, target, g, temporalWeight) : 0;
+    return { ...losses, temporal, total: losses.total + temporalWeight * temporal };
   }
 
   private contentOf(b: number, tile: number): TileContent {
@@ -392,6 +401,26 @@ function addTile(g: Float32Array, width: number, e: Rect, tile: Float32Array): v
     const from = (y - e.y0) * row;
     for (let k = 0; k < row; k++) g[at + k] += tile[from + k];
   }
+}
+
+/**
+ * Video's J_temporal (core's loss.ts) of an image (HWC) against its target,
+ * with float64 sums, and, when `g` is given, adds weight * d J_temporal / d x:
+ * a pixel-space term like J_tv, exact on the whole image at once.
+ */
+function temporalTerm(x: Float32Array, target: TemporalTarget, g: Float32Array | undefined, weight: number): number {
+  const omega = target.image.data;
+  const d = x.length;
+  let sum = 0;
+  for (let p = 0; p < target.weights.length; p++) {
+    const c = target.weights[p];
+    for (let k = 3 * p; k < 3 * p + 3; k++) {
+      const diff = x[k] - omega[k];
+      sum += c * diff * diff;
+      if (g) g[k] += (2 * weight * c * diff) / d;
+    }
+  }
+  return sum / d;
 }
 
 /**

@@ -47,6 +47,16 @@ describe('exact tiling, cpu engine', () => {
         minTilesPerSide: 4,
       },
       {
+        name: "blocks 1-3 loss and video's temporal term",
+        height: 67,
+        width: 75,
+        core: 16,
+        pooling: 'avg',
+        loss: { ...REDUCED_LOSS, temporalWeight: 1e3 },
+        adamIterations: 2,
+        minTilesPerSide: 4,
+      },
+      {
         name: 'default loss, Winograd convolutions',
         height: 160,
         width: 208,

@@ -79,8 +79,13 @@ function image(seed: number, height: number, width: number) {
 function targetsFor(c: TiledCase): Targets[] {
   const sh = Math.round(c.height * 0.8) + 3;
   const sw = Math.round(c.width * 1.1) + 5;
+  // Video's temporal target when the loss has its weight.
+  const temporal = c.loss.temporalWeight
+    ? { temporal: { image: image(5, c.height, c.width), weights: testImage(6, c.height * c.width, 0, 1) } }
+    : {};
   return [
     {
+      ...temporal,
       content: image(2, c.height, c.width),
       styles: [
         { image: image(3, sh, sw), weight: 0.7 },
@@ -160,6 +165,10 @@ export function tiledCases(device: 'cpu' | 'cuda', cases: readonly TiledCase[], 
           expect(loss.content).toBeLessThanOrEqual(TOLERANCE.loss);
           expect(loss.style).toBeLessThanOrEqual(TOLERANCE.loss);
           expect(loss.total).toBeLessThanOrEqual(TOLERANCE.loss);
+          if (c.loss.temporalWeight) {
+            expect(untiled.first.temporal).toBeGreaterThan(0);
+            expect(Math.abs(tiled.first.temporal! - untiled.first.temporal!) / untiled.first.temporal!).toBeLessThanOrEqual(TOLERANCE.loss);
+          }
           if (c.winograd) {
             // The rounding of Winograd itself: the whole image, Winograd against direct convolutions.
             process.env.NST_CPU_WINOGRAD = '0';
