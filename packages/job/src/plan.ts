@@ -201,13 +201,8 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
         untiledPeak > budget ? budget : hostBudget,
         (s) => where(untiledEngine(s), untiledHost(s)),
       );
-      const hint =
-        !backend.createTileSession && tile !== 'off'
-          ? `; the ${backend.name} backend cannot render tile by tile (the cpu and cuda backends can)`
-          : tile === 'off'
-            ? '; --tile auto renders it tile by tile'
-            : '';
-      throw new UserError(refusal.detail + hint, { code: 'too-large', field: tile === 'off' ? 'tile' : 'size' });
+      // The one refusal line (core's memoryRefusal), as without tiling: --tile off asked for it, or the backend cannot tile.
+      throw new UserError(refusal.detail, { code: 'too-large', field: 'size' });
     }
     return {
       ...base,
