@@ -194,12 +194,15 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
     });
   if (tile === 'off' || (tile === 'auto' && untiledPeak <= budget && hostFits(untiledHostPeak)) || !backend.createTileSession) {
     if (untiledPeak > budget || !hostFits(untiledHostPeak)) {
+      // In the process's memory: what the render adds to the process as it is now, against what the budget
+      // leaves it (the estimate then reads the same in every process that makes it).
+      const here = untiledPeak > budget && device ? 0 : baseline;
       const refusal = memoryRefusal(
         backend.name,
         shape,
-        untiledPeak > budget ? untiledPeak : untiledHostPeak,
-        untiledPeak > budget ? budget : hostBudget,
-        (s) => where(untiledEngine(s), untiledHost(s)),
+        (untiledPeak > budget ? untiledPeak : untiledHostPeak) - here,
+        (untiledPeak > budget ? budget : hostBudget) - here,
+        (s) => where(untiledEngine(s), untiledHost(s)) - (device ? 0 : baseline),
       );
       // The one refusal line (core's memoryRefusal), as without tiling: --tile off asked for it, or the backend cannot tile.
       throw new UserError(refusal.detail, { code: 'too-large', field: 'size' });
