@@ -11,6 +11,6 @@
 #include "kernels/pool.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
-#include "kernels/tile_core.cuh"
 #include "kernels/temporal_loss.cuh"
+#include "kernels/tile_core.cuh"
 #include "kernels/tv_loss.cuh"
