@@ -374,8 +374,8 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     } else {
       const precision = nst(withFlags(renderArgs(file('p.png')), ['--backend', 'auto', '--precision', 'fp64']));
       expect(precision.status).not.toBe(0);
-      // Only what an engine implements is offered: no bf16 until one does.
-      expect(precision.stderr).toMatch(/^nst: --precision: 'fp64' is not one of fp32, tf32$/m);
+      // Only what an engine implements is offered, and auto (each engine's own choice).
+      expect(precision.stderr).toMatch(/^nst: --precision: 'fp64' is not one of auto, fp32, bf16, tf32$/m);
       const index = nst(withFlags(renderArgs(file('g.png')), ['--backend', 'auto', '--gpu', 'one']));
       expect(index.status).toBe(2);
       expect(index.stderr).toMatch(/^nst: --gpu: 'one' is not a whole number/);
