@@ -55,34 +55,35 @@ static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c,
 // and v (an image each, float32), a copy of each content layer's map per item
 // (the content targets, in the activations' type: bf16 in bf16), a C x C
 // float32 Gram per style layer and item (the style targets), one Gram of
-// scratch, and in bf16 the block of rows the Gram products widen to float32.
+// scratch, and in bf16 each style layer's Gram products (Bf16Gram).
 struct SessionBuffers {
   size_t moment = 0;                                   // floats
   std::vector<size_t> content_targets, style_targets;  // elements
   size_t gram_scratch = 0;                             // floats
-  size_t widen_scratch = 0;                            // floats
+  size_t gram_ops = 0;                                 // bytes (bf16)
   size_t content_element_bytes = sizeof(float);
 
-  SessionBuffers(const SessionConfig& c, const VggNetPlan& training)
+  SessionBuffers(const dnnl::engine& engine, const SessionConfig& c, const VggNetPlan& training)
       : moment(size_t(c.batch) * c.height * c.width * 3), content_element_bytes(training.activation_element_bytes()) {
+    const bool bf16 = content_element_bytes == sizeof(kernels::bf16_bits);
     for (const auto& l : c.loss.content) {
       const LayerShape& s = training.shape(l.conv_index);
       content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
     }
     for (const auto& l : c.loss.style) {
-      const size_t channels = training.shape(l.conv_index).channels;
+      const LayerShape& s = training.shape(l.conv_index);
+      const size_t channels = s.channels;
       style_targets.push_back(size_t(c.batch) * channels * channels);
       gram_scratch = std::max(gram_scratch, channels * channels);
+      if (bf16) gram_ops += Bf16Gram::buffer_bytes(engine, int(s.pixels()), s.channels);
     }
-    if (content_element_bytes == sizeof(kernels::bf16_bits) && !c.loss.style.empty())
-      widen_scratch = kGramScratchFloats;
   }
 
   size_t total_bytes() const {
-    size_t floats = 2 * moment + gram_scratch + widen_scratch, content = 0;
+    size_t floats = 2 * moment + gram_scratch, content = 0;
     for (size_t t : content_targets) content += t;
     for (size_t t : style_targets) floats += t;
-    return sizeof(float) * floats + content_element_bytes * content;
+    return sizeof(float) * floats + content_element_bytes * content + gram_ops;
   }
 };
 
@@ -116,15 +117,26 @@ static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig
     styles.reserve(distinct.size());  // plans points into it
     for (const ImageSize& s : distinct) plans.push_back(&styles.emplace_back(style_plan(engine, c, s, precision)));
   }
-  size_t style_nets = 0, target_images = size_t(c.height) * c.width * 3;
-  for (const VggNetPlan& p : styles) style_nets += p.buffer_bytes();
+  size_t style_nets = 0, style_gram_ops = 0, target_images = size_t(c.height) * c.width * 3;
+  int style_gram_primitives = 0;
+  for (const VggNetPlan& p : styles) {
+    style_nets += p.buffer_bytes();
+    if (precision != Precision::Bf16) continue;
+    // The style targets' Gram products, one layer at a time (bf16).
+    for (const auto& l : c.loss.style) {
+      const LayerShape& s = p.shape(l.conv_index);
+      style_gram_ops = std::max(style_gram_ops, Bf16Gram::buffer_bytes(engine, int(s.pixels()), s.channels));
+      style_gram_primitives += Bf16Gram::kPrimitives;
+    }
+  }
   for (const ImageSize& s : style_sizes) target_images += size_t(s.height) * s.width * 3;
   const ReorderedWeights reordered = reordered_weights(plans);
   const size_t weights = sizeof(float) * vgg_weight_floats(deepest_layer(c.loss) + 1) + reordered.bytes;
-  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets);
-  int primitives = reordered.copies;
+  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets + style_gram_ops);
+  int primitives = reordered.copies + style_gram_primitives;
   for (const VggNetPlan* p : plans) primitives += p->primitive_count();
-  return weights + training.buffer_bytes() + SessionBuffers(c, training).total_bytes() + target_nets +
+  if (precision == Precision::Bf16) primitives += Bf16Gram::kPrimitives * int(c.loss.style.size());
+  return weights + training.buffer_bytes() + SessionBuffers(engine, c, training).total_bytes() + target_nets +
          sizeof(float) * c.batch * target_images + kGeneratedCodeBytes * primitives;
 }
 
@@ -139,13 +151,17 @@ class CpuSession : public Session {
         net_(engine_, *weights_, plan),
         image_size_(size_t(config.height) * config.width * 3),
         loss_sums_(size_t(config.batch) * kernels::kLossSlots, 0.0) {
-    const SessionBuffers sizes(config, plan);
+    const SessionBuffers sizes(engine_, config, plan);
     m_.assign(sizes.moment, 0.f);
     v_.assign(sizes.moment, 0.f);
     for (size_t n : sizes.content_targets) content_targets_.emplace_back(n * sizes.content_element_bytes);
     for (size_t n : sizes.style_targets) style_targets_.emplace_back(n, 0.f);
     gram_scratch_.resize(sizes.gram_scratch);
-    widen_scratch_.resize(sizes.widen_scratch);
+    if (precision_ == Precision::Bf16)
+      for (const auto& l : config.loss.style) {
+        const LayerShape& s = plan.shape(l.conv_index);
+        bf16_grams_.push_back(std::make_unique<Bf16Gram>(engine_, int(s.pixels()), s.channels));
+      }
   }
 
   const SessionConfig& config() const override { return config_; }
@@ -246,7 +262,7 @@ class CpuSession : public Session {
           float* target = style_targets_[i].data() + size_t(b) * s.channels * s.channels;
           const float scale = style.weight / float(s.pixels());
           if (net->bf16())
-            gram(net->activation_bf16(l), int(s.pixels()), s.channels, scale, 1.f, target, widen_scratch_.data());
+            Bf16Gram(engine_, int(s.pixels()), s.channels).gram(net->activation_bf16(l), scale, 1.f, target);
           else
             gram(net->activation(l), int(s.pixels()), s.channels, scale, 1.f, target);
         }
@@ -290,15 +306,14 @@ class CpuSession : public Session {
       const double w = spec.style[i].weight;
       for (int b = 0; b < config_.batch; b++) {
         if (bf16)
-          gram(act16 + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data(), widen_scratch_.data());
+          bf16_grams_[i]->gram(act16 + b * item, 1.f / float(n), 0.f, gram_scratch_.data());
         else
           gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
         kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
                                      float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
                                      loss_sums_.data() + size_t(b) * kernels::kLossSlots);
         if (bf16)
-          add_gram_gradient(act16 + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item,
-                            widen_scratch_.data());
+          bf16_grams_[i]->add_gradient(act16 + b * item, gram_scratch_.data(), grad + b * item);
         else
           add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
@@ -327,8 +342,8 @@ class CpuSession : public Session {
   std::vector<std::vector<std::byte>> content_targets_;
   std::vector<std::vector<float>> style_targets_;
   std::vector<float> gram_scratch_;
-  std::vector<float> widen_scratch_;  // bf16: the Gram products' rows in float32
-  std::vector<double> loss_sums_;     // batch x kernels::kLossSlots, as the loss kernels accumulate them
+  std::vector<std::unique_ptr<Bf16Gram>> bf16_grams_;  // bf16: each style layer's Gram products
+  std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };
 

@@ -89,10 +89,15 @@ bool winograd_enabled() {
 // 32x32 pixels and more (on conv1_2 at full resolution it still wins after the
 // layout conversions of its 64-channel input), even at 19x25, but slower on
 // small maps (1.5x at 16x16, 4x at 8x8): too few 4x4 tiles to amortise the
-// transforms. conv1_1's 3 input channels have no Winograd kernel. In bf16,
-// oneDNN's Winograd (float32 only) would need its input and output converted
-// from and to bf16, and the bf16 direct convolutions beat it on every layer
-// even before those conversions (bench/cpu/bf16-layers.cc, bench/RESULTS.md).
+// transforms. conv1_1's 3 input channels have no Winograd kernel.
+// None in bf16: oneDNN's Winograd is float32 only, so a Winograd layer in a
+// bf16 net would convert its input and output from and to bf16. Measured per
+// layer (bench/cpu/bf16-layers.cc, bench/RESULTS.md) on AVX512-BF16 without
+// AMX, bf16 direct ties it on blocks 1-3 and conv5_1 and loses on
+// conv4_2..conv4_4 by 1-3 ms each at 400x300 (about 4% of an iteration),
+// where Winograd's scratchpad would cost back much of the memory bf16 saves;
+// on AMX, bf16 direct runs at 4-6x fp32 direct (issue 24), which Winograd's
+// 2x cannot reach.
 static bool winograd_rule(int layer, int batch, int h, int w, Precision precision) {
   constexpr long kMinPixels = 400;  // between 16x16 (slower) and 19x25 (faster)
   return precision == Precision::Fp32 && kVgg19[layer].in_channels % 16 == 0 && long(batch) * h * w >= kMinPixels;

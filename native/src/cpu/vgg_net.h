@@ -51,8 +51,7 @@ struct LayerShape {
 // blocked nChw16c layout only, float32 only): a static rule, measured in
 // bench/RESULTS.md, so that every net of a session (content targets included)
 // makes the same choice. Off with NST_CPU_WINOGRAD=0 (or where oneDNN has no
-// Winograd kernel), and never in bf16, where the bf16 direct convolutions
-// beat it on every layer (bench/cpu/bf16-layers.cc).
+// Winograd kernel), and never in bf16 (vgg_net.cc's winograd_rule says why).
 bool winograd_enabled();
 
 // A net's primitive descriptors and the bytes of every buffer it allocates,
