@@ -24,6 +24,11 @@ const cliBuilt = available(built, 'packages/cli/dist is not built (run `npm run 
 const backend = available(loadNativeAddon().ok, 'the native addon is not built: the flag tests run on tfjs') ? 'cpu' : 'tfjs';
 // Two style layers and a content layer after the first pooling: conv1_1 .. conv2_2 is all the network needed.
 const LIGHT = ['--style-layers', 'conv1_1,conv2_1', '--content-layers', 'conv2_2'];
+/** What the cpu engine's auto precision is for each NST_CPU_FEATURES value that has native bf16 (native/src/cpu/cpu_features.h). */
+const AUTO_PRECISION = [
+  ['avx512_bf16', 'bf16'],
+  ['amx', 'bf16'],
+] as const;
 
 /** Flags that take several values (each occurrence adds one). */
 const REPEATABLE = new Set(['--content', '--style']);
@@ -358,6 +363,59 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     expect(debug.stderr).toMatch(/\n\s+at /);
   });
 
+  it.skipIf(backend !== 'cpu')(
+    '--precision on the cpu backend: nst backends and the render name the instruction set and the precision; auto follows the processor',
+    () => {
+      // Forced features (NST_CPU_FEATURES), so that every machine checks every case; the engine names what it forced.
+      const line = (features: string, precision: string) =>
+        new RegExp(`^cpu \\(oneDNN \\d+\\.\\d+\\.\\d+, \\d+ threads, [\\w.-]+ ${precision}; NST_CPU_FEATURES=${features}\\)$`);
+      const backends = (features: string) =>
+        nst(['backends'], { NST_CPU_FEATURES: features })
+          .stdout.split('\n')
+          .find((l) => l.startsWith('cpu '))
+          ?.replace(/^cpu\s+yes\s+/, '');
+      const render = (out: string, features: string, precision: string) =>
+        nst(withFlags(renderArgs(file(out)), ['--backend', 'cpu', '--precision', precision, '--iterations', '3']), {
+          NST_CPU_FEATURES: features,
+        });
+      const firstLine = (r: { stderr: string }) => r.stderr.split('\n')[0];
+      const final = (r: { stdout: string }) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
+
+      // No native bf16: auto is fp32, in nst backends and in the render's first line.
+      expect(backends('none')).toMatch(line('none', 'fp32'));
+      const fp32 = render('cpu-fp32.png', 'none', 'auto');
+      expect(fp32.status).toBe(0);
+      expect(firstLine(fp32)).toMatch(/^backend: /);
+      expect(firstLine(fp32).slice(9)).toMatch(line('none', 'fp32'));
+      // An explicit bf16 there: one line, the --precision error naming the missing instructions.
+      const refused = render('cpu-refused.png', 'none', 'bf16');
+      expect(refused.status).toBe(2);
+      expect(refused.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(
+          /^nst: --precision: cpu: bf16 needs native bf16 instructions, AMX-BF16 \(amx_bf16\) or AVX512-BF16 \(avx512_bf16\)/,
+        ),
+      ]);
+
+      for (const [features, auto] of AUTO_PRECISION) {
+        expect(backends(features)).toMatch(line(features, auto));
+        const r = render(`cpu-${features}.png`, features, 'auto');
+        if (auto === 'bf16' && r.status !== 0) {
+          // Below AVX-512 oneDNN has no bf16 convolution at all, not even emulated: the one-line refusal.
+          expect(r.stderr.trim().split('\n')).toEqual([
+            expect.stringMatching(/^nst: --precision: cpu: bf16: oneDNN \S+ has no bf16 convolution/),
+          ]);
+          continue;
+        }
+        expect(firstLine(r).slice(9)).toMatch(line(features, auto));
+        // The precision reaches the engine: bf16 rounds, so its losses differ from fp32's (and stay close).
+        if (auto === 'bf16') {
+          expect(final(r)).not.toBe(final(fp32));
+          expect(Math.abs(final(r) / final(fp32) - 1)).toBeLessThan(2e-2);
+        } else expect(final(r)).toBe(final(fp32));
+      }
+    },
+  );
+
   it('--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)', () => {
     const gpu = existsSync('/dev/nvidia0');
     expect.assertions(4);
@@ -453,6 +511,10 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   ],
   '--precision': [
     ['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)'],
+    [
+      'test/cli-flags.test.ts',
+      '--precision on the cpu backend: nst backends and the render name the instruction set and the precision; auto follows the processor',
+    ],
   ],
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
   '--json': [
