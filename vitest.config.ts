@@ -15,7 +15,7 @@ const packages = ['core', 'files', 'job', 'weights', 'tfjs', 'native', 'batch', 
  * and CI run both.
  */
 const E2E = [
-  'test/**/*.test.ts',
+  'test/!(repo).test.ts',
   'packages/server/test/**/*.test.ts',
   'packages/native/test/cuda-*.test.ts',
   'packages/tfjs/test/wasm-threads-start.test.ts',
@@ -41,7 +41,7 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'e2e', include: E2E, exclude: FAST_SHARED },
+        test: { name: 'e2e', include: E2E },
       },
     ],
   },

@@ -65,14 +65,20 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('nst
     ]);
     let sent = false;
     const first = await nstAsync(['batch', m, '--weights', weights, '--backend', 'cpu', '--json'], (chunk, child) => {
-      if (!sent && /"event":"progress"/.test(chunk)) {
+      // Once both jobs have made some progress (a batch's first progress event comes at iteration 0).
+      if (!sent && /"event":"progress".*"iteration":[1-9]/.test(chunk)) {
         sent = true;
         child.kill('SIGINT');
       }
     });
     expect(first.status, first.stderr).toBe(130);
     expect(results(m).map((x) => x.status)).toEqual(['interrupted', 'interrupted']);
-    for (const id of ['x', 'y']) expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(true);
+    // Each job's image so far lies beside its output, never under the output's name.
+    for (const id of ['x', 'y']) {
+      expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(true);
+      expect(existsSync(file(`long/${id}.partial.png`))).toBe(true);
+      expect(existsSync(file(`long/${id}.png`))).toBe(false);
+    }
 
     // The re-run resumes both together from where they stopped (fewer iterations left, so the test stays short).
     const stoppedAt = jsonLines(readFileSync(`${m}.results.jsonl`, 'utf8'))[0].iterations as number;
@@ -89,7 +95,11 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('nst
       ['done', stoppedAt + 3],
       ['done', stoppedAt + 3],
     ]);
-    for (const id of ['x', 'y']) expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(false);
+    for (const id of ['x', 'y']) {
+      expect(existsSync(file(`long/${id}.png.ckpt`))).toBe(false);
+      expect(existsSync(file(`long/${id}.partial.png`))).toBe(false);
+      expect(existsSync(file(`long/${id}.png`))).toBe(true);
+    }
   });
 
   it('reads CSV manifests', () => {

@@ -17,7 +17,18 @@ import { PREPROCESSING, type Preprocessing } from '@nst/core';
 import { loadNativeAddon } from '@nst/native';
 import { OUTPUT_EXTENSIONS } from '@nst/job';
 import { randomWeights, writeSafetensors } from '@nst/weights';
-import { available, cliBuilt as built, jsonLines, newDir, nst, nstAsync, repoRoot, writeTestImage } from '@nst/test-helpers';
+import {
+  available,
+  cliBuilt as built,
+  jsonLines,
+  newDir,
+  nst,
+  nstAsync,
+  repoRoot,
+  sharedImages,
+  sharedWeights,
+  writeTestImage,
+} from '@nst/test-helpers';
 
 const cliBuilt = available(built, 'packages/cli/dist is not built (run `npm run build`)');
 // Under CI the native cpu engine must be built (the build is strict there); elsewhere tfjs stands in.
@@ -341,7 +352,7 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
       // Without --yes nothing is downloaded: the built-in blocks 1-3 render, saying how to get the full network.
       const no = await nstAsync(base, undefined, env);
       expect(no.status, no.stderr).toBe(0);
-      expect(no.stdout).toMatch(/^weights: no full VGG-19 installed, using the built-in blocks 1-3; .*nst weights fetch/m);
+      expect(no.stdout).toMatch(/; weights: no full VGG-19 installed, using the built-in blocks 1-3 .*nst weights fetch/);
       expect(requests).toEqual([]);
       const yes = await nstAsync([...base, '--yes'], undefined, env);
       expect(yes.status).not.toBe(0); // the mirror has nothing: the download fails, with one line
@@ -418,14 +429,26 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 
   it('--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)', () => {
     const gpu = existsSync('/dev/nvidia0');
-    expect.assertions(4);
+    expect.assertions(gpu ? 6 : 4);
     if (gpu) {
-      // Another arithmetic, other losses after a few iterations; a GPU index that does not exist is an error.
+      // The engine runs the arithmetic asked for (its description names it); one it lacks (bf16) and a GPU index
+      // that does not exist are refused in one line.
       const fp32 = nst(withFlags(renderArgs(file('fp32.png')), ['--backend', 'cuda', '--precision', 'fp32', '--iterations', '5']));
       const tf32 = nst(withFlags(renderArgs(file('tf32.png')), ['--backend', 'cuda', '--precision', 'tf32', '--iterations', '5']));
-      expect([fp32.status, tf32.status]).toEqual([0, 0]);
-      const final = (r: typeof fp32) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
-      expect(final(fp32)).not.toBe(final(tf32));
+      expect([fp32.status, tf32.status], fp32.stderr + tf32.stderr).toEqual([0, 0]);
+      const engine = (r: typeof fp32) => String(jsonLines(r.stdout).find((l) => l.summary)!.backend);
+      expect([engine(fp32), engine(tf32)]).toEqual([
+        expect.stringMatching(/^cuda \(.*, fp32[,)]/),
+        expect.stringMatching(/^cuda \(.*, tf32[,)]/),
+      ]);
+      const bf16 = nst(withFlags(renderArgs(file('bf16.png')), ['--backend', 'cuda', '--precision', 'bf16', '--iterations', '5']));
+      expect(bf16.status, bf16.stderr).toBe(2);
+      expect(
+        bf16.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('nst: ')),
+      ).toEqual([expect.stringMatching(/^nst: --precision: /)]);
       const missing = nst(withFlags(renderArgs(file('gpu99.png')), ['--backend', 'cuda', '--gpu', '99', '--iterations', '1']));
       expect(missing.status).not.toBe(0);
       expect(missing.stderr.trim().split('\n')).toHaveLength(1);
@@ -444,11 +467,17 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
 /**
  * Every flag of the README's `nst render` table, and the tests that would
  * fail if it were ignored: [test file, test name]. A flag added to the CLI or
- * the README without a test here fails the check below.
+ * the README without a test here fails the check below, and so does a flag
+ * whose tests are all skipped on this machine (their condition, below, is
+ * false here): each flag needs one test that runs.
  */
 const FLAG_TESTS: Record<string, [string, string][]> = {
   '--content': [
     ['test/cli-flags.test.ts', 'several --content render one job each, in one engine batch: each exactly as its own single render'],
+    [
+      'test/daily-use.test.ts',
+      "--size N keeps each photo's aspect, per photo: a 2:1 photo at --size 96 gives 96x48 beside a 4:3 one at 96x72",
+    ],
   ],
   '--style': [['test/cli-flags.test.ts', '--style-blend-weights 1,0 equals the first style alone, 0,1 the second']],
   '--style-blend-weights': [['test/cli-flags.test.ts', '--style-blend-weights 1,0 equals the first style alone, 0,1 the second']],
@@ -457,9 +486,22 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   '--size': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
     ['test/cli-flags.test.ts', '--size N sets the longest side and keeps the content aspect'],
+    [
+      'test/daily-use.test.ts',
+      "--size N keeps each photo's aspect, per photo: a 2:1 photo at --size 96 gives 96x48 beside a 4:3 one at 96x72",
+    ],
+    ['test/daily-use.test.ts', 'with no --size the longest side is 400, the aspect kept: 400x300 for a 4:3 photo, 400x200 for a 2:1 one'],
   ],
+  '--fit': [
+    [
+      'test/daily-use.test.ts',
+      '--size WxH fits inside by default; --fit contain, cover and fill frame the photo as sharp does, naming the photo whose shape changes',
+    ],
+  ],
+  // Four reports for 3 iterations (0 to 3, --print-every 1): a count ignored would give 201.
   '--iterations': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    ['test/cli-flags.test.ts', '--style-blend-weights 1,0 equals the first style alone, 0,1 the second'],
   ],
   '--alpha': [['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total']],
   '--beta': [['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total']],
@@ -470,12 +512,14 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
       'torchvision weights: the noise and --lr are in pixel levels (the first Adam step moves each pixel by lr levels)',
     ],
   ],
-  // The blocks 1-3 set lacks the default layers: ignoring either flag would make the render fail.
+  // The blocks 1-3 set, and this file's four-layer set, lack the default layers: ignoring either flag would make the render fail.
   '--content-layers': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    ['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total'],
   ],
   '--style-layers': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    ['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total'],
   ],
   '--pooling': [['test/cli-flags.test.ts', '--pooling max changes what the network sees after the first pooling']],
   '--init': [
@@ -487,8 +531,12 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   '--seed': [['test/cli.test.ts', 'writes intermediate images every --save-every and is reproducible with --seed']],
   '--print-every': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    ['test/cli-flags.test.ts', '--style-blend-weights 1,0 equals the first style alone, 0,1 the second'],
   ],
-  '--save-every': [['test/cli.test.ts', 'writes intermediate images every --save-every and is reproducible with --seed']],
+  '--save-every': [
+    ['test/cli.test.ts', 'writes intermediate images every --save-every and is reproducible with --seed'],
+    ['test/daily-use.test.ts', 'writes only the file named: no <stem>_20 snapshots unless --save-every asks'],
+  ],
   '--checkpoint-every': [
     [
       'test/cli-flags.test.ts',
@@ -496,14 +544,30 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
     ],
   ],
   '--resume': [
-    ['test/cli.test.ts', 'keeps the latest image on Ctrl-C and resumes to the same result'],
+    ['test/cli.test.ts', 'keeps the latest image on Ctrl-C beside the output, never under its name, and resumes to the same result'],
     [
       'test/cli-flags.test.ts',
       '--checkpoint-every writes <out>.ckpt at its multiples; --resume continues there and refuses a different job',
     ],
   ],
+  '--fresh': [
+    [
+      'test/cli-hostile.test.ts',
+      "never deletes or overwrites a <out>.ckpt that nst did not write, nor another job's checkpoint unless told to",
+    ],
+  ],
+  '--from': [
+    [
+      'test/daily-use.test.ts',
+      'records the options, inputs, weights and nst version (PNG iTXt, JPEG XMP); nst info prints them; --from repeats the render to the last digit',
+    ],
+  ],
   '--weights': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    [
+      'test/cli-flags.test.ts',
+      'torchvision weights: the noise and --lr are in pixel levels (the first Adam step moves each pixel by lr levels)',
+    ],
   ],
   '--backend': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
@@ -519,7 +583,9 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
   '--json': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
+    ['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total'],
   ],
+  '--verbose': [['test/daily-use.test.ts', 'starts with one line (size, backend, weights); --verbose adds what was chosen by default']],
   '--yes': [
     [
       'test/cli-flags.test.ts',
@@ -543,6 +609,43 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   ],
 };
 
+/**
+ * Whether the conditions the named tests run under (it.runIf(x), and the
+ * describe.runIf(x) around them) hold on this machine, by the name of what
+ * they test: `available(cliBuilt, ...)` is cliBuilt. A condition not listed
+ * here fails the check, so that a new one is added rather than assumed.
+ */
+const CONDITIONS: Record<string, boolean> = {
+  cliBuilt,
+  built: cliBuilt,
+  hasSharedWeights: existsSync(path.join(sharedWeights, 'model.json')),
+  "sharedAvailable('weights')": existsSync(path.join(sharedWeights, 'model.json')),
+  "sharedAvailable('images')": existsSync(path.join(sharedImages, 'tubingen.jpg')),
+};
+
+/** Text with parentheses nested up to two deep: `available(cliBuilt, 'not built (run npm run build)')`. */
+const NESTED = String.raw`(?:[^()]|\((?:[^()]|\([^()]*\))*\))*`;
+
+/** The condition's name: `available(x, 'why')` is x. */
+const conditionName = (expression: string) => /^available\((\w+),/.exec(expression.trim())?.[1] ?? expression.trim();
+
+/** The test `name` in `source`: where it is declared and the conditions it runs under; undefined when it is not there. */
+function findTest(source: string, name: string): { conditions: string[] } | undefined {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // it('name', ...), it.runIf(...)('name', ...), the name on its own line as the formatter leaves it.
+  const declaration = new RegExp(`\\bit(?:\\.(\\w+)\\((${NESTED})\\))?\\(\\s*(['"])${escaped}\\3,`).exec(source);
+  if (!declaration) return undefined;
+  const conditions: string[] = [];
+  if (declaration[1] === 'runIf') conditions.push(conditionName(declaration[2]));
+  else if (declaration[1]) conditions.push(`it.${declaration[1]}`); // skip, skipIf, todo: not a condition this check knows
+  // The top-level describe it is in.
+  const describes = [...source.slice(0, declaration.index).matchAll(new RegExp(`^describe(?:\\.(\\w+)\\((${NESTED})\\))?\\(`, 'gm'))];
+  const around = describes.at(-1);
+  if (around?.[1] === 'runIf') conditions.push(conditionName(around[2]));
+  else if (around?.[1]) conditions.push(`describe.${around[1]}`);
+  return { conditions };
+}
+
 describe('the README documents every nst render flag, and each has a test', () => {
   const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
   const section = readme.split('## `nst render`')[1]?.split('\n## ')[0] ?? '';
@@ -563,13 +666,29 @@ describe('the README documents every nst render flag, and each has a test', () =
   it('each documented flag names tests that exist', () => {
     expect(Object.keys(FLAG_TESTS).sort()).toEqual(documented);
     for (const [flag, tests] of Object.entries(FLAG_TESTS))
+      for (const [testFile, name] of tests)
+        expect(
+          findTest(readFileSync(path.join(repoRoot, testFile), 'utf8'), name),
+          `${flag}: ${testFile} has no test '${name}'`,
+        ).toBeDefined();
+  });
+
+  // Without the CLI every flag's tests are skipped: that is reported (and fails under CI) where cliBuilt is decided.
+  it.runIf(cliBuilt)('each documented flag has a test that runs here: one whose named tests are all skipped fails', () => {
+    for (const [flag, tests] of Object.entries(FLAG_TESTS)) {
+      const skipped: string[] = [];
       for (const [testFile, name] of tests) {
-        const source = readFileSync(path.join(repoRoot, testFile), 'utf8');
-        // it('name', ...), it.runIf(...)('name', ...), the name on its own line as the formatter leaves it.
-        const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-        const declared = new RegExp(`\\bit(?:\\.\\w+\\([^)]*\\))?\\(\\s*'${escaped}',`).test(source);
-        expect(declared, `${flag}: ${testFile} has no test '${name}'`).toBe(true);
+        const { conditions } = findTest(readFileSync(path.join(repoRoot, testFile), 'utf8'), name) ?? { conditions: ['(not found)'] };
+        for (const c of conditions)
+          expect(c in CONDITIONS, `${flag}: '${name}' runs under '${c}', which CONDITIONS does not know`).toBe(true);
+        const off = conditions.filter((c) => !CONDITIONS[c]);
+        if (off.length > 0) skipped.push(`'${name}' (${off.join(', ')} false here)`);
       }
+      expect(skipped.length, `${flag}: every test it names is skipped here: ${skipped.join('; ')}`).toBeLessThan(tests.length);
+    }
+    // The check can fail: a test that runs only with the shared weights counts as skipped where they are absent.
+    const realWeights = findTest(readFileSync(path.join(repoRoot, 'test/cli.test.ts'), 'utf8'), FLAG_TESTS['--size'][0][1]);
+    expect(realWeights?.conditions).toEqual(['hasSharedWeights', 'cliBuilt']);
   });
 
   it('the --out row lists the output formats the CLI writes', () => {

@@ -93,7 +93,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       // (Weight files as outputs: packages/job/test/user-files.test.ts.)
     });
 
-    it("never deletes or overwrites a <out>.ckpt that nst did not write, and keeps another job's checkpoint", async () => {
+    it("never deletes or overwrites a <out>.ckpt that nst did not write, nor another job's checkpoint unless told to", async () => {
       const out = path.join(dir, 'keep.png');
       writeFileSync(`${out}.ckpt`, 'my own notes');
       expectUserError(
@@ -103,7 +103,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       expect(readFileSync(`${out}.ckpt`, 'utf8')).toBe('my own notes');
       mkdirSync(path.join(dir, 'folder.png.ckpt'));
       expectUserError(nst([...job(), ...io(path.join(dir, 'folder.png'))]), /--out: cannot use '.*folder\.png\.ckpt' .*it is a folder/);
-      // A valid checkpoint of another job at that path survives a finished run.
+      // A valid checkpoint of another job at that path is neither resumed nor lost: the render refuses to start over it.
       const other = path.join(dir, 'other.png');
       const n = 16 * 12 * 3;
       await writeCheckpoint(`${other}.ckpt`, {
@@ -114,9 +114,20 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
         v: new Float32Array(n),
       });
       const before = readFileSync(`${other}.ckpt`);
-      const r = nst([...job(), ...io(other)]);
-      expect(r.status, r.stderr).toBe(0);
+      expectUserError(
+        nst([...job(), ...io(other)]),
+        /^nst: --resume: '.*other\.png\.ckpt' holds an interrupted render of this output \(iteration 1 of 4\): --resume continues it, --fresh discards it$/,
+      );
+      expectUserError(
+        nst([...job(), '--resume', ...io(other)]),
+        /^nst: --resume: checkpoint '.*other\.png\.ckpt' belongs to a different job/,
+      );
       expect(readFileSync(`${other}.ckpt`).equals(before)).toBe(true);
+      // --fresh discards it on purpose; the run then finishes without one.
+      const fresh = nst([...job(), '--fresh', ...io(other)]);
+      expect(fresh.status, fresh.stderr).toBe(0);
+      expect(existsSync(`${other}.ckpt`)).toBe(false);
+      expect(existsSync(other)).toBe(true);
     });
 
     it('removes the temporary files a killed run of the same output left, and only those', () => {
@@ -182,7 +193,8 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       expect(r.status, r.stderr).toBe(143);
       expect(r.stderr).toMatch(/interrupted \(SIGTERM\)/);
       const stoppedAt = jsonLines(r.stdout).find((l) => l.summary)!.iterations as number;
-      expect(existsSync(out)).toBe(true);
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(path.join(dir, 'term.partial.png'))).toBe(true);
       const checkpoint = readFileSync(`${out}.ckpt`);
 
       // Another style under the name of the first is another job.
@@ -226,7 +238,8 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
         }
       });
       expect(r.status, r.stderr).toBe(130);
-      expect(existsSync(out) && existsSync(`${out}.ckpt`)).toBe(true);
+      expect(existsSync(path.join(dir, 'int.partial.png')) && existsSync(`${out}.ckpt`)).toBe(true);
+      expect(existsSync(out)).toBe(false);
     });
   });
 
@@ -234,8 +247,9 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     it('refuses sizes and style scales that cannot fit, with the estimate, the memory available and the largest size that fits', () => {
       const line =
         /needs about [\d.]+ [KMGTP]iB on the (tfjs|cpu) backend but [\d.]+ [KMGT]iB of memory is available; the largest size that fits is about \d+x\d+$/;
+      // --fit fill: exactly that size (the default fits the 4:3 photo inside it, 16384x12288).
       expectUserError(
-        nst([...job('--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]),
+        nst([...job('--size', '16384x16384', '--fit', 'fill'), ...io(path.join(dir, 'huge.png'))]),
         new RegExp(`^nst: --size: 16384x16384 ${line.source}`),
       );
       // The native cpu engine's estimate too (under CI the engine must be there).
@@ -243,7 +257,7 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       if (process.env.CI === 'true') expect(hasCpu, 'the native cpu engine is not built').toBe(true);
       if (hasCpu)
         expectUserError(
-          nst([...job('--backend', 'cpu', '--size', '16384x16384'), ...io(path.join(dir, 'huge.png'))]),
+          nst([...job('--backend', 'cpu', '--size', '16384x16384', '--fit', 'fill'), ...io(path.join(dir, 'huge.png'))]),
           /^nst: --size: 16384x16384 needs about [\d.]+ [GTP]iB on the cpu backend .* the largest size that fits is about \d+x\d+$/,
         );
       expectUserError(

@@ -33,6 +33,7 @@ describe.runIf(cliBuilt)('nst render with no weights installed', () => {
     '--save-every',
     '0',
     '--json',
+    '--verbose',
   ];
 
   it('uses the built-in blocks 1-3 with their own layers, says how to get the full network, and stylises', async () => {

@@ -67,7 +67,8 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
 
   it('L-BFGS, luminance colours, 16 bits and alpha in one render', async () => {
     const out = path.join(dir, 'lum16.png');
-    const r = nst([...base(), '--optimizer', 'lbfgs', '--preserve-colors', 'luminance', '--bit-depth', '16', '--out', out]);
+    // --verbose: what happened by default is said too (the alpha passed through, the colour profile, the colour mode).
+    const r = nst([...base(), '--optimizer', 'lbfgs', '--preserve-colors', 'luminance', '--bit-depth', '16', '--out', out, '--verbose']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/alpha channel of .* is passed through/);
     expect(r.stderr).toMatch(/has none embedded: read as sRGB, written as sRGB/);

@@ -75,7 +75,7 @@ export async function describeBackends(options: BackendOptions): Promise<string[
       if (name === 'tfjs') {
         // Say why faster TensorFlow.js engines were passed over (tfjs-node is an optional install).
         const rejected = (await (await import('@nst/tfjs')).selectTfjsBackend()).rejected;
-        if (rejected.length > 0) why = ` (skipped: ${rejected.map((r) => `${r.kind}: ${r.reason.split('\n')[0]}`).join('; ')})`;
+        if (rejected.length > 0) why = ` (skipped: ${rejected.map((r) => `${r.kind}: ${whyNot(r.reason)}`).join('; ')})`;
       }
       lines.push(`${name.padEnd(5)} yes  ${b.detail}${why}`);
       b.dispose();
@@ -84,6 +84,13 @@ export async function describeBackends(options: BackendOptions): Promise<string[
     }
   }
   return lines;
+}
+
+/** Why a TensorFlow.js engine was passed over, in one line; an optional package that is not installed says so, not how Node failed to find it. */
+function whyNot(reason: string): string {
+  const missing = /Cannot find (?:package|module) '(@tensorflow\/[\w-]+)'/.exec(reason);
+  if (missing) return `${missing[1]} is not installed (optional: npm install ${missing[1]})`;
+  return reason.split('\n')[0];
 }
 
 /** The first line of an error's message, without a leading `--backend x:` the backend may have added. */
@@ -168,6 +175,7 @@ export async function openBackendFor(
   flags: BackendFlags,
   notice: (line: string) => void,
   cudaFlags: readonly string[] = [],
+  passedOver: (line: string) => void = notice,
 ): Promise<Backend> {
   const choice = flags.backend as BackendChoice;
   const given = cudaFlags.filter((f): f is EngineFlag => f in ENGINE_FLAGS);
@@ -180,7 +188,7 @@ export async function openBackendFor(
     );
   const gpu = parseCount(flags.gpu, 'gpu');
   const precision = flags.precision as NativePrecision | 'auto';
-  const backend = await openBackend(choice, { precision, gpu }, notice);
+  const backend = await openBackend(choice, { precision, gpu }, passedOver);
   const ignored = unread(backend.name);
   if (ignored.length > 0)
     notice(

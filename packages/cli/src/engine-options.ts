@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { PackLimits } from '@nst/batch';
 import { JOB_OPTIONS, parseCount, type Engine } from '@nst/job';
-import { chooseWeights } from '@nst/weights';
+import { chooseWeights, EMBEDDED_SOURCE } from '@nst/weights';
 import { addBackendOptions, openBackendFor, type BackendFlags } from './backends.js';
 import { flagFor } from './flags.js';
 
@@ -42,14 +42,19 @@ export function weightsFor(flags: EngineFlags, info: (line: string) => void) {
   return chooseWeights({ path: flags.weights, fetch: flags.yes }, info);
 }
 
-/** Opens the backend the flags name and loads `weights` into it: the engine every job of the command runs on. */
+/**
+ * Opens the backend the flags name and loads `weights` into it: the engine
+ * every job of the command runs on. `detail` hears the faster backends
+ * passed over (default: `notice`); `nst backends` says the same and more.
+ */
 export async function openEngine(
   flags: EngineFlags,
   weightSet: Engine['weights'],
   notice: (line: string) => void,
   cudaFlags: readonly string[] = [],
+  detail: (line: string) => void = notice,
 ): Promise<Engine> {
-  const backend = await openBackendFor(flags, notice, cudaFlags);
+  const backend = await openBackendFor(flags, notice, cudaFlags, detail);
   try {
     await backend.loadWeights(weightSet);
   } catch (e) {
@@ -58,3 +63,32 @@ export async function openEngine(
   }
   return { backend, weights: weightSet };
 }
+
+/**
+ * The weights in a few words, for the one line a render starts with: the
+ * built-in set chosen because no full one is installed says so and how to
+ * get the full network.
+ */
+export function weightsInBrief(weightSet: Engine['weights'], named: string | undefined): string {
+  if (weightSet.source !== EMBEDDED_SOURCE) return weightSet.source;
+  return named === undefined && !process.env.NST_WEIGHTS
+    ? "no full VGG-19 installed, using the built-in blocks 1-3 (nst weights fetch: the notebook's network)"
+    : 'the built-in blocks 1-3';
+}
+
+/** Where a line goes: a line the user always sees, and one only --verbose shows. */
+export interface Say {
+  readonly line: (text: string) => void;
+  readonly detail: (text: string) => void;
+}
+
+/** Lines on stdout, or on stderr when stdout carries JSON; details only with --verbose. */
+export function sayFor(flags: { json?: boolean; verbose?: boolean }): Say {
+  const line = (text: string) => (flags.json ? process.stderr : process.stdout).write(text + '\n');
+  return { line, detail: (text) => flags.verbose && line(text) };
+}
+
+export const VERBOSE_FLAG = [
+  '--verbose',
+  'also say what was chosen by default: the weights and loss layers, the backends passed over, colour profiles',
+] as const;

@@ -82,6 +82,11 @@ const COMMANDS: readonly { name: string; description: string; define: () => Prom
     define: async () => (await import('./commands/weights.js')).defineWeightsCommands,
   },
   {
+    name: 'info',
+    description: 'print the settings an image made by nst records (nst render --from IMAGE renders it again)',
+    define: async () => (await import('./commands/info.js')).defineInfoCommand,
+  },
+  {
     name: 'backends',
     description: 'list the compute backends and whether each can run here',
     define: async () => (await import('./commands/backends.js')).defineBackendsCommand,

@@ -49,10 +49,13 @@ export function jsonView(write: (s: string) => void, info: (s: string) => void):
 }
 
 export function plainView(write: (s: string) => void, total: number, showTv: boolean): ProgressView {
+  // The first iteration reported (a resumed run starts where it stopped; its time from there).
+  let first: number | undefined;
   return {
     info: (line) => write(line + '\n'),
     report(r) {
-      const rate = r.iteration > 0 ? `  ${(r.elapsedMs / 1000 / r.iteration).toFixed(3)} s/it` : '';
+      first ??= r.iteration;
+      const rate = r.iteration > first ? `  ${(r.elapsedMs / 1000 / (r.iteration - first)).toFixed(3)} s/it` : '';
       r.losses.forEach((l, item) =>
         write(
           `iteration ${String(r.iteration).padStart(String(total).length)}/${total}${r.losses.length > 1 ? ` [${item}]` : ''}  ${lossText(l, showTv)}${rate}\n`,
@@ -78,10 +81,12 @@ export function ttyView(stream: NodeJS.WriteStream, total: number, showTv: boole
     const width = Math.max(10, Math.min(30, (stream.columns ?? 80) - 70));
     const filled = Math.round((width * iteration) / Math.max(1, total));
     const done = iteration - startIteration;
-    const rate = done > 0 && elapsedMs > 0 ? (1000 * done) / elapsedMs : 0;
-    const eta = rate > 0 ? formatSeconds((total - iteration) / rate) : '--';
+    // Seconds per iteration, the one speed unit of every view and summary.
+    const perIteration = done > 0 ? elapsedMs / 1000 / done : 0;
+    const eta = perIteration > 0 ? formatSeconds((total - iteration) * perIteration) : '--';
     const losses = last ? `  J ${fmt(last.total)} Jc ${fmt(last.content)} Js ${fmt(last.style)}` : '';
-    line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${iteration}/${total}${losses}  ${rate.toFixed(2)} it/s  ETA ${eta}`;
+    const speed = perIteration > 0 ? `${perIteration.toFixed(3)} s/it` : '-- s/it';
+    line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${iteration}/${total}${losses}  ${speed}  ETA ${eta}`;
     stream.write(`\r\x1b[2K${line}`);
   };
   // Print a line above the bar, then redraw the bar under it (plain lines once the run is over).

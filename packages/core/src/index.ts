@@ -14,3 +14,4 @@ export * from './compare.js';
 export * from './memory.js';
 export * from './colour.js';
 export * from './resize.js';
+export * from './tiling.js';

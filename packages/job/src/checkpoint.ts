@@ -200,6 +200,8 @@ export interface CheckpointSlot {
   /** The fingerprint and iteration of the checkpoint there; undefined when there is none. */
   peek(): Promise<{ readonly fingerprint: string; readonly iteration: number } | undefined>;
   store(fingerprint: string): CheckpointStore;
+  /** Removes the checkpoint there, whichever job's it is (a fresh start asked for); absent: the slot is never discarded. */
+  discard?(): Promise<void>;
 }
 
 /** A job's checkpoint file (`<out>.ckpt`). */
@@ -214,6 +216,11 @@ export function fileCheckpointSlot(file: string): CheckpointSlot {
       return { fingerprint: what.fingerprint, iteration: what.iteration };
     },
     store: (fingerprint) => fileCheckpointStore(file, fingerprint),
+    // Only an nst checkpoint (of any job or format), never anything else found at that path.
+    async discard() {
+      const what = await inspectCheckpoint(file);
+      if (what.kind === 'checkpoint' || what.kind === 'old-checkpoint') await fs.rm(file, { force: true });
+    },
   };
 }
 

@@ -4,6 +4,22 @@ import { UserError, type WeightSet } from '@nst/core';
 import { isInitKind, JOB_FIELDS, JOB_OPTIONS, type JobConfig } from './options.js';
 import type { ScaleStep, Size } from './schedule.js';
 
+/** The SHA-256 of each input file of a job, by job field (in the order the job names them). */
+export type InputDigests = Readonly<Partial<Record<keyof JobConfig, readonly string[]>>>;
+
+/** The files a job reads by content (its images, not the output), hashed once per job. */
+export async function inputDigests(job: JobConfig): Promise<InputDigests> {
+  const digests: Partial<Record<keyof JobConfig, string[]>> = {};
+  for (const field of JOB_FIELDS) {
+    const spec = JOB_OPTIONS[field];
+    const value = job[field];
+    if (!spec.paths || spec.result === false || value === undefined) continue;
+    const files = (Array.isArray(value) ? value : [value]).filter((f: string) => !(field === 'init' && isInitKind(f)));
+    digests[field] = await Promise.all(files.map((f: string) => fileDigest(f, field)));
+  }
+  return digests;
+}
+
 /**
  * A digest of what defines a job: the options (the option table says which
  * count), the input images by content (SHA-256 of their bytes, not their
@@ -15,26 +31,29 @@ import type { ScaleStep, Size } from './schedule.js';
  *    resumed with more iterations or another bit depth);
  *  - 'result': everything that changes the picture written.
  */
-export async function jobFingerprint(
+export function jobFingerprint(
   job: JobConfig,
   weights: Pick<WeightSet, 'sha256' | 'source'>,
   size: Size,
   kind: 'run' | 'result',
-): Promise<string> {
+  digests: InputDigests,
+): string {
   const described: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) {
     const spec = JOB_OPTIONS[field];
     if (spec.result === false || (kind === 'run' && spec.resumable)) continue;
     const value = job[field];
-    if (spec.paths && value !== undefined)
-      described[field] = Array.isArray(value)
-        ? await Promise.all(value.map((f: string) => fileDigest(f, field)))
-        : isInitKind(value as string)
-          ? value
-          : await fileDigest(value as string, field);
-    else described[field] = value ?? null;
+    if (spec.paths && value !== undefined) {
+      const files = digests[field] ?? [];
+      described[field] = Array.isArray(value) ? files : isInitKind(value as string) ? value : files[0];
+    } else described[field] = value ?? null;
   }
-  return sha256(JSON.stringify({ kind, job: described, weights: weights.sha256 ?? weights.source, size }));
+  return sha256(JSON.stringify({ kind, job: described, weights: weightsIdentity(weights), size }));
+}
+
+/** What identifies a weight set: the SHA-256 of its file, else its source (`random:3`). */
+export function weightsIdentity(weights: Pick<WeightSet, 'sha256' | 'source'>): string {
+  return weights.sha256 ?? weights.source;
 }
 
 /** The fingerprint of scale `index` of a run: its checkpoints resume only that scale. */
@@ -47,7 +66,7 @@ function sha256(text: string): string {
 }
 
 /** SHA-256 of a file's bytes, streamed. */
-async function fileDigest(file: string, field: string): Promise<string> {
+export async function fileDigest(file: string, field: string): Promise<string> {
   const hash = createHash('sha256');
   try {
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { UserError, type RgbImage } from '@nst/core';
 import { writeFileAtomic } from '@nst/files';
+import { NST_VERSION } from './version.js';
 
 /** Output formats sharp writes, by extension. */
 export const OUTPUT_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.avif'] as const;
@@ -26,15 +28,27 @@ export async function probeImage(file: string, field: string): Promise<{ width: 
 }
 
 /**
+ * How a decoded image meets the size it is loaded at: stretched to it
+ * (fill: the size already has the image's aspect, or the user asked for a
+ * stretch), cropped to it around the centre (cover), or inside it padded
+ * with white, transparent where an alpha channel is kept (contain).
+ */
+export type LoadFit = 'fill' | 'cover' | 'contain';
+
+function resizeTo(size: { width: number; height: number }, fit: LoadFit = 'fill') {
+  return { width: size.width, height: size.height, fit, kernel: 'lanczos3' as const, background: { r: 255, g: 255, b: 255, alpha: 0 } };
+}
+
+/**
  * Decodes an image file into 8-bit sRGB, applying its EXIF rotation and
  * dropping alpha (flattened on white unless options.flatten is false), resized to exactly width x height
- * when given (Lanczos, ignoring aspect, as the notebook does with 400x300).
+ * when given (Lanczos; options.fit says how, default fill: stretched, as the notebook does with 400x300).
  */
 export async function loadImage(
   file: string,
   field: string,
   size?: { width: number; height: number },
-  options: { flatten?: boolean } = {},
+  options: { flatten?: boolean; fit?: LoadFit } = {},
 ): Promise<RgbImage> {
   await assertReadable(file, field);
   try {
@@ -42,7 +56,7 @@ export async function loadImage(
     let pipeline = sharp(file).rotate();
     if (options.flatten !== false) pipeline = pipeline.flatten({ background: '#ffffff' });
     pipeline = pipeline.toColourspace('srgb');
-    if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
+    if (size) pipeline = pipeline.resize(resizeTo(size, options.fit));
     const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
@@ -73,7 +87,12 @@ export const SIXTEEN_BIT_EXTENSIONS = ['.png', '.tif', '.tiff'] as const;
  * embedded instead. TIFFs are LZW
  * compressed (sharp's default, JPEG, is lossy and 8-bit).
  */
-export async function savePixels(file: string, image: OutputPixels, options: { icc?: Uint8Array } = {}, field = 'out'): Promise<void> {
+export async function savePixels(
+  file: string,
+  image: OutputPixels,
+  options: { icc?: Uint8Array; settings?: string } = {},
+  field = 'out',
+): Promise<void> {
   checkOutputExtension(file, field);
   const sixteen = image.data instanceof Uint16Array;
   if (sixteen && options.icc)
@@ -95,7 +114,9 @@ export async function savePixels(file: string, image: OutputPixels, options: { i
       else pipeline = pipeline.withIccProfile(profile);
       // sharp's TIFF default is JPEG inside the TIFF: lossy. A .tif output is chosen for exact pixels: LZW.
       if (ext === '.tif' || ext === '.tiff') pipeline = pipeline.tiff({ compression: 'lzw', predictor: 'horizontal' });
+      if (options.settings !== undefined && ext !== '.png') pipeline = pipeline.withXmp(xmpPacket(options.settings));
       await pipeline.toFile(tmp);
+      if (options.settings !== undefined && ext === '.png') await fs.writeFile(tmp, withPngText(await fs.readFile(tmp), options.settings));
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -107,16 +128,16 @@ export async function savePixels(file: string, image: OutputPixels, options: { i
   }
 }
 
-/** The image's alpha channel at `size` (EXIF rotation applied), or undefined when it has none. */
-export async function loadAlpha(file: string, field: string, size: { width: number; height: number }): Promise<Uint8Array | undefined> {
+/** The image's alpha channel at `size` (EXIF rotation applied, resized as loadImage with the same `fit`), or undefined when it has none. */
+export async function loadAlpha(
+  file: string,
+  field: string,
+  size: { width: number; height: number },
+  fit?: LoadFit,
+): Promise<Uint8Array | undefined> {
   try {
     if (!(await sharp(file).metadata()).hasAlpha) return undefined;
-    const { data } = await sharp(file)
-      .rotate()
-      .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
-      .extractChannel(3)
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const { data } = await sharp(file).rotate().resize(resizeTo(size, fit)).extractChannel(3).raw().toBuffer({ resolveWithObject: true });
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
   } catch (e) {
     throw unreadable(file, field, e);
@@ -231,4 +252,81 @@ function unreadable(file: string, field: string, e: unknown): UserError {
   if (e instanceof UserError) return e;
   const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
   return new UserError(`cannot read '${file}' as an image (${msg})`, { code: 'unreadable', field, cause: e });
+}
+
+/*
+ * Results carry their settings, as ComfyUI and AUTOMATIC1111 do: in a PNG,
+ * an iTXt chunk with the keyword `nst` (UTF-8 text: paths may be any
+ * language) and a tEXt `Software`, both before the image data; in JPEG,
+ * WebP, TIFF and AVIF, an XMP packet (written by sharp) holding the same
+ * text in the element nst:settings of the namespace SETTINGS_NAMESPACE.
+ * Both are read back with sharp (libvips), not by this code.
+ */
+
+/** The PNG keyword and the XMP namespace of the settings. */
+export const SETTINGS_KEYWORD = 'nst';
+export const SETTINGS_NAMESPACE = 'urn:nst:settings:1';
+
+/** A PNG chunk: length, type, data, CRC-32 of type and data (PNG spec 5.3). */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** `png` with an iTXt chunk `nst` (uncompressed, no language) holding `text`, and a tEXt Software, before its first IDAT. */
+export function withPngText(png: Buffer, text: string): Buffer {
+  const itxt = pngChunk('iTXt', Buffer.concat([Buffer.from(`${SETTINGS_KEYWORD}\0\0\0\0\0`, 'latin1'), Buffer.from(text, 'utf8')]));
+  const software = pngChunk('tEXt', Buffer.from(`Software\0${softwareName()}`, 'latin1'));
+  // Chunks from the signature (8 bytes) on: length, type, data, CRC.
+  for (let at = 8; at + 8 <= png.length; ) {
+    const length = png.readUInt32BE(at);
+    if (png.toString('latin1', at + 4, at + 8) === 'IDAT') return Buffer.concat([png.subarray(0, at), itxt, software, png.subarray(at)]);
+    at += 12 + length;
+  }
+  throw new Error('the PNG written has no image data');
+}
+
+const escapeXml = (t: string) =>
+  t.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
+const unescapeXml = (t: string) =>
+  t.replace(/&(amp|lt|gt|quot|apos|#\d+|#x[0-9a-f]+);/gi, (_, e: string) =>
+    e[0] === '#'
+      ? String.fromCodePoint(e[1].toLowerCase() === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1)))
+      : { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }[e.toLowerCase()]!,
+  );
+
+/** An XMP packet with `text` as nst:settings and nst as the creator tool. */
+export function xmpPacket(text: string): string {
+  return (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>' +
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">' +
+    `<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:nst="${SETTINGS_NAMESPACE}" xmp:CreatorTool="${escapeXml(softwareName())}">` +
+    `<nst:settings>${escapeXml(text)}</nst:settings>` +
+    '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+  );
+}
+
+/** The settings text an image file carries (PNG iTXt/tEXt `nst`, else XMP nst:settings), or undefined when it has none. */
+export async function readImageSettingsText(file: string, field: string): Promise<string | undefined> {
+  await assertReadable(file, field);
+  let meta;
+  try {
+    meta = await sharp(file).metadata();
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+  const comment = meta.comments?.find((c) => c.keyword === SETTINGS_KEYWORD);
+  if (comment) return comment.text;
+  const xmp = meta.xmp?.toString('utf8');
+  const m = xmp === undefined ? null : /<nst:settings>([\s\S]*?)<\/nst:settings>/.exec(xmp);
+  return m ? unescapeXml(m[1]) : undefined;
+}
+
+/** `nst <version>`, as results name their maker. */
+export function softwareName(): string {
+  return `nst ${NST_VERSION}`;
 }

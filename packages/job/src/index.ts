@@ -12,3 +12,5 @@ export * from './memory.js';
 export * from './output.js';
 export * from './presets.js';
 export * from './weight-defaults.js';
+export * from './settings.js';
+export * from './version.js';

@@ -10,7 +10,7 @@ import {
   type RgbLevels,
   type Targets,
 } from '@nst/core';
-import { loadAlpha, loadImage, probeColourProfile } from './image-file.js';
+import { loadAlpha, loadImage, probeColourProfile, type LoadFit } from './image-file.js';
 import { isInitKind, type JobConfig } from './options.js';
 import type { ItemOutput } from './output.js';
 import type { ScaleStep, Size } from './schedule.js';
@@ -23,16 +23,28 @@ export interface ScaleInputs {
   /** How the result becomes a file. */
   readonly output: ItemOutput;
   /** What the user should know (colour profile kept or converted, alpha passed through). */
-  readonly notes: readonly string[];
+  readonly notes: readonly Note[];
+}
+
+/** A line for the user; `detail`: only when asked for (--verbose), as it says that the default happened. */
+export interface Note {
+  readonly line: string;
+  readonly detail?: boolean;
+}
+
+/** How the job's photo (and init image) meets the size of a scale: the size has its aspect, except with contain and cover. */
+export function loadFitOf(job: Pick<JobConfig, 'fit'>): LoadFit {
+  return job.fit === 'contain' || job.fit === 'cover' ? job.fit : 'fill';
 }
 
 /** Decodes and prepares a job's content, styles and start image at the size of `step`. */
 export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Preprocessing): Promise<ScaleInputs> {
   const { size } = step;
-  const notes: string[] = [];
+  const notes: Note[] = [];
+  const fit = loadFitOf(job);
   const alpha = await contentAlpha(job, size, notes);
   // A content whose alpha is passed through keeps its straight colours; others are flattened on white.
-  const contentPixels = await loadImage(job.content, 'content', size, { flatten: !alpha });
+  const contentPixels = await loadImage(job.content, 'content', size, { flatten: !alpha, fit });
   // Luminance mode: the network sees luminance only; the content's chroma comes back at the output.
   const luminance = job.preserveColors === 'luminance';
   const content = toNetworkSpace(luminance ? luminanceImage(contentPixels) : contentPixels, pre);
@@ -44,12 +56,13 @@ export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Prep
     styles.push({ image: toNetworkSpace(adaptStyle(image, contentPixels, job.preserveColors), pre), weight: blend[k] });
   }
   const icc = await outputProfile(job, notes);
-  if (luminance) notes.push("colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)");
+  if (luminance)
+    notes.push({ line: "colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)", detail: true });
   if (job.preserveColors === 'histogram')
-    notes.push("colours: the style recoloured to the content's mean and covariance (RGB) before optimisation");
+    notes.push({ line: "colours: the style recoloured to the content's mean and covariance (RGB) before optimisation", detail: true });
   return {
     targets: { content, styles },
-    initial: initialImage(await initSpec(job, size, pre), content, pre, job.seed),
+    initial: initialImage(await initSpec(job, size, pre, fit), content, pre, job.seed),
     output: { bitDepth: job.bitDepth, alpha, icc, chromaFrom: luminance ? contentPixels : undefined },
     notes,
   };
@@ -67,24 +80,32 @@ function adaptStyle(style: RgbImage, content: RgbImage, colours: JobConfig['pres
 }
 
 /** The content's alpha channel at the output size, where the output can hold it. */
-async function contentAlpha(job: JobConfig, size: Size, notes: string[]): Promise<Uint8Array | undefined> {
-  const a = await loadAlpha(job.content, 'content', size);
+async function contentAlpha(job: JobConfig, size: Size, notes: Note[]): Promise<Uint8Array | undefined> {
+  const a = await loadAlpha(job.content, 'content', size, loadFitOf(job));
   if (a && /^\.jpe?g$/i.test(path.extname(job.out))) {
-    notes.push(`alpha: the alpha channel of '${job.content}' is not kept (${path.extname(job.out)} has none)`);
+    notes.push({ line: `alpha: the alpha channel of '${job.content}' is not kept (${path.extname(job.out)} has none)` });
     return undefined;
   }
-  if (a) notes.push(`alpha: the alpha channel of '${job.content}' is passed through`);
+  if (a) notes.push({ line: `alpha: the alpha channel of '${job.content}' is passed through`, detail: true });
   return a;
 }
 
 /** The ICC profile to convert the output to and embed (the content's, kept), or undefined for sRGB. */
-async function outputProfile(job: JobConfig, notes: string[]): Promise<Uint8Array | undefined> {
+async function outputProfile(job: JobConfig, notes: Note[]): Promise<Uint8Array | undefined> {
   const keep = job.iccProfile === 'keep';
   const profile = await probeColourProfile(job.content, 'content');
-  if (!profile) notes.push(`colour profile: '${job.content}' has none embedded: read as sRGB, written as sRGB`);
+  if (!profile) notes.push({ line: `colour profile: '${job.content}' has none embedded: read as sRGB, written as sRGB`, detail: true });
   else if (keep)
-    notes.push(`colour profile: '${job.content}' is in '${profile.description}': kept (worked in sRGB, converted back and embedded)`);
-  else notes.push(`colour profile: '${job.content}' is in '${profile.description}': converted to sRGB`);
+    notes.push({
+      line: `colour profile: '${job.content}' is in '${profile.description}': kept (worked in sRGB, converted back and embedded)`,
+      detail: true,
+    });
+  else
+    notes.push({
+      line: `colour profile: '${job.content}' is in '${profile.description}': converted to sRGB`,
+      // Only a conversion that changes the colours is news.
+      detail: /\bsRGB\b/i.test(profile.description),
+    });
   return keep ? profile?.icc : undefined;
 }
 
@@ -95,7 +116,7 @@ function styleBlend(job: JobConfig): number[] {
   return raw.map((w) => w / sum);
 }
 
-async function initSpec(job: JobConfig, size: Size, pre: Preprocessing): Promise<InitSpec> {
-  if (!isInitKind(job.init)) return { kind: 'image', image: toNetworkSpace(await loadImage(job.init, 'init', size), pre) };
+async function initSpec(job: JobConfig, size: Size, pre: Preprocessing, fit: LoadFit): Promise<InitSpec> {
+  if (!isInitKind(job.init)) return { kind: 'image', image: toNetworkSpace(await loadImage(job.init, 'init', size, { fit }), pre) };
   return job.init === 'noise' ? { kind: 'noise', noiseRatio: job.noiseRatio } : { kind: job.init as 'content' | 'random' };
 }

@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
   adamStepSizes,
@@ -17,6 +18,7 @@ import {
 } from '@nst/core';
 import type { CheckpointStore } from './checkpoint.js';
 import { saveRendered, type ItemOutput } from './output.js';
+import type { FileState } from './settings.js';
 
 /** Everything the optimisation loop needs for one scale of one engine batch: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
@@ -26,7 +28,7 @@ export interface RenderPlan {
   /** batch x H x W x 3, network space. */
   readonly initialImages: Float32Array;
   readonly preprocessing: Preprocessing;
-  /** Final image path per batch item; intermediate saves go to <stem>_<iteration><ext>. */
+  /** Final image path per batch item; intermediate saves go to <stem>_<iteration><ext>, an interrupted run's image to <stem>.partial<ext>. */
   readonly outPaths: readonly string[];
   /** How each batch item becomes a file. */
   readonly outputs: readonly ItemOutput[];
@@ -63,13 +65,14 @@ export interface RenderEvents {
   onReport?(report: IterationReport): void;
   /** After each chunk of iterations: updates done so far (counting resumed ones). */
   onProgress?(iteration: number, elapsedMs: number): void;
-  onSaved?(file: string, iteration: number): void;
+  /** A file written: a snapshot, an interrupted run's partial image, or the output. */
+  onSaved?(file: string, iteration: number, state: FileState['state']): void;
   onResumed?(iteration: number): void;
   /** The images as they form, one per batch item, at most every `previewEveryMs`. */
   onPreview?(images: RgbImage[], iteration: number): void | Promise<void>;
   previewEveryMs?: number;
-  /** Something the user should know that is not an error (one line). */
-  onNotice?(line: string): void;
+  /** Something the user should know that is not an error (one line); `detail`: only when asked for (it says the default happened). */
+  onNotice?(line: string, detail?: boolean): void;
 }
 
 export interface RenderResult {
@@ -91,6 +94,16 @@ const TARGET_CALL_MS = 400;
 export function intermediatePath(outPath: string, iteration: number): string {
   const ext = path.extname(outPath);
   return `${outPath.slice(0, outPath.length - ext.length)}_${iteration}${ext}`;
+}
+
+/**
+ * Where an interrupted run leaves its image: beside the output, never under
+ * its name (a script that finds the output takes it for a result); the run
+ * that finishes the job removes it.
+ */
+export function partialPath(outPath: string): string {
+  const ext = path.extname(outPath);
+  return `${outPath.slice(0, outPath.length - ext.length)}.partial${ext}`;
 }
 
 /**
@@ -141,7 +154,10 @@ export async function runOptimisation(
     const diverged = async (at: number, what: string): Promise<never> => {
       let kept = 'there is no finite image to keep';
       if (lastGood) {
-        const files = await writeImages(lastGood.images, (out) => intermediatePath(out, lastGood!.iteration));
+        const files = await writeImages(lastGood.images, (out) => intermediatePath(out, lastGood!.iteration), {
+          state: 'snapshot',
+          iteration: lastGood.iteration,
+        });
         kept = `the last finite image (iteration ${lastGood.iteration}) is in ${files.map((f) => `'${f}'`).join(', ')}`;
       }
       const fromCheckpoint = resumed !== undefined && at === startIteration;
@@ -152,19 +168,22 @@ export async function runOptimisation(
         { code: 'not-finite', field: fromCheckpoint ? 'resume' : 'lr' },
       );
     };
-    const writeImages = async (all: Float32Array, pathFor: (out: string) => string) => {
+    /** What each file records of itself beside the job's settings; `losses` per batch item. */
+    type Stamp = { state: FileState['state']; iteration: number; losses?: readonly LossValues[] };
+    const writeImages = async (all: Float32Array, pathFor: (out: string) => string, stamp: Stamp) => {
       const files: string[] = [];
       for (let b = 0; b < options.batch; b++) {
         const file = pathFor(plan.outPaths[b]);
-        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.outputs[b]);
+        const state = { state: stamp.state, iteration: stamp.iteration, iterations: plan.iterations, losses: stamp.losses?.[b] };
+        await saveRendered(file, tensorOf(all, b), plan.preprocessing, plan.outputs[b], state);
         files.push(file);
       }
       return files;
     };
-    const saveAll = async (pathFor: (out: string) => string, at: number) => {
+    const saveAll = async (pathFor: (out: string) => string, stamp: Stamp) => {
       const all = await session.readImages();
-      if (!allFinite(all)) await diverged(at, 'image stopped being finite');
-      for (const file of await writeImages(all, pathFor)) events.onSaved?.(file, at);
+      if (!allFinite(all)) await diverged(stamp.iteration, 'image stopped being finite');
+      for (const file of await writeImages(all, pathFor, stamp)) events.onSaved?.(file, stamp.iteration, stamp.state);
     };
     const checkpoint = async () => {
       const [images, state] = [await session.readImages(), await session.readOptimizerState()];
@@ -217,7 +236,8 @@ export async function runOptimisation(
       const perIteration = (performance.now() - t0) / count;
       chunk = Math.max(1, Math.min(1000, Math.floor(TARGET_CALL_MS / Math.max(perIteration, 1e-3))));
       if (iteration < plan.iterations) {
-        if (plan.saveEvery > 0 && iteration % plan.saveEvery === 0) await saveAll((out) => intermediatePath(out, iteration), iteration);
+        if (plan.saveEvery > 0 && iteration % plan.saveEvery === 0)
+          await saveAll((out) => intermediatePath(out, iteration), { state: 'snapshot', iteration });
         if (plan.checkpointEvery > 0 && iteration % plan.checkpointEvery === 0) await checkpoint();
         await preview();
       }
@@ -229,9 +249,17 @@ export async function runOptimisation(
     if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
-    if (plan.writeOutputs || interrupted) await saveAll((out) => out, iteration);
-    if (interrupted) await checkpoint();
-    else await store.clear();
+    if (interrupted) {
+      await saveAll(partialPath, { state: 'partial', iteration, losses: finalLosses });
+      await checkpoint();
+    } else {
+      if (plan.writeOutputs) {
+        await saveAll((out) => out, { state: 'final', iteration, losses: finalLosses });
+        // The result replaces what an interrupted run of it left.
+        for (const out of plan.outPaths) await fs.rm(partialPath(out), { force: true });
+      }
+      await store.clear();
+    }
     const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
     const images = await session.readImages();
     return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };

@@ -5,11 +5,15 @@ import {
   DEFAULT_LBFGS,
   DEFAULT_LOSS,
   DEFAULT_NOISE_RATIO,
+  DEFAULT_SIZE,
+  FITS,
   formatLayers,
   MAX_SIDE,
   UserError,
   type AdamConfig,
+  type Fit,
   type LossSpec,
+  type LossValues,
   type Pooling,
   type SizeSpec,
   type WeightedLayer,
@@ -32,6 +36,7 @@ export interface JobConfig {
   readonly styleScale?: number;
   readonly out: string;
   readonly size: SizeSpec;
+  readonly fit: Fit;
   readonly iterations: number;
   readonly alpha: number;
   readonly beta: number;
@@ -48,6 +53,7 @@ export interface JobConfig {
   readonly saveEvery: number;
   readonly checkpointEvery: number;
   readonly resume: boolean;
+  readonly fresh: boolean;
   readonly preset: string;
   readonly optimizer: 'adam' | 'lbfgs';
   readonly lbfgsHistory: number;
@@ -104,6 +110,12 @@ export interface OptionSpec<T> {
   readonly upload?: true;
   /** Parses a given (or default) value; errors name `field`. */
   readonly parse: (value: OptionValue, field: string) => T;
+  /**
+   * A parsed value as text `parse` reads back to the same value (results
+   * carry their settings this way: formatOption). Default: String(value), a
+   * list item by item.
+   */
+  format?(value: T): OptionValue;
 }
 
 export type OptionTable = { readonly [K in keyof JobConfig]-?: OptionSpec<JobConfig[K]> };
@@ -255,14 +267,23 @@ export const JOB_OPTIONS: OptionTable = {
     required: true,
     perItem: true,
     frontEnds: ['cli', 'manifest'],
-    description: `output image (${OUTPUT_EXTENSIONS.join(', ')}); intermediate saves go to <stem>_<iteration><ext>`,
+    description: `output image (${OUTPUT_EXTENSIONS.join(', ')}), written when the render ends; an interrupted one leaves <stem>.partial<ext>`,
     parse: outputPath,
   },
   size: {
     value: 'WxH|N',
-    default: '400x300',
-    description: 'output size: WIDTHxHEIGHT, or N = longest side keeping the aspect',
+    default: formatSize(DEFAULT_SIZE),
+    description: "output size: N = the longest side, keeping each photo's aspect; WxH = a box the photo meets as --fit says",
     parse: (v, field) => parseSize(text(v, field), field),
+    format: formatSize,
+  },
+  fit: {
+    value: 'mode',
+    default: 'inside',
+    choices: FITS,
+    description:
+      'how a photo meets a WxH size (as sharp): inside (the largest size within WxH, aspect kept), contain (WxH, padded), cover (WxH, cropped), fill (WxH, stretched), outside (the smallest size around WxH, aspect kept)',
+    parse: choice(FITS),
   },
   iterations: { short: 'n', value: 'n', default: '200', resumable: true, description: 'optimiser iterations', parse: count() },
   alpha: { value: 'x', default: String(DEFAULT_LOSS.alpha), description: 'content weight (alpha)', parse: lossWeight },
@@ -274,8 +295,15 @@ export const JOB_OPTIONS: OptionTable = {
     default: formatLayers(DEFAULT_LOSS.contentLayers),
     description: 'content layers with weights',
     parse: layers,
+    format: formatLayers,
   },
-  styleLayers: { value: 'list', default: formatLayers(DEFAULT_LOSS.styleLayers), description: 'style layers with weights', parse: layers },
+  styleLayers: {
+    value: 'list',
+    default: formatLayers(DEFAULT_LOSS.styleLayers),
+    description: 'style layers with weights',
+    parse: layers,
+    format: formatLayers,
+  },
   pooling: { value: 'kind', default: 'avg', choices: ['avg', 'max'], description: 'pooling in the network', parse: choice(['avg', 'max']) },
   init: {
     paths: true,
@@ -301,10 +329,10 @@ export const JOB_OPTIONS: OptionTable = {
   printEvery: { value: 'n', default: '20', result: false, description: 'report losses every n iterations', parse: count(1) },
   saveEvery: {
     value: 'n',
-    default: '20',
+    default: '0',
     result: false,
     frontEnds: ['cli', 'manifest'],
-    description: 'save the image every n iterations (0: only the final)',
+    description: 'also save a snapshot <stem>_<iteration><ext> every n iterations (0: only the output)',
     parse: count(),
   },
   checkpointEvery: {
@@ -320,6 +348,13 @@ export const JOB_OPTIONS: OptionTable = {
     default: 'false',
     frontEnds: ['cli'],
     description: 'continue from <out>.ckpt when it exists',
+    parse: boolean,
+  },
+  fresh: {
+    result: false,
+    default: 'false',
+    frontEnds: ['cli'],
+    description: 'discard <out>.ckpt (an interrupted run of this output) and start again',
     parse: boolean,
   },
   preset: {
@@ -356,6 +391,7 @@ export const JOB_OPTIONS: OptionTable = {
     description:
       'coarse-to-fine: longest sides of the coarser passes before the final size (auto: a factor sqrt(2) apart from about 256 px)',
     parse: sizeList,
+    format: (v) => (v === undefined || v === 'auto' ? String(v) : v.map(formatSize).join(',')),
   },
   scaleIterations: {
     value: 'n[,n...]',
@@ -435,6 +471,11 @@ function checkAcrossOptions(job: JobConfig): void {
     throw new UserError(`${job.styleBlendWeights.length} weights given for ${job.style.length} style images`, {
       field: 'styleBlendWeights',
     });
+  if (job.resume && job.fresh)
+    throw new UserError('resume and fresh together: the one continues the checkpoint, the other discards it; give one', {
+      code: 'conflict',
+      field: 'fresh',
+    });
   if (job.alpha === 0 && job.beta === 0)
     throw new UserError('alpha and beta are both 0: neither the content nor the style would count', { field: 'beta' });
   for (const [field, weight, layerList] of [
@@ -476,4 +517,28 @@ export function packingKey(job: JobConfig, size: { width: number; height: number
   const shared: Record<string, unknown> = {};
   for (const field of JOB_FIELDS) if (!JOB_OPTIONS[field].perItem) shared[field] = job[field] ?? null;
   return JSON.stringify({ shared, size, resumeAt });
+}
+
+/** A size as `parseSize` reads it: `400x300` or `512`. */
+function formatSize(size: SizeSpec): string {
+  return size.kind === 'exact' ? `${size.width}x${size.height}` : String(size.longest);
+}
+
+/**
+ * A job's value of `field` as text its parser reads back to the same value
+ * (numbers as JavaScript writes them, which parse to the same double): what
+ * results record of their settings.
+ */
+export function formatOption<K extends keyof JobConfig>(field: K, value: JobConfig[K]): OptionValue {
+  const spec = JOB_OPTIONS[field] as OptionSpec<JobConfig[K]>;
+  if (spec.format) return spec.format(value);
+  return Array.isArray(value) ? value.map(String) : String(value);
+}
+
+/**
+ * The terms of a loss's total: alpha x J_content, beta x J_style and
+ * tv-weight x J_tv, which add up to `total` (what results report).
+ */
+export function weightedLosses(job: Pick<JobConfig, 'alpha' | 'beta' | 'tvWeight'>, l: LossValues): LossValues {
+  return { content: job.alpha * l.content, style: job.beta * l.style, tv: job.tvWeight * l.tv, total: l.total };
 }

@@ -1,9 +1,10 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { UserError, type WeightSet } from '@nst/core';
 import { removeStaleTemporaries } from '@nst/files';
 import { inspectCheckpoint } from './checkpoint.js';
 import { assertFileWritable, assertWritable } from './image-file.js';
+import { partialPath } from './loop.js';
 import { isInitKind, type JobConfig } from './options.js';
 
 /*
@@ -23,6 +24,8 @@ export interface JobInput {
 /** Every file a job may write. */
 export interface JobOutputs {
   readonly final: string;
+  /** An interrupted run's image (partialPath). */
+  readonly partial: string;
   /** Intermediate images at iteration n (saves, and the last finite image of a run that diverged): intermediatePath(final, n) for n a multiple of `every` up to `iterations`. */
   readonly intermediate: { readonly every: number; readonly iterations: number };
   readonly checkpoint: string;
@@ -32,6 +35,7 @@ export interface JobOutputs {
 export function jobOutputs(job: JobConfig): JobOutputs {
   return {
     final: job.out,
+    partial: partialPath(job.out),
     checkpoint: checkpointPathFor(job),
     // Saves every saveEvery; a run that diverges keeps its last report's image (every printEvery).
     intermediate: { every: gcd(job.saveEvery, job.printEvery), iterations: job.iterations },
@@ -128,7 +132,7 @@ async function firstOverwrite(
   index: ClaimIndex,
   owner?: string,
 ): Promise<{ file: string; id: Identity; claim: ClaimedFile & { id: Identity }; intermediate: boolean } | undefined> {
-  for (const file of [outputs.final, outputs.checkpoint]) {
+  for (const file of [outputs.final, outputs.partial, outputs.checkpoint]) {
     const id = await identify(file);
     const claim = index.find(id, owner);
     if (claim) return { file, id, claim, intermediate: false };
@@ -180,6 +184,7 @@ export async function refuseOverwritesAcrossJobs(
   for (const j of jobs) {
     for (const i of j.inputs) claims.push({ file: i.file, what: `${i.what} of ${j.name}` });
     claims.push({ file: j.outputs.final, what: `output of ${j.name}`, owner: j.name });
+    claims.push({ file: j.outputs.partial, what: `partial image of ${j.name}`, owner: j.name });
     claims.push({ file: j.outputs.checkpoint, what: `checkpoint of ${j.name}`, owner: j.name });
   }
   const index = await ClaimIndex.of(claims);
@@ -218,17 +223,31 @@ export function checkpointPathFor(job: Pick<JobConfig, 'out'>): string {
 
 /**
  * Every check of a job's files that needs no decoding: the outputs (final
- * image, intermediate saves, checkpoint) lead to none of its inputs, can be
- * written, and the checkpoint path holds nothing but an nst checkpoint; then
- * removes what a killed run of the same outputs left. Returns one line per
- * file removed.
+ * image, partial image, intermediate saves, checkpoint) lead to none of its
+ * inputs, can be written, and the checkpoint path holds nothing but an nst
+ * checkpoint; then removes what a killed run of the same outputs left.
+ * Returns one line per file removed. `dryRun`: changes nothing (removes
+ * nothing, and an output folder that does not exist yet passes when it can
+ * be created).
  */
-export async function checkJobFiles(job: JobConfig, weights: Pick<WeightSet, 'source'>): Promise<string[]> {
+export async function checkJobFiles(job: JobConfig, weights: Pick<WeightSet, 'source'>, dryRun = false): Promise<string[]> {
   const outputs = jobOutputs(job);
   await refuseOverwritingInputs(await jobInputs(job, weights), outputs);
+  const folder = path.dirname(path.resolve(job.out));
+  if (dryRun && !existsSync(folder)) {
+    await assertCreatable(folder);
+    return [];
+  }
   await assertWritable(job.out, 'out');
   await assertCheckpointUsable(outputs.checkpoint);
-  return removeLeftovers(job.out, outputs.checkpoint);
+  return dryRun ? [] : removeLeftovers(job.out, outputs.checkpoint);
+}
+
+/** A folder that does not exist yet can be made: its nearest existing parent is a folder that takes new files. */
+async function assertCreatable(folder: string): Promise<void> {
+  let parent = path.dirname(folder);
+  while (!existsSync(parent) && path.dirname(parent) !== parent) parent = path.dirname(parent);
+  await assertFileWritable(path.join(parent, '.nst-folder-probe'), (detail) => new UserError(detail, { code: 'unwritable', field: 'out' }));
 }
 
 /** The files a job reads: its images and, when they are files on disk, its weights (each file of a weight folder). */
@@ -275,6 +294,7 @@ async function removeLeftovers(out: string, checkpointPath: string): Promise<str
     path.dirname(path.resolve(out)),
     (name) =>
       name === path.basename(out) ||
+      name === path.basename(partialPath(out)) ||
       (name.startsWith(`${stem}_`) && name.endsWith(ext) && /^\d+$/.test(name.slice(stem.length + 1, name.length - ext.length))),
   );
   add(path.dirname(path.resolve(checkpointPath)), (name) => name === path.basename(checkpointPath));

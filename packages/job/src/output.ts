@@ -1,5 +1,6 @@
 import { recombineChroma, toLevels, type ImageTensor, type Preprocessing, type RgbImage, type RgbLevels } from '@nst/core';
 import { savePixels, type OutputPixels } from './image-file.js';
+import type { FileSettings, FileState, ResultSettings } from './settings.js';
 
 /** How one job's optimised image becomes a file. */
 export interface ItemOutput {
@@ -11,13 +12,25 @@ export interface ItemOutput {
   readonly alpha?: Uint8Array;
   /** An ICC profile to convert the output to and embed (the content's, kept); undefined: sRGB. */
   readonly icc?: Uint8Array;
+  /** The job's settings, recorded in the file (undefined: none). */
+  readonly settings?: ResultSettings;
 }
 
-/** Writes an optimised image (network space) to `file`. */
-export async function saveRendered(file: string, tensor: ImageTensor, pre: Preprocessing, settings: ItemOutput): Promise<void> {
+/** Writes an optimised image (network space) to `file`; `state` says what the file is, recorded with the job's settings. */
+export async function saveRendered(
+  file: string,
+  tensor: ImageTensor,
+  pre: Preprocessing,
+  output: ItemOutput,
+  state?: FileState,
+): Promise<void> {
   let levels: RgbLevels = toLevels(tensor, pre);
-  if (settings.chromaFrom) levels = recombineChroma(levels, settings.chromaFrom);
-  await savePixels(file, quantise(levels, settings.bitDepth ?? 8, settings.alpha), { icc: settings.icc });
+  if (output.chromaFrom) levels = recombineChroma(levels, output.chromaFrom);
+  const settings: FileSettings | undefined = output.settings && state && { ...output.settings, ...state };
+  await savePixels(file, quantise(levels, output.bitDepth ?? 8, output.alpha), {
+    icc: output.icc,
+    settings: settings && JSON.stringify(settings),
+  });
 }
 
 /** Levels 0..255 to 8- or 16-bit pixels (rounded, clipped), with the alpha channel when given. */

@@ -12,14 +12,15 @@ import {
   type WeightSet,
 } from '@nst/core';
 import { fileCheckpointSlot, itemCheckpointStore, type CheckpointSlot } from './checkpoint.js';
-import { jobFingerprint, stepFingerprint } from './fingerprint.js';
+import { inputDigests, jobFingerprint, stepFingerprint } from './fingerprint.js';
 import { probeImage } from './image-file.js';
 import { loadScaleInputs } from './inputs.js';
 import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
 import { checkMemory } from './memory.js';
-import { adamOf, lossOf, packingKey, type JobConfig } from './options.js';
+import { adamOf, isInitKind, lossOf, packingKey, type JobConfig } from './options.js';
 import { checkJobFiles, checkpointPathFor } from './output-safety.js';
-import { planScales, type ScaleStep, type Size } from './schedule.js';
+import { planScales, sizeNote, type ScaleStep, type Size } from './schedule.js';
+import { resultSettings, type ResultSettings } from './settings.js';
 
 /*
  * One job, one pipeline: `nst render`, `nst batch` and `nst worker` all run
@@ -57,6 +58,8 @@ export interface PreparedJob {
   readonly steps: readonly ScaleStep[];
   /** Everything that changes the picture (fingerprint.ts, 'result'): stored with results. */
   readonly fingerprint: string;
+  /** What its files record of how they were made (the fingerprint among it). */
+  readonly settings: ResultSettings;
   /** The fingerprint of each step's checkpoints. */
   readonly stepFingerprints: readonly string[];
   readonly checkpoint: CheckpointSlot;
@@ -68,8 +71,18 @@ export interface PreparedJob {
 export interface PrepareOptions {
   /** Where the job's checkpoint lives (default: `<out>.ckpt`). */
   readonly checkpoint?: CheckpointSlot;
-  /** Hears what the user should know (leftovers removed, a missing checkpoint). */
+  /** Hears what the user should know (leftovers removed, a photo whose shape changes). */
   readonly notice?: (line: string) => void;
+  /** Check and plan only: nothing is removed, and output folders may not exist yet. */
+  readonly dryRun?: boolean;
+  /**
+   * The names the user gave the job's input files, by local path, for what
+   * the results record (a worker's inputs are files in its scratch space,
+   * which must not reach the user); default: the paths, made absolute.
+   */
+  readonly inputNames?: ReadonlyMap<string, string>;
+  /** How the front end names a job field in a message that points to another option (the CLI: `--fresh`); default: the field. */
+  readonly nameField?: (field: string) => string;
 }
 
 /**
@@ -82,30 +95,58 @@ export async function prepareJob(job: JobConfig, weights: WeightSet, options: Pr
     weights.layers.map((l) => l.name),
     weights.source,
   );
-  for (const line of await checkJobFiles(job, weights)) options.notice?.(line);
-  const contentDims = await probeImage(job.content, 'content');
-  const styleDims = job.styleScale === undefined ? [] : await Promise.all(job.style.map((s) => probeImage(s, 'style')));
+  for (const line of await checkJobFiles(job, weights, options.dryRun)) options.notice?.(line);
+  const { contentDims, styleDims } = await probeJobImages(job);
   const { size, steps } = planScales(job, contentDims, styleDims);
-  const fingerprint = await jobFingerprint(job, weights, size, 'result');
-  const run = await jobFingerprint(job, weights, size, 'run');
+  const note = sizeNote(job, contentDims, size);
+  if (note) options.notice?.(note);
+  const digests = await inputDigests(job);
+  const fingerprint = jobFingerprint(job, weights, size, 'result', digests);
+  const run = jobFingerprint(job, weights, size, 'run', digests);
   const stepFingerprints = steps.map((step, k) => stepFingerprint(run, k, step));
   const checkpoint = options.checkpoint ?? fileCheckpointSlot(checkpointPathFor(job));
-  const resumeAt = job.resume ? await resumePoint(checkpoint, stepFingerprints, steps, options.notice) : FROM_THE_BEGINNING;
-  return { job, size, steps, fingerprint, stepFingerprints, checkpoint, resumeAt, key: packingKey(job, size, resumeAt) };
+  const resumeAt = job.resume
+    ? await resumePoint(checkpoint, stepFingerprints, steps)
+    : job.fresh
+      ? FROM_THE_BEGINNING
+      : await refuseDiscarding(checkpoint, steps, options.nameField ?? ((f) => f));
+  const settings = resultSettings(job, weights, size, fingerprint, digests, options.inputNames);
+  return { job, size, steps, fingerprint, settings, stepFingerprints, checkpoint, resumeAt, key: packingKey(job, size, resumeAt) };
 }
 
-/** Which scale and iteration a checkpoint continues; a checkpoint of another job is refused. */
-async function resumePoint(
-  slot: CheckpointSlot,
-  stepFingerprints: readonly string[],
-  steps: readonly ScaleStep[],
-  notice?: (line: string) => void,
-): Promise<ResumePoint> {
+/**
+ * The sizes of a job's images from their headers (EXIF rotation applied):
+ * a missing or undecodable content, style or init image is an error here,
+ * before anything is loaded. Front ends call it before heavier work (the
+ * weights, the backend) to report the user's own mistakes first.
+ */
+export async function probeJobImages(job: JobConfig): Promise<{ contentDims: Size; styleDims: Size[] }> {
+  const contentDims = await probeImage(job.content, 'content');
+  const styleDims: Size[] = [];
+  for (const style of job.style) styleDims.push(await probeImage(style, 'style'));
+  if (!isInitKind(job.init)) await probeImage(job.init, 'init');
+  return { contentDims, styleDims };
+}
+
+/**
+ * A run that starts from the beginning would overwrite (on an interrupt)
+ * or remove (at its end) the checkpoint of an interrupted run of this
+ * output: refused, saying how to continue it or to discard it.
+ */
+async function refuseDiscarding(slot: CheckpointSlot, steps: readonly ScaleStep[], name: (field: string) => string): Promise<ResumePoint> {
   const found = await slot.peek();
-  if (!found) {
-    notice?.(`no checkpoint ${slot.name} to resume: starting from the beginning`);
-    return FROM_THE_BEGINNING;
-  }
+  if (!found) return FROM_THE_BEGINNING;
+  const total = steps.reduce((a, s) => a + s.iterations, 0);
+  throw new UserError(
+    `${slot.name} holds an interrupted render of this output (iteration ${found.iteration}${steps.length === 1 ? ` of ${total}` : ''}): ${name('resume')} continues it, ${name('fresh')} discards it`,
+    { code: 'conflict', field: 'resume' },
+  );
+}
+
+/** Which scale and iteration a checkpoint continues (none there: the beginning); a checkpoint of another job is refused. */
+async function resumePoint(slot: CheckpointSlot, stepFingerprints: readonly string[], steps: readonly ScaleStep[]): Promise<ResumePoint> {
+  const found = await slot.peek();
+  if (!found) return FROM_THE_BEGINNING;
   const scale = stepFingerprints.indexOf(found.fingerprint);
   if (scale < 0)
     throw new UserError(`checkpoint ${slot.name} belongs to a different job (the inputs' contents, size, loss or weights differ)`, {
@@ -165,6 +206,8 @@ export async function runJobGroup(
     styleSizes: group.flatMap((p) => p.steps[last].styleSizes),
   });
   checkOptimizerMemory(job, batch * first.size.width * first.size.height * 3);
+  // A fresh start asked for: the checkpoint of an earlier run goes now, so that none of it is mixed in.
+  for (const p of group) if (p.job.fresh && !p.resumeAt.fromCheckpoint) await p.checkpoint.discard?.();
 
   const pre = engine.weights.preprocessing;
   // Adam's lr is in pixel levels (the notebook's space); scale it into the weight set's units.
@@ -180,7 +223,10 @@ export async function runJobGroup(
     events.onScale?.(k, first.steps.length, step);
     const inputs = [];
     for (const p of group) inputs.push(await loadScaleInputs(p.job, p.steps[k], pre));
-    if (k === start) for (const line of new Set(inputs.flatMap((i) => i.notes))) events.onNotice?.(line);
+    if (k === start) {
+      const notes = new Map(inputs.flatMap((i) => i.notes.map((n) => [n.line, n.detail] as const)));
+      for (const [line, detail] of notes) events.onNotice?.(line, detail);
+    }
     const pixels = step.size.width * step.size.height * 3;
     const initialImages = previous
       ? resizeBilinear(previous.images, batch, previous.size, step.size)
@@ -197,7 +243,7 @@ export async function runJobGroup(
         initialImages,
         preprocessing: pre,
         outPaths: group.map((p) => p.job.out),
-        outputs: inputs.map((i) => i.output),
+        outputs: inputs.map((i, b) => ({ ...i.output, settings: { ...group[b].settings, backend: engine.backend.detail } })),
         iterations: step.iterations,
         adam,
         optimizer: job.optimizer,

@@ -1,4 +1,4 @@
-import { MAX_SIDE, resolveSize, UserError } from '@nst/core';
+import { MAX_SIDE, resolveSize, UserError, type SizeSpec } from '@nst/core';
 import type { JobConfig } from './options.js';
 
 /**
@@ -73,7 +73,12 @@ export function styleSizesAt(job: Pick<JobConfig, 'styleScale' | 'style'>, size:
  * decoded sizes, the others with the files' headers.
  */
 export function planScales(job: JobConfig, contentDims: Size, styleDims: readonly Size[]): { size: Size; steps: ScaleStep[] } {
-  const size = resolveSize(job.size, contentDims.width, contentDims.height);
+  const size = resolveSize(job.size, contentDims.width, contentDims.height, job.fit);
+  if (Math.max(size.width, size.height) > MAX_SIDE)
+    throw new UserError(
+      `a ${contentDims.width}x${contentDims.height} photo around ${describeSize(job.size)} would be ${size.width}x${size.height} (at most ${MAX_SIDE} a side)`,
+      { code: 'too-large', field: 'size' },
+    );
   const sides = coarseSides(job.scales, Math.max(size.width, size.height));
   const sizes = [...sides.map((longest) => resolveSize({ kind: 'longest', longest }, size.width, size.height)), size];
   const iterations = scaleIterations(job, sizes.length);
@@ -84,4 +89,33 @@ export function planScales(job: JobConfig, contentDims: Size, styleDims: readonl
 /** The schedule as results report it: each scale's size and iterations. */
 export function describeSteps(steps: readonly ScaleStep[]): { size: string; iterations: number }[] {
   return steps.map((s) => ({ size: `${s.size.width}x${s.size.height}`, iterations: s.iterations }));
+}
+
+function describeSize(size: SizeSpec): string {
+  return size.kind === 'exact' ? `${size.width}x${size.height}` : `a longest side of ${size.longest}`;
+}
+
+/**
+ * One line when the output does not have the photo's shape, or not the
+ * size asked for: `fit` stretched, cropped or padded the photo, or kept its
+ * shape in a size other than WxH. Undefined when the photo keeps its shape
+ * at the size asked (a longest side, or WxH of the photo's aspect).
+ */
+export function sizeNote(job: Pick<JobConfig, 'size' | 'fit' | 'content'>, contentDims: Size, size: Size): string | undefined {
+  if (job.size.kind !== 'exact') return undefined;
+  const own = resolveSize(job.size, contentDims.width, contentDims.height, 'inside');
+  const asked = `${job.size.width}x${job.size.height}`;
+  if (own.width === job.size.width && own.height === job.size.height) return undefined;
+  const photo = `'${job.content}' (${contentDims.width}x${contentDims.height})`;
+  const whole = `${own.width}x${own.height}`;
+  switch (job.fit) {
+    case 'fill':
+      return `size: ${photo} is stretched to ${asked} (fit fill; fit inside keeps its shape at ${whole})`;
+    case 'cover':
+      return `size: ${photo} is cropped to ${asked} (fit cover; fit inside keeps all of it at ${whole})`;
+    case 'contain':
+      return `size: ${photo} is padded to ${asked} (fit contain; fit inside gives ${whole} without padding)`;
+    default:
+      return `size: ${photo} keeps its shape at ${size.width}x${size.height} (fit ${job.fit} ${asked}; fit contain, cover or fill give ${asked})`;
+  }
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LOSS } from '@nst/core';
+import { DEFAULT_LOSS, resolveSize } from '@nst/core';
 import {
   adamOf,
+  formatOption,
   JOB_FIELDS,
   JOB_OPTIONS,
   jobFromOptions,
@@ -18,9 +19,11 @@ const fieldError = (field: string, detail?: RegExp) =>
   expect.objectContaining({ field, ...(detail ? { detail: expect.stringMatching(detail) } : {}) });
 
 describe('the one job description', () => {
-  it('applies the notebook defaults (spec: 400x300, 200 iterations, lr 2, alpha 10, beta 40)', () => {
+  it("applies the notebook defaults (spec: 400x300 for its 4:3 photos, i.e. the longest side 400, each photo's aspect kept; 200 iterations, lr 2, alpha 10, beta 40)", () => {
     const job = jobFromOptions(base);
-    expect(job.size).toEqual({ kind: 'exact', width: 400, height: 300 });
+    expect(job.size).toEqual({ kind: 'longest', longest: 400 });
+    expect(resolveSize(job.size, 640, 480, job.fit)).toEqual({ width: 400, height: 300 });
+    expect(job.saveEvery).toBe(0);
     expect(job.iterations).toBe(200);
     expect(adamOf(job)).toEqual({ lr: 2, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
     expect(lossOf(job)).toEqual(DEFAULT_LOSS);
@@ -67,6 +70,8 @@ describe('the one job description', () => {
       [{ noiseRatio: '1.5' }, 'noiseRatio', /not in 0\.\.1/],
       [{ styleBlendWeights: '1,2' }, 'styleBlendWeights', /^2 weights given for 1 style images$/],
       [{ bitDepth: '16', out: 'o.jpg' }, 'bitDepth', /cannot hold 16 bits/],
+      [{ resume: 'true', fresh: 'true' }, 'fresh', /^resume and fresh together/],
+      [{ fit: 'stretch' }, 'fit', /^'stretch' is not one of inside, contain, cover, fill, outside$/],
     ];
     for (const [values, field, detail] of refused)
       expect(() => jobFromOptions({ ...base, ...values }), field).toThrow(fieldError(field, detail));
@@ -97,8 +102,15 @@ describe('the option table', () => {
 
   it('says which front ends take each option (the CLI takes all; files, weights and the worker-side schedule are not HTTP fields)', () => {
     expect(optionsFor('cli')).toEqual(JOB_FIELDS);
-    expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'weights']);
-    expect(JOB_FIELDS.filter((f) => !optionsFor('http').includes(f))).toEqual(['out', 'saveEvery', 'checkpointEvery', 'resume', 'weights']);
+    expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'fresh', 'weights']);
+    expect(JOB_FIELDS.filter((f) => !optionsFor('http').includes(f))).toEqual([
+      'out',
+      'saveEvery',
+      'checkpointEvery',
+      'resume',
+      'fresh',
+      'weights',
+    ]);
   });
 
   it('packs jobs only when every option but their inputs and outputs is equal', () => {
@@ -114,6 +126,8 @@ describe('the option table', () => {
     const other: Partial<Record<keyof JobConfig, unknown>> = {
       styleScale: 2,
       size: { kind: 'longest', longest: 512 },
+      fit: 'cover',
+      fresh: true,
       contentLayers: [{ layer: 'conv2_2', weight: 1 }],
       styleLayers: [{ layer: 'conv1_1', weight: 1 }],
       pooling: 'max',
@@ -135,5 +149,37 @@ describe('the option table', () => {
     }
     expect(packingKey(job, { width: 300, height: 400 }, resumeAt)).not.toBe(key);
     expect(packingKey(job, size, { scale: 0, iteration: 20 })).not.toBe(key);
+  });
+});
+
+describe('options as results record them', () => {
+  it('formats every value as text its parser reads back to the same value, to the last digit', () => {
+    const job = jobFromOptions({
+      ...base,
+      style: ['a.jpg', 'b.jpg'],
+      styleBlendWeights: '1,3',
+      styleScale: '0.7',
+      size: '333x222',
+      fit: 'cover',
+      alpha: String(1 / 3),
+      beta: '4.0000000000000036e-7',
+      tvWeight: '1e-21',
+      lr: String(Math.PI),
+      contentLayers: 'conv4_2:0.1',
+      styleLayers: `conv1_1:${1 / 7},conv5_1:2e-9`,
+      noiseRatio: '0.3',
+      seed: '4294967295',
+      scales: '100,200x150',
+      scaleIterations: '3,4,5',
+      init: 'content',
+      bitDepth: '16',
+    });
+    const again: Record<string, OptionValue> = {};
+    for (const field of JOB_FIELDS) if (job[field] !== undefined) again[field] = formatOption(field, job[field]);
+    expect(jobFromOptions(again)).toEqual(job);
+    expect(again.size).toBe('333x222');
+    expect(again.scales).toBe('100,200x150');
+    expect(jobFromOptions({ ...base, scales: 'auto' }).scales).toBe('auto');
+    expect(formatOption('scales', 'auto')).toBe('auto');
   });
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { removeStaleTemporaries } from '@nst/files';
-import { assertWritable, refuseOverwritingInputs, type JobInput } from '@nst/job';
+import { assertWritable, partialPath, refuseOverwritingInputs, type JobInput } from '@nst/job';
 
 const fresh = () => mkdtempSync(path.join(tmpdir(), 'nst-files-'));
 
@@ -31,6 +31,7 @@ describe('outputs against inputs', () => {
   };
   const outputs = (out: string, every = 0, iterations = 100) => ({
     final: out,
+    partial: partialPath(out),
     checkpoint: `${out}.ckpt`,
     intermediate: { every, iterations },
   });
@@ -60,8 +61,16 @@ describe('outputs against inputs', () => {
     const { dir, weights, inputs } = setup();
     await expect(refuseOverwritingInputs(inputs, outputs(path.join(weights, 'model.json')))).rejects.toThrow(/would overwrite the weights/);
     // <out>.ckpt would be the content image
-    const ck = { final: path.join(dir, 'x.png'), checkpoint: path.join(dir, 'content.png'), intermediate: { every: 0, iterations: 0 } };
+    const ck = { ...outputs(path.join(dir, 'x.png')), checkpoint: path.join(dir, 'content.png') };
     await expect(refuseOverwritingInputs(inputs, ck)).rejects.toThrow(/would overwrite the content image/);
+    // So would the image an interrupted run leaves beside its output: <stem>.partial<ext>.
+    const partial = path.join(dir, 'y.partial.png');
+    writeFileSync(partial, 'mine');
+    const withPartial: JobInput[] = [...inputs, { file: partial, field: 'init', what: 'init image' }];
+    await expect(refuseOverwritingInputs(withPartial, outputs(path.join(dir, 'y.png')))).rejects.toThrow(
+      /y\.partial\.png' would overwrite the init image/,
+    );
+    await expect(refuseOverwritingInputs(withPartial, outputs(path.join(dir, 'z.png')))).resolves.toBeUndefined();
   });
 
   it('refuses an intermediate save that would land on an input (its name, or a hard link), only when the schedule writes it', async () => {

@@ -1,9 +1,11 @@
 import type http from 'node:http';
-import { describeJob, previewKey, queueCall, type RenderQueue } from './queue.js';
+import type { JobView } from './job-view.js';
+import { previewKey } from './queue.js';
 import type { BlobStore } from './store.js';
 
 export interface JobFeedOptions {
-  readonly queue: RenderQueue;
+  /** A job's view now, or undefined when it is gone. */
+  readonly describe: (jobId: string) => Promise<JobView | undefined>;
   readonly store: BlobStore;
   /** How often a watched job is looked at. */
   readonly everyMs: number;
@@ -59,12 +61,11 @@ export function jobFeeds(o: JobFeedOptions): (res: http.ServerResponse, jobId: s
   const feeds = new Map<string, Feed>();
 
   const look = async (feed: Feed, jobId: string) => {
-    const job = await queueCall(() => o.queue.getJob(jobId));
-    if (!job) {
+    const view = await o.describe(jobId);
+    if (!view) {
       feed.end = message('end', { id: jobId, state: 'failed', error: 'the job is gone' });
       return;
     }
-    const view = await queueCall(() => describeJob(job));
     const progress = message('progress', view);
     if (!feed.progress?.equals(progress)) feed.progress = progress;
     const done = view.state === 'done';
@@ -80,7 +81,7 @@ export function jobFeeds(o: JobFeedOptions): (res: http.ServerResponse, jobId: s
       }
       feed.previewSeen = done ? -1 : (view.preview as number);
     }
-    if (done || view.state === 'failed') feed.end = message('end', view);
+    if (done || view.state === 'failed' || view.state === 'cancelled') feed.end = message('end', view);
   };
 
   const deliver = (feed: Feed, w: Watcher) => {

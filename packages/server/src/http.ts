@@ -1,4 +1,4 @@
-import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -10,9 +10,15 @@ import { INIT_KINDS, isInitKind, jobFromOptions, JOB_OPTIONS, optionsFor, planSc
 import { checkImages, PixelGate } from './decode.js';
 import { HttpError, withoutPaths } from './errors.js';
 import { jobFeeds } from './events.js';
+import { convertResult, RESULT_FORMATS, resultFormat, thumbnail } from './images.js';
+import { jobControl, type JobControl } from './job-control.js';
+import { API_STATES, type ApiState } from './job-view.js';
+import { serviceMetrics } from './metrics.js';
 import { readMultipart, type Upload } from './multipart.js';
-import { describeJob, QueueUnavailableError, queueCall, resultKey, type RenderJob, type RenderQueue } from './queue.js';
-import { inputKey, isStoreUnavailable, type BlobStore } from './store.js';
+import { QueueUnavailableError, queueCall, redisOf, resultKey, type RenderQueue, type ServiceData } from './queue.js';
+import { isServiceField, SERVICE_FIELDS, withoutControlCharacters } from './service-fields.js';
+import { countingErrors, inputKey, isStoreUnavailable, type BlobStore } from './store.js';
+import { authenticator, checkToken, type ApiUser } from './users.js';
 
 export interface ApiLimits {
   /** Bytes per uploaded file. */
@@ -31,6 +37,8 @@ export interface ApiLimits {
   readonly styles: number;
   /** Attempts per job (a job that keeps failing ends as failed). */
   readonly attempts: number;
+  /** Jobs one user may have queued at once. */
+  readonly queuedPerUser: number;
 }
 
 export const DEFAULT_API_LIMITS: ApiLimits = {
@@ -43,13 +51,18 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
   iterations: 5000,
   styles: 8,
   attempts: 3,
+  queuedPerUser: 100,
 };
 
 export interface ApiOptions {
   readonly store: BlobStore;
   readonly queue: RenderQueue;
-  /** The bearer token every /api request must carry: at least MIN_TOKEN_LENGTH characters. */
-  readonly token: string;
+  /** One token for one user, `admin`, who sees everything (at least MIN_TOKEN_LENGTH characters)... */
+  readonly token?: string;
+  /** ... or a token per user (`nst serve --tokens FILE`): each sees only their own jobs, an admin all. */
+  readonly users?: readonly ApiUser[];
+  /** How long finished jobs, their records and their files are kept (`--keep-days`); default: the last 1000 jobs. */
+  readonly keepMs?: number;
   readonly limits?: Partial<ApiLimits>;
   /** How often server-sent events look for news. */
   readonly eventsEveryMs?: number;
@@ -59,21 +72,8 @@ export interface ApiOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Tokens shorter than this are refused: a guessable token is no lock. */
-export const MIN_TOKEN_LENGTH = 16;
-
-/** Refuses a token too short to be a secret; `field` names where it came from (`token`, `tokenFile`). */
-export function checkToken(token: string, field = 'token'): string {
-  if (token.length < MIN_TOKEN_LENGTH)
-    throw new UserError(`is ${token.length} characters; a token needs at least ${MIN_TOKEN_LENGTH} (make one with: openssl rand -hex 24)`, {
-      field,
-    });
-  return token;
-}
-
 /** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files. */
 const REQUEST_FIELDS = new Set<string>(optionsFor('http').filter((f) => !JOB_OPTIONS[f].upload));
-const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The web page's files, read once: no request path ever reaches the file system. */
 function webFiles(): Map<string, { type: string; body: Buffer }> {
@@ -110,78 +110,101 @@ function webFiles(): Map<string, { type: string; body: Buffer }> {
  * field, with no path of the server in them.
  */
 export function createApiServer(options: ApiOptions): http.Server {
-  checkToken(options.token);
+  const users = options.users ?? (options.token !== undefined ? [{ name: 'admin', token: options.token, admin: true }] : []);
+  if (users.length === 0) throw new Error('createApiServer: give a token or users');
+  for (const u of users) checkToken(u.token);
   const limits = { ...DEFAULT_API_LIMITS, ...options.limits };
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   // Every upload is a new image: libvips' cache of decoded images would only hold memory.
   sharp.cache(false);
   const gate = new PixelGate(Math.max(limits.decodingPixels, limits.inputPixels));
+  let storeErrors = 0;
+  const store = countingErrors(options.store, () => storeErrors++);
+  const jobs = jobControl({ queue: options.queue, attempts: limits.attempts, keepMs: options.keepMs });
+  const metrics = serviceMetrics(options.queue, jobs, () => storeErrors);
   const watch = jobFeeds({
-    queue: options.queue,
-    store: options.store,
+    describe: jobs.peek,
+    store,
     everyMs: options.eventsEveryMs ?? 500,
     bufferBytes: 64 * 1024,
     stallMs: options.eventsStallMs ?? 30_000,
     log,
   });
   const web = webFiles();
-  const tokenDigest = createHash('sha256').update(options.token).digest();
-  const authorised = (req: http.IncomingMessage) => {
-    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    return m !== null && timingSafeEqual(createHash('sha256').update(m[1]).digest(), tokenDigest);
-  };
-
-  const findJob = async (id: string): Promise<RenderJob> => {
-    const job = JOB_ID.test(id) ? await queueCall(() => options.queue.getJob(id)) : undefined;
-    if (!job) throw new HttpError(404, `no job '${id.slice(0, 40)}'`, 'id');
-    return job;
-  };
+  const authenticate = authenticator(users);
 
   const routes = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter(Boolean);
-    if (parts[0] !== 'api') {
+    if (req.method === 'GET' && url.pathname === '/healthz') return sendJson(res, ...(await health(options.queue, store)));
+    if (parts[0] !== 'api' && url.pathname !== '/metrics') {
       const file = req.method === 'GET' ? web.get(url.pathname) : undefined;
       if (!file) throw new HttpError(404, 'not found');
       res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-cache' }).end(file.body);
       return;
     }
-    if (!authorised(req)) throw new HttpError(401, 'missing or wrong bearer token', 'authorization');
+    const user = authenticate(req.headers.authorization);
+    if (!user) throw new HttpError(401, 'missing or wrong bearer token', 'authorization');
+    if (url.pathname === '/metrics') {
+      if (req.method !== 'GET' || !user.admin)
+        throw new HttpError(user.admin ? 404 : 403, 'the metrics are for admin tokens', 'authorization');
+      const text = await metrics.text();
+      res.writeHead(200, { 'content-type': metrics.contentType }).end(text);
+      return;
+    }
     if (parts.length > 4) throw new HttpError(404, `no route ${req.method} ${url.pathname.slice(0, 80)}`);
     const route = `${req.method} /${parts.slice(1, 2).join('/')}${parts.length > 2 ? '/:id' : ''}${parts.length > 3 ? `/${parts[3]}` : ''}`;
     const id = parts[2] ?? '';
     switch (route) {
       case 'POST /jobs':
-        return sendJson(res, 201, { id: await submit(req, res, { ...options, limits, gate }) });
+        return sendJson(res, 201, { id: await submit(req, res, { store, jobs, user, limits, gate }) });
       case 'GET /jobs': {
-        const jobs = await queueCall(async () => {
-          const recent = await options.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, 49);
-          recent.sort((a, b) => b.timestamp - a.timestamp);
-          return Promise.all(recent.slice(0, 50).map(describeJob));
-        });
-        return sendJson(res, 200, { jobs });
+        const state = url.searchParams.get('state');
+        if (state !== null && !(API_STATES as readonly string[]).includes(state))
+          throw new HttpError(400, `'${state.slice(0, 40)}' is not one of ${API_STATES.join(', ')}`, 'state');
+        const limit = parseLimit(url.searchParams.get('limit'));
+        return sendJson(res, 200, { jobs: await jobs.list(user, (state ?? undefined) as ApiState | undefined, limit) });
       }
-      case 'GET /jobs/:id': {
-        const job = await findJob(id);
-        return sendJson(res, 200, await queueCall(() => describeJob(job)));
-      }
+      case 'GET /jobs/:id':
+        return sendJson(res, 200, await jobs.view(id, user));
+      case 'DELETE /jobs/:id':
+      case 'POST /jobs/:id/cancel':
+        return sendJson(res, 202, await jobs.cancel(id, user));
+      case 'POST /jobs/:id/retry':
+        return sendJson(res, 202, await jobs.retry(id, user));
       case 'GET /jobs/:id/result': {
-        const job = await findJob(id);
-        const state = (await queueCall(() => describeJob(job))).state;
-        if (state !== 'done') throw new HttpError(409, `the job is ${state}, not done`, 'id');
-        const bytes = await options.store.get(resultKey(job.id!));
-        if (!bytes) throw new HttpError(500, 'the result is missing from the store');
+        const format = resultFormat(url.searchParams.get('format'));
+        const view = await jobs.view(id, user);
+        if (view.state !== 'done') throw new HttpError(409, `the job is ${view.state}, not done`, 'id');
+        const bytes = await store.get(resultKey(view.id));
+        if (!bytes) throw new HttpError(410, 'the result is no longer kept (it expired)', 'id');
+        const out = await convertResult(bytes, format);
         res
           .writeHead(200, {
-            'content-type': 'image/png',
-            'content-length': bytes.length,
-            'content-disposition': `attachment; filename="nst-${job.id}.png"`,
+            'content-type': RESULT_FORMATS[format].type,
+            'content-length': out.length,
+            'content-disposition': `attachment; filename="nst-${view.id}.${RESULT_FORMATS[format].ext}"`,
           })
+          .end(out);
+        return;
+      }
+      case 'GET /jobs/:id/thumbnail': {
+        const view = await jobs.view(id, user);
+        const of = url.searchParams.get('of') ?? 'result';
+        const data = (await jobs.data(view.id))!;
+        const key = of === 'content' ? data?.content : of === 'style' ? data?.styles[0] : of === 'result' ? resultKey(view.id) : null;
+        if (key === null) throw new HttpError(400, `'${of.slice(0, 40)}' is not one of content, style, result`, 'of');
+        const bytes = key && (of !== 'result' || view.state === 'done') ? await thumbnail(store, key) : undefined;
+        if (!bytes) throw new HttpError(404, `no ${of} image for this job (yet)`, 'of');
+        res
+          .writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length, 'cache-control': 'private, max-age=3600' })
           .end(bytes);
         return;
       }
       case 'GET /jobs/:id/events':
-        return watch(res, (await findJob(id)).id!);
+        return watch(res, (await jobs.view(id, user)).id);
+      case 'GET /workers':
+        return sendJson(res, 200, { workers: await jobs.workers() });
       default:
         throw new HttpError(404, `no route ${req.method} ${url.pathname.slice(0, 80)}`);
     }
@@ -261,11 +284,44 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
+/** `?limit=`: how many jobs a list holds (50 by default, at most 500). */
+function parseLimit(given: string | null): number {
+  if (given === null) return 50;
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < 1 || n > 500)
+    throw new HttpError(400, `'${given.slice(0, 20)}' is not a whole number from 1 to 500`, 'limit');
+  return n;
+}
+
+/** GET /healthz: whether Redis answers and the store can be read; 503 when either cannot. No token needed, nothing secret told. */
+async function health(queue: RenderQueue, store: BlobStore): Promise<[number, Record<string, string>]> {
+  const check = (probe: () => Promise<unknown>) =>
+    probe().then(
+      () => 'ok',
+      () => 'unavailable',
+    );
+  const [redis, stored] = await Promise.all([
+    check(() => queueCall(async () => (await redisOf(queue)).ping())),
+    check(() => store.get('health/probe')),
+  ]);
+  const ok = redis === 'ok' && stored === 'ok';
+  return [ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', redis, store: stored }];
+}
+
+/** The name a multipart upload gave its file, kept for the job list: its last path segment, printable, at most 120 characters. */
+function uploadName(u: Upload, fallback: string): string {
+  const name = withoutControlCharacters(u.filename ?? '')
+    .split(/[\\/]/)
+    .pop()!
+    .slice(0, 120);
+  return name === '' ? fallback : name;
+}
+
 /** Reads a multipart job request, checks everything, stores the inputs and queues the job. */
 async function submit(
   req: http.IncomingMessage,
   res: http.ServerResponse,
-  options: ApiOptions & { limits: ApiLimits; gate: PixelGate },
+  options: { store: BlobStore; jobs: JobControl; user: ApiUser; limits: ApiLimits; gate: PixelGate },
 ): Promise<string> {
   const { limits } = options;
   const declared = Number(req.headers['content-length'] ?? 0);
@@ -286,10 +342,19 @@ async function submit(
     if (f.field !== 'content' && f.field !== 'style') throw new HttpError(400, 'is not a file field (content, style)', f.field);
 
   const values: Record<string, string> = {};
+  const service: { priority?: number; clientRef?: string } = {};
+  const seen = new Set<string>();
   for (const [key, value] of fields) {
+    if (seen.has(key)) throw new HttpError(400, 'is given twice', key);
+    seen.add(key);
+    if (isServiceField(key)) {
+      const parsed = SERVICE_FIELDS[key].parse(value, key);
+      if (key === 'priority') service.priority = parsed as number;
+      else service.clientRef = parsed as string;
+      continue;
+    }
     const field = camelCase(key);
     if (!REQUEST_FIELDS.has(field) || key !== kebabCase(field)) throw new HttpError(400, 'is not an option this server takes', key);
-    if (values[field] !== undefined) throw new HttpError(400, 'is given twice', key);
     if (field === 'init' && !isInitKind(value)) throw new HttpError(400, `expected ${INIT_KINDS.join(', ')}`, key);
     values[field] = value;
   }
@@ -304,25 +369,25 @@ async function submit(
   if (size.width * size.height > limits.outputPixels)
     throw new UserError(`${size.width}x${size.height} is more than ${limits.outputPixels} pixels`, { code: 'too-large', field: 'size' });
 
+  // An input already stored is written again (the same bytes): its time is renewed, so that retention keeps what jobs still use.
   const store = async (f: Upload) => {
     const key = inputKey(f.bytes);
-    await options.store.putOnce(key, f.bytes);
+    await options.store.put(key, f.bytes);
     return key;
+  };
+  const serviceData: ServiceData = {
+    owner: options.user.name,
+    priority: service.priority ?? SERVICE_FIELDS.priority.default,
+    ...(service.clientRef !== undefined ? { clientRef: service.clientRef } : {}),
+    names: { content: uploadName(content[0], 'content'), styles: styles.map((f, k) => uploadName(f, `style-${k + 1}`)) },
   };
   const data = {
     content: await store(content[0]),
     styles: await Promise.all(styles.map(store)),
     options: { ...values, iterations: String(config.iterations) },
+    service: serviceData,
   };
   const id = randomUUID();
-  await queueCall(() =>
-    options.queue.add('render', data, {
-      jobId: id,
-      attempts: limits.attempts,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { count: 1000 },
-      removeOnFail: { count: 1000 },
-    }),
-  );
+  await options.jobs.add(id, data, options.user, limits.queuedPerUser);
   return id;
 }

@@ -4,7 +4,12 @@
  * worker that renders queued jobs in batches (`nst worker`).
  */
 export * from './store.js';
+export * from './s3-store.js';
+export * from './open-store.js';
 export * from './queue.js';
 export * from './http.js';
 export { PixelGate } from './decode.js';
 export * from './worker.js';
+export * from './users.js';
+export { expireStored } from './retention.js';
+export { inUserWords } from './failure-words.js';

@@ -5,6 +5,8 @@ import { HttpError } from './errors.js';
 export interface Upload {
   readonly field: string;
   readonly bytes: Buffer;
+  /** The file name the client gave, if any (only ever shown back to users, never used as a path). */
+  readonly filename?: string;
 }
 
 export interface MultipartLimits {
@@ -62,13 +64,13 @@ export function readMultipart(
       if (!req.complete) fail(new HttpError(400, 'the request was cut short'));
     });
 
-    bb.on('file', (field, stream) => {
+    bb.on('file', (field, stream, info) => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('limit', () => fail(new HttpError(413, `a file is larger than ${limits.uploadBytes} bytes`, field)));
       // A body that ends inside a file part errors the file's stream ("Unexpected end of form").
       stream.on('error', malformed);
-      stream.on('end', () => files.push({ field, bytes: Buffer.concat(chunks) }));
+      stream.on('end', () => files.push({ field, bytes: Buffer.concat(chunks), filename: info.filename }));
     });
     bb.on('field', (field, value, info) => {
       if (info.valueTruncated) fail(new HttpError(413, 'is too long', field));

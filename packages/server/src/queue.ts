@@ -1,7 +1,7 @@
 import { UserError, type LossValues } from '@nst/core';
-import { Queue, type Job, type JobState, type RedisOptions } from 'bullmq';
+import { Queue, type Job, type RedisOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { withoutPaths } from './errors.js';
+import { HttpError, withoutPaths } from './errors.js';
 
 /** The BullMQ queue every server and worker of one deployment shares. */
 export const QUEUE_NAME = 'nst-render';
@@ -9,12 +9,32 @@ export const QUEUE_NAME = 'nst-render';
 /**
  * A queued render job: inputs by store key, the other options as text under
  * their job field names (what jobFromOptions takes). No path from a request
- * is in it: the worker makes its own.
+ * is in it: the worker makes its own. `service` is what the service keeps
+ * about the job beside it (who asked, how urgent, their reference, the
+ * uploads' names): none of it changes the picture, so none of it is a job
+ * option (JOB_OPTIONS) or reaches the render.
  */
 export interface RenderJobData {
   readonly content: string;
   readonly styles: readonly string[];
   readonly options: Readonly<Record<string, string>>;
+  readonly service?: ServiceData;
+}
+
+/** The service's own fields of a job (service-fields.ts describes those a request sets). */
+export interface ServiceData {
+  /** The name of the user whose token submitted it. */
+  readonly owner: string;
+  readonly priority: number;
+  readonly clientRef?: string;
+  /** The uploads' file names, as the user's browser or curl sent them. */
+  readonly names: { readonly content: string; readonly styles: readonly string[] };
+}
+
+/** A point of a job's loss curve. */
+export interface LossPoint {
+  readonly iteration: number;
+  readonly total: number;
 }
 
 /** What a worker reports while a job runs (BullMQ's job progress). */
@@ -24,6 +44,16 @@ export interface RenderProgress {
   readonly losses?: LossValues;
   /** Counts previews written to the store, so that watchers see a new one. */
   readonly preview?: number;
+  /** The worker holding the job (its id in the worker registry). */
+  readonly worker?: string;
+  /** Whether the worker is rendering it (else it waits in the worker for a batch). */
+  readonly rendering?: boolean;
+  /** When this attempt started rendering (ms since the epoch). */
+  readonly started?: number;
+  /** Iterations per second of this attempt so far. */
+  readonly rate?: number;
+  /** The total loss so far, at most MAX_HISTORY points (thinned evenly as it grows). */
+  readonly history?: readonly LossPoint[];
 }
 
 /** What a finished job returns. */
@@ -33,22 +63,9 @@ export interface RenderReturn {
   readonly iterations: number;
   /** The scales rendered, coarse to fine (the last is the output size). */
   readonly scales: readonly { readonly size: string; readonly iterations: number }[];
-}
-
-/** The API's view of a job's state. */
-export type ApiState = 'queued' | 'running' | 'done' | 'failed';
-
-export function apiState(state: JobState | 'unknown'): ApiState {
-  switch (state) {
-    case 'active':
-      return 'running';
-    case 'completed':
-      return 'done';
-    case 'failed':
-      return 'failed';
-    default:
-      return 'queued';
-  }
+  readonly history?: readonly LossPoint[];
+  /** When its last attempt started rendering. */
+  readonly started?: number;
 }
 
 /** Store keys of a job's outputs. */
@@ -98,7 +115,7 @@ export class QueueUnavailableError extends Error {
   }
 }
 
-/** Runs `call` (queue commands) within `timeoutMs`; any failure or lateness is a QueueUnavailableError. */
+/** Runs `call` (queue commands) within `timeoutMs`; any failure but an HttpError, or lateness, is a QueueUnavailableError. */
 export async function queueCall<T>(call: () => Promise<T>, timeoutMs = QUEUE_DEADLINE_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -107,6 +124,8 @@ export async function queueCall<T>(call: () => Promise<T>, timeoutMs = QUEUE_DEA
   try {
     return await Promise.race([call(), late]);
   } catch (e) {
+    // The caller's own refusals (not found, not allowed) pass; anything else is Redis failing.
+    if (e instanceof HttpError) throw e;
     throw new QueueUnavailableError(e);
   } finally {
     clearTimeout(timer);
@@ -166,21 +185,5 @@ export async function whenConnected(client: { waitUntilReady(): Promise<unknown>
   }
 }
 
-/** The API's JSON for a job. */
-export async function describeJob(job: RenderJob): Promise<Record<string, unknown>> {
-  const state = apiState(await job.getState());
-  const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<RenderProgress>;
-  const iterations = Number(job.data.options.iterations ?? progress.iterations ?? 0);
-  return {
-    id: job.id,
-    state,
-    iteration: state === 'done' ? (job.returnvalue?.iterations ?? iterations) : (progress.iteration ?? 0),
-    iterations,
-    losses: state === 'done' ? (job.returnvalue?.losses ?? null) : (progress.losses ?? null),
-    scales: state === 'done' ? (job.returnvalue?.scales ?? null) : null,
-    error: state === 'failed' ? withoutPaths(job.failedReason ?? 'failed') : null,
-    attempts: job.attemptsMade,
-    submitted: job.timestamp,
-    preview: progress.preview ?? 0,
-  };
-}
+/** The queue's own Redis connection (fails fast, as the API's should), for the service's keys beside BullMQ's. */
+export const redisOf = (queue: RenderQueue): Promise<Redis> => queue.getBackend().client as unknown as Promise<Redis>;

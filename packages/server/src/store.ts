@@ -6,9 +6,9 @@ import path from 'node:path';
  * Where the server and its workers share files: uploaded inputs (by content
  * hash), checkpoints, previews and results. Keys are made by the server
  * (never taken from a request): lower-case letters, digits, '-', '_', '.'
- * and '/' between segments. A folder implements it now; an S3-compatible
- * bucket can implement the same four operations (putOnce as a conditional
- * put, If-None-Match: *).
+ * and '/' between segments. A folder implements it (folderStore), and so
+ * does an S3-compatible bucket (s3Store, putOnce as a conditional put);
+ * test/store-contract.test.ts holds both to the same contract.
  */
 export interface BlobStore {
   /** The bytes under `key`, or undefined when there are none. */
@@ -17,7 +17,16 @@ export interface BlobStore {
   put(key: string, bytes: Uint8Array): Promise<void>;
   /** Stores `bytes` under `key` unless something is there already: true when this call wrote them. */
   putOnce(key: string, bytes: Uint8Array): Promise<boolean>;
+  /** Removes `key`; nothing there is no error. */
   delete(key: string): Promise<void>;
+  /** Every blob under the folder `prefix` (a key without its last segment), with when it was written; for retention. */
+  list(prefix: string): AsyncIterable<StoredBlob>;
+}
+
+/** A blob as `list` tells it. */
+export interface StoredBlob {
+  readonly key: string;
+  readonly modified: Date;
 }
 
 /** Why a store cannot serve: out of space (or quota), not writable, or not answering. */
@@ -74,6 +83,18 @@ export function checkKey(key: string): string {
 /** The store key of an uploaded input: its SHA-256, so that the same image is stored once. */
 export function inputKey(bytes: Uint8Array): string {
   return `inputs/${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/**
+ * An uploaded input read back from the store, checked against its key (its
+ * SHA-256): a copy cut short in transit, or read while an S3 server rewrote
+ * it, is a store failure to wait out, not a broken image to blame on the
+ * user. Undefined when the store no longer has it.
+ */
+export async function getInput(store: BlobStore, key: string): Promise<Uint8Array | undefined> {
+  const bytes = await store.get(key);
+  if (bytes && inputKey(bytes) !== key) throw new StoreUnavailableError('unavailable', 'a damaged copy');
+  return bytes;
 }
 
 /**
@@ -134,6 +155,26 @@ export function folderStore(dir: string): BlobStore {
         throw storeFailure(e);
       });
     },
+    async *list(prefix) {
+      const walk = async function* (dir: string, keyPrefix: string): AsyncGenerator<StoredBlob> {
+        let entries;
+        try {
+          entries = await fs.readdir(dir, { withFileTypes: true });
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+          throw storeFailure(e, true);
+        }
+        for (const e of entries) {
+          const key = `${keyPrefix}/${e.name}`;
+          if (e.isDirectory()) yield* walk(path.join(dir, e.name), key);
+          else if (e.isFile()) {
+            const stat = await fs.stat(path.join(dir, e.name)).catch(() => undefined);
+            if (stat) yield { key, modified: stat.mtime };
+          }
+        }
+      };
+      yield* walk(file(prefix), checkKey(prefix));
+    },
   };
 }
 
@@ -178,4 +219,25 @@ export async function sweepTemporaryFiles(dir: string, maxAgeMs = 24 * 3600_000)
     }
   }
   return removed;
+}
+
+/** `store`, with every StoreUnavailableError counted by `onError` (for /metrics) on its way through. */
+export function countingErrors(store: BlobStore, onError: () => void): BlobStore {
+  const counted =
+    <A extends unknown[], R>(op: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await op(...args);
+      } catch (e) {
+        if (isStoreUnavailable(e)) onError();
+        throw e;
+      }
+    };
+  return {
+    get: counted(store.get),
+    put: counted(store.put),
+    putOnce: counted(store.putOnce),
+    delete: counted(store.delete),
+    list: (prefix) => store.list(prefix),
+  };
 }

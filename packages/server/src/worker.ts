@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { formatUserError, isUserError, kebabCase, type LossValues } from '@nst/core';
+import { isUserError, type LossValues } from '@nst/core';
 import { batchCapacity, type PackLimits } from '@nst/batch';
 import {
   checkFingerprint,
@@ -19,7 +20,10 @@ import {
   type Engine,
   type PreparedJob,
 } from '@nst/job';
-import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type RedisOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { inUserWords } from './failure-words.js';
+import { LossHistory } from './loss-history.js';
 import {
   checkpointKey,
   previewKey,
@@ -30,13 +34,16 @@ import {
   type RenderProgress,
   type RenderReturn,
 } from './queue.js';
-import { isStoreUnavailable, type BlobStore } from './store.js';
+import { CANCELLED, count, HEARTBEAT_LIVES, registryKeys, type WorkerInfo } from './registry.js';
+import { getInput, isStoreUnavailable, type BlobStore } from './store.js';
 
 export interface WorkerOptions {
   readonly store: BlobStore;
-  readonly connection: ConnectionOptions;
+  readonly connection: RedisOptions;
   /** The backend, opened, with the weights loaded. */
   readonly engine: Engine;
+  /** The GPU it renders on, for the worker list (cuda backend). */
+  readonly gpu?: string;
   readonly limits: PackLimits;
   /** Local scratch space for inputs and outputs on their way to and from the store. */
   readonly scratchDir: string;
@@ -59,78 +66,138 @@ export interface WorkerOptions {
 /** A job handed back because the store could not take its files comes round again after this long. */
 const STORE_RETRY_DELAY_MS = 30_000;
 
+/** Why a job leaves this worker without an outcome: it goes back to the queue (the worker stops) or it was cancelled. */
+class HandBack extends Error {
+  constructor(readonly why: 'stopping' | 'cancelled') {
+    super(why);
+  }
+}
+
 /** A job taken from the queue, its inputs in scratch space, checked and planned, waiting for a batch. */
 interface Pending {
   readonly job: RenderJob;
   readonly prepared: PreparedJob;
   readonly capacity: number;
+  readonly history: LossHistory;
+  /** The job's local input files and the names the user gave them, for errors in the user's words. */
+  readonly names: ReadonlyMap<string, string>;
   resolve(r: RenderReturn): void;
   reject(e: unknown): void;
+}
+
+/** The batch being rendered, and how to stop it. */
+interface Running {
+  readonly batch: Pending[];
+  readonly controller: AbortController;
+  /** Jobs of the batch cancelled while it ran. */
+  readonly cancelled: Set<string>;
 }
 
 /**
  * A render worker: takes jobs from the queue (up to a batch at a time),
  * runs compatible ones together on its backend, reports progress and
  * previews, checkpoints to the store, and writes each result to the store
- * once. A worker that dies loses nothing: BullMQ gives its jobs to another
- * worker once their locks expire, which resumes them from their checkpoints.
+ * once. It tells the service it is alive (a heartbeat key in Redis, which
+ * GET /api/workers lists) and whether it is rendering a job or holding it
+ * for a batch. A cancelled job stops at once (the batch it was in goes on
+ * without it). Stopping (SIGTERM) checkpoints the running jobs and hands
+ * every job back to the queue. A worker that dies loses nothing either:
+ * BullMQ gives its jobs to another worker once their locks expire, which
+ * resumes them from their checkpoints.
  */
-export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'], RenderReturn>; close(): Promise<void> } {
+export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'], RenderReturn>; id: string; close(): Promise<void> } {
+  const id = `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const redis = new Redis({ ...o.connection, maxRetriesPerRequest: 2 });
+  const subscriber = new Redis({ ...o.connection, maxRetriesPerRequest: null });
+  reportErrors(redis, o.log);
+  reportErrors(subscriber, o.log);
   const pending: Pending[] = [];
+  let running: Running | undefined;
   let busy = false;
-  const controller = new AbortController();
+  const stopping = new AbortController();
+  const stats = workerStats();
   // A store that cannot take a preview or a checkpoint does not stop a render: its progress stays in memory.
   const bestEffort = (what: string) => (e: unknown) => {
     if (!isStoreUnavailable(e)) throw e;
+    void count(redis, 'store-errors:worker').catch(() => undefined);
     o.log(`store: ${e.message}: ${what} not written; the render goes on`);
   };
 
   const schedule = () => {
-    if (busy || pending.length === 0 || controller.signal.aborted) return;
+    if (busy || pending.length === 0 || stopping.signal.aborted) return;
     busy = true;
     setTimeout(() => {
       runNext()
         .catch((e) => o.log(`internal error: ${(e as Error).message}`))
         .finally(() => {
           busy = false;
+          running = undefined;
           schedule();
         });
     }, o.gatherMs ?? 150);
   };
 
   const runNext = async () => {
+    if (pending.length === 0 || stopping.signal.aborted) return;
     const key = pending[0].prepared.key;
     const batch: Pending[] = [];
     for (let k = 0; k < pending.length && batch.length < pending[0].capacity; )
       if (pending[k].prepared.key === key) batch.push(...pending.splice(k, 1));
       else k++;
+    const current: Running = { batch, controller: new AbortController(), cancelled: new Set() };
+    running = current;
+    const stop = () => current.controller.abort();
+    stopping.signal.addEventListener('abort', stop);
     const ids = batch.map((p) => p.job.id).join(', ');
     const resumeAt = batch[0].prepared.resumeAt;
     o.log(`batch of ${batch.length}${resumeAt.fromCheckpoint ? ` from iteration ${resumeAt.iteration}` : ''}: ${ids}`);
     const iterations = batch[0].prepared.steps.reduce((a, s) => a + s.iterations, 0);
     const losses: (LossValues | undefined)[] = batch.map(() => undefined);
+    const started = Date.now();
     let previews = 0;
     let lastReport = 0;
-    // Iterations done over the scales before the one running.
+    // Iterations done over the scales before the one running, and where this attempt started.
     let before = 0;
     let iteration = 0;
+    let first: number | undefined;
     const report = (force = false) => {
       if (!force && performance.now() - lastReport < 1000) return;
       lastReport = performance.now();
+      const seconds = (Date.now() - started) / 1000;
+      const rate = first !== undefined && seconds > 0 ? (iteration - first) / seconds : 0;
       batch.forEach((p, k) => {
-        const progress: RenderProgress = { iteration, iterations, losses: losses[k], preview: previews };
+        const progress: RenderProgress = {
+          iteration,
+          iterations,
+          losses: losses[k],
+          preview: previews,
+          worker: id,
+          rendering: true,
+          started,
+          rate,
+          history: p.history.points(),
+        };
         p.job.updateProgress(progress as unknown as object).catch(() => undefined);
       });
     };
+    report(true);
+    beat();
     try {
       const result = await runJobGroup(
         o.engine,
         batch.map((p) => p.prepared),
         {
           onScale: (k) => (before = batch[0].prepared.steps.slice(0, k).reduce((a, s) => a + s.iterations, 0)),
-          onReport: (r) => r.losses.forEach((l, k) => (losses[k] = l)),
+          onReport: (r) =>
+            r.losses.forEach((l, k) => {
+              losses[k] = l;
+              batch[k].history.add(before + r.iteration, l.total);
+            }),
           onProgress: (i) => {
-            iteration = before + i;
+            const now = before + i;
+            first ??= now - 1;
+            stats.iterations(now - iteration);
+            iteration = now;
             report();
           },
           onResumed: (i) => o.log(`resumed ${ids} at iteration ${i}`),
@@ -150,46 +217,110 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
             report(true);
           },
         },
-        controller.signal,
+        current.controller.signal,
       );
-      // Stopping: the jobs stay active in the queue, checkpointed; once their locks expire another worker resumes them.
-      if (result.interrupted) return;
+      if (result.interrupted) {
+        // Checkpointed: cancelled jobs end, the others go back to the queue and resume from their checkpoints.
+        for (const p of batch) p.reject(new HandBack(current.cancelled.has(p.job.id!) ? 'cancelled' : 'stopping'));
+        return;
+      }
       for (let k = 0; k < batch.length; k++) {
         const p = batch[k];
-        const id = p.job.id!;
+        const jobId = p.job.id!;
         const bytes = await fs.readFile(p.prepared.job.out);
-        const wrote = await untilStored(() => o.store.putOnce(resultKey(id), bytes), o.storeWaitMs ?? 600_000, controller.signal, o.log);
-        o.log(wrote ? `result ${id} written` : `result ${id} was already written by an earlier attempt`);
+        const wrote = await untilStored(
+          () => o.store.putOnce(resultKey(jobId), bytes),
+          o.storeWaitMs ?? 600_000,
+          stopping.signal,
+          o.log,
+          () => void count(redis, 'store-errors:worker').catch(() => undefined),
+        );
+        o.log(wrote ? `result ${jobId} written` : `result ${jobId} was already written by an earlier attempt`);
         // The checkpoint stays until the result is in the store: a worker lost in between loses nothing.
-        await o.store.delete(checkpointKey(id)).catch(bestEffort('the removal of a finished checkpoint'));
+        await o.store.delete(checkpointKey(jobId)).catch(bestEffort('the removal of a finished checkpoint'));
         await fs.rm(path.dirname(p.prepared.job.out), { recursive: true, force: true });
+        stats.imageDone();
         p.resolve({
-          result: resultKey(id),
+          result: resultKey(jobId),
           losses: result.finalLosses[k],
           iterations: result.iterations,
           scales: describeSteps(p.prepared.steps),
+          history: p.history.points(),
+          started,
         });
       }
     } catch (e) {
-      if (controller.signal.aborted) return;
+      // Stopped (the worker stops, or a job of the batch was cancelled) while it failed: nobody's failure.
+      if (current.controller.signal.aborted)
+        for (const p of batch) p.reject(new HandBack(current.cancelled.has(p.job.id!) ? 'cancelled' : 'stopping'));
       // The store, not a job, failed: every job waits for it.
-      if (isStoreUnavailable(e)) for (const p of batch) p.reject(e);
+      else if (isStoreUnavailable(e)) for (const p of batch) p.reject(e);
       // One bad job must not fail the others: run each alone to find it.
       else if (batch.length > 1) pending.unshift(...batch.map((p) => ({ ...p, capacity: 1 })));
       else for (const p of batch) p.reject(e);
+    } finally {
+      stopping.signal.removeEventListener('abort', stop);
+      running = undefined;
+      beat();
     }
   };
 
+  /** Drops a cancelled job: from the pending list at once, from the running batch by stopping it (the others resume). */
+  const cancel = (jobId: string) => {
+    const k = pending.findIndex((p) => p.job.id === jobId);
+    if (k >= 0) {
+      const [p] = pending.splice(k, 1);
+      p.reject(new HandBack('cancelled'));
+    } else if (running?.batch.some((p) => p.job.id === jobId)) {
+      running.cancelled.add(jobId);
+      running.controller.abort();
+    }
+  };
+  void subscriber.subscribe(registryKeys.cancelChannel).catch(() => undefined);
+  subscriber.on('message', (_channel: string, jobId: string) => cancel(jobId));
+
   const take = async (job: RenderJob, token?: string): Promise<RenderReturn> => {
+    const names = new Map<string, string>();
     try {
-      const entry = await admit(job, o, bestEffort('a checkpoint'));
+      if (await redis.exists(registryKeys.cancel(job.id!))) throw new HandBack('cancelled');
+      const before = (typeof job.progress === 'object' ? job.progress : {}) as Partial<RenderProgress>;
+      const history = new LossHistory(before.history);
+      // Held, not rendering yet: the API shows it queued until its batch starts.
+      const held: RenderProgress = {
+        iteration: 0,
+        iterations: before.iterations ?? 0,
+        worker: id,
+        rendering: false,
+        history: history.points(),
+      };
+      await job.updateProgress(held as unknown as object);
+      const entry = await admit(job, o, bestEffort('a checkpoint'), names);
+      if (stopping.signal.aborted) throw new HandBack('stopping');
+      // A cancellation announced while the job was being fetched and checked found it nowhere: the marker tells.
+      if (await redis.exists(registryKeys.cancel(job.id!))) throw new HandBack('cancelled');
       return await new Promise<RenderReturn>((resolve, reject) => {
-        pending.push({ ...entry, resolve, reject });
+        pending.push({ ...entry, history, names, resolve, reject });
         schedule();
       });
     } catch (e) {
-      if (!isStoreUnavailable(e)) throw jobError(e);
+      if (e instanceof HandBack && e.why === 'cancelled') {
+        o.log(`job ${job.id} cancelled`);
+        void count(redis, 'cancelled').catch(() => undefined);
+        throw new UnrecoverableError(CANCELLED);
+      }
+      if (e instanceof HandBack || stopping.signal.aborted) {
+        o.log(`job ${job.id} goes back to the queue`);
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (!isStoreUnavailable(e)) {
+        const error = inUserWords(e, names, job.data.options);
+        if (error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+          void count(redis, `failed:${failureCode(e)}`).catch(() => undefined);
+        throw error;
+      }
       // Waiting for the store is not the job's failure: back to the queue, delayed, with its attempts untouched.
+      void count(redis, 'store-errors:worker').catch(() => undefined);
       o.log(`store: ${e.message}: job ${job.id} goes back to the queue for ${STORE_RETRY_DELAY_MS / 1000} s`);
       await job.moveToDelayed(Date.now() + STORE_RETRY_DELAY_MS, token);
       throw new DelayedError();
@@ -202,14 +333,75 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
     lockDuration: o.lockMs,
     stalledInterval: Math.max(500, Math.floor(o.lockMs / 2)),
     maxStalledCount: 10,
+    name: id,
   });
+  worker.on('completed', () => void count(redis, 'completed').catch(() => undefined));
   reportErrors(worker, o.log);
+
+  // The heartbeat: what this worker is and does, under a key that lapses when it stops beating.
+  const beatMs = Math.min(5000, Math.max(500, Math.floor(o.lockMs / 3)));
+  const started = Date.now();
+  const beat = () => {
+    const info: WorkerInfo = {
+      id,
+      host: os.hostname(),
+      backend: o.engine.backend.name,
+      gpu: o.gpu ?? null,
+      jobs: [...(running?.batch ?? []), ...pending].map((p) => p.job.id!),
+      rendering: (running?.batch ?? []).map((p) => p.job.id!),
+      started,
+      heartbeat: Date.now(),
+      ...stats.rates(),
+    };
+    redis.set(registryKeys.worker(id), JSON.stringify(info), 'PX', HEARTBEAT_LIVES * beatMs).catch(() => undefined);
+  };
+  beat();
+  const heart = setInterval(beat, beatMs);
+
   return {
     worker,
+    id,
     async close() {
-      controller.abort();
-      while (busy) await new Promise((r) => setTimeout(r, 50));
-      await worker.close(true);
+      // No new jobs; the running batch checkpoints and stops; every job held goes back to the queue.
+      const closing = worker.close();
+      stopping.abort();
+      for (const p of pending.splice(0)) p.reject(new HandBack('stopping'));
+      await closing;
+      while (busy) await new Promise((r) => setTimeout(r, 20));
+      clearInterval(heart);
+      await redis.del(registryKeys.worker(id)).catch(() => undefined);
+      redis.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}
+
+/** A worker's throughput, for its heartbeat: iterations per second over the last minute, images per hour since its first render. */
+function workerStats() {
+  const samples: { at: number; iterations: number }[] = [];
+  let total = 0;
+  let images = 0;
+  let firstAt: number | undefined;
+  return {
+    iterations(n: number) {
+      firstAt ??= Date.now();
+      total += n;
+      samples.push({ at: Date.now(), iterations: total });
+      while (samples.length > 2 && samples[0].at < Date.now() - 60_000) samples.shift();
+    },
+    imageDone() {
+      images++;
+    },
+    rates() {
+      const a = samples[0];
+      const b = samples.at(-1);
+      const busyFor = a && b && Date.now() - b.at < 10_000 ? (b.at - a.at) / 1000 : 0;
+      const hours = firstAt === undefined ? 0 : (Date.now() - firstAt) / 3_600_000;
+      return {
+        iterationsPerSecond: busyFor > 0 ? (b!.iterations - a.iterations) / busyFor : 0,
+        imagesPerHour: hours > 0 ? images / hours : 0,
+        imagesDone: images,
+      };
     },
   };
 }
@@ -218,22 +410,29 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
  * Fetches a job's inputs into scratch space and prepares it as `nst render`
  * does (the same checks, schedule and memory check), so that a job that
  * cannot run fails now with the render's message and is not retried.
+ * `names` learns each local file and the name the user gave it.
  */
 async function admit(
   job: RenderJob,
   o: WorkerOptions,
   onCheckpointTrouble: (e: unknown) => void,
-): Promise<Omit<Pending, 'resolve' | 'reject'>> {
+  names: Map<string, string>,
+): Promise<Omit<Pending, 'resolve' | 'reject' | 'history' | 'names'>> {
   const id = job.id!;
   const inputs = path.join(o.scratchDir, 'inputs');
   await fs.mkdir(inputs, { recursive: true });
-  const local = async (key: string) => {
+  const given = job.data.service?.names;
+  // What the result records of its inputs: the names the user gave them, else their digests (never a path here).
+  const recorded = new Map<string, string>();
+  const local = async (key: string, name: string, given: string | undefined) => {
     const file = path.join(inputs, path.basename(key));
+    names.set(file, name);
+    recorded.set(file, given ?? path.basename(key));
     try {
       await fs.access(file);
     } catch {
-      const bytes = await o.store.get(key);
-      if (!bytes) throw new UnrecoverableError(`input ${key} is missing from the store`);
+      const bytes = await getInput(o.store, key);
+      if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
       // Several jobs may fetch the same input at once: each writes its own temporary file.
       const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
       await fs.writeFile(tmp, bytes);
@@ -243,10 +442,11 @@ async function admit(
   };
   const jobDir = path.join(o.scratchDir, 'jobs', id.replace(/[^A-Za-z0-9-]/g, '_'));
   await fs.mkdir(jobDir, { recursive: true });
+  names.set(jobDir, 'the result');
   const values = {
     ...job.data.options,
-    content: await local(job.data.content),
-    style: await Promise.all(job.data.styles.map(local)),
+    content: await local(job.data.content, given?.content ?? 'the content image', given?.content),
+    style: await Promise.all(job.data.styles.map((s, k) => local(s, given?.styles[k] ?? `style image ${k + 1}`, given?.styles[k]))),
     out: path.join(jobDir, 'result.png'),
     saveEvery: '0',
     checkpointEvery: String(o.checkpointEvery),
@@ -255,7 +455,10 @@ async function admit(
   const { weights, backend } = o.engine;
   // Loss layers the job left out come from the weight set when it has its own (the built-in blocks 1-3).
   const config = jobFromOptions(withWeightDefaults(values, weights).values);
-  const prepared = await prepareJob(config, weights, { checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble) });
+  const prepared = await prepareJob(config, weights, {
+    checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble),
+    inputNames: recorded,
+  });
   const final = prepared.steps[prepared.steps.length - 1];
   checkMemory(backend, { ...prepared.size, batch: 1, pooling: config.pooling, loss: lossOf(config), styleSizes: final.styleSizes });
   return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
@@ -298,22 +501,30 @@ export function storeCheckpointSlot(
  * 30 s) while it is full, read-only or gone, for at most `waitMs` (then the
  * last StoreUnavailableError is thrown); other errors are thrown at once.
  */
-async function untilStored<T>(write: () => Promise<T>, waitMs: number, signal: AbortSignal, log: (line: string) => void): Promise<T> {
+async function untilStored<T>(
+  write: () => Promise<T>,
+  waitMs: number,
+  signal: AbortSignal,
+  log: (line: string) => void,
+  onTrouble: () => void,
+): Promise<T> {
   const end = Date.now() + waitMs;
   for (let delay = 1000; ; delay = Math.min(2 * delay, 30_000)) {
     try {
       return await write();
     } catch (e) {
-      if (!isStoreUnavailable(e) || Date.now() + delay > end || signal.aborted) throw e;
+      if (!isStoreUnavailable(e)) throw e;
+      onTrouble();
+      if (Date.now() + delay > end || signal.aborted) throw e;
       log(`store: ${e.message}: trying again in ${delay / 1000} s`);
       await new Promise((r) => setTimeout(r, delay));
     }
   }
 }
 
-/** Input errors fail a job at once with the field at fault (JSON key); anything else is retried. */
-function jobError(e: unknown): Error {
-  if (e instanceof UnrecoverableError) return e;
-  if (isUserError(e)) return new UnrecoverableError(formatUserError(e, kebabCase));
-  return e instanceof Error ? e : new Error(String(e));
+/** The error code /metrics counts a failure under: a user error's own code, else `internal`. */
+function failureCode(e: unknown): string {
+  if (isUserError(e)) return e.code;
+  if (e instanceof UnrecoverableError) return 'unrecoverable';
+  return 'internal';
 }

@@ -1,9 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readResultSettings } from '@nst/job';
 import { createApiServer, folderStore, openQueue, redisConnection, type RenderQueue } from '@nst/server';
 import { getJson, nstBin, repoRoot, startCli, startRedis, submitJob, until, type Proc } from './helpers.js';
 
@@ -12,6 +14,11 @@ import { getJson, nstBin, repoRoot, startCli, startRedis, submitJob, until, type
 const ready = existsSync(nstBin) && existsSync(path.join(repoRoot, 'packages', 'cli', 'dist', 'main.js'));
 const token = 'api-test-token-0123';
 const small = { size: '32x24', iterations: '20', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
+
+const sha256 = async (b: Blob) =>
+  createHash('sha256')
+    .update(Buffer.from(await b.arrayBuffer()))
+    .digest('hex');
 
 describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
   const procs: Proc[] = [];
@@ -169,8 +176,18 @@ describe.skipIf(!ready && process.env.CI !== 'true')('HTTP API', () => {
     expect((view.body.losses as { total: number }).total).toBeGreaterThan(0);
     const result = await fetch(`${base}/api/jobs/${id}/result`, { headers: { authorization: `Bearer ${token}` } });
     expect(result.headers.get('content-type')).toBe('image/png');
-    const meta = await sharp(Buffer.from(await result.arrayBuffer())).metadata();
+    const resultBytes = Buffer.from(await result.arrayBuffer());
+    const meta = await sharp(resultBytes).metadata();
     expect([meta.width, meta.height]).toEqual([32, 24]);
+    // The result records its inputs by the names they were uploaded under, with their digests: no path of the worker's.
+    const saved = path.join(mkdtempSync(path.join(tmpdir(), 'nst-api-result-')), 'result.png');
+    writeFileSync(saved, resultBytes);
+    const settings = (await readResultSettings(saved, 'result'))!;
+    expect(settings.inputs).toEqual([
+      { field: 'content', file: 'content.img', sha256: await sha256(png) },
+      { field: 'style', file: 'style.img', sha256: await sha256(png2) },
+    ]);
+    expect(JSON.stringify(settings)).not.toContain(tmpdir());
 
     const badId = bad.body.id as string;
     await until(async () => (await getJson(`${base}/api/jobs/${badId}`, token)).body.state === 'failed', 30_000, 'the bad job to fail');

@@ -4,7 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { S3Client } from '@aws-sdk/client-s3';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { createApiServer, openQueue, redisConnection, type RenderQueue } from '@nst/server';
 import { nstBin, repoRoot } from '@nst/test-helpers';
 
 export { nstBin, repoRoot } from '@nst/test-helpers';
@@ -119,10 +124,7 @@ export async function submitJob(
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-export async function getJson(url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+export const getJson = (url: string, token: string) => call('GET', url, token);
 
 /** Polls until `done` returns true or the time is up. */
 export async function until(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -141,3 +143,83 @@ export const canMount = (() => {
   rmSync(probe, { recursive: true, force: true });
   return r.status === 0;
 })();
+
+/** A real S3-protocol server (s3rver, its own process) on a free port of 127.0.0.1, with one bucket; `env` lets a client reach it. */
+export async function startS3(bucket = 'nst'): Promise<{ url: string; env: Record<string, string>; proc: Proc; dir: string }> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'nst-s3rver-'));
+  const bin = fileURLToPath(import.meta.resolve('s3rver/bin/s3rver.js'));
+  const proc = startProcess(process.execPath, [
+    bin,
+    '-d',
+    dir,
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '--silent',
+    '--configure-bucket',
+    bucket,
+  ]);
+  await proc.waitFor(/S3rver listening on/, 15_000);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    dir,
+    proc,
+    env: {
+      AWS_ENDPOINT_URL: url,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
+  };
+}
+
+/** An S3 client of the test's own for the server startS3 made (or any endpoint), with s3rver's credentials or others. */
+export function s3Client(endpoint: string, key = 'S3RVER'): S3Client {
+  return new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: key, secretAccessKey: key },
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2000, requestTimeout: 5000 },
+  });
+}
+
+/** The HTTP API in this process on a free port of 127.0.0.1, with its queue; `close` ends both. */
+export async function startApi(
+  redisUrl: string,
+  options: Omit<Parameters<typeof createApiServer>[0], 'queue'>,
+): Promise<{ base: string; queue: RenderQueue; close(): Promise<void> }> {
+  const queue = openQueue(redisConnection(redisUrl));
+  const server = createApiServer({ ...options, queue });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    queue,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await queue.close();
+    },
+  };
+}
+
+/** Sends `method` to an API route with the token; returns the status and JSON body. */
+export async function call(method: string, url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method, headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** A small flat-coloured PNG, different for each seed. */
+export async function swatch(seed: number, width = 40, height = 30): Promise<Blob> {
+  const png = await sharp({
+    create: { width, height, channels: 3, background: { r: (70 * seed) % 256, g: 200 - ((30 * seed) % 200), b: 90 } },
+  })
+    .png()
+    .toBuffer();
+  return new Blob([png]);
+}

@@ -193,8 +193,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('hostile requests', () => {
     );
     expect(light.status).toBe(201);
     for (const r of heavyResults) expect(r.status).toBe(201);
-    expect(lightSeconds).toBeLessThan(3);
-    // It passed them: they were still decoding when it was done.
+    // It passed them: they were still decoding when it was done (an order, not a time: the machine may be loaded).
     expect(heavySeconds).toBeGreaterThan(lightSeconds);
     expect(peak - baseline).toBeLessThan(400);
     // Inputs are stored once each: the two big images and the small one.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nst } from '@nst/test-helpers';
-import { nstBin, startCli, startRedis, type Proc } from './helpers.js';
+import { nstBin, startCli, startRedis, swatch, type Proc } from './helpers.js';
 
 // Issue 21: a --token on the command line is visible in `ps` to every local user; short tokens were taken.
 const ready = existsSync(nstBin);
@@ -74,5 +74,79 @@ describe.skipIf(!ready && process.env.CI !== 'true')('the API token', () => {
     expect(onCommandLine.p.output()).toContain(
       'warning: --token is visible to every user of this machine (ps); prefer --token-file or NST_TOKEN',
     );
+  });
+});
+
+describe.skipIf(!ready && process.env.CI !== 'true')('a tokens file (nst serve --tokens)', () => {
+  const procs: Proc[] = [];
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.stop();
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'nst-tokens-'));
+  const store = path.join(dir, 'store');
+  const noRedis = { REDIS_URL: 'redis://127.0.0.1:1', NST_TOKEN: '' };
+
+  it('refuses a bad file naming the line (never the token), and a second source of tokens', () => {
+    const file = (name: string, text: string) => {
+      const f = path.join(dir, name);
+      writeFileSync(f, text, { mode: 0o600 });
+      return f;
+    };
+    const cases: [string[], string][] = [
+      [
+        ['--tokens', file('short', 'ana ana-token-0123456789\nben short\n')],
+        'nst: --tokens: line 2: the token is 5 characters; a token needs at least 16',
+      ],
+      [['--tokens', file('role', 'ana ana-token-0123456789 root\n')], "nst: --tokens: line 1: after the token only 'admin' may follow"],
+      [
+        ['--tokens', file('twice', 'ana ana-token-0123456789\nana ben-token-0123456789\n')],
+        "nst: --tokens: line 2: the name 'ana' is given twice",
+      ],
+      [['--tokens', file('empty', '# nobody\n')], 'nst: --tokens: has no users'],
+      [
+        ['--tokens', file('ok', 'ana ana-token-0123456789\n'), '--token', 'x'.repeat(20)],
+        'nst: --token: give --tokens or --token, not both',
+      ],
+      [
+        ['--tokens', file('ok2', 'ana ana-token-0123456789\n'), '--keep-days', '0'],
+        'nst: --keep-days: expected a positive number of days, got 0',
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = nst(['serve', '--store', store, '--port', '0', ...args], noRedis);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).not.toMatch(/ben-token|0123456789/);
+    }
+  });
+
+  it("serves each user with their own token, an admin's metrics, and the pixel cap it is given", async () => {
+    const redis = await startRedis();
+    procs.push(redis.proc);
+    const tokens = path.join(dir, 'tokens');
+    writeFileSync(tokens, '# the studio\nana ana-token-0123456789\nops ops-token-0123456789 admin\n', { mode: 0o600 });
+    const p = startCli(
+      ['serve', '--store', store, '--port', '0', '--tokens', tokens, '--max-pixels', '1200', '--keep-days', '7'],
+      redis.url,
+      {
+        NST_TOKEN: '',
+      },
+    );
+    procs.push(p);
+    await p.waitFor(/listening on http:\/\/127\.0\.0\.1:\d+\//);
+    const base = /listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(p.output())![1];
+    const status = async (route: string, t: string) =>
+      (await fetch(`${base}${route}`, { headers: { authorization: `Bearer ${t}` } })).status;
+    expect(await status('/api/jobs', 'ana-token-0123456789')).toBe(200);
+    expect(await status('/api/jobs', 'ben-token-0123456789')).toBe(401);
+    expect(await status('/metrics', 'ana-token-0123456789')).toBe(403);
+    expect(await status('/metrics', 'ops-token-0123456789')).toBe(200);
+    const png = await swatch(1);
+    const form = new FormData();
+    form.append('content', png, 'a.png');
+    form.append('style', png, 'b.png');
+    form.append('size', '64x48');
+    const r = await fetch(`${base}/api/jobs`, { method: 'POST', body: form, headers: { authorization: 'Bearer ana-token-0123456789' } });
+    expect([r.status, await r.json()]).toEqual([413, { error: 'size: 64x48 is more than 1200 pixels', field: 'size' }]);
   });
 });

@@ -1,11 +1,15 @@
 // The nst web page: plain JavaScript, no build step. Talks to the API with
-// the bearer token (from #token=... in the address, or typed in), and reads
-// server-sent events through fetch, which, unlike EventSource, can send it.
+// the bearer token, which the user types in and which is kept for this
+// browser session only (sessionStorage): it never goes into an address.
+// Server-sent events are read through fetch, which, unlike EventSource, can
+// send the token; thumbnails and results are fetched the same way.
 const $ = (id) => document.getElementById(id);
 const tokenInput = $('token');
-tokenInput.value = new URLSearchParams(location.hash.slice(1)).get('token') ?? localStorage.getItem('nst-token') ?? '';
-tokenInput.addEventListener('change', () => localStorage.setItem('nst-token', tokenInput.value));
-if (tokenInput.value) localStorage.setItem('nst-token', tokenInput.value);
+tokenInput.value = sessionStorage.getItem('nst-token') ?? '';
+tokenInput.addEventListener('change', () => {
+  sessionStorage.setItem('nst-token', tokenInput.value);
+  void refresh();
+});
 const auth = () => ({ authorization: `Bearer ${tokenInput.value}` });
 
 const EXAMPLES = { content: '/examples/photo.png', style: '/examples/swirls.png' };
@@ -18,6 +22,8 @@ async function api(path, init = {}) {
   }
   return res;
 }
+
+const showError = (e) => ($('error').textContent = e.message);
 
 for (const field of ['content', 'style']) {
   const file = $(field);
@@ -36,7 +42,7 @@ for (const field of ['content', 'style']) {
 }
 
 async function chosen(field) {
-  if ($(`${field}-example`).checked) return new File([await (await fetch(EXAMPLES[field])).blob()], `${field}.png`);
+  if ($(`${field}-example`).checked) return new File([await (await fetch(EXAMPLES[field])).blob()], EXAMPLES[field].split('/').pop());
   return $(field).files[0];
 }
 
@@ -50,30 +56,53 @@ $('submit').addEventListener('submit', async (event) => {
       if (!file) throw new Error(`choose a ${field === 'content' ? 'photo' : 'painting'} or use the example`);
       form.append(field, file);
     }
-    form.append('size', $('size').value);
-    form.append('iterations', $('iterations').value);
-    form.append('beta', $('beta').value);
+    for (const field of ['size', 'iterations', 'beta', 'priority', 'client-ref'])
+      if ($(field).value !== '') form.append(field, $(field).value);
     const { id } = await (await api('/jobs', { method: 'POST', body: form })).json();
     void watch(id);
-    void refreshJobs();
+    void refresh();
   } catch (e) {
-    $('error').textContent = e.message;
+    showError(e);
   }
 });
 
+const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : '');
+const duration = (s) =>
+  s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min` : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+
+/** One line on where a job stands: its state's own words, the iteration, the loss, where it runs and how long it has left. */
+function describe(j) {
+  if (j.state === 'failed') return `failed: ${j.error}`;
+  if (j.state === 'cancelled') return 'cancelled';
+  if (j.state === 'queued') return j.position ? `queued, number ${j.position} in line` : 'queued';
+  const loss = j.losses ? `, loss ${j.losses.total.toExponential(3)}` : '';
+  const where = j.state === 'stalled' ? ' (its worker stopped answering: waiting for another)' : j.worker ? ` on ${j.worker}` : '';
+  const eta = j.eta !== null && j.eta !== undefined ? `, about ${duration(j.eta)} left` : '';
+  return `iteration ${j.iteration} of ${j.iterations}${loss}${where}${eta}`;
+}
+const times = (j) =>
+  [`submitted ${time(j.submitted)}`, j.started && `started ${time(j.started)}`, j.finished && `finished ${time(j.finished)}`]
+    .filter(Boolean)
+    .join(', ');
+
 let watching = null;
+let watchedId = null;
 async function watch(id) {
   watching?.abort();
   const controller = new AbortController();
   watching = controller;
+  watchedId = id;
   $('watch').hidden = false;
   $('job-id').textContent = id.slice(0, 8);
   $('preview').removeAttribute('src');
   delete $('preview').dataset.previews;
-  $('download').hidden = true;
-  const losses = [];
-  drawChart(losses);
+  $('downloads').hidden = true;
+  drawChart([]);
   try {
+    // The job as it stands (a finished one redraws its loss curve and result), then its events while it runs.
+    const view = await (await api(`/jobs/${id}`)).json();
+    await show(view);
+    if (['done', 'failed', 'cancelled'].includes(view.state)) return;
     const res = await api(`/jobs/${id}/events`, { signal: controller.signal });
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
@@ -86,47 +115,79 @@ async function watch(id) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const m = /^event: (\w+)\ndata: (.*)$/s.exec(block);
-        if (m) await onEvent(id, m[1], JSON.parse(m[2]), losses);
+        if (m && watchedId === id) await onEvent(m[1], JSON.parse(m[2]));
       }
     }
   } catch (e) {
-    if (e.name !== 'AbortError') $('error').textContent = e.message;
+    if (e.name !== 'AbortError') showError(e);
   }
 }
 
-async function onEvent(id, event, data, losses) {
+async function onEvent(event, data) {
   if (event === 'preview') {
     const img = $('preview');
     img.src = data.image;
     img.dataset.previews = String(Number(img.dataset.previews ?? 0) + 1);
     return;
   }
+  await show(data);
+  if (event === 'end') void refresh();
+}
+
+/** Shows a job's view in the watch panel: state, progress, times, loss curve, buttons, and its result when done. */
+async function show(j) {
   const state = $('job-state');
-  state.textContent = data.state;
-  state.className = `state ${data.state}`;
-  $('progress').textContent =
-    data.state === 'failed'
-      ? `failed: ${data.error}`
-      : `iteration ${data.iteration} of ${data.iterations}${data.losses ? `, loss ${data.losses.total.toExponential(3)}` : ''}`;
-  // Losses are reported every few iterations: one point per new report.
-  if (data.losses && losses.at(-1)?.total !== data.losses.total) {
-    losses.push({ iteration: data.iteration, total: data.losses.total });
-    drawChart(losses);
-  }
-  if (event === 'end' && data.state === 'done') {
-    const url = URL.createObjectURL(await (await api(`/jobs/${id}/result`)).blob());
+  state.textContent = j.state;
+  state.className = `state ${j.state}`;
+  $('progress').textContent = describe(j);
+  $('job-times').textContent = times(j);
+  drawChart(j['loss-history'] ?? []);
+  $('cancel').hidden = !['queued', 'running', 'stalled'].includes(j.state);
+  $('retry').hidden = !['failed', 'cancelled'].includes(j.state);
+  if (j.state === 'done' && $('downloads').hidden) {
+    const url = URL.createObjectURL(await (await api(`/jobs/${j.id}/result`)).blob());
     $('preview').src = url;
-    const link = $('download');
-    link.href = url;
-    link.download = `nst-${id.slice(0, 8)}.png`;
-    link.hidden = false;
-    void refreshJobs();
+    const stem = `nst-${j.id.slice(0, 8)}`;
+    Object.assign($('download'), { href: url, download: `${stem}.png` });
+    for (const format of ['jpeg', 'tiff']) {
+      const link = $(`download-${format}`);
+      link.download = `${stem}.${format === 'jpeg' ? 'jpg' : 'tif'}`;
+      link.onclick = (event) => download(event, j.id, format, link.download);
+    }
+    $('downloads').hidden = false;
   }
 }
+
+/** Fetches a result in another format with the token, then saves it. */
+async function download(event, id, format, name) {
+  event.preventDefault();
+  try {
+    const url = URL.createObjectURL(await (await api(`/jobs/${id}/result?format=${format}`)).blob());
+    Object.assign(document.createElement('a'), { href: url, download: name }).click();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function control(id, action) {
+  $('error').textContent = '';
+  try {
+    const view = await (
+      await api(action === 'cancel' ? `/jobs/${id}` : `/jobs/${id}/retry`, { method: action === 'cancel' ? 'DELETE' : 'POST' })
+    ).json();
+    if (watchedId === id) action === 'retry' ? void watch(id) : await show(view);
+    void refresh();
+  } catch (e) {
+    showError(e);
+  }
+}
+$('cancel').addEventListener('click', () => control(watchedId, 'cancel'));
+$('retry').addEventListener('click', () => control(watchedId, 'retry'));
 
 /** The total loss against the iteration, on a log scale. */
 function drawChart(points) {
   const canvas = $('chart');
+  canvas.dataset.points = String(points.length);
   const g = canvas.getContext('2d');
   g.clearRect(0, 0, canvas.width, canvas.height);
   if (points.length < 2) return;
@@ -142,25 +203,111 @@ function drawChart(points) {
   g.stroke();
 }
 
-async function refreshJobs() {
+/** Thumbnails, fetched with the token once each and kept as blob URLs (a result's once it exists). */
+const thumbs = new Map();
+function thumbnail(j, of) {
+  const key = `${j.id}/${of}`;
+  if (of === 'result' && j.state !== 'done') {
+    const none = document.createElement('span');
+    none.className = 'no-result';
+    return none;
+  }
+  const img = document.createElement('img');
+  img.alt = of === 'result' ? 'result' : `${of}: ${of === 'content' ? j.names?.content : j.names?.styles?.[0]}`;
+  img.dataset.of = of;
+  if (!thumbs.has(key))
+    thumbs.set(
+      key,
+      api(`/jobs/${j.id}/thumbnail?of=${of}`)
+        .then(async (r) => URL.createObjectURL(await r.blob()))
+        .catch(() => (thumbs.delete(key), null)),
+    );
+  void thumbs.get(key).then((url) => url && (img.src = url));
+  return img;
+}
+
+function jobCard(j) {
+  const li = document.createElement('li');
+  li.className = 'job';
+  li.dataset.id = j.id;
+  li.dataset.state = j.state;
+  const pics = document.createElement('div');
+  pics.className = 'thumbs';
+  pics.append(thumbnail(j, 'content'), thumbnail(j, 'style'), thumbnail(j, 'result'));
+  const about = document.createElement('div');
+  about.className = 'about';
+  const title = document.createElement('p');
+  const badge = document.createElement('span');
+  badge.className = `state ${j.state}`;
+  badge.textContent = j.state;
+  const names = j.names ? `${j.names.content} in the style of ${j.names.styles.join(' + ')}` : j.id.slice(0, 8);
+  title.append(badge, ` ${names}`, j['client-ref'] ? ` (${j['client-ref']})` : '');
+  const s = j.settings ?? {};
+  const settings = document.createElement('p');
+  settings.className = 'muted';
+  settings.textContent = [
+    s.size && `size ${s.size}`,
+    `${j.iterations} iterations`,
+    s.beta && `style weight ${s.beta}`,
+    j.priority && `priority ${j.priority}`,
+    j.owner && `by ${j.owner}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  const status = document.createElement('p');
+  status.className = j.state === 'failed' ? 'error' : 'muted';
+  status.textContent = `${describe(j)}; ${times(j)}`;
+  about.append(title, settings, status);
+  const buttons = document.createElement('div');
+  buttons.className = 'buttons';
+  const button = (label, action) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = label;
+    b.className = action;
+    b.addEventListener('click', (event) => {
+      event.stopPropagation();
+      void control(j.id, action);
+    });
+    buttons.append(b);
+  };
+  if (['queued', 'running', 'stalled'].includes(j.state)) button('Cancel', 'cancel');
+  if (['failed', 'cancelled'].includes(j.state)) button('Retry', 'retry');
+  li.append(pics, about, buttons);
+  li.addEventListener('click', () => watch(j.id));
+  return li;
+}
+
+function workerItem(w) {
+  const li = document.createElement('li');
+  const busy = w.rendering.length
+    ? `rendering ${w.rendering.map((id) => id.slice(0, 8)).join(', ')}`
+    : w.jobs.length
+      ? 'gathering a batch'
+      : 'idle';
+  const rate = w.iterationsPerSecond ? `, ${w.iterationsPerSecond.toFixed(1)} iterations/s` : '';
+  li.textContent = `${w.host} (${w.backend}${w.gpu ? `, ${w.gpu}` : ''}): ${busy}${rate}; ${w.imagesDone} images done; heartbeat ${Math.round((Date.now() - w.heartbeat) / 1000)} s ago`;
+  return li;
+}
+
+const filter = () => document.querySelector('input[name=filter]:checked').value;
+for (const radio of document.querySelectorAll('input[name=filter]')) radio.addEventListener('change', () => void refresh());
+
+async function refresh() {
   if (!tokenInput.value) return;
   try {
-    const { jobs } = await (await api('/jobs')).json();
-    const body = $('jobs').tBodies[0];
-    body.replaceChildren(
-      ...jobs.map((j) => {
-        const row = document.createElement('tr');
-        row.dataset.id = j.id;
-        const cells = [j.id.slice(0, 8), j.state, `${j.iteration}/${j.iterations}`, j.error ?? ''];
-        for (const text of cells) row.insertCell().textContent = text;
-        row.cells[1].className = `state ${j.state}`;
-        row.addEventListener('click', () => watch(j.id));
-        return row;
-      }),
-    );
+    const state = filter();
+    const [{ jobs }, { workers }] = await Promise.all([
+      api(`/jobs${state ? `?state=${state}` : ''}`).then((r) => r.json()),
+      api('/workers').then((r) => r.json()),
+    ]);
+    $('jobs').replaceChildren(...jobs.map(jobCard));
+    const list = $('workers');
+    if (workers.length) list.replaceChildren(...workers.map(workerItem));
+    else list.innerHTML = '<li class="muted">no worker is running</li>';
   } catch (e) {
-    $('error').textContent = e.message;
+    showError(e);
   }
 }
-void refreshJobs();
-setInterval(refreshJobs, 3000);
+void refresh();
+setInterval(refresh, 3000);

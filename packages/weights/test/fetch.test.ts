@@ -68,8 +68,16 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
     ...(m ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
   });
   if (mode === 'cut') {
-    // Send 40% of the body, then drop the connection (an interrupted download).
-    res.write(slice.subarray(0, Math.floor(slice.length * 0.4)), () => setTimeout(() => res.socket?.destroy(), 50));
+    // Send 40% of the body, then drop the connection (an interrupted download) once the client has
+    // written some of it (polled, at most 10 s: a fixed delay loses the race on a loaded machine).
+    const part = join(cacheDirPath, 'downloads', `${basename(req.url ?? '')}.part`);
+    const started = Date.now();
+    const cutWhenWritten = () => {
+      const written = existsSync(part) && statSync(part).size > 0;
+      if (written || Date.now() - started > 10_000) res.socket?.destroy();
+      else setTimeout(cutWhenWritten, 10);
+    };
+    res.write(slice.subarray(0, Math.floor(slice.length * 0.4)), cutWhenWritten);
     return;
   }
   res.end(slice);

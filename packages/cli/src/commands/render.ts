@@ -1,69 +1,97 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { UserError, type WeightSet } from '@nst/core';
 import { packGroups } from '@nst/batch';
 import {
+  checkJobFiles,
   checkpointPathFor,
+  checkSameWeights,
   describeSteps,
-  JOB_OPTIONS,
   jobFromOptions,
   optionsFor,
+  partialPath,
   prepareJob,
+  probeJobImages,
+  readResultSettings,
   runJobGroup,
+  valuesFrom,
   withWeightDefaults,
   type JobConfig,
   type JobOptionValues,
-  type OptionSpec,
   type PreparedJob,
+  type ResultSettings,
 } from '@nst/job';
 import { addBackendOptions, cudaFlagsGiven } from '../backends.js';
-import { openEngine, weightsFor, YES_FLAG, type EngineFlags } from '../engine-options.js';
-import { flagFor, once } from '../flags.js';
+import { openEngine, sayFor, VERBOSE_FLAG, weightsFor, weightsInBrief, YES_FLAG, type EngineFlags, type Say } from '../engine-options.js';
+import { flagFor } from '../flags.js';
+import { addJobFlags, helpDefaultsHere, jobValuesOf } from '../job-flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
 /** The flags of `nst render`: the job's options (JOB_OPTIONS) plus how to run it here. */
 interface RenderFlags extends EngineFlags {
   [field: string]: unknown;
   json?: boolean;
+  verbose?: boolean;
+  from?: string;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+const EXAMPLES = `
+Examples:
+  nst render -c photo.jpg -s painting.jpg -o result.png
+  nst render -c photos/*.jpg -s painting.jpg -o out/        one result per photo: out/<photo>.png
+  nst render -c photo.jpg -s a.jpg -s b.jpg --style-blend-weights 1,3 -o blend.png
+  nst render -c photo.jpg -s painting.jpg --size 800 --preset hq -o large.png
+  nst render -c photo.jpg -s painting.jpg --size 400x400 --fit cover -o square.png
+  nst render ... --resume                                   after Ctrl-C: continue from <out>.ckpt
+  nst render --from result.png -o again.png                 the same render again, from the settings in its file
+  nst info result.png                                       the settings a result was made with
+`;
 
-/** A commander option for one job option: `--` + the kebab-case field, as flagFor() names it in errors. */
-function jobFlag(field: keyof JobConfig, o: OptionSpec<unknown>): Option {
-  const flags = `${o.short ? `-${o.short}, ` : ''}${flagFor(field)}${o.value ? ` <${o.value}>` : ''}`;
-  // Defaults stay in jobFromOptions (one place for every front end); the help text shows them.
-  let option = new Option(flags, o.default === undefined || !o.value ? o.description : `${o.description} (default: ${o.default})`);
-  if (o.choices) option.choices(o.choices as string[]);
-  if (o.repeatable) option.argParser(collect);
-  else if (o.value) option = once(option, field);
-  if (o.required) option.makeOptionMandatory();
-  return option;
-}
+/** The help's defaults of the loss layers, as the weights in use here have them (only when help is asked for). */
+const helpDefaults = await helpDefaultsHere();
 
 /** `nst render`'s flags and action (main.ts names and describes the command). */
 export function defineRenderCommand(command: Command): void {
-  for (const field of optionsFor('cli')) command.addOption(jobFlag(field, JOB_OPTIONS[field]));
+  addJobFlags(command, optionsFor('cli'), helpDefaults);
   addBackendOptions(command)
+    .option('--from <image>', 'render again with the settings an image made by nst records (flags given here win)')
     .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
+    .option(...VERBOSE_FLAG)
     .option(...YES_FLAG)
+    .addHelpText('after', EXAMPLES)
     .action(async (flags: RenderFlags) => {
       await render(flags, cudaFlagsGiven(command));
     });
 }
 
 async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise<void> {
-  const info = (line: string) => (flags.json ? process.stderr : process.stdout).write(line + '\n');
-  const weights = await weightsFor(flags, info);
-  const jobs = await jobsFromFlags(flags, weights, info);
-  // Every check of the inputs and outputs, before the backend opens.
+  const say = sayFor(flags);
+  // The user's own mistakes first: every value, and every input and output file, before the weights and the backend.
+  const from = flags.from === undefined ? undefined : await settingsFrom(flags.from);
+  const given = jobValuesOf(flags, optionsFor('cli'));
+  const values = from ? { ...given, ...(await valuesFrom(from, given, flags.from!)) } : given;
+  for (const job of jobsOf(values)) {
+    await probeJobImages(job);
+    await checkJobFiles(job, { source: job.weights ?? '' }, true);
+  }
+  const weights = await weightsFor({ ...flags, weights: flags.weights ?? from?.weights.source }, flags.yes ? say.line : say.detail);
+  if (from) checkSameWeights(from, weights, flags.from!);
+  const jobs = await jobsWithWeights(values, weights, say);
   const prepared: PreparedJob[] = [];
-  for (const job of jobs) prepared.push(await prepareJob(job, weights, { notice: info }));
-  const engine = await openEngine(flags, weights, info, cudaFlags);
+  for (const job of jobs) {
+    const p = await prepareJob(job, weights, { notice: say.line, nameField: flagFor });
+    if (job.resume && !p.resumeAt.fromCheckpoint) say.line(`no checkpoint ${p.checkpoint.name} to resume: starting from the beginning`);
+    prepared.push(p);
+  }
+  const engine = await openEngine(flags, weights, say.line, cudaFlags, say.detail);
   try {
-    info(`backend: ${engine.backend.detail}`);
-    info(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
+    say.detail(`backend: ${engine.backend.detail}`);
+    say.detail(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
+    if (from?.backend && from.backend !== engine.backend.detail)
+      say.line(
+        `note: '${flags.from}' was rendered on ${from.backend}, this render runs on ${engine.backend.detail}: its last digits may differ`,
+      );
     // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
     // current image and a checkpoint, then exit 128 + the signal's number
     // (130, 143) as a shell would report the signal; a second one quits at once.
@@ -74,7 +102,7 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
       if (controller.signal.aborted) process.exit(status);
       exitStatus = status;
       controller.abort();
-      info(`interrupted (${signal}): saving the current image and a checkpoint (again to quit at once)`);
+      say.line(`interrupted (${signal}): saving the current image and a checkpoint (again to quit at once)`);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -85,7 +113,7 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
         (p) => p.key,
         () => Infinity,
       )) {
-        const interrupted = await renderGroup(engine, group, flags, controller.signal);
+        const interrupted = await renderGroup(engine, group, flags, controller.signal, weightsInBrief(weights, flags.weights));
         if (interrupted) {
           process.exitCode = exitStatus || 130;
           break;
@@ -100,16 +128,25 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
   }
 }
 
+/** The settings `--from` names: an image nst made, which records them. */
+async function settingsFrom(file: string): Promise<ResultSettings> {
+  const settings = await readResultSettings(file, 'from');
+  if (!settings) throw new UserError(`'${file}' records no nst settings (only images nst made do)`, { code: 'unsupported', field: 'from' });
+  return settings;
+}
+
 /** Renders jobs of one packing key with a progress view; returns whether it was interrupted. */
 async function renderGroup(
   engine: Parameters<typeof runJobGroup>[0],
   group: readonly PreparedJob[],
   flags: RenderFlags,
   signal: AbortSignal,
+  weights: string,
 ): Promise<boolean> {
   const { job, size, steps } = group[0];
   const last = steps[steps.length - 1];
   const batch = group.length;
+  const say = sayFor(flags);
   const view: ProgressView = flags.json
     ? jsonView(
         (s) => process.stdout.write(s),
@@ -119,8 +156,10 @@ async function renderGroup(
       ? ttyView(process.stdout, last.iterations, job.tvWeight > 0)
       : plainView((s) => process.stdout.write(s), last.iterations, job.tvWeight > 0);
   const outs = group.map((p) => p.job.out);
+  const iterations = steps.length > 1 ? `${steps.length} scales to ${last.iterations} iterations` : `${last.iterations} iterations`;
+  // The one line a render starts with: the size, the backend, the weights.
   view.info(
-    `rendering ${size.width}x${size.height}${batch > 1 ? `, batch ${batch}` : ''}, ${last.iterations} iterations${job.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} -> ${outs.join(', ')}`,
+    `rendering ${batch > 1 ? `${batch} photos at ` : ''}${size.width}x${size.height}, ${iterations}${job.optimizer === 'lbfgs' ? ' (L-BFGS)' : ''} on ${engine.backend.detail}; weights: ${weights} -> ${outs.join(', ')}`,
   );
   let result;
   try {
@@ -140,15 +179,16 @@ async function renderGroup(
           ),
         onReport: (r) => final && view.report(r),
         onProgress: (i, ms) => final && view.progress(i, ms),
-        onSaved: (f, i) => view.saved(f, i),
+        onSaved: (f, i, state) => state === 'snapshot' && view.saved(f, i),
         onResumed: (i) => view.info(`resumed from ${group.map((p) => checkpointPathFor(p.job)).join(', ')} at iteration ${i}`),
-        onNotice: (line) => view.info(line),
+        onNotice: (line, detail) => (detail ? flags.verbose && view.info(line) : view.info(line)),
       },
       signal,
     );
   } finally {
     view.done();
   }
+  const written = result.interrupted ? result.outPaths.map(partialPath) : result.outPaths;
   // Over several scales the seconds cover them all: no per-iteration figure.
   const done = steps.length === 1 ? result.iterations - result.startIteration : 0;
   view.summary({
@@ -163,38 +203,44 @@ async function renderGroup(
     seconds: Number(result.seconds.toFixed(3)),
     secondsPerIteration: done > 0 ? Number((result.seconds / done).toFixed(4)) : null,
     interrupted: result.interrupted,
-    output: result.outPaths.length === 1 ? result.outPaths[0] : result.outPaths,
+    output: written.length === 1 ? written[0] : written,
     final: result.finalLosses.length === 1 ? result.finalLosses[0] : result.finalLosses,
   });
-  if (!flags.json)
-    view.info(
-      `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations (${result.evaluations} loss evaluations) in ${result.seconds.toFixed(1)} s` +
+  if (!flags.json) {
+    const evaluations = result.evaluations !== done ? ` (${result.evaluations} loss evaluations)` : '';
+    say.line(
+      `${result.interrupted ? 'stopped' : 'done'}: ${result.iterations} iterations${evaluations} in ${result.seconds.toFixed(1)} s` +
         (done > 0 ? ` (${(result.seconds / done).toFixed(3)} s/it)` : '') +
         (steps.length > 1 ? ` over ${steps.length} scales` : '') +
-        `, wrote ${result.outPaths.join(', ')}` +
-        (result.interrupted ? `; resume with --resume` : ''),
+        `, wrote ${written.join(', ')}` +
+        (result.interrupted ? `; --resume continues it` : ''),
     );
+  }
   return result.interrupted;
 }
 
 /**
- * The jobs the flags describe: one per content image (several contents: the
- * output is a folder, each job writing `<folder>/<content stem>.png`), with
- * the loss layers of the weight set where none were named.
+ * The jobs the option values describe: one per content image (several
+ * contents: the output is a folder, each job writing `<folder>/<content
+ * stem>.png`). Parsed without the weights' layers: this checks the values.
  */
-async function jobsFromFlags(flags: RenderFlags, weights: WeightSet, info: (line: string) => void): Promise<JobConfig[]> {
-  const given: Record<string, JobOptionValues[string]> = {};
-  for (const field of optionsFor('cli')) given[field] = flags[field] as JobOptionValues[string];
-  const { values, filled } = withWeightDefaults(given, weights);
-  const contents = (flags.content as string[] | undefined) ?? [];
-  const outs = contents.length > 1 ? folderOutputs(contents, String(flags.out)) : [flags.out as string];
-  const jobs = contents.map((content, k) => jobFromOptions({ ...values, content, out: outs[k] }));
-  if (jobs.length === 0) jobFromOptions(values); // names what is missing
-  if (filled.length > 0) {
+function jobsOf(values: JobOptionValues): JobConfig[] {
+  const contents = (values.content as readonly string[] | string | undefined) ?? [];
+  const list = typeof contents === 'string' ? [contents] : contents;
+  if (list.length === 0) return [jobFromOptions(values)]; // names what is missing
+  const outs = list.length > 1 ? folderOutputs(list, String(values.out)) : [values.out as string];
+  return list.map((content, k) => jobFromOptions({ ...values, content, out: outs[k] }));
+}
+
+/** The jobs with the loss layers of the weight set where none were named; several contents: their folder made. */
+async function jobsWithWeights(values: JobOptionValues, weights: WeightSet, say: Say): Promise<JobConfig[]> {
+  const { values: filled, filled: fields } = withWeightDefaults(values, weights);
+  const jobs = jobsOf(filled);
+  if (fields.length > 0) {
     const names = (field: 'contentLayers' | 'styleLayers') => jobs[0][field].map((l) => l.layer).join(', ');
-    info(`layers: content ${names('contentLayers')}; style ${names('styleLayers')} (the weight set's own, where none were named)`);
+    say.detail(`layers: content ${names('contentLayers')}; style ${names('styleLayers')} (the weight set's own, where none were named)`);
   }
-  if (contents.length > 1) await mkdir(String(flags.out), { recursive: true }).catch(() => undefined);
+  if (jobs.length > 1) await mkdir(String(values.out), { recursive: true }).catch(() => undefined);
   return jobs;
 }
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseCount, parseNumber } from '@nst/job';
-import { folderStore, redisConnection, startWorker, whenConnected } from '@nst/server';
+import { openStore, redisConnection, startWorker, whenConnected } from '@nst/server';
 import { addPackingOptions, openEngine, packLimits, weightsFor, type PackingFlags } from '../engine-options.js';
 
 interface WorkerFlags extends PackingFlags {
@@ -17,7 +17,7 @@ interface WorkerFlags extends PackingFlags {
 /** `nst worker`'s flags and action (main.ts names and describes the command). */
 export function defineWorkerCommand(command: Command): void {
   command
-    .requiredOption('--store <dir>', 'the store folder the server shares')
+    .requiredOption('--store <dir|s3://bucket/prefix>', "the server's store: a shared folder, or an S3 bucket")
     .option('--checkpoint-every <n>', 'checkpoint each job to the store every n iterations', '20')
     .option('--lock-seconds <s>', 'a job whose worker is silent this long goes to another worker', '30')
     .option('--preview-seconds <s>', 'write a preview of each job this often', '3')
@@ -33,7 +33,8 @@ export function defineWorkerCommand(command: Command): void {
     const scratchDir = mkdtempSync(path.join(tmpdir(), 'nst-worker-'));
     try {
       const running = startWorker({
-        store: folderStore(flags.store),
+        store: openStore(flags.store).store,
+        gpu: engine.backend.name === 'cuda' ? `cuda:${flags.gpu}` : undefined,
         connection: redisConnection(),
         engine,
         limits: packLimits(flags),
@@ -57,6 +58,7 @@ export function defineWorkerCommand(command: Command): void {
       });
       log('stopping: running jobs are checkpointed and go back to the queue');
       await running.close();
+      log('stopped');
     } finally {
       engine.backend.dispose();
       rmSync(scratchDir, { recursive: true, force: true });
