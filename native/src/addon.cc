@@ -350,8 +350,8 @@ std::vector<nst::NamedPrecision> engine_precisions(const std::string& kind) {
 
 // The precision `name` of the engine of `kind`; one it does not implement is
 // refused as data (code 'unsupported', field 'precision'). "auto" is each
-// engine's choice: cuda tf32; cpu bf16 where the processor runs it natively,
-// else fp32 (engine.h's cpu_auto_precision).
+// engine's choice: cuda tf32; cpu fp32 (engine.h's cpu_auto_precision says
+// why not bf16).
 nst::Precision engine_precision(const std::string& kind, const std::string& name) {
   if (name == "auto") return kind == "cpu" ? nst::cpu_auto_precision() : nst::Precision::Tf32;
   std::string implemented;

@@ -415,6 +415,6 @@ class CpuEngine : public Engine {
 
 std::unique_ptr<Engine> make_cpu_engine(const CpuOptions& options) { return std::make_unique<cpu::CpuEngine>(options); }
 
-Precision cpu_auto_precision() { return cpu::cpu_features().native_bf16() ? Precision::Bf16 : Precision::Fp32; }
+Precision cpu_auto_precision() { return Precision::Fp32; }
 
 }  // namespace nst

@@ -1,9 +1,10 @@
 // What the processor offers the cpu engine's bf16 precision, as oneDNN sees it
 // (the library that runs the convolutions), or as NST_CPU_FEATURES forces it.
 //
-//   NST_CPU_FEATURES=none          no native bf16 (auto picks fp32; bf16 is refused)
-//   NST_CPU_FEATURES=avx512_bf16   AVX512-BF16 (auto picks bf16)
-//   NST_CPU_FEATURES=amx           AMX-BF16 and AVX512-BF16 (auto picks bf16)
+//   NST_CPU_FEATURES=none          no native bf16 (an explicit bf16 is refused)
+//   NST_CPU_FEATURES=avx512_bf16   AVX512-BF16
+//   NST_CPU_FEATURES=amx           AMX-BF16 and AVX512-BF16
+// (auto is fp32 on every one of them: engine.h's cpu_auto_precision says why.)
 //
 // Forcing changes only what the engine decides and says, never what oneDNN
 // runs: forced bf16 on a processor without it runs oneDNN's emulated or

@@ -10,7 +10,7 @@ export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
 
 export interface BackendOptions {
-  /** One the engine implements, or auto (each engine's own choice: cuda tf32; cpu bf16 where the processor has it natively, else fp32). */
+  /** One the engine implements, or auto (each engine's own choice: cuda tf32; cpu fp32). */
   readonly precision?: NativePrecision | 'auto';
   readonly gpu?: number;
 }
@@ -112,7 +112,7 @@ export function addBackendOptions(command: Command): Command {
       once(
         new Option(
           '--precision <p>',
-          `arithmetic of the native engines' convolutions (which engine implements which: ${precisionHelp()}); auto: cuda tf32, cpu bf16 where the processor has native bf16 (AMX or AVX512-BF16), else fp32`,
+          `arithmetic of the native engines' convolutions (which engine implements which: ${precisionHelp()}); auto: cuda tf32, cpu fp32 (cpu bf16 needs native bf16: AMX or AVX512-BF16)`,
         )
           .choices(['auto', ...offeredPrecisions()])
           .default('auto'),

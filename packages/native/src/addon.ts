@@ -18,11 +18,12 @@ export interface NativeEngineOptions {
   /**
    * Arithmetic of the convolutions, one the engine implements
    * (NativeAddon.precisions), or 'auto': the engine's choice (cuda: tf32;
-   * cpu: bf16 where the processor has native bf16, AMX-BF16 or AVX512-BF16,
-   * else fp32; NST_CPU_FEATURES=none|avx512_bf16|amx forces what the cpu
-   * engine believes the processor has). Absent: cuda tf32, cpu fp32. Another
-   * precision, or cpu bf16 without native bf16, is refused with code
-   * 'unsupported', field 'precision' (one line naming the missing instructions).
+   * cpu: fp32, bf16 only when asked for: native/src/engine.h says why).
+   * Absent: cuda tf32, cpu fp32. Another precision, or cpu bf16 without
+   * native bf16 (AMX-BF16 or AVX512-BF16; NST_CPU_FEATURES=none|avx512_bf16|amx
+   * forces what the cpu engine believes the processor has), is refused with
+   * code 'unsupported', field 'precision' (one line naming the missing
+   * instructions).
    */
   readonly precision?: NativePrecision | 'auto';
 }

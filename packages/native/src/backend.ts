@@ -30,7 +30,7 @@ import {
 } from './addon.js';
 
 export interface NativeBackendOptions {
-  /** One the engine implements, or 'auto' (cuda: tf32; cpu: bf16 where the processor runs it natively, else fp32). */
+  /** One the engine implements, or 'auto' (cuda: tf32; cpu: fp32, bf16 only when asked for). */
   readonly precision?: NativePrecision | 'auto';
   /** cuda only. */
   readonly gpu?: number;
