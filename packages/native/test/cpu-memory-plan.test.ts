@@ -30,7 +30,7 @@ interface Measured {
 
 /** bf16 needs native bf16, or features forced where oneDNN emulates it (AVX-512); '' when it cannot run here. */
 function bf16Env(): Record<string, string> | undefined {
-  for (const env of [{}, { NST_CPU_FEATURES: 'avx512_bf16' }]) {
+  for (const env of [{}, { NST_CPU_FEATURES: 'avx512_bf16' }] as Record<string, string>[]) {
     const saved = process.env.NST_CPU_FEATURES;
     Object.assign(process.env, env);
     try {
