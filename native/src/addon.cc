@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "flow/flow.h"
 #include "napi_args.h"
 #include "napi_errors.h"
 #include "session_config.h"
@@ -34,6 +35,7 @@ Napi::Object loss_to_js(Napi::Env env, const nst::LossValues& l) {
   o.Set("content", l.content);
   o.Set("style", l.style);
   o.Set("tv", l.tv);
+  o.Set("temporal", l.temporal);
   o.Set("total", l.total);
   return o;
 }
@@ -187,7 +189,9 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return *state_;
   }
 
-  // setTargets([{ content: {height,width,data}, styles: [{ image, weight }] }]) -> Promise<void>
+  // setTargets([{ content: {height,width,data}, styles: [{ image, weight }],
+  //               temporal?: { image: {height,width,data}, weights: Float32Array (height x width) } }]) ->
+  //               Promise<void>
   Napi::Value SetTargets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     SessionState& s = usable(env, "setTargets");
@@ -201,7 +205,12 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       std::vector<float> data;
       float weight;
     };
-    auto owned = std::make_shared<std::vector<std::pair<OwnedImage, std::vector<OwnedImage>>>>();
+    struct OwnedItem {
+      OwnedImage content;
+      std::vector<OwnedImage> styles;
+      std::optional<std::pair<OwnedImage, std::vector<float>>> temporal;  // video: warped frame, pixel weights
+    };
+    auto owned = std::make_shared<std::vector<OwnedItem>>();
     auto read_image = [&](const Napi::Value& v, const std::string& what, float weight) {
       Napi::Object o = object_arg(env, v, what);
       int h = int_field(env, o, "height", what, 1, nst::kMaxImageSide);
@@ -226,16 +235,34 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
         if (weight < 0) range_error(env, swhat + ".weight must be >= 0");
         style_images.push_back(read_image(st.Get("image"), swhat + ".image", float(weight)));
       }
-      owned->push_back({std::move(content), std::move(style_images)});
+      OwnedItem item{std::move(content), std::move(style_images), std::nullopt};
+      Napi::Value temporal = t.Get("temporal");
+      if (!temporal.IsUndefined()) {
+        const std::string twhat = what + ".temporal";
+        Napi::Object tt = object_arg(env, temporal, twhat);
+        OwnedImage image = read_image(tt.Get("image"), twhat + ".image", 1.f);
+        if (image.height != s.config.height || image.width != s.config.width)
+          range_error(env, twhat + ".image must be " + std::to_string(s.config.height) + "x" +
+                               std::to_string(s.config.width) + " (the session's size)");
+        auto weights = floats_arg(env, tt.Get("weights"), twhat + ".weights (height x width)",
+                                  (long long)s.config.height * s.config.width);
+        std::vector<float> w(weights.Data(), weights.Data() + weights.ElementLength());
+        for (float c : w)
+          if (!(c >= 0.f && c <= 1.f)) range_error(env, twhat + ".weights must lie in 0..1");
+        item.temporal.emplace(std::move(image), std::move(w));
+      }
+      owned->push_back(std::move(item));
     }
     auto state = state_;
     return EngineCallWorker::Start(
         env, state_,
         [state, owned](const std::function<void(int)>&) {
           std::vector<nst::TargetsView> views;
-          for (const auto& [content, styles] : *owned) {
-            nst::TargetsView v{{content.height, content.width, content.data.data()}, {}};
-            for (const auto& st : styles) v.styles.push_back({{st.height, st.width, st.data.data()}, st.weight});
+          for (const OwnedItem& item : *owned) {
+            nst::TargetsView v{{item.content.height, item.content.width, item.content.data.data()}, {}};
+            for (const auto& st : item.styles) v.styles.push_back({{st.height, st.width, st.data.data()}, st.weight});
+            if (item.temporal)
+              v.temporal = nst::TemporalTargetView{item.temporal->first.data.data(), item.temporal->second.data()};
             views.push_back(std::move(v));
           }
           state->session->set_targets(views);
@@ -393,6 +420,8 @@ nst::SessionConfig read_session_config(Napi::Env env, const Napi::Value& value, 
   config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", config.loss.alpha));
   config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", config.loss.beta));
   config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", config.loss.tv_weight));
+  config.loss.temporal_weight =
+      float(optional_number(env, loss, "temporalWeight", what + ".loss", config.loss.temporal_weight));
   return config;
 }
 
@@ -483,7 +512,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.Undefined();
   }
 
-  // createSession({ height, width, batch, pooling, loss: { content, style, alpha, beta, tvWeight } })
+  // createSession({ height, width, batch, pooling, loss: { content, style, alpha, beta, tvWeight, temporalWeight } })
   Napi::Value CreateSession(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     EngineState& e = usable(env, "createSession");
@@ -587,6 +616,54 @@ Napi::Value VectorAxpy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- optical flow (nst video; flow/flow.h) ----------------------------------
+
+// flowInfo() -> { available, detail }: whether this build has OpenCV's DIS
+// optical flow, and its version or why not (with the command that fixes it).
+Napi::Value FlowInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("available", nst::flow::available());
+  o.Set("detail", nst::flow::describe());
+  return o;
+}
+
+// opticalFlow({ from, to, width, height, preset: 'ultrafast' | 'fast' | 'medium' })
+//   -> Float32Array (height x width x 2: dx, dy per pixel), from frame `from`
+// to frame `to`, both grey Uint8Arrays of width x height. Synchronous: a
+// frame pair at the render sizes of video takes tens of milliseconds.
+Napi::Value OpticalFlow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string what = "opticalFlow";
+  Napi::Object o = object_arg(env, info[0], what);
+  const int width = int_field(env, o, "width", what, 1, nst::kMaxImageSide);
+  const int height = int_field(env, o, "height", what, 1, nst::kMaxImageSide);
+  const std::string preset_name = string_arg(env, o.Get("preset"), what + ".preset");
+  nst::flow::Preset preset;
+  if (preset_name == "medium")
+    preset = nst::flow::Preset::Medium;
+  else if (preset_name == "fast")
+    preset = nst::flow::Preset::Fast;
+  else if (preset_name == "ultrafast")
+    preset = nst::flow::Preset::UltraFast;
+  else
+    range_error(env, what + ".preset must be 'ultrafast', 'fast' or 'medium', got '" + preset_name + "'");
+  const size_t pixels = size_t(width) * height;
+  auto frame = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      type_error(env, what + "." + key + " must be a Uint8Array");
+    Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+    if (a.ElementLength() != pixels)
+      range_error(env, what + "." + key + " must hold width x height = " + std::to_string(pixels) + " values, got " +
+                           std::to_string(a.ElementLength()));
+    return a;
+  };
+  Napi::Uint8Array from = frame("from"), to = frame("to");
+  auto out = Napi::Float32Array::New(env, pixels * 2);
+  guarded(env, [&] { nst::flow::dis_flow(from.Data(), to.Data(), width, height, preset, out.Data()); });
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function engine = EngineWrap::Define(env);
   Napi::Function session = SessionWrap::Define(env);
@@ -597,6 +674,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("precisions", Napi::Function::New<Precisions>(env, "precisions"));
   exports.Set("vectorDot", Napi::Function::New<VectorDot>(env, "vectorDot"));
   exports.Set("vectorAxpy", Napi::Function::New<VectorAxpy>(env, "vectorAxpy"));
+  exports.Set("flowInfo", Napi::Function::New<FlowInfo>(env, "flowInfo"));
+  exports.Set("opticalFlow", Napi::Function::New<OpticalFlow>(env, "opticalFlow"));
 #ifdef NST_HAVE_CUDA
   exports.Set("cudaCompiled", true);
 #else

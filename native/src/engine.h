@@ -96,6 +96,10 @@ struct LossSpec {
   float alpha = 10.f;
   float beta = 40.f;
   float tv_weight = 0.f;
+  // Video: the weight of the temporal term (kernels/temporal_loss.cuh) against
+  // each item's TargetsView::temporal; 0 (the default) leaves it out, and the
+  // engines then hold no buffer for it.
+  float temporal_weight = 0.f;
 };
 
 struct SessionConfig {
@@ -108,7 +112,7 @@ struct SessionConfig {
 
 // Per batch item. content/style before alpha/beta; total after (see loss.ts).
 struct LossValues {
-  double content = 0, style = 0, tv = 0, total = 0;
+  double content = 0, style = 0, tv = 0, temporal = 0, total = 0;
 };
 
 struct ImageView {
@@ -122,9 +126,20 @@ struct StyleImageView {
   float weight;
 };
 
+// Video: the temporal term's target of one item, at the session's size: the
+// previous stylised frame warped by the optical flow (H*W*3, HWC) and each
+// pixel's weight in [0, 1] (H*W; 0 at occlusions and motion boundaries).
+struct TemporalTargetView {
+  const float* image;
+  const float* weights;
+};
+
 struct TargetsView {
   ImageView content;                   // session size
   std::vector<StyleImageView> styles;  // any sizes, weights sum to 1
+  // Read only when the loss has a temporal weight; absent: the item has no
+  // temporal term (a video's first frame).
+  std::optional<TemporalTargetView> temporal = std::nullopt;
 };
 
 struct AdamParams {

@@ -51,6 +51,8 @@ void validate_session_config(const SessionConfig& config, int num_layers) {
   for (const float term : {loss.alpha, loss.beta, loss.tv_weight}) {
     if (!std::isfinite(term)) throw Error("loss: alpha, beta and the TV weight must be finite");
   }
+  if (!std::isfinite(loss.temporal_weight) || loss.temporal_weight < 0)
+    throw Error("loss: the temporal weight must be finite and >= 0");
 }
 
 int deepest_layer(const std::vector<WeightedLayer>& layers) {

@@ -1,8 +1,8 @@
 /**
  * A float64 reference of the whole objective, written with plain loops and
  * independently of every backend: the VGG-19 forward pass up to the deepest
- * layer the loss needs, the content, Gram-style and TV losses, and the
- * backward pass to the image. Every backend's tests compare against it.
+ * layer the loss needs, the content, Gram-style, TV and (video) temporal
+ * losses, and the backward pass to the image. Every backend's tests compare against it.
  *
  * Conventions (../../shared/NST-SPEC.md, packages/core/src/loss.ts):
  *   tensors are HWC row-major (one batch item at a time), kernels HWIO 3x3,
@@ -287,6 +287,26 @@ export function tvLoss(x: Tensor3): { loss: number; grad: Float64Array } {
   return { loss, grad };
 }
 
+/**
+ * Video (Ruder et al. 2016): J_temporal = (1/D) sum_p c(p) sum_ch (x(p) - omega(p))^2,
+ * D = h w c, against the warped previous frame omega and pixel weights c
+ * (h x w); and dJ/dx = 2 c (x - omega) / D.
+ */
+export function temporalLoss(x: Tensor3, omega: ArrayLike<number>, weights: ArrayLike<number>): { loss: number; grad: Float64Array } {
+  const { h, w, c } = x;
+  const d = h * w * c;
+  const grad = new Float64Array(x.data.length);
+  let loss = 0;
+  for (let p = 0; p < h * w; p++)
+    for (let ch = 0; ch < c; ch++) {
+      const k = p * c + ch;
+      const diff = x.data[k] - omega[k];
+      loss += (weights[p] * diff * diff) / d;
+      grad[k] = (2 * weights[p] * diff) / d;
+    }
+  return { loss, grad };
+}
+
 // ---------------------------------------------------------------- the objective
 
 function layerIndex(name: string): number {
@@ -303,6 +323,8 @@ function deepest(spec: LossSpec): number {
 export interface ReferenceTargets {
   readonly content: Map<number, Float64Array>;
   readonly style: Map<number, Float64Array>;
+  /** Video: the warped previous frame (h x w x 3) and the pixel weights (h x w). */
+  readonly temporal?: { readonly image: Float64Array; readonly weights: Float64Array };
 }
 
 export function referenceTargets(weights: WeightSet, options: SessionOptions, targets: Targets): ReferenceTargets {
@@ -325,7 +347,11 @@ export function referenceTargets(weights: WeightSet, options: SessionOptions, ta
       style.set(i, acc);
     }
   }
-  return { content, style };
+  const temporal = targets.temporal && {
+    image: Float64Array.from(targets.temporal.image.data),
+    weights: Float64Array.from(targets.temporal.weights),
+  };
+  return { content, style, temporal };
 }
 
 /** Loss and d J / d image of one image (h x w x 3) against precomputed targets. */
@@ -361,8 +387,13 @@ export function referenceItem(
   const gradient = backward(weights, pooling, recs, gradAct).data;
   const tv = tvLoss(image);
   for (let k = 0; k < gradient.length; k++) gradient[k] += spec.tvWeight * tv.grad[k];
-  const total = spec.alpha * content + spec.beta * style + spec.tvWeight * tv.loss;
-  return { losses: { content, style, tv: tv.loss, total }, gradient };
+  let total = spec.alpha * content + spec.beta * style + spec.tvWeight * tv.loss;
+  if (!spec.temporalWeight) return { losses: { content, style, tv: tv.loss, total }, gradient };
+  // Video: an item without a temporal target has no temporal term.
+  const temporal = targets.temporal ? temporalLoss(image, targets.temporal.image, targets.temporal.weights) : undefined;
+  if (temporal) for (let k = 0; k < gradient.length; k++) gradient[k] += spec.temporalWeight * temporal.grad[k];
+  total += spec.temporalWeight * (temporal?.loss ?? 0);
+  return { losses: { content, style, tv: tv.loss, temporal: temporal?.loss ?? 0, total }, gradient };
 }
 
 /**

@@ -58,9 +58,11 @@ size_t run_job(Engine& engine, const Case& c) {
   std::vector<std::vector<float>> styles;
   for (size_t k = 0; k < c.style_sizes.size(); k++)
     styles.push_back(random_floats(size_t(c.style_sizes[k].height) * c.style_sizes[k].width * 3, 2 + k, 100.f));
+  std::vector<float> pixel_weights(image / 3, 1.f);  // video: the temporal target's weights
   std::vector<TargetsView> targets;
   for (int b = 0; b < c.config.batch; b++) {
     TargetsView t{{c.config.height, c.config.width, content.data()}, {}};
+    if (c.config.loss.temporal_weight != 0.f) t.temporal = TemporalTargetView{content.data(), pixel_weights.data()};
     for (size_t k = 0; k < styles.size(); k++) {
       t.styles.push_back({{c.style_sizes[k].height, c.style_sizes[k].width, styles[k].data()}, 1.f / styles.size()});
     }
@@ -119,6 +121,12 @@ SessionConfig config(int height, int width, int batch, std::vector<WeightedLayer
   return c;
 }
 
+// A video frame's loss: with a temporal weight, the session holds its targets.
+SessionConfig temporal(SessionConfig c) {
+  c.loss.temporal_weight = 100.f;
+  return c;
+}
+
 }  // namespace
 
 int main() {
@@ -137,6 +145,10 @@ int main() {
        {{150, 200}},
        false},
       {"33x31, content only, fused conv", config(31, 33, 1, {{4, 1.f}}, {}, Pooling::Avg), {}, true},
+      {"40x30 batch 2, a temporal term (video)",
+       temporal(config(30, 40, 2, {{3, 1.f}}, {{0, .5f}, {2, .5f}}, Pooling::Avg)),
+       {{30, 40}},
+       false},
   };
   for (const Case& c : cases) check(c);
   if (failures) {

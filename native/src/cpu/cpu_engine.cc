@@ -18,6 +18,7 @@
 #include "kernels/adam.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
+#include "kernels/temporal_loss.cuh"
 #include "kernels/tv_loss.cuh"
 #include "vgg_net.h"
 
@@ -55,17 +56,24 @@ static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c,
 // and v (an image each, float32), a copy of each content layer's map per item
 // (the content targets, in the activations' type: bf16 in bf16), a C x C
 // float32 Gram per style layer and item (the style targets), one Gram of
-// scratch, and in bf16 each style layer's Gram products (Bf16Gram).
+// scratch, in bf16 each style layer's Gram products (Bf16Gram), and with a
+// temporal weight the temporal targets (an image and a weight per pixel,
+// float32).
 struct SessionBuffers {
   size_t moment = 0;                                   // floats
   std::vector<size_t> content_targets, style_targets;  // elements
   size_t gram_scratch = 0;                             // floats
+  size_t temporal_image = 0, temporal_weights = 0;     // floats
   size_t gram_ops = 0;                                 // bytes (bf16)
   size_t content_element_bytes = sizeof(float);
 
   SessionBuffers(const dnnl::engine& engine, const SessionConfig& c, const VggNetPlan& training)
       : moment(size_t(c.batch) * c.height * c.width * 3), content_element_bytes(training.activation_element_bytes()) {
     const bool bf16 = content_element_bytes == sizeof(kernels::bf16_bits);
+    if (c.loss.temporal_weight != 0.f) {
+      temporal_image = moment;
+      temporal_weights = moment / 3;
+    }
     for (const auto& l : c.loss.content) {
       const LayerShape& s = training.shape(l.conv_index);
       content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
@@ -80,7 +88,7 @@ struct SessionBuffers {
   }
 
   size_t total_bytes() const {
-    size_t floats = 2 * moment + gram_scratch, content = 0;
+    size_t floats = 2 * moment + gram_scratch + temporal_image + temporal_weights, content = 0;
     for (size_t t : content_targets) content += t;
     for (size_t t : style_targets) floats += t;
     return sizeof(float) * floats + content_element_bytes * content + gram_ops;
@@ -162,6 +170,8 @@ class CpuSession : public Session {
         const LayerShape& s = plan.shape(l.conv_index);
         bf16_grams_.push_back(std::make_unique<Bf16Gram>(engine_, int(s.pixels()), s.channels));
       }
+    temporal_image_.assign(sizes.temporal_image, 0.f);
+    temporal_weights_.assign(sizes.temporal_weights, 0.f);
   }
 
   const SessionConfig& config() const override { return config_; }
@@ -177,6 +187,7 @@ class CpuSession : public Session {
     }
     set_content_targets(targets);
     set_style_targets(targets);
+    set_temporal_targets(targets);
     has_targets_ = true;
   }
 
@@ -270,6 +281,24 @@ class CpuSession : public Session {
     }
   }
 
+  // Temporal targets (video): each item's warped previous frame and pixel
+  // weights; an item without one gets weight 0 everywhere (no term).
+  void set_temporal_targets(const std::vector<TargetsView>& targets) {
+    if (temporal_image_.empty()) return;
+    const size_t pixels = size_t(config_.height) * config_.width;
+    for (int b = 0; b < config_.batch; b++) {
+      float* image = temporal_image_.data() + b * pixels * 3;
+      float* weights = temporal_weights_.data() + b * pixels;
+      if (const auto& t = targets[b].temporal) {
+        std::memcpy(image, t->image, pixels * 3 * sizeof(float));
+        std::memcpy(weights, t->weights, pixels * sizeof(float));
+      } else {
+        std::fill(image, image + pixels * 3, 0.f);
+        std::fill(weights, weights + pixels, 0.f);
+      }
+    }
+  }
+
   // Forward, then backward into net_.image_gradient() with every loss term
   // added on the way (see NST-SPEC.md), TV last; the losses of each item.
   std::vector<LossValues> evaluate() {
@@ -280,13 +309,19 @@ class CpuSession : public Session {
     const LossSpec& spec = config_.loss;
     kernels::tv_loss_grad_cpu(net_.image(), net_.image_gradient(), config_.batch, config_.height, config_.width,
                               spec.tv_weight, loss_sums_.data());
+    if (!temporal_image_.empty())
+      kernels::temporal_loss_grad_cpu(net_.image(), temporal_image_.data(), temporal_weights_.data(),
+                                      net_.image_gradient(), config_.batch, config_.height, config_.width,
+                                      spec.temporal_weight, loss_sums_.data());
     std::vector<LossValues> losses(config_.batch);
     for (int b = 0; b < config_.batch; b++) {
       LossValues& v = losses[b];
       v.content = loss_sums_[b * kernels::kLossSlots + kernels::kContentSlot];
       v.style = loss_sums_[b * kernels::kLossSlots + kernels::kStyleSlot];
       v.tv = loss_sums_[b * kernels::kLossSlots + kernels::kTvSlot];
-      v.total = spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv;
+      v.temporal = loss_sums_[b * kernels::kLossSlots + kernels::kTemporalSlot];
+      v.total =
+          spec.alpha * v.content + spec.beta * v.style + spec.tv_weight * v.tv + spec.temporal_weight * v.temporal;
     }
     return losses;
   }
@@ -342,7 +377,8 @@ class CpuSession : public Session {
   std::vector<std::vector<std::byte>> content_targets_;
   std::vector<std::vector<float>> style_targets_;
   std::vector<float> gram_scratch_;
-  std::vector<std::unique_ptr<Bf16Gram>> bf16_grams_;  // bf16: each style layer's Gram products
+  std::vector<std::unique_ptr<Bf16Gram>> bf16_grams_;     // bf16: each style layer's Gram products
+  std::vector<float> temporal_image_, temporal_weights_;  // empty without a temporal weight
   std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };

@@ -11,4 +11,5 @@
 #include "kernels/pool.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
+#include "kernels/temporal_loss.cuh"
 #include "kernels/tv_loss.cuh"

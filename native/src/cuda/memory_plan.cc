@@ -31,6 +31,7 @@ MemoryPlan estimate_memory(const SessionShape& s) {
   if (s.backward) {
     m.gradients = 2 * largest_map;
     m.image_state = 5 * image;  // x, m, v, dx, staging of uploads
+    if (s.temporal) m.temporal_targets = image + image / 3;
     for (int c : s.content_layers) {
       m.content_targets += b * size_t(layers[c].height) * layers[c].width * layers[c].out_channels * f;
     }
@@ -76,6 +77,7 @@ SessionShape session_shape(const SessionConfig& config, bool fused_conv) {
   s.batch = config.batch;
   s.num_layers = deepest_layer(config.loss) + 1;
   s.fused_conv = fused_conv;
+  s.temporal = config.loss.temporal_weight != 0.f;
   for (const auto& c : config.loss.content) s.content_layers.push_back(c.conv_index);
   for (const auto& l : config.loss.style) s.style_layers.push_back(l.conv_index);
   return s;

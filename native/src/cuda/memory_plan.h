@@ -21,17 +21,21 @@ struct SessionShape {
   std::vector<int> style_layers;
   bool backward = true;     // false: forward only (style targets)
   bool fused_conv = false;  // the fused conv+bias+ReLU forward (needs a zero map)
+  bool temporal = false;    // video: a temporal term (its targets: an image and a weight per pixel)
 };
 
 // Device bytes per buffer family (workspace excluded: decided by cuDNN find).
 struct MemoryPlan {
-  size_t activations = 0;      // post-ReLU outputs of every layer + pooled maps
-  size_t gradients = 0;        // two ping-pong buffers of the largest map
-  size_t image_state = 0;      // image, Adam m and v, image gradient, input staging
-  size_t content_targets = 0;  // target activations of the content layers
-  size_t style_buffers = 0;    // target Gram + gradient Gram per style layer
-  size_t fused_zeros = 0;      // the fused conv's z input: zeros as large as the largest output map
-  size_t total() const { return activations + gradients + image_state + content_targets + style_buffers + fused_zeros; }
+  size_t activations = 0;       // post-ReLU outputs of every layer + pooled maps
+  size_t gradients = 0;         // two ping-pong buffers of the largest map
+  size_t image_state = 0;       // image, Adam m and v, image gradient, input staging
+  size_t content_targets = 0;   // target activations of the content layers
+  size_t style_buffers = 0;     // target Gram + gradient Gram per style layer
+  size_t fused_zeros = 0;       // the fused conv's z input: zeros as large as the largest output map
+  size_t temporal_targets = 0;  // video: the warped previous frame and its pixel weights
+  size_t total() const {
+    return activations + gradients + image_state + content_targets + style_buffers + fused_zeros + temporal_targets;
+  }
 };
 
 MemoryPlan estimate_memory(const SessionShape& shape);

@@ -11,7 +11,7 @@
 //     g = (g + c (a_i - a_target)) * (a_i > 0)   ReLU mask, content loss fused
 //     g' = conv_i^T g (cuDNN backward data)
 //     g = pool^T g' * (a_{i-1} > 0)              if a pool sits between (mask fused)
-//   dx += TV gradient; Adam(x, m, v, dx) with lr_t from device memory.
+//   dx += TV gradient (+ temporal gradient, video); Adam(x, m, v, dx) with lr_t from device memory.
 #include "cuda/session.h"
 
 #include <cuda_runtime.h>
@@ -57,6 +57,10 @@ class CudaSession : public Session {
       style_targets_.emplace_back(gram_bytes, "style targets");
       style_diffs_.emplace_back(gram_bytes, "style Gram buffer");
     }
+    if (config_.loss.temporal_weight != 0.f) {
+      temporal_image_ = DeviceBuffer(image_floats_ * 4, "temporal targets");
+      temporal_weights_ = DeviceBuffer(image_floats_ / 3 * 4, "temporal targets");
+    }
     losses_ = DeviceBuffer(sizeof(double) * b * kernels::kLossSlots, "loss accumulators");
     step_sizes_ = DeviceBuffer(sizeof(float) * kStepChunk, "step sizes");
     step_index_ = DeviceBuffer(sizeof(int), "step index");
@@ -66,6 +70,7 @@ class CudaSession : public Session {
     for (auto* group : {&content_targets_, &style_targets_}) {
       for (DeviceBuffer& t : *group) zeroed.push_back(&t);
     }
+    if (temporal_image_.bytes() != 0) zeroed.insert(zeroed.end(), {&temporal_image_, &temporal_weights_});
     for (DeviceBuffer* buf : zeroed) {
       check_cuda(cudaMemsetAsync(buf->get(), 0, buf->bytes(), ctx_->stream), "cudaMemsetAsync (session buffers)");
     }
@@ -95,6 +100,7 @@ class CudaSession : public Session {
     }
     set_content_targets(targets);
     set_style_targets(targets);
+    set_temporal_targets(targets);
     ctx_->sync("set_targets");
   }
 
@@ -212,7 +218,9 @@ class CudaSession : public Session {
 
   size_t allocated_bytes() const {
     size_t total = grad_[0].bytes() + grad_[1].bytes() + losses_.bytes() + step_sizes_.bytes();
-    for (const DeviceBuffer* b : {&x_, &m_, &v_, &dx_, &staging_}) total += b->bytes();
+    for (const DeviceBuffer* b : {&x_, &m_, &v_, &dx_, &staging_, &temporal_image_, &temporal_weights_}) {
+      total += b->bytes();
+    }
     for (const auto& b : pass_->acts) total += b.bytes();
     for (const auto& b : pass_->pooled) total += b.bytes();
     for (const auto& b : content_targets_) total += b.bytes();
@@ -292,6 +300,25 @@ class CudaSession : public Session {
           gram(*ctx_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
         }
         ctx_->sync("style targets");  // the pass's buffers are freed next
+      }
+    }
+  }
+
+  // Temporal targets (video): each item's warped previous frame and pixel
+  // weights; an item without one gets weight 0 everywhere (no term).
+  void set_temporal_targets(const std::vector<TargetsView>& targets) {
+    if (temporal_image_.bytes() == 0) return;
+    const size_t pixels = size_t(config_.height) * config_.width;
+    for (int b = 0; b < config_.batch; b++) {
+      float* image = temporal_image_.f() + b * pixels * 3;
+      float* weights = temporal_weights_.f() + b * pixels;
+      if (const auto& t = targets[b].temporal) {
+        check_cuda(cudaMemcpyAsync(image, t->image, pixels * 3 * 4, cudaMemcpyHostToDevice, ctx_->stream),
+                   "cudaMemcpyAsync (temporal target)");
+        check_cuda(cudaMemcpyAsync(weights, t->weights, pixels * 4, cudaMemcpyHostToDevice, ctx_->stream),
+                   "cudaMemcpyAsync (temporal weights)");
+      } else {
+        check_cuda(cudaMemsetAsync(weights, 0, pixels * 4, ctx_->stream), "cudaMemsetAsync (temporal weights)");
       }
     }
   }
@@ -416,6 +443,12 @@ class CudaSession : public Session {
                                  ctx.stream);
     check_launch("tv_loss_grad kernel");
     ctx.profiler.mark("own kernels", "tv loss+gradient");
+    if (temporal_image_.bytes() != 0) {
+      kernels::launch_temporal_loss_grad(x_.f(), temporal_image_.f(), temporal_weights_.f(), dx_.f(), b, config_.height,
+                                         config_.width, loss.temporal_weight, loss_acc, ctx.stream);
+      check_launch("temporal_loss_grad kernel");
+      ctx.profiler.mark("own kernels", "temporal loss+gradient");
+    }
     if (adam) {
       kernels::launch_adam(x_.f(), m_.f(), v_.f(), dx_.f(), image_floats_, adam->beta1, adam->beta2, adam->eps,
                            step_sizes_.f(), static_cast<const int*>(step_index_.get()), ctx.stream);
@@ -466,7 +499,9 @@ class CudaSession : public Session {
       v.content = host_losses_[b * kernels::kLossSlots + kernels::kContentSlot];
       v.style = host_losses_[b * kernels::kLossSlots + kernels::kStyleSlot];
       v.tv = host_losses_[b * kernels::kLossSlots + kernels::kTvSlot];
-      v.total = double(l.alpha) * v.content + double(l.beta) * v.style + double(l.tv_weight) * v.tv;
+      v.temporal = host_losses_[b * kernels::kLossSlots + kernels::kTemporalSlot];
+      v.total = double(l.alpha) * v.content + double(l.beta) * v.style + double(l.tv_weight) * v.tv +
+                double(l.temporal_weight) * v.temporal;
     }
     return out;
   }
@@ -479,6 +514,7 @@ class CudaSession : public Session {
   DeviceBuffer grad_[2];
   size_t image_floats_ = 0;
   DeviceBuffer x_, m_, v_, dx_, staging_;
+  DeviceBuffer temporal_image_, temporal_weights_;  // empty without a temporal weight
   std::vector<DeviceBuffer> content_targets_, style_targets_, style_diffs_;
   DeviceBuffer losses_, step_sizes_, step_index_, workspace_;
   double* host_losses_ = nullptr;

@@ -23,8 +23,8 @@ namespace nst::kernels {
 // Loss accumulators: `loss` points at a double[batch][kLossSlots]; a loss
 // kernel adds its (weighted, pre-alpha/beta) term for batch item b into
 // loss[b * kLossSlots + slot].
-inline constexpr int kLossSlots = 3;
-enum LossSlot { kContentSlot = 0, kStyleSlot = 1, kTvSlot = 2 };
+inline constexpr int kLossSlots = 4;
+enum LossSlot { kContentSlot = 0, kStyleSlot = 1, kTvSlot = 2, kTemporalSlot = 3 };
 
 // The width of the kernels' index arithmetic for a launch whose largest
 // tensor has `elements` elements (in the kernel's units): 32 below 2^31, else

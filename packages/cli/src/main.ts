@@ -67,6 +67,11 @@ const COMMANDS: readonly { name: string; description: string; define: () => Prom
     define: async () => (await import('./commands/batch.js')).defineBatchCommand,
   },
   {
+    name: 'video',
+    description: 'stylise a video (a file or a folder of frames) frame by frame, with temporal consistency (optical flow, occlusions)',
+    define: async () => (await import('./commands/video.js')).defineVideoCommand,
+  },
+  {
     name: 'serve',
     description: 'serve the HTTP API and the web page; jobs go to workers through Redis ($REDIS_URL)',
     define: async () => (await import('./commands/serve.js')).defineServeCommand,

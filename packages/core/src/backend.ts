@@ -60,6 +60,18 @@ export interface ImageTensor {
   readonly data: Float32Array;
 }
 
+/**
+ * Video: the temporal term's target of one batch item, at the session's size
+ * (loss.ts, J_temporal): the previous stylised frame warped by the optical
+ * flow, and each pixel's weight in 0..1 (0 at occlusions and motion
+ * boundaries).
+ */
+export interface TemporalTarget {
+  readonly image: ImageTensor;
+  /** height x width, one weight per pixel. */
+  readonly weights: Float32Array;
+}
+
 /** The targets of one batch item. */
 export interface Targets {
   /** Same size as the session. Its activations at the content layers are the content target. */
@@ -70,6 +82,8 @@ export interface Targets {
    * Gram matrix divided by its own n_H * n_W.
    */
   readonly styles: ReadonlyArray<{ readonly image: ImageTensor; readonly weight: number }>;
+  /** Video: read only when the loss has a temporalWeight; absent, the item has no temporal term (a first frame). */
+  readonly temporal?: TemporalTarget;
 }
 
 export interface IterateOptions {

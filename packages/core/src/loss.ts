@@ -11,6 +11,7 @@ export interface WeightedLayer {
 /**
  * What the loss is made of (../shared/NST-SPEC.md):
  *   J = alpha * sum_c w_c * J_content^[c] + beta * sum_l w_l * J_style^[l] + tvWeight * J_tv
+ *       (+ temporalWeight * J_temporal, video)
  * with, per layer of shape n_H x n_W x n_C (N = n_H * n_W),
  *   J_content = sum (a_C - a_G)^2 / (4 N n_C)
  *   J_style   = sum (Ghat_S - Ghat_G)^2 / (4 n_C^2),   Ghat = A A^T / N
@@ -19,6 +20,13 @@ export interface WeightedLayer {
  * when the style image has another size), and
  *   J_tv = sum_{i,j,c} (x[i+1,j,c] - x[i,j,c])^2 + (x[i,j+1,c] - x[i,j,c])^2
  * on the image in network input space (0 by default, as in the notebook).
+ *
+ * Video (Ruder, Dosovitskiy and Brox 2016), against each batch item's
+ * Targets.temporal (omega: the previous stylised frame warped by the optical
+ * flow, c: a weight per pixel in 0..1, 0 at occlusions and motion boundaries):
+ *   J_temporal = (1/D) sum_p c(p) sum_ch (x(p) - omega(p))^2,   D = H W 3
+ * in network input space; d J_temporal / d x = 2 c (x - omega) / D. An item
+ * without a temporal target has no such term.
  */
 export interface LossSpec {
   readonly contentLayers: readonly WeightedLayer[];
@@ -26,6 +34,8 @@ export interface LossSpec {
   readonly alpha: number;
   readonly beta: number;
   readonly tvWeight: number;
+  /** Video only: the weight of J_temporal; absent or 0, no temporal term (and no buffers for it). */
+  readonly temporalWeight?: number;
 }
 
 export const DEFAULT_LOSS: LossSpec = {
@@ -44,7 +54,9 @@ export interface LossValues {
   readonly style: number;
   /** J_tv (before tvWeight) */
   readonly tv: number;
-  /** alpha * content + beta * style + tvWeight * tv */
+  /** J_temporal (before temporalWeight; video): present when the loss has a temporal weight. */
+  readonly temporal?: number;
+  /** alpha * content + beta * style + tvWeight * tv (+ temporalWeight * temporal) */
   readonly total: number;
 }
 

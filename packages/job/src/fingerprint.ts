@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { UserError, type WeightSet } from '@nst/core';
-import { isInitKind, JOB_FIELDS, JOB_OPTIONS, type JobConfig } from './options.js';
+import { isInitKind, JOB_FIELDS, JOB_OPTIONS, omittedFromSettings, type JobConfig } from './options.js';
 import type { ScaleStep, Size } from './schedule.js';
 
 /** The SHA-256 of each input file of a job, by job field (in the order the job names them). */
@@ -43,6 +43,7 @@ export function jobFingerprint(
     const spec = JOB_OPTIONS[field];
     if (spec.result === false || (kind === 'run' && spec.resumable)) continue;
     const value = job[field];
+    if (omittedFromSettings(field, value)) continue;
     if (spec.paths && value !== undefined) {
       const files = digests[field] ?? [];
       described[field] = Array.isArray(value) ? files : isInitKind(value as string) ? value : files[0];

@@ -14,3 +14,6 @@ export * from './presets.js';
 export * from './weight-defaults.js';
 export * from './settings.js';
 export * from './version.js';
+export * from './video.js';
+export * from './video-flow.js';
+export * from './video-io.js';

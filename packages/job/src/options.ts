@@ -63,6 +63,17 @@ export interface JobConfig {
   readonly bitDepth: 8 | 16;
   readonly iccProfile: 'srgb' | 'keep';
   readonly weights?: string;
+  // ---- video (nst video; video.ts): a frame is a job, these say how frames follow each other
+  /** The temporal loss's weight (0: none). */
+  readonly temporalWeight: number;
+  /** Iterations of a video's first frame (undefined: twice `iterations`). */
+  readonly firstFrameIterations?: number;
+  /** Where a later frame starts: the previous result warped by the optical flow, or its own init. */
+  readonly frameInit: 'warped' | 'independent';
+  /** OpenCV's DIS preset for the optical flow. */
+  readonly flowPreset: 'fast' | 'medium';
+  /** Frames per second of a video made from a folder of frames (a video file keeps its own). */
+  readonly frameRate?: number;
 }
 
 /** A value as a front end received it: text (CLI, CSV, form fields), a number or a boolean (JSON), or a list. */
@@ -70,8 +81,8 @@ export type OptionValue = string | number | boolean | readonly (string | number)
 /** Option values by job field (camelCase); undefined: not given. */
 export type JobOptionValues = Readonly<Record<string, OptionValue | undefined>>;
 
-/** The front ends that take options from users. */
-export type FrontEnd = 'cli' | 'manifest' | 'http';
+/** The front ends that take options from users ('video': `nst video`, whose frames are jobs; 'http' takes the video ones with a video upload). */
+export type FrontEnd = 'cli' | 'manifest' | 'http' | 'video';
 
 /** One option: how front ends name, document and parse it. */
 export interface OptionSpec<T> {
@@ -106,6 +117,13 @@ export interface OptionSpec<T> {
   readonly resumable?: true;
   /** The front ends that take it from users (default: all). */
   readonly frontEnds?: readonly FrontEnd[];
+  /**
+   * Added after results began to record their settings and fingerprints:
+   * while it has its default (or, with none, is not given), fingerprints and
+   * settings leave it out, so that every result made before it existed keeps
+   * its fingerprint (and a re-run of a batch does not render it again).
+   */
+  readonly omitWhenDefault?: true;
   /** The HTTP API takes it as an uploaded file, not as a text field. */
   readonly upload?: true;
   /** Parses a given (or default) value; errors name `field`. */
@@ -207,6 +225,14 @@ const boolean = (v: OptionValue, field: string) => {
   if (t !== 'true' && t !== 'false') throw new UserError(`'${t}' is not true or false`, { field });
   return t === 'true';
 };
+
+/**
+ * nst video's temporal weight when none is given (the table's default, 0,
+ * is every still's): chosen on bench/video (README's Video section) so that
+ * the warping error between output frames falls well below independent
+ * stylisation's while the style stays that of a still.
+ */
+export const VIDEO_TEMPORAL_WEIGHT = 100_000;
 
 /** The one description of every job option. Key order is the order of help texts. */
 export const JOB_OPTIONS: OptionTable = {
@@ -353,7 +379,7 @@ export const JOB_OPTIONS: OptionTable = {
   fresh: {
     result: false,
     default: 'false',
-    frontEnds: ['cli'],
+    frontEnds: ['cli', 'video'],
     description: 'discard <out>.ckpt (an interrupted run of this output) and start again',
     parse: boolean,
   },
@@ -423,18 +449,83 @@ export const JOB_OPTIONS: OptionTable = {
     result: false,
     short: 'w',
     value: 'path|embedded|random:SEED',
-    frontEnds: ['cli'],
+    frontEnds: ['cli', 'video'],
     description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set, else the built-in blocks 1-3)',
     parse: (v, field) => text(v, field),
+  },
+  temporalWeight: {
+    value: 'x',
+    default: '0',
+    omitWhenDefault: true,
+    frontEnds: ['video', 'http'],
+    description: `video: weight of the temporal loss (Ruder et al. 2016), which keeps each pixel that is not occluded where the previous stylised frame, warped by the optical flow, put it (nst video's default: ${VIDEO_TEMPORAL_WEIGHT}; 0: none)`,
+    parse: lossWeight,
+  },
+  firstFrameIterations: {
+    value: 'n',
+    omitWhenDefault: true,
+    resumable: true,
+    frontEnds: ['video', 'http'],
+    description:
+      "video: iterations of the first frame, which starts from the job's init (default: twice --iterations, the iterations of each later frame)",
+    parse: count(),
+  },
+  frameInit: {
+    value: 'mode',
+    default: 'warped',
+    omitWhenDefault: true,
+    choices: ['warped', 'independent'],
+    frontEnds: ['video', 'http'],
+    description:
+      "video: where each later frame starts: warped (the previous stylised frame warped by the optical flow, the content where it was occluded) or independent (the job's init, as the first frame)",
+    parse: choice(['warped', 'independent']),
+  },
+  flowPreset: {
+    value: 'preset',
+    default: 'medium',
+    omitWhenDefault: true,
+    choices: ['fast', 'medium'],
+    frontEnds: ['video', 'http'],
+    description: "video: OpenCV's DIS optical flow preset (medium: more accurate; fast: quicker)",
+    parse: choice(['fast', 'medium']),
+  },
+  frameRate: {
+    value: 'fps',
+    result: false,
+    omitWhenDefault: true,
+    frontEnds: ['video'],
+    description: 'video: frames per second of the output when the input is a folder of frames (default 25; a video file keeps its own)',
+    parse: positive,
   },
 };
 
 /** The job fields in table order. */
 export const JOB_FIELDS = Object.keys(JOB_OPTIONS) as (keyof JobConfig)[];
 
-/** The options a front end takes from users. */
+/** The options a front end takes from users (an option that names none is taken by all). */
 export function optionsFor(frontEnd: FrontEnd): (keyof JobConfig)[] {
-  return JOB_FIELDS.filter((f) => (JOB_OPTIONS[f].frontEnds ?? ['cli', 'manifest', 'http']).includes(frontEnd));
+  return JOB_FIELDS.filter((f) => (JOB_OPTIONS[f].frontEnds ?? ['cli', 'manifest', 'http', 'video']).includes(frontEnd));
+}
+
+/**
+ * Whether an option is a video's only (its front ends take it for videos,
+ * and the CLI's still commands do not): the HTTP API takes those it lists
+ * only with a video upload.
+ */
+export function isVideoOption(field: keyof JobConfig): boolean {
+  const ends = JOB_OPTIONS[field].frontEnds;
+  return ends?.includes('video') === true && !ends.includes('cli');
+}
+
+/** Whether fingerprints and settings leave a job's value of `field` out (OptionSpec.omitWhenDefault). */
+export function omittedFromSettings<K extends keyof JobConfig>(field: K, value: JobConfig[K]): boolean {
+  const spec = JOB_OPTIONS[field] as OptionSpec<JobConfig[K]>;
+  if (!spec.omitWhenDefault) return false;
+  if (value === undefined) return true;
+  return (
+    spec.default !== undefined &&
+    JSON.stringify(formatOption(field, value)) === JSON.stringify(formatOption(field, spec.parse(spec.default, field)))
+  );
 }
 
 /**
@@ -497,9 +588,10 @@ function checkAcrossOptions(job: JobConfig): void {
     );
 }
 
-/** The loss a job asks for. */
+/** The loss a job asks for (a temporal weight only where it has one: a video's frame). */
 export function lossOf(job: JobConfig): LossSpec {
-  return { contentLayers: job.contentLayers, styleLayers: job.styleLayers, alpha: job.alpha, beta: job.beta, tvWeight: job.tvWeight };
+  const loss = { contentLayers: job.contentLayers, styleLayers: job.styleLayers, alpha: job.alpha, beta: job.beta, tvWeight: job.tvWeight };
+  return job.temporalWeight ? { ...loss, temporalWeight: job.temporalWeight } : loss;
 }
 
 /** Adam's hyper-parameters of a job (lr in pixel levels, as the user gave it). */
@@ -536,9 +628,16 @@ export function formatOption<K extends keyof JobConfig>(field: K, value: JobConf
 }
 
 /**
- * The terms of a loss's total: alpha x J_content, beta x J_style and
- * tv-weight x J_tv, which add up to `total` (what results report).
+ * The terms of a loss's total: alpha x J_content, beta x J_style,
+ * tv-weight x J_tv (and temporal-weight x J_temporal, video), which add up
+ * to `total` (what results report).
  */
-export function weightedLosses(job: Pick<JobConfig, 'alpha' | 'beta' | 'tvWeight'>, l: LossValues): LossValues {
-  return { content: job.alpha * l.content, style: job.beta * l.style, tv: job.tvWeight * l.tv, total: l.total };
+export function weightedLosses(
+  job: Pick<JobConfig, 'alpha' | 'beta' | 'tvWeight'> & Partial<Pick<JobConfig, 'temporalWeight'>>,
+  l: LossValues,
+): LossValues {
+  const terms = { content: job.alpha * l.content, style: job.beta * l.style, tv: job.tvWeight * l.tv };
+  return l.temporal === undefined
+    ? { ...terms, total: l.total }
+    : { ...terms, temporal: (job.temporalWeight ?? 0) * l.temporal, total: l.total };
 }

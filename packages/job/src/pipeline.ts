@@ -14,7 +14,7 @@ import {
 import { fileCheckpointSlot, itemCheckpointStore, type CheckpointSlot } from './checkpoint.js';
 import { inputDigests, jobFingerprint, stepFingerprint } from './fingerprint.js';
 import { probeImage } from './image-file.js';
-import { loadScaleInputs } from './inputs.js';
+import { loadScaleInputs, type ScaleInputs } from './inputs.js';
 import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
 import { checkMemory } from './memory.js';
 import { adamOf, isInitKind, lossOf, packingKey, type JobConfig } from './options.js';
@@ -66,6 +66,14 @@ export interface PreparedJob {
   readonly resumeAt: ResumePoint;
   /** Jobs with equal keys can share an engine batch. */
   readonly key: string;
+  /**
+   * Optional, for a caller that renders the job as a part of something
+   * larger (nst video, video.ts: a frame starts from the previous frame
+   * warped by the optical flow, and has a temporal target): changes the
+   * inputs of scale `index` once they are decoded, before the optimisation
+   * uses them. Run one such job alone (a group of one).
+   */
+  readonly adjustInputs?: (inputs: ScaleInputs, step: ScaleStep, index: number) => ScaleInputs | Promise<ScaleInputs>;
 }
 
 export interface PrepareOptions {
@@ -222,7 +230,10 @@ export async function runJobGroup(
     const step = first.steps[k];
     events.onScale?.(k, first.steps.length, step);
     const inputs = [];
-    for (const p of group) inputs.push(await loadScaleInputs(p.job, p.steps[k], pre));
+    for (const p of group) {
+      const loaded = await loadScaleInputs(p.job, p.steps[k], pre);
+      inputs.push(p.adjustInputs ? await p.adjustInputs(loaded, p.steps[k], k) : loaded);
+    }
     if (k === start) {
       const notes = new Map(inputs.flatMap((i) => i.notes.map((n) => [n.line, n.detail] as const)));
       for (const [line, detail] of notes) events.onNotice?.(line, detail);

@@ -2,7 +2,16 @@ import path from 'node:path';
 import { UserError, type LossValues, type WeightSet } from '@nst/core';
 import { fileDigest, weightsIdentity, type InputDigests } from './fingerprint.js';
 import { readImageSettingsText } from './image-file.js';
-import { formatOption, isInitKind, JOB_FIELDS, JOB_OPTIONS, type JobConfig, type JobOptionValues, type OptionValue } from './options.js';
+import {
+  formatOption,
+  isInitKind,
+  JOB_FIELDS,
+  JOB_OPTIONS,
+  omittedFromSettings,
+  type JobConfig,
+  type JobOptionValues,
+  type OptionValue,
+} from './options.js';
 import type { Size } from './schedule.js';
 import { NST_VERSION } from './version.js';
 
@@ -56,7 +65,7 @@ export function resultSettings(
   for (const field of JOB_FIELDS) {
     const spec = JOB_OPTIONS[field];
     const value = job[field];
-    if (spec.result === false || value === undefined) continue;
+    if (spec.result === false || value === undefined || omittedFromSettings(field, value)) continue;
     if (spec.paths && !(field === 'init' && isInitKind(value as string))) {
       const files = (Array.isArray(value) ? value : [value]).map((f: string) => inputNames?.get(f) ?? path.resolve(f));
       files.forEach((file, k) => inputs.push({ field, file, sha256: digests[field]?.[k] ?? '' }));

@@ -8,6 +8,8 @@ import {
   jobFromOptions,
   lossOf,
   MAX_LOSS_WEIGHT,
+  omittedFromSettings,
+  isVideoOption,
   optionsFor,
   packingKey,
   type JobConfig,
@@ -94,15 +96,18 @@ describe('the option table', () => {
       scales: '256',
       scaleIterations: '5',
       weights: 'embedded',
+      firstFrameIterations: '50',
+      frameRate: '24',
     });
     expect(Object.keys(job).sort()).toEqual([...JOB_FIELDS].sort());
     const shorts = JOB_FIELDS.flatMap((f) => (JOB_OPTIONS[f].short ? [JOB_OPTIONS[f].short] : []));
     expect(new Set(shorts).size).toBe(shorts.length);
   });
 
-  it('says which front ends take each option (the CLI takes all; files, weights and the worker-side schedule are not HTTP fields)', () => {
-    expect(optionsFor('cli')).toEqual(JOB_FIELDS);
-    expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'fresh', 'weights']);
+  it('says which front ends take each option (the CLI takes all but the video ones; files, weights, the worker-side schedule and a folder frame rate are not HTTP fields)', () => {
+    const video = ['temporalWeight', 'firstFrameIterations', 'frameInit', 'flowPreset', 'frameRate'];
+    expect(optionsFor('cli')).toEqual(JOB_FIELDS.filter((f) => !video.includes(f)));
+    expect(JOB_FIELDS.filter((f) => !optionsFor('manifest').includes(f))).toEqual(['resume', 'fresh', 'weights', ...video]);
     expect(JOB_FIELDS.filter((f) => !optionsFor('http').includes(f))).toEqual([
       'out',
       'saveEvery',
@@ -110,7 +115,24 @@ describe('the option table', () => {
       'resume',
       'fresh',
       'weights',
+      'frameRate',
     ]);
+    // The HTTP API takes the video options (but the frame rate, which only a folder of frames needs) with a video upload.
+    expect(JOB_FIELDS.filter((f) => isVideoOption(f))).toEqual(video);
+    // nst video: a still's options but its output and the per-run switches, and the video ones.
+    expect(JOB_FIELDS.filter((f) => !optionsFor('video').includes(f))).toEqual(['out', 'saveEvery', 'checkpointEvery', 'resume']);
+  });
+
+  it("leaves the video options out of a still's fingerprint and settings, so that results made before video keep theirs", () => {
+    const still = jobFromOptions(base);
+    expect(lossOf(still).temporalWeight).toBeUndefined();
+    for (const field of ['temporalWeight', 'firstFrameIterations', 'frameInit', 'flowPreset', 'frameRate'] as const)
+      expect(omittedFromSettings(field, still[field]), field).toBe(true);
+    const frame = jobFromOptions({ ...base, temporalWeight: '100', frameInit: 'independent' });
+    expect(lossOf(frame).temporalWeight).toBe(100);
+    expect(omittedFromSettings('temporalWeight', frame.temporalWeight)).toBe(false);
+    expect(omittedFromSettings('frameInit', frame.frameInit)).toBe(false);
+    expect(omittedFromSettings('alpha', still.alpha)).toBe(false);
   });
 
   it('packs jobs only when every option but their inputs and outputs is equal', () => {
@@ -141,6 +163,10 @@ describe('the option table', () => {
       bitDepth: 16,
       iccProfile: 'keep',
       weights: 'embedded',
+      frameInit: 'independent',
+      flowPreset: 'fast',
+      firstFrameIterations: 50,
+      frameRate: 24,
     };
     for (const field of JOB_FIELDS) {
       if (JOB_OPTIONS[field].perItem) continue;

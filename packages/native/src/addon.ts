@@ -53,6 +53,8 @@ export interface NativeSessionConfig {
     readonly alpha?: number;
     readonly beta?: number;
     readonly tvWeight?: number;
+    /** Video: the temporal term's weight (absent or 0: none). */
+    readonly temporalWeight?: number;
   };
 }
 
@@ -92,14 +94,21 @@ export interface NativeImage {
 export interface NativeTargets {
   readonly content: NativeImage;
   readonly styles: ReadonlyArray<{ readonly image: NativeImage; readonly weight: number }>;
+  /** Video: the warped previous frame (the session's size) and a weight in 0..1 per pixel (height x width). */
+  readonly temporal?: { readonly image: NativeImage; readonly weights: Float32Array };
 }
 
 export interface NativeLoss {
   readonly content: number;
   readonly style: number;
   readonly tv: number;
+  /** J_temporal before its weight (0 without a temporal weight). */
+  readonly temporal: number;
   readonly total: number;
 }
+
+/** OpenCV's DIS presets (native/src/flow/flow.h): more scales and refinement, more accuracy. */
+export type FlowPreset = 'ultrafast' | 'fast' | 'medium';
 
 /**
  * A session: one image size and loss. The three Promise-returning calls run
@@ -162,6 +171,21 @@ export interface NativeAddon {
   vectorDot(a: Float32Array, b: Float32Array): number;
   /** y += alpha x in place, each element in float64, stored as float32. Throws when the lengths differ. */
   vectorAxpy(alpha: number, x: Float32Array, y: Float32Array): void;
+  /** Whether this build has the optical flow of nst video (OpenCV found when it was built): its version, or why not and the fix. */
+  flowInfo(): { available: boolean; detail: string };
+  /**
+   * The dense optical flow (OpenCV's DIS) from grey frame `from` to grey
+   * frame `to` (width x height bytes each): height x width x 2 values (dx, dy)
+   * with from(x, y) matching to(x + dx, y + dy). A NativeEngineError
+   * ('unsupported', field 'backend') in a build without OpenCV.
+   */
+  opticalFlow(frames: {
+    readonly from: Uint8Array;
+    readonly to: Uint8Array;
+    readonly width: number;
+    readonly height: number;
+    readonly preset: FlowPreset;
+  }): Float32Array;
 }
 
 export type AddonLoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };

@@ -24,6 +24,7 @@ import {
   isNativeEngineError,
   loadNativeAddon,
   type NativeEngine,
+  type NativeLoss,
   type NativePrecision,
   type NativeSession,
   type NativeWeightedLayer,
@@ -155,7 +156,13 @@ function nativeLoss(spec: LossSpec) {
     alpha: spec.alpha,
     beta: spec.beta,
     tvWeight: spec.tvWeight,
+    temporalWeight: spec.temporalWeight ?? 0,
   };
+}
+
+/** The engine's losses as the seam has them: `temporal` only where the loss has a temporal weight. */
+function lossesOf(raw: readonly NativeLoss[], spec: LossSpec): LossValues[] {
+  return raw.map(({ temporal, ...rest }) => (spec.temporalWeight ? { ...rest, temporal } : rest));
 }
 
 class NativeSessionAdapter implements Session {
@@ -185,11 +192,12 @@ class NativeSessionAdapter implements Session {
 
   async iterate(options: IterateOptions): Promise<LossValues[]> {
     const { beta1, beta2, eps } = options.adam;
-    return this.raw.iterate({ beta1, beta2, eps }, options.stepSizes, options.onProgress);
+    return lossesOf(await this.raw.iterate({ beta1, beta2, eps }, options.stepSizes, options.onProgress), this.options.loss);
   }
 
   async lossAndGradient(): Promise<{ losses: LossValues[]; gradient: Float32Array }> {
-    return this.raw.lossAndGradient();
+    const { losses, gradient } = await this.raw.lossAndGradient();
+    return { losses: lossesOf(losses, this.options.loss), gradient };
   }
 
   async readImages(): Promise<Float32Array> {

@@ -6,7 +6,17 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { formatUserError, isUserError, kebabCase, UserError } from '@nst/core';
 import { camelCase } from '@nst/batch';
-import { INIT_KINDS, isInitKind, jobFromOptions, JOB_OPTIONS, optionsFor, planScales } from '@nst/job';
+import {
+  frameName,
+  INIT_KINDS,
+  isInitKind,
+  isVideoOption,
+  jobFromOptions,
+  JOB_OPTIONS,
+  optionsFor,
+  planScales,
+  videoTemplate,
+} from '@nst/job';
 import { checkImages, PixelGate } from './decode.js';
 import { HttpError, withoutPaths } from './errors.js';
 import { jobFeeds } from './events.js';
@@ -15,10 +25,20 @@ import { jobControl, type JobControl } from './job-control.js';
 import { API_STATES, type ApiState } from './job-view.js';
 import { serviceMetrics } from './metrics.js';
 import { readMultipart, type Upload } from './multipart.js';
-import { QueueUnavailableError, queueCall, redisOf, resultKey, type RenderQueue, type ServiceData } from './queue.js';
+import {
+  QueueUnavailableError,
+  frameKey,
+  queueCall,
+  redisOf,
+  resultKey,
+  videoResultKey,
+  type RenderQueue,
+  type ServiceData,
+} from './queue.js';
 import { isServiceField, SERVICE_FIELDS, withoutControlCharacters } from './service-fields.js';
 import { countingErrors, inputKey, isStoreUnavailable, type BlobStore } from './store.js';
 import { authenticator, checkToken, type ApiUser } from './users.js';
+import { checkVideo, isVideoUpload } from './video-upload.js';
 
 export interface ApiLimits {
   /** Bytes per uploaded file. */
@@ -39,6 +59,10 @@ export interface ApiLimits {
   readonly attempts: number;
   /** Jobs one user may have queued at once. */
   readonly queuedPerUser: number;
+  /** A video upload (content): its frames, seconds and pixels per frame (its bytes: uploadBytes). */
+  readonly videoFrames: number;
+  readonly videoSeconds: number;
+  readonly videoPixels: number;
 }
 
 export const DEFAULT_API_LIMITS: ApiLimits = {
@@ -52,6 +76,9 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
   styles: 8,
   attempts: 3,
   queuedPerUser: 100,
+  videoFrames: 600,
+  videoSeconds: 60,
+  videoPixels: 1920 * 1080,
 };
 
 export interface ApiOptions {
@@ -72,7 +99,7 @@ export interface ApiOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files. */
+/** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files; the video ones only with a video. */
 const REQUEST_FIELDS = new Set<string>(optionsFor('http').filter((f) => !JOB_OPTIONS[f].upload));
 
 /** The web page's files, read once: no request path ever reaches the file system. */
@@ -173,9 +200,10 @@ export function createApiServer(options: ApiOptions): http.Server {
       case 'POST /jobs/:id/retry':
         return sendJson(res, 202, await jobs.retry(id, user));
       case 'GET /jobs/:id/result': {
-        const format = resultFormat(url.searchParams.get('format'));
         const view = await jobs.view(id, user);
         if (view.state !== 'done') throw new HttpError(409, `the job is ${view.state}, not done`, 'id');
+        if ((await jobs.data(view.id))?.video) return sendVideo(res, view.id, url.searchParams.get('format'), store);
+        const format = resultFormat(url.searchParams.get('format'));
         const bytes = await store.get(resultKey(view.id));
         if (!bytes) throw new HttpError(410, 'the result is no longer kept (it expired)', 'id');
         const out = await convertResult(bytes, format);
@@ -192,7 +220,18 @@ export function createApiServer(options: ApiOptions): http.Server {
         const view = await jobs.view(id, user);
         const of = url.searchParams.get('of') ?? 'result';
         const data = (await jobs.data(view.id))!;
-        const key = of === 'content' ? data?.content : of === 'style' ? data?.styles[0] : of === 'result' ? resultKey(view.id) : null;
+        // A video's content and result are shown by their first frames (the input's, the stylised one).
+        const first = data?.video ? frameKey(view.id, frameName(0)) : undefined;
+        const key =
+          of === 'content'
+            ? data?.video
+              ? frameKey(view.id, `input-${frameName(0)}`)
+              : data?.content
+            : of === 'style'
+              ? data?.styles[0]
+              : of === 'result'
+                ? (first ?? resultKey(view.id))
+                : null;
         if (key === null) throw new HttpError(400, `'${of.slice(0, 40)}' is not one of content, style, result`, 'of');
         const bytes = key && (of !== 'result' || view.state === 'done') ? await thumbnail(store, key) : undefined;
         if (!bytes) throw new HttpError(404, `no ${of} image for this job (yet)`, 'of');
@@ -284,6 +323,21 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
+/** A video job's result: the .mp4 (`?format=` mp4 or none). */
+async function sendVideo(res: http.ServerResponse, id: string, format: string | null, store: BlobStore): Promise<void> {
+  if (format !== null && format.toLowerCase() !== 'mp4')
+    throw new HttpError(400, `'${format.slice(0, 20)}' is not mp4 (a video job's result)`, 'format');
+  const bytes = await store.get(videoResultKey(id));
+  if (!bytes) throw new HttpError(410, 'the result is no longer kept (it expired)', 'id');
+  res
+    .writeHead(200, {
+      'content-type': 'video/mp4',
+      'content-length': bytes.length,
+      'content-disposition': `attachment; filename="nst-${id}.mp4"`,
+    })
+    .end(bytes);
+}
+
 /** `?limit=`: how many jobs a list holds (50 by default, at most 500). */
 function parseLimit(given: string | null): number {
   if (given === null) return 50;
@@ -341,6 +395,7 @@ async function submit(
   for (const f of files)
     if (f.field !== 'content' && f.field !== 'style') throw new HttpError(400, 'is not a file field (content, style)', f.field);
 
+  const video = isVideoUpload(content[0].bytes);
   const values: Record<string, string> = {};
   const service: { priority?: number; clientRef?: string } = {};
   const seen = new Set<string>();
@@ -356,14 +411,26 @@ async function submit(
     const field = camelCase(key);
     if (!REQUEST_FIELDS.has(field) || key !== kebabCase(field)) throw new HttpError(400, 'is not an option this server takes', key);
     if (field === 'init' && !isInitKind(value)) throw new HttpError(400, `expected ${INIT_KINDS.join(', ')}`, key);
+    if (!video && isVideoOption(field as keyof typeof JOB_OPTIONS))
+      throw new HttpError(400, 'is an option of video jobs (the content is an image)', key);
     values[field] = value;
   }
   // Checks every option where the CLI checks them, with stand-in paths (none from the request reaches a file system).
-  const config = jobFromOptions({ ...values, content: 'content', style: styles.map((_, k) => `style-${k}`), out: 'result.png' });
-  if (config.iterations > limits.iterations)
-    throw new UserError(`at most ${limits.iterations}`, { code: 'too-large', field: 'iterations' });
+  const style = styles.map((_, k) => `style-${k}`);
+  const config = video
+    ? videoTemplate({ ...values, style }, 'content', frameName(0))
+    : jobFromOptions({ ...values, content: 'content', style, out: 'result.png' });
+  const iterations = Math.max(config.iterations, config.firstFrameIterations ?? 0);
+  if (iterations > limits.iterations)
+    throw new UserError(`at most ${limits.iterations}`, {
+      code: 'too-large',
+      field: iterations > config.iterations ? 'firstFrameIterations' : 'iterations',
+    });
 
-  const [contentInfo, ...styleInfo] = await checkImages([content[0], ...styles], limits, options.gate);
+  // A video is probed (frames, seconds, frame size against the limits), the style images decoded; an image is decoded with them.
+  const clip = video ? await checkVideo(content[0], limits) : undefined;
+  const checked = await checkImages(clip ? styles : [content[0], ...styles], limits, options.gate);
+  const [contentInfo, ...styleInfo] = clip ? [clip, ...checked] : checked;
   // The size, the scales and the style sizes are checked as for `nst render`, with the uploads' decoded sizes.
   const { size } = planScales(config, contentInfo, styleInfo);
   if (size.width * size.height > limits.outputPixels)
@@ -386,6 +453,7 @@ async function submit(
     styles: await Promise.all(styles.map(store)),
     options: { ...values, iterations: String(config.iterations) },
     service: serviceData,
+    ...(clip ? { video: clip } : {}),
   };
   const id = randomUUID();
   await options.jobs.add(id, data, options.user, limits.queuedPerUser);

@@ -118,6 +118,22 @@ export async function describeJob(redis: Redis, job: RenderJob, snapshot: () => 
     finished: job.finishedOn ?? null,
     eta: rate > 0 ? Math.round((iterations - iteration) / rate) : null,
     preview: progress.preview ?? 0,
+    ...(job.data.video ? videoView(job.data.video.frames, done, state === 'running', progress) : {}),
+  };
+}
+
+/** A video job's own fields: `frames` (done, total, the one rendering, seconds per frame) and its `eta` (to the last frame). */
+function videoView(total: number, done: boolean, running: boolean, progress: Partial<RenderProgress>): Record<string, unknown> {
+  const f = progress.frames;
+  const eta = running && f?.etaSeconds !== undefined ? Math.round(f.etaSeconds) : null;
+  return {
+    frames: {
+      total,
+      done: done ? total : (f?.done ?? 0),
+      current: running ? (f?.current ?? null) : null,
+      'seconds-per-frame': f?.secondsPerFrame ?? null,
+    },
+    ...(done ? { eta: null } : { eta }),
   };
 }
 

@@ -19,6 +19,16 @@ export interface RenderJobData {
   readonly styles: readonly string[];
   readonly options: Readonly<Record<string, string>>;
   readonly service?: ServiceData;
+  /** A video job (the content is a video file): what the API found in it when it was submitted. */
+  readonly video?: VideoJobData;
+}
+
+/** A video job's clip, as ffprobe saw it at submission. */
+export interface VideoJobData {
+  readonly frames: number;
+  readonly width: number;
+  readonly height: number;
+  readonly fps: number;
 }
 
 /** The service's own fields of a job (service-fields.ts describes those a request sets). */
@@ -54,12 +64,26 @@ export interface RenderProgress {
   readonly rate?: number;
   /** The total loss so far, at most MAX_HISTORY points (thinned evenly as it grows). */
   readonly history?: readonly LossPoint[];
+  /** A video job: its frames finished (stored), and how long each takes. */
+  readonly frames?: VideoProgress;
+}
+
+/** Where a video job stands. */
+export interface VideoProgress {
+  readonly done: number;
+  readonly total: number;
+  /** The frame being rendered (0-based). */
+  readonly current?: number;
+  /** Mean seconds per frame after the first, this attempt. */
+  readonly secondsPerFrame?: number;
+  readonly etaSeconds?: number;
 }
 
 /** What a finished job returns. */
 export interface RenderReturn {
   readonly result: string;
-  readonly losses: LossValues;
+  /** The final losses (a video's: its last frame's, when this attempt rendered it). */
+  readonly losses?: LossValues;
   readonly iterations: number;
   /** The scales rendered, coarse to fine (the last is the output size). */
   readonly scales: readonly { readonly size: string; readonly iterations: number }[];
@@ -72,6 +96,9 @@ export interface RenderReturn {
 export const resultKey = (id: string) => `results/${id}.png`;
 export const previewKey = (id: string) => `previews/${id}.jpg`;
 export const checkpointKey = (id: string) => `checkpoints/${id}.ckpt`;
+/** A video job's result, and each of its finished frames (the record a new worker resumes from). */
+export const videoResultKey = (id: string) => `results/${id}.mp4`;
+export const frameKey = (id: string, file: string) => `frames/${id}/${file}`;
 
 /** Redis connection options from REDIS_URL (redis://[:password@]host:port[/db]); BullMQ needs maxRetriesPerRequest null. */
 export function redisConnection(url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): RedisOptions {

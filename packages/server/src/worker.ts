@@ -11,14 +11,19 @@ import {
   decodeCheckpoint,
   describeSteps,
   encodeCheckpoint,
+  frameName,
   jobFromOptions,
   lossOf,
   prepareJob,
+  prepareVideo,
+  renderVideo,
   runJobGroup,
   withWeightDefaults,
   type CheckpointSlot,
   type Engine,
+  type FlowFunction,
   type PreparedJob,
+  type VideoPlan,
 } from '@nst/job';
 import { DelayedError, UnrecoverableError, WaitingError, Worker, type RedisOptions } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -26,13 +31,16 @@ import { inUserWords } from './failure-words.js';
 import { LossHistory } from './loss-history.js';
 import {
   checkpointKey,
+  frameKey,
   previewKey,
   QUEUE_NAME,
   reportErrors,
   resultKey,
+  videoResultKey,
   type RenderJob,
   type RenderProgress,
   type RenderReturn,
+  type VideoProgress,
 } from './queue.js';
 import { CANCELLED, count, HEARTBEAT_LIVES, registryKeys, type WorkerInfo } from './registry.js';
 import { getInput, isStoreUnavailable, type BlobStore } from './store.js';
@@ -61,10 +69,14 @@ export interface WorkerOptions {
    */
   readonly storeWaitMs?: number;
   readonly log: (line: string) => void;
+  /** The optical flow video jobs need (the native addon's), or why this worker has none. */
+  readonly flow?: FlowFunction | { readonly unavailable: string };
 }
 
 /** A job handed back because the store could not take its files comes round again after this long. */
 const STORE_RETRY_DELAY_MS = 30_000;
+/** A video taken while this worker has one comes round again (to this worker or another) after this long. */
+const VIDEO_BUSY_DELAY_MS = 5_000;
 
 /** Why a job leaves this worker without an outcome: it goes back to the queue (the worker stops) or it was cancelled. */
 class HandBack extends Error {
@@ -81,6 +93,20 @@ interface Pending {
   readonly history: LossHistory;
   /** The job's local input files and the names the user gave them, for errors in the user's words. */
   readonly names: ReadonlyMap<string, string>;
+  resolve(r: RenderReturn): void;
+  reject(e: unknown): void;
+}
+
+/** A video job taken from the queue, its inputs in scratch space, checked and planned, waiting for the engine. */
+interface PendingVideo {
+  readonly job: RenderJob;
+  readonly plan: VideoPlan;
+  readonly history: LossHistory;
+  readonly names: ReadonlyMap<string, string>;
+  /** The job's scratch folder. */
+  readonly dir: string;
+  /** Frames an earlier attempt stored (found done). */
+  readonly restored: number;
   resolve(r: RenderReturn): void;
   reject(e: unknown): void;
 }
@@ -113,6 +139,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   reportErrors(subscriber, o.log);
   const pending: Pending[] = [];
   let running: Running | undefined;
+  // Video jobs: one at a time, each alone on the engine, before the stills waiting for a batch.
+  const videos: PendingVideo[] = [];
+  let runningVideo: { readonly job: RenderJob; readonly controller: AbortController; cancelled: boolean } | undefined;
   let busy = false;
   const stopping = new AbortController();
   const stats = workerStats();
@@ -124,7 +153,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   };
 
   const schedule = () => {
-    if (busy || pending.length === 0 || stopping.signal.aborted) return;
+    if (busy || (pending.length === 0 && videos.length === 0) || stopping.signal.aborted) return;
     busy = true;
     setTimeout(() => {
       runNext()
@@ -138,7 +167,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
   };
 
   const runNext = async () => {
-    if (pending.length === 0 || stopping.signal.aborted) return;
+    if (stopping.signal.aborted) return;
+    if (videos.length > 0) return runVideo(videos.shift()!);
+    if (pending.length === 0) return;
     const key = pending[0].prepared.key;
     const batch: Pending[] = [];
     for (let k = 0; k < pending.length && batch.length < pending[0].capacity; )
@@ -265,8 +296,149 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
     }
   };
 
+  /**
+   * Renders a video job: frames in order through renderVideo (job/video.ts,
+   * as `nst video` does), each finished frame stored at once under
+   * frames/<id>/ (the record a worker that takes the job after a lost one
+   * resumes from: it fetches them and renders from the first missing one),
+   * its progress (frames done, seconds per frame, an ETA) and a preview
+   * reported as it goes; the .mp4 stored once at the end.
+   */
+  const runVideo = async (p: PendingVideo) => {
+    const jobId = p.job.id!;
+    const current = { job: p.job, controller: new AbortController(), cancelled: false };
+    runningVideo = current;
+    const stop = () => current.controller.abort();
+    stopping.signal.addEventListener('abort', stop);
+    const { plan } = p;
+    const started = Date.now();
+    let frames: VideoProgress = { done: p.restored, total: plan.frames };
+    let iteration = 0;
+    let iterations = 0;
+    let losses: LossValues | undefined;
+    let lastLosses: LossValues | undefined;
+    let previews = 0;
+    let lastReport = 0;
+    const report = (force = false) => {
+      if (!force && performance.now() - lastReport < 1000) return;
+      lastReport = performance.now();
+      const progress: RenderProgress = {
+        iteration,
+        iterations,
+        losses,
+        preview: previews,
+        worker: id,
+        rendering: true,
+        started,
+        rate: 0,
+        history: p.history.points(),
+        frames,
+      };
+      p.job.updateProgress(progress as unknown as object).catch(() => undefined);
+    };
+    const preview = async (png: Buffer | Uint8Array, raw?: { width: number; height: number }) => {
+      const image = raw ? sharp(png, { raw: { ...raw, channels: 3 } }) : sharp(png);
+      await o.store.put(previewKey(jobId), await image.jpeg({ quality: 80 }).toBuffer()).catch(bestEffort('a preview'));
+      previews++;
+    };
+    report(true);
+    beat();
+    try {
+      const result = await renderVideo(
+        o.engine,
+        plan,
+        {
+          onFrameStart: (frame, _total, n) => {
+            frames = { ...frames, current: frame };
+            iterations = n;
+            iteration = 0;
+            report(true);
+          },
+          onReport: (r) =>
+            r.losses.forEach((l) => {
+              losses = l;
+            }),
+          onProgress: (i) => {
+            stats.iterations(Math.max(0, i - iteration));
+            iteration = i;
+            report();
+          },
+          previewEveryMs: o.previewEveryMs,
+          onPreview: async ([img]) => {
+            if (img) await preview(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), img);
+            report(true);
+          },
+          onFrameDone: async (r) => {
+            if (!r.skipped) {
+              o.log(`video ${jobId}: frame ${r.frame + 1}/${r.frames} done in ${r.seconds.toFixed(1)} s`);
+              const bytes = await fs.readFile(r.file);
+              // The first frame's input too: the job's content thumbnail.
+              if (r.frame === 0)
+                await o.store
+                  .put(frameKey(jobId, `input-${frameName(0)}`), await fs.readFile(path.join(plan.inputDir, frameName(0))))
+                  .catch(bestEffort('the first input frame'));
+              await o.store.put(frameKey(jobId, frameName(r.frame)), bytes).catch(bestEffort(`frame ${r.frame + 1}`));
+              await preview(bytes);
+              if (r.losses) {
+                lastLosses = r.losses;
+                p.history.add(r.frame + 1, r.losses.total);
+              }
+              stats.imageDone();
+            }
+            frames = { done: r.done, total: r.frames, secondsPerFrame: r.secondsPerFrame, etaSeconds: r.etaSeconds };
+            report(true);
+          },
+        },
+        current.controller.signal,
+      );
+      if (result.interrupted) {
+        p.reject(new HandBack(current.cancelled ? 'cancelled' : 'stopping'));
+        return;
+      }
+      const bytes = await fs.readFile(result.output);
+      const wrote = await untilStored(
+        () => o.store.putOnce(videoResultKey(jobId), bytes),
+        o.storeWaitMs ?? 600_000,
+        stopping.signal,
+        o.log,
+        () => void count(redis, 'store-errors:worker').catch(() => undefined),
+      );
+      o.log(wrote ? `result ${jobId} written (${plan.frames} frames)` : `result ${jobId} was already written by an earlier attempt`);
+      // The frames stay until the video is in the store; then all but the first (the thumbnails) go.
+      for (let t = 1; t < plan.frames; t++)
+        await o.store.delete(frameKey(jobId, frameName(t))).catch(bestEffort('the removal of a stored frame'));
+      await fs.rm(p.dir, { recursive: true, force: true });
+      p.resolve({
+        result: videoResultKey(jobId),
+        ...(lastLosses ? { losses: lastLosses } : {}),
+        iterations: plan.template.iterations,
+        scales: [],
+        history: p.history.points(),
+        started,
+      });
+    } catch (e) {
+      if (current.controller.signal.aborted) p.reject(new HandBack(current.cancelled ? 'cancelled' : 'stopping'));
+      else p.reject(e);
+    } finally {
+      stopping.signal.removeEventListener('abort', stop);
+      runningVideo = undefined;
+      beat();
+    }
+  };
+
   /** Drops a cancelled job: from the pending list at once, from the running batch by stopping it (the others resume). */
   const cancel = (jobId: string) => {
+    const v = videos.findIndex((p) => p.job.id === jobId);
+    if (v >= 0) {
+      const [p] = videos.splice(v, 1);
+      p.reject(new HandBack('cancelled'));
+      return;
+    }
+    if (runningVideo?.job.id === jobId) {
+      runningVideo.cancelled = true;
+      runningVideo.controller.abort();
+      return;
+    }
     const k = pending.findIndex((p) => p.job.id === jobId);
     if (k >= 0) {
       const [p] = pending.splice(k, 1);
@@ -293,6 +465,34 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         rendering: false,
         history: history.points(),
       };
+      if (job.data.video) {
+        // One video at a time: another waits in the queue for this worker or another.
+        if (runningVideo || videos.length > 0) {
+          await job.moveToDelayed(Date.now() + VIDEO_BUSY_DELAY_MS, token);
+          throw new DelayedError();
+        }
+        // An earlier attempt stored the video but did not live to say so: it is done.
+        if (await o.store.get(videoResultKey(job.id!))) {
+          o.log(`result ${job.id} was already written by an earlier attempt`);
+          return {
+            result: videoResultKey(job.id!),
+            iterations: Number(job.data.options.iterations ?? 0),
+            scales: [],
+            history: history.points(),
+          };
+        }
+        await job.updateProgress({
+          ...held,
+          frames: { done: before.frames?.done ?? 0, total: job.data.video.frames },
+        } as unknown as object);
+        const entry = await admitVideo(job, o, names);
+        if (stopping.signal.aborted) throw new HandBack('stopping');
+        if (await redis.exists(registryKeys.cancel(job.id!))) throw new HandBack('cancelled');
+        return await new Promise<RenderReturn>((resolve, reject) => {
+          videos.push({ ...entry, history, names, resolve, reject });
+          schedule();
+        });
+      }
       await job.updateProgress(held as unknown as object);
       const entry = await admit(job, o, bestEffort('a checkpoint'), names);
       if (stopping.signal.aborted) throw new HandBack('stopping');
@@ -303,6 +503,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
         schedule();
       });
     } catch (e) {
+      if (e instanceof DelayedError) throw e;
       if (e instanceof HandBack && e.why === 'cancelled') {
         o.log(`job ${job.id} cancelled`);
         void count(redis, 'cancelled').catch(() => undefined);
@@ -347,8 +548,8 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       host: os.hostname(),
       backend: o.engine.backend.name,
       gpu: o.gpu ?? null,
-      jobs: [...(running?.batch ?? []), ...pending].map((p) => p.job.id!),
-      rendering: (running?.batch ?? []).map((p) => p.job.id!),
+      jobs: [...(runningVideo ? [runningVideo] : []), ...videos, ...(running?.batch ?? []), ...pending].map((p) => p.job.id!),
+      rendering: [...(runningVideo ? [runningVideo] : []), ...(running?.batch ?? [])].map((p) => p.job.id!),
       started,
       heartbeat: Date.now(),
       ...stats.rates(),
@@ -365,7 +566,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
       // No new jobs; the running batch checkpoints and stops; every job held goes back to the queue.
       const closing = worker.close();
       stopping.abort();
-      for (const p of pending.splice(0)) p.reject(new HandBack('stopping'));
+      for (const p of [...pending.splice(0), ...videos.splice(0)]) p.reject(new HandBack('stopping'));
       await closing;
       while (busy) await new Promise((r) => setTimeout(r, 20));
       clearInterval(heart);
@@ -462,6 +663,67 @@ async function admit(
   const final = prepared.steps[prepared.steps.length - 1];
   checkMemory(backend, { ...prepared.size, batch: 1, pooling: config.pooling, loss: lossOf(config), styleSizes: final.styleSizes });
   return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
+}
+
+/**
+ * Fetches a video job's inputs into scratch space, plans it as `nst video`
+ * does (prepareVideo: the same checks), and puts the frames already stored
+ * by an earlier attempt where renderVideo finds them done: a frame's PNG
+ * records its job's fingerprint, so the render resumes at the first frame
+ * missing (or made by other options).
+ */
+async function admitVideo(
+  job: RenderJob,
+  o: WorkerOptions,
+  names: Map<string, string>,
+): Promise<Omit<PendingVideo, 'resolve' | 'reject' | 'history' | 'names'>> {
+  const id = job.id!;
+  const given = job.data.service?.names;
+  const dir = path.join(o.scratchDir, 'jobs', id.replace(/[^A-Za-z0-9-]/g, '_'));
+  await fs.mkdir(dir, { recursive: true });
+  names.set(dir, 'the result');
+  const fetchInput = async (key: string, name: string) => {
+    const file = path.join(o.scratchDir, 'inputs', path.basename(key));
+    names.set(file, name);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    if (
+      await fs.access(file).then(
+        () => false,
+        () => true,
+      )
+    ) {
+      const bytes = await getInput(o.store, key);
+      if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
+      const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      await fs.writeFile(tmp, bytes);
+      await fs.rename(tmp, file);
+    }
+    return file;
+  };
+  const input = await fetchInput(job.data.content, given?.content ?? 'the video');
+  const styles = await Promise.all(job.data.styles.map((s, k) => fetchInput(s, given?.styles[k] ?? `style image ${k + 1}`)));
+  const values = withWeightDefaults({ ...job.data.options, style: styles }, o.engine.weights).values;
+  const plan = await prepareVideo(
+    {
+      values,
+      input,
+      output: path.join(dir, 'result.mp4'),
+      flow: o.flow ?? { unavailable: 'this worker has no optical flow (nst worker loads the native addon built with OpenCV)' },
+    },
+    o.engine.weights,
+  );
+  // The frames an earlier attempt stored, in order up to the first missing one.
+  let restored = 0;
+  for (let t = 0; t < plan.frames; t++) {
+    const bytes = await o.store.get(frameKey(id, frameName(t)));
+    if (!bytes) break;
+    const file = path.join(plan.framesDir, frameName(t));
+    await fs.writeFile(`${file}.tmp`, bytes);
+    await fs.rename(`${file}.tmp`, file);
+    restored++;
+  }
+  if (restored > 0) o.log(`video ${id}: ${restored} of ${plan.frames} frames done before`);
+  return { job, plan, dir, restored };
 }
 
 /**

@@ -126,12 +126,12 @@ export async function submitJob(
 
 export const getJson = (url: string, token: string) => call('GET', url, token);
 
-/** Polls until `done` returns true or the time is up. */
-export async function until(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/** Polls (every `everyMs`) until `done` returns true or the time is up. */
+export async function until(done: () => Promise<boolean>, timeoutMs: number, what: string, everyMs = 250): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await done())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 

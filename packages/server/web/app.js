@@ -78,6 +78,12 @@ function describe(j) {
   const loss = j.losses ? `, loss ${j.losses.total.toExponential(3)}` : '';
   const where = j.state === 'stalled' ? ' (its worker stopped answering: waiting for another)' : j.worker ? ` on ${j.worker}` : '';
   const eta = j.eta !== null && j.eta !== undefined ? `, about ${duration(j.eta)} left` : '';
+  // A video job: its frames, and the iterations of the frame being rendered.
+  if (j.frames) {
+    const each = j.frames['seconds-per-frame'] ? `, ${j.frames['seconds-per-frame'].toFixed(1)} s a frame` : '';
+    const frame = j.frames.current !== null ? ` (frame ${j.frames.current + 1}: iteration ${j.iteration})` : '';
+    return `${j.frames.done} of ${j.frames.total} frames done${frame}${each}${where}${eta}`;
+  }
   return `iteration ${j.iteration} of ${j.iterations}${loss}${where}${eta}`;
 }
 const times = (j) =>
@@ -144,13 +150,21 @@ async function show(j) {
   drawChart(j['loss-history'] ?? []);
   $('cancel').hidden = !['queued', 'running', 'stalled'].includes(j.state);
   $('retry').hidden = !['failed', 'cancelled'].includes(j.state);
-  if (j.state === 'done' && $('downloads').hidden) {
+  if (j.state === 'done' && $('downloads').hidden && j.frames) {
+    // A video job's result is its .mp4; the preview keeps its last frame.
+    const url = URL.createObjectURL(await (await api(`/jobs/${j.id}/result`)).blob());
+    Object.assign($('download'), { href: url, download: `nst-${j.id.slice(0, 8)}.mp4`, textContent: 'MP4' });
+    for (const format of ['jpeg', 'tiff']) $(`download-${format}`).hidden = true;
+    $('downloads').hidden = false;
+  } else if (j.state === 'done' && $('downloads').hidden) {
     const url = URL.createObjectURL(await (await api(`/jobs/${j.id}/result`)).blob());
     $('preview').src = url;
     const stem = `nst-${j.id.slice(0, 8)}`;
+    $('download').textContent = 'PNG';
     Object.assign($('download'), { href: url, download: `${stem}.png` });
     for (const format of ['jpeg', 'tiff']) {
       const link = $(`download-${format}`);
+      link.hidden = false;
       link.download = `${stem}.${format === 'jpeg' ? 'jpg' : 'tif'}`;
       link.onclick = (event) => download(event, j.id, format, link.download);
     }

@@ -3,8 +3,11 @@
  *   content^[c] = sum (a - a_C)^2 / (4 N n_C)
  *   style^[l]   = sum (Ghat_S - Ghat)^2 / (4 n_C^2),   Ghat = A^T A / N
  *   tv          = sum (x[i+1,j] - x[i,j])^2 + (x[i,j+1] - x[i,j])^2
- * Targets are batched: content activations [N, h, w, C] and blended style
- * Grams [N, C, C], one slice per item.
+ *   temporal    = sum_p c(p) sum_ch (x - omega)^2 / (h w 3)        (video)
+ * Targets are batched: content activations [N, h, w, C], blended style
+ * Grams [N, C, C], and for video the warped previous frames omega [N, h, w, 3]
+ * with their pixel weights c [N, h, w, 1] (0 for an item without one), one
+ * slice per item.
  */
 import type { Tensor1D, Tensor2D, Tensor3D, Tensor4D } from '@tensorflow/tfjs';
 import { findLayer } from '@nst/core';
@@ -14,6 +17,8 @@ import type { Tf } from './load.js';
 export interface TfTargets {
   readonly content: Map<number, Tensor4D>;
   readonly style: Map<number, Tensor3D>;
+  /** Video, when the loss has a temporal weight. */
+  readonly temporal?: { readonly image: Tensor4D; readonly weights: Tensor4D };
 }
 
 /** Conv-layer index of a loss layer name. */
@@ -69,9 +74,17 @@ function tvPerItem(tf: Tf, x: Tensor4D): Tensor1D {
   return tf.add(perItemSum(tf, tf.square(down) as Tensor4D), perItemSum(tf, tf.square(right) as Tensor4D)) as Tensor1D;
 }
 
+/** J_temporal per item: sum c (x - omega)^2 / (h w 3). */
+function temporalPerItem(tf: Tf, x: Tensor4D, temporal: NonNullable<TfTargets['temporal']>): Tensor1D {
+  const [, h, w, c] = x.shape;
+  const weighted = tf.mul(tf.squaredDifference(x, temporal.image), temporal.weights) as Tensor4D;
+  return tf.div(perItemSum(tf, weighted), h * w * c) as Tensor1D;
+}
+
 /**
- * The loss of each item as a [4, N] tensor, rows content, style, tv, total
- * (content and style before alpha and beta). Call inside tf.tidy.
+ * The loss of each item as a [5, N] tensor, rows content, style, tv,
+ * temporal, total (content and style before alpha and beta; temporal 0
+ * without a temporal target). Call inside tf.tidy.
  */
 export function lossParts(tf: Tf, spec: LossSpec, image: Tensor4D, acts: Map<number, Tensor4D>, targets: TfTargets): Tensor2D {
   const n = image.shape[0];
@@ -92,6 +105,9 @@ export function lossParts(tf: Tf, spec: LossSpec, image: Tensor4D, acts: Map<num
     style = tf.add(style, tf.mul(j, weight));
   }
   const tv = tvPerItem(tf, image);
-  const total = tf.addN([tf.mul(content, spec.alpha), tf.mul(style, spec.beta), tf.mul(tv, spec.tvWeight)]) as Tensor1D;
-  return tf.stack([content, style, tv, total]) as Tensor2D;
+  const temporal: Tensor1D = targets.temporal ? temporalPerItem(tf, image, targets.temporal) : tf.zeros([n]);
+  const terms = [tf.mul(content, spec.alpha), tf.mul(style, spec.beta), tf.mul(tv, spec.tvWeight)];
+  if (targets.temporal) terms.push(tf.mul(temporal, spec.temporalWeight ?? 0));
+  const total = tf.addN(terms) as Tensor1D;
+  return tf.stack([content, style, tv, temporal, total]) as Tensor2D;
 }

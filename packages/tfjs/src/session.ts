@@ -85,6 +85,7 @@ export class TfjsSession implements Session {
     this.targets = {
       content: new Map(contentIndices.map((i, k) => [i, content[k]])),
       style: new Map(styleIndices.map((i, k) => [i, style[k]])),
+      temporal: loss.temporalWeight ? this.temporalTargets(targets) : undefined,
     };
   }
 
@@ -148,7 +149,7 @@ export class TfjsSession implements Session {
 
   // ------------------------------------------------------------ internals
 
-  /** [4, N] loss parts of `x` (rows content, style, tv, total). */
+  /** [5, N] loss parts of `x` (rows content, style, tv, temporal, total). */
   private parts(x: Tensor4D): Tensor2D {
     if (!this.targets) throw new Error('setTargets must be called before the loss is evaluated');
     const acts = this.vgg.forward(x, this.options.pooling, this.wanted);
@@ -164,7 +165,7 @@ export class TfjsSession implements Session {
       const p = this.parts(x as Tensor4D);
       parts = tf.keep(p); // outlives the gradient's tidy scope
       // Items are independent, so the gradient of the sum is each item's own gradient.
-      return tf.sum(tf.slice(p, [3, 0], [1, n]));
+      return tf.sum(tf.slice(p, [4, 0], [1, n]));
     })(this.image as Tensor4D) as Tensor4D;
     return { parts: parts!, grad };
   }
@@ -186,9 +187,33 @@ export class TfjsSession implements Session {
   }
 
   private async readLosses(parts: Tensor2D): Promise<LossValues[]> {
-    const [content, style, tv, total] = (await parts.array()) as number[][];
+    const [content, style, tv, temporal, total] = (await parts.array()) as number[][];
     parts.dispose();
-    return content.map((_, b) => ({ content: content[b], style: style[b], tv: tv[b], total: total[b] }));
+    const withTemporal = Boolean(this.options.loss.temporalWeight);
+    return content.map((_, b) => ({
+      content: content[b],
+      style: style[b],
+      tv: tv[b],
+      ...(withTemporal ? { temporal: temporal[b] } : {}),
+      total: total[b],
+    }));
+  }
+
+  /** Video: each item's warped previous frame and pixel weights, batched (weight 0 for an item without one). */
+  private temporalTargets(targets: readonly Targets[]): NonNullable<TfTargets['temporal']> {
+    const { height, width } = this.options;
+    const pixels = height * width;
+    const images = new Float32Array(targets.length * pixels * 3);
+    const weights = new Float32Array(targets.length * pixels);
+    targets.forEach((t, b) => {
+      if (!t.temporal) return;
+      if (t.temporal.image.height !== height || t.temporal.image.width !== width || t.temporal.weights.length !== pixels)
+        throw new Error(`setTargets: the temporal target must be ${width}x${height}, with one weight per pixel`);
+      images.set(t.temporal.image.data, b * pixels * 3);
+      weights.set(t.temporal.weights, b * pixels);
+    });
+    const n = targets.length;
+    return { image: this.tf.tensor4d(images, [n, height, width, 3]), weights: this.tf.tensor4d(weights, [n, height, width, 1]) };
   }
 
   private checkLength(what: string, data: Float32Array): void {
@@ -200,6 +225,8 @@ export class TfjsSession implements Session {
     if (!this.targets) return;
     for (const t of this.targets.content.values()) t.dispose();
     for (const t of this.targets.style.values()) t.dispose();
+    this.targets.temporal?.image.dispose();
+    this.targets.temporal?.weights.dispose();
     this.targets = undefined;
   }
 }

@@ -170,6 +170,24 @@ static void check_tv_loss(const Size& s) {
   expect_losses("tv loss", lb.get(), loss_ref, batch, kTvSlot, kTvLossTolerance);
 }
 
+// Weights of every kind: 0 (skipped), 1, and between.
+static void check_temporal_loss(const Size& s) {
+  const int batch = s.batch, h = s.height, w = s.width;
+  const size_t pixels = size_t(batch) * h * w, n = pixels * 3;
+  Vec x = random_vec(n, 16, -50.f, 50.f), target = random_vec(n, 17, -50.f, 50.f), g = random_vec(n, 18), ref = g;
+  Vec weights = random_vec(pixels, 19, -0.5f, 1.5f);
+  for (float& c : weights) c = std::min(1.f, std::max(0.f, c));
+  const float coef = 3.5f;
+  std::vector<double> loss_ref = zero_losses(batch);
+  temporal_loss_grad_cpu(x.data(), target.data(), weights.data(), ref.data(), batch, h, w, coef, loss_ref.data());
+
+  Dev<float> xb(x), tb(target), cb(weights), gb(g);
+  Dev<double> lb(zero_losses(batch));
+  launch_temporal_loss_grad(xb.p, tb.p, cb.p, gb.p, batch, h, w, coef, lb.p, 0);
+  expect_close("temporal_loss_grad", gb.get(), ref, kTemporalGradientTolerance);
+  expect_losses("temporal loss", lb.get(), loss_ref, batch, kTemporalSlot, kTemporalLossTolerance);
+}
+
 // Two steps with the same gradient: the kernel must read steps[0], then,
 // after advance_step, steps[1].
 static void check_adam(const Size& s) {
@@ -246,6 +264,11 @@ static const std::vector<Family>& families() {
        check_tv_loss,
        {
            {2, 13, 10, 3}, {1, 1, 7, 3}, {1, 9, 1, 3}, {1, 513, 515, 3},  // > 1024 blocks of 256 pixels
+       }},
+      {"temporal_loss",
+       check_temporal_loss,
+       {
+           {2, 13, 10, 3}, {1, 1, 1, 3}, {1, 513, 515, 3},  // > 1024 blocks of 256 pixels
        }},
       {"adam",
        check_adam,

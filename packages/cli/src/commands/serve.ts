@@ -5,6 +5,7 @@ import { parseCount, parseNumber } from '@nst/job';
 import {
   checkToken,
   createApiServer,
+  DEFAULT_API_LIMITS,
   expireStored,
   openQueue,
   openStore,
@@ -26,6 +27,9 @@ interface ServeFlags {
   keepDays?: string;
   maxPixels: string;
   maxQueued: string;
+  maxVideoFrames: string;
+  maxVideoSeconds: string;
+  maxVideoPixels: string;
 }
 
 const warn = (line: string) => process.stderr.write(`warning: ${line}\n`);
@@ -91,6 +95,9 @@ export function defineServeCommand(command: Command): void {
     )
     .option('--max-pixels <n>', 'the most pixels a job may render', String(1024 * 1024))
     .option('--max-queued <n>', 'the most jobs one user may have queued at once', '100')
+    .option('--max-video-frames <n>', 'the most frames an uploaded video may have', String(DEFAULT_API_LIMITS.videoFrames))
+    .option('--max-video-seconds <s>', 'the longest an uploaded video may be', String(DEFAULT_API_LIMITS.videoSeconds))
+    .option('--max-video-pixels <n>', 'the most pixels a frame of an uploaded video may have', String(DEFAULT_API_LIMITS.videoPixels))
     .action(async (flags: ServeFlags) => {
       const users = readUsers(flags);
       const port = parseCount(flags.port, 'port', 0, 65535);
@@ -101,6 +108,9 @@ export function defineServeCommand(command: Command): void {
       const limits = {
         outputPixels: parseCount(flags.maxPixels, 'maxPixels', 1),
         queuedPerUser: parseCount(flags.maxQueued, 'maxQueued', 1),
+        videoFrames: parseCount(flags.maxVideoFrames, 'maxVideoFrames', 1),
+        videoSeconds: parseCount(flags.maxVideoSeconds, 'maxVideoSeconds', 1),
+        videoPixels: parseCount(flags.maxVideoPixels, 'maxVideoPixels', 1),
       };
       const { store, sweep } = openStore(flags.store);
       const connection = redisConnection();

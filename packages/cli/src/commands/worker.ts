@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { parseCount, parseNumber } from '@nst/job';
 import { openStore, redisConnection, startWorker, whenConnected } from '@nst/server';
 import { addPackingOptions, openEngine, packLimits, weightsFor, type PackingFlags } from '../engine-options.js';
+import { nativeFlow } from './video.js';
 
 interface WorkerFlags extends PackingFlags {
   store: string;
@@ -44,6 +45,7 @@ export function defineWorkerCommand(command: Command): void {
         previewEveryMs: Math.round(1000 * parseNumber(flags.previewSeconds, 'previewSeconds')),
         storeWaitMs: Math.round(1000 * parseNumber(flags.storeWaitSeconds, 'storeWaitSeconds')),
         log,
+        flow: nativeFlow(),
       });
       try {
         await whenConnected(running.worker);
