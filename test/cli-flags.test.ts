@@ -33,6 +33,7 @@ import {
 const cliBuilt = available(built, 'packages/cli/dist is not built (run `npm run build`)');
 // Under CI the native cpu engine must be built (the build is strict there); elsewhere tfjs stands in.
 const backend = available(loadNativeAddon().ok, 'the native addon is not built: the flag tests run on tfjs') ? 'cpu' : 'tfjs';
+const nativeCpu = backend === 'cpu';
 // Two style layers and a content layer after the first pooling: conv1_1 .. conv2_2 is all the network needed.
 const LIGHT = ['--style-layers', 'conv1_1,conv2_1', '--content-layers', 'conv2_2'];
 
@@ -369,6 +370,61 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     expect(debug.stderr).toMatch(/\n\s+at /);
   });
 
+  it.runIf(nativeCpu)(
+    '--precision on the cpu backend: nst backends and the render name the instruction set and the precision; auto is fp32, bf16 where asked for',
+    () => {
+      // Forced features (NST_CPU_FEATURES), so that every machine checks every case; the engine names what it forced.
+      const line = (features: string, precision: string) =>
+        new RegExp(`^cpu \\(oneDNN \\d+\\.\\d+\\.\\d+, \\d+ threads, [\\w.-]+ ${precision}; NST_CPU_FEATURES=${features}\\)$`);
+      const backends = (features: string) =>
+        nst(['backends'], { NST_CPU_FEATURES: features })
+          .stdout.split('\n')
+          .find((l) => l.startsWith('cpu '))
+          ?.replace(/^cpu\s+yes\s+/, '');
+      const render = (out: string, features: string, precision: string) =>
+        nst(withFlags(renderArgs(file(out)), ['--backend', 'cpu', '--precision', precision, '--iterations', '3']), {
+          NST_CPU_FEATURES: features,
+        });
+      // The render's first line: 'rendering WxH, N iterations on <what runs>; weights: ...'.
+      const firstLine = (r: { stderr: string }) => /^rendering .* on (.*); weights: /.exec(r.stderr.split('\n')[0])?.[1] ?? r.stderr;
+      const final = (r: { stdout: string }) => (jsonLines(r.stdout).find((l) => l.summary)!.final as Record<string, number>).total;
+
+      // No native bf16: auto is fp32, in nst backends and in the render's first line.
+      expect(backends('none')).toMatch(line('none', 'fp32'));
+      const fp32 = render('cpu-fp32.png', 'none', 'auto');
+      expect(fp32.status).toBe(0);
+      expect(firstLine(fp32)).toMatch(line('none', 'fp32'));
+      // An explicit bf16 there: one line, the --precision error naming the missing instructions.
+      const refused = render('cpu-refused.png', 'none', 'bf16');
+      expect(refused.status).toBe(2);
+      expect(refused.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(
+          /^nst: --precision: cpu: bf16 needs native bf16 instructions, AMX-BF16 \(amx_bf16\) or AVX512-BF16 \(avx512_bf16\)/,
+        ),
+      ]);
+
+      // With native bf16 (forced): auto stays fp32 (native/src/engine.h says why), the same render; bf16 when asked for.
+      for (const features of ['avx512_bf16', 'amx']) {
+        expect(backends(features)).toMatch(line(features, 'fp32'));
+        const auto = render(`cpu-auto-${features}.png`, features, 'auto');
+        expect(firstLine(auto)).toMatch(line(features, 'fp32'));
+        expect(final(auto)).toBe(final(fp32));
+        const bf16 = render(`cpu-bf16-${features}.png`, features, 'bf16');
+        if (bf16.status !== 0) {
+          // Below AVX-512 oneDNN has no bf16 convolution at all, not even emulated: the one-line refusal.
+          expect(bf16.stderr.trim().split('\n')).toEqual([
+            expect.stringMatching(/^nst: --precision: cpu: bf16: oneDNN \S+ has no bf16 convolution/),
+          ]);
+          continue;
+        }
+        expect(firstLine(bf16)).toMatch(line(features, 'bf16'));
+        // The precision reaches the engine: bf16 rounds, so its losses differ from fp32's (and stay close).
+        expect(final(bf16)).not.toBe(final(fp32));
+        expect(Math.abs(final(bf16) / final(fp32) - 1)).toBeLessThan(2e-2);
+      }
+    },
+  );
+
   it('--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)', () => {
     const gpu = existsSync('/dev/nvidia0');
     expect.assertions(gpu ? 6 : 4);
@@ -397,8 +453,8 @@ describe.runIf(cliBuilt)('nst render flags (end to end)', () => {
     } else {
       const precision = nst(withFlags(renderArgs(file('p.png')), ['--backend', 'auto', '--precision', 'fp64']));
       expect(precision.status).not.toBe(0);
-      // Only what an engine implements is offered: no bf16 until one does.
-      expect(precision.stderr).toMatch(/^nst: --precision: 'fp64' is not one of fp32, tf32$/m);
+      // Only what an engine implements is offered, and auto (each engine's own choice).
+      expect(precision.stderr).toMatch(/^nst: --precision: 'fp64' is not one of auto, fp32, bf16, tf32$/m);
       const index = nst(withFlags(renderArgs(file('g.png')), ['--backend', 'auto', '--gpu', 'one']));
       expect(index.status).toBe(2);
       expect(index.stderr).toMatch(/^nst: --gpu: 'one' is not a whole number/);
@@ -517,6 +573,10 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
   ],
   '--precision': [
     ['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)'],
+    [
+      'test/cli-flags.test.ts',
+      '--precision on the cpu backend: nst backends and the render name the instruction set and the precision; auto is fp32, bf16 where asked for',
+    ],
   ],
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
   '--json': [
@@ -555,6 +615,7 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
  */
 const CONDITIONS: Record<string, boolean> = {
   cliBuilt,
+  nativeCpu,
   built: cliBuilt,
   hasSharedWeights: existsSync(path.join(sharedWeights, 'model.json')),
   "sharedAvailable('weights')": existsSync(path.join(sharedWeights, 'model.json')),

@@ -349,13 +349,19 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       );
       expectUserError(
         nst([...job('--precision', 'tf32', '--gpu', '1'), ...io(path.join(dir, 'gpu.png'))]),
-        /--precision and --gpu apply to the cuda backend only/,
+        /--precision applies to the cuda and cpu backends only, --gpu applies to the cuda backend only, not tfjs/,
       );
       const hasCuda = /^cuda\s+yes/m.test(nst(['backends']).stdout);
       if (hasCuda) return; // auto picks cuda there: both flags apply
-      const r = nst([...job('--backend', 'auto', '--precision', 'fp32'), ...io(path.join(dir, 'gpu.png'))]);
+      const r = nst([...job('--backend', 'auto', '--gpu', '0'), ...io(path.join(dir, 'gpu.png'))]);
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/note: --precision ignored: the (cpu|tfjs) backend runs without a GPU/);
+      expect(r.stdout).toMatch(/note: --gpu ignored: the (cpu|tfjs) backend runs without a GPU/);
+      // A precision the engine auto chose does not implement: its own choice runs, and a notice says so.
+      const tf32 = nst([...job('--backend', 'auto', '--precision', 'tf32'), ...io(path.join(dir, 'gpu.png'))]);
+      expect(tf32.status, tf32.stderr).toBe(0);
+      expect(tf32.stdout).toMatch(
+        /note: --precision (tf32 ignored: the cpu engine implements fp32, bf16; it runs its own choice \(auto\)|ignored: the tfjs backend runs without a GPU, in fp32)/,
+      );
     });
   });
 

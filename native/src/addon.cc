@@ -383,8 +383,11 @@ std::vector<nst::NamedPrecision> engine_precisions(const std::string& kind) {
 }
 
 // The precision `name` of the engine of `kind`; one it does not implement is
-// refused as data (code 'unsupported', field 'precision').
+// refused as data (code 'unsupported', field 'precision'). "auto" is each
+// engine's choice: cuda tf32; cpu fp32 (engine.h's cpu_auto_precision says
+// why not bf16).
 nst::Precision engine_precision(const std::string& kind, const std::string& name) {
+  if (name == "auto") return kind == "cpu" ? nst::cpu_auto_precision() : nst::Precision::Tf32;
   std::string implemented;
   for (const nst::NamedPrecision& p : engine_precisions(kind)) {
     if (name == p.name) return p.precision;
@@ -703,7 +706,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
          InstanceMethod<&EngineWrap::Dispose>("dispose")});
   }
 
-  // new NativeEngine('cpu' | 'cuda', { gpu?, precision? })
+  // new NativeEngine('cpu' | 'cuda', { gpu?, precision? }): precision one the
+  // engine implements or 'auto'; absent: cpu fp32, cuda tf32.
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
     std::string kind = string_arg(env, info[0], "createEngine: kind");
@@ -716,8 +720,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const std::string precision_name = p.IsUndefined() ? "" : string_arg(env, p, "createEngine: options.precision");
     state_ = std::make_shared<EngineState>();
     if (kind == "cpu") {
-      if (!precision_name.empty()) guarded(env, [&] { engine_precision(kind, precision_name); });
-      state_->engine = guarded(env, [] { return nst::make_cpu_engine(); });
+      nst::CpuOptions o;  // fp32 unless asked
+      if (!precision_name.empty()) o.precision = guarded(env, [&] { return engine_precision(kind, precision_name); });
+      state_->engine = guarded(env, [&] { return nst::make_cpu_engine(o); });
     } else {
       nst::CudaOptions o;
       if (!options.Get("gpu").IsUndefined()) o.device = int_field(env, options, "gpu", "createEngine: options", 0, 63);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "../engine.h"
 #include "../session_config.h"
+#include "cpu_features.h"
 #include "gram.h"
 #include "kernels/adam.cuh"
 #include "kernels/relu_backward.cuh"
@@ -41,29 +43,34 @@ static std::vector<bool> style_layers(const LossSpec& loss) {
 // layer layouts: the content term compares activations element by element),
 // and one per style image size for the style targets. The session and its
 // memory estimate both build from these.
-static VggNetPlan training_plan(const dnnl::engine& engine, const SessionConfig& c) {
-  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss), c.pooling, true, style_layers(c.loss)};
+static VggNetPlan training_plan(const dnnl::engine& engine, const SessionConfig& c, Precision p) {
+  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss), c.pooling, true, style_layers(c.loss), p};
 }
-static VggNetPlan content_plan(const dnnl::engine& engine, const SessionConfig& c) {
-  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss.content), c.pooling, false, style_layers(c.loss)};
+static VggNetPlan content_plan(const dnnl::engine& engine, const SessionConfig& c, Precision p) {
+  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss.content), c.pooling, false, style_layers(c.loss), p};
 }
-static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c, ImageSize size) {
-  return {engine, 1, size.height, size.width, deepest_layer(c.loss.style), c.pooling, false, style_layers(c.loss)};
+static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c, ImageSize size, Precision p) {
+  return {engine, 1, size.height, size.width, deepest_layer(c.loss.style), c.pooling, false, style_layers(c.loss), p};
 }
 
-// The floats of a session's own buffers besides its nets: the Adam moments m
-// and v (an image each), a copy of each content layer's map per item (the
-// content targets), a C x C Gram per style layer and item (the style
-// targets), one Gram of scratch, and with a temporal weight the temporal
-// targets (an image and a weight per pixel).
+// The bytes of a session's own buffers besides its nets: the Adam moments m
+// and v (an image each, float32), a copy of each content layer's map per item
+// (the content targets, in the activations' type: bf16 in bf16), a C x C
+// float32 Gram per style layer and item (the style targets), one Gram of
+// scratch, in bf16 each style layer's Gram products (Bf16Gram), and with a
+// temporal weight the temporal targets (an image and a weight per pixel,
+// float32).
 struct SessionBuffers {
-  size_t moment = 0;
-  std::vector<size_t> content_targets, style_targets;
-  size_t gram_scratch = 0;
-  size_t temporal_image = 0, temporal_weights = 0;
+  size_t moment = 0;                                   // floats
+  std::vector<size_t> content_targets, style_targets;  // elements
+  size_t gram_scratch = 0;                             // floats
+  size_t temporal_image = 0, temporal_weights = 0;     // floats
+  size_t gram_ops = 0;                                 // bytes (bf16)
+  size_t content_element_bytes = sizeof(float);
 
-  SessionBuffers(const SessionConfig& c, const VggNetPlan& training)
-      : moment(size_t(c.batch) * c.height * c.width * 3) {
+  SessionBuffers(const dnnl::engine& engine, const SessionConfig& c, const VggNetPlan& training)
+      : moment(size_t(c.batch) * c.height * c.width * 3), content_element_bytes(training.activation_element_bytes()) {
+    const bool bf16 = content_element_bytes == sizeof(kernels::bf16_bits);
     if (c.loss.temporal_weight != 0.f) {
       temporal_image = moment;
       temporal_weights = moment / 3;
@@ -73,17 +80,19 @@ struct SessionBuffers {
       content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
     }
     for (const auto& l : c.loss.style) {
-      const size_t channels = training.shape(l.conv_index).channels;
+      const LayerShape& s = training.shape(l.conv_index);
+      const size_t channels = s.channels;
       style_targets.push_back(size_t(c.batch) * channels * channels);
       gram_scratch = std::max(gram_scratch, channels * channels);
+      if (bf16) gram_ops += Bf16Gram::buffer_bytes(engine, int(s.pixels()), s.channels);
     }
   }
 
-  size_t total_floats() const {
-    size_t n = 2 * moment + gram_scratch + temporal_image + temporal_weights;
-    for (size_t t : content_targets) n += t;
-    for (size_t t : style_targets) n += t;
-    return n;
+  size_t total_bytes() const {
+    size_t floats = 2 * moment + gram_scratch + temporal_image + temporal_weights, content = 0;
+    for (size_t t : content_targets) content += t;
+    for (size_t t : style_targets) floats += t;
+    return sizeof(float) * floats + content_element_bytes * content + gram_ops;
   }
 };
 
@@ -103,11 +112,11 @@ constexpr size_t kGeneratedCodeBytes = size_t(192) << 10;
 // alive together), with the glue's copy of the target images; and every
 // primitive's generated code.
 static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig& c,
-                                 const std::vector<ImageSize>& style_sizes) {
-  const VggNetPlan training = training_plan(engine, c);
+                                 const std::vector<ImageSize>& style_sizes, Precision precision) {
+  const VggNetPlan training = training_plan(engine, c, precision);
   std::vector<const VggNetPlan*> plans = {&training};
   std::optional<VggNetPlan> content;
-  if (!c.loss.content.empty()) plans.push_back(&content.emplace(content_plan(engine, c)));
+  if (!c.loss.content.empty()) plans.push_back(&content.emplace(content_plan(engine, c, precision)));
   std::vector<ImageSize> distinct;
   for (const ImageSize& s : style_sizes)
     if (std::none_of(distinct.begin(), distinct.end(),
@@ -116,36 +125,53 @@ static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig
   std::vector<VggNetPlan> styles;
   if (!c.loss.style.empty()) {
     styles.reserve(distinct.size());  // plans points into it
-    for (const ImageSize& s : distinct) plans.push_back(&styles.emplace_back(style_plan(engine, c, s)));
+    for (const ImageSize& s : distinct) plans.push_back(&styles.emplace_back(style_plan(engine, c, s, precision)));
   }
-  size_t style_nets = 0, target_images = size_t(c.height) * c.width * 3;
-  for (const VggNetPlan& p : styles) style_nets += p.buffer_bytes();
+  size_t style_nets = 0, style_gram_ops = 0, target_images = size_t(c.height) * c.width * 3;
+  int style_gram_primitives = 0;
+  for (const VggNetPlan& p : styles) {
+    style_nets += p.buffer_bytes();
+    if (precision != Precision::Bf16) continue;
+    // The style targets' Gram products, one layer at a time (bf16).
+    for (const auto& l : c.loss.style) {
+      const LayerShape& s = p.shape(l.conv_index);
+      style_gram_ops = std::max(style_gram_ops, Bf16Gram::buffer_bytes(engine, int(s.pixels()), s.channels));
+      style_gram_primitives += Bf16Gram::kPrimitives;
+    }
+  }
   for (const ImageSize& s : style_sizes) target_images += size_t(s.height) * s.width * 3;
   const ReorderedWeights reordered = reordered_weights(plans);
   const size_t weights = sizeof(float) * vgg_weight_floats(deepest_layer(c.loss) + 1) + reordered.bytes;
-  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets);
-  int primitives = reordered.copies;
+  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets + style_gram_ops);
+  int primitives = reordered.copies + style_gram_primitives;
   for (const VggNetPlan* p : plans) primitives += p->primitive_count();
-  return weights + training.buffer_bytes() + sizeof(float) * SessionBuffers(c, training).total_floats() + target_nets +
+  if (precision == Precision::Bf16) primitives += Bf16Gram::kPrimitives * int(c.loss.style.size());
+  return weights + training.buffer_bytes() + SessionBuffers(engine, c, training).total_bytes() + target_nets +
          sizeof(float) * c.batch * target_images + kGeneratedCodeBytes * primitives;
 }
 
 class CpuSession : public Session {
  public:
   CpuSession(const dnnl::engine& engine, std::shared_ptr<CpuWeights> weights, const SessionConfig& config,
-             const VggNetPlan& plan)
+             const VggNetPlan& plan, Precision precision)
       : engine_(engine),
         weights_(std::move(weights)),
         config_(config),
+        precision_(precision),
         net_(engine_, *weights_, plan),
         image_size_(size_t(config.height) * config.width * 3),
         loss_sums_(size_t(config.batch) * kernels::kLossSlots, 0.0) {
-    const SessionBuffers sizes(config, plan);
+    const SessionBuffers sizes(engine_, config, plan);
     m_.assign(sizes.moment, 0.f);
     v_.assign(sizes.moment, 0.f);
-    for (size_t n : sizes.content_targets) content_targets_.emplace_back(n, 0.f);
+    for (size_t n : sizes.content_targets) content_targets_.emplace_back(n * sizes.content_element_bytes);
     for (size_t n : sizes.style_targets) style_targets_.emplace_back(n, 0.f);
     gram_scratch_.resize(sizes.gram_scratch);
+    if (precision_ == Precision::Bf16)
+      for (const auto& l : config.loss.style) {
+        const LayerShape& s = plan.shape(l.conv_index);
+        bf16_grams_.push_back(std::make_unique<Bf16Gram>(engine_, int(s.pixels()), s.channels));
+      }
     temporal_image_.assign(sizes.temporal_image, 0.f);
     temporal_weights_.assign(sizes.temporal_weights, 0.f);
   }
@@ -218,13 +244,14 @@ class CpuSession : public Session {
   // Content targets: the content images' activations, batched in one forward.
   void set_content_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.content.empty()) return;
-    VggNet net(engine_, *weights_, content_plan(engine_, config_));
+    VggNet net(engine_, *weights_, content_plan(engine_, config_, precision_));
     for (int b = 0; b < config_.batch; b++)
       std::memcpy(net.image() + b * image_size_, targets[b].content.data, image_size_ * sizeof(float));
     net.forward();
     for (size_t i = 0; i < config_.loss.content.size(); i++) {
       const int l = config_.loss.content[i].conv_index;
-      std::memcpy(content_targets_[i].data(), net.activation(l), content_targets_[i].size() * sizeof(float));
+      const void* activation = net.bf16() ? static_cast<const void*>(net.activation_bf16(l)) : net.activation(l);
+      std::memcpy(content_targets_[i].data(), activation, content_targets_[i].size());
     }
   }
 
@@ -238,14 +265,19 @@ class CpuSession : public Session {
         const ImageView& img = style.image;
         auto& net = nets[{img.height, img.width}];
         if (!net)
-          net = std::make_unique<VggNet>(engine_, *weights_, style_plan(engine_, config_, {img.height, img.width}));
+          net = std::make_unique<VggNet>(engine_, *weights_,
+                                         style_plan(engine_, config_, {img.height, img.width}, precision_));
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
         net->forward();
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
-          const LayerShape& s = net->shape(config_.loss.style[i].conv_index);
+          const int l = config_.loss.style[i].conv_index;
+          const LayerShape& s = net->shape(l);
           float* target = style_targets_[i].data() + size_t(b) * s.channels * s.channels;
-          gram(net->activation(config_.loss.style[i].conv_index), int(s.pixels()), s.channels,
-               style.weight / float(s.pixels()), 1.f, target);
+          const float scale = style.weight / float(s.pixels());
+          if (net->bf16())
+            Bf16Gram(engine_, int(s.pixels()), s.channels).gram(net->activation_bf16(l), scale, 1.f, target);
+          else
+            gram(net->activation(l), int(s.pixels()), s.channels, scale, 1.f, target);
         }
       }
     }
@@ -274,7 +306,8 @@ class CpuSession : public Session {
   std::vector<LossValues> evaluate() {
     std::fill(loss_sums_.begin(), loss_sums_.end(), 0.0);
     net_.forward();
-    net_.backward([this](int layer, float* grad) { layer_backward(layer, grad); });
+    net_.backward(
+        [this](int layer, float* grad, kernels::bf16_bits* conv_grad) { layer_backward(layer, grad, conv_grad); });
     const LossSpec& spec = config_.loss;
     kernels::tv_loss_grad_cpu(net_.image(), net_.image_gradient(), config_.batch, config_.height, config_.width,
                               spec.tv_weight, loss_sums_.data());
@@ -297,48 +330,96 @@ class CpuSession : public Session {
 
   // One layer of the backward pass, every batch item: `grad` holds d J / d
   // (the layer's post-ReLU output) from the layers above. Adds the layer's
-  // style terms, then goes back through the ReLU with the content term fused.
-  void layer_backward(int layer, float* grad) {
+  // style terms, then goes back through the ReLU with the content term fused:
+  // in place (fp32), or into `conv_grad` in bf16 (VggNet::backward).
+  void layer_backward(int layer, float* grad, kernels::bf16_bits* conv_grad) {
     const LayerShape& s = net_.shape(layer);
     const size_t n = s.pixels(), c = s.channels, item = n * c;
     const LossSpec& spec = config_.loss;
-    const float* act = net_.activation(layer);
+    const bool bf16 = net_.bf16();
+    const float* act = bf16 ? nullptr : net_.activation(layer);
+    const kernels::bf16_bits* act16 = bf16 ? net_.activation_bf16(layer) : nullptr;
     if (const int i = entry_at_layer(spec.style, layer); i >= 0) {
       const double w = spec.style[i].weight;
       for (int b = 0; b < config_.batch; b++) {
-        gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
+        if (bf16)
+          bf16_grams_[i]->gram(act16 + b * item, 1.f / float(n), 0.f, gram_scratch_.data());
+        else
+          gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
         kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
                                      float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
                                      loss_sums_.data() + size_t(b) * kernels::kLossSlots);
-        add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
+        if (bf16)
+          bf16_grams_[i]->add_gradient(act16 + b * item, gram_scratch_.data(), grad + b * item);
+        else
+          add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
       }
     }
     const int k = entry_at_layer(spec.content, layer);
-    const float* content_target = k >= 0 ? content_targets_[k].data() : nullptr;
+    const void* content_target = k >= 0 ? content_targets_[k].data() : nullptr;
     const double content_weight = k >= 0 ? spec.content[k].weight : 0.0;
-    kernels::relu_backward_cpu(grad, act, content_target, float(spec.alpha * content_weight / (2.0 * n * c)),
-                               float(content_weight / (4.0 * n * c)), loss_sums_.data(), item, config_.batch);
+    const float grad_coef = float(spec.alpha * content_weight / (2.0 * n * c));
+    const float loss_coef = float(content_weight / (4.0 * n * c));
+    if (bf16)
+      kernels::relu_backward_bf16_cpu(grad, act16, static_cast<const kernels::bf16_bits*>(content_target), grad_coef,
+                                      loss_coef, loss_sums_.data(), conv_grad, item, config_.batch);
+    else
+      kernels::relu_backward_cpu(grad, act, static_cast<const float*>(content_target), grad_coef, loss_coef,
+                                 loss_sums_.data(), item, config_.batch);
   }
 
   dnnl::engine engine_;
   std::shared_ptr<CpuWeights> weights_;
   SessionConfig config_;
+  Precision precision_;
   VggNet net_;
   size_t image_size_;
   std::vector<float> m_, v_;
-  std::vector<std::vector<float>> content_targets_, style_targets_;
+  // The content layers' maps, as the net stores its activations (float32 or bf16).
+  std::vector<std::vector<std::byte>> content_targets_;
+  std::vector<std::vector<float>> style_targets_;
   std::vector<float> gram_scratch_;
+  std::vector<std::unique_ptr<Bf16Gram>> bf16_grams_;     // bf16: each style layer's Gram products
   std::vector<float> temporal_image_, temporal_weights_;  // empty without a temporal weight
   std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };
 
+// The precision an engine is asked for, checked against the processor: bf16
+// without native bf16 instructions is refused in one line naming them.
+static Precision checked_precision(Precision precision, const CpuFeatures& features) {
+  if (precision == Precision::Tf32)
+    throw Error(ErrorCode::Unsupported, "precision", "cpu: precision 'tf32' is not implemented by the cpu engine");
+  if (precision == Precision::Bf16 && !features.native_bf16())
+    throw Error(ErrorCode::Unsupported, "precision", bf16_missing_reason(features));
+  return precision;
+}
+
 class CpuEngine : public Engine {
  public:
-  CpuEngine() : engine_(dnnl::engine::kind::cpu, 0) {}
+  explicit CpuEngine(const CpuOptions& options)
+      : engine_(dnnl::engine::kind::cpu, 0),
+        features_(cpu_features()),
+        precision_(checked_precision(options.precision, features_)) {
+    // What runs, named from the implementation oneDNN picks for a typical layer.
+    try {
+      const VggNetPlan probe(engine_, 1, 32, 32, 1, Pooling::Avg, false, {}, precision_);
+      isa_ = isa_display_name(probe.convolution_implementation());
+    } catch (const dnnl::error&) {
+      // Only with forced features: oneDNN 2.6 has bf16 convolutions from AVX-512 on (emulated there).
+      if (precision_ != Precision::Bf16) throw;
+      throw Error(ErrorCode::Unsupported, "precision",
+                  "cpu: bf16: oneDNN " + onednn_version() + " has no bf16 convolution for this processor (" +
+                      features_.isa + "; NST_CPU_FEATURES=" + features_.forced_as() + " claims native bf16)");
+    }
+  }
 
+  // "cpu (oneDNN 2.6.3, 2 threads, AVX512-BF16 bf16)": the instruction set of
+  // the convolutions and the precision.
   std::string describe() const override {
-    return "cpu (oneDNN " + onednn_version() + ", " + std::to_string(omp_get_max_threads()) + " threads)";
+    return "cpu (oneDNN " + onednn_version() + ", " + std::to_string(omp_get_max_threads()) + " threads, " + isa_ +
+           (precision_ == Precision::Bf16 ? " bf16" : " fp32") +
+           (features_.forced ? "; NST_CPU_FEATURES=" + features_.forced_as() : "") + ")";
   }
 
   void set_weights(const std::vector<ConvWeightsView>& layers) override {
@@ -352,11 +433,12 @@ class CpuEngine : public Engine {
   std::unique_ptr<Session> create_session(const SessionConfig& config) override {
     if (!weights_) throw Error("cpu: createSession: call setWeights first");
     // The config passed validate_session_config (the addon calls it).
-    return std::make_unique<CpuSession>(engine_, weights_, config, training_plan(engine_, config));
+    return std::make_unique<CpuSession>(engine_, weights_, config, training_plan(engine_, config, precision_),
+                                        precision_);
   }
 
   double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
-    return double(session_peak_bytes(engine_, config, style_sizes));
+    return double(session_peak_bytes(engine_, config, style_sizes, precision_));
   }
 
   // Exact tiling: tile_session.cc.
@@ -372,11 +454,16 @@ class CpuEngine : public Engine {
 
  private:
   dnnl::engine engine_;
+  CpuFeatures features_;
+  Precision precision_;
+  std::string isa_;
   std::shared_ptr<CpuWeights> weights_;
 };
 
 }  // namespace cpu
 
-std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<cpu::CpuEngine>(); }
+std::unique_ptr<Engine> make_cpu_engine(const CpuOptions& options) { return std::make_unique<cpu::CpuEngine>(options); }
+
+Precision cpu_auto_precision() { return Precision::Fp32; }
 
 }  // namespace nst

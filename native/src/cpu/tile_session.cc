@@ -31,7 +31,9 @@ std::vector<bool> loss_layers(const LossSpec& loss) {
 
 // A tile's net: Winograd on the layers where the whole image (`image`) has it.
 VggNetPlan tile_plan(const dnnl::engine& engine, const TileSessionConfig& c, ImageSize shape, ImageSize image) {
-  return {engine, 1, shape.height, shape.width, deepest_layer(c.loss), c.pooling, true, loss_layers(c.loss), image};
+  // float32 (a bf16 engine's tiles too: the tile session has no bf16 Gram path yet).
+  return {engine,    1,    shape.height,        shape.width,     deepest_layer(c.loss),
+          c.pooling, true, loss_layers(c.loss), Precision::Fp32, image};
 }
 
 // Floats of the content layers' maps of a tile of `shape`: what a net keeps
@@ -99,7 +101,10 @@ class CpuTileSession : public TileSession {
     if (hit) stats_.forwards_reused++;
     e.tag = 0;  // consumed: the net may take another tile
     VggNet& net = *e.net->net;
-    net.backward([&](int layer, float* grad) { layer_backward(net, tile, layer, grad, targets, style_coefficients); });
+    // float32 nets: the gradient goes back through the ReLU in place (no bf16 buffer).
+    net.backward([&](int layer, float* grad, kernels::bf16_bits*) {
+      layer_backward(net, tile, layer, grad, targets, style_coefficients);
+    });
     std::memcpy(gradient_out, net.image_gradient(),
                 size_t(tile.extended.height()) * tile.extended.width() * 3 * sizeof(float));
   }

@@ -13,7 +13,15 @@ using tag = memory::format_tag;
 // an N x C matrix, and one oneDNN 2.6's brgemm convolutions run at full speed
 // on (bench/RESULTS.md has the numbers). Winograd layers run on the blocked
 // nChw16c layout instead (see winograd_rule), converted at their edges.
-static memory::desc nhwc(int n, int c, int h, int w) { return {{n, c, h, w}, dt::f32, tag::nhwc}; }
+static memory::desc nhwc(int n, int c, int h, int w, dt type = dt::f32) { return {{n, c, h, w}, type, tag::nhwc}; }
+
+// The same layout with float32 elements (gradients are float32 in every precision).
+static memory::desc as_f32(memory::desc d) {
+  d.data.data_type = dnnl_f32;
+  return d;
+}
+
+static dt activation_type(Precision precision) { return precision == Precision::Bf16 ? dt::bf16 : dt::f32; }
 
 static void copy_into(const memory& m, const float* src, size_t count) {
   std::memcpy(m.get_data_handle(), src, count * sizeof(float));
@@ -82,22 +90,33 @@ bool winograd_enabled() {
 // layout conversions of its 64-channel input), even at 19x25, but slower on
 // small maps (1.5x at 16x16, 4x at 8x8): too few 4x4 tiles to amortise the
 // transforms. conv1_1's 3 input channels have no Winograd kernel.
-static bool winograd_rule(int layer, int batch, int h, int w) {
+// None in bf16: oneDNN's Winograd is float32 only, so a Winograd layer in a
+// bf16 net would convert its input and output from and to bf16. Measured per
+// layer (bench/cpu/bf16-layers.cc, bench/RESULTS.md) on AVX512-BF16 without
+// AMX at 400x300: bf16 direct beats fp32 Winograd on every layer once those
+// conversions are counted (before them it ties on conv4_2), 271 / 274 ms
+// forward / backward-data for the 13 layers against 448 / 455 ms for the
+// fp32 engine's; on AMX, bf16 direct runs at 4-6x fp32 direct (issue 24),
+// which Winograd's 2x cannot reach.
+static bool winograd_rule(int layer, int batch, int h, int w, Precision precision) {
   constexpr long kMinPixels = 400;  // between 16x16 (slower) and 19x25 (faster)
-  return kVgg19[layer].in_channels % 16 == 0 && long(batch) * h * w >= kMinPixels;
+  return precision == Precision::Fp32 && kVgg19[layer].in_channels % 16 == 0 && long(batch) * h * w >= kMinPixels;
 }
 
+// A conv with bias and ReLU; `type` is that of its input, weights and output
+// (the bias stays float32, and so does the accumulation).
 static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine, dnnl::prop_kind prop,
                                                                  dnnl::algorithm alg, tag layout, int batch, int ic,
-                                                                 int oc, int h, int w, const memory::desc& bias) {
+                                                                 int oc, int h, int w, const memory::desc& bias,
+                                                                 dt type = dt::f32) {
   const memory::dims one{1, 1};
   dnnl::post_ops relu;
   relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   auto attr = user_scratchpad();
   attr.set_post_ops(relu);
-  memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
-  dnnl::convolution_forward::desc desc(prop, alg, {{batch, ic, h, w}, dt::f32, layout}, any_kernel, bias,
-                                       {{batch, oc, h, w}, dt::f32, layout}, one, one, one);
+  memory::desc any_kernel({oc, ic, 3, 3}, type, tag::any);
+  dnnl::convolution_forward::desc desc(prop, alg, {{batch, ic, h, w}, type, layout}, any_kernel, bias,
+                                       {{batch, oc, h, w}, type, layout}, one, one, one);
   return {desc, attr, engine};
 }
 
@@ -105,8 +124,8 @@ static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::eng
 // prop kinds (so that training and target nets agree on the layout).
 // (rule_h, rule_w: the map size the rule decides by.)
 static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, int rule_h, int rule_w,
-                         const memory::desc& bias) {
-  if (!winograd_enabled() || !winograd_rule(layer, batch, rule_h, rule_w)) return false;
+                         const memory::desc& bias, Precision precision) {
+  if (!winograd_enabled() || !winograd_rule(layer, batch, rule_h, rule_w, precision)) return false;
   const int ic = kVgg19[layer].in_channels, oc = kVgg19[layer].out_channels;
   try {
     for (auto prop : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference})
@@ -125,50 +144,61 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
 static memory::desc bias_format(int layer) { return {{kVgg19[layer].out_channels}, dt::f32, tag::x}; }
 
 VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-                       bool with_backward, const std::vector<bool>& needs_nhwc, ImageSize rule_size)
-    : batch_(batch), height_(height), width_(width), with_backward_(with_backward) {
+                       bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision,
+                       ImageSize rule_size)
+    : batch_(batch), height_(height), width_(width), with_backward_(with_backward), precision_(precision) {
   const auto pool_alg =
       pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
   const auto prop = with_backward ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  const dt act = activation_type(precision);
+  const bool bf16 = precision == Precision::Bf16;
   const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
   auto use_scratchpad = [&](const memory::desc& d) { scratchpad_bytes_ = std::max(scratchpad_bytes_, d.get_size()); };
+  // A conversion buffer holds what a primitive reads or writes where the
+  // neighbouring step keeps another layout or type.
+  auto convert_into = [](size_t& buffer, const memory::desc& have, const memory::desc& conv_side) {
+    if (have != conv_side) buffer = std::max(buffer, conv_side.get_size());
+  };
   largest_activation_ = size_t(batch) * height * width * kVgg19[0].out_channels;
   layers_.resize(last_layer + 1);
 
   int h = height, w = width;
   int rule_h = rule_size.height > 0 ? rule_size.height : height, rule_w = rule_size.width > 0 ? rule_size.width : width;
-  memory::desc input = nhwc(batch, 3, height, width);
+  memory::desc input = nhwc(batch, 3, height, width);  // the image: float32 in every precision
   for (int l = 0; l <= last_layer; l++) {
     const int ic = kVgg19[l].in_channels, oc = kVgg19[l].out_channels;
     LayerPlan& layer = layers_[l];
     layer.shape = {h, w, oc};
     largest_activation_ = std::max(largest_activation_, size_t(batch) * h * w * oc);
-    layer.winograd = use_winograd(engine, l, batch, h, w, rule_h, rule_w, bias_format(l));
-    // As large as the largest activation (conv1_x's: deeper blocks halve the
-    // size), so any conversion fits.
-    if (layer.winograd) conversion_floats_ = size_t(batch) * height * width * kVgg19[0].out_channels;
+    layer.winograd = use_winograd(engine, l, batch, h, w, rule_h, rule_w, bias_format(l), precision);
     const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
     const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
     layer.conv = conv_forward_pd(
         engine, prop, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
-        conv_layout, batch, ic, oc, h, w, bias_format(l));
+        conv_layout, batch, ic, oc, h, w, bias_format(l), act);
     use_scratchpad(layer.conv.scratchpad_desc());
     layer.input = input;
-    layer.output = nhwc_output ? nhwc(batch, oc, h, w) : layer.conv.dst_desc();
+    layer.output = nhwc_output ? nhwc(batch, oc, h, w, act) : layer.conv.dst_desc();
+    layer.grad_output = as_f32(layer.output);
+    layer.grad_input = as_f32(input);
+    convert_into(convert_a_bytes_, layer.input, layer.conv.src_desc());
+    convert_into(convert_b_bytes_, layer.output, layer.conv.dst_desc());
     input = layer.output;
 
     if (kVgg19[l].pool_after && l < last_layer) {
       // TF SAME for 2x2/2: odd sizes get one padded row/column at the bottom/right.
       const int ho = (h + 1) / 2, wo = (w + 1) / 2;
       const tag out_layout = nhwc_output ? tag::nhwc : conv_layout;
-      dnnl::pooling_forward::desc pool_desc(prop, pool_alg, {{batch, oc, h, w}, dt::f32, out_layout},
-                                            {{batch, oc, ho, wo}, dt::f32, out_layout}, two, two, zero, {h % 2, w % 2});
+      dnnl::pooling_forward::desc pool_desc(prop, pool_alg, {{batch, oc, h, w}, act, out_layout},
+                                            {{batch, oc, ho, wo}, act, out_layout}, two, two, zero, {h % 2, w % 2});
       layer.has_pool = true;
       layer.pool = dnnl::pooling_forward::primitive_desc(pool_desc, user_scratchpad(), engine);
       use_scratchpad(layer.pool.scratchpad_desc());
       if (with_backward) {
-        dnnl::pooling_backward::desc backward_desc(pool_alg, layer.pool.src_desc(), layer.pool.dst_desc(), two, two,
-                                                   zero, {h % 2, w % 2});
+        // Gradients are float32: so is the pooling's backward (in bf16 too;
+        // the forward's workspace, max pooling's indices, has no type to agree on).
+        dnnl::pooling_backward::desc backward_desc(pool_alg, as_f32(layer.pool.src_desc()),
+                                                   as_f32(layer.pool.dst_desc()), two, two, zero, {h % 2, w % 2});
         layer.pool_backward =
             dnnl::pooling_backward::primitive_desc(backward_desc, user_scratchpad(), engine, layer.pool);
         use_scratchpad(layer.pool_backward.scratchpad_desc());
@@ -181,16 +211,29 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
     }
 
     if (with_backward) {
-      memory::desc any_kernel({oc, ic, 3, 3}, dt::f32, tag::any);
+      // Its diff_src (d J / d input) is float32; its weights and diff_dst are
+      // the forward's type: in bf16 the ReLU backward writes diff_dst in bf16.
+      memory::desc any_kernel({oc, ic, 3, 3}, act, tag::any);
       dnnl::convolution_backward_data::desc backward_desc(
           layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
-          layer.conv.src_desc(), any_kernel, layer.conv.dst_desc(), one, one, one);
+          as_f32(layer.conv.src_desc()), any_kernel, layer.conv.dst_desc(), one, one, one);
       layer.conv_backward =
           dnnl::convolution_backward_data::primitive_desc(backward_desc, user_scratchpad(), engine, layer.conv);
       use_scratchpad(layer.conv_backward.scratchpad_desc());
+      if (bf16) {
+        // The ReLU backward writes diff_dst element for element in the activation's layout.
+        if (layer.conv_backward.diff_dst_desc() != layer.output)
+          throw Error(std::string("cpu: bf16: ") + kVgg19[l].name +
+                      "'s backward-data wants its gradient in another layout than its activation's");
+      } else {
+        convert_into(convert_a_bytes_, layer.grad_output, layer.conv_backward.diff_dst_desc());
+      }
+      convert_into(convert_b_bytes_, layer.grad_input, layer.conv_backward.diff_src_desc());
     }
   }
 }
+
+size_t VggNetPlan::activation_element_bytes() const { return precision_ == Precision::Bf16 ? 2 : 4; }
 
 size_t VggNetPlan::buffer_bytes() const {
   const size_t image = size_t(batch_) * height_ * width_ * 3 * sizeof(float);
@@ -199,8 +242,11 @@ size_t VggNetPlan::buffer_bytes() const {
     bytes += layer.output.get_size();
     if (layer.has_pool) bytes += layer.pool.dst_desc().get_size() + layer.pool.workspace_desc().get_size();
   }
-  if (with_backward_) bytes += 2 * largest_activation_ * sizeof(float);
-  bytes += 2 * conversion_floats_ * sizeof(float);
+  if (with_backward_) {
+    bytes += 2 * largest_activation_ * sizeof(float);
+    if (precision_ == Precision::Bf16) bytes += largest_activation_ * sizeof(kernels::bf16_bits);
+  }
+  bytes += convert_a_bytes_ + convert_b_bytes_;
   return bytes + scratchpad_bytes_ + sizeof(float);
 }
 
@@ -215,21 +261,25 @@ std::vector<std::pair<int, memory::desc>> VggNetPlan::weight_formats() const {
 
 int VggNetPlan::primitive_count() const {
   int count = 0;
-  for (size_t l = 0; l < layers_.size(); l++) {
-    const LayerPlan& p = layers_[l];
+  const bool bf16 = precision_ == Precision::Bf16;
+  for (const LayerPlan& p : layers_) {
     // The conversions VggNet makes where formats differ (see its convert()).
     count += 1 + (p.input != p.conv.src_desc()) + (p.output != p.conv.dst_desc()) + p.has_pool;
-    if (with_backward_) {
-      const memory::desc grad_input = l == 0 ? nhwc(batch_, 3, height_, width_) : p.input;
-      count += 1 + (p.output != p.conv_backward.diff_dst_desc()) + (grad_input != p.conv_backward.diff_src_desc()) +
-               p.has_pool;
-    }
+    if (with_backward_)
+      count += 1 + (!bf16 && p.grad_output != p.conv_backward.diff_dst_desc()) +
+               (p.grad_input != p.conv_backward.diff_src_desc()) + p.has_pool;
   }
   return count;
 }
 
+std::string VggNetPlan::convolution_implementation() const {
+  for (const LayerPlan& p : layers_)
+    if (p.conv.src_desc().dims()[1] >= 16) return p.conv.impl_info_str();
+  return layers_.front().conv.impl_info_str();
+}
+
 VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan)
-    : engine_(engine), stream_(engine), batch_(plan.batch_) {
+    : engine_(engine), stream_(engine), batch_(plan.batch_), bf16_(plan.precision_ == Precision::Bf16) {
   const int last_layer = int(plan.layers_.size()) - 1;
   if (last_layer >= weights.num_layers())
     throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
@@ -237,14 +287,14 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan
   // Each step's scratchpad desc, to point them all at one shared buffer at the end.
   std::vector<std::pair<Step*, memory::desc>> scratch_users;
   auto view = [&](const memory& buffer, const memory::desc& d) { return memory(d, engine_, buffer.get_data_handle()); };
-  auto flat = [&](size_t floats) { return memory(memory::desc({memory::dim(floats)}, dt::f32, tag::x), engine_); };
+  auto flat = [&](size_t count, dt type = dt::f32) {
+    return memory(memory::desc({memory::dim(count)}, type, tag::x), engine_);
+  };
 
   image_ = memory(nhwc(plan.batch_, 3, plan.height_, plan.width_), engine_);
   if (plan.with_backward_) image_grad_ = memory(image_.get_desc(), engine_);
-  if (plan.conversion_floats_ > 0) {
-    convert_a_ = flat(plan.conversion_floats_);
-    convert_b_ = flat(plan.conversion_floats_);
-  }
+  if (plan.convert_a_bytes_ > 0) convert_a_ = flat(plan.convert_a_bytes_, dt::u8);
+  if (plan.convert_b_bytes_ > 0) convert_b_ = flat(plan.convert_b_bytes_, dt::u8);
   layers_.resize(last_layer + 1);
   pooled_.resize(last_layer + 1);
   workspaces_.resize(last_layer + 1);
@@ -286,6 +336,7 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan
     // with reorders from and to the ping-pong buffers.)
     ping_ = flat(plan.largest_activation_);
     pong_ = flat(plan.largest_activation_);
+    if (bf16_) conv_grad_ = flat(plan.largest_activation_, dt::bf16);
     auto other = [&](const memory& buffer) {
       return buffer.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
     };
@@ -294,12 +345,19 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan
       const VggNetPlan::LayerPlan& p = plan.layers_[l];
       const auto& bwd = p.conv_backward;
       Layer& layer = layers_[l];
-      layer.grad_output = view(current, layer.output.get_desc());
-      memory diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
-                                                                            : view(convert_a_, bwd.diff_dst_desc());
-      layer.convert_grad_output = convert(layer.grad_output, diff_dst);
-      // d J / d (this conv's input), in the layout that input arrived in.
-      memory grad_input = l == 0 ? image_grad_ : view(other(current), p.input);
+      layer.grad_output = view(current, p.grad_output);
+      memory diff_dst;
+      if (bf16_) {
+        // The ReLU backward writes it (the plan checked the layout).
+        layer.conv_grad = view(conv_grad_, bwd.diff_dst_desc());
+        diff_dst = layer.conv_grad;
+      } else {
+        diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
+                                                                       : view(convert_a_, bwd.diff_dst_desc());
+        layer.convert_grad_output = convert(layer.grad_output, diff_dst);
+      }
+      // d J / d (this conv's input), float32, in the layout that input arrived in.
+      memory grad_input = l == 0 ? image_grad_ : view(other(current), p.grad_input);
       memory diff_src =
           grad_input.get_desc() == bwd.diff_src_desc() ? grad_input : view(convert_b_, bwd.diff_src_desc());
       layer.conv_backward = {dnnl::convolution_backward_data(bwd),
@@ -328,7 +386,13 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan
 }
 
 const float* VggNet::activation(int layer) const {
+  if (bf16_) throw Error("cpu: activation: the activations are bf16");
   return static_cast<const float*>(layers_[layer].output.get_data_handle());
+}
+
+const kernels::bf16_bits* VggNet::activation_bf16(int layer) const {
+  if (!bf16_) throw Error("cpu: activation_bf16: the activations are float32");
+  return static_cast<const kernels::bf16_bits*>(layers_[layer].output.get_data_handle());
 }
 
 void VggNet::forward() {
@@ -341,7 +405,7 @@ void VggNet::forward() {
   stream_.wait();
 }
 
-void VggNet::backward(const std::function<void(int, float*)>& through_relu) {
+void VggNet::backward(const std::function<void(int, float*, kernels::bf16_bits*)>& through_relu) {
   const int last = last_layer();
   {
     const Layer& top = layers_[last];
@@ -351,7 +415,7 @@ void VggNet::backward(const std::function<void(int, float*)>& through_relu) {
   for (int l = last; l >= 0; l--) {
     const Layer& layer = layers_[l];
     float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
-    through_relu(l, grad);
+    through_relu(l, grad, bf16_ ? static_cast<kernels::bf16_bits*>(layer.conv_grad.get_data_handle()) : nullptr);
     layer.convert_grad_output.run(stream_);
     layer.conv_backward.run(stream_);
     layer.convert_grad_input.run(stream_);

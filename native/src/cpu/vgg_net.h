@@ -9,10 +9,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "../engine.h"
+#include "kernels/bf16.h"
 
 namespace nst::cpu {
 
@@ -46,14 +48,22 @@ struct LayerShape {
 };
 
 // Which layers run oneDNN's Winograd convolution (F(4x4,3x3), avx512_core,
-// blocked nChw16c layout only): a static rule, measured in bench/RESULTS.md,
-// so that every net of a session (content targets included) makes the same
-// choice. Off with NST_CPU_WINOGRAD=0 (or where oneDNN has no Winograd kernel).
+// blocked nChw16c layout only, float32 only): a static rule, measured in
+// bench/RESULTS.md, so that every net of a session (content targets included)
+// makes the same choice. Off with NST_CPU_WINOGRAD=0 (or where oneDNN has no
+// Winograd kernel), and never in bf16 (vgg_net.cc's winograd_rule says why).
 bool winograd_enabled();
 
 // A net's primitive descriptors and the bytes of every buffer it allocates,
 // decided without allocating anything: what VggNet builds from, and what the
 // engine's memory estimate adds up (so the estimate is the net's real buffers).
+//
+// Precision (fp32 or bf16): in bf16 the convolutions take bf16 inputs and
+// weights and give bf16 outputs (post-ReLU activations and pooled maps are
+// stored in bf16: half the bytes), accumulating in float32; the image, its
+// gradient and every gradient buffer stay float32, and the convolutions'
+// backward-data reads a bf16 copy of d J / d (conv output) (the ReLU
+// backward writes it) and writes d J / d input in float32.
 class VggNetPlan {
  public:
   // Runs conv1_1 .. conv[last_layer]; with_backward adds the gradient path.
@@ -67,27 +77,35 @@ class VggNetPlan {
   // so that a tile computes each layer with the algorithm the whole image
   // does (tile_session.cc: Winograd and direct convolutions round differently).
   VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-             bool with_backward, const std::vector<bool>& needs_nhwc, ImageSize rule_size = {0, 0});
+             bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision = Precision::Fp32,
+             ImageSize rule_size = {0, 0});
 
   // Bytes of the buffers VggNet allocates: the image (and its gradient), every
   // layer's output, the pooled maps and max pooling's workspaces, the
-  // gradient ping-pong buffers, the Winograd layout conversions, the shared
-  // scratchpad.
+  // gradient ping-pong buffers (and in bf16 the bf16 copy the convolutions'
+  // backward reads), the layout and type conversions, the shared scratchpad.
   size_t buffer_bytes() const;
   const LayerShape& shape(int layer) const { return layers_[layer].shape; }
+  // Bytes of one element of the activations (4 in fp32, 2 in bf16).
+  size_t activation_element_bytes() const;
   // (layer, format) of every weight tensor the primitives read.
   std::vector<std::pair<int, dnnl::memory::desc>> weight_formats() const;
   // Primitives VggNet creates (convolutions, pools, their backward, the
   // layout conversions around Winograd layers): each is generated code.
   int primitive_count() const;
+  // The implementation oneDNN chose for the first convolution whose input has
+  // 16 or more channels (else the first), e.g. "brgconv:avx512_core_bf16".
+  std::string convolution_implementation() const;
 
  private:
   friend class VggNet;
   struct LayerPlan {
     LayerShape shape;
-    bool winograd = false;      // conv (and its backward) on nChw16c
-    dnnl::memory::desc input;   // what the conv's input arrives as (previous output or pooled map)
-    dnnl::memory::desc output;  // the post-ReLU activation
+    bool winograd = false;           // conv (and its backward) on nChw16c
+    dnnl::memory::desc input;        // what the conv's input arrives as (image, previous output or pooled map)
+    dnnl::memory::desc output;       // the post-ReLU activation
+    dnnl::memory::desc grad_output;  // d J / d output: float32, the output's layout
+    dnnl::memory::desc grad_input;   // d J / d input: float32, the input's layout
     dnnl::convolution_forward::primitive_desc conv;
     bool has_pool = false;  // a pool after this layer, read by the next
     dnnl::pooling_forward::primitive_desc pool;
@@ -96,10 +114,12 @@ class VggNetPlan {
   };
   int batch_, height_, width_;
   bool with_backward_;
+  Precision precision_;
   std::vector<LayerPlan> layers_;
-  size_t largest_activation_ = 0;  // floats: the size of each gradient buffer
-  size_t conversion_floats_ = 0;   // floats of each Winograd conversion buffer (0: no Winograd layer)
-  size_t scratchpad_bytes_ = 0;    // the largest scratchpad of any primitive
+  size_t largest_activation_ = 0;  // elements: the size of each gradient buffer
+  size_t convert_a_bytes_ = 0;     // the conversion buffers (0: none needed)
+  size_t convert_b_bytes_ = 0;
+  size_t scratchpad_bytes_ = 0;  // the largest scratchpad of any primitive
 };
 
 class VggNet {
@@ -114,18 +134,24 @@ class VggNet {
   int batch() const { return batch_; }
   int last_layer() const { return int(layers_.size()) - 1; }
   const LayerShape& shape(int layer) const { return layers_[layer].shape; }
+  // Whether the activations are bf16 (else float32).
+  bool bf16() const { return bf16_; }
   // The post-ReLU output of a layer: batch x H x W x C where needs_nhwc said
-  // so, else possibly nChw16c (same size: C is a multiple of 16 there).
+  // so, else possibly nChw16c (same size: C is a multiple of 16 there);
+  // float32, or bf16 where bf16().
   const float* activation(int layer) const;
+  const kernels::bf16_bits* activation_bf16(int layer) const;
 
   void forward();
-  // From the last layer down: `through_relu(layer, grad)` receives d J / d
-  // activation (the gradient from the layers above, or zeros at the last),
-  // adds the loss terms of that layer and takes it back through the layer's
-  // ReLU (relu_backward_cpu: the activation's positivity is the mask); then
-  // the gradient flows through the convolution and the pooling below. Ends in
+  // From the last layer down: `through_relu(layer, grad, conv_grad)` receives
+  // d J / d activation in `grad` (float32: the gradient from the layers above,
+  // or zeros at the last), adds the loss terms of that layer and takes it back
+  // through the layer's ReLU (relu_backward_cpu: the activation's positivity
+  // is the mask): in place in `grad` when `conv_grad` is null (fp32), else
+  // into `conv_grad`, rounded to bf16 (same layout; bf16). Then the gradient
+  // flows through the convolution and the pooling below. Ends in
   // image_gradient().
-  void backward(const std::function<void(int, float*)>& through_relu);
+  void backward(const std::function<void(int, float*, kernels::bf16_bits*)>& through_relu);
 
  private:
   struct Step {
@@ -150,6 +176,7 @@ class VggNet {
     Step pool;
     // backward
     dnnl::memory grad_output;     // d J / d output, in one of the ping-pong buffers
+    dnnl::memory conv_grad;       // bf16: the ReLU backward's bf16 result, the conv's diff_dst
     Convert convert_grad_output;  // grad_output -> conv's diff_dst format
     Step conv_backward;           // -> gradient of the conv's input
     Convert convert_grad_input;   // conv's diff_src -> the previous layer's format
@@ -160,12 +187,14 @@ class VggNet {
   dnnl::engine engine_;
   dnnl::stream stream_;
   int batch_;
+  bool bf16_;
   dnnl::memory image_, image_grad_;
   std::vector<Layer> layers_;
   std::vector<dnnl::memory> pooled_, workspaces_;
-  dnnl::memory ping_, pong_;  // gradient buffers, each as large as the largest activation
-  // Two more, as large, for the layout conversions around Winograd layers
-  // (allocated only when a layer runs Winograd).
+  dnnl::memory ping_, pong_;  // float32 gradient buffers, each as large as the largest activation
+  dnnl::memory conv_grad_;    // bf16: the convolutions' diff_dst, as large
+  // Two more for the conversions (layouts around Winograd layers, the image
+  // to bf16), each as large as the largest it holds (allocated only when used).
   dnnl::memory convert_a_, convert_b_;
   dnnl::memory scratchpad_;
 };

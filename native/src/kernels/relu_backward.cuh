@@ -13,6 +13,7 @@
 
 #include <cstddef>
 
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 #ifdef NST_KERNEL_DEFINITIONS
 #include "kernels/device.cuh"
@@ -45,6 +46,40 @@ inline void relu_backward_cpu(float* g, const float* a, const float* target, flo
     } else {
 #pragma omp parallel for simd schedule(static)
       for (size_t i = 0; i < per_item; i++) gb[i] = ab[i] > 0.f ? gb[i] : 0.f;
+    }
+  }
+}
+
+// The same with bf16 activations (the cpu engine's bf16 precision): `a` and
+// `target` are bfloat16, widened exactly; g (d J / d a) stays float32 and is
+// not changed; the result, d J / d (conv output), is written to `out`
+// rounded to bfloat16 (for the bf16 convolution's backward-data). The float
+// arithmetic is the reference's above on the widened values, so `out` is
+// relu_backward_cpu's result rounded once; the loss is the same sum.
+inline void relu_backward_bf16_cpu(const float* g, const bf16_bits* a, const bf16_bits* target, float grad_coef,
+                                   float loss_coef, double* loss, bf16_bits* out, size_t per_item, int batch) {
+  for (int b = 0; b < batch; b++) {
+    const float* gb = g + b * per_item;
+    const bf16_bits* ab = a + b * per_item;
+    bf16_bits* ob = out + b * per_item;
+    if (target) {
+      const bf16_bits* tb = target + b * per_item;
+      double sum = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+      for (size_t i = 0; i < per_item; i++) {
+        const float av = bf16_to_float(ab[i]);
+        const float d = av - bf16_to_float(tb[i]);
+        const float gv = gb[i] + grad_coef * d;
+        sum += double(d) * d;
+        ob[i] = float_to_bf16(av > 0.f ? gv : 0.f);
+      }
+      loss[b * kLossSlots + kContentSlot] += double(loss_coef) * sum;
+    } else {
+#pragma omp parallel for simd schedule(static)
+      for (size_t i = 0; i < per_item; i++) {
+        const float gv = gb[i];
+        ob[i] = float_to_bf16(bf16_to_float(ab[i]) > 0.f ? gv : 0.f);
+      }
     }
   }
 }

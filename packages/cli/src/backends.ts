@@ -10,17 +10,18 @@ export type BackendChoice = 'auto' | 'cuda' | 'cpu' | 'tfjs';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cuda', 'cpu', 'tfjs'];
 
 export interface BackendOptions {
-  readonly precision?: NativePrecision;
+  /** One the engine implements, or auto (each engine's own choice: cuda tf32; cpu fp32). */
+  readonly precision?: NativePrecision | 'auto';
   readonly gpu?: number;
 }
 
 type Opener = () => Promise<Backend>;
 
-function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>, Opener> {
+function openers(options: BackendOptions, lenient = false): Record<Exclude<BackendChoice, 'auto'>, Opener> {
   const native = (device: 'cpu' | 'cuda') => async () => {
     const loaded = loadNativeAddon();
     if (!loaded.ok) throw new Error(loaded.reason);
-    return createNativeBackend(device, { precision: options.precision, gpu: options.gpu });
+    return createNativeBackend(device, { precision: precisionFor(device, options.precision, lenient), gpu: options.gpu });
   };
   // TensorFlow.js takes about a second to import: only when it is the backend wanted.
   return { cuda: native('cuda'), cpu: native('cpu'), tfjs: async () => (await import('@nst/tfjs')).createTfjsBackend() };
@@ -35,16 +36,23 @@ function openers(options: BackendOptions): Record<Exclude<BackendChoice, 'auto'>
  * choice that cannot open is a UserError saying why.
  */
 export async function openBackend(choice: BackendChoice, options: BackendOptions, notice: (line: string) => void): Promise<Backend> {
-  const table = openers(options);
+  const table = openers(options, choice === 'auto');
   if (choice !== 'auto') {
     try {
       return await table[choice]();
     } catch (e) {
+      // A precision the engine refuses is the precision's error (the engine runs, but not so).
+      if (isUserError(e) && e.field === 'precision') throw e;
       throw new UserError(`${choice}: not available: ${firstLine(e)}`, { code: 'unsupported', field: 'backend' });
     }
   }
   const skipped: string[] = [];
-  const auto = { ...table, cuda: () => openCheckedCudaBackend({ ...options, cacheDir: cacheDir(), checkWeights: () => randomWeights(1) }) };
+  const cudaPrecision = precisionFor('cuda', options.precision, true);
+  const auto = {
+    ...table,
+    cuda: () =>
+      openCheckedCudaBackend({ ...options, precision: cudaPrecision, cacheDir: cacheDir(), checkWeights: () => randomWeights(1) }),
+  };
   for (const name of ['cuda', 'cpu', 'tfjs'] as const) {
     try {
       const backend = await auto[name]();
@@ -102,9 +110,12 @@ export function addBackendOptions(command: Command): Command {
     .addOption(once(new Option('-b, --backend <name>', 'compute backend').choices(BACKEND_CHOICES as string[]).default('auto'), 'backend'))
     .addOption(
       once(
-        new Option('--precision <p>', `GPU arithmetic, read by the cuda backend only (which engine implements which: ${precisionHelp()})`)
-          .choices(offeredPrecisions())
-          .default('tf32'),
+        new Option(
+          '--precision <p>',
+          `arithmetic of the native engines' convolutions (which engine implements which: ${precisionHelp()}); auto: cuda tf32, cpu fp32 (cpu bf16 needs native bf16: AMX or AVX512-BF16)`,
+        )
+          .choices(['auto', ...offeredPrecisions()])
+          .default('auto'),
         'precision',
       ),
     )
@@ -116,7 +127,7 @@ function offeredPrecisions(): string[] {
   return [...new Set(['fp32', ...nativePrecisions('cpu'), ...nativePrecisions('cuda')])];
 }
 
-/** 'fp32 (cpu, cuda), tf32 (cuda)': which engine implements which. */
+/** 'fp32 (cpu, cuda), bf16 (cpu), tf32 (cuda)': which engine implements which. */
 function precisionHelp(): string {
   const devices = (['cpu', 'cuda'] as const).map((d) => [d, nativePrecisions(d)] as const);
   return offeredPrecisions()
@@ -132,20 +143,33 @@ function precisionHelp(): string {
     .join(', ');
 }
 
-/** Flags that only the cuda backend reads. */
-const CUDA_ONLY = ['precision', 'gpu'] as const;
+/**
+ * The precision to ask the engine of `device` for: the one given, or (when
+ * `lenient`, for --backend auto) the engine's own choice where it does not
+ * implement the one given (the caller says it was ignored).
+ */
+function precisionFor(device: 'cpu' | 'cuda', precision: BackendOptions['precision'], lenient: boolean): BackendOptions['precision'] {
+  if (precision === undefined) return 'auto';
+  return lenient && precision !== 'auto' && !nativePrecisions(device).includes(precision) ? 'auto' : precision;
+}
 
-/** The cuda-only flags the user gave on the command line (not their defaults). */
+/** The engine flags and the backends that read them: --precision the native engines (each the precisions it implements), --gpu cuda. */
+const ENGINE_FLAGS = { precision: ['cuda', 'cpu'], gpu: ['cuda'] } as const satisfies Record<string, readonly BackendChoice[]>;
+type EngineFlag = keyof typeof ENGINE_FLAGS;
+
+/** The engine flags the user gave on the command line (not their defaults). */
 export function cudaFlagsGiven(command: Command): string[] {
-  return CUDA_ONLY.filter((name) => command.getOptionValueSource(name) === 'cli');
+  return (Object.keys(ENGINE_FLAGS) as EngineFlag[]).filter((name) => command.getOptionValueSource(name) === 'cli');
 }
 
 /**
- * Opens the backend the flags name. CUDA-only flags the user gave (`--gpu 1`)
- * against a backend that is not cuda: with an explicit `--backend cpu|tfjs`
- * that is a contradiction, an error; when auto chose a non-GPU backend, the
- * flag is ignored and a notice says so (the same command line then works on
- * machines with and without a GPU).
+ * Opens the backend the flags name. Engine flags the user gave against a
+ * backend that does not read them (`--gpu 1` on cpu, `--precision` on tfjs):
+ * with an explicit `--backend` that is a contradiction, an error; when auto
+ * chose that backend, the flag is ignored and a notice says so, and so is a
+ * precision the chosen engine does not implement (`--precision bf16` on
+ * cuda, `tf32` on cpu: the engine's own choice runs), so that one command
+ * line works on machines with and without a GPU.
  */
 export async function openBackendFor(
   flags: BackendFlags,
@@ -154,17 +178,28 @@ export async function openBackendFor(
   passedOver: (line: string) => void = notice,
 ): Promise<Backend> {
   const choice = flags.backend as BackendChoice;
-  if (cudaFlags.length > 0 && choice !== 'auto' && choice !== 'cuda')
+  const given = cudaFlags.filter((f): f is EngineFlag => f in ENGINE_FLAGS);
+  const unread = (backend: string) => given.filter((f) => !(ENGINE_FLAGS[f] as readonly string[]).includes(backend));
+  const refused = choice === 'auto' ? [] : unread(choice);
+  if (refused.length > 0)
     throw new UserError(
-      `${cudaFlags.map(flagFor).join(' and ')} ${cudaFlags.length > 1 ? 'apply' : 'applies'} to the cuda backend only, not ${choice}`,
-      {
-        code: 'conflict',
-        field: 'backend',
-      },
+      `${refused.map((f) => `${flagFor(f)} applies to the ${ENGINE_FLAGS[f].join(' and ')} backend${ENGINE_FLAGS[f].length > 1 ? 's' : ''} only`).join(', ')}, not ${choice}`,
+      { code: 'conflict', field: 'backend' },
     );
   const gpu = parseCount(flags.gpu, 'gpu');
-  const backend = await openBackend(choice, { precision: flags.precision as NativePrecision, gpu }, passedOver);
-  if (backend.name !== 'cuda' && cudaFlags.length > 0)
-    notice(`note: ${cudaFlags.map(flagFor).join(' and ')} ignored: the ${backend.name} backend runs without a GPU`);
+  const precision = flags.precision as NativePrecision | 'auto';
+  const backend = await openBackend(choice, { precision, gpu }, passedOver);
+  const ignored = unread(backend.name);
+  if (ignored.length > 0)
+    notice(
+      `note: ${ignored.map(flagFor).join(' and ')} ignored: the ${backend.name} backend runs without a GPU${ignored.includes('precision') ? ', in fp32' : ''}`,
+    );
+  else if (given.includes('precision') && precision !== 'auto') {
+    const implemented = nativePrecisions(backend.name as 'cpu' | 'cuda');
+    if (!implemented.includes(precision))
+      notice(
+        `note: --precision ${precision} ignored: the ${backend.name} engine implements ${implemented.join(', ')}; it runs its own choice (auto)`,
+      );
+  }
   return backend;
 }

@@ -16,11 +16,16 @@ export interface NativeEngineOptions {
   /** CUDA device ordinal (cuda only). */
   readonly gpu?: number;
   /**
-   * Arithmetic of the convolutions and Gram products, one the engine
-   * implements (NativeAddon.precisions); cuda's default is tf32, cpu computes
-   * in fp32. Another is refused with code 'unsupported', field 'precision'.
+   * Arithmetic of the convolutions, one the engine implements
+   * (NativeAddon.precisions), or 'auto': the engine's choice (cuda: tf32;
+   * cpu: fp32, bf16 only when asked for: native/src/engine.h says why).
+   * Absent: cuda tf32, cpu fp32. Another precision, or cpu bf16 without
+   * native bf16 (AMX-BF16 or AVX512-BF16; NST_CPU_FEATURES=none|avx512_bf16|amx
+   * forces what the cpu engine believes the processor has), is refused with
+   * code 'unsupported', field 'precision' (one line naming the missing
+   * instructions).
    */
-  readonly precision?: NativePrecision;
+  readonly precision?: NativePrecision | 'auto';
 }
 
 export interface NativeConvLayer {
@@ -195,7 +200,7 @@ export interface NativeTileSession {
 }
 
 export interface NativeEngine {
-  /** e.g. "cpu (oneDNN 2.6.3, 2 threads)" */
+  /** What runs: e.g. "cpu (oneDNN 2.6.3, 2 threads, AVX512-BF16 bf16)" (instruction set and precision), "cuda (...)" */
   describe(): string;
   /** A prefix of VGG-19 in network order (1 to 16 layers). */
   setWeights(layers: readonly NativeConvLayer[]): void;
@@ -237,7 +242,7 @@ export interface NativeAddon {
    * the engine does not implement: 'unsupported', 'precision').
    */
   createEngine(device: NativeDevice, options?: NativeEngineOptions): NativeEngine;
-  /** The precisions the engine implements (cpu: fp32; cuda: fp32, tf32), whether or not this build or machine can run it. */
+  /** The precisions the engine implements (cpu: fp32, bf16; cuda: fp32, tf32), whether or not this build or machine can run it. */
   precisions(device: NativeDevice): NativePrecision[];
   /** sum a[i] b[i] in float64 (native/src/vector_ops.h; core's L-BFGS). Throws when the lengths differ. */
   vectorDot(a: Float32Array, b: Float32Array): number;

@@ -39,7 +39,9 @@ import {
 } from './addon.js';
 
 export interface NativeBackendOptions {
-  readonly precision?: NativePrecision;
+  /** One the engine implements, or 'auto' (cuda: tf32; cpu: fp32, bf16 only when asked for). */
+  readonly precision?: NativePrecision | 'auto';
+  /** cuda only. */
   readonly gpu?: number;
 }
 
@@ -52,7 +54,7 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
   if (!loaded.ok) throw new UserError(loaded.reason, { code: 'unsupported', field: 'backend' });
   let engine: NativeEngine;
   try {
-    engine = loaded.addon.createEngine(device, device === 'cuda' ? options : {});
+    engine = loaded.addon.createEngine(device, device === 'cuda' ? options : { precision: options.precision });
   } catch (e) {
     // A precision or GPU the engine refuses names its field; anything else
     // (no GPU, no cuDNN, a failing driver call) makes the backend unavailable.

@@ -16,7 +16,7 @@ import { cudaEmulationRequested, nativeAddonPath, type NativePrecision } from '.
 import { createNativeBackend } from './backend.js';
 
 export interface CudaCheckOptions {
-  readonly precision?: NativePrecision;
+  readonly precision?: NativePrecision | 'auto';
   readonly gpu?: number;
   /** Folder of the verdict cache (the CLI passes nst's cache folder). */
   readonly cacheDir: string;

@@ -79,7 +79,10 @@ describe.skipIf(!addon)(`native addon misuse${skipReason ? ` (skipped: ${skipRea
     expect(() => addon!.createEngine(5 as unknown as 'cpu')).toThrow(TypeError);
     if (!addon!.cudaCompiled) expect(() => addon!.createEngine('cuda')).toThrow(/this build has no CUDA support/);
     const engine = addon!.createEngine('cpu');
-    expect(engine.describe()).toMatch(/^cpu \(oneDNN 2\.\d+\.\d+, \d+ threads\)$/);
+    // What runs: the instruction set of the convolutions and the precision (fp32 unless asked).
+    expect(engine.describe()).toMatch(
+      /^cpu \(oneDNN 2\.\d+\.\d+, \d+ threads, (AMX|AVX512-BF16|AVX-512|AVX2|AVX|SSE4\.1|reference) fp32\)$/,
+    );
     expect(() => engine.createSession(config)).toThrow(/call setWeights first/);
     const layers = testWeights(3, 2).layers;
     expect(() => engine.setWeights('x' as never)).toThrow(TypeError);

@@ -28,10 +28,39 @@ interface Measured {
   readonly peak: number;
 }
 
-function measure(height: number, width: number, batch: number, style: { height: number; width: number }): Measured {
+/** bf16 needs native bf16, or features forced where oneDNN emulates it (AVX-512); '' when it cannot run here. */
+function bf16Env(): Record<string, string> | undefined {
+  for (const env of [{}, { NST_CPU_FEATURES: 'avx512_bf16' }] as Record<string, string>[]) {
+    const saved = process.env.NST_CPU_FEATURES;
+    Object.assign(process.env, env);
+    try {
+      addon?.createEngine('cpu', { precision: 'bf16' }).dispose();
+      return env;
+    } catch {
+      // try the next
+    } finally {
+      if (saved === undefined) delete process.env.NST_CPU_FEATURES;
+      else process.env.NST_CPU_FEATURES = saved;
+    }
+  }
+  return undefined;
+}
+const bf16 = addon ? bf16Env() : undefined;
+
+function measure(
+  height: number,
+  width: number,
+  batch: number,
+  style: { height: number; width: number },
+  precision: 'fp32' | 'bf16' = 'fp32',
+): Measured {
   const config = { height, width, batch, pooling: 'avg', loss: LOSS };
-  const job = { layers: LAYERS, config, styleSizes: [{ height, width }, style] };
-  const run = spawnSync(process.execPath, [fixture, nativeAddonPath(), JSON.stringify(job)], { encoding: 'utf8', timeout: 110_000 });
+  const job = { layers: LAYERS, config, styleSizes: [{ height, width }, style], precision };
+  const run = spawnSync(process.execPath, [fixture, nativeAddonPath(), JSON.stringify(job)], {
+    encoding: 'utf8',
+    timeout: 110_000,
+    env: { ...process.env, ...(precision === 'bf16' ? bf16 : {}) },
+  });
   expect(run.status, run.stderr).toBe(0);
   return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Measured;
 }
@@ -39,26 +68,50 @@ function measure(height: number, width: number, batch: number, style: { height: 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 describe.skipIf(!addon)(`cpu memory estimate${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  // Weights dominate the first; the maps the others (a batch of 2, a larger image).
-  for (const [height, width, batch, style] of [
-    [64, 64, 1, { height: 48, width: 80 }],
-    [96, 128, 2, { height: 96, width: 128 }],
-    [288, 384, 1, { height: 200, width: 300 }],
-  ] as const) {
-    it(`${width}x${height} batch ${batch}: never below the process's measured growth`, () => {
-      const m = measure(height, width, batch, style);
-      // Nothing before the baseline came close to the peak: the growth is the job's.
-      expect(m.peakBefore).toBeLessThanOrEqual(m.baseline);
-      const growth = m.peak - m.baseline;
-      console.log(
-        `${width}x${height} batch ${batch}: estimate ${mib(m.estimate)}, measured growth ${mib(growth)}, ratio ${(m.estimate / growth).toFixed(3)}`,
+  // Weights dominate the first; the maps the others (a batch of 2, a larger image). bf16 where it runs
+  // (its activations, pooled maps and content targets take half the bytes; gradients stay float32).
+  for (const precision of ['fp32', 'bf16'] as const)
+    for (const [height, width, batch, style] of [
+      [64, 64, 1, { height: 48, width: 80 }],
+      [96, 128, 2, { height: 96, width: 128 }],
+      [288, 384, 1, { height: 200, width: 300 }],
+    ] as const) {
+      it.skipIf(precision === 'bf16' && !bf16)(
+        `${precision} ${width}x${height} batch ${batch}: never below the process's measured growth${precision === 'bf16' && !bf16 ? ' (skipped: oneDNN has no bf16 convolution here)' : ''}`,
+        () => {
+          const m = measure(height, width, batch, style, precision);
+          // Nothing before the baseline came close to the peak: the growth is the job's.
+          expect(m.peakBefore).toBeLessThanOrEqual(m.baseline);
+          const growth = m.peak - m.baseline;
+          console.log(
+            `${precision} ${width}x${height} batch ${batch}: estimate ${mib(m.estimate)}, measured growth ${mib(growth)}, ratio ${(m.estimate / growth).toFixed(3)}`,
+          );
+          expect(growth).toBeGreaterThan(0);
+          expect(m.estimate).toBeGreaterThanOrEqual(growth);
+          // A plan of the real buffers, not a bound with room to spare.
+          expect(m.estimate).toBeLessThan(1.6 * growth);
+        },
       );
-      expect(growth).toBeGreaterThan(0);
-      expect(m.estimate).toBeGreaterThanOrEqual(growth);
-      // A plan of the real buffers, not a bound with room to spare.
-      expect(m.estimate).toBeLessThan(1.6 * growth);
-    });
-  }
+    }
+
+  it.skipIf(!bf16)('bf16 plans for less than fp32: half the bytes of the activations the convolutions keep, no Winograd scratchpad', () => {
+    const saved = process.env.NST_CPU_FEATURES;
+    Object.assign(process.env, bf16);
+    const engines = { fp32: addon!.createEngine('cpu', { precision: 'fp32' }), bf16: addon!.createEngine('cpu', { precision: 'bf16' }) };
+    if (saved === undefined) delete process.env.NST_CPU_FEATURES;
+    else process.env.NST_CPU_FEATURES = saved;
+    for (const [height, width] of [
+      [300, 400],
+      [512, 512],
+    ]) {
+      const shape = { height, width, batch: 1, pooling: 'avg' as const, loss: LOSS, styleSizes: [{ height, width }] };
+      const [fp32, half] = [engines.fp32.estimateMemory(shape), engines.bf16.estimateMemory(shape)];
+      console.log(`${width}x${height}: estimate fp32 ${mib(fp32)}, bf16 ${mib(half)}`);
+      expect(half).toBeLessThan(0.8 * fp32);
+    }
+    engines.fp32.dispose();
+    engines.bf16.dispose();
+  });
 
   it('grows with the size, the batch and the style images; Infinity beyond the sizes a session takes', () => {
     const engine = addon!.createEngine('cpu');

@@ -1,0 +1,125 @@
+/**
+ * The measurements behind the bf16 tolerances of packages/native/test/cpu-bf16.test.ts:
+ * the cpu engine in bf16 against the float64 reference (test/reference) on
+ * the parity tests' cases, for several random weight sets and images (the
+ * tests run one). Prints one line per case and the worst of each measure.
+ *
+ *   npm run build && node bench/cpu/bf16-tolerances.mjs
+ *
+ * Without native bf16 it forces NST_CPU_FEATURES=avx512_bf16 (oneDNN then
+ * runs its emulated or reference bf16 kernels: slower, same roundings).
+ */
+import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, relDiff, relL2 } from '@nst/core';
+import type { LossSpec, SessionOptions, Targets } from '@nst/core';
+import { createNativeBackend, loadNativeAddon } from '@nst/native';
+import { referenceAdamTrajectory, referenceLossAndGradient } from '../../test/reference/vgg-float64.js';
+import { testImage, testWeights } from '../../test/reference/random-weights.js';
+
+const image = (seed: number, height: number, width: number) => ({ height, width, data: testImage(seed, height * width * 3) });
+const [h, w] = [19, 23];
+const cases = (o: number): { name: string; options: SessionOptions; targets: Targets[] }[] => [
+  {
+    name: 'avg pooling, default loss + TV, batch 2',
+    options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
+    targets: [
+      { content: image(11 + o, h, w), styles: [{ image: image(12 + o, 17, 20), weight: 1 }] },
+      {
+        content: image(13 + o, h, w),
+        styles: [
+          { image: image(14 + o, 13, 15), weight: 0.3 },
+          { image: image(15 + o, h, w), weight: 0.7 },
+        ],
+      },
+    ],
+  },
+  {
+    name: 'max pooling, content conv5_1, style conv1_1 conv3_2',
+    options: {
+      height: h,
+      width: w,
+      batch: 1,
+      pooling: 'max',
+      loss: {
+        contentLayers: [{ layer: 'conv5_1', weight: 1 }],
+        styleLayers: [
+          { layer: 'conv1_1', weight: 0.5 },
+          { layer: 'conv3_2', weight: 0.5 },
+        ],
+        alpha: 10,
+        beta: 40,
+        tvWeight: 0,
+      } satisfies LossSpec,
+    },
+    targets: [{ content: image(21 + o, h, w), styles: [{ image: image(22 + o, 16, 21), weight: 1 }] }],
+  },
+];
+
+const loaded = loadNativeAddon();
+if (!loaded.ok) throw new Error(loaded.reason);
+try {
+  loaded.addon.createEngine('cpu', { precision: 'bf16' }).dispose();
+} catch {
+  process.env.NST_CPU_FEATURES = 'avx512_bf16';
+  console.log('no native bf16 here: NST_CPU_FEATURES=avx512_bf16 (emulated bf16 kernels)');
+}
+const worst = new Map<string, number>();
+const note = (key: string, value: number) => worst.set(key, Math.max(worst.get(key) ?? 0, value));
+
+for (const seed of [5, 6, 7, 8]) {
+  const weights = testWeights(seed, 13);
+  for (const [k, c] of cases(seed * 100).entries()) {
+    const backend = await createNativeBackend('cpu', { precision: 'bf16' });
+    await backend.loadWeights(weights);
+    const images = testImage(30 + seed, c.options.batch * h * w * 3);
+    const session = await backend.createSession(c.options);
+    await session.setTargets(c.targets);
+    await session.setImages(images);
+    const got = await session.lossAndGradient();
+    const want = referenceLossAndGradient(weights, c.options, c.targets, images);
+    const loss = Math.max(
+      ...got.losses.flatMap((g, b) => (['content', 'style', 'total'] as const).map((key) => relDiff(g[key], want.losses[b][key]))),
+    );
+    const tv = Math.max(...got.losses.map((g, b) => relDiff(g.tv, want.losses[b].tv)));
+    const grad = relL2(got.gradient, want.gradient);
+    const pooling = k === 0 ? 'avg' : 'max';
+    note(`${pooling}: losses`, loss);
+    note(`${pooling}: tv`, tv);
+    note(`${pooling}: gradient`, grad);
+    console.log(
+      `weights ${seed}, ${c.name}: losses ${loss.toExponential(2)} (tv ${tv.toExponential(1)}), gradient rel. L2 ${grad.toExponential(2)}`,
+    );
+    backend.dispose();
+  }
+  const options: SessionOptions = { height: 12, width: 14, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } };
+  const targets = [{ content: image(41 + seed, 12, 14), styles: [{ image: image(42 + seed, 12, 14), weight: 1 }] }];
+  const start = testImage(43 + seed, 12 * 14 * 3);
+  const steps = adamStepSizes(DEFAULT_ADAM, 1, 20);
+  const backend = await createNativeBackend('cpu', { precision: 'bf16' });
+  await backend.loadWeights(weights);
+  const session = await backend.createSession(options);
+  await session.setTargets(targets);
+  await session.setImages(start);
+  const first = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: steps });
+  const images = await session.readImages();
+  const after = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) });
+  backend.dispose();
+  const ref = referenceAdamTrajectory(weights, options, targets, start, steps, DEFAULT_ADAM);
+  let maxDiff = 0;
+  for (let i = 0; i < images.length; i++) maxDiff = Math.max(maxDiff, Math.abs(images[i] - ref.images[i]));
+  const [d0, d20, di] = [
+    relDiff(first[0].total, ref.first[0].total),
+    relDiff(after[0].total, ref.final[0].total),
+    relL2(images, ref.images),
+  ];
+  note('adam: loss at 0', d0);
+  note('adam: loss at 20', d20);
+  note('adam: image rel. L2', di);
+  note('adam: image max |diff| (levels)', maxDiff);
+  console.log(
+    `weights ${seed}, 20 Adam steps at 12x14: loss at 0 ${d0.toExponential(2)}, at 20 ${d20.toExponential(2)} ` +
+      `(fell to ${(after[0].total / first[0].total).toFixed(3)} of the start, float64 ${(ref.final[0].total / ref.first[0].total).toFixed(3)}), ` +
+      `image rel. L2 ${di.toExponential(2)}, max |diff| ${maxDiff.toFixed(2)} levels`,
+  );
+}
+console.log('worst over the weight sets:');
+for (const [key, value] of worst) console.log(`  ${key}: ${value.toExponential(2)}`);
