@@ -9,13 +9,14 @@
 // tried. npm hides the output of install scripts, so the addon's state is
 // reported here, from the build's record (native/build/BUILD-FAILED.json).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setUpSystem } from '../packages/native/scripts/prerequisites.mjs';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const addonPath = path.join(root, 'native', 'build', 'Release', 'nst_native.node');
+const emulatedAddonPath = path.join(root, 'native', 'build-emulated', 'Release', 'nst_native.node');
 const buildRecord = path.join(root, 'native', 'build', 'BUILD-FAILED.json');
 const npm = (args) => execFileSync('npm', args, { cwd: root, stdio: 'inherit' });
 const log = (line) => console.log(line);
@@ -34,8 +35,34 @@ export function ensureInstalled() {
   if (!skipNative && systemReady && !existsSync(addonPath)) {
     log('setup: building the native addon: npm run build:native -w @nst/native');
     npm(['run', 'build:native', '-w', '@nst/native']);
+  } else if (!skipNative && systemReady) {
+    // A pull or merge that changed the C++ leaves an addon older than its sources: rebuild (cmake redoes only what changed).
+    const sources = newestSource();
+    for (const [addon, script] of [
+      [addonPath, 'build:native'],
+      [emulatedAddonPath, 'build:native:emulated'],
+    ])
+      if (existsSync(addon) && statSync(addon).mtimeMs < sources) {
+        log(`setup: the native sources changed since ${path.relative(root, addon)} was built: npm run ${script} -w @nst/native`);
+        npm(['run', script, '-w', '@nst/native']);
+      }
   }
   return skipNative ? undefined : reportAddon();
+}
+
+/** The newest modification time of the native sources (native/ but its build folders, and cmake/). */
+function newestSource() {
+  let newest = 0;
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (!e.name.startsWith('build')) walk(p);
+      } else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  for (const dir of ['native', 'cmake']) if (existsSync(path.join(root, dir))) walk(path.join(root, dir));
+  return newest;
 }
 
 /** One visible line when the addon is not there: its build's recorded cause and fix, and what runs instead. */
