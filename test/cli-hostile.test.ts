@@ -247,9 +247,10 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     it('refuses sizes and style scales that cannot fit, with the estimate, the memory available and the largest size that fits', () => {
       const line =
         /needs about [\d.]+ [KMGTP]iB on the (tfjs|cpu) backend but [\d.]+ [KMGT]iB of memory is available; the largest size that fits is about \d+x\d+$/;
-      // --fit fill: exactly that size (the default fits the 4:3 photo inside it, 16384x12288).
+      // --fit fill: exactly that size (the default fits the 4:3 photo inside it, 16384x12288). --tile off: the
+      // cpu and cuda backends would otherwise render it tile by tile (test/tiled-plan.test.ts).
       expectUserError(
-        nst([...job('--size', '16384x16384', '--fit', 'fill'), ...io(path.join(dir, 'huge.png'))]),
+        nst([...job('--size', '16384x16384', '--fit', 'fill', '--tile', 'off'), ...io(path.join(dir, 'huge.png'))]),
         new RegExp(`^nst: --size: 16384x16384 ${line.source}`),
       );
       // The native cpu engine's estimate too (under CI the engine must be there).
@@ -257,11 +258,11 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       if (process.env.CI === 'true') expect(hasCpu, 'the native cpu engine is not built').toBe(true);
       if (hasCpu)
         expectUserError(
-          nst([...job('--backend', 'cpu', '--size', '16384x16384', '--fit', 'fill'), ...io(path.join(dir, 'huge.png'))]),
+          nst([...job('--backend', 'cpu', '--size', '16384x16384', '--fit', 'fill', '--tile', 'off'), ...io(path.join(dir, 'huge.png'))]),
           /^nst: --size: 16384x16384 needs about [\d.]+ [GTP]iB on the cpu backend .* the largest size that fits is about \d+x\d+$/,
         );
       expectUserError(
-        nst([...job('--style-scale', '40', '--size', '400x300'), ...io(path.join(dir, 'huge.png'))]),
+        nst([...job('--style-scale', '40', '--size', '400x300', '--tile', 'off'), ...io(path.join(dir, 'huge.png'))]),
         new RegExp(`^nst: --size: 400x300 with style images up to 16000x12000 ${line.source}`),
       );
       expectUserError(

@@ -119,7 +119,8 @@ describe.runIf(available(cliBuilt, 'the CLI is not built (npm run build)'))('one
     });
 
     it("a job that cannot fit fails at once with the render's message, is not retried, and the worker goes on", async () => {
-      const huge = { size: '1024x768', 'style-scale': '16', iterations: '1', ...layers };
+      // tile off: tile by tile it would fit (and render, slowly).
+      const huge = { size: '1024x768', 'style-scale': '16', iterations: '1', tile: 'off', ...layers };
       const refused = await run(huge, file('huge.png'));
       expect(refused.status).toBe(2);
       const message = refused.stderr

@@ -19,9 +19,11 @@
 
 #include "engine.h"
 #include "flow/flow.h"
+#include "kernels/adam.cuh"
 #include "napi_args.h"
 #include "napi_errors.h"
 #include "session_config.h"
+#include "tile_geometry.h"
 #include "vector_ops.h"
 
 namespace {
@@ -62,7 +64,9 @@ struct EngineState {
 struct SessionState {
   std::shared_ptr<EngineState> engine;  // declared first: outlives `session`
   std::unique_ptr<nst::Session> session;
+  std::unique_ptr<nst::TileSession> tile_session;  // a tile session's state holds this instead
   nst::SessionConfig config;
+  nst::TileSessionConfig tile_config;
   bool disposed = false;
   size_t image_values() const { return size_t(config.batch) * config.height * config.width * 3; }
 };
@@ -71,7 +75,10 @@ struct SessionState {
 void EngineState::release_if_disposed() {
   if (busy) return;
   for (auto& weak : sessions)
-    if (auto s = weak.lock(); s && (s->disposed || disposed)) s->session.reset();
+    if (auto s = weak.lock(); s && (s->disposed || disposed)) {
+      s->session.reset();
+      s->tile_session.reset();
+    }
   if (disposed) engine.reset();
 }
 
@@ -391,6 +398,8 @@ nst::Precision engine_precision(const std::string& kind, const std::string& name
       kind + ": precision '" + name + "' is not implemented by the " + kind + " engine (it has " + implemented + ")");
 }
 
+nst::LossSpec read_loss(Napi::Env env, const Napi::Value& value, const std::string& what);
+
 // A session's configuration, its types checked: createSession's argument and
 // estimateMemory's shape. Ranges, layers and duplicates are checked by
 // validate_session_config.
@@ -403,26 +412,32 @@ nst::SessionConfig read_session_config(Napi::Env env, const Napi::Value& value, 
   std::string pooling = string_arg(env, c.Get("pooling"), what + ".pooling");
   if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
   config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
-  Napi::Object loss = object_arg(env, c.Get("loss"), what + ".loss");
+  config.loss = read_loss(env, c.Get("loss"), what + ".loss");
+  return config;
+}
+
+// A loss ({ content, style, alpha?, beta?, tvWeight? }), its types checked.
+nst::LossSpec read_loss(Napi::Env env, const Napi::Value& value, const std::string& what) {
+  Napi::Object loss = object_arg(env, value, what);
+  nst::LossSpec spec;
   auto read_layers = [&](const char* key) {
     std::vector<nst::WeightedLayer> out;
-    Napi::Array list = array_arg(env, loss.Get(key), what + ".loss." + key);
+    Napi::Array list = array_arg(env, loss.Get(key), what + "." + key);
     for (uint32_t i = 0; i < list.Length(); i++) {
-      std::string lwhat = what + ".loss." + key + "[" + std::to_string(i) + "]";
+      std::string lwhat = what + "." + key + "[" + std::to_string(i) + "]";
       Napi::Object l = object_arg(env, list.Get(i), lwhat);
       out.push_back({int_field(env, l, "convIndex", lwhat), float(number_field(env, l, "weight", lwhat))});
     }
     return out;
   };
-  config.loss.content = read_layers("content");
-  config.loss.style = read_layers("style");
+  spec.content = read_layers("content");
+  spec.style = read_layers("style");
   // Absent terms keep engine.h's defaults.
-  config.loss.alpha = float(optional_number(env, loss, "alpha", what + ".loss", config.loss.alpha));
-  config.loss.beta = float(optional_number(env, loss, "beta", what + ".loss", config.loss.beta));
-  config.loss.tv_weight = float(optional_number(env, loss, "tvWeight", what + ".loss", config.loss.tv_weight));
-  config.loss.temporal_weight =
-      float(optional_number(env, loss, "temporalWeight", what + ".loss", config.loss.temporal_weight));
-  return config;
+  spec.alpha = float(optional_number(env, loss, "alpha", what, spec.alpha));
+  spec.beta = float(optional_number(env, loss, "beta", what, spec.beta));
+  spec.tv_weight = float(optional_number(env, loss, "tvWeight", what, spec.tv_weight));
+  spec.temporal_weight = float(optional_number(env, loss, "temporalWeight", what, spec.temporal_weight));
+  return spec;
 }
 
 void validate(Napi::Env env, const nst::SessionConfig& config, int num_layers, const std::string& what) {
@@ -433,9 +448,248 @@ void validate(Napi::Env env, const nst::SessionConfig& config, int num_layers, c
   }
 }
 
+// ---- Tile sessions (exact tiling: engine.h's TileSession) -------------------
+
+nst::PixelRect read_rect(Napi::Env env, const Napi::Value& value, const std::string& what) {
+  Napi::Object o = object_arg(env, value, what);
+  nst::PixelRect r;
+  r.y0 = int_field(env, o, "y0", what, 0, nst::kMaxImageSide);
+  r.y1 = int_field(env, o, "y1", what, 0, nst::kMaxImageSide);
+  r.x0 = int_field(env, o, "x0", what, 0, nst::kMaxImageSide);
+  r.x1 = int_field(env, o, "x1", what, 0, nst::kMaxImageSide);
+  return r;
+}
+
+// A tile's configuration: the largest tile, the pooling, the loss, the nets' budget.
+nst::TileSessionConfig read_tile_config(Napi::Env env, const Napi::Value& value, const std::string& what) {
+  Napi::Object c = object_arg(env, value, what);
+  nst::TileSessionConfig config;
+  config.max_tile_height = int_field(env, c, "tileHeight", what);
+  config.max_tile_width = int_field(env, c, "tileWidth", what);
+  std::string pooling = string_arg(env, c.Get("pooling"), what + ".pooling");
+  if (pooling != "avg" && pooling != "max") range_error(env, what + ".pooling must be 'avg' or 'max'");
+  config.pooling = pooling == "avg" ? nst::Pooling::Avg : nst::Pooling::Max;
+  config.loss = read_loss(env, c.Get("loss"), what + ".loss");
+  config.net_budget_bytes = optional_number(env, c, "netBudget", what, 0);
+  return config;
+}
+
+void validate_tile(Napi::Env env, const nst::TileSessionConfig& config, int num_layers, const std::string& what) {
+  try {
+    nst::validate_tile_session_config(config, num_layers);
+  } catch (const nst::Error& error) {
+    range_error(env, what + "." + error.what());
+  }
+}
+
+// JS arrays a worker reads or writes: referenced until the call settles (the
+// references are released on the JS thread, with the worker).
+struct Pinned {
+  std::vector<Napi::Reference<Napi::Float32Array>> refs;
+  float* pin(Napi::Float32Array a) {
+    refs.push_back(Napi::Persistent(a));
+    return a.Data();
+  }
+};
+
+class TileSessionWrap : public Napi::ObjectWrap<TileSessionWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "NativeTileSession",
+        {InstanceMethod<&TileSessionWrap::GramSums>("gramSums"),
+         InstanceMethod<&TileSessionWrap::ContentActivations>("contentActivations"),
+         InstanceMethod<&TileSessionWrap::Forward>("forward"), InstanceMethod<&TileSessionWrap::Backward>("backward"),
+         InstanceMethod<&TileSessionWrap::Stats>("stats"), InstanceMethod<&TileSessionWrap::Dispose>("dispose")});
+  }
+
+  // Only EngineWrap::CreateTileSession constructs these (it passes an External).
+  TileSessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TileSessionWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      type_error(info.Env(), "NativeTileSession cannot be constructed directly: use engine.createTileSession()");
+    state_ = *info[0].As<Napi::External<std::shared_ptr<SessionState>>>().Data();
+  }
+
+ private:
+  SessionState& usable(Napi::Env env, const char* op) {
+    check_usable(env, *state_, op);
+    return *state_;
+  }
+
+  const nst::TileSessionConfig& config() const { return state_->tile_config; }
+
+  // The tile, checked against the layer table (exact tiles only) and the session's largest tile.
+  nst::TileGeometry geometry_arg(Napi::Env env, const Napi::Value& value, const std::string& what) const {
+    Napi::Object o = object_arg(env, value, what);
+    nst::TileGeometry t;
+    t.image_height = int_field(env, o, "imageHeight", what, 1, nst::kMaxImageSide);
+    t.image_width = int_field(env, o, "imageWidth", what, 1, nst::kMaxImageSide);
+    t.core = read_rect(env, o.Get("core"), what + ".core");
+    t.extended = read_rect(env, o.Get("extended"), what + ".extended");
+    const std::string problem = nst::tile_geometry_problem(t, nst::deepest_layer(config().loss),
+                                                           config().max_tile_height, config().max_tile_width);
+    if (!problem.empty()) range_error(env, what + ": " + problem);
+    return t;
+  }
+
+  static long long pixel_values(const nst::TileGeometry& t) {
+    return (long long)t.extended.height() * t.extended.width() * 3;
+  }
+
+  // One Float32Array of C x C per style layer.
+  std::vector<float*> grams_arg(Napi::Env env, const Napi::Value& value, const std::string& what, Pinned& pins) const {
+    Napi::Array list = array_arg(env, value, what);
+    const auto& style = config().loss.style;
+    if (list.Length() != style.size())
+      range_error(env, what + " must hold " + std::to_string(style.size()) + " arrays (one per style layer)");
+    std::vector<float*> out;
+    for (uint32_t l = 0; l < list.Length(); l++) {
+      const long long c = kVgg19[style[l].conv_index].out_channels;
+      out.push_back(pins.pin(floats_arg(env, list.Get(l), what + "[" + std::to_string(l) + "]", c * c)));
+    }
+    return out;
+  }
+
+  // One Float32Array per content layer of the core's positions there x C.
+  std::vector<float*> core_maps_arg(Napi::Env env, const Napi::Value& value, const std::string& what,
+                                    const nst::TileGeometry& t, Pinned& pins) const {
+    Napi::Array list = array_arg(env, value, what);
+    const auto& content = config().loss.content;
+    if (list.Length() != content.size())
+      range_error(env, what + " must hold " + std::to_string(content.size()) + " arrays (one per content layer)");
+    std::vector<float*> out;
+    for (uint32_t k = 0; k < list.Length(); k++) {
+      const int layer = content[k].conv_index;
+      const nst::PixelRect c = nst::core_at_layer(t, layer);
+      const long long n = (long long)c.height() * c.width() * kVgg19[layer].out_channels;
+      out.push_back(pins.pin(floats_arg(env, list.Get(k), what + "[" + std::to_string(k) + "]", n)));
+    }
+    return out;
+  }
+
+  // { targets: Float32Array[] } or { pixels: Float32Array } (no content layers: anything).
+  nst::TileContent content_arg(Napi::Env env, const Napi::Value& value, const std::string& what,
+                               const nst::TileGeometry& t, Pinned& pins) const {
+    nst::TileContent content;
+    if (config().loss.content.empty()) return content;
+    Napi::Object o = object_arg(env, value, what);
+    if (!o.Get("targets").IsUndefined()) {
+      for (float* p : core_maps_arg(env, o.Get("targets"), what + ".targets", t, pins)) content.targets.push_back(p);
+    } else {
+      content.pixels = pins.pin(floats_arg(env, o.Get("pixels"), what + ".pixels", pixel_values(t)));
+    }
+    return content;
+  }
+
+  static uint64_t tag_arg(Napi::Env env, const Napi::Value& value, const std::string& what) {
+    if (!value.IsNumber()) type_error(env, what + " must be a number");
+    const double d = value.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0)
+      range_error(env, what + " must be an integer in 0..2^53-1");
+    return uint64_t(d);
+  }
+
+  // gramSums(tile, pixels, grams) -> Promise<void>
+  Napi::Value GramSums(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    usable(env, "gramSums");
+    auto pins = std::make_shared<Pinned>();
+    const nst::TileGeometry t = geometry_arg(env, info[0], "gramSums: tile");
+    const float* pixels = pins->pin(floats_arg(env, info[1], "gramSums: pixels", pixel_values(t)));
+    std::vector<float*> grams = grams_arg(env, info[2], "gramSums: grams", *pins);
+    auto state = state_;
+    return EngineCallWorker::Start(
+        env, state_,
+        [state, pins, t, pixels, grams](const std::function<void(int)>&) {
+          state->tile_session->gram_sums(t, pixels, grams);
+        },
+        [pins](Napi::Env env) { return env.Undefined(); });
+  }
+
+  // contentActivations(tile, pixels, out) -> Promise<void>
+  Napi::Value ContentActivations(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    usable(env, "contentActivations");
+    auto pins = std::make_shared<Pinned>();
+    const nst::TileGeometry t = geometry_arg(env, info[0], "contentActivations: tile");
+    const float* pixels = pins->pin(floats_arg(env, info[1], "contentActivations: pixels", pixel_values(t)));
+    std::vector<float*> out = core_maps_arg(env, info[2], "contentActivations: out", t, *pins);
+    auto state = state_;
+    return EngineCallWorker::Start(
+        env, state_,
+        [state, pins, t, pixels, out](const std::function<void(int)>&) {
+          state->tile_session->content_activations(t, pixels, out);
+        },
+        [pins](Napi::Env env) { return env.Undefined(); });
+  }
+
+  // forward(tile, pixels, content, tag, grams) -> Promise<number> (the core's content loss share)
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    usable(env, "forward");
+    auto pins = std::make_shared<Pinned>();
+    const nst::TileGeometry t = geometry_arg(env, info[0], "forward: tile");
+    const float* pixels = pins->pin(floats_arg(env, info[1], "forward: pixels", pixel_values(t)));
+    const nst::TileContent content = content_arg(env, info[2], "forward: content", t, *pins);
+    const uint64_t tag = tag_arg(env, info[3], "forward: tag");
+    std::vector<float*> grams = grams_arg(env, info[4], "forward: grams", *pins);
+    auto state = state_;
+    auto loss = std::make_shared<double>(0);
+    return EngineCallWorker::Start(
+        env, state_,
+        [state, pins, t, pixels, content, tag, grams, loss](const std::function<void(int)>&) {
+          *loss = state->tile_session->forward(t, pixels, content, tag, grams);
+        },
+        [pins, loss](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *loss); });
+  }
+
+  // backward(tile, pixels, content, tag, coefficients, gradient) -> Promise<void>
+  Napi::Value Backward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    usable(env, "backward");
+    auto pins = std::make_shared<Pinned>();
+    const nst::TileGeometry t = geometry_arg(env, info[0], "backward: tile");
+    const float* pixels = pins->pin(floats_arg(env, info[1], "backward: pixels", pixel_values(t)));
+    const nst::TileContent content = content_arg(env, info[2], "backward: content", t, *pins);
+    const uint64_t tag = tag_arg(env, info[3], "backward: tag");
+    std::vector<const float*> coefficients;
+    for (float* p : grams_arg(env, info[4], "backward: coefficients", *pins)) coefficients.push_back(p);
+    float* gradient = pins->pin(floats_arg(env, info[5], "backward: gradient", pixel_values(t)));
+    auto state = state_;
+    return EngineCallWorker::Start(
+        env, state_,
+        [state, pins, t, pixels, content, tag, coefficients, gradient](const std::function<void(int)>&) {
+          state->tile_session->backward(t, pixels, content, tag, coefficients, gradient);
+        },
+        [pins](Napi::Env env) { return env.Undefined(); });
+  }
+
+  // stats() -> { netsBuilt, forwards, forwardsReused, netBytes, peakNetBytes }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SessionState& s = usable(env, "stats");
+    const nst::TileStats st = s.tile_session->stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("netsBuilt", st.nets_built);
+    o.Set("forwards", st.forwards);
+    o.Set("forwardsReused", st.forwards_reused);
+    o.Set("netBytes", st.net_bytes);
+    o.Set("peakNetBytes", st.peak_net_bytes);
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_->disposed = true;
+    state_->engine->release_if_disposed();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<SessionState> state_;
+};
+
 // The classes, per Node environment (worker threads each load their own).
 struct AddonData {
-  Napi::FunctionReference engine_class, session_class;
+  Napi::FunctionReference engine_class, session_class, tile_session_class;
 };
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -446,6 +700,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         {InstanceMethod<&EngineWrap::Describe>("describe"), InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
          InstanceMethod<&EngineWrap::CreateSession>("createSession"),
          InstanceMethod<&EngineWrap::EstimateMemory>("estimateMemory"),
+         InstanceMethod<&EngineWrap::CreateTileSession>("createTileSession"),
+         InstanceMethod<&EngineWrap::EstimateTileMemory>("estimateTileMemory"),
          InstanceMethod<&EngineWrap::DeviceMemoryAvailable>("deviceMemoryAvailable"),
          InstanceMethod<&EngineWrap::Dispose>("dispose")});
   }
@@ -559,6 +815,50 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Number::New(env, guarded(env, [&] { return state_->engine->estimate_memory(config, style_sizes); }));
   }
 
+  // createTileSession({ tileHeight, tileWidth, pooling, loss, netBudget? }): exact tiling (engine.h).
+  Napi::Value CreateTileSession(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EngineState& e = usable(env, "createTileSession");
+    if (e.num_layers == 0) throw Napi::Error::New(env, "createTileSession: call setWeights first");
+    const std::string what = "createTileSession: config";
+    nst::TileSessionConfig config = read_tile_config(env, info[0], what);
+    validate_tile(env, config, e.num_layers, what);
+    auto state = std::make_shared<SessionState>();
+    state->engine = state_;
+    state->tile_config = config;
+    state->tile_session = guarded(env, [&] { return e.engine->create_tile_session(config); });
+    e.sessions.push_back(state);
+    auto holder = Napi::External<std::shared_ptr<SessionState>>::New(
+        env, new std::shared_ptr<SessionState>(state), [](Napi::Env, std::shared_ptr<SessionState>* p) { delete p; });
+    return env.GetInstanceData<AddonData>()->tile_session_class.New({holder});
+  }
+
+  // estimateTileMemory(config, shapes: [{ height, width }]) -> { fixed, nets: number[] }: the bytes a
+  // tile session holds whatever its tiles, and one net per tile shape (Infinity in `fixed` for a tile
+  // beyond what the engine can describe). Allocates nothing; may run while a call is in progress.
+  Napi::Value EstimateTileMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed) throw Napi::Error::New(env, "estimateTileMemory: the engine has been disposed");
+    const std::string what = "estimateTileMemory: config";
+    nst::TileSessionConfig config = read_tile_config(env, info[0], what);
+    validate_tile(env, config, state_->num_layers > 0 ? state_->num_layers : int(std::size(kVgg19)), what);
+    Napi::Array list = array_arg(env, info[1], "estimateTileMemory: shapes");
+    std::vector<nst::ImageSize> shapes;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      const std::string swhat = "estimateTileMemory: shapes[" + std::to_string(i) + "]";
+      Napi::Object o = object_arg(env, list.Get(i), swhat);
+      shapes.push_back({int_field(env, o, "height", swhat, 1, config.max_tile_height),
+                        int_field(env, o, "width", swhat, 1, config.max_tile_width)});
+    }
+    const nst::TileMemory m = guarded(env, [&] { return state_->engine->estimate_tile_memory(config, shapes); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("fixed", m.fixed);
+    Napi::Array nets = Napi::Array::New(env, m.net_per_shape.size());
+    for (size_t i = 0; i < m.net_per_shape.size(); i++) nets.Set(uint32_t(i), m.net_per_shape[i]);
+    o.Set("nets", nets);
+    return o;
+  }
+
   // deviceMemoryAvailable() -> the bytes the engine may still allocate on its
   // device (cuda: the GPU's free memory), or undefined for an engine that
   // computes in host memory (cpu). May run while a call is in progress.
@@ -616,6 +916,28 @@ Napi::Value VectorAxpy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// adamUpdate(x, m, v, g, lr, { beta1, beta2, eps }): one Adam update in place,
+// the engines' float32 arithmetic (kernels/adam.cuh), for tiled sessions,
+// whose images live on the host.
+Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = floats_arg(env, info[0], "adamUpdate: x", -1);
+  const auto n = static_cast<long long>(x.ElementLength());
+  Napi::Float32Array m = floats_arg(env, info[1], "adamUpdate: m", n);
+  Napi::Float32Array v = floats_arg(env, info[2], "adamUpdate: v", n);
+  Napi::Float32Array g = floats_arg(env, info[3], "adamUpdate: g", n);
+  if (!info[4].IsNumber()) type_error(env, "adamUpdate: lr must be a number");
+  const float lr = float(info[4].As<Napi::Number>().DoubleValue());
+  if (!std::isfinite(lr)) range_error(env, "adamUpdate: lr must be finite");
+  Napi::Object adam = object_arg(env, info[5], "adamUpdate: adam");
+  const double beta1 = number_field(env, adam, "beta1", "adamUpdate: adam");
+  const double beta2 = number_field(env, adam, "beta2", "adamUpdate: adam");
+  const double eps = number_field(env, adam, "eps", "adamUpdate: adam");
+  const int step = 0;
+  nst::kernels::adam_cpu(x.Data(), m.Data(), v.Data(), g.Data(), size_t(n), beta1, beta2, eps, &lr, &step);
+  return env.Undefined();
+}
+
 // ---- optical flow (nst video; flow/flow.h) ----------------------------------
 
 // flowInfo() -> { available, detail }: whether this build has OpenCV's DIS
@@ -667,13 +989,17 @@ Napi::Value OpticalFlow(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function engine = EngineWrap::Define(env);
   Napi::Function session = SessionWrap::Define(env);
-  env.SetInstanceData(new AddonData{Napi::Persistent(engine), Napi::Persistent(session)});
+  Napi::Function tile_session = TileSessionWrap::Define(env);
+  env.SetInstanceData(
+      new AddonData{Napi::Persistent(engine), Napi::Persistent(session), Napi::Persistent(tile_session)});
   exports.Set("NativeEngine", engine);
   exports.Set("NativeSession", session);
+  exports.Set("NativeTileSession", tile_session);
   exports.Set("createEngine", Napi::Function::New<CreateEngine>(env, "createEngine"));
   exports.Set("precisions", Napi::Function::New<Precisions>(env, "precisions"));
   exports.Set("vectorDot", Napi::Function::New<VectorDot>(env, "vectorDot"));
   exports.Set("vectorAxpy", Napi::Function::New<VectorAxpy>(env, "vectorAxpy"));
+  exports.Set("adamUpdate", Napi::Function::New<AdamUpdate>(env, "adamUpdate"));
   exports.Set("flowInfo", Napi::Function::New<FlowInfo>(env, "flowInfo"));
   exports.Set("opticalFlow", Napi::Function::New<OpticalFlow>(env, "opticalFlow"));
 #ifdef NST_HAVE_CUDA

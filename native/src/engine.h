@@ -172,6 +172,98 @@ struct ImageSize {
   int width;
 };
 
+// ---- Exact tiling (packages/core/src/tiling.ts has the mathematics) --------
+//
+// The loss is a sum over the positions of each loss layer (content) or a
+// function of Gram matrices that are sums over positions (style), so a tile
+// session computes it tile by tile and the caller adds the tiles up: pass 1
+// forwards a tile (its core plus a halo) and returns its core's Gram sums and
+// share of the content loss; pass 2 takes the whole image's style
+// coefficients, puts the loss gradient on the core's positions only and
+// backpropagates it to the tile's pixels. The caller holds the whole image,
+// its gradient and the optimiser state (packages/job/src/tiled-session.ts).
+
+// Rows y0..y1-1, columns x0..x1-1 (of an image, or of a layer's positions).
+struct PixelRect {
+  int y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+  int height() const { return y1 - y0; }
+  int width() const { return x1 - x0; }
+};
+
+// A tile of an image of image_height x image_width: the core it accounts for
+// and the extended region rendered for it (the core and its halo, clipped at
+// the image), in that image's pixels. Sessions check it (tile_geometry.h):
+// origins on the deepest loss layer's stride, a halo at least that layer's
+// receptive margin, ends on the stride or at the image's border.
+struct TileGeometry {
+  int image_height = 0, image_width = 0;
+  PixelRect core, extended;
+};
+
+struct TileSessionConfig {
+  // The largest extended region the session takes.
+  int max_tile_height = 0, max_tile_width = 0;
+  Pooling pooling = Pooling::Avg;
+  LossSpec
+      loss;  // alpha and the content layers' weights are used here; beta and the style weights are in the coefficients
+  // Bytes of the nets that keep tiles' activations between the passes (one
+  // net per tile shape it has seen, several of one shape when they fit; at
+  // least one net however small this is).
+  double net_budget_bytes = 0;
+};
+
+// What a tile's content loss compares against: per content layer the content
+// image's activations at the core's positions (core rows x core columns x C,
+// row-major), or the content image's pixels of the extended region, which
+// the session forwards first (and keeps with the tile's activations).
+struct TileContent {
+  std::vector<const float*> targets;
+  const float* pixels = nullptr;
+};
+
+// What a tile session did, for tests and benchmarks.
+struct TileStats {
+  double nets_built = 0;       // nets created (one per shape change the budget could not keep)
+  double forwards = 0;         // forward passes of images, content and style tiles
+  double forwards_reused = 0;  // pass-2 tiles whose pass-1 activations were still held
+  double net_bytes = 0;        // bytes of the nets held now
+  double peak_net_bytes = 0;
+};
+
+class TileSession {
+ public:
+  virtual ~TileSession() = default;
+  // Forwards `pixels` (the extended region, H x W x 3) and writes each style
+  // layer's Gram sum over the core, A^T A (C x C, not divided by N), into
+  // grams[l]: the style targets of a style image too large for one pass.
+  virtual void gram_sums(const TileGeometry& tile, const float* pixels, const std::vector<float*>& grams) = 0;
+  // The core's activations at each content layer into out[k] (core rows x
+  // core columns x C at that layer): the content targets.
+  virtual void content_activations(const TileGeometry& tile, const float* pixels, const std::vector<float*>& out) = 0;
+  // Pass 1: the core's Gram sums into grams[l] and its share of the content
+  // loss (sum_c w_c J_content^[c] over the core, normalised by the whole
+  // image's layer sizes) returned. The activations stay with `tag` (nonzero)
+  // while the net budget allows, for backward().
+  virtual double forward(const TileGeometry& tile, const float* pixels, const TileContent& content, uint64_t tag,
+                         const std::vector<float*>& grams) = 0;
+  // Pass 2: d J / d A = A coef_l (C x C per style layer: beta w_l (Ghat - T)
+  // / (C^2 N), symmetric) and the content term alpha w (a - t) / (2 N C), on
+  // the core's positions only, backpropagated to the extended region's
+  // pixels (H x W x 3) into gradient_out. Forwards again unless the
+  // activations of `tag` are still held.
+  virtual void backward(const TileGeometry& tile, const float* pixels, const TileContent& content, uint64_t tag,
+                        const std::vector<const float*>& style_coefficients, float* gradient_out) = 0;
+  virtual TileStats stats() const = 0;
+};
+
+// The bytes a tile session plans for, in the memory the engine computes in:
+// what it holds whatever the tiles (the weights and their reordered copies,
+// the generated code, its scratch), and one net per tile shape.
+struct TileMemory {
+  double fixed = 0;
+  std::vector<double> net_per_shape;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -191,6 +283,12 @@ class Engine {
   // memory (cuda: the GPU's free memory); none where it computes in host
   // memory, which the caller measures.
   virtual std::optional<double> device_memory_available() const { return std::nullopt; }
+  // Exact tiling (above). The config passed validate_tile_session_config.
+  virtual std::unique_ptr<TileSession> create_tile_session(const TileSessionConfig& config) = 0;
+  // The bytes of a tile session of `config` whose tiles have the shapes
+  // `tile_shapes` (extended regions); allocates nothing.
+  virtual TileMemory estimate_tile_memory(const TileSessionConfig& config,
+                                          const std::vector<ImageSize>& tile_shapes) const = 0;
 };
 
 // The arithmetic of the convolutions and Gram products. The engines

@@ -122,9 +122,10 @@ static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::eng
 
 // Winograd for this layer if the rule wants it and oneDNN has it for both
 // prop kinds (so that training and target nets agree on the layout).
-static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, const memory::desc& bias,
-                         Precision precision) {
-  if (!winograd_enabled() || !winograd_rule(layer, batch, h, w, precision)) return false;
+// (rule_h, rule_w: the map size the rule decides by.)
+static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, int rule_h, int rule_w,
+                         const memory::desc& bias, Precision precision) {
+  if (!winograd_enabled() || !winograd_rule(layer, batch, rule_h, rule_w, precision)) return false;
   const int ic = kVgg19[layer].in_channels, oc = kVgg19[layer].out_channels;
   try {
     for (auto prop : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference})
@@ -143,7 +144,8 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
 static memory::desc bias_format(int layer) { return {{kVgg19[layer].out_channels}, dt::f32, tag::x}; }
 
 VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-                       bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision)
+                       bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision,
+                       ImageSize rule_size)
     : batch_(batch), height_(height), width_(width), with_backward_(with_backward), precision_(precision) {
   const auto pool_alg =
       pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
@@ -161,13 +163,14 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
   layers_.resize(last_layer + 1);
 
   int h = height, w = width;
+  int rule_h = rule_size.height > 0 ? rule_size.height : height, rule_w = rule_size.width > 0 ? rule_size.width : width;
   memory::desc input = nhwc(batch, 3, height, width);  // the image: float32 in every precision
   for (int l = 0; l <= last_layer; l++) {
     const int ic = kVgg19[l].in_channels, oc = kVgg19[l].out_channels;
     LayerPlan& layer = layers_[l];
     layer.shape = {h, w, oc};
     largest_activation_ = std::max(largest_activation_, size_t(batch) * h * w * oc);
-    layer.winograd = use_winograd(engine, l, batch, h, w, bias_format(l), precision);
+    layer.winograd = use_winograd(engine, l, batch, h, w, rule_h, rule_w, bias_format(l), precision);
     const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
     const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
     layer.conv = conv_forward_pd(
@@ -203,6 +206,8 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
       input = layer.pool.dst_desc();
       h = ho;
       w = wo;
+      rule_h = (rule_h + 1) / 2;
+      rule_w = (rule_w + 1) / 2;
     }
 
     if (with_backward) {

@@ -72,8 +72,13 @@ class VggNetPlan {
   // Winograd layer's blocked layout, which the element-wise kernels (ReLU
   // backward, content loss against a target from a net of the same layers)
   // accept.
+  // rule_size (default: this net's own): the size of the image whose maps
+  // decide which layers run Winograd. A tile's net passes the whole image's,
+  // so that a tile computes each layer with the algorithm the whole image
+  // does (tile_session.cc: Winograd and direct convolutions round differently).
   VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-             bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision = Precision::Fp32);
+             bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision = Precision::Fp32,
+             ImageSize rule_size = {0, 0});
 
   // Bytes of the buffers VggNet allocates: the image (and its gradient), every
   // layer's output, the pooled maps and max pooling's workspaces, the

@@ -11,6 +11,7 @@
 #include "cuda/check.h"
 #include "cuda/network.h"
 #include "cuda/session.h"
+#include "cuda/tile_session.h"
 #include "engine.h"
 
 namespace nst {
@@ -61,6 +62,16 @@ class CudaEngine : public Engine {
 
   double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
     return job_bytes(config, style_sizes, ctx_->fused_conv);
+  }
+
+  std::unique_ptr<TileSession> create_tile_session(const TileSessionConfig& config) override {
+    if (ctx_->layers.empty()) throw Error("cuda: create_tile_session before set_weights");
+    return make_tile_session(ctx_, config);
+  }
+
+  TileMemory estimate_tile_memory(const TileSessionConfig& config,
+                                  const std::vector<ImageSize>& tile_shapes) const override {
+    return tile_memory(config, tile_shapes, ctx_->fused_conv);
   }
 
   std::optional<double> device_memory_available() const override {

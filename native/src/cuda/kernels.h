@@ -12,4 +12,5 @@
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
 #include "kernels/temporal_loss.cuh"
+#include "kernels/tile_core.cuh"
 #include "kernels/tv_loss.cuh"

@@ -7,6 +7,7 @@
 #include "kernels/common.h"
 #include "kernels/pool_math.h"
 #include "session_config.h"
+#include "tile_geometry.h"
 
 namespace nst::cuda {
 
@@ -106,6 +107,59 @@ double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& styl
     }
   }
   return double(sizeof(float) * vgg_weight_floats(session.num_layers) + required_bytes(session) + style_pass);
+}
+
+namespace {
+
+SessionShape tile_shape(const TileSessionConfig& config, ImageSize size, bool fused_conv) {
+  SessionShape s;
+  s.height = size.height;
+  s.width = size.width;
+  s.num_layers = deepest_layer(config.loss) + 1;
+  s.fused_conv = fused_conv;
+  return s;
+}
+
+size_t content_maps_floats(const TileSessionConfig& config, ImageSize size) {
+  size_t floats = 0;
+  for (const auto& c : config.loss.content)
+    floats += size_t(layer_extent(size.height, c.conv_index)) * layer_extent(size.width, c.conv_index) *
+              kVgg19[c.conv_index].out_channels;
+  return floats;
+}
+
+}  // namespace
+
+size_t tile_net_bytes(const TileSessionConfig& config, ImageSize shape, bool fused_conv) {
+  const MemoryPlan m = estimate_memory(tile_shape(config, shape, fused_conv));
+  const size_t image = size_t(shape.height) * shape.width * 3 * sizeof(float);
+  return m.activations + m.gradients + m.fused_zeros + 2 * image + content_maps_floats(config, shape) * sizeof(float);
+}
+
+size_t tile_fixed_bytes(const TileSessionConfig& config) {
+  size_t grams = 0;
+  for (const auto& s : config.loss.style)
+    grams += size_t(kVgg19[s.conv_index].out_channels) * kVgg19[s.conv_index].out_channels;
+  const size_t targets = content_maps_floats(config, {config.max_tile_height, config.max_tile_width});
+  return sizeof(float) * (vgg_weight_floats(deepest_layer(config.loss) + 1) + 2 * grams + targets) + kWorkspaceCap +
+         kCublasWorkspace + sizeof(double) * kernels::kLossSlots;
+}
+
+TileMemory tile_memory(const TileSessionConfig& config, const std::vector<ImageSize>& shapes, bool fused_conv) {
+  TileMemory m;
+  m.fixed = double(tile_fixed_bytes(config));
+  for (const ImageSize& s : shapes) {
+    if (!within_tensor_limit(tile_shape(config, s, fused_conv))) m.fixed = std::numeric_limits<double>::infinity();
+    m.net_per_shape.push_back(double(tile_net_bytes(config, s, fused_conv)));
+  }
+  return m;
+}
+
+double tile_session_bytes(const TileSessionConfig& config, const std::vector<ImageSize>& shapes, bool fused_conv) {
+  const TileMemory m = tile_memory(config, shapes, fused_conv);
+  double largest = 0;
+  for (double n : m.net_per_shape) largest = std::max(largest, n);
+  return m.fixed + largest;
 }
 
 }  // namespace nst::cuda

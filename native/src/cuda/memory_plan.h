@@ -81,4 +81,19 @@ SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool 
 // session or of a style pass is beyond cuDNN's limit.
 double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv);
 
+// Exact tiling (engine.h's TileSession, tile_session.cc). One net of a tile
+// of `shape`: its Pass's maps (and the fused conv's zeros), two gradient
+// buffers, the tile's pixels and their gradient, and the content targets of
+// its core it may keep.
+size_t tile_net_bytes(const TileSessionConfig& config, ImageSize shape, bool fused_conv);
+// What a tile session holds whatever its tiles: the weights, the workspace
+// and cuBLAS reserves, the Gram sums and style coefficients, the content
+// targets' upload buffers (for the largest tile), the loss accumulators.
+size_t tile_fixed_bytes(const TileSessionConfig& config);
+// The fixed bytes, and one net per shape; infinity (in the fixed bytes) when a
+// tile's tensor is beyond cuDNN's limit.
+TileMemory tile_memory(const TileSessionConfig& config, const std::vector<ImageSize>& shapes, bool fused_conv);
+// The fixed bytes and the largest net of `shapes`: what a tile session needs at least.
+double tile_session_bytes(const TileSessionConfig& config, const std::vector<ImageSize>& shapes, bool fused_conv);
+
 }  // namespace nst::cuda

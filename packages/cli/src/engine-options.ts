@@ -1,6 +1,7 @@
+import os from 'node:os';
 import type { Command } from 'commander';
 import type { PackLimits } from '@nst/batch';
-import { JOB_OPTIONS, parseCount, type Engine } from '@nst/job';
+import { hostMemoryAvailable, JOB_OPTIONS, memoryMargin, parseCount, type Engine, type MachineSettings } from '@nst/job';
 import { chooseWeights, EMBEDDED_SOURCE } from '@nst/weights';
 import { addBackendOptions, openBackendFor, type BackendFlags } from './backends.js';
 import { flagFor } from './flags.js';
@@ -11,13 +12,23 @@ export interface EngineFlags extends BackendFlags {
   yes?: boolean;
 }
 
+/** The machine's memory budget: `--memory`, the job option's flag (render, batch) or the worker's own. */
+export interface MachineFlags {
+  memory?: string;
+}
+
 /** The flags of the commands that render many jobs on one engine (batch, worker): the engine, and packing. */
-export interface PackingFlags extends EngineFlags {
+export interface PackingFlags extends EngineFlags, MachineFlags {
   maxBatch: string;
-  memory: string;
+}
+
+/** The machine settings the flags give: the budget of every run's memory plan (@nst/job's planRun). */
+export function machineSettings(flags: MachineFlags): Pick<MachineSettings, 'memoryBytes'> {
+  return { memoryBytes: flags.memory === undefined ? undefined : JOB_OPTIONS.memory.parse(flags.memory, 'memory')! * 2 ** 20 };
 }
 
 const weights = JOB_OPTIONS.weights;
+const memory = JOB_OPTIONS.memory;
 /** The weights flag, as the option table describes it. */
 export const WEIGHTS_FLAG = `-${weights.short}, ${flagFor('weights')} <${weights.value}>`;
 export const YES_FLAG = [
@@ -28,13 +39,16 @@ export const YES_FLAG = [
 export function addPackingOptions(command: Command): Command {
   command
     .option(WEIGHTS_FLAG, `${weights.description}, for every job`)
-    .option('--max-batch <n>', 'most jobs rendered together', '8')
-    .option('--memory <MiB>', "memory a batch may use, by the backend's own estimate (the one that refuses a render)", '4096');
+    .option('--max-batch <n>', 'most jobs rendered together (as many as the memory budget holds)', '8');
+  // batch has --memory among the jobs' options (JOB_OPTIONS.memory), the budget of the machine too; a worker takes it here.
+  if (!command.options.some((o) => o.long === '--memory')) command.option(`--memory <${memory.value}>`, memory.description);
   return addBackendOptions(command).option(...YES_FLAG);
 }
 
+/** Packing: batches as large as --max-batch and the memory budget (default: what is free less a margin) allow. */
 export function packLimits(flags: PackingFlags): PackLimits {
-  return { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: parseCount(flags.memory, 'memory', 1) * 2 ** 20 };
+  const budget = machineSettings(flags).memoryBytes ?? hostMemoryAvailable() - memoryMargin(os.totalmem());
+  return { maxBatch: parseCount(flags.maxBatch, 'maxBatch', 1), memoryBytes: Math.max(1, budget) };
 }
 
 /** The weights the flags choose (chooseWeights in @nst/weights: --weights, the installed set, --yes, the built-in set). */
@@ -48,7 +62,7 @@ export function weightsFor(flags: EngineFlags, info: (line: string) => void) {
  * passed over (default: `notice`); `nst backends` says the same and more.
  */
 export async function openEngine(
-  flags: EngineFlags,
+  flags: EngineFlags & MachineFlags,
   weightSet: Engine['weights'],
   notice: (line: string) => void,
   cudaFlags: readonly string[] = [],
@@ -61,7 +75,7 @@ export async function openEngine(
     backend.dispose();
     throw e;
   }
-  return { backend, weights: weightSet };
+  return { backend, weights: weightSet, machine: machineSettings(flags) };
 }
 
 /**

@@ -61,6 +61,11 @@ const COMMANDS: readonly { name: string; description: string; define: () => Prom
     define: async () => (await import('./commands/render.js')).defineRenderCommand,
   },
   {
+    name: 'plan',
+    description: "print a render's memory plan (peak memory, tiling, largest untiled size, time per iteration) without rendering",
+    define: async () => (await import('./commands/plan.js')).definePlanCommand,
+  },
+  {
     name: 'batch',
     description:
       'render every job of a manifest (JSON Lines or .csv, one job a line, keys as the render flags), packing compatible jobs into batches',

@@ -3,6 +3,7 @@ import type { LbfgsConfig, VectorOps } from './lbfgs.js';
 import type { LbfgsRun } from './lbfgs-session.js';
 import type { LossSpec, LossValues } from './loss.js';
 import type { MemoryShape } from './memory.js';
+import type { Rect } from './tiling.js';
 import type { Pooling } from './vgg.js';
 import type { WeightSet } from './weights.js';
 
@@ -40,6 +41,25 @@ export interface Backend {
   deviceMemoryAvailable?(): number;
   /** A session for N images of one size, with a fixed loss. Requires loadWeights first. */
   createSession(options: SessionOptions): Promise<Session>;
+  /**
+   * Optional: exact tiling (packages/core/src/tiling.ts has the mathematics),
+   * for images beyond what one session can hold. A backend that has it
+   * renders any size through packages/job's TiledSession, which keeps the
+   * images, their gradient and the optimiser state on the host and runs the
+   * network tile by tile here. Requires loadWeights first.
+   */
+  createTileSession?(options: TileSessionOptions): Promise<TileSession>;
+  /**
+   * With createTileSession: the bytes a tile session holds whatever its tiles
+   * (`fixed`: the weights and their reordered copies, reserves; Infinity for
+   * a tile the backend cannot take at any memory) and one net per tile shape
+   * (`nets[i]` for `shapes[i]`, each a shape of an extended region), in the
+   * memory the backend computes in. Allocates nothing.
+   */
+  estimateTileMemory?(
+    options: TileSessionOptions,
+    shapes: ReadonlyArray<{ readonly height: number; readonly width: number }>,
+  ): { fixed: number; nets: number[] };
   /** Frees the weights and everything else. */
   dispose(): void;
 }
@@ -131,4 +151,88 @@ export interface Session {
    */
   readonly vectorOps?: VectorOps;
   dispose(): void;
+}
+
+/** A tile session's shape: the largest tile, the network, the loss, and the memory it may keep tiles in. */
+export interface TileSessionOptions {
+  /** The largest extended region (core and halo) the session takes. */
+  readonly tileHeight: number;
+  readonly tileWidth: number;
+  readonly pooling: Pooling;
+  readonly loss: LossSpec;
+  /**
+   * Bytes of the nets that keep a tile's activations from pass 1 for pass 2
+   * (one net per tile shape at least, whatever this says; more of a shape
+   * when they fit, each saving a forward of the tile it keeps).
+   */
+  readonly netBudget: number;
+}
+
+/** A tile of an image of imageHeight x imageWidth (tiling.ts's Tile, with the image's size). */
+export interface TileGeometry {
+  readonly imageHeight: number;
+  readonly imageWidth: number;
+  readonly core: Rect;
+  readonly extended: Rect;
+}
+
+/**
+ * What a tile's content loss compares with: the content image's activations
+ * at the tile's core, one array per content layer (core rows x core columns
+ * x C, as contentActivations gives them), or the content image's pixels of
+ * the extended region, which the session forwards first.
+ */
+export type TileContent = { readonly targets: readonly Float32Array[] } | { readonly pixels: Float32Array };
+
+/**
+ * The network run tile by tile (Backend.createTileSession). Pixels are the
+ * extended region's, H x W x 3, network space; Grams and coefficients are one
+ * C x C array per style layer of the loss; tiles must be exact (tiling.ts:
+ * origins on the deepest loss layer's stride, the halo of its receptive
+ * margin). The caller must not touch an array until the call that got it settles.
+ */
+export interface TileSession {
+  /** Forward only: each style layer's Gram sum over the core (A^T A, not divided by N) into grams[l]. For style images. */
+  gramSums(tile: TileGeometry, pixels: Float32Array, grams: readonly Float32Array[]): Promise<void>;
+  /** Forward only: the core's activations at each content layer into out[k]. The content targets. */
+  contentActivations(tile: TileGeometry, pixels: Float32Array, out: readonly Float32Array[]): Promise<void>;
+  /**
+   * Pass 1: the core's Gram sums into grams[l], and its share of the content
+   * loss (sum_c w_c J_content^[c] over the core, normalised by the whole
+   * image's layer sizes). The activations stay with `tag` (> 0) for backward
+   * while the session's budget allows.
+   */
+  forward(tile: TileGeometry, pixels: Float32Array, content: TileContent, tag: number, grams: readonly Float32Array[]): Promise<number>;
+  /**
+   * Pass 2: d J / d A = A coefficients[l] on the core of style layer l
+   * (coefficients: beta w_l (Ghat - T) / (C^2 N), the whole image's), plus the
+   * content term, on the core only, backpropagated to the extended region's
+   * pixels into `gradient` (H x W x 3).
+   */
+  backward(
+    tile: TileGeometry,
+    pixels: Float32Array,
+    content: TileContent,
+    tag: number,
+    coefficients: readonly Float32Array[],
+    gradient: Float32Array,
+  ): Promise<void>;
+  /** What the session did: nets built, forwards, pass-2 tiles whose activations were still held, bytes of nets. */
+  stats(): TileStats;
+  /**
+   * Optional: Adam's update of host arrays as the backend's own kernels do it
+   * (else core's adamUpdate), for the images a tiled session holds.
+   */
+  adamUpdate?(x: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, lrT: number, adam: AdamConfig): void;
+  /** Optional: host vector arithmetic for core's L-BFGS (Session.vectorOps). */
+  readonly vectorOps?: VectorOps;
+  dispose(): void;
+}
+
+export interface TileStats {
+  readonly netsBuilt: number;
+  readonly forwards: number;
+  readonly forwardsReused: number;
+  readonly netBytes: number;
+  readonly peakNetBytes: number;
 }

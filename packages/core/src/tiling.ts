@@ -103,3 +103,40 @@ export function coreAtLayer(tile: Tile, index: number): Rect {
     x1: Math.ceil((core.x1 - extended.x0) / s),
   };
 }
+
+/** The sizes of the tiles' extended regions, each once, largest first (a tile session builds a net per size). */
+export function tileShapes(tiles: readonly Tile[]): { height: number; width: number }[] {
+  const seen = new Map<string, { height: number; width: number }>();
+  for (const { extended: e } of tiles) seen.set(`${e.y1 - e.y0}x${e.x1 - e.x0}`, { height: e.y1 - e.y0, width: e.x1 - e.x0 });
+  return [...seen.values()].sort((a, b) => b.height * b.width - a.height * a.width);
+}
+
+/**
+ * The tiles grouped by the size of their extended region, largest first,
+ * each group in reading order: pass 1's order (a tile session then changes
+ * nets as few times as there are sizes); pass 2 runs it backwards, so that
+ * the tiles forwarded last, whose activations a session still holds, come first.
+ */
+export function orderTiles(tiles: readonly Tile[]): Tile[] {
+  const area = (t: Tile) => (t.extended.y1 - t.extended.y0) * (t.extended.x1 - t.extended.x0);
+  const key = (t: Tile) => `${t.extended.y1 - t.extended.y0}x${t.extended.x1 - t.extended.x0}`;
+  const first = new Map<string, number>();
+  tiles.forEach((t, i) => first.set(key(t), Math.min(first.get(key(t)) ?? i, i)));
+  return [...tiles].sort((a, b) => area(b) - area(a) || first.get(key(a))! - first.get(key(b))!);
+}
+
+/**
+ * The core sizes worth trying for an image (largest first): the smallest
+ * multiple of the deepest layer's stride that covers each side in n tiles,
+ * for every n; between two of them only the halo's share grows.
+ */
+export function coreCandidates(height: number, width: number, deepest: number, smallest = layerStride(deepest)): number[] {
+  const stride = layerStride(deepest);
+  const cores = new Set<number>();
+  for (const side of [height, width])
+    for (let n = 1; n <= Math.ceil(side / stride); n++) {
+      const core = Math.ceil(Math.ceil(side / n) / stride) * stride;
+      if (core >= smallest) cores.add(core);
+    }
+  return [...cores].sort((a, b) => b - a);
+}

@@ -14,6 +14,8 @@ export * from './presets.js';
 export * from './weight-defaults.js';
 export * from './settings.js';
 export * from './version.js';
+export * from './plan.js';
+export * from './tiled-session.js';
 export * from './video.js';
 export * from './video-flow.js';
 export * from './video-io.js';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import {
@@ -13,6 +14,7 @@ import {
   type LossValues,
   type Preprocessing,
   type RgbImage,
+  type Session,
   type SessionOptions,
   type Targets,
 } from '@nst/core';
@@ -20,13 +22,23 @@ import type { CheckpointStore } from './checkpoint.js';
 import { saveRendered, type ItemOutput } from './output.js';
 import type { FileState } from './settings.js';
 
+/** The images a render starts from: its targets, one per batch item, and the initial images (batch x H x W x 3, network space). */
+export interface RenderInputs {
+  readonly targets: readonly Targets[];
+  readonly initialImages: Float32Array;
+}
+
 /** Everything the optimisation loop needs for one scale of one engine batch: images loaded and preprocessed, paths and schedule checked. */
 export interface RenderPlan {
   readonly session: SessionOptions;
-  /** One per batch item. */
-  readonly targets: readonly Targets[];
-  /** batch x H x W x 3, network space. */
-  readonly initialImages: Float32Array;
+  /**
+   * The inputs, taken once: the loop keeps no reference to them once the
+   * session has them, so that a large render holds no copy it no longer
+   * needs (the caller should keep none either).
+   */
+  readonly takeInputs: () => RenderInputs;
+  /** The session to render in (default: the backend's own, untiled). */
+  readonly createSession?: (options: SessionOptions) => Promise<Session>;
   readonly preprocessing: Preprocessing;
   /** Final image path per batch item; intermediate saves go to <stem>_<iteration><ext>, an interrupted run's image to <stem>.partial<ext>. */
   readonly outPaths: readonly string[];
@@ -119,23 +131,35 @@ export async function runOptimisation(
 ): Promise<RenderResult> {
   const { session: options } = plan;
   const pixelsPerImage = options.height * options.width * 3;
-  if (plan.initialImages.length !== options.batch * pixelsPerImage) throw new Error('initialImages has the wrong length');
+  let inputs: RenderInputs | undefined = plan.takeInputs();
+  if (inputs.initialImages.length !== options.batch * pixelsPerImage) throw new Error('initialImages has the wrong length');
   if (plan.outPaths.length !== options.batch) throw new Error('one output path per batch item is needed');
 
-  const session = await backend.createSession(options);
+  const session = await (plan.createSession ?? ((o: SessionOptions) => backend.createSession(o)))(options);
+  let disposed = false;
+  const dispose = () => {
+    if (!disposed) session.dispose();
+    disposed = true;
+  };
   try {
-    await session.setTargets(plan.targets);
+    await session.setTargets(inputs.targets);
     let iteration = 0;
     const store = plan.checkpoints;
-    const resumed = plan.resume ? await resumeState(store, plan, events) : undefined;
+    const resumed = plan.resume ? await resumeState(store, options.batch * pixelsPerImage, events) : undefined;
+    // What the images started as, to tell at the end whether they moved at all (a digest: no copy kept).
+    let start: string;
     if (resumed) {
       await session.setImages(resumed.images);
       await session.writeOptimizerState({ m: resumed.m, v: resumed.v });
       iteration = Math.min(resumed.iteration, plan.iterations);
       events.onResumed?.(iteration);
+      start = digest(resumed.images);
     } else {
-      await session.setImages(plan.initialImages);
+      await session.setImages(inputs.initialImages);
+      start = digest(inputs.initialImages);
     }
+    // The session has them: the loop's references go.
+    inputs = undefined;
     const startIteration = iteration;
     // L-BFGS starts from the images just set; a resumed run starts a new history.
     const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs) : undefined;
@@ -243,39 +267,52 @@ export async function runOptimisation(
       }
     }
 
-    if (!interrupted && iteration > startIteration)
-      refuseFrozen(await session.readImages(), resumed?.images ?? plan.initialImages, iteration - startIteration);
     const finalLosses = await session.iterate({ adam: plan.adam, stepSizes: new Float32Array(0) });
     if (!lossesFinite(finalLosses)) await diverged(iteration, 'loss stopped being finite');
     const seconds = elapsed() / 1000;
     events.onReport?.({ iteration, losses: finalLosses, elapsedMs: elapsed() });
+    // One copy of the final images for everything below.
+    const images = await session.readImages();
+    if (!allFinite(images)) await diverged(iteration, 'image stopped being finite');
+    if (!interrupted && iteration > startIteration && digest(images) === start) refuseFrozen(iteration - startIteration);
+    const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
     if (interrupted) {
-      await saveAll(partialPath, { state: 'partial', iteration, losses: finalLosses });
       await checkpoint();
+      dispose();
+      for (const file of await writeImages(images, partialPath, { state: 'partial', iteration, losses: finalLosses }))
+        events.onSaved?.(file, iteration, 'partial');
     } else {
+      // The session's memory (a tiled session's nets and the images' state) goes before the files are encoded.
+      dispose();
       if (plan.writeOutputs) {
-        await saveAll((out) => out, { state: 'final', iteration, losses: finalLosses });
+        for (const file of await writeImages(images, (out) => out, { state: 'final', iteration, losses: finalLosses }))
+          events.onSaved?.(file, iteration, 'final');
         // The result replaces what an interrupted run of it left.
         for (const out of plan.outPaths) await fs.rm(partialPath(out), { force: true });
       }
       await store.clear();
     }
-    const evaluations = lbfgs ? lbfgs.evaluations : iteration - startIteration;
-    const images = await session.readImages();
     return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };
   } finally {
-    session.dispose();
+    dispose();
   }
 }
 
+/** A digest of the images' bytes: whether they changed, without keeping a copy. */
+function digest(images: Float32Array): string {
+  return createHash('sha1')
+    .update(new Uint8Array(images.buffer, images.byteOffset, images.byteLength))
+    .digest('hex');
+}
+
 /** The checkpoint to resume from, or undefined (with a notice) when there is none. */
-async function resumeState(store: CheckpointStore, plan: RenderPlan, events: RenderEvents) {
+async function resumeState(store: CheckpointStore, length: number, events: RenderEvents) {
   const ck = await store.read();
   if (!ck) {
     events.onNotice?.(`no checkpoint ${store.name} to resume: starting from the beginning`);
     return undefined;
   }
-  if (ck.images.length !== plan.initialImages.length)
+  if (ck.images.length !== length)
     throw new UserError(`checkpoint ${store.name} has the wrong size`, { code: 'conflict', field: 'resume' });
   if (!allFinite(ck.images) || !allFinite(ck.m) || !allFinite(ck.v))
     throw new UserError(`checkpoint ${store.name} holds values that are not finite: delete it to start again`, {
@@ -291,8 +328,7 @@ async function resumeState(store: CheckpointStore, plan: RenderPlan, events: Ren
  * gradient it keeps overflowed (a loss weight far too large), which stops
  * every update. Refused rather than written as if it were one.
  */
-function refuseFrozen(now: Float32Array, start: Float32Array, iterations: number): void {
-  for (let i = 0; i < now.length; i++) if (now[i] !== start[i]) return;
+function refuseFrozen(iterations: number): never {
   throw new UserError(
     `the image did not change in ${iterations} iterations: the learning rate is too small to move a pixel, or a content, style or smoothness weight so large that the optimiser's state overflowed`,
     { code: 'not-finite', field: 'lr' },

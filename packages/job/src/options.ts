@@ -63,6 +63,10 @@ export interface JobConfig {
   readonly bitDepth: 8 | 16;
   readonly iccProfile: 'srgb' | 'keep';
   readonly weights?: string;
+  /** MiB the render may use at its peak (its memory plan's budget, plan.ts); absent: what the machine has free less a margin. */
+  readonly memory?: number;
+  /** Exact tiling: auto (untiled when the plan fits the budget, else tile by tile), off, or the tiles' core in pixels. */
+  readonly tile: 'auto' | 'off' | number;
   // ---- video (nst video; video.ts): a frame is a job, these say how frames follow each other
   /** The temporal loss's weight (0: none). */
   readonly temporalWeight: number;
@@ -452,6 +456,31 @@ export const JOB_OPTIONS: OptionTable = {
     frontEnds: ['cli', 'video'],
     description: 'VGG-19 weights (default: $NST_WEIGHTS, else the installed set, else the built-in blocks 1-3)',
     parse: (v, field) => text(v, field),
+  },
+  memory: {
+    value: 'MiB',
+    result: false,
+    resumable: true,
+    description:
+      "memory the render may use at its peak (the process's; cuda: the GPU's), by its memory plan (nst plan prints it); it tiles to fit (default: what is free less a margin)",
+    parse: count(1, 2 ** 30),
+  },
+  tile: {
+    value: 'auto|off|N',
+    default: 'auto',
+    // Tiled renders are exact: the same picture, so neither the result's fingerprint nor a checkpoint depends on it.
+    result: false,
+    resumable: true,
+    description:
+      'auto: untiled when the memory plan fits, else tile by tile (exact); off: never tile; N: tiles of N pixels (a multiple of 16) and their halo',
+    parse: (v, field) => {
+      const t = text(v, field).trim();
+      if (t === 'auto' || t === 'off') return t;
+      const n = /^\d+$/.test(t) ? Number(t) : NaN;
+      if (!(n >= 16 && n % 16 === 0 && n <= MAX_SIDE))
+        throw new UserError(`'${t}' is not auto, off or a multiple of 16 pixels (16..${MAX_SIDE})`, { field });
+      return n;
+    },
   },
   temporalWeight: {
     value: 'x',

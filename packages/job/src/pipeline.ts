@@ -1,8 +1,7 @@
-import os from 'node:os';
 import {
   checkLayersAvailable,
   DEFAULT_LBFGS,
-  lbfgsMemoryBytes,
+  formatBytes,
   pixelBounds,
   pixelUnit,
   resizeBilinear,
@@ -16,8 +15,9 @@ import { inputDigests, jobFingerprint, stepFingerprint } from './fingerprint.js'
 import { probeImage } from './image-file.js';
 import { loadScaleInputs, type ScaleInputs } from './inputs.js';
 import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
-import { checkMemory } from './memory.js';
 import { adamOf, isInitKind, lossOf, packingKey, type JobConfig } from './options.js';
+import { planRun, type MachineSettings, type RunPlan } from './plan.js';
+import { createTiledSession } from './tiled-session.js';
 import { checkJobFiles, checkpointPathFor } from './output-safety.js';
 import { planScales, sizeNote, type ScaleStep, type Size } from './schedule.js';
 import { resultSettings, type ResultSettings } from './settings.js';
@@ -33,10 +33,12 @@ import { resultSettings, type ResultSettings } from './settings.js';
  * and at the end the outputs).
  */
 
-/** An engine ready to render: a backend with the weights loaded. */
+/** An engine ready to render: a backend with the weights loaded, and the machine's memory settings. */
 export interface Engine {
   readonly backend: Backend;
   readonly weights: WeightSet;
+  /** The machine's memory budget (a worker's --memory); a job's own `memory` may only lower it. Default: what is free less a margin. */
+  readonly machine?: Pick<MachineSettings, 'memoryBytes'>;
 }
 
 /** Where a job starts: a scale, and the iterations done there (from its checkpoint). */
@@ -206,14 +208,8 @@ export async function runJobGroup(
   const job = first.job;
   const batch = group.length;
   const last = first.steps.length - 1;
-  checkMemory(engine.backend, {
-    ...first.size,
-    batch,
-    pooling: job.pooling,
-    loss: lossOf(job),
-    styleSizes: group.flatMap((p) => p.steps[last].styleSizes),
-  });
-  checkOptimizerMemory(job, batch * first.size.width * first.size.height * 3);
+  // The plan of the largest scale, before anything is decoded: what cannot run in any way is refused now.
+  const finalPlan = planGroup(engine, group, last);
   // A fresh start asked for: the checkpoint of an earlier run goes now, so that none of it is mixed in.
   for (const p of group) if (p.job.fresh && !p.resumeAt.fromCheckpoint) await p.checkpoint.discard?.();
 
@@ -229,7 +225,14 @@ export async function runJobGroup(
   for (let k = start; k <= last; k++) {
     const step = first.steps[k];
     events.onScale?.(k, first.steps.length, step);
-    const inputs = [];
+    const plan = k === last ? finalPlan : planGroup(engine, group, k);
+    const session = { ...step.size, batch, pooling: job.pooling, loss: lossOf(job) };
+    if (plan.tiled) events.onNotice?.(tilingNotice(plan));
+    if (plan.lbfgsCut)
+      events.onNotice?.(
+        `L-BFGS keeps ${plan.lbfgsHistory} of ${job.lbfgsHistory ?? DEFAULT_LBFGS.history} curvature pairs: the memory budget holds no more`,
+      );
+    let inputs: Awaited<ReturnType<typeof loadScaleInputs>>[] | undefined = [];
     for (const p of group) {
       const loaded = await loadScaleInputs(p.job, p.steps[k], pre);
       inputs.push(p.adjustInputs ? await p.adjustInputs(loaded, p.steps[k], k) : loaded);
@@ -238,28 +241,44 @@ export async function runJobGroup(
       const notes = new Map(inputs.flatMap((i) => i.notes.map((n) => [n.line, n.detail] as const)));
       for (const [line, detail] of notes) events.onNotice?.(line, detail);
     }
+    const outputs = inputs.map((i) => i.output);
     const pixels = step.size.width * step.size.height * 3;
-    const initialImages = previous
-      ? resizeBilinear(previous.images, batch, previous.size, step.size)
-      : joinImages(
-          inputs.map((i) => i.initial),
-          pixels,
-        );
     const final = k === last;
+    const { tiled } = plan;
     result = await runOptimisation(
       engine.backend,
       {
-        session: { ...step.size, batch, pooling: job.pooling, loss: lossOf(job) },
-        targets: inputs.map((i) => i.targets),
-        initialImages,
+        session,
+        // The inputs are handed over once and dropped here, so that the session's copies are the only ones.
+        takeInputs: () => {
+          const taken = inputs!;
+          inputs = undefined;
+          const initialImages = previous
+            ? resizeBilinear(previous.images, batch, previous.size, step.size)
+            : joinImages(
+                taken.map((i) => i.initial),
+                pixels,
+              );
+          previous = undefined;
+          return { targets: taken.map((i) => i.targets), initialImages };
+        },
+        createSession: tiled
+          ? async (options) =>
+              createTiledSession(engine.backend, {
+                ...options,
+                core: tiled.core,
+                contentTargets: tiled.contentTargets,
+                netBudget: tiled.netBudget,
+              })
+          : undefined,
         preprocessing: pre,
         outPaths: group.map((p) => p.job.out),
-        outputs: inputs.map((i, b) => ({ ...i.output, settings: { ...group[b].settings, backend: engine.backend.detail } })),
+        outputs: outputs.map((o, b) => ({ ...o, settings: { ...group[b].settings, backend: engine.backend.detail } })),
         iterations: step.iterations,
         adam,
         optimizer: job.optimizer,
         // Inside the pixel range: what leaves it is clipped when written, so the optimiser should not go there.
-        lbfgs: { history: job.lbfgsHistory, bounds: pixelBounds(pre) },
+        lbfgs: { history: plan.lbfgsHistory ?? job.lbfgsHistory ?? DEFAULT_LBFGS.history, bounds: pixelBounds(pre) },
         writeOutputs: final,
         printEvery: job.printEvery,
         // Coarse scales save nothing on their way; an interrupt still checkpoints them.
@@ -290,22 +309,54 @@ export async function runJobGroup(
   };
 }
 
+/** One image as it is (no copy), several joined. */
 function joinImages(images: readonly Float32Array[], pixels: number): Float32Array {
+  if (images.length === 1) return images[0];
   const all = new Float32Array(images.length * pixels);
   images.forEach((image, b) => all.set(image, b * pixels));
   return all;
 }
 
 /**
- * L-BFGS's pairs live in host memory beside the session: refuse a history
- * that cannot fit rather than swap or die mid-render.
+ * The memory plan of scale `k` of a group (plan.ts): untiled when it fits
+ * the engine's budget, else tile by tile; refused when neither fits.
  */
-function checkOptimizerMemory(job: JobConfig, unknowns: number): void {
-  if (job.optimizer !== 'lbfgs') return;
-  const bytes = lbfgsMemoryBytes(job.lbfgsHistory ?? DEFAULT_LBFGS.history, unknowns);
-  if (bytes > os.totalmem() / 2)
-    throw new UserError(
-      `L-BFGS would need ${(bytes / 2 ** 30).toFixed(1)} GiB for its history (more than half of this machine's memory): use a smaller history`,
-      { code: 'too-large', field: 'lbfgsHistory' },
-    );
+export function planGroup(engine: Engine, group: readonly PreparedJob[], k: number): RunPlan {
+  const first = group[0];
+  const step = first.steps[k];
+  return planRun(
+    engine.backend,
+    {
+      shape: {
+        ...step.size,
+        batch: group.length,
+        pooling: first.job.pooling,
+        loss: lossOf(first.job),
+        styleSizes: group.flatMap((p) => p.steps[k].styleSizes),
+      },
+      optimizer: first.job.optimizer,
+      lbfgsHistory: first.job.lbfgsHistory ?? DEFAULT_LBFGS.history,
+      weightsLoaded: true,
+    },
+    jobMachineSettings(first.job, engine.machine),
+  );
+}
+
+/**
+ * The plan's settings for a job on a machine: the job's tiling, and the
+ * smaller of the job's memory and the machine's (a worker's --memory).
+ */
+export function jobMachineSettings(job: Pick<JobConfig, 'memory' | 'tile'>, machine: MachineSettings | undefined): MachineSettings {
+  const budgets = [job.memory === undefined ? undefined : job.memory * 2 ** 20, machine?.memoryBytes].filter((b) => b !== undefined);
+  return { memoryBytes: budgets.length > 0 ? Math.min(...budgets) : undefined, tile: job.tile };
+}
+
+/** One line: how a scale is tiled. */
+function tilingNotice(plan: RunPlan): string {
+  const t = plan.tiled!;
+  return (
+    `tiling: ${plan.width}x${plan.height} in ${t.tiles} tiles of ${t.core} px (${t.rows} x ${t.columns}, halo ${t.halo}), exact; ` +
+    `content targets ${t.contentTargets === 'keep' ? 'kept' : 'recomputed per tile'}; about ${formatBytes(plan.peak)} at the peak ` +
+    `(untiled: ${Number.isFinite(plan.untiledPeak) ? `about ${formatBytes(plan.untiledPeak)}` : 'beyond the engine'}, the budget ${formatBytes(plan.budget)})`
+  );
 }

@@ -96,6 +96,7 @@ describe('the option table', () => {
       scales: '256',
       scaleIterations: '5',
       weights: 'embedded',
+      memory: '2048',
       firstFrameIterations: '50',
       frameRate: '24',
     });
@@ -163,6 +164,8 @@ describe('the option table', () => {
       bitDepth: 16,
       iccProfile: 'keep',
       weights: 'embedded',
+      memory: 2048,
+      tile: 192,
       frameInit: 'independent',
       flowPreset: 'fast',
       firstFrameIterations: 50,

@@ -134,6 +134,71 @@ export interface NativeSession {
   dispose(): void;
 }
 
+/** A rectangle of pixels: rows y0..y1-1, columns x0..x1-1. */
+export interface NativeRect {
+  readonly y0: number;
+  readonly y1: number;
+  readonly x0: number;
+  readonly x1: number;
+}
+
+/** A tile of an image of imageHeight x imageWidth: its core and its extended region (core and halo), in that image's pixels. */
+export interface NativeTile {
+  readonly imageHeight: number;
+  readonly imageWidth: number;
+  readonly core: NativeRect;
+  readonly extended: NativeRect;
+}
+
+export interface NativeTileSessionConfig {
+  /** The largest extended region the session takes. */
+  readonly tileHeight: number;
+  readonly tileWidth: number;
+  readonly pooling: 'avg' | 'max';
+  readonly loss: NativeSessionConfig['loss'];
+  /** Bytes of the nets that keep tiles' activations between the passes (at least one net is always built). */
+  readonly netBudget?: number;
+}
+
+/** The content a tile's loss compares with: the content's activations at the core per content layer, or the content's pixels of the extended region. */
+export type NativeTileContent = { readonly targets: readonly Float32Array[] } | { readonly pixels: Float32Array };
+
+export interface NativeTileStats {
+  readonly netsBuilt: number;
+  readonly forwards: number;
+  readonly forwardsReused: number;
+  readonly netBytes: number;
+  readonly peakNetBytes: number;
+}
+
+/**
+ * Exact tiling (native/src/engine.h's TileSession). Arrays are read and
+ * written by a worker thread while the promise is pending: leave them alone
+ * until it settles. Every tile is checked against the layer table (origins
+ * on the deepest loss layer's stride, a halo of at least its receptive
+ * margin, ends on the stride or at the border): a RangeError otherwise.
+ */
+export interface NativeTileSession {
+  /** Forwards `pixels` (the extended region, H x W x 3); each style layer's Gram sum over the core (A^T A, C x C) into grams[l]. */
+  gramSums(tile: NativeTile, pixels: Float32Array, grams: readonly Float32Array[]): Promise<void>;
+  /** The core's activations at each content layer (core rows x columns x C) into out[k]. */
+  contentActivations(tile: NativeTile, pixels: Float32Array, out: readonly Float32Array[]): Promise<void>;
+  /** Pass 1: the core's Gram sums into grams, and its share of the content loss; the activations kept under `tag` (> 0) while the budget allows. */
+  forward(tile: NativeTile, pixels: Float32Array, content: NativeTileContent, tag: number, grams: readonly Float32Array[]): Promise<number>;
+  /** Pass 2: the core's loss gradient (style: A coefficients[l]; content: its term) backpropagated to the extended region's pixels, into gradient. */
+  backward(
+    tile: NativeTile,
+    pixels: Float32Array,
+    content: NativeTileContent,
+    tag: number,
+    coefficients: readonly Float32Array[],
+    gradient: Float32Array,
+  ): Promise<void>;
+  stats(): NativeTileStats;
+  /** Idempotent; later calls throw. */
+  dispose(): void;
+}
+
 export interface NativeEngine {
   /** What runs: e.g. "cpu (oneDNN 2.6.3, 2 threads, AVX512-BF16 bf16)" (instruction set and precision), "cuda (...)" */
   describe(): string;
@@ -149,6 +214,18 @@ export interface NativeEngine {
    * call runs.
    */
   estimateMemory(shape: NativeMemoryShape): number;
+  /** Exact tiling: a tile session (NativeTileSession). cuda: 'too-large' when its largest net cannot fit the free memory. */
+  createTileSession(config: NativeTileSessionConfig): NativeTileSession;
+  /**
+   * The bytes a tile session holds whatever its tiles (`fixed`: the weights,
+   * their reordered copies, reserves) and one net per tile shape, in the
+   * memory the engine computes in; `fixed` is Infinity for a tile the engine
+   * cannot take. Allocates nothing; allowed while a call runs.
+   */
+  estimateTileMemory(
+    config: NativeTileSessionConfig,
+    shapes: ReadonlyArray<{ readonly height: number; readonly width: number }>,
+  ): { fixed: number; nets: number[] };
   /** cuda: the GPU's free bytes; cpu: undefined (it computes in host memory). Allowed while a call runs. */
   deviceMemoryAvailable(): number | undefined;
   /** Idempotent; disables the engine's sessions too. */
@@ -171,6 +248,19 @@ export interface NativeAddon {
   vectorDot(a: Float32Array, b: Float32Array): number;
   /** y += alpha x in place, each element in float64, stored as float32. Throws when the lengths differ. */
   vectorAxpy(alpha: number, x: Float32Array, y: Float32Array): void;
+  /**
+   * Adam's update in place, as the engines' kernels compute it (float32,
+   * native/src/kernels/adam.cuh): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+   * x -= lr m / (sqrt(v) + eps). Throws when the lengths differ.
+   */
+  adamUpdate(
+    x: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    lr: number,
+    adam: { readonly beta1: number; readonly beta2: number; readonly eps: number },
+  ): void;
   /** Whether this build has the optical flow of nst video (OpenCV found when it was built): its version, or why not and the fix. */
   flowInfo(): { available: boolean; detail: string };
   /**

@@ -16,6 +16,12 @@ import {
   type Session,
   type SessionOptions,
   type Targets,
+  type TileContent,
+  type TileGeometry,
+  type TileSession,
+  type TileSessionOptions,
+  type TileStats,
+  type AdamConfig,
   type VectorOps,
   type WeightSet,
   type WeightedLayer,
@@ -23,7 +29,9 @@ import {
 import {
   isNativeEngineError,
   loadNativeAddon,
+  type NativeAddon,
   type NativeEngine,
+  type NativeTileSession,
   type NativeLoss,
   type NativePrecision,
   type NativeSession,
@@ -58,7 +66,7 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
     });
   }
   const { vectorDot, vectorAxpy } = loaded.addon;
-  return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy });
+  return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy }, loaded.addon.adamUpdate);
 }
 
 /**
@@ -91,6 +99,8 @@ class NativeBackend implements Backend {
     private readonly engine: NativeEngine,
     /** The addon's vector arithmetic (native/src/vector_ops.cc), for core's L-BFGS on the host. */
     private readonly vectorOps: VectorOps,
+    /** The addon's Adam update of host arrays (the engines' float32 arithmetic), for tiled sessions. */
+    private readonly adamUpdate: NativeAddon['adamUpdate'],
   ) {
     this.detail = engine.describe();
     if (name === 'cuda') this.deviceMemoryAvailable = () => engine.deviceMemoryAvailable() ?? 0;
@@ -136,8 +146,90 @@ class NativeBackend implements Backend {
     );
   }
 
+  /** Exact tiling: the engine's tile session (native/src/engine.h's TileSession). */
+  async createTileSession(options: TileSessionOptions): Promise<TileSession> {
+    if (this.layerNames.length === 0) throw new Error(`${this.name}: createTileSession before loadWeights`);
+    checkLayersAvailable(options.loss, this.layerNames, this.source);
+    let raw: NativeTileSession;
+    try {
+      raw = this.engine.createTileSession(nativeTileConfig(options));
+    } catch (e) {
+      const shape = { height: options.tileHeight, width: options.tileWidth, batch: 1, pooling: options.pooling, loss: options.loss };
+      throw userErrorOf(e, this.name, { ...shape, styleSizes: [] }, (s) => this.estimateMemory(s));
+    }
+    return new NativeTileSessionAdapter(raw, this.vectorOps, this.adamUpdate);
+  }
+
+  /** The engine's plan of a tile session's buffers (native/src/cpu/tile_session.cc, native/src/cuda/memory_plan.h). */
+  estimateTileMemory(
+    options: TileSessionOptions,
+    shapes: ReadonlyArray<{ readonly height: number; readonly width: number }>,
+  ): { fixed: number; nets: number[] } {
+    return this.engine.estimateTileMemory(nativeTileConfig(options), shapes);
+  }
+
   dispose(): void {
     this.engine.dispose();
+  }
+}
+
+function nativeTileConfig(options: TileSessionOptions) {
+  return {
+    tileHeight: options.tileHeight,
+    tileWidth: options.tileWidth,
+    pooling: options.pooling,
+    loss: nativeLoss(options.loss),
+    netBudget: options.netBudget,
+  };
+}
+
+class NativeTileSessionAdapter implements TileSession {
+  constructor(
+    private readonly raw: NativeTileSession,
+    readonly vectorOps: VectorOps,
+    private readonly adam: NativeAddon['adamUpdate'],
+  ) {}
+
+  // async everywhere: argument errors the addon throws synchronously become rejections.
+  async gramSums(tile: TileGeometry, pixels: Float32Array, grams: readonly Float32Array[]): Promise<void> {
+    return this.raw.gramSums(tile, pixels, grams);
+  }
+
+  async contentActivations(tile: TileGeometry, pixels: Float32Array, out: readonly Float32Array[]): Promise<void> {
+    return this.raw.contentActivations(tile, pixels, out);
+  }
+
+  async forward(
+    tile: TileGeometry,
+    pixels: Float32Array,
+    content: TileContent,
+    tag: number,
+    grams: readonly Float32Array[],
+  ): Promise<number> {
+    return this.raw.forward(tile, pixels, content, tag, grams);
+  }
+
+  async backward(
+    tile: TileGeometry,
+    pixels: Float32Array,
+    content: TileContent,
+    tag: number,
+    coefficients: readonly Float32Array[],
+    gradient: Float32Array,
+  ): Promise<void> {
+    return this.raw.backward(tile, pixels, content, tag, coefficients, gradient);
+  }
+
+  stats(): TileStats {
+    return this.raw.stats();
+  }
+
+  adamUpdate(x: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, lrT: number, adam: AdamConfig): void {
+    this.adam(x, m, v, g, lrT, adam);
+  }
+
+  dispose(): void {
+    this.raw.dispose();
   }
 }
 

@@ -7,13 +7,12 @@ import { isUserError, type LossValues } from '@nst/core';
 import { batchCapacity, type PackLimits } from '@nst/batch';
 import {
   checkFingerprint,
-  checkMemory,
+  planGroup,
   decodeCheckpoint,
   describeSteps,
   encodeCheckpoint,
   frameName,
   jobFromOptions,
-  lossOf,
   prepareJob,
   prepareVideo,
   renderVideo,
@@ -660,9 +659,10 @@ async function admit(
     checkpoint: storeCheckpointSlot(o.store, checkpointKey(id), onCheckpointTrouble),
     inputNames: recorded,
   });
-  const final = prepared.steps[prepared.steps.length - 1];
-  checkMemory(backend, { ...prepared.size, batch: 1, pooling: config.pooling, loss: lossOf(config), styleSizes: final.styleSizes });
-  return { job, prepared, capacity: batchCapacity(backend, prepared, o.limits) };
+  // The render's memory plan (the worker's --memory, the job's own if lower): a job too large for it
+  // untiled runs tile by tile, alone; one too large even so fails now.
+  const plan = planGroup(o.engine, [prepared], prepared.steps.length - 1);
+  return { job, prepared, capacity: plan.tiled ? 1 : batchCapacity(backend, prepared, o.limits) };
 }
 
 /**

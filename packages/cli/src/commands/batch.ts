@@ -6,6 +6,7 @@ import { JOB_OPTIONS, optionsFor, withWeightDefaults, type Engine, type JobConfi
 import { openBackendFor } from '../backends.js';
 import {
   addPackingOptions,
+  machineSettings,
   openEngine,
   packLimits,
   sayFor,
@@ -90,7 +91,7 @@ async function batch(jobsFile: string | undefined, flags: BatchFlags): Promise<v
   const jobs: ManifestJob[] = manifest ? manifestJobs(manifest, { defaults }) : folderJobs(folder!, { defaults });
   // A dry run needs the backend's memory estimates, not the weights in it.
   const engine: Engine = flags.dryRun
-    ? { backend: await openBackendFor(flags, say.line, [], say.detail), weights }
+    ? { backend: await openBackendFor(flags, say.line, [], say.detail), weights, machine: machineSettings(flags) }
     : await openEngine(flags, weights, say.line, [], say.detail);
   try {
     say.detail(`backend: ${engine.backend.detail}; weights: ${weights.source}`);

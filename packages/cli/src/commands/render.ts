@@ -1,13 +1,17 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { UserError, type WeightSet } from '@nst/core';
+import { formatBytes, UserError, type WeightSet } from '@nst/core';
 import { packGroups } from '@nst/batch';
 import {
   checkJobFiles,
   checkpointPathFor,
   checkSameWeights,
+  describePlan,
   describeSteps,
+  lossOf,
+  measureSecondsPerFlop,
+  planGroup,
   jobFromOptions,
   optionsFor,
   partialPath,
@@ -23,17 +27,28 @@ import {
   type ResultSettings,
 } from '@nst/job';
 import { addBackendOptions, cudaFlagsGiven } from '../backends.js';
-import { openEngine, sayFor, VERBOSE_FLAG, weightsFor, weightsInBrief, YES_FLAG, type EngineFlags, type Say } from '../engine-options.js';
+import {
+  openEngine,
+  sayFor,
+  VERBOSE_FLAG,
+  weightsFor,
+  weightsInBrief,
+  YES_FLAG,
+  type EngineFlags,
+  type MachineFlags,
+  type Say,
+} from '../engine-options.js';
 import { flagFor } from '../flags.js';
 import { addJobFlags, helpDefaultsHere, jobValuesOf } from '../job-flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
 /** The flags of `nst render`: the job's options (JOB_OPTIONS) plus how to run it here. */
-interface RenderFlags extends EngineFlags {
+interface RenderFlags extends EngineFlags, MachineFlags {
   [field: string]: unknown;
   json?: boolean;
   verbose?: boolean;
   from?: string;
+  dryRun?: boolean;
 }
 
 const EXAMPLES = `
@@ -45,7 +60,16 @@ Examples:
   nst render -c photo.jpg -s painting.jpg --size 400x400 --fit cover -o square.png
   nst render ... --resume                                   after Ctrl-C: continue from <out>.ckpt
   nst render --from result.png -o again.png                 the same render again, from the settings in its file
+  nst render -c photo.jpg -s painting.jpg --size 8192 --memory 10000 -o print.png   tile by tile when it must (exact)
+  nst render ... --dry-run                                  the memory plan (peak, tiles, time per iteration); no render
   nst info result.png                                       the settings a result was made with
+`;
+
+const PLAN_EXAMPLES = `
+Examples:
+  nst plan -c photo.jpg -s painting.jpg --size 8192 -o print.png                   free memory less a margin
+  nst plan -c photo.jpg -s painting.jpg --size 8192 --memory 10000 -o print.png    within 10000 MiB
+  nst plan ... --tile 1024                                  tiles of 1024 pixels (and their halo)
 `;
 
 /** The help's defaults of the loss layers, as the weights in use here have them (only when help is asked for). */
@@ -53,15 +77,26 @@ const helpDefaults = await helpDefaultsHere();
 
 /** `nst render`'s flags and action (main.ts names and describes the command). */
 export function defineRenderCommand(command: Command): void {
+  renderCommand(command, false);
+}
+
+/**
+ * `nst render`, or `nst plan` (= `nst render --dry-run`): the same flags, the
+ * same checks; the plan prints each job's memory plan instead of rendering.
+ */
+export function renderCommand(command: Command, planOnly: boolean): void {
   addJobFlags(command, optionsFor('cli'), helpDefaults);
   addBackendOptions(command)
     .option('--from <image>', 'render again with the settings an image made by nst records (flags given here win)')
-    .option('--json', 'print one JSON object per reported iteration on stdout, then a summary')
+    .option('--json', planOnly ? 'print the plan as JSON' : 'print one JSON object per reported iteration on stdout, then a summary');
+  if (!planOnly)
+    command.option('--dry-run', 'print the memory plan (peak memory, tiling, time per iteration) and render nothing (as nst plan)');
+  command
     .option(...VERBOSE_FLAG)
     .option(...YES_FLAG)
-    .addHelpText('after', EXAMPLES)
+    .addHelpText('after', planOnly ? PLAN_EXAMPLES : EXAMPLES)
     .action(async (flags: RenderFlags) => {
-      await render(flags, cudaFlagsGiven(command));
+      await render({ ...flags, dryRun: planOnly || flags.dryRun }, cudaFlagsGiven(command));
     });
 }
 
@@ -80,11 +115,19 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
   const jobs = await jobsWithWeights(values, weights, say);
   const prepared: PreparedJob[] = [];
   for (const job of jobs) {
-    const p = await prepareJob(job, weights, { notice: say.line, nameField: flagFor });
+    const p = await prepareJob(job, weights, { notice: say.line, nameField: flagFor, dryRun: flags.dryRun });
     if (job.resume && !p.resumeAt.fromCheckpoint) say.line(`no checkpoint ${p.checkpoint.name} to resume: starting from the beginning`);
     prepared.push(p);
   }
   const engine = await openEngine(flags, weights, say.line, cudaFlags, say.detail);
+  if (flags.dryRun) {
+    try {
+      await printPlans(engine, prepared, flags);
+    } finally {
+      engine.backend.dispose();
+    }
+    return;
+  }
   try {
     say.detail(`backend: ${engine.backend.detail}`);
     say.detail(`weights: ${weights.source} (${weights.format}, ${weights.layers.length} conv layers, ${weights.preprocessing.name})`);
@@ -133,6 +176,48 @@ async function settingsFrom(file: string): Promise<ResultSettings> {
   const settings = await readResultSettings(file, 'from');
   if (!settings) throw new UserError(`'${file}' records no nst settings (only images nst made do)`, { code: 'unsupported', field: 'from' });
   return settings;
+}
+
+/**
+ * The memory plan of every engine batch the jobs make (each scale's; the
+ * final one in full), with the time per iteration from a short run here.
+ */
+async function printPlans(engine: Parameters<typeof runJobGroup>[0], prepared: readonly PreparedJob[], flags: RenderFlags): Promise<void> {
+  const groups = packGroups(
+    prepared,
+    (p) => p.key,
+    () => Infinity,
+  );
+  const first = prepared[0].job;
+  // The plans first: the timing run below leaves the process larger than a render's would be when it plans.
+  const planned = groups.map((group) => group[0].steps.map((_, k) => planGroup(engine, group, k)));
+  const secondsPerFlop = await measureSecondsPerFlop(engine.backend, { pooling: first.pooling, loss: lossOf(first) });
+  for (const [g, group] of groups.entries()) {
+    const plans = planned[g];
+    const final = plans[plans.length - 1];
+    if (flags.json) {
+      process.stdout.write(
+        JSON.stringify({
+          event: 'plan',
+          outputs: group.map((p) => p.job.out),
+          ...final,
+          secondsPerIteration: Number((final.flopsPerIteration * secondsPerFlop).toPrecision(3)),
+          scales: plans.map((p) => ({ size: `${p.width}x${p.height}`, tiled: p.tiled !== undefined, peak: p.peak })),
+        }) + '\n',
+      );
+      continue;
+    }
+    const say = sayFor(flags);
+    say.line(`plan for ${group.map((p) => p.job.out).join(', ')} on ${engine.backend.detail}:`);
+    for (const line of describePlan(final, secondsPerFlop)) say.line(`  ${line}`);
+    plans
+      .slice(0, -1)
+      .forEach((p, k) =>
+        say.line(
+          `  scale ${k + 1}/${plans.length} (${p.width}x${p.height}): ${p.tiled ? `${p.tiled.tiles} tiles of ${p.tiled.core} px` : 'untiled'}, about ${formatBytes(p.peak)} at the peak`,
+        ),
+      );
+  }
 }
 
 /** Renders jobs of one packing key with a progress view; returns whether it was interrupted. */
