@@ -619,25 +619,13 @@ async function admit(
   names: Map<string, string>,
 ): Promise<Omit<Pending, 'resolve' | 'reject' | 'history' | 'names'>> {
   const id = job.id!;
-  const inputs = path.join(o.scratchDir, 'inputs');
-  await fs.mkdir(inputs, { recursive: true });
   const given = job.data.service?.names;
   // What the result records of its inputs: the names the user gave them, else their digests (never a path here).
   const recorded = new Map<string, string>();
   const local = async (key: string, name: string, given: string | undefined) => {
-    const file = path.join(inputs, path.basename(key));
+    const file = await inputInScratch(o, key, name);
     names.set(file, name);
     recorded.set(file, given ?? path.basename(key));
-    try {
-      await fs.access(file);
-    } catch {
-      const bytes = await getInput(o.store, key);
-      if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
-      // Several jobs may fetch the same input at once: each writes its own temporary file.
-      const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-      await fs.writeFile(tmp, bytes);
-      await fs.rename(tmp, file);
-    }
     return file;
   };
   const jobDir = path.join(o.scratchDir, 'jobs', id.replace(/[^A-Za-z0-9-]/g, '_'));
@@ -672,6 +660,31 @@ async function admit(
  * records its job's fingerprint, so the render resumes at the first frame
  * missing (or made by other options).
  */
+/**
+ * An uploaded input in the worker's scratch folder, fetched from the store
+ * once (checked against its key) and kept for the jobs that share it; its
+ * local path. `name` is the user's name for it, for the error when the store
+ * no longer has it.
+ */
+async function inputInScratch(o: WorkerOptions, key: string, name: string): Promise<string> {
+  const file = path.join(o.scratchDir, 'inputs', path.basename(key));
+  if (
+    await fs.access(file).then(
+      () => true,
+      () => false,
+    )
+  )
+    return file;
+  const bytes = await getInput(o.store, key);
+  if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  // Several jobs may fetch the same input at once: each writes its own temporary file.
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  await fs.writeFile(tmp, bytes);
+  await fs.rename(tmp, file);
+  return file;
+}
+
 async function admitVideo(
   job: RenderJob,
   o: WorkerOptions,
@@ -683,21 +696,8 @@ async function admitVideo(
   await fs.mkdir(dir, { recursive: true });
   names.set(dir, 'the result');
   const fetchInput = async (key: string, name: string) => {
-    const file = path.join(o.scratchDir, 'inputs', path.basename(key));
+    const file = await inputInScratch(o, key, name);
     names.set(file, name);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    if (
-      await fs.access(file).then(
-        () => false,
-        () => true,
-      )
-    ) {
-      const bytes = await getInput(o.store, key);
-      if (!bytes) throw new UnrecoverableError(`the input '${name}' is no longer in the store (expired?): submit the job again`);
-      const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-      await fs.writeFile(tmp, bytes);
-      await fs.rename(tmp, file);
-    }
     return file;
   };
   const input = await fetchInput(job.data.content, given?.content ?? 'the video');
