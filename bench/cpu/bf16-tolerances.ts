@@ -10,49 +10,14 @@
  * runs its emulated or reference bf16 kernels: slower, same roundings).
  */
 import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, relDiff, relL2 } from '@nst/core';
-import type { LossSpec, SessionOptions, Targets } from '@nst/core';
+import type { SessionOptions } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { referenceAdamTrajectory, referenceLossAndGradient } from '../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../test/reference/random-weights.js';
+import { PARITY_SIZE, parityCases, testPicture } from '../../test/reference/parity-cases.js';
 
-const image = (seed: number, height: number, width: number) => ({ height, width, data: testImage(seed, height * width * 3) });
-const [h, w] = [19, 23];
-const cases = (o: number): { name: string; options: SessionOptions; targets: Targets[] }[] => [
-  {
-    name: 'avg pooling, default loss + TV, batch 2',
-    options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
-    targets: [
-      { content: image(11 + o, h, w), styles: [{ image: image(12 + o, 17, 20), weight: 1 }] },
-      {
-        content: image(13 + o, h, w),
-        styles: [
-          { image: image(14 + o, 13, 15), weight: 0.3 },
-          { image: image(15 + o, h, w), weight: 0.7 },
-        ],
-      },
-    ],
-  },
-  {
-    name: 'max pooling, content conv5_1, style conv1_1 conv3_2',
-    options: {
-      height: h,
-      width: w,
-      batch: 1,
-      pooling: 'max',
-      loss: {
-        contentLayers: [{ layer: 'conv5_1', weight: 1 }],
-        styleLayers: [
-          { layer: 'conv1_1', weight: 0.5 },
-          { layer: 'conv3_2', weight: 0.5 },
-        ],
-        alpha: 10,
-        beta: 40,
-        tvWeight: 0,
-      } satisfies LossSpec,
-    },
-    targets: [{ content: image(21 + o, h, w), styles: [{ image: image(22 + o, 16, 21), weight: 1 }] }],
-  },
-];
+const { height: h, width: w } = PARITY_SIZE;
+const image = testPicture;
 
 const loaded = loadNativeAddon();
 if (!loaded.ok) throw new Error(loaded.reason);
@@ -67,7 +32,7 @@ const note = (key: string, value: number) => worst.set(key, Math.max(worst.get(k
 
 for (const seed of [5, 6, 7, 8]) {
   const weights = testWeights(seed, 13);
-  for (const [k, c] of cases(seed * 100).entries()) {
+  for (const [k, c] of parityCases(seed * 100).entries()) {
     const backend = await createNativeBackend('cpu', { precision: 'bf16' });
     await backend.loadWeights(weights);
     const images = testImage(30 + seed, c.options.batch * h * w * 3);

@@ -21,10 +21,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes } from '@nst/core';
-import type { LossSpec, LossValues, SessionOptions, Targets } from '@nst/core';
+import type { LossValues, SessionOptions } from '@nst/core';
 import { createNativeBackend, isNativeEngineError } from '@nst/native';
 import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
+import { PARITY_SIZE, parityCases, testPicture } from '../../../test/reference/parity-cases.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
 const LOSS_TOL = 2e-2;
@@ -133,9 +134,7 @@ describe.skipIf(!addon)(`cpu bf16: auto and the processor's features${skipReason
   });
 });
 
-function image(seed: number, height: number, width: number) {
-  return { height, width, data: testImage(seed, height * width * 3) };
-}
+const image = testPicture;
 
 /** The TV term of the same (float32) image is float32-exact: `tvTol` TV_TOL; after steps, the images differ and so does TV. */
 function expectLossesClose(got: readonly LossValues[], want: readonly LossValues[], tol: number, tvTol = TV_TOL) {
@@ -150,45 +149,9 @@ function expectLossesClose(got: readonly LossValues[], want: readonly LossValues
   });
 }
 
-const [h, w] = [19, 23];
-const cases: { name: string; pooling: 'avg' | 'max'; options: SessionOptions; targets: Targets[] }[] = [
-  {
-    name: 'avg pooling, default loss + TV, batch 2 with a two-style blend',
-    pooling: 'avg',
-    options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
-    targets: [
-      { content: image(511, h, w), styles: [{ image: image(512, 17, 20), weight: 1 }] },
-      {
-        content: image(513, h, w),
-        styles: [
-          { image: image(514, 13, 15), weight: 0.3 },
-          { image: image(515, h, w), weight: 0.7 },
-        ],
-      },
-    ],
-  },
-  {
-    name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2',
-    pooling: 'max',
-    options: {
-      height: h,
-      width: w,
-      batch: 1,
-      pooling: 'max',
-      loss: {
-        contentLayers: [{ layer: 'conv5_1', weight: 1 }],
-        styleLayers: [
-          { layer: 'conv1_1', weight: 0.5 },
-          { layer: 'conv3_2', weight: 0.5 },
-        ],
-        alpha: 10,
-        beta: 40,
-        tvWeight: 0,
-      } satisfies LossSpec,
-    },
-    targets: [{ content: image(521, h, w), styles: [{ image: image(522, 16, 21), weight: 1 }] }],
-  },
-];
+const { height: h, width: w } = PARITY_SIZE;
+// The parity tests' cases, on images of their own.
+const cases = parityCases(500);
 
 const noBf16 = !addon ? skipReason : bf16Runs() ? '' : 'oneDNN has no bf16 convolution on this processor (below AVX-512), even emulated';
 describe.skipIf(noBf16 !== '')(`cpu bf16 vs the float64 reference${noBf16 ? ` (skipped: ${noBf16})` : ''}`, () => {
@@ -217,8 +180,8 @@ describe.skipIf(noBf16 !== '')(`cpu bf16 vs the float64 reference${noBf16 ? ` (s
       const want = referenceLossAndGradient(weights, c.options, c.targets, images);
       expectLossesClose(got.losses, want.losses, LOSS_TOL);
       const d = relL2(got.gradient, want.gradient);
-      console.log(`bf16 ${c.pooling} pooling: gradient rel. L2 ${d.toExponential(2)} (limit ${GRAD_TOL[c.pooling]})`);
-      expect(d).toBeLessThan(GRAD_TOL[c.pooling]);
+      console.log(`bf16 ${c.options.pooling} pooling: gradient rel. L2 ${d.toExponential(2)} (limit ${GRAD_TOL[c.options.pooling]})`);
+      expect(d).toBeLessThan(GRAD_TOL[c.options.pooling]);
     });
   }
 

@@ -6,18 +6,17 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, adamUpdate } from '@nst/core';
-import type { Backend, LossSpec, LossValues, SessionOptions, Targets } from '@nst/core';
+import type { Backend, LossValues } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
 import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
+import { PARITY_SIZE, parityCases, testPicture, type ParityCase } from '../../../test/reference/parity-cases.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
 const LOSS_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
 
-function image(seed: number, height: number, width: number) {
-  return { height, width, data: testImage(seed, height * width * 3) };
-}
+const image = testPicture;
 
 function expectLossesClose(got: readonly LossValues[], want: readonly LossValues[], tol = LOSS_TOL) {
   expect(got.length).toBe(want.length);
@@ -29,61 +28,13 @@ function expectLossesClose(got: readonly LossValues[], want: readonly LossValues
   });
 }
 
-interface Case {
-  name: string;
-  options: SessionOptions;
-  targets: Targets[];
-}
-
-const h = 19;
-const w = 23;
-const cases: Case[] = [
-  {
-    name: 'avg pooling, default loss + TV, batch 2 with a two-style blend',
-    options: {
-      height: h,
-      width: w,
-      batch: 2,
-      pooling: 'avg',
-      loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 },
-    },
-    targets: [
-      { content: image(11, h, w), styles: [{ image: image(12, 17, 20), weight: 1 }] },
-      {
-        content: image(13, h, w),
-        styles: [
-          { image: image(14, 13, 15), weight: 0.3 },
-          { image: image(15, h, w), weight: 0.7 },
-        ],
-      },
-    ],
-  },
-  {
-    name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2',
-    options: {
-      height: h,
-      width: w,
-      batch: 1,
-      pooling: 'max',
-      loss: {
-        contentLayers: [{ layer: 'conv5_1', weight: 1 }],
-        styleLayers: [
-          { layer: 'conv1_1', weight: 0.5 },
-          { layer: 'conv3_2', weight: 0.5 },
-        ],
-        alpha: 10,
-        beta: 40,
-        tvWeight: 0,
-      } satisfies LossSpec,
-    },
-    targets: [{ content: image(21, h, w), styles: [{ image: image(22, 16, 21), weight: 1 }] }],
-  },
-];
+const { height: h, width: w } = PARITY_SIZE;
+const cases = parityCases();
 
 describe.skipIf(!addon)(`native cpu vs float64 reference and tfjs${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const weights = testWeights(5, 13);
 
-  async function nativeSession(backend: Backend, c: Case, images: Float32Array) {
+  async function nativeSession(backend: Backend, c: ParityCase, images: Float32Array) {
     const session = await backend.createSession(c.options);
     await session.setTargets(c.targets);
     await session.setImages(images);
@@ -110,7 +61,7 @@ describe.skipIf(!addon)(`native cpu vs float64 reference and tfjs${skipReason ? 
   // 20 updates at the notebook's lr 2.0 from one start. (This test caught
   // float(0.999) in engine.h's AdamParams: 1 - beta2 off by 5e-5 moved the
   // loss by 2e-4 after 20 steps; AdamParams is double since.)
-  const adamCase: Case = {
+  const adamCase: ParityCase = {
     name: 'small',
     options: { height: 12, width: 14, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } },
     targets: [{ content: image(41, 12, 14), styles: [{ image: image(42, 12, 14), weight: 1 }] }],
@@ -177,7 +128,7 @@ describe.skipIf(!addon)(`native cpu vs float64 reference and tfjs${skipReason ? 
   it('20 Adam iterations at 40x52 (Winograd layers): losses within 1e-4 of the tfjs backend, images within a pixel level', async () => {
     const { createTfjsBackend } = await import('@nst/tfjs');
     const [H, W] = [40, 52];
-    const c: Case = {
+    const c: ParityCase = {
       name: 'winograd',
       options: { height: H, width: W, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } },
       targets: [{ content: image(51, H, W), styles: [{ image: image(52, H, W), weight: 1 }] }],

@@ -1,0 +1,60 @@
+/**
+ * The cases on which the engines' parity tests hold them to the float64
+ * reference (packages/native/test/cpu-parity.test.ts in fp32,
+ * cpu-bf16.test.ts in bf16, and bench/cpu/bf16-tolerances.ts, which
+ * measured bf16's tolerances on them): an odd size with the default loss,
+ * TV, a batch of 2 and a two-style blend under avg pooling; and max
+ * pooling with content at conv5_1 and style at conv1_1 and conv3_2. `seed`
+ * shifts every image's seed, so that a test or bench run can draw other
+ * images on the same cases.
+ */
+import { DEFAULT_LOSS, type LossSpec, type SessionOptions, type Targets } from '@nst/core';
+import { testImage } from './random-weights.js';
+
+export interface ParityCase {
+  readonly name: string;
+  readonly options: SessionOptions;
+  readonly targets: Targets[];
+}
+
+/** The cases' output size: odd on both sides. */
+export const PARITY_SIZE = { height: 19, width: 23 } as const;
+
+/** A seeded test image of height x width x 3, as the seam takes it. */
+export const testPicture = (seed: number, height: number, width: number) => ({ height, width, data: testImage(seed, height * width * 3) });
+
+export function parityCases(seed = 0): ParityCase[] {
+  const { height: h, width: w } = PARITY_SIZE;
+  const image = (k: number, height: number, width: number) => testPicture(seed + k, height, width);
+  const maxPoolingLoss: LossSpec = {
+    contentLayers: [{ layer: 'conv5_1', weight: 1 }],
+    styleLayers: [
+      { layer: 'conv1_1', weight: 0.5 },
+      { layer: 'conv3_2', weight: 0.5 },
+    ],
+    alpha: 10,
+    beta: 40,
+    tvWeight: 0,
+  };
+  return [
+    {
+      name: 'avg pooling, default loss + TV, batch 2 with a two-style blend',
+      options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
+      targets: [
+        { content: image(11, h, w), styles: [{ image: image(12, 17, 20), weight: 1 }] },
+        {
+          content: image(13, h, w),
+          styles: [
+            { image: image(14, 13, 15), weight: 0.3 },
+            { image: image(15, h, w), weight: 0.7 },
+          ],
+        },
+      ],
+    },
+    {
+      name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2',
+      options: { height: h, width: w, batch: 1, pooling: 'max', loss: maxPoolingLoss },
+      targets: [{ content: image(21, h, w), styles: [{ image: image(22, 16, 21), weight: 1 }] }],
+    },
+  ];
+}
