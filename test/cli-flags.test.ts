@@ -579,6 +579,28 @@ const FLAG_TESTS: Record<string, [string, string][]> = {
     ],
   ],
   '--gpu': [['test/cli-flags.test.ts', '--precision and --gpu reach the cuda backend (without a GPU: only their values are checked)']],
+  '--memory': [
+    [
+      'test/tiled-plan.test.ts',
+      '--memory below the untiled plan: --dry-run prints the tiled plan and writes nothing; the render (--tile auto) tiles to fit its budget',
+    ],
+  ],
+  '--tile': [
+    [
+      'test/tiled-plan.test.ts',
+      '--memory below the untiled plan: --dry-run prints the tiled plan and writes nothing; the render (--tile auto) tiles to fit its budget',
+    ],
+    [
+      'test/cli-hostile.test.ts',
+      'refuses sizes and style scales that cannot fit, with the estimate, the memory available and the largest size that fits',
+    ],
+  ],
+  '--dry-run': [
+    [
+      'test/tiled-plan.test.ts',
+      '--memory below the untiled plan: --dry-run prints the tiled plan and writes nothing; the render (--tile auto) tiles to fit its budget',
+    ],
+  ],
   '--json': [
     ['test/cli.test.ts', 'with the real weights, the style loss falls at least 5x in 30 iterations, output at the requested size'],
     ['test/cli-flags.test.ts', '--alpha, --beta and --tv-weight weight the reported total'],
