@@ -39,6 +39,7 @@ import {
   type Say,
 } from '../engine-options.js';
 import { flagFor } from '../flags.js';
+import { onInterrupt } from '../interrupt.js';
 import { addJobFlags, helpDefaultsHere, jobValuesOf } from '../job-flags.js';
 import { jsonView, plainView, ttyView, type ProgressView } from '../progress.js';
 
@@ -135,20 +136,7 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
       say.line(
         `note: '${flags.from}' was rendered on ${from.backend}, this render runs on ${engine.backend.detail}: its last digits may differ`,
       );
-    // SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) both save the
-    // current image and a checkpoint, then exit 128 + the signal's number
-    // (130, 143) as a shell would report the signal; a second one quits at once.
-    const controller = new AbortController();
-    let exitStatus = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      const status = signal === 'SIGTERM' ? 143 : 130;
-      if (controller.signal.aborted) process.exit(status);
-      exitStatus = status;
-      controller.abort();
-      say.line(`interrupted (${signal}): saving the current image and a checkpoint (again to quit at once)`);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = onInterrupt(say.line, 'the current image and a checkpoint');
     try {
       // Photos of one size render together, as one engine batch.
       for (const group of packGroups(
@@ -156,15 +144,14 @@ async function render(flags: RenderFlags, cudaFlags: readonly string[]): Promise
         (p) => p.key,
         () => Infinity,
       )) {
-        const interrupted = await renderGroup(engine, group, flags, controller.signal, weightsInBrief(weights, flags.weights));
+        const interrupted = await renderGroup(engine, group, flags, interrupt.signal, weightsInBrief(weights, flags.weights));
         if (interrupted) {
-          process.exitCode = exitStatus || 130;
+          process.exitCode = interrupt.exitStatus();
           break;
         }
       }
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      interrupt.dispose();
     }
   } finally {
     engine.backend.dispose();

@@ -17,6 +17,7 @@ import {
 import { loadNativeAddon } from '@nst/native';
 import { addBackendOptions, cudaFlagsGiven } from '../backends.js';
 import { openEngine, sayFor, VERBOSE_FLAG, weightsFor, weightsInBrief, YES_FLAG, type EngineFlags } from '../engine-options.js';
+import { onInterrupt } from '../interrupt.js';
 import { addJobFlags, helpDefaultsHere, jobValuesOf } from '../job-flags.js';
 import { fmt, formatSeconds } from '../progress.js';
 
@@ -114,17 +115,7 @@ async function video(input: string, flags: VideoFlags, cudaFlags: readonly strin
   const spec: VideoSpec = { values, input, output: flags.out, limits, frames, flow: nativeFlow(), keepFrames: flags.keepFrames };
   const plan = await prepareVideo(spec, weights);
   const engine = await openEngine(flags, weights, say.line, cudaFlags, say.detail);
-  const controller = new AbortController();
-  let exitStatus = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    const status = signal === 'SIGTERM' ? 143 : 130;
-    if (controller.signal.aborted) process.exit(status);
-    exitStatus = status;
-    controller.abort();
-    say.line(`interrupted (${signal}): saving the current frame's image and checkpoint (again to quit at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = onInterrupt(say.line, "the current frame's image and checkpoint");
   const t = plan.template;
   const tty = !flags.json && process.stdout.isTTY;
   let bar = '';
@@ -194,7 +185,7 @@ async function video(input: string, flags: VideoFlags, cudaFlags: readonly strin
         },
         onNotice: (text, detail) => (detail ? flags.verbose && line(text) : line(text)),
       },
-      controller.signal,
+      interrupt.signal,
     );
     if (tty) process.stdout.write('\r\x1b[2K');
     const perFrame = result.secondsPerFrame !== undefined ? ` (${result.secondsPerFrame.toFixed(2)} s per frame after the first)` : '';
@@ -205,10 +196,9 @@ async function video(input: string, flags: VideoFlags, cudaFlags: readonly strin
         `stopped after ${result.rendered + result.skipped} of ${result.frames} frames in ${result.seconds.toFixed(1)} s; the same command continues at the first unfinished frame (frames in ${result.output})`,
       );
     else say.line(`done: ${result.rendered} frames in ${result.seconds.toFixed(1)} s${perFrame}${skipped}, wrote ${result.output}`);
-    if (result.interrupted) process.exitCode = exitStatus || 130;
+    if (result.interrupted) process.exitCode = interrupt.exitStatus();
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     engine.backend.dispose();
   }
 }
