@@ -91,6 +91,11 @@ function described(id: string, data: RenderJobData, submitted: number): { id: st
 /** A job's view; `snapshot` is asked for only when the job is queued (for its position). */
 export async function describeJob(redis: Redis, job: RenderJob, snapshot: () => Promise<QueueSnapshot>): Promise<JobView> {
   const bullState = await job.getState();
+  // A job read just before it completed has no return value yet, though its state now says completed: read it now.
+  if (bullState === 'completed' && job.returnvalue == null) {
+    const stored = await redis.hget(`bull:${QUEUE_NAME}:${job.id}`, 'returnvalue');
+    if (stored) job.returnvalue = JSON.parse(stored);
+  }
   const progress = progressOf(job);
   const iterations = Number(job.data.options.iterations ?? progress.iterations ?? 0);
   let state: ApiState;

@@ -87,6 +87,8 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     await page.waitForSelector('#preview[data-previews]', { timeout: 60_000 }).catch(explain);
     await page.waitForFunction("Number(document.getElementById('chart')?.dataset.points) >= 2", { timeout: 60_000 }).catch(explain);
     expect(await text('#progress')).toMatch(/^iteration \d+ of 5000, loss .* on .*-\d+-[0-9a-f]{6}/);
+    // The list redraws every 3 s: it may not show the job running yet.
+    await page.waitForSelector('#jobs li[data-state=running]', { timeout: 15_000 }).catch(explain);
     const longId = await page.$eval('#jobs li[data-state=running]', (el) => (el as unknown as Dataset).dataset.id!).catch(explain);
     await page.click('#cancel');
     await stateIs('cancelled', 10_000);
