@@ -18,6 +18,9 @@ const E2E = [
   'test/!(repo).test.ts',
   'packages/server/test/**/*.test.ts',
   'packages/native/test/cuda-*.test.ts',
+  // These start processes (a fresh one per measured session) or run the pipeline with its files.
+  'packages/native/test/cpu-memory-plan.test.ts',
+  'packages/native/test/cpu-tiled-resume.test.ts',
   'packages/tfjs/test/wasm-threads-start.test.ts',
 ];
 const FAST_SHARED = ['test/reference/**/*.test.ts', 'test/repo.test.ts'];

@@ -101,9 +101,31 @@ export interface Targets {
    * style target of each layer is sum_k weight_k * Ghat(style_k), Ghat the
    * Gram matrix divided by its own n_H * n_W.
    */
-  readonly styles: ReadonlyArray<{ readonly image: ImageTensor; readonly weight: number }>;
+  readonly styles: ReadonlyArray<StyleTarget>;
+  /**
+   * Spatial control (masks.ts): the content loss's weight per pixel, height x
+   * width in [0, 1]; absent, 1 everywhere:
+   * J_content = sum_p c_p sum_ch (a - a_C)^2 / (4 N nC), c the mask pooled to the layer.
+   */
+  readonly contentMask?: Float32Array;
   /** Video: read only when the loss has a temporalWeight; absent, the item has no temporal term (a first frame). */
   readonly temporal?: TemporalTarget;
+}
+
+/**
+ * One style image of a batch item. With masks (masks.ts): the styles that
+ * share a mask form a region whose target is their blend (weights
+ * renormalised within it) and whose loss at each layer uses the guided Gram
+ * of the output under the mask; styleRegions() groups them. A white or
+ * absent mask is no mask.
+ */
+export interface StyleTarget {
+  readonly image: ImageTensor;
+  readonly weight: number;
+  /** Where this style applies in the output: height x width of the session, in [0, 1]. */
+  readonly mask?: Float32Array;
+  /** The part of the painting to use: the style image's height x width, in [0, 1]. */
+  readonly region?: Float32Array;
 }
 
 export interface IterateOptions {

@@ -15,3 +15,4 @@ export * from './memory.js';
 export * from './colour.js';
 export * from './resize.js';
 export * from './tiling.js';
+export * from './masks.js';

@@ -10,9 +10,10 @@
  * runs direct convolutions unless a case asks for Winograd (see
  * TiledCase.winograd).
  *
- * Registered by cpu-tiled.test.ts (the cpu engine, small sizes: the unit
- * project), cuda-tiled-emulated.test.ts (the cuda engine on its CPU
- * stand-in) and test/tiled-exactness.test.ts (the issue's sizes).
+ * Registered by cpu-tiled.test.ts (the cpu engine, blocks 1-3: the unit
+ * project), test/tiled-full-network.test.ts (the default loss at small
+ * sizes), cuda-tiled-emulated.test.ts (the cuda engine on its CPU stand-in)
+ * and test/tiled-exactness.test.ts (the issue's sizes), all three e2e.
  */
 import { expect, it } from 'vitest';
 import {
