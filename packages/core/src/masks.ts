@@ -107,7 +107,7 @@ export function maskAtLayers(mask: ArrayLike<number>, height: number, width: num
     throw new Error(`maskAtLayers: a ${width}x${height} mask needs ${height * width} weights, got ${mask.length}`);
   const out = new Map<number, Float32Array>();
   const last = Math.max(-1, ...layers);
-  let m = { data: Float64Array.from(mask), height, width };
+  let m: { data: Float64Array; height: number; width: number } = { data: Float64Array.from(mask), height, width };
   for (let i = 0; i <= last; i++) {
     if (layers.includes(i)) out.set(i, Float32Array.from(m.data));
     if (VGG19_LAYERS[i].poolAfter) m = averagePool(m.data, m.height, m.width);
