@@ -5,11 +5,12 @@
  * only sees the losses, once per iterate() call.
  */
 import type { Tensor2D, Tensor3D, Tensor4D, Variable } from '@tensorflow/tfjs';
-import type { AdamConfig, IterateOptions, LossValues, Session, SessionOptions, Targets } from '@nst/core';
+import { effectiveMask, layerInputSize, maskAtLayers, maskMass, styleRegions } from '@nst/core';
+import type { AdamConfig, ImageTensor, IterateOptions, LossValues, Session, SessionOptions, Targets } from '@nst/core';
 import type { Tf } from './load.js';
 import type { TfVgg } from './network.js';
-import { gram, layerIndex, lossLayers, lossParts } from './objective.js';
-import type { TfTargets } from './objective.js';
+import { gram, guidedGram, layerIndex, lossLayers, lossParts } from './objective.js';
+import type { TfRegion, TfTargets } from './objective.js';
 
 /** Lets timers and signal handlers (Ctrl-C) run between steps. */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -60,18 +61,7 @@ export class TfjsSession implements Session {
         content = contentIndices.map((i) => acts.get(i)!);
       }
       // Per item: the weighted sum of its style images' Grams, then stacked over the batch.
-      const perItem = targets.map((t) => {
-        const blended = styleIndices.map(() => undefined as Tensor3D | undefined);
-        for (const { image, weight } of t.styles) {
-          const x = tf.tensor4d(image.data, [1, image.height, image.width, 3]);
-          const acts = this.vgg.forward(x, pooling, new Set(styleIndices));
-          styleIndices.forEach((i, k) => {
-            const g = tf.mul(gram(tf, acts.get(i)!), weight) as Tensor3D;
-            blended[k] = blended[k] ? (tf.add(blended[k]!, g) as Tensor3D) : g;
-          });
-        }
-        return blended as Tensor3D[];
-      });
+      const perItem = targets.map((t) => this.blendedGrams(t.styles, styleIndices));
       const style = styleIndices.map(
         (_, k) =>
           tf.concat(
@@ -85,6 +75,8 @@ export class TfjsSession implements Session {
     this.targets = {
       content: new Map(contentIndices.map((i, k) => [i, content[k]])),
       style: new Map(styleIndices.map((i, k) => [i, style[k]])),
+      regions: targets.some((t) => t.styles.some((s) => effectiveMask(s.mask))) ? this.regions(targets, styleIndices) : undefined,
+      contentMasks: targets.some((t) => effectiveMask(t.contentMask)) ? this.contentMasks(targets, contentIndices) : undefined,
       temporal: loss.temporalWeight ? this.temporalTargets(targets) : undefined,
     };
   }
@@ -199,6 +191,72 @@ export class TfjsSession implements Session {
     }));
   }
 
+  /**
+   * sum_s weight_s Ghat_s per style layer, [1, C, C] each: Ghat_s the style
+   * image's Gram, guided by its region mask where it has one. Call inside tf.tidy.
+   */
+  private blendedGrams(
+    styles: ReadonlyArray<{ image: ImageTensor; weight: number; region?: Float32Array }>,
+    styleIndices: number[],
+  ): Tensor3D[] {
+    const tf = this.tf;
+    const blended = styleIndices.map(() => undefined as Tensor3D | undefined);
+    for (const { image, weight, region } of styles) {
+      const x = tf.tensor4d(image.data, [1, image.height, image.width, 3]);
+      const acts = this.vgg.forward(x, this.options.pooling, new Set(styleIndices));
+      const masks = effectiveMask(region) ? this.pooledMasks(region!, image.height, image.width, styleIndices) : undefined;
+      styleIndices.forEach((i, k) => {
+        const a = acts.get(i)!;
+        const m = masks?.get(i);
+        if (m && !(m.mass > 0)) throw new Error(`setTargets: a style region mask has no mass at conv layer ${i}`);
+        const c = a.shape[3];
+        const g = tf.mul(m ? tf.reshape(guidedGram(tf, a, m.mask, m.mass), [1, c, c]) : gram(tf, a), weight) as Tensor3D;
+        blended[k] = blended[k] ? (tf.add(blended[k]!, g) as Tensor3D) : g;
+      });
+    }
+    return blended as Tensor3D[];
+  }
+
+  /** A mask pooled to each of `layers` as [1, h, w, 1] tensors with its mass (core's maskAtLayers). */
+  private pooledMasks(mask: Float32Array, height: number, width: number, layers: number[]): Map<number, { mask: Tensor4D; mass: number }> {
+    if (mask.length !== height * width) throw new Error(`setTargets: a mask of ${mask.length} values for ${width}x${height}`);
+    const out = new Map<number, { mask: Tensor4D; mass: number }>();
+    for (const [i, m] of maskAtLayers(mask, height, width, layers)) {
+      const size = layerInputSize(i, height, width);
+      out.set(i, { mask: this.tf.tensor4d(m, [1, size.height, size.width, 1]), mass: maskMass(m) });
+    }
+    return out;
+  }
+
+  /** Style masks: each item's regions (core's styleRegions) with their masks and blended targets at the style layers. */
+  private regions(targets: readonly Targets[], styleIndices: number[]): TfRegion[][] {
+    const { height, width } = this.options;
+    return targets.map((t) =>
+      styleRegions(t.styles).map((r) => {
+        const grams = this.tf.tidy(() => this.blendedGrams(r.styles, styleIndices).map((g) => this.tf.squeeze(g, [0]) as Tensor2D));
+        return {
+          masks: r.mask ? this.pooledMasks(r.mask, height, width, styleIndices) : undefined,
+          targets: new Map(styleIndices.map((i, k) => [i, grams[k]])),
+        };
+      }),
+    );
+  }
+
+  /** The content mask pooled to each content layer, batched [N, h, w, 1] (1 for an item without one). */
+  private contentMasks(targets: readonly Targets[], contentIndices: number[]): Map<number, Tensor4D> {
+    const { height, width } = this.options;
+    const white = new Float32Array(height * width).fill(1);
+    const perItem = targets.map((t) => maskAtLayers(t.contentMask ?? white, height, width, contentIndices));
+    return new Map(
+      contentIndices.map((i) => {
+        const size = layerInputSize(i, height, width);
+        const data = new Float32Array(targets.length * size.height * size.width);
+        perItem.forEach((m, b) => data.set(m.get(i)!, b * size.height * size.width));
+        return [i, this.tf.tensor4d(data, [targets.length, size.height, size.width, 1])];
+      }),
+    );
+  }
+
   /** Video: each item's warped previous frame and pixel weights, batched (weight 0 for an item without one). */
   private temporalTargets(targets: readonly Targets[]): NonNullable<TfTargets['temporal']> {
     const { height, width } = this.options;
@@ -225,6 +283,12 @@ export class TfjsSession implements Session {
     if (!this.targets) return;
     for (const t of this.targets.content.values()) t.dispose();
     for (const t of this.targets.style.values()) t.dispose();
+    for (const item of this.targets.regions ?? [])
+      for (const r of item) {
+        for (const m of r.masks?.values() ?? []) m.mask.dispose();
+        for (const g of r.targets.values()) g.dispose();
+      }
+    for (const m of this.targets.contentMasks?.values() ?? []) m.dispose();
     this.targets.temporal?.image.dispose();
     this.targets.temporal?.weights.dispose();
     this.targets = undefined;
