@@ -1,13 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch eager on the CPU, the reference for bench/cpu/bench.mjs: the same
-work as one iteration of the nst cpu backend, written the way a PyTorch user
-would write it (bench/gpu/torch_ref.py, on the CPU).
-
-VGG-19 conv1_1..conv5_1 (random He-initialised weights: the cost does not
-depend on their values), ReLU, 2x2 average pooling (ceil_mode: TF SAME for odd
-sizes), content loss at conv4_2, Gram style loss at conv1_1, conv2_1, conv3_1,
-conv4_1, conv5_1 (weights 0.2, Gram normalised by N), alpha 10, beta 40, Adam
-(lr 2) on the image only, channels_last. --bf16 wraps the network and the
+work as one iteration of the nst cpu backend (the model: bench/torch_vgg.py,
+as bench/gpu/torch_ref.py runs it on the GPU), channels_last. --bf16 wraps the network and the
 losses in torch.autocast('cpu', dtype=torch.bfloat16) (convolutions and the
 Gram matmuls in bf16, as autocast decides; the image and Adam in float32).
 
@@ -19,20 +13,15 @@ Needs Debian's python3-torch (1.13; oneDNN 2.6.3 inside) and libopenblas0-pthrea
 """
 import argparse
 import json
-import math
+import os
 import resource
+import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-# (in, out, pool after) for conv1_1 .. conv5_1
-VGG = [(3, 64, False), (64, 64, True), (64, 128, False), (128, 128, True), (128, 256, False),
-       (256, 256, False), (256, 256, False), (256, 256, True), (256, 512, False), (512, 512, False),
-       (512, 512, False), (512, 512, True), (512, 512, False)]
-CONTENT = {9: 1.0}                                   # conv4_2
-STYLE = {0: 0.2, 2: 0.2, 4: 0.2, 8: 0.2, 12: 0.2}    # conv1_1 conv2_1 conv3_1 conv4_1 conv5_1
-ALPHA, BETA = 10.0, 40.0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from torch_vgg import adam, loss as total_loss, make_layers, targets, test_image  # noqa: E402
 
 
 def main():
@@ -46,58 +35,22 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     fmt = torch.channels_last
-    gen = torch.Generator().manual_seed(0)
-
-    layers = []
-    for cin, cout, pool in VGG:
-        w = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(2.0 / (9 * cin))
-        b = (torch.rand(cout, generator=gen) - 0.5) * 0.1
-        layers.append((w.contiguous(memory_format=fmt), b, pool))
-
-    def features(x):
-        out = {}
-        for i, (w, b, pool) in enumerate(layers):
-            x = F.relu(F.conv2d(x, w, b, padding=1))
-            if i in CONTENT or i in STYLE:
-                out[i] = x
-            if pool and i + 1 < len(layers):
-                x = F.avg_pool2d(x, 2, ceil_mode=True)
-        return out
-
-    def gram(a):  # (1, C, H, W) -> (C, C) / N
-        _, c, h, w = a.shape
-        f = a.reshape(c, h * w)
-        return f @ f.t() / (h * w)
-
-    def image(seed):
-        g = torch.Generator().manual_seed(seed)
-        x = (torch.rand(1, 3, args.height, args.width, generator=g) - 0.5) * 100
-        return x.contiguous(memory_format=fmt)
+    dev = torch.device('cpu')
+    layers = make_layers(dev, fmt)
 
     def autocast():
         return torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.bf16)
 
-    with torch.no_grad(), autocast():
-        content_t = {i: a.detach() for i, a in features(image(1)).items() if i in CONTENT}
-        style_t = {i: gram(a).detach() for i, a in features(image(2)).items() if i in STYLE}
+    with autocast():
+        content_t, style_t = targets(layers, 1, args.height, args.width, dev, fmt)
 
-    x = image(3).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=2.0, betas=(0.9, 0.999), eps=1e-8)
+    x = test_image(1, args.height, args.width, 3, dev, fmt).requires_grad_(True)
+    opt = adam(x)
 
     def step():
         opt.zero_grad(set_to_none=True)
         with autocast():
-            feats = features(x)
-            jc = 0
-            for i, wgt in CONTENT.items():
-                a = feats[i]
-                _, c, h, w = a.shape
-                jc = jc + wgt * ((a - content_t[i]) ** 2).sum() / (4 * h * w * c)
-            js = 0
-            for i, wgt in STYLE.items():
-                c = feats[i].shape[1]
-                js = js + wgt * ((gram(feats[i]) - style_t[i]) ** 2).sum() / (4 * c * c)
-            loss = ALPHA * jc + BETA * js
+            loss = total_loss(layers, x, content_t, style_t)
         loss.backward()
         opt.step()
         return loss

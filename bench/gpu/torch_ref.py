@@ -1,32 +1,22 @@
 #!/usr/bin/env python3
 """PyTorch eager reference for bench/gpu/run.sh: the same work as one step of
-the nst cuda backend, written the way a PyTorch user would write it.
-
-VGG-19 conv1_1..conv5_1 (random He-initialised weights: the cost does not
-depend on their values), ReLU, 2x2 average pooling (ceil_mode: TF SAME for odd
-sizes), content loss at conv4_2, Gram style loss at conv1_1, conv2_1, conv3_1,
-conv4_1, conv5_1 (weights 0.2, Gram normalised by N), alpha 10, beta 40, Adam
-(lr 2) on the image only. Batch N: N images with their own targets. TF32 is
-allowed (torch.backends.*.allow_tf32) and cudnn.benchmark is on.
+the nst cuda backend (the model: bench/torch_vgg.py), on the GPU. Batch N: N
+images with their own targets. TF32 is allowed (torch.backends.*.allow_tf32)
+and cudnn.benchmark is on.
 
 Prints one JSON line: ms per iteration, peak allocated / reserved memory.
   python3 torch_ref.py --size 512 --batch 1 --steps 100
 """
 import argparse
 import json
-import math
+import os
+import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-# (in, out, pool after) for conv1_1 .. conv5_1
-VGG = [(3, 64, False), (64, 64, True), (64, 128, False), (128, 128, True), (128, 256, False),
-       (256, 256, False), (256, 256, False), (256, 256, True), (256, 512, False), (512, 512, False),
-       (512, 512, False), (512, 512, True), (512, 512, False)]
-CONTENT = {9: 1.0}                                   # conv4_2
-STYLE = {0: 0.2, 2: 0.2, 4: 0.2, 8: 0.2, 12: 0.2}    # conv1_1 conv2_1 conv3_1 conv4_1 conv5_1
-ALPHA, BETA = 10.0, 40.0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from torch_vgg import adam, loss as total_loss, make_layers, targets, test_image  # noqa: E402
 
 
 def main():
@@ -45,56 +35,17 @@ def main():
     torch.backends.cudnn.benchmark = True
     dev = torch.device('cuda')
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    gen = torch.Generator(device='cpu').manual_seed(0)
-
-    layers = []
-    for cin, cout, pool in VGG:
-        w = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(2.0 / (9 * cin))
-        b = (torch.rand(cout, generator=gen) - 0.5) * 0.1
-        layers.append((w.to(dev).contiguous(memory_format=fmt), b.to(dev), pool))
-
-    def features(x):
-        out = {}
-        for i, (w, b, pool) in enumerate(layers):
-            x = F.relu(F.conv2d(x, w, b, padding=1))
-            if i in CONTENT or i in STYLE:
-                out[i] = x
-            if pool and i + 1 < len(layers):
-                x = F.avg_pool2d(x, 2, ceil_mode=True)
-        return out
-
-    def gram(a):  # (B, C, H, W) -> (B, C, C) / N
-        bsz, c, h, w = a.shape
-        f = a.reshape(bsz, c, h * w)
-        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
-
-    def image(seed):
-        g = torch.Generator(device='cpu').manual_seed(seed)
-        x = (torch.rand(args.batch, 3, args.size, args.size, generator=g) - 0.5) * 100
-        return x.to(dev).contiguous(memory_format=fmt)
-
-    with torch.no_grad():
-        content_t = {i: a.detach() for i, a in features(image(1)).items() if i in CONTENT}
-        style_t = {i: gram(a).detach() for i, a in features(image(2)).items() if i in STYLE}
+    layers = make_layers(dev, fmt)
+    content_t, style_t = targets(layers, args.batch, args.size, args.size, dev, fmt)
 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    x = image(3).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=2.0, betas=(0.9, 0.999), eps=1e-8)
+    x = test_image(args.batch, args.size, args.size, 3, dev, fmt).requires_grad_(True)
+    opt = adam(x)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        feats = features(x)
-        jc = 0
-        for i, wgt in CONTENT.items():
-            a = feats[i]
-            _, c, h, w = a.shape
-            jc = jc + wgt * ((a - content_t[i]) ** 2).sum(dim=(1, 2, 3)) / (4 * h * w * c)
-        js = 0
-        for i, wgt in STYLE.items():
-            c = feats[i].shape[1]
-            js = js + wgt * ((gram(feats[i]) - style_t[i]) ** 2).sum(dim=(1, 2)) / (4 * c * c)
-        loss = (ALPHA * jc + BETA * js).sum()  # items are independent: the sum's gradient is per item
+        loss = total_loss(layers, x, content_t, style_t)
         loss.backward()
         opt.step()
         return loss

@@ -8,22 +8,11 @@
  * an odd size, with both poolings.
  */
 import { describe, expect, it } from 'vitest';
-import { Rng, type LossSpec, type SessionOptions, type Targets } from '@nst/core';
+import { Rng, type SessionOptions, type Targets } from '@nst/core';
 import { guidedGram, maskAtLayers, referenceMaskedItem, type MaskedTargets } from './masked-float64.js';
 import { testImage, testWeights } from './random-weights.js';
-import { forward, gram, referenceItem, referenceTargets, tensor3 } from './vgg-float64.js';
+import { forward, gram, referenceItem, referenceTargets, SMALL_LOSS, tensor3 } from './vgg-float64.js';
 
-const LOSS: LossSpec = {
-  contentLayers: [{ layer: 'conv2_2', weight: 1 }],
-  styleLayers: [
-    { layer: 'conv1_1', weight: 0.3 },
-    { layer: 'conv2_1', weight: 0.3 },
-    { layer: 'conv3_1', weight: 0.4 },
-  ],
-  alpha: 10,
-  beta: 40,
-  tvWeight: 0.01,
-};
 const weights = testWeights(11, 5); // conv1_1 .. conv3_1
 
 const picture = (seed: number, height: number, width: number) => ({ height, width, data: testImage(seed, height * width * 3) });
@@ -34,7 +23,7 @@ const softMask = (seed: number, n: number) =>
 describe('masked objective, float64', () => {
   it('with white masks (or none) is the unmasked objective, to the last digit, for one style and for a blend', () => {
     const [h, w] = [9, 11];
-    const options: SessionOptions = { height: h, width: w, batch: 1, pooling: 'avg', loss: LOSS };
+    const options: SessionOptions = { height: h, width: w, batch: 1, pooling: 'avg', loss: SMALL_LOSS };
     const image = tensor3(h, w, 3, testImage(7, h * w * 3));
     const white = new Float64Array(h * w).fill(1);
     const plain: Targets = {
@@ -90,7 +79,7 @@ describe('masked objective, float64', () => {
   for (const pooling of ['avg', 'max'] as const) {
     it(`gradient matches central finite differences (${pooling} pooling, 9x13, two regions with soft masks, a style region, a content mask)`, () => {
       const [h, w] = [9, 13];
-      const options: SessionOptions = { height: h, width: w, batch: 1, pooling, loss: LOSS };
+      const options: SessionOptions = { height: h, width: w, batch: 1, pooling, loss: SMALL_LOSS };
       const sky = softMask(21, h * w);
       const targets: MaskedTargets = {
         content: picture(1, h, w),
@@ -124,7 +113,7 @@ describe('masked objective, float64', () => {
 
   it('a region whose mask is black everywhere adds no style; a black content mask removes the content loss', () => {
     const [h, w] = [8, 8];
-    const options: SessionOptions = { height: h, width: w, batch: 1, pooling: 'avg', loss: LOSS };
+    const options: SessionOptions = { height: h, width: w, batch: 1, pooling: 'avg', loss: SMALL_LOSS };
     const black = new Float64Array(h * w);
     const image = tensor3(h, w, 3, testImage(5, h * w * 3));
     const got = referenceMaskedItem(

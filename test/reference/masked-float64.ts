@@ -28,8 +28,8 @@
  *       J = sum_p c_p sum_ch (a - a_C)^2 / (4 N nC).
  */
 import type { LossValues, SessionOptions, WeightSet } from '@nst/core';
-import { findLayer, VGG19_LAYERS } from '@nst/core';
-import { backward, forward, pool2x2, tensor3, tvLoss, type Tensor3 } from './vgg-float64.js';
+import { VGG19_LAYERS } from '@nst/core';
+import { backward, deepest, forward, gradientAccumulator, layerIndex, pool2x2, tensor3, tvLoss, type Tensor3 } from './vgg-float64.js';
 
 /** An image as the seam passes it: height x width x 3, float. */
 interface Picture {
@@ -54,8 +54,6 @@ export interface MaskedTargets {
   /** At the output's size, the content loss's weight per pixel; undefined = 1 everywhere. */
   readonly contentMask?: Float64Array;
 }
-
-const layerIndex = (name: string) => VGG19_LAYERS.indexOf(findLayer(name)!);
 
 /** The mask at each layer 0..lastIndex, average-pooled at each pooling as the network pools. */
 export function maskAtLayers(mask: Float64Array, h: number, w: number, lastIndex: number): Float64Array[] {
@@ -168,14 +166,9 @@ export function referenceMaskedItem(
   image: Tensor3,
 ): { losses: LossValues; gradient: Float64Array } {
   const { loss: spec, pooling, height, width } = options;
-  const last = Math.max(...[...spec.contentLayers, ...spec.styleLayers].map((l) => layerIndex(l.layer)));
+  const last = deepest(spec);
   const recs = forward(weights, pooling, image, last);
-  const gradAct: (Float64Array | undefined)[] = recs.map(() => undefined);
-  const accumulate = (i: number, g: Float64Array, scale: number) => {
-    const acc = gradAct[i] ?? new Float64Array(g.length);
-    for (let k = 0; k < g.length; k++) acc[k] += scale * g[k];
-    gradAct[i] = acc;
-  };
+  const { grads: gradAct, add: accumulate } = gradientAccumulator(recs.length);
 
   let content = 0;
   if (spec.contentLayers.length > 0) {

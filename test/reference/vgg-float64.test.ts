@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LOSS, Rng } from '@nst/core';
-import type { LossSpec, SessionOptions, Targets } from '@nst/core';
+import type { SessionOptions, Targets } from '@nst/core';
 import {
   gram,
   pool2x2,
@@ -15,21 +15,10 @@ import {
   referenceLossAndGradient,
   referenceTargets,
   styleLoss,
+  SMALL_LOSS,
   tensor3,
 } from './vgg-float64.js';
 import { testImage, testWeights } from './random-weights.js';
-
-const SMALL_LOSS: LossSpec = {
-  contentLayers: [{ layer: 'conv2_2', weight: 1 }],
-  styleLayers: [
-    { layer: 'conv1_1', weight: 0.3 },
-    { layer: 'conv2_1', weight: 0.3 },
-    { layer: 'conv3_1', weight: 0.4 },
-  ],
-  alpha: 10,
-  beta: 40,
-  tvWeight: 0.01,
-};
 
 function targetsFor(seed: number, h: number, w: number): Targets {
   return {

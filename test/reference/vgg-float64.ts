@@ -309,15 +309,44 @@ export function temporalLoss(x: Tensor3, omega: ArrayLike<number>, weights: Arra
 
 // ---------------------------------------------------------------- the objective
 
-function layerIndex(name: string): number {
+export function layerIndex(name: string): number {
   const info = findLayer(name);
   if (!info) throw new Error(`reference: unknown layer ${name}`);
   return info.index;
 }
 
-function deepest(spec: LossSpec): number {
+export function deepest(spec: LossSpec): number {
   return Math.max(...[...spec.contentLayers, ...spec.styleLayers].map((l) => layerIndex(l.layer)));
 }
+
+/** d J / d activation per layer, summed term by term as the losses add them (`scale` times each term's gradient). */
+export function gradientAccumulator(layers: number): {
+  readonly grads: (Float64Array | undefined)[];
+  add(i: number, g: Float64Array, scale: number): void;
+} {
+  const grads: (Float64Array | undefined)[] = Array.from({ length: layers }, () => undefined);
+  return {
+    grads,
+    add(i, g, scale) {
+      const acc = grads[i] ?? new Float64Array(g.length);
+      for (let k = 0; k < g.length; k++) acc[k] += scale * g[k];
+      grads[i] = acc;
+    },
+  };
+}
+
+/** A small loss to conv3_1 (a few layers: fast in float64) with every kind of term, for the reference's own tests. */
+export const SMALL_LOSS: LossSpec = {
+  contentLayers: [{ layer: 'conv2_2', weight: 1 }],
+  styleLayers: [
+    { layer: 'conv1_1', weight: 0.3 },
+    { layer: 'conv2_1', weight: 0.3 },
+    { layer: 'conv3_1', weight: 0.4 },
+  ],
+  alpha: 10,
+  beta: 40,
+  tvWeight: 0.01,
+};
 
 /** Content activations and blended style Grams of one batch item, keyed by layer index. */
 export interface ReferenceTargets {
@@ -364,12 +393,7 @@ export function referenceItem(
   const { loss: spec, pooling } = options;
   const last = deepest(spec);
   const recs = forward(weights, pooling, image, last);
-  const gradAct: (Float64Array | undefined)[] = recs.map(() => undefined);
-  const accumulate = (i: number, g: Float64Array, scale: number) => {
-    const acc = gradAct[i] ?? new Float64Array(g.length);
-    for (let k = 0; k < g.length; k++) acc[k] += scale * g[k];
-    gradAct[i] = acc;
-  };
+  const { grads: gradAct, add: accumulate } = gradientAccumulator(recs.length);
   let content = 0;
   for (const { layer, weight } of spec.contentLayers) {
     const i = layerIndex(layer);
