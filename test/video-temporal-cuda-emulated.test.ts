@@ -9,35 +9,11 @@
  */
 import '../packages/native/test/use-cuda-emulation.js';
 import { describe, expect, it } from 'vitest';
-import { adamStepSizes, DEFAULT_ADAM, Rng, type LossSpec, type SessionOptions, type Targets } from '@nst/core';
+import { adamStepSizes, DEFAULT_ADAM } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { available, relDiff, relL2 } from '@nst/test-helpers';
-import { testImage, testWeights } from './reference/random-weights.js';
 import { referenceLossAndGradient } from './reference/vgg-float64.js';
-
-const [H, W] = [13, 17];
-const WEIGHTS = testWeights(9, 5);
-const LOSS: LossSpec = {
-  contentLayers: [{ layer: 'conv2_2', weight: 1 }],
-  styleLayers: ['conv1_1', 'conv2_1', 'conv3_1'].map((layer) => ({ layer, weight: 1 / 3 })),
-  alpha: 10,
-  beta: 40,
-  tvWeight: 1e-3,
-  temporalWeight: 4e3,
-};
-const OPTIONS: SessionOptions = { height: H, width: W, batch: 3, pooling: 'avg', loss: LOSS };
-
-const image = (seed: number, h = H, w = W) => ({ height: h, width: w, data: testImage(seed, h * w * 3, -110, 110) });
-function pixelWeights(seed: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: H * W }, () => Math.min(1, Math.max(0, rng.range(-0.5, 1.5))));
-}
-const TARGETS: Targets[] = [0, 1, 2].map((b) => ({
-  content: image(10 + b),
-  styles: [{ image: image(20 + b, 11, 19), weight: 1 }],
-  temporal: b === 1 ? undefined : { image: image(30 + b), weights: pixelWeights(40 + b) },
-}));
-const IMAGES = testImage(50, 3 * H * W * 3, -100, 100);
+import { WEIGHTS, OPTIONS, TARGETS, IMAGES } from './reference/temporal-cases.js';
 
 function cudaWhy(): string {
   const loaded = loadNativeAddon();

@@ -8,45 +8,13 @@
  * stand-in) has the same checks in test/video-temporal-cuda-emulated.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ADAM, Rng, type Backend, type LossSpec, type LossValues, type SessionOptions, type Targets } from '@nst/core';
+import { DEFAULT_ADAM, type Backend, type LossSpec, type LossValues, type SessionOptions } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { createTfjsBackend } from '@nst/tfjs';
 import { available, relDiff, relL2 } from '@nst/test-helpers';
-import { testImage, testWeights } from './random-weights.js';
+import { testImage } from './random-weights.js';
 import { referenceLossAndGradient, temporalLoss, tensor3 } from './vgg-float64.js';
-
-const [H, W] = [13, 17];
-const WEIGHTS = testWeights(9, 5); // conv1_1 .. conv3_1: the temporal term is in pixel space, the depth is beside the point
-const LOSS: LossSpec = {
-  contentLayers: [{ layer: 'conv2_2', weight: 1 }],
-  styleLayers: ['conv1_1', 'conv2_1', 'conv3_1'].map((layer) => ({ layer, weight: 1 / 3 })),
-  alpha: 10,
-  beta: 40,
-  tvWeight: 1e-3,
-  temporalWeight: 4e3,
-};
-const OPTIONS: SessionOptions = { height: H, width: W, batch: 3, pooling: 'avg', loss: LOSS };
-
-/** Pixel weights of every kind: 0 (occluded), 1, and between. */
-function pixelWeights(seed: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: H * W }, () => {
-    const u = rng.range(-0.5, 1.5);
-    return Math.min(1, Math.max(0, u));
-  });
-}
-
-function image(seed: number, h = H, w = W) {
-  return { height: h, width: w, data: testImage(seed, h * w * 3, -110, 110) };
-}
-
-/** Item 0 and 2 have a temporal target (other weights, another target); item 1 has none. */
-const TARGETS: Targets[] = [0, 1, 2].map((b) => ({
-  content: image(10 + b),
-  styles: [{ image: image(20 + b, 11, 19), weight: 1 }],
-  temporal: b === 1 ? undefined : { image: image(30 + b), weights: pixelWeights(40 + b) },
-}));
-const IMAGES = testImage(50, 3 * H * W * 3, -100, 100);
+import { H, W, WEIGHTS, OPTIONS, TARGETS, IMAGES } from './temporal-cases.js';
 
 describe('the temporal term in the float64 reference', () => {
   it('is (1/D) sum c (x - omega)^2, and its gradient matches central differences', () => {
@@ -69,7 +37,7 @@ describe('the temporal term in the float64 reference', () => {
   });
 
   it('adds temporalWeight x J_temporal to the total and its gradient to the image gradient; an item without a target has none', () => {
-    const without = { ...OPTIONS, loss: { ...LOSS, temporalWeight: 0 } };
+    const without = { ...OPTIONS, loss: { ...OPTIONS.loss, temporalWeight: 0 } };
     const a = referenceLossAndGradient(WEIGHTS, OPTIONS, TARGETS, IMAGES);
     const b = referenceLossAndGradient(WEIGHTS, without, TARGETS, IMAGES);
     const n = H * W * 3;
@@ -108,7 +76,7 @@ async function checkBackend(backend: Backend, tol: { loss: number; grad: number 
   const evaluated = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) });
   expectLossesClose(evaluated, want.losses, tol.loss);
   // Without a temporal weight the losses carry no temporal term, as before video.
-  const plain = await backend.createSession({ ...OPTIONS, loss: { ...LOSS, temporalWeight: 0 } });
+  const plain = await backend.createSession({ ...OPTIONS, loss: { ...OPTIONS.loss, temporalWeight: 0 } });
   await plain.setTargets(TARGETS);
   await plain.setImages(IMAGES);
   const [first] = (await plain.lossAndGradient()).losses;
