@@ -9,15 +9,14 @@
  * Without native bf16 it forces NST_CPU_FEATURES=avx512_bf16 (oneDNN then
  * runs its emulated or reference bf16 kernels: slower, same roundings).
  */
-import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, relDiff, relL2 } from '@nst/core';
-import type { SessionOptions } from '@nst/core';
+import { relDiff, relL2 } from '@nst/core';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
-import { referenceAdamTrajectory, referenceLossAndGradient } from '../../test/reference/vgg-float64.js';
+import { referenceLossAndGradient } from '../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../test/reference/random-weights.js';
-import { PARITY_SIZE, parityCases, testPicture } from '../../test/reference/parity-cases.js';
+import { adamCase, PARITY_SIZE, parityCases, runAdamCase, testPicture } from '../../test/reference/parity-cases.js';
 
 const { height: h, width: w } = PARITY_SIZE;
-const image = testPicture;
+const _image = testPicture;
 
 const loaded = loadNativeAddon();
 if (!loaded.ok) throw new Error(loaded.reason);
@@ -55,20 +54,10 @@ for (const seed of [5, 6, 7, 8]) {
     );
     backend.dispose();
   }
-  const options: SessionOptions = { height: 12, width: 14, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } };
-  const targets = [{ content: image(41 + seed, 12, 14), styles: [{ image: image(42 + seed, 12, 14), weight: 1 }] }];
-  const start = testImage(43 + seed, 12 * 14 * 3);
-  const steps = adamStepSizes(DEFAULT_ADAM, 1, 20);
   const backend = await createNativeBackend('cpu', { precision: 'bf16' });
   await backend.loadWeights(weights);
-  const session = await backend.createSession(options);
-  await session.setTargets(targets);
-  await session.setImages(start);
-  const first = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: steps });
-  const images = await session.readImages();
-  const after = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) });
+  const { first, images, after, ref } = await runAdamCase(backend, weights, adamCase(41 + seed));
   backend.dispose();
-  const ref = referenceAdamTrajectory(weights, options, targets, start, steps, DEFAULT_ADAM);
   let maxDiff = 0;
   for (let i = 0; i < images.length; i++) maxDiff = Math.max(maxDiff, Math.abs(images[i] - ref.images[i]));
   const [d0, d20, di] = [

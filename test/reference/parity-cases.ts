@@ -8,7 +8,18 @@
  * shifts every image's seed, so that a test or bench run can draw other
  * images on the same cases.
  */
-import { DEFAULT_LOSS, type LossSpec, type SessionOptions, type Targets } from '@nst/core';
+import {
+  adamStepSizes,
+  DEFAULT_ADAM,
+  DEFAULT_LOSS,
+  type Backend,
+  type LossSpec,
+  type LossValues,
+  type SessionOptions,
+  type Targets,
+  type WeightSet,
+} from '@nst/core';
+import { referenceAdamTrajectory } from './vgg-float64.js';
 import { testImage } from './random-weights.js';
 
 export interface ParityCase {
@@ -57,4 +68,31 @@ export function parityCases(seed = 0): ParityCase[] {
       targets: [{ content: image(21, h, w), styles: [{ image: image(22, 16, 21), weight: 1 }] }],
     },
   ];
+}
+
+/** 20 Adam steps from one start at 12x14, the default loss with TV: the trajectory a backend must follow (images seeded from `seed`). */
+export function adamCase(seed: number) {
+  const options: SessionOptions = { height: 12, width: 14, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } };
+  const targets: Targets[] = [{ content: testPicture(seed, 12, 14), styles: [{ image: testPicture(seed + 1, 12, 14), weight: 1 }] }];
+  return { options, targets, start: testImage(seed + 2, 12 * 14 * 3), steps: adamStepSizes(DEFAULT_ADAM, 1, 20) };
+}
+
+/**
+ * An Adam case run on `backend` (its weights loaded) and by the float64
+ * reference: each one's loss at the start (`first`), images after the steps
+ * and their loss (`after`, `final`).
+ */
+export async function runAdamCase(
+  backend: Backend,
+  weights: WeightSet,
+  c: ReturnType<typeof adamCase>,
+): Promise<{ first: LossValues[]; images: Float32Array; after: LossValues[]; ref: ReturnType<typeof referenceAdamTrajectory> }> {
+  const session = await backend.createSession(c.options);
+  await session.setTargets(c.targets);
+  await session.setImages(c.start);
+  const first = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: c.steps });
+  const images = await session.readImages();
+  const after = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) });
+  session.dispose();
+  return { first, images, after, ref: referenceAdamTrajectory(weights, c.options, c.targets, c.start, c.steps, DEFAULT_ADAM) };
 }

@@ -20,12 +20,11 @@
  * docs/bf16/README.md.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes } from '@nst/core';
-import type { LossValues, SessionOptions } from '@nst/core';
+import type { LossValues } from '@nst/core';
 import { createNativeBackend, isNativeEngineError } from '@nst/native';
-import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
+import { referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { PARITY_SIZE, parityCases, testPicture } from '../../../test/reference/parity-cases.js';
+import { adamCase, PARITY_SIZE, parityCases, runAdamCase, testPicture } from '../../../test/reference/parity-cases.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
 const LOSS_TOL = 2e-2;
@@ -134,7 +133,7 @@ describe.skipIf(!addon)(`cpu bf16: auto and the processor's features${skipReason
   });
 });
 
-const image = testPicture;
+const _image = testPicture;
 
 /** The TV term of the same (float32) image is float32-exact: `tvTol` TV_TOL; after steps, the images differ and so does TV. */
 function expectLossesClose(got: readonly LossValues[], want: readonly LossValues[], tol: number, tvTol = TV_TOL) {
@@ -186,20 +185,10 @@ describe.skipIf(noBf16 !== '')(`cpu bf16 vs the float64 reference${noBf16 ? ` (s
   }
 
   it('20 Adam iterations follow the float64 trajectory within the bf16 tolerances, and the loss falls as far', async () => {
-    const options: SessionOptions = { height: 12, width: 14, batch: 1, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 1e-4 } };
-    const targets = [{ content: image(46, 12, 14), styles: [{ image: image(47, 12, 14), weight: 1 }] }];
-    const start = testImage(48, 12 * 14 * 3);
-    const steps = adamStepSizes(DEFAULT_ADAM, 1, 20);
     const backend = await bf16Backend();
     await backend.loadWeights(weights);
-    const session = await backend.createSession(options);
-    await session.setTargets(targets);
-    await session.setImages(start);
-    const first = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: steps });
-    const images = await session.readImages();
-    const after = await session.iterate({ adam: DEFAULT_ADAM, stepSizes: new Float32Array(0) });
+    const { first, images, after, ref } = await runAdamCase(backend, weights, adamCase(46));
     backend.dispose();
-    const ref = referenceAdamTrajectory(weights, options, targets, start, steps, DEFAULT_ADAM);
     expectLossesClose(first, ref.first, LOSS_TOL);
     expectLossesClose(after, ref.final, ADAM_LOSS_TOL, ADAM_LOSS_TOL);
     expect(relL2(images, ref.images)).toBeLessThan(ADAM_IMAGE_TOL);
