@@ -119,4 +119,13 @@ class NetPool {
   double built_ = 0;
 };
 
+// A tile session's stats: the forwards it counted, the nets its pool built and holds.
+template <class Net, class Key>
+TileStats pool_stats(TileStats counted, const NetPool<Net, Key>& pool) {
+  counted.nets_built = double(pool.built());
+  counted.net_bytes = double(pool.bytes());
+  counted.peak_net_bytes = double(pool.peak_bytes());
+  return counted;
+}
+
 }  // namespace nst

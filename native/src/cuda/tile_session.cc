@@ -134,13 +134,7 @@ class CudaTileSession : public TileSession {
     ctx_->sync("tile backward");
   }
 
-  TileStats stats() const override {
-    TileStats s = stats_;
-    s.nets_built = pool_.built();
-    s.net_bytes = double(pool_.bytes());
-    s.peak_net_bytes = double(pool_.peak_bytes());
-    return s;
-  }
+  TileStats stats() const override { return pool_stats(stats_, pool_); }
 
  private:
   void check(const TileGeometry& tile, const char* op) const {
