@@ -1,0 +1,5 @@
+/** Spatial control on the cpu engine (fp32) against the float64 reference: masks-suite.ts. */
+import { masksSuite } from './masks-suite.js';
+import { addon, skipReason } from './helpers.js';
+
+masksSuite('cpu', addon ? '' : skipReason || 'native addon not loaded');
