@@ -9,6 +9,7 @@
 // Engine failures become JS Errors carrying their data (napi_errors.h).
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -22,6 +23,7 @@
 #include "kernels/adam.cuh"
 #include "napi_args.h"
 #include "napi_errors.h"
+#include "napi_masks.h"
 #include "session_config.h"
 #include "tile_geometry.h"
 #include "vector_ops.h"
@@ -196,9 +198,14 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return *state_;
   }
 
-  // setTargets([{ content: {height,width,data}, styles: [{ image, weight }],
-  //               temporal?: { image: {height,width,data}, weights: Float32Array (height x width) } }]) ->
+  // setTargets([{ content: {height,width,data}, styles: [{ image, weight, maskIndex?, region? }],
+  //               temporal?: { image: {height,width,data}, weights: Float32Array (height x width) },
+  //               styleMasks?: (Float32Array[] | null)[], contentMask?: Float32Array[] }]) ->
   //               Promise<void>
+  // Masks (spatial control) come pooled to each loss layer: styleMasks one
+  // entry per style region (null: unmasked), each a mask per style layer at
+  // the session's layer sizes; a style's region a mask per style layer at
+  // its image's layer sizes; contentMask one per content layer.
   Napi::Value SetTargets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     SessionState& s = usable(env, "setTargets");
@@ -207,15 +214,20 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       range_error(env, "setTargets: expected " + std::to_string(s.config.batch) +
                            " targets (one per batch item), got " + std::to_string(items.Length()));
     // The pixels are copied so that the worker never reads JS memory.
+    using Masks = std::vector<std::vector<float>>;  // one per loss layer
     struct OwnedImage {
       int height, width;
       std::vector<float> data;
       float weight;
+      int mask_index = 0;
+      Masks region = {};
     };
     struct OwnedItem {
       OwnedImage content;
       std::vector<OwnedImage> styles;
       std::optional<std::pair<OwnedImage, std::vector<float>>> temporal;  // video: warped frame, pixel weights
+      std::vector<Masks> style_masks = {};
+      Masks content_mask = {};
     };
     auto owned = std::make_shared<std::vector<OwnedItem>>();
     auto read_image = [&](const Napi::Value& v, const std::string& what, float weight) {
@@ -241,8 +253,38 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
         double weight = number_field(env, st, "weight", swhat);
         if (weight < 0) range_error(env, swhat + ".weight must be >= 0");
         style_images.push_back(read_image(st.Get("image"), swhat + ".image", float(weight)));
+        OwnedImage& style = style_images.back();
+        if (!st.Get("maskIndex").IsUndefined()) style.mask_index = int_field(env, st, "maskIndex", swhat, 0, 1 << 16);
+        if (!st.Get("region").IsUndefined())
+          style.region = nst::napi_masks::layer_masks(env, st.Get("region"), swhat + ".region", s.config.loss.style,
+                                                      style.height, style.width);
       }
       OwnedItem item{std::move(content), std::move(style_images), std::nullopt};
+      Napi::Value style_masks = t.Get("styleMasks");
+      if (!style_masks.IsUndefined()) {
+        Napi::Array regions = array_arg(env, style_masks, what + ".styleMasks");
+        for (uint32_t r = 0; r < regions.Length(); r++) {
+          const std::string rwhat = what + ".styleMasks[" + std::to_string(r) + "]";
+          const Napi::Value masks = regions.Get(r);
+          item.style_masks.push_back(masks.IsNull()
+                                         ? Masks{}
+                                         : nst::napi_masks::layer_masks(env, masks, rwhat, s.config.loss.style,
+                                                                        s.config.height, s.config.width));
+        }
+      }
+      const size_t regions = std::max<size_t>(item.style_masks.size(), 1);
+      for (size_t k = 0; k < item.styles.size(); k++)
+        if (size_t(item.styles[k].mask_index) >= regions)
+          range_error(env, what + ".styles[" + std::to_string(k) + "].maskIndex must name one of the " +
+                               std::to_string(regions) + " styleMasks");
+      for (size_t r = 0; r < item.style_masks.size(); r++) {
+        bool used = false;
+        for (const OwnedImage& st : item.styles) used = used || size_t(st.mask_index) == r;
+        if (!used) range_error(env, what + ".styleMasks[" + std::to_string(r) + "] has no style");
+      }
+      if (!t.Get("contentMask").IsUndefined())
+        item.content_mask = nst::napi_masks::layer_masks(env, t.Get("contentMask"), what + ".contentMask",
+                                                         s.config.loss.content, s.config.height, s.config.width);
       Napi::Value temporal = t.Get("temporal");
       if (!temporal.IsUndefined()) {
         const std::string twhat = what + ".temporal";
@@ -267,9 +309,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
           std::vector<nst::TargetsView> views;
           for (const OwnedItem& item : *owned) {
             nst::TargetsView v{{item.content.height, item.content.width, item.content.data.data()}, {}};
-            for (const auto& st : item.styles) v.styles.push_back({{st.height, st.width, st.data.data()}, st.weight});
+            for (const auto& st : item.styles)
+              v.styles.push_back(
+                  {{st.height, st.width, st.data.data()}, st.weight, st.mask_index, nst::napi_masks::views(st.region)});
             if (item.temporal)
               v.temporal = nst::TemporalTargetView{item.temporal->first.data.data(), item.temporal->second.data()};
+            for (const auto& masks : item.style_masks) v.style_masks.push_back(nst::napi_masks::views(masks));
+            v.content_mask = nst::napi_masks::views(item.content_mask);
             views.push_back(std::move(v));
           }
           state->session->set_targets(views);
@@ -787,7 +833,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.GetInstanceData<AddonData>()->session_class.New({holder});
   }
 
-  // estimateMemory({ height, width, batch, pooling, loss, styleSizes: [{ height, width }] }) -> bytes, or
+  // estimateMemory({ height, width, batch, pooling, loss, styleSizes: [{ height, width }], regions?, contentMask? })
+  // -> bytes, or
   // Infinity for a shape the engine cannot take at any memory (beyond the
   // sizes a session accepts, or beyond what its libraries can describe).
   // Allocates nothing and touches no engine state, so it may run while a
@@ -812,7 +859,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     if (too_large) return Napi::Number::New(env, beyond);
     validate(env, config, state_->num_layers > 0 ? state_->num_layers : int(std::size(kVgg19)), what);
-    return Napi::Number::New(env, guarded(env, [&] { return state_->engine->estimate_memory(config, style_sizes); }));
+    const nst::MaskShape masks = nst::napi_masks::mask_shape(env, info[0].As<Napi::Object>(), what);
+    return Napi::Number::New(env,
+                             guarded(env, [&] { return state_->engine->estimate_memory(config, style_sizes, masks); }));
   }
 
   // createTileSession({ tileHeight, tileWidth, pooling, loss, netBudget? }): exact tiling (engine.h).

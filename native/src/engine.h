@@ -121,9 +121,20 @@ struct ImageView {
   const float* data;  // H*W*3, HWC
 };
 
+// Spatial control (packages/core/src/masks.ts): a mask at a layer is a weight
+// in [0, 1] per position of that layer (the image's mask average-pooled at
+// each pooling before it, as core's maskAtLayers computes it), row-major; one
+// pointer per entry of a loss list (LossSpec::style or ::content, in order).
+// Empty: no mask (white), which takes exactly the unmasked path.
+using LayerMasks = std::vector<const float*>;
+
 struct StyleImageView {
   ImageView image;
-  float weight;
+  float weight;  // within its region: a region's weights sum to 1
+  // The region (index into TargetsView::style_masks) this style belongs to.
+  int mask_index = 0;
+  // The part of the painting to use, at the style image's layer sizes; empty: all of it.
+  LayerMasks region = {};
 };
 
 // Video: the temporal term's target of one item, at the session's size: the
@@ -140,6 +151,21 @@ struct TargetsView {
   // Read only when the loss has a temporal weight; absent: the item has no
   // temporal term (a video's first frame).
   std::optional<TemporalTargetView> temporal = std::nullopt;
+  // Spatial control: the style regions' masks at the session's layer sizes,
+  // one entry per region (empty LayerMasks: an unmasked region); empty: one
+  // unmasked region of all the styles. A region's target is the blend of its
+  // styles' guided Grams; its loss uses the output's Gram guided by its mask.
+  std::vector<LayerMasks> style_masks = {};
+  // The content loss's weight per position at each content layer; empty: 1.
+  LayerMasks content_mask = {};
+};
+
+// What masks add to a session's buffers, for estimate_memory: the most style
+// regions of a batch item when style masks are used (0: none), and whether
+// any item has a content mask.
+struct MaskShape {
+  int regions = 0;
+  bool content_mask = false;
 };
 
 struct AdamParams {
@@ -278,7 +304,8 @@ class Engine {
   // computes in, from the engine's plan of its own buffers; infinity when the
   // engine cannot take the shape at any memory. Allocates nothing. The config
   // passed validate_session_config.
-  virtual double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const = 0;
+  virtual double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes,
+                                 const MaskShape& masks) const = 0;
   // Bytes the engine may still allocate, where it computes in a device's
   // memory (cuda: the GPU's free memory); none where it computes in host
   // memory, which the caller measures.

@@ -28,25 +28,30 @@ export interface ParityCase {
   readonly targets: Targets[];
 }
 
+/** What fp32 engines are held to against the float64 reference: relative loss, relative L2 of the gradient. */
+export const PARITY_TOLERANCE: { readonly loss: number; readonly gradient: number } = { loss: 1e-5, gradient: 1e-4 };
+
 /** The cases' output size: odd on both sides. */
 export const PARITY_SIZE = { height: 19, width: 23 } as const;
 
 /** A seeded test image of height x width x 3, as the seam takes it. */
 export const testPicture = (seed: number, height: number, width: number) => ({ height, width, data: testImage(seed, height * width * 3) });
 
+/** The second case's loss: content at conv5_1, style at conv1_1 and conv3_2. */
+export const MAX_POOLING_LOSS: LossSpec = {
+  contentLayers: [{ layer: 'conv5_1', weight: 1 }],
+  styleLayers: [
+    { layer: 'conv1_1', weight: 0.5 },
+    { layer: 'conv3_2', weight: 0.5 },
+  ],
+  alpha: 10,
+  beta: 40,
+  tvWeight: 0,
+};
+
 export function parityCases(seed = 0): ParityCase[] {
   const { height: h, width: w } = PARITY_SIZE;
   const image = (k: number, height: number, width: number) => testPicture(seed + k, height, width);
-  const maxPoolingLoss: LossSpec = {
-    contentLayers: [{ layer: 'conv5_1', weight: 1 }],
-    styleLayers: [
-      { layer: 'conv1_1', weight: 0.5 },
-      { layer: 'conv3_2', weight: 0.5 },
-    ],
-    alpha: 10,
-    beta: 40,
-    tvWeight: 0,
-  };
   return [
     {
       name: 'avg pooling, default loss + TV, batch 2 with a two-style blend',
@@ -64,7 +69,7 @@ export function parityCases(seed = 0): ParityCase[] {
     },
     {
       name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2',
-      options: { height: h, width: w, batch: 1, pooling: 'max', loss: maxPoolingLoss },
+      options: { height: h, width: w, batch: 1, pooling: 'max', loss: MAX_POOLING_LOSS },
       targets: [{ content: image(21, h, w), styles: [{ image: image(22, 16, 21), weight: 1 }] }],
     },
   ];

@@ -92,7 +92,7 @@ void check(const Case& c) {
   size_t peak = 0;
   {
     std::unique_ptr<Engine> engine = make_cuda_engine({});
-    estimate = engine->estimate_memory(c.config, c.style_sizes);
+    estimate = engine->estimate_memory(c.config, c.style_sizes, {});
     peak = run_job(*engine, c) - before;
   }
   unsetenv("NST_CUDA_FUSED_CONV");

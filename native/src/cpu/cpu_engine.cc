@@ -13,9 +13,11 @@
 
 #include "../engine.h"
 #include "../session_config.h"
+#include "../style_regions.h"
 #include "cpu_features.h"
 #include "gram.h"
 #include "kernels/adam.cuh"
+#include "kernels/masks.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"
 #include "kernels/temporal_loss.cuh"
@@ -59,7 +61,9 @@ static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c,
 // float32 Gram per style layer and item (the style targets), one Gram of
 // scratch, in bf16 each style layer's Gram products (Bf16Gram), and with a
 // temporal weight the temporal targets (an image and a weight per pixel,
-// float32).
+// float32). With masks (fp32 only; set_targets sizes them): a Gram target
+// per region instead of per item, each region's mask at each style layer, an
+// N x C scratch for A o m, and the content mask at each content layer.
 struct SessionBuffers {
   size_t moment = 0;                                   // floats
   std::vector<size_t> content_targets, style_targets;  // elements
@@ -67,9 +71,12 @@ struct SessionBuffers {
   size_t temporal_image = 0, temporal_weights = 0;     // floats
   size_t gram_ops = 0;                                 // bytes (bf16)
   size_t content_element_bytes = sizeof(float);
+  size_t region_masks = 0, mask_scratch = 0, content_masks = 0;  // floats
 
-  SessionBuffers(const dnnl::engine& engine, const SessionConfig& c, const VggNetPlan& training)
+  SessionBuffers(const dnnl::engine& engine, const SessionConfig& c, const VggNetPlan& training,
+                 const MaskShape& masks = {})
       : moment(size_t(c.batch) * c.height * c.width * 3), content_element_bytes(training.activation_element_bytes()) {
+    const size_t regions = size_t(std::max(masks.regions, 1));
     const bool bf16 = content_element_bytes == sizeof(kernels::bf16_bits);
     if (c.loss.temporal_weight != 0.f) {
       temporal_image = moment;
@@ -78,18 +85,25 @@ struct SessionBuffers {
     for (const auto& l : c.loss.content) {
       const LayerShape& s = training.shape(l.conv_index);
       content_targets.push_back(size_t(c.batch) * s.pixels() * s.channels);
+      if (masks.content_mask) content_masks += size_t(c.batch) * s.pixels();
     }
     for (const auto& l : c.loss.style) {
       const LayerShape& s = training.shape(l.conv_index);
       const size_t channels = s.channels;
-      style_targets.push_back(size_t(c.batch) * channels * channels);
+      style_targets.push_back(size_t(c.batch) * regions * channels * channels);
       gram_scratch = std::max(gram_scratch, channels * channels);
+      if (masks.regions > 0) {
+        region_masks += size_t(c.batch) * regions * s.pixels();
+        mask_scratch = std::max(mask_scratch, s.pixels() * channels);
+      }
       if (bf16) gram_ops += Bf16Gram::buffer_bytes(engine, int(s.pixels()), s.channels);
     }
   }
 
   size_t total_bytes() const {
-    size_t floats = 2 * moment + gram_scratch + temporal_image + temporal_weights, content = 0;
+    size_t floats = 2 * moment + gram_scratch + temporal_image + temporal_weights + region_masks + mask_scratch +
+                    content_masks,
+           content = 0;
     for (size_t t : content_targets) content += t;
     for (size_t t : style_targets) floats += t;
     return sizeof(float) * floats + content_element_bytes * content + gram_ops;
@@ -112,7 +126,8 @@ constexpr size_t kGeneratedCodeBytes = size_t(192) << 10;
 // alive together), with the glue's copy of the target images; and every
 // primitive's generated code.
 static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig& c,
-                                 const std::vector<ImageSize>& style_sizes, Precision precision) {
+                                 const std::vector<ImageSize>& style_sizes, const MaskShape& masks,
+                                 Precision precision) {
   const VggNetPlan training = training_plan(engine, c, precision);
   std::vector<const VggNetPlan*> plans = {&training};
   std::optional<VggNetPlan> content;
@@ -127,10 +142,15 @@ static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig
     styles.reserve(distinct.size());  // plans points into it
     for (const ImageSize& s : distinct) plans.push_back(&styles.emplace_back(style_plan(engine, c, s, precision)));
   }
-  size_t style_nets = 0, style_gram_ops = 0, target_images = size_t(c.height) * c.width * 3;
+  size_t style_nets = 0, style_gram_ops = 0, target_images = size_t(c.height) * c.width * 3, region_scratch = 0;
   int style_gram_primitives = 0;
   for (const VggNetPlan& p : styles) {
     style_nets += p.buffer_bytes();
+    // With masks, a style's region is applied in an N x C scratch, one layer at a time.
+    if (masks.regions > 0)
+      for (const auto& l : c.loss.style)
+        region_scratch = std::max(
+            region_scratch, sizeof(float) * p.shape(l.conv_index).pixels() * size_t(p.shape(l.conv_index).channels));
     if (precision != Precision::Bf16) continue;
     // The style targets' Gram products, one layer at a time (bf16).
     for (const auto& l : c.loss.style) {
@@ -142,11 +162,12 @@ static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig
   for (const ImageSize& s : style_sizes) target_images += size_t(s.height) * s.width * 3;
   const ReorderedWeights reordered = reordered_weights(plans);
   const size_t weights = sizeof(float) * vgg_weight_floats(deepest_layer(c.loss) + 1) + reordered.bytes;
-  const size_t target_nets = std::max(content ? content->buffer_bytes() : 0, style_nets + style_gram_ops);
+  const size_t target_nets =
+      std::max(content ? content->buffer_bytes() : 0, style_nets + style_gram_ops + region_scratch);
   int primitives = reordered.copies + style_gram_primitives;
   for (const VggNetPlan* p : plans) primitives += p->primitive_count();
   if (precision == Precision::Bf16) primitives += Bf16Gram::kPrimitives * int(c.loss.style.size());
-  return weights + training.buffer_bytes() + SessionBuffers(engine, c, training).total_bytes() + target_nets +
+  return weights + training.buffer_bytes() + SessionBuffers(engine, c, training, masks).total_bytes() + target_nets +
          sizeof(float) * c.batch * target_images + kGeneratedCodeBytes * primitives;
 }
 
@@ -187,6 +208,7 @@ class CpuSession : public Session {
         throw Error("cpu: setTargets: the content image must be the session's size");
       if (t.styles.empty()) throw Error("cpu: setTargets: each batch item needs at least one style image");
     }
+    set_masks(targets);
     set_content_targets(targets);
     set_style_targets(targets);
     set_temporal_targets(targets);
@@ -241,6 +263,46 @@ class CpuSession : public Session {
     if (!has_images_) throw Error(std::string("cpu: ") + op + ": call setImages first");
   }
 
+  // Spatial control: where each item's style regions sit among the style
+  // targets, their masks copied (the views are borrowed), and the content
+  // masks. Without masks the buffers keep the unmasked session's layout.
+  void set_masks(const std::vector<TargetsView>& targets) {
+    const LossSpec& spec = config_.loss;
+    bool any_content_mask = false, any_region = false;
+    for (const auto& t : targets) {
+      any_content_mask = any_content_mask || (!t.content_mask.empty() && !spec.content.empty());
+      for (const auto& st : t.styles) any_region = any_region || !st.region.empty();
+    }
+    std::vector<size_t> positions;
+    for (const auto& l : spec.style) positions.push_back(net_.shape(l.conv_index).pixels());
+    RegionLayout layout = region_layout(targets, positions);
+    if (precision_ == Precision::Bf16 && (layout.masked() || any_region || any_content_mask))
+      throw Error(ErrorCode::Unsupported, layout.masked() || any_region ? "styleMasks" : "contentMask",
+                  "cpu: masks (spatial control) are not implemented in bf16: use precision fp32");
+    regions_.clear();
+    region_first_ = layout.first;
+    region_masks_.assign(spec.style.size(), {});
+    for (size_t l = 0; l < spec.style.size(); l++) {
+      const LayerShape& s = net_.shape(spec.style[l].conv_index);
+      style_targets_[l].assign(layout.slots.size() * s.channels * s.channels, 0.f);
+      if (!layout.masked()) continue;
+      region_masks_[l].assign(layout.slots.size() * s.pixels(), 0.f);
+      mask_scratch_.resize(std::max(mask_scratch_.size(), s.pixels() * s.channels));
+      for (size_t k = 0; k < layout.slots.size(); k++)
+        if (!layout.slots[k].mask.empty())
+          std::memcpy(region_masks_[l].data() + k * s.pixels(), layout.slots[k].mask[l], s.pixels() * sizeof(float));
+    }
+    for (const RegionSlot& slot : layout.slots) regions_.push_back({!slot.mask.empty(), slot.mass});
+    content_masks_.assign(any_content_mask ? spec.content.size() : 0, {});
+    for (size_t k = 0; k < content_masks_.size(); k++) {
+      const size_t n = net_.shape(spec.content[k].conv_index).pixels();
+      content_masks_[k].assign(size_t(config_.batch) * n, 1.f);  // an item without a mask: weight 1
+      for (int b = 0; b < config_.batch; b++)
+        if (!targets[b].content_mask.empty())
+          std::memcpy(content_masks_[k].data() + b * n, targets[b].content_mask[k], n * sizeof(float));
+    }
+  }
+
   // Content targets: the content images' activations, batched in one forward.
   void set_content_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.content.empty()) return;
@@ -255,11 +317,12 @@ class CpuSession : public Session {
     }
   }
 
-  // Style targets: sum_k weight_k * Ghat(style_k) per layer, one net per style size.
+  // Style targets: per region sum_k weight_k * Ghat(style_k) per layer (the
+  // guided Gram under the style's region where it has one), one net per style size.
   void set_style_targets(const std::vector<TargetsView>& targets) {
     if (config_.loss.style.empty()) return;
     std::map<std::pair<int, int>, std::unique_ptr<VggNet>> nets;
-    for (auto& t : style_targets_) std::fill(t.begin(), t.end(), 0.f);
+    std::vector<float> region_scratch;
     for (int b = 0; b < config_.batch; b++) {
       for (const auto& style : targets[b].styles) {
         const ImageView& img = style.image;
@@ -272,7 +335,15 @@ class CpuSession : public Session {
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
           const int l = config_.loss.style[i].conv_index;
           const LayerShape& s = net->shape(l);
-          float* target = style_targets_[i].data() + size_t(b) * s.channels * s.channels;
+          const size_t slot = size_t(region_first_[b] + style.mask_index);
+          float* target = style_targets_[i].data() + slot * s.channels * s.channels;
+          if (!style.region.empty()) {
+            region_scratch.resize(std::max(region_scratch.size(), s.pixels() * s.channels));
+            kernels::mask_rows_cpu(region_scratch.data(), net->activation(l), style.region[i], s.pixels(), s.channels);
+            gram(region_scratch.data(), int(s.pixels()), s.channels, float(style.weight / region_mass(style, i, l)),
+                 1.f, target);
+            continue;
+          }
           const float scale = style.weight / float(s.pixels());
           if (net->bf16())
             Bf16Gram(engine_, int(s.pixels()), s.channels).gram(net->activation_bf16(l), scale, 1.f, target);
@@ -341,31 +412,61 @@ class CpuSession : public Session {
     const kernels::bf16_bits* act16 = bf16 ? net_.activation_bf16(layer) : nullptr;
     if (const int i = entry_at_layer(spec.style, layer); i >= 0) {
       const double w = spec.style[i].weight;
-      for (int b = 0; b < config_.batch; b++) {
-        if (bf16)
-          bf16_grams_[i]->gram(act16 + b * item, 1.f / float(n), 0.f, gram_scratch_.data());
-        else
-          gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
-        kernels::style_gram_diff_cpu(gram_scratch_.data(), style_targets_[i].data() + b * c * c, int(c), 1,
-                                     float(w / (4.0 * c * c)), float(spec.beta * w / (double(c) * c * n)),
-                                     loss_sums_.data() + size_t(b) * kernels::kLossSlots);
-        if (bf16)
-          bf16_grams_[i]->add_gradient(act16 + b * item, gram_scratch_.data(), grad + b * item);
-        else
-          add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
-      }
+      for (int b = 0; b < config_.batch; b++)
+        for (int slot = region_first_[b]; slot < region_first_[b + 1]; slot++) {
+          const float* target = style_targets_[i].data() + slot * c * c;
+          double* loss = loss_sums_.data() + size_t(b) * kernels::kLossSlots;
+          if (regions_[slot].masked) {
+            masked_style_term(i, act + b * item, region_masks_[i].data() + slot * n, regions_[slot].mass[i], n, c,
+                              target, loss, grad + b * item);
+            continue;
+          }
+          if (bf16)
+            bf16_grams_[i]->gram(act16 + b * item, 1.f / float(n), 0.f, gram_scratch_.data());
+          else
+            gram(act + b * item, int(n), int(c), 1.f / float(n), 0.f, gram_scratch_.data());
+          kernels::style_gram_diff_cpu(gram_scratch_.data(), target, int(c), 1, float(w / (4.0 * c * c)),
+                                       float(spec.beta * w / (double(c) * c * n)), loss);
+          if (bf16)
+            bf16_grams_[i]->add_gradient(act16 + b * item, gram_scratch_.data(), grad + b * item);
+          else
+            add_gram_gradient(act + b * item, int(n), int(c), gram_scratch_.data(), grad + b * item);
+        }
     }
     const int k = entry_at_layer(spec.content, layer);
     const void* content_target = k >= 0 ? content_targets_[k].data() : nullptr;
     const double content_weight = k >= 0 ? spec.content[k].weight : 0.0;
     const float grad_coef = float(spec.alpha * content_weight / (2.0 * n * c));
     const float loss_coef = float(content_weight / (4.0 * n * c));
-    if (bf16)
+    if (bf16) {
       kernels::relu_backward_bf16_cpu(grad, act16, static_cast<const kernels::bf16_bits*>(content_target), grad_coef,
                                       loss_coef, loss_sums_.data(), conv_grad, item, config_.batch);
-    else
+    } else if (k >= 0 && !content_masks_.empty()) {
+      // The content term weighted per position, then the ReLU's backward alone.
+      kernels::masked_content_cpu(grad, act, static_cast<const float*>(content_target), content_masks_[k].data(), n,
+                                  int(c), config_.batch, grad_coef, loss_coef, loss_sums_.data());
+      kernels::relu_backward_cpu(grad, act, nullptr, 0.f, 0.f, loss_sums_.data(), item, config_.batch);
+    } else {
       kernels::relu_backward_cpu(grad, act, static_cast<const float*>(content_target), grad_coef, loss_coef,
                                  loss_sums_.data(), item, config_.batch);
+    }
+  }
+
+  // A masked region's style term at style layer i of one item (activation
+  // `act`, n x c; mask m of mass `mass`): B = A o m, Ghat = B^T B / mass, the
+  // Gram difference with the region's target, then grad += (B o m) D, the
+  // coefficient beta w / (C^2 mass) in D. A mask without mass adds nothing.
+  void masked_style_term(int i, const float* act, const float* m, double mass, size_t n, size_t c, const float* target,
+                         double* loss, float* grad) {
+    if (!(mass > 0)) return;
+    const double w = config_.loss.style[i].weight;
+    float* b = mask_scratch_.data();
+    kernels::mask_rows_cpu(b, act, m, n, int(c));
+    gram(b, int(n), int(c), float(1.0 / mass), 0.f, gram_scratch_.data());
+    kernels::style_gram_diff_cpu(gram_scratch_.data(), target, int(c), 1, float(w / (4.0 * c * c)),
+                                 float(config_.loss.beta * w / (double(c) * c * mass)), loss);
+    kernels::mask_rows_cpu(b, b, m, n, int(c));
+    add_gram_gradient(b, int(n), int(c), gram_scratch_.data(), grad);
   }
 
   dnnl::engine engine_;
@@ -381,6 +482,18 @@ class CpuSession : public Session {
   std::vector<float> gram_scratch_;
   std::vector<std::unique_ptr<Bf16Gram>> bf16_grams_;     // bf16: each style layer's Gram products
   std::vector<float> temporal_image_, temporal_weights_;  // empty without a temporal weight
+  // Spatial control (set_masks): each region slot (item b's are
+  // region_first_[b] up to region_first_[b + 1]; without masks slot b is
+  // item b), each style layer's region masks (slots x N; empty unmasked), the
+  // N x C scratch of A o m, and each content layer's mask (batch x N; empty: none).
+  struct Region {
+    bool masked;
+    std::vector<double> mass;  // per style layer
+  };
+  std::vector<Region> regions_;
+  std::vector<int> region_first_;
+  std::vector<std::vector<float>> region_masks_, content_masks_;
+  std::vector<float> mask_scratch_;
   std::vector<double> loss_sums_;  // batch x kernels::kLossSlots, as the loss kernels accumulate them
   bool has_targets_ = false, has_images_ = false;
 };
@@ -437,8 +550,9 @@ class CpuEngine : public Engine {
                                         precision_);
   }
 
-  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
-    return double(session_peak_bytes(engine_, config, style_sizes, precision_));
+  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes,
+                         const MaskShape& masks) const override {
+    return double(session_peak_bytes(engine_, config, style_sizes, masks, precision_));
   }
 
   // Exact tiling: tile_session.cc.

@@ -60,8 +60,9 @@ class CudaEngine : public Engine {
     return make_session(ctx_, config);
   }
 
-  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes) const override {
-    return job_bytes(config, style_sizes, ctx_->fused_conv);
+  double estimate_memory(const SessionConfig& config, const std::vector<ImageSize>& style_sizes,
+                         const MaskShape& masks) const override {
+    return job_bytes(config, style_sizes, ctx_->fused_conv, masks);
   }
 
   std::unique_ptr<TileSession> create_tile_session(const TileSessionConfig& config) override {

@@ -8,6 +8,7 @@
 #include "kernels/adam.cuh"
 #include "kernels/bias_relu.cuh"
 #include "kernels/common.h"
+#include "kernels/masks.cuh"
 #include "kernels/pool.cuh"
 #include "kernels/relu_backward.cuh"
 #include "kernels/style_gram_diff.cuh"

@@ -36,16 +36,32 @@ MemoryPlan estimate_memory(const SessionShape& s) {
     for (int c : s.content_layers) {
       m.content_targets += b * size_t(layers[c].height) * layers[c].width * layers[c].out_channels * f;
     }
+    // With masks a target and a difference Gram per region, each region's
+    // mask at each style layer and one item's A o m; a content mask per content layer.
+    const size_t regions = size_t(std::max(s.masks.regions, 1));
+    size_t scratch = 0;
     for (int l : s.style_layers) {
       size_t gram = size_t(layers[l].out_channels) * layers[l].out_channels * f;
-      m.style_buffers += 2 * b * gram;
+      m.style_buffers += 2 * b * regions * gram;
+      const size_t positions = size_t(layers[l].height) * layers[l].width;
+      if (s.masks.regions > 0) m.masks += b * regions * positions * f;
+      scratch = std::max(scratch, positions * layers[l].out_channels * f);
     }
+    if (s.masks.regions > 0) m.masks += scratch;
+    if (s.masks.content_mask)
+      for (int c : s.content_layers) m.masks += b * size_t(layers[c].height) * layers[c].width * f;
   } else {
     m.image_state = image;
-    // A reserve of one Gram at a time (the accumulated targets are the session's).
+    // A reserve of one Gram at a time (the accumulated targets are the
+    // session's); with masks the style's region at each layer and A o m.
+    size_t scratch = 0;
     for (int l : s.style_layers) {
       m.style_buffers = std::max(m.style_buffers, size_t(layers[l].out_channels) * layers[l].out_channels * f);
+      const size_t positions = size_t(layers[l].height) * layers[l].width;
+      if (s.masks.regions > 0) m.masks += positions * f;
+      scratch = std::max(scratch, positions * layers[l].out_channels * f);
     }
+    if (s.masks.regions > 0) m.masks += scratch;
   }
   return m;
 }
@@ -71,8 +87,9 @@ size_t largest_tensor_elements(const SessionShape& shape) {
 
 bool within_tensor_limit(const SessionShape& shape) { return largest_tensor_elements(shape) <= kMaxTensorElements; }
 
-SessionShape session_shape(const SessionConfig& config, bool fused_conv) {
+SessionShape session_shape(const SessionConfig& config, bool fused_conv, const MaskShape& masks) {
   SessionShape s;
+  s.masks = masks;
   s.height = config.height;
   s.width = config.width;
   s.batch = config.batch;
@@ -84,8 +101,9 @@ SessionShape session_shape(const SessionConfig& config, bool fused_conv) {
   return s;
 }
 
-SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv) {
+SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv, const MaskShape& masks) {
   SessionShape s;
+  s.masks = masks;
   s.height = size.height;
   s.width = size.width;
   s.num_layers = deepest_layer(config.loss.style) + 1;
@@ -95,13 +113,14 @@ SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool 
   return s;
 }
 
-double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv) {
-  const SessionShape session = session_shape(config, fused_conv);
+double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv,
+                 const MaskShape& masks) {
+  const SessionShape session = session_shape(config, fused_conv, masks);
   if (!within_tensor_limit(session)) return std::numeric_limits<double>::infinity();
   size_t style_pass = 0;
   if (!config.loss.style.empty()) {
     for (const ImageSize& size : style_sizes) {
-      const SessionShape pass = style_pass_shape(config, size, fused_conv);
+      const SessionShape pass = style_pass_shape(config, size, fused_conv, masks);
       if (!within_tensor_limit(pass)) return std::numeric_limits<double>::infinity();
       style_pass = std::max(style_pass, estimate_memory(pass).total());
     }

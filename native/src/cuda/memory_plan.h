@@ -22,6 +22,7 @@ struct SessionShape {
   bool backward = true;     // false: forward only (style targets)
   bool fused_conv = false;  // the fused conv+bias+ReLU forward (needs a zero map)
   bool temporal = false;    // video: a temporal term (its targets: an image and a weight per pixel)
+  MaskShape masks;          // spatial control: style regions per item (0: no masks), a content mask
 };
 
 // Device bytes per buffer family (workspace excluded: decided by cuDNN find).
@@ -33,8 +34,10 @@ struct MemoryPlan {
   size_t style_buffers = 0;     // target Gram + gradient Gram per style layer
   size_t fused_zeros = 0;       // the fused conv's z input: zeros as large as the largest output map
   size_t temporal_targets = 0;  // video: the warped previous frame and its pixel weights
+  size_t masks = 0;             // spatial control: region masks per style layer, the A o m scratch, content masks
   size_t total() const {
-    return activations + gradients + image_state + content_targets + style_buffers + fused_zeros + temporal_targets;
+    return activations + gradients + image_state + content_targets + style_buffers + fused_zeros + temporal_targets +
+           masks;
   }
 };
 
@@ -72,14 +75,16 @@ bool within_tensor_limit(const SessionShape& shape);
 
 // The shapes the engine plans: a session of `config`, and the forward-only
 // pass that computes the style targets of one style image of `size`.
-SessionShape session_shape(const SessionConfig& config, bool fused_conv);
-SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv);
+SessionShape session_shape(const SessionConfig& config, bool fused_conv, const MaskShape& masks = {});
+SessionShape style_pass_shape(const SessionConfig& config, ImageSize size, bool fused_conv,
+                              const MaskShape& masks = {});
 
 // The peak device bytes of a whole job, as Engine::estimate_memory answers:
 // the weights, the session, and the largest of its style passes on top (the
 // session's workspace reserve covers theirs); infinity when a tensor of the
 // session or of a style pass is beyond cuDNN's limit.
-double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv);
+double job_bytes(const SessionConfig& config, const std::vector<ImageSize>& style_sizes, bool fused_conv,
+                 const MaskShape& masks = {});
 
 // Exact tiling (engine.h's TileSession, tile_session.cc). One net of a tile
 // of `shape`: its Pass's maps (and the fused conv's zeros), two gradient

@@ -27,6 +27,7 @@
 #include "cuda/kernels.h"
 #include "cuda/memory_plan.h"
 #include "session_config.h"
+#include "style_regions.h"
 
 namespace nst::cuda {
 namespace {
@@ -98,6 +99,7 @@ class CudaSession : public Session {
       throw Error("cuda: set_targets got " + std::to_string(targets.size()) + " targets for a batch of " +
                   std::to_string(config_.batch));
     }
+    set_masks(targets);
     set_content_targets(targets);
     set_style_targets(targets);
     set_temporal_targets(targets);
@@ -225,7 +227,9 @@ class CudaSession : public Session {
     for (const auto& b : pass_->pooled) total += b.bytes();
     for (const auto& b : content_targets_) total += b.bytes();
     for (const auto& b : style_targets_) total += 2 * b.bytes();
-    return total;
+    for (const auto* group : {&region_masks_, &content_masks_})
+      for (const auto& b : *group) total += b.bytes();
+    return total + mask_scratch_.bytes();
   }
 
   void ensure_workspace(size_t bytes) {
@@ -245,6 +249,63 @@ class CudaSession : public Session {
     ctx_->activate();
     check_cuda(cudaMemcpyAsync(dst, src.get(), src.bytes(), cudaMemcpyDeviceToHost, ctx_->stream), what);
     ctx_->sync(what);
+  }
+
+  // Spatial control: where each item's style regions sit among the style
+  // targets (slot b for item b without masks: the unmasked layout and
+  // buffers), their masks and masses, and the content masks. The step graph
+  // bakes in the masses and the buffers: it is captured again after masks.
+  void set_masks(const std::vector<TargetsView>& targets) {
+    const LossSpec& loss = config_.loss;
+    std::vector<size_t> positions;
+    for (const auto& l : loss.style)
+      positions.push_back(pass_->map_floats(l.conv_index) / config_.batch /
+                          size_t(pass_->geometry[l.conv_index].out_channels));
+    RegionLayout layout = region_layout(targets, positions);
+    bool content_masked = false, regions = false;
+    for (const auto& t : targets) {
+      content_masked = content_masked || (!t.content_mask.empty() && !loss.content.empty());
+      for (const auto& st : t.styles) regions = regions || !st.region.empty();
+    }
+    if (masked_ || layout.masked() || content_masked || !content_masks_.empty()) graph_.reset();
+    masked_ = layout.masked();
+    region_first_ = layout.first;
+    regions_.clear();
+    for (const RegionSlot& slot : layout.slots) regions_.push_back({slot.item, !slot.mask.empty(), slot.mass});
+    region_masks_.clear();
+    mask_scratch_ = DeviceBuffer();
+    const size_t slots = layout.slots.size();
+    size_t scratch = 0;
+    for (size_t l = 0; l < loss.style.size(); l++) {
+      const size_t c = size_t(kVgg19[loss.style[l].conv_index].out_channels);
+      if (style_targets_[l].bytes() != slots * c * c * 4) {
+        style_targets_[l] = DeviceBuffer();
+        style_diffs_[l] = DeviceBuffer();
+        style_targets_[l] = DeviceBuffer(slots * c * c * 4, "style targets");
+        style_diffs_[l] = DeviceBuffer(slots * c * c * 4, "style Gram buffer");
+      }
+      scratch = std::max(scratch, positions[l] * c);
+      if (!masked_) continue;
+      region_masks_.emplace_back(slots * positions[l] * 4, "style masks");
+      for (size_t k = 0; k < slots; k++)
+        if (!layout.slots[k].mask.empty())
+          check_cuda(cudaMemcpyAsync(region_masks_[l].f() + k * positions[l], layout.slots[k].mask[l], positions[l] * 4,
+                                     cudaMemcpyHostToDevice, ctx_->stream),
+                     "cudaMemcpyAsync (style masks)");
+    }
+    if (masked_ || regions) mask_scratch_ = DeviceBuffer(scratch * 4, "masked activations");
+    content_masks_.clear();
+    if (!content_masked) return;
+    for (const auto& c : loss.content) {
+      const size_t n = pass_->map_floats(c.conv_index) / config_.batch / size_t(kVgg19[c.conv_index].out_channels);
+      std::vector<float> weights(size_t(config_.batch) * n, 1.f);  // an item without a mask: weight 1
+      for (int b = 0; b < config_.batch; b++)
+        if (!targets[b].content_mask.empty())
+          std::copy_n(targets[b].content_mask[content_masks_.size()], n, weights.begin() + b * n);
+      content_masks_.emplace_back(weights.size() * 4, "content masks");
+      upload(content_masks_.back(), weights.data(), "cudaMemcpyAsync (content masks)");
+      ctx_->sync("content masks");  // `weights` is freed next
+    }
   }
 
   // Content targets: the content images' activations at the content layers.
@@ -296,8 +357,20 @@ class CudaSession : public Session {
           const LayerGeometry& g = pass.geometry[i];
           long long pixels = (long long)g.height * g.width;
           int c = g.out_channels;
-          float* target = style_targets_[l].f() + size_t(b) * c * c;
-          gram(*ctx_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
+          float* target = style_targets_[l].f() + size_t(region_first_[b] + style.mask_index) * c * c;
+          if (style.region.empty()) {
+            gram(*ctx_, pass.acts[i].f(), target, c, pixels, 1, style.weight / float(pixels), 1.f);
+            continue;
+          }
+          // The guided Gram of the style under its region: (A o r)^T (A o r) / sum r.
+          DeviceBuffer region(size_t(pixels) * 4, "style region"), masked(size_t(pixels) * c * 4, "style region");
+          check_cuda(
+              cudaMemcpyAsync(region.get(), style.region[l], region.bytes(), cudaMemcpyHostToDevice, ctx_->stream),
+              "cudaMemcpyAsync (style region)");
+          kernels::launch_mask_rows(masked.f(), pass.acts[i].f(), region.f(), size_t(pixels), c, ctx_->stream);
+          check_launch("mask_rows kernel");
+          gram(*ctx_, masked.f(), target, c, pixels, 1, float(style.weight / region_mass(style, l, i)), 1.f);
+          ctx_->sync("style region");  // its buffers are freed next
         }
         ctx_->sync("style targets");  // the pass's buffers are freed next
       }
@@ -362,7 +435,8 @@ class CudaSession : public Session {
     double* loss_acc = static_cast<double*>(losses_.get());
 
     // Style: Gram of the generated image, difference to the target, loss.
-    for (size_t l = 0; l < loss.style.size(); l++) {
+    for (size_t l = 0; l < loss.style.size() && masked_; l++) masked_style_grams(l, loss_acc);
+    for (size_t l = 0; l < loss.style.size() && !masked_; l++) {
       const WeightedLayer& s = loss.style[l];
       const LayerGeometry& g = pass_->geometry[s.conv_index];
       long long pixels = (long long)g.height * g.width;
@@ -390,6 +464,11 @@ class CudaSession : public Session {
       const long long pixels = (long long)geo.height * geo.width;
       for (size_t l = 0; l < loss.style.size(); l++) {
         if (loss.style[l].conv_index != i) continue;
+        g_masked = false;
+        if (masked_) {
+          masked_style_gradient(l, g);
+          continue;
+        }
         // g += D A: in column-major terms dX (c x N) += D (c x c) X (c x N).
         check_cublas(ctx.api,
                      ctx.api.cublasSgemmStridedBatched(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, geo.out_channels,
@@ -404,7 +483,17 @@ class CudaSession : public Session {
       const int k = entry_at_layer(loss.content, i);
       const float* content_target = k >= 0 ? content_targets_[k].f() : nullptr;
       const float content_weight = k >= 0 ? loss.content[k].weight : 0.f;
-      if (content_target || !g_masked) {
+      if (content_target && !content_masks_.empty()) {
+        // The content term weighted per position, then the ReLU's backward alone.
+        const float n_c = float(pixels) * float(geo.out_channels);
+        kernels::launch_masked_content(g, a, content_target, content_masks_[k].f(), size_t(pixels), geo.out_channels, b,
+                                       loss.alpha * content_weight / (2 * n_c), content_weight / (4 * n_c), loss_acc,
+                                       ctx.stream);
+        check_launch("masked_content kernel");
+        kernels::launch_relu_backward(g, a, nullptr, 0.f, 0.f, loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
+        check_launch("relu_backward kernel");
+        ctx.profiler.mark("own kernels", std::string("relu backward + masked content ") + kVgg19[i].name);
+      } else if (content_target || !g_masked) {
         const float n_c = float(pixels) * float(geo.out_channels);
         kernels::launch_relu_backward(g, a, content_target, loss.alpha * content_weight / (2 * n_c),
                                       content_weight / (4 * n_c), loss_acc, pass_->map_floats(i) / b, b, ctx.stream);
@@ -456,6 +545,68 @@ class CudaSession : public Session {
       kernels::launch_advance_step(static_cast<int*>(step_index_.get()), ctx.stream);
       check_launch("advance_step kernel");
     }
+  }
+
+  // With style masks, style layer l per region slot (batch 1 each: items
+  // have their own masks): an unmasked region as the batched path computes
+  // it, a masked one on B = A o m with Ghat = B^T B / sum m and the
+  // coefficient beta w / (C^2 sum m); a mask without mass adds nothing.
+  void masked_style_grams(size_t l, double* loss_acc) {
+    DeviceContext& ctx = *ctx_;
+    const WeightedLayer& s = config_.loss.style[l];
+    const LayerGeometry& g = pass_->geometry[s.conv_index];
+    const long long pixels = (long long)g.height * g.width;
+    const int c = g.out_channels;
+    const float cf = float(c);
+    for (size_t k = 0; k < regions_.size(); k++) {
+      const Region& r = regions_[k];
+      const float* a = pass_->acts[s.conv_index].f() + size_t(r.item) * pixels * c;
+      float* diff = style_diffs_[l].f() + k * c * c;
+      double mass = double(pixels);
+      if (r.masked) {
+        mass = r.mass[l];
+        if (!(mass > 0)) continue;
+        kernels::launch_mask_rows(mask_scratch_.f(), a, region_masks_[l].f() + k * pixels, size_t(pixels), c,
+                                  ctx.stream);
+        check_launch("mask_rows kernel");
+        a = mask_scratch_.f();
+      }
+      gram(ctx, a, diff, c, pixels, 1, float(1.0 / mass), 0.f);
+      kernels::launch_style_gram_diff(diff, style_targets_[l].f() + k * c * c, c, 1, s.weight / (4 * cf * cf),
+                                      r.masked ? float(config_.loss.beta * s.weight / (double(c) * c * mass))
+                                               : config_.loss.beta * s.weight / (cf * cf * float(pixels)),
+                                      loss_acc + size_t(r.item) * kernels::kLossSlots, ctx.stream);
+      check_launch("style_gram_diff kernel");
+    }
+    ctx.profiler.mark("own kernels", std::string("masked style Grams ") + kVgg19[s.conv_index].name);
+  }
+
+  // g += D A per region slot, a masked region's A as (A o m) o m.
+  void masked_style_gradient(size_t l, float* g) {
+    DeviceContext& ctx = *ctx_;
+    const int i = config_.loss.style[l].conv_index;
+    const LayerGeometry& geo = pass_->geometry[i];
+    const long long pixels = (long long)geo.height * geo.width;
+    const int c = geo.out_channels;
+    const float one = 1.f;
+    for (size_t k = 0; k < regions_.size(); k++) {
+      const Region& r = regions_[k];
+      const float* a = pass_->acts[i].f() + size_t(r.item) * pixels * c;
+      if (r.masked) {
+        if (!(r.mass[l] > 0)) continue;
+        const float* m = region_masks_[l].f() + k * pixels;
+        kernels::launch_mask_rows(mask_scratch_.f(), a, m, size_t(pixels), c, ctx.stream);
+        kernels::launch_mask_rows(mask_scratch_.f(), mask_scratch_.f(), m, size_t(pixels), c, ctx.stream);
+        check_launch("mask_rows kernel");
+        a = mask_scratch_.f();
+      }
+      check_cublas(ctx.api,
+                   ctx.api.cublasSgemmStridedBatched(
+                       ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, c, int(pixels), c, &one, style_diffs_[l].f() + k * c * c,
+                       c, (long long)c * c, a, c, pixels * c, &one, g + size_t(r.item) * pixels * c, c, pixels * c, 1),
+                   "cublasSgemmStridedBatched (masked style gradient)");
+    }
+    ctx.profiler.mark("cuBLAS", std::string("masked style gradient ") + kVgg19[i].name);
   }
 
   bool has_loss_at(int i) const {
@@ -516,6 +667,19 @@ class CudaSession : public Session {
   DeviceBuffer x_, m_, v_, dx_, staging_;
   DeviceBuffer temporal_image_, temporal_weights_;  // empty without a temporal weight
   std::vector<DeviceBuffer> content_targets_, style_targets_, style_diffs_;
+  // Spatial control (set_masks): the region slots (item b's are
+  // region_first_[b] up to region_first_[b + 1]), each style layer's region
+  // masks (slots x N), one item's A o m, each content layer's mask (batch x N).
+  struct Region {
+    int item;
+    bool masked;
+    std::vector<double> mass;  // per style layer
+  };
+  std::vector<Region> regions_;
+  std::vector<int> region_first_;
+  bool masked_ = false;
+  std::vector<DeviceBuffer> region_masks_, content_masks_;
+  DeviceBuffer mask_scratch_;
   DeviceBuffer losses_, step_sizes_, step_index_, workspace_;
   double* host_losses_ = nullptr;
   StepGraph graph_;

@@ -45,6 +45,10 @@ export interface MemoryShape {
   readonly pooling: Pooling;
   readonly loss: LossSpec;
   readonly styleSizes: readonly { readonly height: number; readonly width: number }[];
+  /** Spatial control (masks.ts): the most style regions of a batch item when style masks or regions are used (absent or 0: none). */
+  readonly regions?: number;
+  /** Spatial control: whether a batch item has a content mask. */
+  readonly contentMask?: boolean;
 }
 
 /** How many copies of each family of buffers a backend holds at its peak. */

@@ -61,6 +61,10 @@ export interface NativeSessionConfig {
 /** What estimateMemory plans for: a session's configuration and the sizes of its style images. */
 export interface NativeMemoryShape extends NativeSessionConfig {
   readonly styleSizes: ReadonlyArray<{ readonly height: number; readonly width: number }>;
+  /** Spatial control: the most style regions of a batch item when style masks or regions are used (absent or 0: none). */
+  readonly regions?: number;
+  /** Spatial control: whether an item has a content mask. */
+  readonly contentMask?: boolean;
 }
 
 /** UserErrorCode's names (packages/core/src/errors.ts), and 'internal': a bug, or a failure of the platform. */
@@ -91,11 +95,38 @@ export interface NativeImage {
   readonly data: Float32Array;
 }
 
+/**
+ * Spatial control (packages/core/src/masks.ts): a mask at each layer of a
+ * loss list (one Float32Array per entry, in order), pooled to the layer
+ * (core's maskAtLayers): layer height x width values in 0..1 each, for the
+ * image it belongs to; a wrong length or value is a RangeError.
+ */
+export type NativeLayerMasks = readonly Float32Array[];
+
+export interface NativeStyle {
+  readonly image: NativeImage;
+  /** Within its region (the weights of a region's styles sum to 1). */
+  readonly weight: number;
+  /** The entry of styleMasks (the region) this style belongs to; absent: 0. */
+  readonly maskIndex?: number;
+  /** The part of the painting to use, at each style layer at the style image's layer sizes; absent: all of it. */
+  readonly region?: NativeLayerMasks;
+}
+
 export interface NativeTargets {
   readonly content: NativeImage;
-  readonly styles: ReadonlyArray<{ readonly image: NativeImage; readonly weight: number }>;
+  readonly styles: readonly NativeStyle[];
   /** Video: the warped previous frame (the session's size) and a weight in 0..1 per pixel (height x width). */
   readonly temporal?: { readonly image: NativeImage; readonly weights: Float32Array };
+  /**
+   * Spatial control: one entry per style region, its mask at each style
+   * layer at the session's layer sizes, or null for an unmasked region;
+   * every region has a style. Absent: one unmasked region of all the styles.
+   * cpu bf16 refuses masks ('unsupported', field 'styleMasks').
+   */
+  readonly styleMasks?: ReadonlyArray<NativeLayerMasks | null>;
+  /** Spatial control: the content loss's weight per position at each content layer; absent: 1. */
+  readonly contentMask?: NativeLayerMasks;
 }
 
 export interface NativeLoss {

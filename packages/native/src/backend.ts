@@ -5,7 +5,10 @@
 import {
   UserError,
   checkLayersAvailable,
+  effectiveMask,
   findLayer,
+  maskAtLayers,
+  styleRegions,
   memoryRefusal,
   validateWeightSet,
   type Backend,
@@ -35,6 +38,7 @@ import {
   type NativeLoss,
   type NativePrecision,
   type NativeSession,
+  type NativeTargets,
   type NativeWeightedLayer,
 } from './addon.js';
 
@@ -122,6 +126,8 @@ class NativeBackend implements Backend {
       pooling: shape.pooling,
       loss: nativeLoss(shape.loss),
       styleSizes: shape.styleSizes,
+      regions: shape.regions ?? 0,
+      contentMask: shape.contentMask ?? false,
     });
   }
 
@@ -269,7 +275,7 @@ class NativeSessionAdapter implements Session {
   // async everywhere: argument errors the addon throws synchronously become rejections.
   async setTargets(targets: readonly Targets[]): Promise<void> {
     try {
-      return await this.raw.setTargets(targets);
+      return await this.raw.setTargets(targets.map((t) => nativeTargets(t, this.options)));
     } catch (e) {
       throw this.userError(
         e,
@@ -307,4 +313,52 @@ class NativeSessionAdapter implements Session {
   dispose(): void {
     this.raw.dispose();
   }
+}
+
+/**
+ * One item's targets as the addon takes them. Without masks (none, or all
+ * white: effectiveMask) exactly the seam's targets, so that the engines take
+ * the unmasked path; with masks, the styles grouped into core's regions
+ * (styleRegions) and every mask pooled to each loss layer (maskAtLayers):
+ * the engines never pool a mask themselves.
+ */
+export function nativeTargets(t: Targets, options: SessionOptions): NativeTargets {
+  const styleLayers = options.loss.styleLayers.map((l) => findLayer(l.layer)!.index);
+  const contentLayers = options.loss.contentLayers.map((l) => findLayer(l.layer)!.index);
+  const atLayers = (mask: Float32Array, height: number, width: number, layers: readonly number[]) => {
+    const pooled = maskAtLayers(mask, height, width, layers);
+    return layers.map((i) => pooled.get(i)!);
+  };
+  const { height, width } = options;
+  const contentMask = effectiveMask(t.contentMask);
+  const withContentMask =
+    contentMask && contentLayers.length > 0 ? { contentMask: atLayers(contentMask, height, width, contentLayers) } : {};
+  const masked = t.styles.some((s) => effectiveMask(s.mask) || effectiveMask(s.region));
+  if (!masked)
+    return { content: t.content, styles: t.styles.map(({ image, weight }) => ({ image, weight })), ...withTemporal(t), ...withContentMask };
+  const regions = styleRegions(t.styles);
+  return {
+    content: t.content,
+    styles: regions.flatMap((r, maskIndex) =>
+      r.styles.map((s) => ({
+        image: s.image,
+        weight: s.weight,
+        maskIndex,
+        ...(s.region ? { region: atLayers(s.region, s.image.height, s.image.width, styleLayers) } : {}),
+      })),
+    ),
+    styleMasks: regions.map((r) => (r.mask ? atLayers(r.mask, height, width, styleLayers) : null)),
+    ...withTemporal(t),
+    ...withContentMask,
+  };
+}
+
+const withTemporal = (t: Targets) => (t.temporal ? { temporal: t.temporal } : {});
+
+/** The mask part of a memory shape for these targets (MemoryShape.regions, .contentMask). */
+export function maskShapeOf(targets: readonly Targets[]): { regions: number; contentMask: boolean } {
+  let regions = 0;
+  for (const t of targets)
+    if (t.styles.some((s) => effectiveMask(s.mask) || effectiveMask(s.region))) regions = Math.max(regions, styleRegions(t.styles).length);
+  return { regions, contentMask: targets.some((t) => effectiveMask(t.contentMask) !== undefined) };
 }

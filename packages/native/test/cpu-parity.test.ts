@@ -10,11 +10,11 @@ import type { Backend, LossValues } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
 import { referenceAdamTrajectory, referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { PARITY_SIZE, parityCases, testPicture, type ParityCase } from '../../../test/reference/parity-cases.js';
+import { PARITY_SIZE, PARITY_TOLERANCE, parityCases, testPicture, type ParityCase } from '../../../test/reference/parity-cases.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
-const LOSS_TOL = 1e-5;
-const GRAD_TOL = 1e-4;
+const LOSS_TOL = PARITY_TOLERANCE.loss;
+const GRAD_TOL = PARITY_TOLERANCE.gradient;
 
 const image = testPicture;
 

@@ -188,6 +188,33 @@ static void check_temporal_loss(const Size& s) {
   expect_losses("temporal loss", lb.get(), loss_ref, batch, kTemporalSlot, kTemporalLossTolerance);
 }
 
+// Masks of every kind (0, 1, between; masked_content skips 0): rows scaled
+// out of place and in place, and the weighted content term of each item.
+static void check_masks(const Size& s) {
+  const int batch = s.batch, c = s.channels;
+  const size_t positions = size_t(s.height) * s.width, n = size_t(batch) * positions * c;
+  Vec a = random_vec(n, 20, -3.f, 3.f), target = random_vec(n, 21, -3.f, 3.f), g = random_vec(n, 22), ref = g;
+  Vec m = random_vec(size_t(batch) * positions, 23, -0.5f, 1.5f);
+  for (float& w : m) w = std::min(1.f, std::max(0.f, w));
+  Vec rows(positions * c), twice(positions * c);
+  mask_rows_cpu(rows.data(), a.data(), m.data(), positions, c);
+  mask_rows_cpu(twice.data(), rows.data(), m.data(), positions, c);
+  const float grad_coef = 0.75f, loss_coef = 0.125f;
+  std::vector<double> loss_ref = zero_losses(batch);
+  masked_content_cpu(ref.data(), a.data(), target.data(), m.data(), positions, c, batch, grad_coef, loss_coef,
+                     loss_ref.data());
+
+  Dev<float> ab(a), tb(target), mb(m), gb(g), out(Vec(positions * c));
+  Dev<double> lb(zero_losses(batch));
+  launch_mask_rows(out.p, ab.p, mb.p, positions, c, 0);
+  expect_close("mask_rows", out.get(), rows, kMaskRowsTolerance);
+  launch_mask_rows(out.p, out.p, mb.p, positions, c, 0);
+  expect_close("mask_rows (in place)", out.get(), twice, kMaskRowsTolerance);
+  launch_masked_content(gb.p, ab.p, tb.p, mb.p, positions, c, batch, grad_coef, loss_coef, lb.p, 0);
+  expect_close("masked_content", gb.get(), ref, kMaskedContentTolerance);
+  expect_losses("masked content loss", lb.get(), loss_ref, batch, kContentSlot, kMaskedContentLossTolerance);
+}
+
 // Two steps with the same gradient: the kernel must read steps[0], then,
 // after advance_step, steps[1].
 static void check_adam(const Size& s) {
@@ -269,6 +296,11 @@ static const std::vector<Family>& families() {
        check_temporal_loss,
        {
            {2, 13, 10, 3}, {1, 1, 1, 3}, {1, 513, 515, 3},  // > 1024 blocks of 256 pixels
+       }},
+      {"masks",
+       check_masks,
+       {
+           {2, 7, 9, 64}, {1, 1, 1, 3}, {1, 1025, 1025, 1},  // 1.05M rows > 4096 blocks of 256; > 1024 per item
        }},
       {"adam",
        check_adam,
