@@ -1,61 +1,71 @@
 /**
- * The cases on which the engines' masked losses (issue 25) are held to the
- * float64 reference (masked-float64.ts): parity-cases.ts's sizes and losses
- * with soft style masks (two regions, a region of two blended styles, a mask
- * that leaves part of the picture to the content loss alone), a style region
- * mask on the painting, a content mask, and a batch whose items have masks
- * of their own. `toReference` turns a case's seam targets into the
- * reference's.
+ * The cases on which every backend's masked loss (issue 25) is held to the
+ * float64 reference (masked-float64.ts): parity-cases.ts's size and losses
+ * with soft style masks (two complementary regions, a region of two blended
+ * styles beside an unmasked style), a style region mask on the painting, a
+ * content mask, avg and max pooling, and a batch whose items have masks of
+ * their own. Used by packages/native/test/masks-suite.ts (cpu, cuda
+ * stand-in) and packages/tfjs/test/masks.test.ts.
  */
-import type { LossValues, SessionOptions, Targets, WeightSet } from '@nst/core';
+import { DEFAULT_LOSS, type LossValues, type SessionOptions, type Targets, type WeightSet } from '@nst/core';
 import { referenceMaskedItem, type MaskedTargets } from './masked-float64.js';
 import { tensor3 } from './vgg-float64.js';
-import { PARITY_SIZE, parityCases, testPicture, type ParityCase } from './parity-cases.js';
+import { MAX_POOLING_LOSS, PARITY_SIZE, testPicture, type ParityCase } from './parity-cases.js';
 
-/** A soft ramp across the picture, 0 to 1 over a band `soft` pixels wide around the line x + slope y = at. */
-export function rampMask(height: number, width: number, at: number, slope: number, soft: number, invert = false): Float32Array {
+/** A soft left-to-right ramp (0 left of x0, 1 right of x1, linear between), float32. */
+export function ramp(height: number, width: number, x0: number, x1: number): Float32Array {
   const m = new Float32Array(height * width);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++) {
-      const v = Math.min(1, Math.max(0, (x + slope * y - at) / soft + 0.5));
-      m[y * width + x] = invert ? 1 - v : v;
-    }
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) m[y * width + x] = Math.min(1, Math.max(0, (x - x0) / (x1 - x0)));
+  return m;
+}
+export const complement = (m: Float32Array) => m.map((v) => 1 - v);
+/** A soft top-to-bottom ramp. */
+function vramp(height: number, width: number): Float32Array {
+  const m = new Float32Array(height * width);
+  for (let y = 0; y < height; y++) m.fill(Math.min(1, (y + 0.5) / (height * 0.7)), y * width, (y + 1) * width);
   return m;
 }
 
 export function maskedCases(seed = 0): ParityCase[] {
   const { height: h, width: w } = PARITY_SIZE;
-  const [avg, max] = parityCases(seed);
   const image = (k: number, height: number, width: number) => testPicture(seed + k, height, width);
-  const left = rampMask(h, w, w / 2, 0.4, 6, true);
-  const right = rampMask(h, w, w / 2, 0.4, 6);
+  const left = ramp(h, w, 6, 16);
   return [
     {
-      name: `${avg.options.pooling} pooling, masks per item: two regions with a style region and a content mask; a region of two blended styles`,
-      options: avg.options,
+      name: 'avg pooling, default loss + TV, batch 2: two complementary regions, a style region, a content mask; a blended region beside an unmasked style',
+      options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
       targets: [
         {
           content: image(11, h, w),
           styles: [
-            { image: image(12, 17, 20), weight: 0.5, mask: left },
-            { image: image(16, 13, 15), weight: 0.5, mask: right, region: rampMask(13, 15, 6, -0.5, 4) },
+            { image: image(12, 17, 20), weight: 1, mask: left, region: ramp(17, 20, 3, 12) },
+            { image: image(14, 13, 15), weight: 1, mask: complement(left) },
           ],
-          contentMask: rampMask(h, w, 8, 1, 10),
+          contentMask: vramp(h, w),
         },
         {
           content: image(13, h, w),
           styles: [
-            { image: image(14, 13, 15), weight: 0.3, mask: right },
-            { image: image(15, h, w), weight: 0.5, mask: left },
-            { image: image(17, 16, 18), weight: 0.2, mask: right },
+            { image: image(15, 13, 15), weight: 0.2, mask: vramp(h, w) },
+            { image: image(16, h, w), weight: 0.6, mask: vramp(h, w) },
+            { image: image(17, 16, 21), weight: 1 },
           ],
         },
       ],
     },
     {
-      name: `${max.options.pooling} pooling, one style on part of the picture (the rest: content only)`,
-      options: max.options,
-      targets: [{ content: image(21, h, w), styles: [{ image: image(22, 16, 21), weight: 1, mask: rampMask(h, w, 14, -0.3, 5) }] }],
+      name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2: two regions, a content mask',
+      options: { height: h, width: w, batch: 1, pooling: 'max', loss: MAX_POOLING_LOSS },
+      targets: [
+        {
+          content: image(21, h, w),
+          styles: [
+            { image: image(22, 16, 21), weight: 1, mask: complement(vramp(h, w)) },
+            { image: image(23, h, w), weight: 1, mask: vramp(h, w) },
+          ],
+          contentMask: left,
+        },
+      ],
     },
   ];
 }

@@ -25,6 +25,7 @@ import { createNativeBackend, isNativeEngineError } from '@nst/native';
 import { referenceLossAndGradient } from '../../../test/reference/vgg-float64.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
 import { adamCase, PARITY_SIZE, parityCases, runAdamCase, testPicture } from '../../../test/reference/parity-cases.js';
+import { maskedCases } from '../../../test/reference/masked-cases.js';
 import { addon, relDiff, relL2, skipReason } from './helpers.js';
 
 const LOSS_TOL = 2e-2;
@@ -195,5 +196,14 @@ describe.skipIf(noBf16 !== '')(`cpu bf16 vs the float64 reference${noBf16 ? ` (s
     const fell = after[0].total / first[0].total;
     const refFell = ref.final[0].total / ref.first[0].total;
     expect(Math.abs(fell - refFell) / refFell).toBeLessThan(ADAM_LOSS_TOL);
+  });
+
+  it('refuses style masks in one coded line (unsupported, styleMasks): bf16 has no guided Grams yet', async () => {
+    const backend = await bf16Backend();
+    await backend.loadWeights(weights);
+    const c = maskedCases()[1];
+    const session = await backend.createSession(c.options);
+    await expect(session.setTargets(c.targets)).rejects.toMatchObject({ code: 'unsupported', field: 'styleMasks' });
+    backend.dispose();
   });
 });

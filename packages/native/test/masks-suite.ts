@@ -9,89 +9,14 @@
  * CPU stand-in).
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ADAM, DEFAULT_LOSS, adamStepSizes, type LossValues, type SessionOptions, type Targets } from '@nst/core';
+import { DEFAULT_ADAM, adamStepSizes, type LossValues, type Targets } from '@nst/core';
 import { createNativeBackend } from '@nst/native';
-import { referenceMaskedItem, type MaskedTargets } from '../../../test/reference/masked-float64.js';
-import { tensor3 } from '../../../test/reference/vgg-float64.js';
+import { maskedCases, referenceMaskedBatch, whiteMasked } from '../../../test/reference/masked-cases.js';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { MAX_POOLING_LOSS, PARITY_SIZE, PARITY_TOLERANCE, parityCases, testPicture } from '../../../test/reference/parity-cases.js';
+import { PARITY_SIZE, PARITY_TOLERANCE, parityCases } from '../../../test/reference/parity-cases.js';
 import { relDiff, relL2 } from './helpers.js';
 
 const { height: h, width: w } = PARITY_SIZE;
-
-/** A soft left-to-right ramp (0 left of x0, 1 right of x1, linear between), float32. */
-function ramp(height: number, width: number, x0: number, x1: number): Float32Array {
-  const m = new Float32Array(height * width);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) m[y * width + x] = Math.min(1, Math.max(0, (x - x0) / (x1 - x0)));
-  return m;
-}
-const complement = (m: Float32Array) => m.map((v) => 1 - v);
-/** A soft top-to-bottom ramp. */
-function vramp(height: number, width: number): Float32Array {
-  const m = new Float32Array(height * width);
-  for (let y = 0; y < height; y++) m.fill(Math.min(1, (y + 0.5) / (height * 0.7)), y * width, (y + 1) * width);
-  return m;
-}
-
-interface MaskCase {
-  readonly name: string;
-  readonly options: SessionOptions;
-  readonly targets: Targets[];
-}
-
-export function maskCases(): MaskCase[] {
-  const image = testPicture;
-  const left = ramp(h, w, 6, 16);
-  return [
-    {
-      name: 'avg pooling, default loss + TV, batch 2: two complementary regions, a style region, a content mask; a blended region beside an unmasked one',
-      options: { height: h, width: w, batch: 2, pooling: 'avg', loss: { ...DEFAULT_LOSS, tvWeight: 2e-4 } },
-      targets: [
-        {
-          content: image(11, h, w),
-          styles: [
-            { image: image(12, 17, 20), weight: 1, mask: left, region: ramp(17, 20, 3, 12) },
-            { image: image(14, 13, 15), weight: 1, mask: complement(left) },
-          ],
-          contentMask: vramp(h, w),
-        },
-        {
-          content: image(13, h, w),
-          styles: [
-            { image: image(15, 13, 15), weight: 0.2, mask: vramp(h, w) },
-            { image: image(16, h, w), weight: 0.6, mask: vramp(h, w) },
-            { image: image(17, 16, 21), weight: 1 },
-          ],
-        },
-      ],
-    },
-    {
-      name: 'max pooling, content at conv5_1, style at conv1_1 and conv3_2: two regions, a content mask',
-      options: { height: h, width: w, batch: 1, pooling: 'max', loss: MAX_POOLING_LOSS },
-      targets: [
-        {
-          content: image(21, h, w),
-          styles: [
-            { image: image(22, 16, 21), weight: 1, mask: complement(vramp(h, w)) },
-            { image: image(23, h, w), weight: 1, mask: vramp(h, w) },
-          ],
-          contentMask: left,
-        },
-      ],
-    },
-  ];
-}
-
-const f64 = (m: Float32Array | undefined) => (m ? Float64Array.from(m) : undefined);
-
-/** The seam's targets as the reference takes them (float64 masks). */
-function referenceTargets(t: Targets): MaskedTargets {
-  return {
-    content: t.content,
-    styles: t.styles.map((s) => ({ image: s.image, weight: s.weight, mask: f64(s.mask), region: f64(s.region) })),
-    contentMask: f64(t.contentMask),
-  };
-}
 
 function expectLossesClose(got: readonly LossValues[], want: readonly LossValues[], tol: number): number {
   let worst = 0;
@@ -105,25 +30,12 @@ function expectLossesClose(got: readonly LossValues[], want: readonly LossValues
   return worst;
 }
 
-/** White everywhere: every mask of the targets, at its size. */
-function whiteMasks(t: Targets, height: number, width: number): Targets {
-  return {
-    ...t,
-    styles: t.styles.map((s) => ({
-      ...s,
-      mask: new Float32Array(height * width).fill(1),
-      region: new Float32Array(s.image.height * s.image.width).fill(1),
-    })),
-    contentMask: new Float32Array(height * width).fill(1),
-  };
-}
-
 export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
   const options = device === 'cuda' ? { precision: 'fp32' as const } : {};
   describe.skipIf(skip !== '')(`native ${device}: masks against the float64 reference${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const weights = testWeights(5, 13);
 
-    for (const c of maskCases()) {
+    for (const c of maskedCases()) {
       it(`masked loss and gradient match the reference: ${c.name}`, async () => {
         const backend = await createNativeBackend(device, options);
         await backend.loadWeights(weights);
@@ -132,18 +44,9 @@ export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
         await session.setTargets(c.targets);
         await session.setImages(images);
         const got = await session.lossAndGradient();
-        const per = h * w * 3;
-        const want = c.targets.map((t, b) =>
-          referenceMaskedItem(weights, c.options, referenceTargets(t), tensor3(h, w, 3, images.subarray(b * per, (b + 1) * per))),
-        );
-        const gradient = new Float64Array(c.options.batch * per);
-        want.forEach((r, b) => gradient.set(r.gradient, b * per));
-        const lossDiff = expectLossesClose(
-          got.losses,
-          want.map((r) => r.losses),
-          PARITY_TOLERANCE.loss,
-        );
-        const gradDiff = relL2(got.gradient, gradient);
+        const want = referenceMaskedBatch(weights, c.options, c.targets, images);
+        const lossDiff = expectLossesClose(got.losses, want.losses, PARITY_TOLERANCE.loss);
+        const gradDiff = relL2(got.gradient, want.gradient);
         console.log(
           `${device} masks, ${c.name}: worst relative loss ${lossDiff.toExponential(2)}, gradient relative L2 ${gradDiff.toExponential(2)}`,
         );
@@ -167,7 +70,7 @@ export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
         return result;
       };
       const plain = await run(c.targets);
-      const white = await run(c.targets.map((t) => whiteMasks(t, h, w)));
+      const white = await run(c.targets.map((t) => whiteMasked(t).white));
       expect(white.losses).toEqual(plain.losses);
       expect(white.gradient).toEqual(plain.gradient);
       backend.dispose();
@@ -176,7 +79,7 @@ export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
     it('Adam runs with masks and lowers the loss', async () => {
       const backend = await createNativeBackend(device, options);
       await backend.loadWeights(weights);
-      const c = maskCases()[0];
+      const c = maskedCases()[0];
       const session = await backend.createSession(c.options);
       await session.setTargets(c.targets);
       await session.setImages(testImage(32, c.options.batch * h * w * 3));
@@ -193,7 +96,7 @@ export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
     it('refuses a mask out of 0..1', async () => {
       const backend = await createNativeBackend(device, options);
       await backend.loadWeights(weights);
-      const c = maskCases()[1];
+      const c = maskedCases()[1];
       const session = await backend.createSession(c.options);
       const bad = { ...c.targets[0], contentMask: new Float32Array(h * w).fill(1.5) };
       await expect(session.setTargets([bad])).rejects.toThrow(/must lie in 0\.\.1/);
@@ -203,7 +106,7 @@ export function masksSuite(device: 'cpu' | 'cuda', skip: string): void {
 
     it('the memory estimate grows with style regions and a content mask', async () => {
       const backend = await createNativeBackend(device, options);
-      const shape = { ...maskCases()[0].options, styleSizes: [{ height: 17, width: 20 }] };
+      const shape = { ...maskedCases()[0].options, styleSizes: [{ height: 17, width: 20 }] };
       const plain = backend.estimateMemory(shape);
       expect(backend.estimateMemory({ ...shape, regions: 2 })).toBeGreaterThan(plain);
       expect(backend.estimateMemory({ ...shape, regions: 3 })).toBeGreaterThan(backend.estimateMemory({ ...shape, regions: 2 }));
