@@ -19,7 +19,10 @@ import { testWeights } from './reference/random-weights.js';
 function expectUserError(r: CliResult, pattern: RegExp): void {
   expect(r.status, r.stderr).toBe(2);
   const lines = r.stderr.trim().split('\n');
-  expect(lines.filter((l) => l.startsWith('nst: ')), r.stderr).toHaveLength(1);
+  expect(
+    lines.filter((l) => l.startsWith('nst: ')),
+    r.stderr,
+  ).toHaveLength(1);
   expect(r.stderr).not.toMatch(/internal error|^\s+at /m);
   expect(lines.at(-1)).toMatch(pattern);
 }
@@ -48,7 +51,10 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
     writeFileSync(notImage, 'not an image');
     const out = file('out.png');
     const run = (...flags: string[]) => nst(['render', ...light, '-c', content, '-s', a, '-s', b, '-o', out, ...flags]);
-    expectUserError(run('--style-mask', sky), /^nst: --style-mask: 1 style masks given for 2 style images \(one per style, in order; none for a style without\)$/);
+    expectUserError(
+      run('--style-mask', sky),
+      /^nst: --style-mask: 1 style masks given for 2 style images \(one per style, in order; none for a style without\)$/,
+    );
     expectUserError(run('--style-region', sky, rest, rest), /^nst: --style-region: 3 style regions given for 2 style images/);
     expectUserError(run('--style-mask', sky, file('gone.png')), /^nst: --style-mask: no such file '.*gone\.png'$/);
     expectUserError(run('--content-mask', file('gone.png')), /^nst: --content-mask: no such file '.*gone\.png'$/);
@@ -105,7 +111,11 @@ describe('the pipeline never renders a masked job without its masks', () => {
       expect(backend.supportsMasks).toBeFalsy();
       const job = await masked();
       expect(() => planGroup(engine, [job], 0)).toThrow(
-        expect.objectContaining({ code: 'unsupported', field: 'styleMask', detail: expect.stringMatching(/^the tfjs backend does not implement masks/) }),
+        expect.objectContaining({
+          code: 'unsupported',
+          field: 'styleMask',
+          detail: expect.stringMatching(/^the tfjs backend does not implement masks/),
+        }),
       );
       // Without masks the same job plans.
       const plain = await prepareJob({ ...(await masked()).job, styleMask: undefined }, weights, { dryRun: true });
@@ -126,7 +136,11 @@ describe('the pipeline never renders a masked job without its masks', () => {
         // Large enough that tiles save memory (nothing is allocated: only planned).
         const tiled = await masked({ tile: '128', size: '1024' });
         expect(() => planGroup(engine, [tiled], 0)).toThrow(
-          expect.objectContaining({ code: 'unsupported', field: 'styleMask', detail: expect.stringMatching(/^masks are not supported by tiled renders/) }),
+          expect.objectContaining({
+            code: 'unsupported',
+            field: 'styleMask',
+            detail: expect.stringMatching(/^masks are not supported by tiled renders/),
+          }),
         );
         const plain = await prepareJob({ ...tiled.job, styleMask: undefined }, weights, { dryRun: true });
         const plainTiled = planGroup(engine, [plain], 0);
@@ -141,8 +155,12 @@ describe('the pipeline never renders a masked job without its masks', () => {
         const plainAuto = await prepareJob({ ...auto.job, styleMask: undefined }, weights, { dryRun: true });
         expect(planGroup(tight, [plainAuto], 0).tiled).toBeDefined();
         expect(() => planGroup(tight, [auto], 0)).toThrow(
-            expect.objectContaining({ code: 'unsupported', field: 'styleMask', detail: expect.stringMatching(/does not fit the memory budget untiled/) }),
-          );
+          expect.objectContaining({
+            code: 'unsupported',
+            field: 'styleMask',
+            detail: expect.stringMatching(/does not fit the memory budget untiled/),
+          }),
+        );
       } finally {
         native.dispose();
       }

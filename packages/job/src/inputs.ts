@@ -64,7 +64,9 @@ export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Prep
       image: toNetworkSpace(adaptStyle(image, contentPixels, job.preserveColors), pre),
       weight: blend[k],
       ...(mask !== undefined && namesFile('styleMask', mask) ? { mask: await loadMask(mask, 'styleMask', size, fit) } : {}),
-      ...(region !== undefined && namesFile('styleRegion', region) ? { region: await loadMask(region, 'styleRegion', step.styleSizes[k]) } : {}),
+      ...(region !== undefined && namesFile('styleRegion', region)
+        ? { region: await loadMask(region, 'styleRegion', step.styleSizes[k]) }
+        : {}),
     });
   }
   const contentMask = job.contentMask === undefined ? undefined : await loadMask(job.contentMask, 'contentMask', size, fit);

@@ -369,7 +369,8 @@ export const JOB_OPTIONS: OptionTable = {
     upload: true,
     omitWhenDefault: true,
     frontEnds: ['cli', 'manifest', 'http'],
-    description: "the content loss's weight per pixel: a greyscale image (white: keep the photo, black: the style alone), fitted as the photo",
+    description:
+      "the content loss's weight per pixel: a greyscale image (white: keep the photo, black: the style alone), fitted as the photo",
     parse: filePath,
   },
   out: {

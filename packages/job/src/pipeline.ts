@@ -135,8 +135,7 @@ export async function probeJobImages(job: JobConfig): Promise<{ contentDims: Siz
   const styleDims: Size[] = [];
   for (const style of job.style) styleDims.push(await probeImage(style, 'style'));
   if (!isInitKind(job.init)) await probeImage(job.init, 'init');
-  for (const field of MASK_FIELDS)
-    for (const file of [job[field] ?? []].flat()) if (namesFile(field, file)) await probeImage(file, field);
+  for (const field of MASK_FIELDS) for (const file of [job[field] ?? []].flat()) if (namesFile(field, file)) await probeImage(file, field);
   return { contentDims, styleDims };
 }
 
@@ -330,10 +329,13 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
   const step = first.steps[k];
   const masked = group.map((p) => maskedField(p.job)).find((f) => f !== undefined);
   if (masked && !engine.backend.supportsMasks)
-    throw new UserError(`the ${engine.backend.name} backend does not implement masks (spatial control): choose another backend or leave the masks out`, {
-      code: 'unsupported',
-      field: masked,
-    });
+    throw new UserError(
+      `the ${engine.backend.name} backend does not implement masks (spatial control): choose another backend or leave the masks out`,
+      {
+        code: 'unsupported',
+        field: masked,
+      },
+    );
   const plan = planRun(
     engine.backend,
     {

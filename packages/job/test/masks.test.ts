@@ -80,7 +80,12 @@ describe('a mask file', () => {
 
   it("is its pixels' luminance times their alpha, in [0, 1]: white exactly 1", async () => {
     // Every kind of pixel: colours, greys, translucent, transparent.
-    const pixel = (x: number, y: number) => [(x * 37 + y * 11) % 256, (x * 13 + y * 101) % 256, (x * 71 + y * 5) % 256, y < 2 ? 255 : (x * 29 + y * 17) % 256];
+    const pixel = (x: number, y: number) => [
+      (x * 37 + y * 11) % 256,
+      (x * 13 + y * 101) % 256,
+      (x * 71 + y * 5) % 256,
+      y < 2 ? 255 : (x * 29 + y * 17) % 256,
+    ];
     const file = await rgbaPng(path.join(dir, 'any.png'), 20, 10, pixel);
     const mask = await loadMask(file, 'styleMask', { width: 20, height: 10 });
     expect(mask).toBeInstanceOf(Float32Array);
@@ -217,7 +222,9 @@ describe('masks in a job', () => {
     expect(settings.inputs.filter((i) => i.field === 'styleRegion').map((i) => i.file)).toEqual([path.resolve(f.region)]);
     expect(settings.inputs.filter((i) => i.field === 'styleMask')).toHaveLength(2);
     // What the settings record parses back to the same job.
-    expect(jobFromOptions({ ...settings.options, content: f.content, out: file('o.png') } as never).styleRegion).toEqual(region.styleRegion);
+    expect(jobFromOptions({ ...settings.options, content: f.content, out: file('o.png') } as never).styleRegion).toEqual(
+      region.styleRegion,
+    );
   });
 
   it('masks are inputs: an output over one is refused', async () => {

@@ -400,7 +400,8 @@ async function submit(
     throw new HttpError(400, content.length === 0 ? 'is required (one image file)' : 'expected one image file', 'content');
   if (styles.length === 0) throw new HttpError(400, 'is required (one or more image files)', 'style');
   if (styles.length > limits.styles) throw new HttpError(413, `at most ${limits.styles} style images`, 'style');
-  for (const f of files) if (!FILE_FIELDS.includes(f.field)) throw new HttpError(400, `is not a file field (${FILE_FIELDS.join(', ')})`, f.field);
+  for (const f of files)
+    if (!FILE_FIELDS.includes(f.field)) throw new HttpError(400, `is not a file field (${FILE_FIELDS.join(', ')})`, f.field);
   // Masks: a file part per style in order (an empty part: none for that style), one content mask.
   const masks = new Map(MASK_FIELDS.map((field) => [field, files.filter((f) => f.field === kebabCase(field))] as const));
   const maskFiles = [...masks.values()].flat().filter((f) => f.bytes.length > 0);
@@ -429,7 +430,11 @@ async function submit(
     values[field] = value;
   }
   if (video && maskFiles.length > 0)
-    throw new HttpError(400, 'masks are for image jobs (the content is a video)', kebabCase(MASK_FIELDS.find((f) => masks.get(f)!.length > 0)!));
+    throw new HttpError(
+      400,
+      'masks are for image jobs (the content is a video)',
+      kebabCase(MASK_FIELDS.find((f) => masks.get(f)!.length > 0)!),
+    );
   // Checks every option where the CLI checks them, with stand-in paths (none from the request reaches a file system).
   const style = styles.map((_, k) => `style-${k}`);
   const standIns: Record<string, string[]> = {};
