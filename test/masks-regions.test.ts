@@ -1,7 +1,7 @@
 /**
  * Masks end to end (issue 25): two styles under complementary masks (the sky
  * of examples/images/tubingen.jpg and the rest, examples/masks, made by
- * scripts/make-example-masks.mjs), rendered by the native cpu engine with
+ * test/example-masks.test.ts), rendered by the native cpu engine with
  * the built-in blocks 1-3 at 128 px wide. Measured in float64 on what the
  * engine was given (test/reference: the forward pass and the guided Gram):
  * under the sky mask the output's Gram is nearer the first style's than the
