@@ -22,7 +22,10 @@ const token = 'masks-api-test-token-0123';
 const small = { size: '32x24', iterations: '4', 'style-layers': 'conv1_1,conv2_1', 'content-layers': 'conv2_2' };
 
 const bytesOf = async (b: Blob) => Buffer.from(await b.arrayBuffer());
-const sha256 = async (b: Blob) => createHash('sha256').update(await bytesOf(b)).digest('hex');
+const sha256 = async (b: Blob) =>
+  createHash('sha256')
+    .update(await bytesOf(b))
+    .digest('hex');
 
 describe.skipIf(!ready && process.env.CI !== 'true')('masks over HTTP', () => {
   const procs: Proc[] = [];
@@ -96,7 +99,12 @@ describe.skipIf(!ready && process.env.CI !== 'true')('masks over HTTP', () => {
   });
 
   it('stores the masks by SHA-256 with the job (an empty part: none for that style); a worker fetches them and renders the job with them or fails it once', async () => {
-    const r = await submitJob(base, token, { content, style: [style, style2], 'style-mask': [mask, new Blob([])], 'content-mask': mask }, small);
+    const r = await submitJob(
+      base,
+      token,
+      { content, style: [style, style2], 'style-mask': [mask, new Blob([])], 'content-mask': mask },
+      small,
+    );
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     const id = r.body.id as string;
     const key = `inputs/${await sha256(mask)}`;
