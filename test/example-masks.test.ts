@@ -34,7 +34,7 @@ async function exampleMasks(): Promise<{ name: string; png: Buffer }[]> {
       .toBuffer();
   return [
     { name: 'tubingen-sky.png', png: await png(sky) },
-    { name: 'tubingen-rest.png', png: await png(sky.map((v) => 255 - v)) },
+    { name: 'tubingen-rest.png', png: await png(Buffer.from(sky.map((v) => 255 - v))) },
   ];
 }
 
