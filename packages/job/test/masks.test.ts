@@ -191,6 +191,35 @@ describe('masks in a job', () => {
     }
   });
 
+  it('keeps the masks under a preset and colour preservation (they act on the styles and the output, not on the masks)', async () => {
+    const f = await setup();
+    for (const preserveColors of ['luminance', 'histogram']) {
+      const job = jobFromOptions({
+        content: f.content,
+        style: [f.a, f.b],
+        styleMask: [f.sky, f.rest],
+        contentMask: f.face,
+        out: file('out.png'),
+        size: '64',
+        preset: 'hq',
+        preserveColors,
+      });
+      expect(job.optimizer).toBe('lbfgs');
+      const { steps } = planScales(job, { width: 64, height: 48 }, [
+        { width: 40, height: 30 },
+        { width: 30, height: 40 },
+      ]);
+      const step = steps.at(-1)!;
+      const { targets } = await loadScaleInputs(job, step, PREPROCESSING.caffeBgr);
+      const plain = await loadScaleInputs({ ...job, styleMask: undefined, contentMask: undefined }, step, PREPROCESSING.caffeBgr);
+      // The same images as without masks, and the masks beside them.
+      expect(targets.content).toEqual(plain.targets.content);
+      expect(targets.styles.map((s) => s.image)).toEqual(plain.targets.styles.map((s) => s.image));
+      expect(targets.styles.map((s) => s.mask?.length)).toEqual([64 * 48, 64 * 48]);
+      expect(targets.contentMask).toHaveLength(64 * 48);
+    }
+  });
+
   it('separates packing keys, changes the fingerprint with the bytes, and records the masks in the settings', async () => {
     const f = await setup();
     const size = { width: 64, height: 48 };
