@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '@nst/core';
-import { isInitKind, JOB_OPTIONS, jobFromOptions, optionsFor, type JobConfig, type JobOptionValues, type OptionValue } from '@nst/job';
+import { JOB_OPTIONS, jobFromOptions, namesFile, optionsFor, type JobConfig, type JobOptionValues, type OptionValue } from '@nst/job';
 import { parseCsv } from './csv.js';
 
 /** One line of a manifest: a job, or the reason it cannot be one. */
@@ -163,20 +163,23 @@ function optionValue(field: string, value: unknown): OptionValue {
   throw new UserError(`expected text, a number or true/false, got ${JSON.stringify(value)}`, { field });
 }
 
-/** A path value, or a list of them ('a.jpg,b.jpg' or a JSON list), resolved against the manifest's folder. */
+/**
+ * A path value, or a list of them ('a.jpg,b.jpg' or a JSON list: style and
+ * the mask lists), resolved against the manifest's folder; what names no
+ * file (init's kinds, a mask list's none) stays as it is.
+ */
 function resolvePaths(field: string, value: unknown, base: string): string | string[] {
   const items = Array.isArray(value) ? value : [value];
   if (items.some((v) => typeof v !== 'string' || v === '')) throw new UserError('expected a file path', { field });
-  const resolve = (p: string) => path.resolve(base, p);
-  if (field === 'init' && isInitKind(items[0] as string)) return items[0] as string;
-  if (field !== 'style') {
+  const resolve = (p: string) => (namesFile(field, p.trim()) ? path.resolve(base, p) : p.trim());
+  if (!JOB_OPTIONS[field as keyof JobConfig].repeatable || field === 'content') {
     if (items.length > 1) throw new UserError('expected one file, got a list', { field });
     return resolve(items[0] as string);
   }
   // 'a.jpg,b.jpg' is two styles unless a file of that very name exists (as for the CLI).
   return (items as string[])
     .flatMap((s) =>
-      existsSync(resolve(s))
+      existsSync(path.resolve(base, s))
         ? [s]
         : s
             .split(',')

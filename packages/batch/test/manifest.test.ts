@@ -24,6 +24,33 @@ describe('manifests', () => {
     return file;
   };
 
+  it('takes masks: paths against the manifest folder, none kept, in JSON lists and CSV cells; a wrong count names its line', async () => {
+    const jsonl = write(
+      'masks.jsonl',
+      [
+        JSON.stringify({
+          content: 'a.jpg',
+          style: ['s1.jpg', 's2.jpg'],
+          'style-mask': ['masks/sky.png', 'none'],
+          'style-region': 'r.png,-',
+          'content-mask': 'masks/face.png',
+          out: 'a.png',
+        }),
+        JSON.stringify({ content: 'b.jpg', style: ['s1.jpg', 's2.jpg'], 'style-mask': 'masks/sky.png', out: 'b.png' }),
+      ].join('\n'),
+    );
+    const [one, two] = await readManifest(jsonl);
+    expect(one.error).toBeUndefined();
+    expect(one.config!.styleMask).toEqual([path.join(dir, 'masks/sky.png'), 'none']);
+    expect(one.config!.styleRegion).toEqual([path.join(dir, 'r.png'), 'none']);
+    expect(one.config!.contentMask).toBe(path.join(dir, 'masks/face.png'));
+    expect(two.error).toMatchObject({ field: 'styleMask', detail: expect.stringMatching(/^1 style masks given for 2 style images/) });
+    const csv = write('masks.csv', 'content,style,style-mask,out\nc.jpg,"s1.jpg,s2.jpg","none,m/rest.png",c.png\n');
+    const [row] = await readManifest(csv);
+    expect(row.error).toBeUndefined();
+    expect(row.config!.styleMask).toEqual(['none', path.join(dir, 'm/rest.png')]);
+  });
+
   it('maps kebab-case keys to job fields and resolves paths against the manifest folder', async () => {
     const file = write(
       'jobs.jsonl',

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { formatLayers } from '@nst/core';
-import { isInitKind, JOB_OPTIONS, type JobConfig, type JobOptionValues, type OptionSpec } from '@nst/job';
+import { JOB_OPTIONS, namesFile, type JobConfig, type JobOptionValues, type OptionSpec } from '@nst/job';
 import { EMBEDDED_SOURCE, loadWeights, resolveDefaultWeights } from '@nst/weights';
 import { flagFor, once } from './flags.js';
 
@@ -45,8 +45,9 @@ export function jobValuesOf(
   const values: Record<string, JobOptionValues[string]> = {};
   for (const field of fields) {
     let v = flags[field] as JobOptionValues[string];
-    if (absolute && v !== undefined && JOB_OPTIONS[field].paths)
-      v = Array.isArray(v) ? v.map((p) => path.resolve(String(p))) : isInitKind(String(v)) ? v : path.resolve(String(v));
+    // What names no file (init's kinds, a mask list's none) stays as given.
+    const resolve = (p: unknown) => (namesFile(field, String(p)) ? path.resolve(String(p)) : String(p));
+    if (absolute && v !== undefined && JOB_OPTIONS[field].paths) v = Array.isArray(v) ? v.map(resolve) : resolve(v);
     values[field] = v;
   }
   return values;

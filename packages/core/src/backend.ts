@@ -21,6 +21,14 @@ export interface Backend {
   readonly name: string;
   /** What actually runs, for the user: "tfjs (wasm, 2 threads)", "cpu (oneDNN 2.6, 2 threads)". */
   readonly detail: string;
+  /**
+   * Whether its sessions implement spatial control (masks.ts): the style
+   * masks, the style images' regions and the content mask of Targets. A
+   * backend without it must never be handed a masked job: the job layer
+   * refuses one (UserError 'unsupported') rather than render it unmasked.
+   * Tile sessions take no masks, whatever this says.
+   */
+  readonly supportsMasks?: boolean;
   /** Uploads the weights once; sessions share them. */
   loadWeights(weights: WeightSet): Promise<void>;
   /**

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { UserError, type WeightSet } from '@nst/core';
-import { isInitKind, JOB_FIELDS, JOB_OPTIONS, omittedFromSettings, type JobConfig } from './options.js';
+import { JOB_FIELDS, JOB_OPTIONS, namesFile, omittedFromSettings, type JobConfig } from './options.js';
 import type { ScaleStep, Size } from './schedule.js';
 
-/** The SHA-256 of each input file of a job, by job field (in the order the job names them). */
+/**
+ * The SHA-256 of each input file of a job, by job field, in the order the
+ * job names them; a value that names no file (a mask list's `none`) stands
+ * as itself in its place.
+ */
 export type InputDigests = Readonly<Partial<Record<keyof JobConfig, readonly string[]>>>;
 
 /** The files a job reads by content (its images, not the output), hashed once per job. */
@@ -14,8 +18,8 @@ export async function inputDigests(job: JobConfig): Promise<InputDigests> {
     const spec = JOB_OPTIONS[field];
     const value = job[field];
     if (!spec.paths || spec.result === false || value === undefined) continue;
-    const files = (Array.isArray(value) ? value : [value]).filter((f: string) => !(field === 'init' && isInitKind(f)));
-    digests[field] = await Promise.all(files.map((f: string) => fileDigest(f, field)));
+    const files = (Array.isArray(value) ? value : [value]).filter((f: string) => Array.isArray(value) || namesFile(field, f));
+    digests[field] = await Promise.all(files.map((f: string) => (namesFile(field, f) ? fileDigest(f, field) : f)));
   }
   return digests;
 }
@@ -46,7 +50,7 @@ export function jobFingerprint(
     if (omittedFromSettings(field, value)) continue;
     if (spec.paths && value !== undefined) {
       const files = digests[field] ?? [];
-      described[field] = Array.isArray(value) ? files : isInitKind(value as string) ? value : files[0];
+      described[field] = Array.isArray(value) ? files : namesFile(field, value as string) ? files[0] : value;
     } else described[field] = value ?? null;
   }
   return sha256(JSON.stringify({ kind, job: described, weights: weightsIdentity(weights), size }));

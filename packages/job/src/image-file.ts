@@ -65,6 +65,49 @@ export async function loadImage(
   }
 }
 
+/** The luminance of a mask's pixel, in thousandths (Y' of YIQ, as colour.ts's luminance: 0.299 R' + 0.587 G' + 0.114 B'). */
+export const MASK_LUMA = [299, 587, 114] as const;
+
+/**
+ * Decodes a mask file (any format loadImage takes) into weights in [0, 1],
+ * height x width, row-major, float32: each pixel's luminance (MASK_LUMA, of
+ * 8-bit sRGB) times its alpha where it has an alpha channel, 1 for white.
+ * EXIF rotation applied; resized to `size` as `fit` says (loadImage's fits;
+ * contain's padding weighs 0) with a triangle filter widened by the
+ * reduction, which has no negative lobes: the weights stay within the file's
+ * own range (Lanczos would ring past 0 and 1 at a hard edge). Resized as
+ * colour and alpha (alpha-weighted), so the weights are those of the
+ * resized product. Decoding is bounded as loadImage's (sharp's pixel limit).
+ */
+export async function loadMask(
+  file: string,
+  field: string,
+  size: { width: number; height: number },
+  fit: LoadFit = 'fill',
+): Promise<Float32Array> {
+  await assertReadable(file, field);
+  try {
+    const { data, info } = await sharp(file)
+      .rotate()
+      .toColourspace('srgb')
+      .ensureAlpha()
+      .resize({ ...resizeTo(size, fit), kernel: 'linear', background: { r: 0, g: 0, b: 0, alpha: 0 } })
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 4 || info.width !== size.width || info.height !== size.height)
+      throw new Error(`decoded to ${info.width}x${info.height} with ${info.channels} channels`);
+    const mask = new Float32Array(size.width * size.height);
+    for (let p = 0, i = 0; p < mask.length; p++, i += 4) {
+      // In integers, so that white is exactly 1 (a white mask is no mask: core's effectiveMask).
+      const luma = MASK_LUMA[0] * data[i] + MASK_LUMA[1] * data[i + 1] + MASK_LUMA[2] * data[i + 2];
+      mask[p] = (luma * data[i + 3]) / (1000 * 255 * 255);
+    }
+    return mask;
+  } catch (e) {
+    throw unreadable(file, field, e);
+  }
+}
+
 /** Writes an image atomically; the format follows the extension. */
 export async function saveImage(file: string, image: RgbImage, field = 'out'): Promise<void> {
   await savePixels(file, { ...image, channels: 3 }, {}, field);

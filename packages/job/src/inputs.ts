@@ -10,8 +10,8 @@ import {
   type RgbLevels,
   type Targets,
 } from '@nst/core';
-import { loadAlpha, loadImage, probeColourProfile, type LoadFit } from './image-file.js';
-import { isInitKind, type JobConfig } from './options.js';
+import { loadAlpha, loadImage, loadMask, probeColourProfile, type LoadFit } from './image-file.js';
+import { isInitKind, namesFile, type JobConfig } from './options.js';
 import type { ItemOutput } from './output.js';
 import type { ScaleStep, Size } from './schedule.js';
 
@@ -37,7 +37,12 @@ export function loadFitOf(job: Pick<JobConfig, 'fit'>): LoadFit {
   return job.fit === 'contain' || job.fit === 'cover' ? job.fit : 'fill';
 }
 
-/** Decodes and prepares a job's content, styles and start image at the size of `step`. */
+/**
+ * Decodes and prepares a job's content, styles, masks and start image at the
+ * size of `step`. The masks are decoded for each scale at its size: the
+ * style masks and the content mask at the output's (fitted as the photo),
+ * each style's region at that style image's size.
+ */
 export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Preprocessing): Promise<ScaleInputs> {
   const { size } = step;
   const notes: Note[] = [];
@@ -52,16 +57,26 @@ export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Prep
   const styles = [];
   for (let k = 0; k < job.style.length; k++) {
     const image = await loadImage(job.style[k], 'style', step.styleSizes[k]);
+    const mask = job.styleMask?.[k];
+    const region = job.styleRegion?.[k];
     // With colour preservation each style is adapted to the content it goes with.
-    styles.push({ image: toNetworkSpace(adaptStyle(image, contentPixels, job.preserveColors), pre), weight: blend[k] });
+    styles.push({
+      image: toNetworkSpace(adaptStyle(image, contentPixels, job.preserveColors), pre),
+      weight: blend[k],
+      ...(mask !== undefined && namesFile('styleMask', mask) ? { mask: await loadMask(mask, 'styleMask', size, fit) } : {}),
+      ...(region !== undefined && namesFile('styleRegion', region)
+        ? { region: await loadMask(region, 'styleRegion', step.styleSizes[k]) }
+        : {}),
+    });
   }
+  const contentMask = job.contentMask === undefined ? undefined : await loadMask(job.contentMask, 'contentMask', size, fit);
   const icc = await outputProfile(job, notes);
   if (luminance)
     notes.push({ line: "colours: style transferred on luminance only; the output keeps the content's chroma (YIQ)", detail: true });
   if (job.preserveColors === 'histogram')
     notes.push({ line: "colours: the style recoloured to the content's mean and covariance (RGB) before optimisation", detail: true });
   return {
-    targets: { content, styles },
+    targets: { content, styles, ...(contentMask ? { contentMask } : {}) },
     initial: initialImage(await initSpec(job, size, pre, fit), content, pre, job.seed),
     output: { bitDepth: job.bitDepth, alpha, icc, chromaFrom: luminance ? contentPixels : undefined },
     notes,

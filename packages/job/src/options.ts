@@ -34,6 +34,16 @@ export interface JobConfig {
   readonly style: readonly string[];
   readonly styleBlendWeights?: readonly number[];
   readonly styleScale?: number;
+  /**
+   * Spatial control: where each style applies, one greyscale image per style
+   * in the order of `style` (NO_MASK: that style has none); absent: every
+   * style everywhere.
+   */
+  readonly styleMask?: readonly string[];
+  /** The part of each style image to use, one greyscale image per style (NO_MASK: all of it). */
+  readonly styleRegion?: readonly string[];
+  /** The content loss's weight per pixel, a greyscale image; absent: 1 everywhere. */
+  readonly contentMask?: string;
   readonly out: string;
   readonly size: SizeSpec;
   readonly fit: Fit;
@@ -111,6 +121,8 @@ export interface OptionSpec<T> {
   readonly perItem?: true;
   /** Its values name files: manifests resolve them against their folder, and the fingerprint counts inputs by content. */
   readonly paths?: true;
+  /** With `paths`: the values that name no file (init's kinds, a mask list's NO_MASK). */
+  readonly notFile?: (value: string) => boolean;
   /** It does not change the picture (where it goes, what is reported): the job's fingerprints leave it out. */
   readonly result?: false;
   /**
@@ -145,6 +157,27 @@ export type OptionTable = { readonly [K in keyof JobConfig]-?: OptionSpec<JobCon
 /** `init` values that are not files. */
 export const INIT_KINDS = ['noise', 'content', 'random'] as const;
 export const isInitKind = (init: string): boolean => (INIT_KINDS as readonly string[]).includes(init);
+
+/** In a list of masks (styleMask, styleRegion): no mask for that style. `-` is read as this too. */
+export const NO_MASK = 'none';
+const isNoMask = (value: string): boolean => value === NO_MASK || value === '-';
+
+/** Whether `value`, a value of the paths option `field`, names a file (not `noise` for init, not NO_MASK in a mask list). */
+export function namesFile(field: keyof JobConfig | string, value: string): boolean {
+  const spec = JOB_OPTIONS[field as keyof JobConfig] as OptionSpec<unknown> | undefined;
+  return spec?.paths === true && !spec.notFile?.(value);
+}
+
+/** The job fields of spatial control, in the order errors name them. */
+export const MASK_FIELDS = ['styleMask', 'styleRegion', 'contentMask'] as const;
+
+/** The first mask option a job gives a mask in (a list of NO_MASK only gives none), or undefined: the job has no masks. */
+export function maskedField(job: Pick<JobConfig, (typeof MASK_FIELDS)[number]>): (typeof MASK_FIELDS)[number] | undefined {
+  return MASK_FIELDS.find((f) => {
+    const v = job[f];
+    return v !== undefined && (Array.isArray(v) ? v : [v]).some((x: string) => !isNoMask(x));
+  });
+}
 
 /** Seeds are 32-bit, as in random:SEED weights. */
 export const MAX_SEED = 2 ** 32 - 1;
@@ -223,6 +256,23 @@ const sizeList = (v: OptionValue, field: string): readonly SizeSpec[] | 'auto' =
   if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field });
   return items.map((s) => parseSize(s, field));
 };
+/**
+ * A list of files, one per style ('a.png,b.png' is two unless a file of
+ * that very name exists): a file, or NO_MASK (`none` or `-`) for a style
+ * that has none.
+ */
+const fileList = (v: OptionValue, field: string): string[] => {
+  const items = list(v).flatMap((s) =>
+    existsSync(s)
+      ? [s]
+      : s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+  );
+  if (items.length === 0) throw new UserError(`expected a file per style image (or ${NO_MASK})`, { field });
+  return items.map((s) => (isNoMask(s) ? NO_MASK : filePath(s, field)));
+};
 const boolean = (v: OptionValue, field: string) => {
   if (typeof v === 'boolean') return v;
   const t = text(v, field);
@@ -289,6 +339,40 @@ export const JOB_OPTIONS: OptionTable = {
     description: "resize style images to x times the output's longest side (default: the output size)",
     parse: positive,
   },
+  // Masks are not perItem: jobs with different masks are never packed into one engine batch (the packing key holds them).
+  styleMask: {
+    paths: true,
+    notFile: isNoMask,
+    value: 'file',
+    repeatable: true,
+    upload: true,
+    omitWhenDefault: true,
+    frontEnds: ['cli', 'manifest', 'http'],
+    description:
+      "where each style applies: a greyscale image per --style, in order (white: that style, grey: a soft edge, black: not there; 'none': everywhere), fitted to the output as the photo; where no style's mask reaches, only the content loss acts",
+    parse: fileList,
+  },
+  styleRegion: {
+    paths: true,
+    notFile: isNoMask,
+    value: 'file',
+    repeatable: true,
+    upload: true,
+    omitWhenDefault: true,
+    frontEnds: ['cli', 'manifest', 'http'],
+    description: "the part of each style image to use: a greyscale image per --style, in order, white where it counts ('none': all of it)",
+    parse: fileList,
+  },
+  contentMask: {
+    paths: true,
+    value: 'file',
+    upload: true,
+    omitWhenDefault: true,
+    frontEnds: ['cli', 'manifest', 'http'],
+    description:
+      "the content loss's weight per pixel: a greyscale image (white: keep the photo, black: the style alone), fitted as the photo",
+    parse: filePath,
+  },
   out: {
     paths: true,
     result: false,
@@ -337,6 +421,7 @@ export const JOB_OPTIONS: OptionTable = {
   pooling: { value: 'kind', default: 'avg', choices: ['avg', 'max'], description: 'pooling in the network', parse: choice(['avg', 'max']) },
   init: {
     paths: true,
+    notFile: isInitKind,
     value: `${INIT_KINDS.join('|')}|file`,
     default: 'noise',
     description: 'initial image',
@@ -591,6 +676,14 @@ function checkAcrossOptions(job: JobConfig): void {
     throw new UserError(`${job.styleBlendWeights.length} weights given for ${job.style.length} style images`, {
       field: 'styleBlendWeights',
     });
+  for (const field of ['styleMask', 'styleRegion'] as const) {
+    const given = job[field];
+    if (given && given.length !== job.style.length)
+      throw new UserError(
+        `${given.length} ${field === 'styleMask' ? 'style masks' : 'style regions'} given for ${job.style.length} style image${job.style.length === 1 ? '' : 's'} (one per style, in order; ${NO_MASK} for a style without)`,
+        { field },
+      );
+  }
   if (job.resume && job.fresh)
     throw new UserError('resume and fresh together: the one continues the checkpoint, the other discards it; give one', {
       code: 'conflict',

@@ -5,7 +5,7 @@ import { removeStaleTemporaries } from '@nst/files';
 import { inspectCheckpoint } from './checkpoint.js';
 import { assertFileWritable, assertWritable } from './image-file.js';
 import { partialPath } from './loop.js';
-import { isInitKind, type JobConfig } from './options.js';
+import { isInitKind, namesFile, type JobConfig } from './options.js';
 
 /*
  * The user's files are never overwritten or lost: before any work, a job's
@@ -146,8 +146,8 @@ async function firstOverwrite(
 /**
  * Refuses, before any work, a job that would write over one of its own
  * inputs: the final image, the intermediate saves (<stem>_<n><ext> for every
- * n the schedule writes), and the checkpoint, against the content, style, init
- * and weight files. Paths are compared after resolving links, and existing
+ * n the schedule writes), and the checkpoint, against the content, style, init,
+ * mask and weight files. Paths are compared after resolving links, and existing
  * files by device and inode too, so a symbolic or hard link to an input is
  * caught as well as the input's own path.
  */
@@ -257,6 +257,12 @@ export async function jobInputs(job: JobConfig, weights: Pick<WeightSet, 'source
     ...job.style.map((file) => ({ file, field: 'style', what: 'style image' })),
   ];
   if (!isInitKind(job.init)) inputs.push({ file: job.init, field: 'init', what: 'init image' });
+  for (const [field, what] of [
+    ['styleMask', 'style mask'],
+    ['styleRegion', 'style region mask'],
+    ['contentMask', 'content mask'],
+  ] as const)
+    for (const file of [job[field] ?? []].flat()) if (namesFile(field, file)) inputs.push({ file, field, what });
   for (const source of new Set([job.weights, weights.source])) {
     if (!source || /^[a-z]+:/.test(source)) continue;
     const st = await fs.stat(source).catch(() => undefined);

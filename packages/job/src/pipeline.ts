@@ -15,7 +15,7 @@ import { inputDigests, jobFingerprint, stepFingerprint } from './fingerprint.js'
 import { probeImage } from './image-file.js';
 import { loadScaleInputs, type ScaleInputs } from './inputs.js';
 import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
-import { adamOf, isInitKind, lossOf, packingKey, type JobConfig } from './options.js';
+import { adamOf, isInitKind, lossOf, maskedField, MASK_FIELDS, namesFile, packingKey, type JobConfig } from './options.js';
 import { planRun, type MachineSettings, type RunPlan } from './plan.js';
 import { createTiledSession } from './tiled-session.js';
 import { checkJobFiles, checkpointPathFor } from './output-safety.js';
@@ -126,7 +126,7 @@ export async function prepareJob(job: JobConfig, weights: WeightSet, options: Pr
 
 /**
  * The sizes of a job's images from their headers (EXIF rotation applied):
- * a missing or undecodable content, style or init image is an error here,
+ * a missing or undecodable content, style, init or mask image is an error here,
  * before anything is loaded. Front ends call it before heavier work (the
  * weights, the backend) to report the user's own mistakes first.
  */
@@ -135,6 +135,7 @@ export async function probeJobImages(job: JobConfig): Promise<{ contentDims: Siz
   const styleDims: Size[] = [];
   for (const style of job.style) styleDims.push(await probeImage(style, 'style'));
   if (!isInitKind(job.init)) await probeImage(job.init, 'init');
+  for (const field of MASK_FIELDS) for (const file of [job[field] ?? []].flat()) if (namesFile(field, file)) await probeImage(file, field);
   return { contentDims, styleDims };
 }
 
@@ -319,12 +320,23 @@ function joinImages(images: readonly Float32Array[], pixels: number): Float32Arr
 
 /**
  * The memory plan of scale `k` of a group (plan.ts): untiled when it fits
- * the engine's budget, else tile by tile; refused when neither fits.
+ * the engine's budget, else tile by tile; refused when neither fits. A
+ * masked job is refused on a backend without masks, and where it would be
+ * tiled (tile sessions take no masks): never rendered without its masks.
  */
 export function planGroup(engine: Engine, group: readonly PreparedJob[], k: number): RunPlan {
   const first = group[0];
   const step = first.steps[k];
-  return planRun(
+  const masked = group.map((p) => maskedField(p.job)).find((f) => f !== undefined);
+  if (masked && !engine.backend.supportsMasks)
+    throw new UserError(
+      `the ${engine.backend.name} backend does not implement masks (spatial control): choose another backend or leave the masks out`,
+      {
+        code: 'unsupported',
+        field: masked,
+      },
+    );
+  const plan = planRun(
     engine.backend,
     {
       shape: {
@@ -340,6 +352,16 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
     },
     jobMachineSettings(first.job, engine.machine),
   );
+  if (masked && plan.tiled)
+    throw new UserError(
+      `masks are not supported by tiled renders, and ${step.size.width}x${step.size.height} ${
+        typeof first.job.tile === 'number'
+          ? `was to be tiled in tiles of ${first.job.tile} px: tile auto renders it untiled where it fits`
+          : 'does not fit the memory budget untiled: give it more memory or a smaller size'
+      }`,
+      { code: 'unsupported', field: masked },
+    );
+  return plan;
 }
 
 /**

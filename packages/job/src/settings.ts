@@ -4,9 +4,9 @@ import { fileDigest, weightsIdentity, type InputDigests } from './fingerprint.js
 import { readImageSettingsText } from './image-file.js';
 import {
   formatOption,
-  isInitKind,
   JOB_FIELDS,
   JOB_OPTIONS,
+  namesFile,
   omittedFromSettings,
   type JobConfig,
   type JobOptionValues,
@@ -66,9 +66,13 @@ export function resultSettings(
     const spec = JOB_OPTIONS[field];
     const value = job[field];
     if (spec.result === false || value === undefined || omittedFromSettings(field, value)) continue;
-    if (spec.paths && !(field === 'init' && isInitKind(value as string))) {
-      const files = (Array.isArray(value) ? value : [value]).map((f: string) => inputNames?.get(f) ?? path.resolve(f));
-      files.forEach((file, k) => inputs.push({ field, file, sha256: digests[field]?.[k] ?? '' }));
+    if (spec.paths && (Array.isArray(value) || namesFile(field, value as string))) {
+      // A list keeps its places that name no file (a mask list's `none`) as they are.
+      const given: string[] = Array.isArray(value) ? value : [value];
+      const files = given.map((f) => (namesFile(field, f) ? (inputNames?.get(f) ?? path.resolve(f)) : f));
+      files.forEach((file, k) => {
+        if (namesFile(field, given[k])) inputs.push({ field, file, sha256: digests[field]?.[k] ?? '' });
+      });
       options[field] = Array.isArray(value) ? files : files[0];
     } else options[field] = formatOption(field, value);
   }

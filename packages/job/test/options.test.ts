@@ -99,6 +99,9 @@ describe('the option table', () => {
       memory: '2048',
       firstFrameIterations: '50',
       frameRate: '24',
+      styleMask: 'none',
+      styleRegion: 'none',
+      contentMask: 'face.png',
     });
     expect(Object.keys(job).sort()).toEqual([...JOB_FIELDS].sort());
     const shorts = JOB_FIELDS.flatMap((f) => (JOB_OPTIONS[f].short ? [JOB_OPTIONS[f].short] : []));
@@ -120,8 +123,18 @@ describe('the option table', () => {
     ]);
     // The HTTP API takes the video options (but the frame rate, which only a folder of frames needs) with a video upload.
     expect(JOB_FIELDS.filter((f) => isVideoOption(f))).toEqual(video);
-    // nst video: a still's options but its output and the per-run switches, and the video ones.
-    expect(JOB_FIELDS.filter((f) => !optionsFor('video').includes(f))).toEqual(['out', 'saveEvery', 'checkpointEvery', 'resume']);
+    // nst video: a still's options but the masks, its output and the per-run switches, and the video ones.
+    expect(JOB_FIELDS.filter((f) => !optionsFor('video').includes(f))).toEqual([
+      'styleMask',
+      'styleRegion',
+      'contentMask',
+      'out',
+      'saveEvery',
+      'checkpointEvery',
+      'resume',
+    ]);
+    // Files the HTTP API takes as uploads: the images and the masks.
+    expect(JOB_FIELDS.filter((f) => JOB_OPTIONS[f].upload)).toEqual(['content', 'style', 'styleMask', 'styleRegion', 'contentMask']);
   });
 
   it("leaves the video options out of a still's fingerprint and settings, so that results made before video keep theirs", () => {
@@ -148,6 +161,10 @@ describe('the option table', () => {
     // Any other option: another key (one changed value per field, from the table).
     const other: Partial<Record<keyof JobConfig, unknown>> = {
       styleScale: 2,
+      // Masks are inputs, but jobs with different ones are not packed together.
+      styleMask: ['sky.png'],
+      styleRegion: ['left.png'],
+      contentMask: 'face.png',
       size: { kind: 'longest', longest: 512 },
       fit: 'cover',
       fresh: true,

@@ -13,6 +13,8 @@ import {
   isVideoOption,
   jobFromOptions,
   JOB_OPTIONS,
+  MASK_FIELDS,
+  NO_MASK,
   optionsFor,
   planScales,
   videoTemplate,
@@ -32,6 +34,7 @@ import {
   redisOf,
   resultKey,
   videoResultKey,
+  type JobMasks,
   type RenderQueue,
   type ServiceData,
 } from './queue.js';
@@ -101,6 +104,10 @@ export interface ApiOptions {
 
 /** Job fields a request may set as text: the option table's for the HTTP API, less the uploaded files; the video ones only with a video. */
 const REQUEST_FIELDS = new Set<string>(optionsFor('http').filter((f) => !JOB_OPTIONS[f].upload));
+/** The file fields of a request, as the API names them: the option table's uploads (content, style, the masks). */
+const FILE_FIELDS = optionsFor('http')
+  .filter((f) => JOB_OPTIONS[f].upload)
+  .map((f) => kebabCase(f));
 
 /** The web page's files, read once: no request path ever reaches the file system. */
 function webFiles(): Map<string, { type: string; body: Buffer }> {
@@ -384,7 +391,8 @@ async function submit(
   const { files, fields } = await readMultipart(req, {
     uploadBytes: limits.uploadBytes,
     requestBytes: limits.requestBytes,
-    files: limits.styles + 1,
+    // The content, and per style its image, its mask and its region; the content mask.
+    files: 3 * limits.styles + 2,
   });
   const content = files.filter((f) => f.field === 'content');
   const styles = files.filter((f) => f.field === 'style');
@@ -393,7 +401,13 @@ async function submit(
   if (styles.length === 0) throw new HttpError(400, 'is required (one or more image files)', 'style');
   if (styles.length > limits.styles) throw new HttpError(413, `at most ${limits.styles} style images`, 'style');
   for (const f of files)
-    if (f.field !== 'content' && f.field !== 'style') throw new HttpError(400, 'is not a file field (content, style)', f.field);
+    if (!FILE_FIELDS.includes(f.field)) throw new HttpError(400, `is not a file field (${FILE_FIELDS.join(', ')})`, f.field);
+  // Masks: a file part per style in order (an empty part: none for that style), one content mask.
+  const masks = new Map(MASK_FIELDS.map((field) => [field, files.filter((f) => f.field === kebabCase(field))] as const));
+  const maskFiles = [...masks.values()].flat().filter((f) => f.bytes.length > 0);
+  const contentMask = masks.get('contentMask')!;
+  if (contentMask.length > 1) throw new HttpError(400, 'expected one image file', 'content-mask');
+  if (contentMask.length === 1 && contentMask[0].bytes.length === 0) throw new HttpError(400, 'is empty (no image)', 'content-mask');
 
   const video = isVideoUpload(content[0].bytes);
   const values: Record<string, string> = {};
@@ -415,11 +429,20 @@ async function submit(
       throw new HttpError(400, 'is an option of video jobs (the content is an image)', key);
     values[field] = value;
   }
+  if (video && maskFiles.length > 0)
+    throw new HttpError(
+      400,
+      'masks are for image jobs (the content is a video)',
+      kebabCase(MASK_FIELDS.find((f) => masks.get(f)!.length > 0)!),
+    );
   // Checks every option where the CLI checks them, with stand-in paths (none from the request reaches a file system).
   const style = styles.map((_, k) => `style-${k}`);
+  const standIns: Record<string, string[]> = {};
+  for (const [field, parts] of masks)
+    if (parts.length > 0) standIns[field] = parts.map((f, k) => (f.bytes.length === 0 ? NO_MASK : `${kebabCase(field)}-${k}`));
   const config = video
     ? videoTemplate({ ...values, style }, 'content', frameName(0))
-    : jobFromOptions({ ...values, content: 'content', style, out: 'result.png' });
+    : jobFromOptions({ ...values, ...standIns, content: 'content', style, out: 'result.png' });
   const iterations = Math.max(config.iterations, config.firstFrameIterations ?? 0);
   if (iterations > limits.iterations)
     throw new UserError(`at most ${limits.iterations}`, {
@@ -429,7 +452,11 @@ async function submit(
 
   // A video is probed (frames, seconds, frame size against the limits), the style images decoded; an image is decoded with them.
   const clip = video ? await checkVideo(content[0], limits) : undefined;
-  const checked = await checkImages(clip ? styles : [content[0], ...styles], limits, options.gate);
+  // The masks are decoded with the images (their sizes do not matter: each is resized to what it covers).
+  const checked = (await checkImages(clip ? styles : [content[0], ...styles, ...maskFiles], limits, options.gate)).slice(
+    0,
+    (clip ? 0 : 1) + styles.length,
+  );
   const [contentInfo, ...styleInfo] = clip ? [clip, ...checked] : checked;
   // The size, the scales and the style sizes are checked as for `nst render`, with the uploads' decoded sizes.
   const { size } = planScales(config, contentInfo, styleInfo);
@@ -442,15 +469,28 @@ async function submit(
     await options.store.put(key, f.bytes);
     return key;
   };
+  const maskKeys: Record<string, (string | null)[]> = {};
+  const maskNames: Record<string, (string | null)[]> = {};
+  for (const [field, parts] of masks) {
+    if (parts.length === 0) continue;
+    maskKeys[field] = await Promise.all(parts.map((f) => (f.bytes.length === 0 ? null : store(f))));
+    maskNames[field] = parts.map((f, k) => (f.bytes.length === 0 ? null : uploadName(f, `${kebabCase(field)}-${k + 1}`)));
+  }
+  const masked = Object.keys(maskKeys).length > 0;
   const serviceData: ServiceData = {
     owner: options.user.name,
     priority: service.priority ?? SERVICE_FIELDS.priority.default,
     ...(service.clientRef !== undefined ? { clientRef: service.clientRef } : {}),
-    names: { content: uploadName(content[0], 'content'), styles: styles.map((f, k) => uploadName(f, `style-${k + 1}`)) },
+    names: {
+      content: uploadName(content[0], 'content'),
+      styles: styles.map((f, k) => uploadName(f, `style-${k + 1}`)),
+      ...(masked ? { masks: maskNames as JobMasks<string> } : {}),
+    },
   };
   const data = {
     content: await store(content[0]),
     styles: await Promise.all(styles.map(store)),
+    ...(masked ? { masks: maskKeys as JobMasks<string> } : {}),
     options: { ...values, iterations: String(config.iterations) },
     service: serviceData,
     ...(clip ? { video: clip } : {}),

@@ -1,3 +1,4 @@
+import { kebabCase } from '@nst/core';
 import type { Redis } from 'ioredis';
 import { withoutPaths } from './errors.js';
 import { QUEUE_NAME, type RenderJob, type RenderJobData, type RenderProgress } from './queue.js';
@@ -82,7 +83,15 @@ function described(id: string, data: RenderJobData, submitted: number): { id: st
     owner: s?.owner ?? null,
     'client-ref': s?.clientRef ?? null,
     priority: s?.priority ?? 0,
-    names: s?.names ?? null,
+    // The masks' names by the API's field names (style-mask: one per style, null where a style has none).
+    names: s?.names
+      ? {
+          ...s.names,
+          ...(s.names.masks
+            ? { masks: Object.fromEntries(Object.entries(s.names.masks).map(([field, names]) => [kebabCase(field), names])) }
+            : {}),
+        }
+      : null,
     settings: data.options,
     submitted,
   };

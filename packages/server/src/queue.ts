@@ -17,11 +17,19 @@ export const QUEUE_NAME = 'nst-render';
 export interface RenderJobData {
   readonly content: string;
   readonly styles: readonly string[];
+  /**
+   * Spatial control: the masks' store keys by job field (styleMask and
+   * styleRegion one per style, null for a style without; contentMask one).
+   */
+  readonly masks?: JobMasks<string>;
   readonly options: Readonly<Record<string, string>>;
   readonly service?: ServiceData;
   /** A video job (the content is a video file): what the API found in it when it was submitted. */
   readonly video?: VideoJobData;
 }
+
+/** A job's masks by job field: one per style (null: that style has none), contentMask one. */
+export type JobMasks<T> = Readonly<Partial<Record<'styleMask' | 'styleRegion' | 'contentMask', readonly (T | null)[]>>>;
 
 /** A video job's clip, as ffprobe saw it at submission. */
 export interface VideoJobData {
@@ -38,7 +46,7 @@ export interface ServiceData {
   readonly priority: number;
   readonly clientRef?: string;
   /** The uploads' file names, as the user's browser or curl sent them. */
-  readonly names: { readonly content: string; readonly styles: readonly string[] };
+  readonly names: { readonly content: string; readonly styles: readonly string[]; readonly masks?: JobMasks<string> };
 }
 
 /** A point of a job's loss curve. */

@@ -13,6 +13,8 @@ import {
   encodeCheckpoint,
   frameName,
   jobFromOptions,
+  MASK_FIELDS,
+  NO_MASK,
   prepareJob,
   prepareVideo,
   renderVideo,
@@ -36,6 +38,7 @@ import {
   reportErrors,
   resultKey,
   videoResultKey,
+  type JobMasks,
   type RenderJob,
   type RenderProgress,
   type RenderReturn,
@@ -635,6 +638,7 @@ async function admit(
     ...job.data.options,
     content: await local(job.data.content, given?.content ?? 'the content image', given?.content),
     style: await Promise.all(job.data.styles.map((s, k) => local(s, given?.styles[k] ?? `style image ${k + 1}`, given?.styles[k]))),
+    ...(await masksInScratch(job.data.masks, given?.masks, local)),
     out: path.join(jobDir, 'result.png'),
     saveEvery: '0',
     checkpointEvery: String(o.checkpointEvery),
@@ -651,6 +655,28 @@ async function admit(
   // untiled runs tile by tile, alone; one too large even so fails now.
   const plan = planGroup(o.engine, [prepared], prepared.steps.length - 1);
   return { job, prepared, capacity: plan.tiled ? 1 : batchCapacity(backend, prepared, o.limits) };
+}
+
+/** A job's masks as option values: each fetched into scratch space (`local`), `none` for a style without. */
+async function masksInScratch(
+  masks: JobMasks<string> | undefined,
+  given: JobMasks<string> | undefined,
+  local: (key: string, name: string, given: string | undefined) => Promise<string>,
+): Promise<Record<string, string | string[]>> {
+  const values: Record<string, string | string[]> = {};
+  for (const field of MASK_FIELDS) {
+    const keys = masks?.[field];
+    if (!keys) continue;
+    const what = { styleMask: 'style mask', styleRegion: 'style region', contentMask: 'content mask' }[field];
+    const files = await Promise.all(
+      keys.map((key, k) => {
+        const name = given?.[field]?.[k] ?? undefined;
+        return key === null ? NO_MASK : local(key, name ?? `${what} ${k + 1}`, name);
+      }),
+    );
+    values[field] = field === 'contentMask' ? files[0] : files;
+  }
+  return values;
 }
 
 /**

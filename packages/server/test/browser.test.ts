@@ -155,5 +155,36 @@ describe.skipIf(!ready && process.env.CI !== 'true')('web page', () => {
     const meta = await sharp(readFileSync(path.join(downloads, file))).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 48]);
     expect(errors).toEqual([]);
+
+    // Masks (issue 25): a mask for the painting and one for the photo, chosen in the page, go up with the job,
+    // which the worker's engine renders with them, or (an engine without masks) fails once, naming the field.
+    const mask = path.join(dir, 'left-half.png');
+    const half = Buffer.alloc(64 * 48);
+    for (let y = 0; y < 48; y++) half.fill(255, y * 64, y * 64 + 32);
+    await sharp(half, { raw: { width: 64, height: 48, channels: 1 } })
+      .png()
+      .toFile(mask);
+    for (const input of ['#style-mask', '#content-mask']) {
+      const handle = await page.$(input);
+      await (handle as unknown as { uploadFile(file: string): Promise<void> }).uploadFile(mask);
+    }
+    await setIterations(5);
+    const before = await text('#job-id');
+    await page.click('button[type=submit]');
+    await page.waitForFunction(`document.getElementById('job-id')?.textContent !== '${before}'`, { timeout: 10_000 }).catch(explain);
+    await page
+      .waitForFunction("['done', 'failed'].includes(document.getElementById('job-state')?.textContent ?? '')", { timeout: 60_000 })
+      .catch(explain);
+    const shortId = await text('#job-id');
+    const listed = (await (await fetch(`${api.base}/api/jobs?limit=10`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+      jobs: { id: string; state: string; error?: string; names: Record<string, unknown> }[];
+    };
+    const masked = listed.jobs.find((j) => j.id.startsWith(shortId))!;
+    expect(masked.names).toMatchObject({ masks: { 'style-mask': ['left-half.png'], 'content-mask': ['left-half.png'] } });
+    if (masked.state === 'failed') {
+      expect(masked.error).toMatch(/^style-mask: the cpu backend does not implement masks/);
+      expect(await text('#progress')).toMatch(/^failed: style-mask: the cpu backend does not implement masks/);
+    }
+    expect(errors).toEqual([]);
   }, 240_000);
 });

@@ -56,6 +56,8 @@ $('submit').addEventListener('submit', async (event) => {
       if (!file) throw new Error(`choose a ${field === 'content' ? 'photo' : 'painting'} or use the example`);
       form.append(field, file);
     }
+    // Masks (greyscale: white where the painting applies, where the photo is kept): one per painting, and the photo's.
+    for (const field of ['style-mask', 'content-mask']) if ($(field).files[0]) form.append(field, $(field).files[0]);
     for (const field of ['size', 'iterations', 'beta', 'priority', 'client-ref'])
       if ($(field).value !== '') form.append(field, $(field).value);
     const { id } = await (await api('/jobs', { method: 'POST', body: form })).json();
