@@ -68,13 +68,14 @@ inline RegionLayout region_layout(const std::vector<TargetsView>& targets, const
 }
 
 // The mass of style `s`'s region at style layer l (conv layer `conv`), at the
-// style image's layer size. Throws Error(Unsupported, "styleMasks") when it
-// is black: its guided Gram is undefined.
+// style image's layer size. Throws Error(Unsupported, "styleRegion") when it
+// is black: its guided Gram is undefined (the job layer refuses such a file
+// first; this guards the engine's own callers).
 inline double region_mass(const StyleImageView& s, size_t l, int conv) {
   const size_t n = size_t(layer_extent(s.image.height, conv)) * layer_extent(s.image.width, conv);
   const double mass = mask_mass(s.region[l], n);
   if (!(mass > 0))
-    throw Error(ErrorCode::Unsupported, "styleMasks",
+    throw Error(ErrorCode::Unsupported, "styleRegion",
                 std::string("a style's region selects nothing of its painting (black at ") + kVgg19[conv].name + ")");
   return mass;
 }

@@ -277,7 +277,10 @@ class CpuSession : public Session {
     for (const auto& l : spec.style) positions.push_back(net_.shape(l.conv_index).pixels());
     RegionLayout layout = region_layout(targets, positions);
     if (precision_ == Precision::Bf16 && (layout.masked() || any_region || any_content_mask))
-      throw Error(ErrorCode::Unsupported, layout.masked() || any_region ? "styleMasks" : "contentMask",
+      throw Error(ErrorCode::Unsupported,
+                  layout.masked() ? "styleMask"
+                  : any_region    ? "styleRegion"
+                                  : "contentMask",
                   "cpu: masks (spatial control) are not implemented in bf16: use precision fp32");
     regions_.clear();
     region_first_ = layout.first;

@@ -4,6 +4,7 @@ import {
   luminanceImage,
   matchColourStatistics,
   toNetworkSpace,
+  UserError,
   type InitSpec,
   type Preprocessing,
   type RgbImage,
@@ -65,7 +66,7 @@ export async function loadScaleInputs(job: JobConfig, step: ScaleStep, pre: Prep
       weight: blend[k],
       ...(mask !== undefined && namesFile('styleMask', mask) ? { mask: await loadMask(mask, 'styleMask', size, fit) } : {}),
       ...(region !== undefined && namesFile('styleRegion', region)
-        ? { region: await loadMask(region, 'styleRegion', step.styleSizes[k]) }
+        ? { region: paintingRegion(await loadMask(region, 'styleRegion', step.styleSizes[k]), region) }
         : {}),
     });
   }
@@ -134,4 +135,13 @@ function styleBlend(job: JobConfig): number[] {
 async function initSpec(job: JobConfig, size: Size, pre: Preprocessing, fit: LoadFit): Promise<InitSpec> {
   if (!isInitKind(job.init)) return { kind: 'image', image: toNetworkSpace(await loadImage(job.init, 'init', size, { fit }), pre) };
   return job.init === 'noise' ? { kind: 'noise', noiseRatio: job.noiseRatio } : { kind: job.init as 'content' | 'random' };
+}
+
+/** A style's region, refused when it selects nothing of the painting (its guided Gram would be 0 / 0). */
+function paintingRegion(mask: Float32Array, file: string): Float32Array {
+  if (mask.some((v) => v > 0)) return mask;
+  throw new UserError(`${file} is black: it selects nothing of its painting (white marks the part to use)`, {
+    code: 'invalid',
+    field: 'styleRegion',
+  });
 }

@@ -191,6 +191,18 @@ describe('masks in a job', () => {
     }
   });
 
+  it('refuses a black style region (it selects nothing of its painting), naming the option and the file', async () => {
+    const f = await setup();
+    const black = await rgbaPng(file('black.png'), 30, 40, () => [0, 0, 0, 255]);
+    const job = jobFromOptions({ content: f.content, style: [f.a], styleRegion: [black], out: file('out.png'), size: '64' });
+    const { steps } = planScales(job, { width: 64, height: 48 }, [{ width: 40, height: 30 }]);
+    await expect(loadScaleInputs(job, steps[0], PREPROCESSING.caffeBgr)).rejects.toMatchObject({
+      code: 'invalid',
+      field: 'styleRegion',
+      message: expect.stringContaining('black.png is black'),
+    });
+  });
+
   it('keeps the masks under a preset and colour preservation (they act on the styles and the output, not on the masks)', async () => {
     const f = await setup();
     for (const preserveColors of ['luminance', 'histogram']) {

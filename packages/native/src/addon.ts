@@ -122,7 +122,7 @@ export interface NativeTargets {
    * Spatial control: one entry per style region, its mask at each style
    * layer at the session's layer sizes, or null for an unmasked region;
    * every region has a style. Absent: one unmasked region of all the styles.
-   * cpu bf16 refuses masks ('unsupported', field 'styleMasks').
+   * cpu bf16 refuses masks ('unsupported', field 'styleMask', 'styleRegion' or 'contentMask': the job's fields).
    */
   readonly styleMasks?: ReadonlyArray<NativeLayerMasks | null>;
   /** Spatial control: the content loss's weight per position at each content layer; absent: 1. */

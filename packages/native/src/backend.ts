@@ -70,7 +70,9 @@ export async function createNativeBackend(device: 'cpu' | 'cuda', options: Nativ
     });
   }
   const { vectorDot, vectorAxpy } = loaded.addon;
-  return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy }, loaded.addon.adamUpdate);
+  // Masks: both engines but cpu bf16, which has no guided Grams (it refuses them).
+  const masks = device === 'cuda' || options.precision !== 'bf16';
+  return new NativeBackend(device, engine, { dot: vectorDot, axpy: vectorAxpy }, loaded.addon.adamUpdate, masks);
 }
 
 /**
@@ -105,6 +107,7 @@ class NativeBackend implements Backend {
     private readonly vectorOps: VectorOps,
     /** The addon's Adam update of host arrays (the engines' float32 arithmetic), for tiled sessions. */
     private readonly adamUpdate: NativeAddon['adamUpdate'],
+    readonly supportsMasks: boolean,
   ) {
     this.detail = engine.describe();
     if (name === 'cuda') this.deviceMemoryAvailable = () => engine.deviceMemoryAvailable() ?? 0;

@@ -198,12 +198,12 @@ describe.skipIf(noBf16 !== '')(`cpu bf16 vs the float64 reference${noBf16 ? ` (s
     expect(Math.abs(fell - refFell) / refFell).toBeLessThan(ADAM_LOSS_TOL);
   });
 
-  it('refuses style masks in one coded line (unsupported, styleMasks): bf16 has no guided Grams yet', async () => {
+  it('refuses style masks in one coded line (unsupported, styleMask): bf16 has no guided Grams yet', async () => {
     const backend = await bf16Backend();
     await backend.loadWeights(weights);
     const c = maskedCases()[1];
     const session = await backend.createSession(c.options);
-    await expect(session.setTargets(c.targets)).rejects.toMatchObject({ code: 'unsupported', field: 'styleMasks' });
+    await expect(session.setTargets(c.targets)).rejects.toMatchObject({ code: 'unsupported', field: 'styleMask' });
     backend.dispose();
   });
 });

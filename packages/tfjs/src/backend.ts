@@ -23,6 +23,7 @@ const TFJS_MEMORY: MemoryProfile = { weightCopies: 5, imageCopies: 8, activation
 export class TfjsBackend implements Backend {
   readonly name = 'tfjs';
   readonly detail: string;
+  readonly supportsMasks = true;
   private readonly tf: Tf;
   private vgg: TfVgg | undefined;
   private readonly sessions = new Set<TfjsSession>();

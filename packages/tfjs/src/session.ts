@@ -5,7 +5,7 @@
  * only sees the losses, once per iterate() call.
  */
 import type { Tensor2D, Tensor3D, Tensor4D, Variable } from '@tensorflow/tfjs';
-import { effectiveMask, layerInputSize, maskAtLayers, maskMass, styleRegions } from '@nst/core';
+import { effectiveMask, layerInputSize, maskAtLayers, maskMass, styleRegions, UserError } from '@nst/core';
 import type { AdamConfig, ImageTensor, IterateOptions, LossValues, Session, SessionOptions, Targets } from '@nst/core';
 import type { Tf } from './load.js';
 import type { TfVgg } from './network.js';
@@ -208,7 +208,11 @@ export class TfjsSession implements Session {
       styleIndices.forEach((i, k) => {
         const a = acts.get(i)!;
         const m = masks?.get(i);
-        if (m && !(m.mass > 0)) throw new Error(`setTargets: a style region mask has no mass at conv layer ${i}`);
+        if (m && !(m.mass > 0))
+          throw new UserError(`a style's region selects nothing of its painting (black at conv layer ${i})`, {
+            code: 'unsupported',
+            field: 'styleRegion',
+          });
         const c = a.shape[3];
         const g = tf.mul(m ? tf.reshape(guidedGram(tf, a, m.mask, m.mass), [1, c, c]) : gram(tf, a), weight) as Tensor3D;
         blended[k] = blended[k] ? (tf.add(blended[k]!, g) as Tensor3D) : g;
