@@ -1,18 +1,17 @@
 /**
- * Masks (issue 25) through the CLI and the pipeline, where no engine needs
- * to implement them: every mistake is one line naming the flag, and a
- * masked job is never rendered without its masks: refused on a backend
- * that does not implement them, and where it would be tiled (tile sessions
- * take no masks). test/masks-regions.test.ts renders with masks.
+ * Masks (issue 25) through the CLI and the pipeline: every mistake is one
+ * line naming the flag; the engines that implement masks (cpu fp32, tfjs)
+ * render a masked job, and a masked job is never rendered without its
+ * masks: refused on a backend that does not implement them (cpu bf16) and
+ * where it would be tiled (tile sessions take no masks).
+ * test/masks-regions.test.ts checks that the masks act.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import type { Backend } from '@nst/core';
 import { jobFromOptions, planGroup, prepareJob, type Engine } from '@nst/job';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
-import { createTfjsBackend } from '@nst/tfjs';
 import { available, cliBuilt, newDir, nst, writeTestImage, type CliResult } from '@nst/test-helpers';
 import { testWeights } from './reference/random-weights.js';
 
@@ -64,17 +63,28 @@ describe.runIf(available(cliBuilt, 'packages/cli/dist is not built (run `npm run
       nst(['render', ...light, '-c', content, '-s', a, '-s', b, '--style-mask', sky, rest, '-o', rest]),
       /^nst: --out: '.*rest\.png' would overwrite the style mask '.*rest\.png': choose another output$/,
     );
-    // Every engine here lacks masks (until the engines implement them): refused by name, never rendered unmasked.
+    // The engines with masks render the job (test/masks-regions.test.ts checks that the masks act)...
     for (const backend of ['cpu', 'tfjs']) {
-      if (backend === 'cpu' && !loadNativeAddon().ok) continue;
+      if (backend === 'cpu' && !available(loadNativeAddon().ok, 'the native addon is not built')) continue;
+      rmSync(out, { force: true });
       const r = run('--backend', backend, '--style-mask', sky, rest, '--content-mask', sky);
-      if (r.status === 0) {
-        // An engine that implements masks renders the job.
-        expect(existsSync(out)).toBe(true);
-        continue;
-      }
-      expectUserError(r, new RegExp(`^nst: --style-mask: the ${backend} backend does not implement masks`));
-      expectUserError(run('--backend', backend, '--content-mask', sky), /^nst: --content-mask: the .* backend does not implement masks/);
+      expect(r.status, r.stderr).toBe(0);
+      expect(existsSync(out)).toBe(true);
+    }
+    // ...one without them (cpu bf16: no guided Grams) refuses by name, never rendering unmasked. oneDNN runs bf16 on
+    // AVX-512 where the processor lacks native bf16 when the features are forced.
+    if (available(loadNativeAddon().ok, 'the native addon is not built')) {
+      rmSync(out, { force: true });
+      const bf16 = (...flags: string[]) =>
+        nst(['render', ...light, '-c', content, '-s', a, '-s', b, '-o', out, '--backend', 'cpu', '--precision', 'bf16', ...flags], {
+          NST_CPU_FEATURES: 'avx512_bf16',
+        });
+      expectUserError(
+        bf16('--style-mask', sky, rest),
+        /^nst: --style-mask: masks \(spatial control\) are not implemented by cpu \(.* bf16/,
+      );
+      expectUserError(bf16('--content-mask', sky), /^nst: --content-mask: masks \(spatial control\) are not implemented by cpu/);
+      expect(existsSync(out)).toBe(false);
     }
     // none for every style is no mask: it renders.
     const plain = run('--backend', 'tfjs', '--style-mask', 'none', '-');
@@ -104,35 +114,42 @@ describe('the pipeline never renders a masked job without its masks', () => {
     return prepareJob(job, weights, { dryRun: true });
   }
 
-  it('refuses a masked job on a backend without masks, naming the backend and the mask option', async () => {
-    const backend = await createTfjsBackend();
-    try {
-      const engine: Engine = { backend, weights };
-      expect(backend.supportsMasks).toBeFalsy();
-      const job = await masked();
-      expect(() => planGroup(engine, [job], 0)).toThrow(
-        expect.objectContaining({
-          code: 'unsupported',
-          field: 'styleMask',
-          detail: expect.stringMatching(/^the tfjs backend does not implement masks/),
-        }),
-      );
-      // Without masks the same job plans.
-      const plain = await prepareJob({ ...(await masked()).job, styleMask: undefined }, weights, { dryRun: true });
-      expect(planGroup(engine, [plain], 0).tiled).toBeUndefined();
-    } finally {
-      backend.dispose();
-    }
-  });
+  it.runIf(available(loadNativeAddon().ok, 'the native addon is not built'))(
+    'refuses a masked job on a backend without masks (cpu bf16), naming it and the mask option',
+    async () => {
+      const saved = process.env.NST_CPU_FEATURES;
+      process.env.NST_CPU_FEATURES = 'avx512_bf16'; // where the processor lacks native bf16, oneDNN emulates it on AVX-512
+      const backend = await createNativeBackend('cpu', { precision: 'bf16' }).finally(() => {
+        if (saved === undefined) delete process.env.NST_CPU_FEATURES;
+        else process.env.NST_CPU_FEATURES = saved;
+      });
+      try {
+        const engine: Engine = { backend, weights };
+        expect(backend.supportsMasks).toBe(false);
+        const job = await masked();
+        expect(() => planGroup(engine, [job], 0)).toThrow(
+          expect.objectContaining({
+            code: 'unsupported',
+            field: 'styleMask',
+            detail: expect.stringMatching(/^masks \(spatial control\) are not implemented by cpu \(.* bf16/),
+          }),
+        );
+        // Without masks the same job plans.
+        const plain = await prepareJob({ ...(await masked()).job, styleMask: undefined }, weights, { dryRun: true });
+        expect(planGroup(engine, [plain], 0).tiled).toBeUndefined();
+      } finally {
+        backend.dispose();
+      }
+    },
+  );
 
   it.runIf(available(loadNativeAddon().ok, 'the native addon is not built'))(
     'refuses a masked job that would be tiled (--tile N, or auto over the budget), where the same job without masks tiles',
     async () => {
       const native = await createNativeBackend('cpu');
       try {
-        // The cpu engine with masks as the native helper's branch gives it: what remains to refuse is tiling.
-        const backend = Object.create(native, { supportsMasks: { value: true } }) as Backend;
-        const engine: Engine = { backend, weights };
+        expect(native.supportsMasks).toBe(true);
+        const engine: Engine = { backend: native, weights };
         // Large enough that tiles save memory (nothing is allocated: only planned).
         const tiled = await masked({ tile: '128', size: '1024' });
         expect(() => planGroup(engine, [tiled], 0)).toThrow(

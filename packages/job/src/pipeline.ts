@@ -330,7 +330,7 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
   const masked = group.map((p) => maskedField(p.job)).find((f) => f !== undefined);
   if (masked && !engine.backend.supportsMasks)
     throw new UserError(
-      `the ${engine.backend.name} backend does not implement masks (spatial control): choose another backend or leave the masks out`,
+      `masks (spatial control) are not implemented by ${engine.backend.detail}: choose another backend or precision, or leave the masks out`,
       {
         code: 'unsupported',
         field: masked,
