@@ -116,7 +116,7 @@ export function perturbUlp(x: Float32Array): Float32Array {
   const rng = new Rng(11);
   for (let i = 0; i < y.length; i++) {
     const up = (rng.nextU32() & 1) === 1;
-    // Away from 0 at 0 (whose bits less one would be a NaN).
+    // 0 left as it is (its bits less one would be a NaN).
     if (y[i] !== 0) bits[i] += up ? 1 : -1;
   }
   return y;
