@@ -9,10 +9,7 @@
  * the paintings swapped, each region moves towards its new painting (an
  * engine that ignored the masks would pass the first check on this photo:
  * its sky is blue like The Starry Night).
- *
- * Skipped (saying why) only while the cpu engine does not implement masks
- * (Backend.supportsMasks): the engines implement them on another branch;
- * run this once it is merged.
+
  */
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,7 +17,7 @@ import { findLayer, formatLayers, VGG19_LAYERS, type Backend } from '@nst/core';
 import { jobFromOptions, loadScaleInputs, prepareJob, runJobGroup } from '@nst/job';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { EMBEDDED_SOURCE, loadWeights } from '@nst/weights';
-import { available, newDir, repoRoot, skip } from '@nst/test-helpers';
+import { available, newDir, repoRoot } from '@nst/test-helpers';
 import { guidedGram, maskAtLayers } from './reference/masked-float64.js';
 import { forward, gram, tensor3 } from './reference/vgg-float64.js';
 
@@ -42,10 +39,9 @@ describe.runIf(native)('spatial control: a style in each region', () => {
   let backend: Backend | undefined;
   afterAll(() => backend?.dispose());
 
-  it('two styles under complementary masks: the sky takes the first, the rest the second', async (ctx) => {
+  it('two styles under complementary masks: the sky takes the first, the rest the second', async () => {
     backend = await createNativeBackend('cpu');
-    if (!backend.supportsMasks)
-      skip(ctx, 'the cpu engine does not implement masks yet (Backend.supportsMasks): run after the engines branch merges');
+    expect(backend.supportsMasks).toBe(true);
     const weights = await loadWeights(EMBEDDED_SOURCE);
     await backend.loadWeights(weights);
     const layers = weights.defaultLayers!;

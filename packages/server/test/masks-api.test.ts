@@ -98,7 +98,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('masks over HTTP', () => {
     expect(await queue.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 0, failed: 0 });
   });
 
-  it('stores the masks by SHA-256 with the job (an empty part: none for that style); a worker fetches them and renders the job with them or fails it once', async () => {
+  it('stores the masks by SHA-256 with the job (an empty part: none for that style); a worker fetches them and renders the job with them', async () => {
     const r = await submitJob(
       base,
       token,
@@ -125,10 +125,6 @@ describe.skipIf(!ready && process.env.CI !== 'true')('masks over HTTP', () => {
       'the masked job to end',
     );
     const end = (await getJson(`${base}/api/jobs/${id}`, token)).body;
-    if (end.state === 'failed') {
-      // An engine without masks: refused by name, once (an input error is not retried), never rendered without them.
-      expect(end.error).toMatch(/^style-mask: the cpu backend does not implement masks/);
-      expect(end.attempts).toBe(1);
-    } else expect(end.state).toBe('done');
+    expect(end.state, String(end.error)).toBe('done');
   });
 });
