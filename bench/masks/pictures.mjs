@@ -27,7 +27,9 @@ if (run.status !== 0) throw new Error(`nst render failed (${run.status})`);
 const TILE = 300;
 const GAP = 8;
 const tiles = await Promise.all(
-  [inputs.photo, inputs.sky, inputs.rest, out].map((f) => sharp(f).resize({ width: TILE }).removeAlpha().toColourspace('srgb').png().toBuffer()),
+  [inputs.photo, inputs.sky, inputs.rest, out].map((f) =>
+    sharp(f).resize({ width: TILE }).removeAlpha().toColourspace('srgb').png().toBuffer(),
+  ),
 );
 const height = Math.max(...(await Promise.all(tiles.map(async (t) => (await sharp(t).metadata()).height))));
 await sharp({ create: { width: tiles.length * TILE + (tiles.length - 1) * GAP, height, channels: 3, background: '#ffffff' } })

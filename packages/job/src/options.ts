@@ -179,6 +179,17 @@ export function maskedField(job: Pick<JobConfig, (typeof MASK_FIELDS)[number]>):
   });
 }
 
+/**
+ * What a job's masks add to its memory (core's MemoryShape.regions and
+ * .contentMask), from its options alone: one style region per distinct
+ * style mask (styles without one share a region), none without masks.
+ */
+export function maskShape(job: Pick<JobConfig, (typeof MASK_FIELDS)[number]>): { regions: number; contentMask: boolean } {
+  const contentMask = job.contentMask !== undefined && !isNoMask(job.contentMask);
+  const styles = maskedField({ ...job, contentMask: undefined });
+  return { regions: styles ? new Set(job.styleMask ?? [NO_MASK]).size : 0, contentMask };
+}
+
 /** Seeds are 32-bit, as in random:SEED weights. */
 export const MAX_SEED = 2 ** 32 - 1;
 

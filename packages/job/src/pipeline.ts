@@ -15,7 +15,7 @@ import { inputDigests, jobFingerprint, stepFingerprint } from './fingerprint.js'
 import { probeImage } from './image-file.js';
 import { loadScaleInputs, type ScaleInputs } from './inputs.js';
 import { runOptimisation, type RenderEvents, type RenderResult } from './loop.js';
-import { adamOf, isInitKind, lossOf, maskedField, MASK_FIELDS, namesFile, packingKey, type JobConfig } from './options.js';
+import { adamOf, isInitKind, lossOf, maskedField, maskShape, MASK_FIELDS, namesFile, packingKey, type JobConfig } from './options.js';
 import { planRun, type MachineSettings, type RunPlan } from './plan.js';
 import { createTiledSession } from './tiled-session.js';
 import { checkJobFiles, checkpointPathFor } from './output-safety.js';
@@ -345,6 +345,7 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
         pooling: first.job.pooling,
         loss: lossOf(first.job),
         styleSizes: group.flatMap((p) => p.steps[k].styleSizes),
+        ...groupMaskShape(group),
       },
       optimizer: first.job.optimizer,
       lbfgsHistory: first.job.lbfgsHistory ?? DEFAULT_LBFGS.history,
@@ -362,6 +363,12 @@ export function planGroup(engine: Engine, group: readonly PreparedJob[], k: numb
       { code: 'unsupported', field: masked },
     );
   return plan;
+}
+
+/** The masks' part of a group's memory shape: the most regions of a job, and whether any has a content mask. */
+function groupMaskShape(group: readonly PreparedJob[]): { regions: number; contentMask: boolean } {
+  const shapes = group.map((p) => maskShape(p.job));
+  return { regions: Math.max(...shapes.map((s) => s.regions)), contentMask: shapes.some((s) => s.contentMask) };
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   jobInputs,
   loadMask,
   loadScaleInputs,
+  maskShape,
   maskedField,
   NO_MASK,
   packingKey,
@@ -189,6 +190,16 @@ describe('masks in a job', () => {
       expect(sb.region![0]).toBe(1);
       expect(sb.region![sw - 1]).toBe(0);
     }
+  });
+
+  it('counts what masks add to the memory plan: a region per distinct style mask, and the content mask', () => {
+    const job = (o: Record<string, unknown>) =>
+      jobFromOptions({ content: 'c.png', style: ['a.png', 'b.png', 'c.png'], out: 'o.png', ...o });
+    expect(maskShape(job({}))).toEqual({ regions: 0, contentMask: false });
+    expect(maskShape(job({ styleMask: ['none', '-', 'none'] }))).toEqual({ regions: 0, contentMask: false });
+    expect(maskShape(job({ styleMask: ['sky.png', 'rest.png', 'sky.png'] }))).toEqual({ regions: 2, contentMask: false });
+    expect(maskShape(job({ styleMask: ['sky.png', 'none', 'none'], contentMask: 'face.png' }))).toEqual({ regions: 2, contentMask: true });
+    expect(maskShape(job({ styleRegion: ['r.png', 'none', 'none'] }))).toEqual({ regions: 1, contentMask: false });
   });
 
   it('refuses a black style region (it selects nothing of its painting), naming the option and the file', async () => {

@@ -357,11 +357,3 @@ export function nativeTargets(t: Targets, options: SessionOptions): NativeTarget
 }
 
 const withTemporal = (t: Targets) => (t.temporal ? { temporal: t.temporal } : {});
-
-/** The mask part of a memory shape for these targets (MemoryShape.regions, .contentMask). */
-export function maskShapeOf(targets: readonly Targets[]): { regions: number; contentMask: boolean } {
-  let regions = 0;
-  for (const t of targets)
-    if (t.styles.some((s) => effectiveMask(s.mask) || effectiveMask(s.region))) regions = Math.max(regions, styleRegions(t.styles).length);
-  return { regions, contentMask: targets.some((t) => effectiveMask(t.contentMask) !== undefined) };
-}
