@@ -338,7 +338,7 @@ class CpuSession : public Session {
         for (size_t i = 0; i < config_.loss.style.size(); i++) {
           const int l = config_.loss.style[i].conv_index;
           const LayerShape& s = net->shape(l);
-          const size_t slot = size_t(region_first_[b] + style.mask_index);
+          const size_t slot = size_t(region_first_[b]) + size_t(style.mask_index);
           float* target = style_targets_[i].data() + slot * s.channels * s.channels;
           if (!style.region.empty()) {
             region_scratch.resize(std::max(region_scratch.size(), s.pixels() * s.channels));
