@@ -13,7 +13,7 @@
  */
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findLayer, formatLayers, VGG19_LAYERS, type Backend } from '@nst/core';
+import { findLayer, formatLayers, relL2, VGG19_LAYERS, type Backend } from '@nst/core';
 import { jobFromOptions, loadScaleInputs, prepareJob, runJobGroup } from '@nst/job';
 import { createNativeBackend, loadNativeAddon } from '@nst/native';
 import { EMBEDDED_SOURCE, loadWeights } from '@nst/weights';
@@ -23,17 +23,6 @@ import { forward, gram, tensor3 } from './reference/vgg-float64.js';
 
 const examples = path.join(repoRoot, 'examples');
 const native = available(loadNativeAddon().ok, 'the native addon is not built: the masked render needs the cpu engine');
-
-/** ||a - b||_F / ||b||_F. */
-function relativeDistance(a: Float64Array, b: Float64Array): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
 
 describe.runIf(native)('spatial control: a style in each region', () => {
   let backend: Backend | undefined;
@@ -88,8 +77,7 @@ describe.runIf(native)('spatial control: a style in each region', () => {
         [0, 1].map((p) =>
           layers.styleLayers.reduce(
             (sum, l, k) =>
-              sum +
-              l.weight * relativeDistance(guidedGram(output[styleIndices[k]].activation, regionMasks[r][styleIndices[k]])!, grams[p][k]),
+              sum + l.weight * relL2(guidedGram(output[styleIndices[k]].activation, regionMasks[r][styleIndices[k]])!, grams[p][k]),
             0,
           ),
         ),

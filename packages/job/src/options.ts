@@ -284,6 +284,18 @@ const fileList = (v: OptionValue, field: string): string[] => {
   if (items.length === 0) throw new UserError(`expected a file per style image (or ${NO_MASK})`, { field });
   return items.map((s) => (isNoMask(s) ? NO_MASK : filePath(s, field)));
 };
+/** A list of mask files, one per style, in order (styleMask, styleRegion): the still front ends take them. */
+const maskListOption = (description: string): OptionSpec<readonly string[] | undefined> => ({
+  paths: true,
+  notFile: isNoMask,
+  value: 'file',
+  repeatable: true,
+  upload: true,
+  omitWhenDefault: true,
+  frontEnds: ['cli', 'manifest', 'http'],
+  description,
+  parse: fileList,
+});
 const boolean = (v: OptionValue, field: string) => {
   if (typeof v === 'boolean') return v;
   const t = text(v, field);
@@ -351,29 +363,12 @@ export const JOB_OPTIONS: OptionTable = {
     parse: positive,
   },
   // Masks are not perItem: jobs with different masks are never packed into one engine batch (the packing key holds them).
-  styleMask: {
-    paths: true,
-    notFile: isNoMask,
-    value: 'file',
-    repeatable: true,
-    upload: true,
-    omitWhenDefault: true,
-    frontEnds: ['cli', 'manifest', 'http'],
-    description:
-      "where each style applies: a greyscale image per --style, in order (white: that style, grey: a soft edge, black: not there; 'none': everywhere), fitted to the output as the photo; where no style's mask reaches, only the content loss acts",
-    parse: fileList,
-  },
-  styleRegion: {
-    paths: true,
-    notFile: isNoMask,
-    value: 'file',
-    repeatable: true,
-    upload: true,
-    omitWhenDefault: true,
-    frontEnds: ['cli', 'manifest', 'http'],
-    description: "the part of each style image to use: a greyscale image per --style, in order, white where it counts ('none': all of it)",
-    parse: fileList,
-  },
+  styleMask: maskListOption(
+    "where each style applies: a greyscale image per --style, in order (white: that style, grey: a soft edge, black: not there; 'none': everywhere), fitted to the output as the photo; where no style's mask reaches, only the content loss acts",
+  ),
+  styleRegion: maskListOption(
+    "the part of each style image to use: a greyscale image per --style, in order, white where it counts ('none': all of it)",
+  ),
   contentMask: {
     paths: true,
     value: 'file',
