@@ -10,9 +10,6 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#if defined(__GLIBC__)
-#include <malloc.h>  // malloc_trim
-#endif
 
 #include "../engine.h"
 #include "../session_config.h"
@@ -30,20 +27,6 @@
 
 namespace nst {
 namespace cpu {
-
-// Hands the pages of the buffers freed so far back to the system. glibc
-// serves an allocation below its mmap threshold from its heap, and it
-// raises that threshold (up to 32 MiB) each time a mapped block is freed: so
-// once the content net is freed, most of a style net's buffers come from
-// the heap, and when the nets are freed their touched pages stay resident
-// (measured: 92 MiB at 320x240, 150 MiB at 640x480) under the training
-// net's first forward. malloc_trim returns them (madvise), so that the
-// session's peak is the larger of its two phases (session_peak_bytes).
-static void release_freed_pages() {
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
-}
 
 static std::string onednn_version() {
   const dnnl_version_t* v = ::dnnl_version();
