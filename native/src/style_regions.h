@@ -43,7 +43,8 @@ inline double mask_mass(const float* m, size_t n) {
 
 // `positions[l]`: the session's positions at style layer l. Throws for a
 // region without styles or a style naming no region (the glue never builds
-// either).
+// either); an item with neither styles nor masks (a content-only loss) gets
+// its one unmasked slot.
 inline RegionLayout region_layout(const std::vector<TargetsView>& targets, const std::vector<size_t>& positions) {
   RegionLayout out;
   for (size_t b = 0; b < targets.size(); b++) {
@@ -55,7 +56,8 @@ inline RegionLayout region_layout(const std::vector<TargetsView>& targets, const
       for (size_t l = 0; l < slot.mask.size(); l++) slot.mass.push_back(mask_mass(slot.mask[l], positions[l]));
       bool has_style = false;
       for (const StyleImageView& s : t.styles) has_style = has_style || size_t(s.mask_index) == r;
-      if (!has_style)
+      // (An item without styles and masks: a loss without style layers, one unused slot.)
+      if (!has_style && !(t.styles.empty() && t.style_masks.empty()))
         throw Error("batch item " + std::to_string(b) + ": style region " + std::to_string(r) + " has no style");
       out.slots.push_back(std::move(slot));
     }

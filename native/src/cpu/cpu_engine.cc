@@ -120,11 +120,21 @@ struct SessionBuffers {
 constexpr size_t kGeneratedCodeBytes = size_t(192) << 10;
 
 // The peak host bytes of a session of `c` with its targets (style images of
-// `style_sizes`): the weights as given and the reordered copies its nets ask
-// for; the net it optimises and its own buffers; then, while the targets are
-// computed, the larger of the content net and the style nets (one per size,
-// alive together), with the glue's copy of the target images; and every
-// primitive's generated code.
+// `style_sizes`): the weights as given, the reordered copies its nets ask
+// for, every primitive's generated code and the session's own buffers, all
+// held throughout; then the larger of its two phases, which never overlap:
+//  - setTargets: the content net, then the style nets (one per size, alive
+//    together), with the glue's copy of the target images;
+//  - iterate: the net it optimises, with the glue's copy of what a call
+//    hands back (the images or their gradient). The net's buffers are
+//    allocated when the session is created, but nothing writes them before
+//    its first forward (oneDNN's memory is plain malloc, never cleared; large
+//    blocks are mapped lazily): measured, creating a session at 640x480 grew
+//    the process by its reordered weights and own buffers alone (73 MiB; the
+//    net's are 859), its first iteration by 853 MiB. By then the target nets
+//    are freed and their pages returned (release_freed_pages).
+// Before 2026-12-07 the two phases were summed: +61% over the measured peak
+// of an untiled render at 1024x768, +75% at 2048x1536 (bench/RESULTS.md).
 static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig& c,
                                  const std::vector<ImageSize>& style_sizes, const MaskShape& masks,
                                  Precision precision) {
@@ -167,8 +177,10 @@ static size_t session_peak_bytes(const dnnl::engine& engine, const SessionConfig
   int primitives = reordered.copies + style_gram_primitives;
   for (const VggNetPlan* p : plans) primitives += p->primitive_count();
   if (precision == Precision::Bf16) primitives += Bf16Gram::kPrimitives * int(c.loss.style.size());
-  return weights + training.buffer_bytes() + SessionBuffers(engine, c, training, masks).total_bytes() + target_nets +
-         sizeof(float) * c.batch * target_images + kGeneratedCodeBytes * primitives;
+  const size_t targets_phase = target_nets + sizeof(float) * c.batch * target_images;
+  const size_t iterate_phase = training.buffer_bytes() + sizeof(float) * c.batch * size_t(c.height) * c.width * 3;
+  return weights + SessionBuffers(engine, c, training, masks).total_bytes() + kGeneratedCodeBytes * primitives +
+         std::max(iterate_phase, targets_phase);
 }
 
 class CpuSession : public Session {
@@ -210,7 +222,9 @@ class CpuSession : public Session {
     }
     set_masks(targets);
     set_content_targets(targets);
+    release_freed_pages();
     set_style_targets(targets);
+    release_freed_pages();
     set_temporal_targets(targets);
     has_targets_ = true;
   }

@@ -121,6 +121,7 @@ class CpuTileSession : public TileSession {
     const TileNetKey key{{tile.extended.height(), tile.extended.width()}, {tile.image_height, tile.image_width}};
     bool hit = false;
     auto make = [&] {
+      release_freed_pages();  // of the nets the pool freed to make room (vgg_net.h)
       auto n = std::make_unique<TileNet>();
       n->net = std::make_unique<VggNet>(engine_, *weights_, tile_plan(engine_, config_, key.extended, key.image));
       return n;

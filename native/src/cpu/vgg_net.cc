@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim
+#endif
 
 namespace nst::cpu {
 
@@ -71,6 +74,12 @@ memory CpuWeights::kernel(int layer, const memory::desc& format) {
   s.wait();
   cache_.push_back({layer, reordered});
   return reordered;
+}
+
+void release_freed_pages() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 static dnnl::primitive_attr user_scratchpad() {

@@ -199,6 +199,19 @@ class VggNet {
   dnnl::memory scratchpad_;
 };
 
+// Hands the pages of the buffers freed so far back to the system. glibc
+// serves an allocation below its mmap threshold from its heap, and raises
+// that threshold (up to 32 MiB) each time a mapped block is freed: so once
+// one net is freed, most of the next net's buffers come from the heap, and
+// when that net is freed their touched pages stay resident. Measured: after
+// an untiled session's target nets were freed, 92 MiB (320x240) and 150 MiB
+// (640x480) stayed under the training net's first forward; a tiled render
+// at 1024x768 that built a net per tile (two shapes, a budget for one) grew
+// by 360 MiB over its plan in one iteration. Called where nets have been
+// freed before the next is touched (malloc_trim returns free pages anywhere
+// in the heap), so that the memory estimates' nets are what is resident.
+void release_freed_pages();
+
 // The reordered weight copies CpuWeights makes for nets of these plans (one
 // per layer and format other than the given one), each by a reorder primitive.
 struct ReorderedWeights {
