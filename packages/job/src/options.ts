@@ -267,13 +267,9 @@ const sizeList = (v: OptionValue, field: string): readonly SizeSpec[] | 'auto' =
   if (items.length === 0) throw new UserError("expected 'auto' or sizes such as 256,362", { field });
   return items.map((s) => parseSize(s, field));
 };
-/**
- * A list of files, one per style ('a.png,b.png' is two unless a file of
- * that very name exists): a file, or NO_MASK (`none` or `-`) for a style
- * that has none.
- */
-const fileList = (v: OptionValue, field: string): string[] => {
-  const items = list(v).flatMap((s) =>
+/** Files given as a list: 'a.jpg,b.jpg' is two unless a file of that very name exists. */
+const fileItems = (v: OptionValue): string[] =>
+  list(v).flatMap((s) =>
     existsSync(s)
       ? [s]
       : s
@@ -281,6 +277,14 @@ const fileList = (v: OptionValue, field: string): string[] => {
           .map((x) => x.trim())
           .filter(Boolean),
   );
+
+/**
+ * A list of files, one per style ('a.png,b.png' is two unless a file of
+ * that very name exists): a file, or NO_MASK (`none` or `-`) for a style
+ * that has none.
+ */
+const fileList = (v: OptionValue, field: string): string[] => {
+  const items = fileItems(v);
   if (items.length === 0) throw new UserError(`expected a file per style image (or ${NO_MASK})`, { field });
   return items.map((s) => (isNoMask(s) ? NO_MASK : filePath(s, field)));
 };
@@ -333,16 +337,7 @@ export const JOB_OPTIONS: OptionTable = {
     perItem: true,
     upload: true,
     description: 'style image (repeat, or separate with commas, to blend several)',
-    // 'a.jpg,b.jpg' is two styles unless a file of that very name exists.
-    parse: (v) =>
-      list(v).flatMap((s) =>
-        existsSync(s)
-          ? [s]
-          : s
-              .split(',')
-              .map((x) => x.trim())
-              .filter(Boolean),
-      ),
+    parse: fileItems,
   },
   styleBlendWeights: {
     value: 'w,...',
