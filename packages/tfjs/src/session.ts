@@ -53,6 +53,7 @@ export class TfjsSession implements Session {
     const tf = this.tf;
     const contentIndices = [...new Set(loss.contentLayers.map((l) => layerIndex(l.layer)))];
     const styleIndices = [...new Set(loss.styleLayers.map((l) => layerIndex(l.layer)))];
+    const masked = targets.some((t) => t.styles.some((s) => effectiveMask(s.mask)));
     const { content, style } = tf.tidy(() => {
       let content: Tensor4D[] = [];
       if (contentIndices.length > 0) {
@@ -60,22 +61,26 @@ export class TfjsSession implements Session {
         const acts = this.vgg.forward(images, pooling, new Set(contentIndices));
         content = contentIndices.map((i) => acts.get(i)!);
       }
-      // Per item: the weighted sum of its style images' Grams, then stacked over the batch.
-      const perItem = targets.map((t) => this.blendedGrams(t.styles, styleIndices));
-      const style = styleIndices.map(
-        (_, k) =>
-          tf.concat(
-            perItem.map((grams) => grams[k]),
-            0,
-          ) as Tensor3D,
-      );
+      // Per item: the weighted sum of its style images' Grams, then stacked over the batch (with style masks the
+      // regions hold the targets instead).
+      const perItem = masked ? [] : targets.map((t) => this.blendedGrams(t.styles, styleIndices));
+      const style =
+        perItem.length === 0
+          ? []
+          : styleIndices.map(
+              (_, k) =>
+                tf.concat(
+                  perItem.map((grams) => grams[k]),
+                  0,
+                ) as Tensor3D,
+            );
       return { content, style };
     });
     this.disposeTargets();
     this.targets = {
       content: new Map(contentIndices.map((i, k) => [i, content[k]])),
-      style: new Map(styleIndices.map((i, k) => [i, style[k]])),
-      regions: targets.some((t) => t.styles.some((s) => effectiveMask(s.mask))) ? this.regions(targets, styleIndices) : undefined,
+      style: new Map(style.map((g, k) => [styleIndices[k], g])),
+      regions: masked ? this.regions(targets, styleIndices) : undefined,
       contentMasks: targets.some((t) => effectiveMask(t.contentMask)) ? this.contentMasks(targets, contentIndices) : undefined,
       temporal: loss.temporalWeight ? this.temporalTargets(targets) : undefined,
     };
