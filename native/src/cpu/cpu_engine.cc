@@ -33,11 +33,20 @@ static std::string onednn_version() {
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
 }
 
-// The layers whose activations the Gram kernels read as N x C matrices.
-static std::vector<bool> style_layers(const LossSpec& loss) {
-  std::vector<bool> style(std::size(kVgg19), false);
-  for (const auto& l : loss.style) style[l.conv_index] = true;
-  return style;
+// The layers of these loss terms.
+static std::vector<bool> layers_of(const std::vector<WeightedLayer>& terms) {
+  std::vector<bool> layers(std::size(kVgg19), false);
+  for (const auto& l : terms) layers[l.conv_index] = true;
+  return layers;
+}
+
+// NHWC at the style layers (the Gram kernels read them as N x C matrices) in
+// every net, so that the content net's layouts are the training net's.
+// The training net keeps its loss layers' activations for the backward
+// (conv1_1's recomputed there); the target nets keep none: the targets are
+// taken as their forward visits each layer.
+static LayerReads reads_of(const SessionConfig& c, std::vector<bool> kept, bool recompute_first = false) {
+  return {std::move(kept), layers_of(c.loss.style), recompute_first};
 }
 
 // The nets a session builds, as plans: the one it optimises (forward and
@@ -46,13 +55,19 @@ static std::vector<bool> style_layers(const LossSpec& loss) {
 // and one per style image size for the style targets. The session and its
 // memory estimate both build from these.
 static VggNetPlan training_plan(const dnnl::engine& engine, const SessionConfig& c, Precision p) {
-  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss), c.pooling, true, style_layers(c.loss), p};
+  std::vector<bool> kept = layers_of(c.loss.style);
+  for (const auto& l : c.loss.content) kept[l.conv_index] = true;
+  const bool recompute_first = kept[0];
+  kept[0] = false;
+  return {
+      engine, c.batch, c.height, c.width, deepest_layer(c.loss), c.pooling, true, reads_of(c, kept, recompute_first),
+      p};
 }
 static VggNetPlan content_plan(const dnnl::engine& engine, const SessionConfig& c, Precision p) {
-  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss.content), c.pooling, false, style_layers(c.loss), p};
+  return {engine, c.batch, c.height, c.width, deepest_layer(c.loss.content), c.pooling, false, reads_of(c, {}), p};
 }
 static VggNetPlan style_plan(const dnnl::engine& engine, const SessionConfig& c, ImageSize size, Precision p) {
-  return {engine, 1, size.height, size.width, deepest_layer(c.loss.style), c.pooling, false, style_layers(c.loss), p};
+  return {engine, 1, size.height, size.width, deepest_layer(c.loss.style), c.pooling, false, reads_of(c, {}), p};
 }
 
 // The bytes of a session's own buffers besides its nets: the Adam moments m
@@ -326,12 +341,12 @@ class CpuSession : public Session {
     VggNet net(engine_, *weights_, content_plan(engine_, config_, precision_));
     for (int b = 0; b < config_.batch; b++)
       std::memcpy(net.image() + b * image_size_, targets[b].content.data, image_size_ * sizeof(float));
-    net.forward();
-    for (size_t i = 0; i < config_.loss.content.size(); i++) {
-      const int l = config_.loss.content[i].conv_index;
+    net.forward([&](int l) {
+      const int i = entry_at_layer(config_.loss.content, l);
+      if (i < 0) return;
       const void* activation = net.bf16() ? static_cast<const void*>(net.activation_bf16(l)) : net.activation(l);
       std::memcpy(content_targets_[i].data(), activation, content_targets_[i].size());
-    }
+    });
   }
 
   // Style targets: per region sum_k weight_k * Ghat(style_k) per layer (the
@@ -348,9 +363,9 @@ class CpuSession : public Session {
           net = std::make_unique<VggNet>(engine_, *weights_,
                                          style_plan(engine_, config_, {img.height, img.width}, precision_));
         std::memcpy(net->image(), img.data, size_t(img.height) * img.width * 3 * sizeof(float));
-        net->forward();
-        for (size_t i = 0; i < config_.loss.style.size(); i++) {
-          const int l = config_.loss.style[i].conv_index;
+        net->forward([&](int l) {
+          const int i = entry_at_layer(config_.loss.style, l);
+          if (i < 0) return;
           const LayerShape& s = net->shape(l);
           const size_t slot = size_t(region_first_[b]) + size_t(style.mask_index);
           float* target = style_targets_[i].data() + slot * s.channels * s.channels;
@@ -359,14 +374,14 @@ class CpuSession : public Session {
             kernels::mask_rows_cpu(region_scratch.data(), net->activation(l), style.region[i], s.pixels(), s.channels);
             gram(region_scratch.data(), int(s.pixels()), s.channels, float(style.weight / region_mass(style, i, l)),
                  1.f, target);
-            continue;
+            return;
           }
           const float scale = style.weight / float(s.pixels());
           if (net->bf16())
             Bf16Gram(engine_, int(s.pixels()), s.channels).gram(net->activation_bf16(l), scale, 1.f, target);
           else
             gram(net->activation(l), int(s.pixels()), s.channels, scale, 1.f, target);
-        }
+        });
       }
     }
   }
@@ -416,7 +431,7 @@ class CpuSession : public Session {
     return losses;
   }
 
-  // One layer of the backward pass, every batch item: `grad` holds d J / d
+  // One loss layer of the backward pass, every batch item: `grad` holds d J / d
   // (the layer's post-ReLU output) from the layers above. Adds the layer's
   // style terms, then goes back through the ReLU with the content term fused:
   // in place (fp32), or into `conv_grad` in bf16 (VggNet::backward).

@@ -21,12 +21,12 @@
 namespace nst::cpu {
 namespace {
 
-// The layers the loss reads by position (NHWC): every content and style layer.
-std::vector<bool> loss_layers(const LossSpec& loss) {
-  std::vector<bool> nhwc(std::size(kVgg19), false);
-  for (const auto& l : loss.content) nhwc[l.conv_index] = true;
-  for (const auto& l : loss.style) nhwc[l.conv_index] = true;
-  return nhwc;
+// The layers the loss reads by position: every content and style layer, kept, NHWC.
+LayerReads loss_layers(const LossSpec& loss) {
+  std::vector<bool> layers(std::size(kVgg19), false);
+  for (const auto& l : loss.content) layers[l.conv_index] = true;
+  for (const auto& l : loss.style) layers[l.conv_index] = true;
+  return {layers, layers};
 }
 
 // A tile's net: Winograd on the layers where the whole image (`image`) has it.
@@ -123,7 +123,8 @@ class CpuTileSession : public TileSession {
     auto make = [&] {
       release_freed_pages();  // of the nets the pool freed to make room (vgg_net.h)
       auto n = std::make_unique<TileNet>();
-      n->net = std::make_unique<VggNet>(engine_, *weights_, tile_plan(engine_, config_, key.extended, key.image));
+      n->net = std::make_unique<VggNet>(engine_, *weights_, tile_plan(engine_, config_, key.extended, key.image),
+                                        &scratchpad_);
       return n;
     };
     NetPool<TileNet, TileNetKey>::Entry& e = pool_.acquire(key, tag, net_bytes(key), make, hit);
@@ -134,7 +135,7 @@ class CpuTileSession : public TileSession {
   size_t net_bytes(const TileNetKey& key) {
     for (const auto& [k, bytes] : net_bytes_)
       if (same_key(k, key)) return bytes;
-    const size_t bytes = tile_plan(engine_, config_, key.extended, key.image).buffer_bytes() +
+    const size_t bytes = tile_plan(engine_, config_, key.extended, key.image).buffer_bytes(false) +
                          content_cache_floats(config_, key.extended) * sizeof(float);
     net_bytes_.emplace_back(key, bytes);
     return bytes;
@@ -286,6 +287,7 @@ class CpuTileSession : public TileSession {
   NetPool<TileNet, TileNetKey> pool_;
   std::vector<std::pair<TileNetKey, size_t>> net_bytes_;
   std::vector<float> scratch_a_, scratch_b_;  // a block of core rows, and its product with a style coefficient
+  SharedScratchpad scratchpad_;               // the nets': they run one at a time
   TileStats stats_;
 };
 
@@ -297,8 +299,8 @@ std::unique_ptr<TileSession> make_tile_session(const dnnl::engine& engine, std::
 }
 
 // The weights as given and the reordered copies the nets of every shape ask
-// for, each net's generated code, and per shape its buffers with the content
-// targets it may keep.
+// for, each net's generated code, the scratchpad the nets share, and per
+// shape its buffers (less the scratchpad) with the content targets it may keep.
 TileMemory tile_memory(const dnnl::engine& engine, const TileSessionConfig& config,
                        const std::vector<ImageSize>& tile_shapes) {
   std::vector<VggNetPlan> plans;
@@ -306,13 +308,16 @@ TileMemory tile_memory(const dnnl::engine& engine, const TileSessionConfig& conf
   TileMemory m;
   for (const ImageSize& s : tile_shapes) {
     plans.push_back(tile_plan(engine, config, s, s));
-    m.net_per_shape.push_back(double(plans.back().buffer_bytes() + content_cache_floats(config, s) * sizeof(float)));
+    m.net_per_shape.push_back(
+        double(plans.back().buffer_bytes(false) + content_cache_floats(config, s) * sizeof(float)));
   }
   std::vector<const VggNetPlan*> pointers;
   int primitives = 0;
+  size_t scratchpad = 0;  // one for every net (SharedScratchpad)
   for (const VggNetPlan& p : plans) {
     pointers.push_back(&p);
     primitives += p.primitive_count();
+    scratchpad = std::max(scratchpad, p.scratchpad_bytes());
   }
   const ReorderedWeights reordered = reordered_weights(pointers);
   size_t widest_row = 0;  // the scratch holds at least one core row of a style layer
@@ -321,7 +326,7 @@ TileMemory tile_memory(const dnnl::engine& engine, const TileSessionConfig& conf
         widest_row, size_t(layer_extent(config.max_tile_width, l.conv_index)) * kVgg19[l.conv_index].out_channels);
   m.fixed = double(sizeof(float) * vgg_weight_floats(deepest_layer(config.loss) + 1) + reordered.bytes +
                    kGeneratedCodeBytes * size_t(primitives + reordered.copies) +
-                   2 * sizeof(float) * std::max(kScratchFloats, widest_row));
+                   2 * sizeof(float) * std::max(kScratchFloats, widest_row) + scratchpad);
   return m;
 }
 

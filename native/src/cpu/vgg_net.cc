@@ -6,6 +6,9 @@
 #include <malloc.h>  // malloc_trim
 #endif
 
+#include "conv_strips.h"
+#include "relu_mask.h"
+
 namespace nst::cpu {
 
 using dnnl::memory;
@@ -112,33 +115,39 @@ static bool winograd_rule(int layer, int batch, int h, int w, Precision precisio
   return precision == Precision::Fp32 && kVgg19[layer].in_channels % 16 == 0 && long(batch) * h * w >= kMinPixels;
 }
 
-// A conv with bias and ReLU; `type` is that of its input, weights and output
-// (the bias stays float32, and so does the accumulation).
-static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine, dnnl::prop_kind prop,
-                                                                 dnnl::algorithm alg, tag layout, int batch, int ic,
-                                                                 int oc, int h, int w, const memory::desc& bias,
-                                                                 dt type = dt::f32) {
-  const memory::dims one{1, 1};
+// A conv's attributes: bias and ReLU fused, a user scratchpad.
+static dnnl::primitive_attr conv_attr() {
   dnnl::post_ops relu;
   relu.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   auto attr = user_scratchpad();
   attr.set_post_ops(relu);
-  memory::desc any_kernel({oc, ic, 3, 3}, type, tag::any);
-  dnnl::convolution_forward::desc desc(prop, alg, {{batch, ic, h, w}, type, layout}, any_kernel, bias,
-                                       {{batch, oc, h, w}, type, layout}, one, one, one);
-  return {desc, attr, engine};
+  return attr;
 }
 
-// Winograd for this layer if the rule wants it and oneDNN has it for both
-// prop kinds (so that training and target nets agree on the layout).
+// A conv with bias and ReLU; `type` is that of its input, weights and output
+// (the bias stays float32, and so does the accumulation). Every net, the
+// target nets included, is created for training: oneDNN's Winograd for
+// inference keeps its weights transformed (4x their size, a copy per layer
+// that CpuWeights would hold beside the training net's: 200 MiB for the
+// notebook's loss), where for training it transforms them per call.
+static dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine, dnnl::algorithm alg,
+                                                                 tag layout, int batch, int ic, int oc, int h, int w,
+                                                                 const memory::desc& bias, dt type = dt::f32) {
+  const memory::dims one{1, 1};
+  memory::desc any_kernel({oc, ic, 3, 3}, type, tag::any);
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, alg, {{batch, ic, h, w}, type, layout},
+                                       any_kernel, bias, {{batch, oc, h, w}, type, layout}, one, one, one);
+  return {desc, conv_attr(), engine};
+}
+
+// Winograd for this layer if the rule wants it and oneDNN has it.
 // (rule_h, rule_w: the map size the rule decides by.)
 static bool use_winograd(const dnnl::engine& engine, int layer, int batch, int h, int w, int rule_h, int rule_w,
                          const memory::desc& bias, Precision precision) {
   if (!winograd_enabled() || !winograd_rule(layer, batch, rule_h, rule_w, precision)) return false;
   const int ic = kVgg19[layer].in_channels, oc = kVgg19[layer].out_channels;
   try {
-    for (auto prop : {dnnl::prop_kind::forward_training, dnnl::prop_kind::forward_inference})
-      conv_forward_pd(engine, prop, dnnl::algorithm::convolution_winograd, tag::nChw16c, batch, ic, oc, h, w, bias);
+    conv_forward_pd(engine, dnnl::algorithm::convolution_winograd, tag::nChw16c, batch, ic, oc, h, w, bias);
     return true;
   } catch (const dnnl::error&) {
     return false;
@@ -153,24 +162,28 @@ VggNet::Convert VggNet::convert(const memory& from, const memory& to) {
 static memory::desc bias_format(int layer) { return {{kVgg19[layer].out_channels}, dt::f32, tag::x}; }
 
 VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-                       bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision,
-                       ImageSize rule_size)
+                       bool with_backward, const LayerReads& reads, Precision precision, ImageSize rule_size)
     : batch_(batch), height_(height), width_(width), with_backward_(with_backward), precision_(precision) {
   const auto pool_alg =
       pooling == Pooling::Avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max;
-  const auto prop = with_backward ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  const auto prop = dnnl::prop_kind::forward_training;  // every net's (conv_forward_pd says why)
   const dt act = activation_type(precision);
   const bool bf16 = precision == Precision::Bf16;
   const memory::dims one{1, 1}, two{2, 2}, zero{0, 0};
   auto use_scratchpad = [&](const memory::desc& d) { scratchpad_bytes_ = std::max(scratchpad_bytes_, d.get_size()); };
-  // A conversion buffer holds what a primitive reads or writes where the
-  // neighbouring step keeps another layout or type.
-  auto convert_into = [](size_t& buffer, const memory::desc& have, const memory::desc& conv_side) {
-    if (have != conv_side) buffer = std::max(buffer, conv_side.get_size());
-  };
   largest_activation_ = size_t(batch) * height * width * kVgg19[0].out_channels;
   layers_.resize(last_layer + 1);
 
+  auto read = [](const std::vector<bool>& v, int l) { return l < int(v.size()) && v[l]; };
+  // The forward's steps (a conversion, a conv, a pool) each write what is
+  // not kept to the turn buffer their input is not in: only the step's input
+  // is alive there (what the layers above read is kept or converted from it).
+  int live = -1;  // the turn buffer holding the next step's input (-1: its own buffer)
+  auto write_turn = [&](const memory::desc& map) {
+    live = live == 0 ? 1 : 0;
+    turn_bytes_[live] = std::max(turn_bytes_[live], map.get_size());
+    return live;
+  };
   int h = height, w = width;
   int rule_h = rule_size.height > 0 ? rule_size.height : height, rule_w = rule_size.width > 0 ? rule_size.width : width;
   memory::desc input = nhwc(batch, 3, height, width);  // the image: float32 in every precision
@@ -181,17 +194,29 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
     largest_activation_ = std::max(largest_activation_, size_t(batch) * h * w * oc);
     layer.winograd = use_winograd(engine, l, batch, h, w, rule_h, rule_w, bias_format(l), precision);
     const tag conv_layout = layer.winograd ? tag::nChw16c : tag::nhwc;
-    const bool nhwc_output = !layer.winograd || (l < int(needs_nhwc.size()) && needs_nhwc[l]);
+    const bool nhwc_output = !layer.winograd || read(reads.nhwc, l);
     layer.conv = conv_forward_pd(
-        engine, prop, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+        engine, layer.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
         conv_layout, batch, ic, oc, h, w, bias_format(l), act);
-    use_scratchpad(layer.conv.scratchpad_desc());
     layer.input = input;
     layer.output = nhwc_output ? nhwc(batch, oc, h, w, act) : layer.conv.dst_desc();
     layer.grad_output = as_f32(layer.output);
     layer.grad_input = as_f32(input);
-    convert_into(convert_a_bytes_, layer.input, layer.conv.src_desc());
-    convert_into(convert_b_bytes_, layer.output, layer.conv.dst_desc());
+    layer.kept = read(reads.kept, l);
+    // conv1_1 recomputed: direct NHWC from the float32 image, its gradient in that layout (nothing converted).
+    layer.recomputed = l == 0 && reads.recompute_first && with_backward && !layer.kept && !layer.winograd &&
+                       layer.input == layer.conv.src_desc() && layer.output == layer.conv.dst_desc();
+    // Else (bf16: the image is converted first) a first layer the backward reads is kept.
+    if (l == 0 && reads.recompute_first && !layer.recomputed) layer.kept = true;
+    if (layer.input != layer.conv.src_desc()) layer.src_slot = write_turn(layer.conv.src_desc());
+    if (layer.output != layer.conv.dst_desc() || !layer.kept) layer.dst_slot = write_turn(layer.conv.dst_desc());
+    if (layer.kept) {
+      live = -1;
+    } else {
+      // The conv's dst is the output, or is converted into it in the other buffer.
+      layer.output_slot = layer.output == layer.conv.dst_desc() ? layer.dst_slot : write_turn(layer.output);
+      if (with_backward && !layer.recomputed) relu_mask_words_ += relu_mask_words(size_t(batch) * h * w * oc);
+    }
     input = layer.output;
 
     if (kVgg19[l].pool_after && l < last_layer) {
@@ -213,6 +238,7 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
         use_scratchpad(layer.pool_backward.scratchpad_desc());
       }
       input = layer.pool.dst_desc();
+      layer.pool_slot = write_turn(input);
       h = ho;
       w = wo;
       rule_h = (rule_h + 1) / 2;
@@ -228,42 +254,59 @@ VggNetPlan::VggNetPlan(const dnnl::engine& engine, int batch, int height, int wi
           as_f32(layer.conv.src_desc()), any_kernel, layer.conv.dst_desc(), one, one, one);
       layer.conv_backward =
           dnnl::convolution_backward_data::primitive_desc(backward_desc, user_scratchpad(), engine, layer.conv);
-      use_scratchpad(layer.conv_backward.scratchpad_desc());
-      if (bf16) {
-        // The ReLU backward writes diff_dst element for element in the activation's layout.
-        if (layer.conv_backward.diff_dst_desc() != layer.output)
-          throw Error(std::string("cpu: bf16: ") + kVgg19[l].name +
-                      "'s backward-data wants its gradient in another layout than its activation's");
-      } else {
-        convert_into(convert_a_bytes_, layer.grad_output, layer.conv_backward.diff_dst_desc());
+      // The ReLU backward writes diff_dst element for element in the activation's layout.
+      if (bf16 && layer.conv_backward.diff_dst_desc() != layer.output)
+        throw Error(std::string("cpu: bf16: ") + kVgg19[l].name +
+                    "'s backward-data wants its gradient in another layout than its activation's");
+      // The backward's conversions go through the gradient's ping-pong buffers
+      // (VggNet's constructor), each as large as the largest activation in float32.
+    }
+
+    // A Winograd conv whose scratchpad is large runs in strips (conv_strips.h).
+    size_t conv_scratchpad = layer.conv.scratchpad_desc().get_size();
+    if (with_backward) conv_scratchpad = std::max(conv_scratchpad, layer.conv_backward.scratchpad_desc().get_size());
+    if (layer.winograd)
+      layer.strips = plan_strips(engine, layer.conv, conv_scratchpad, with_backward, conv_attr(), user_scratchpad());
+    if (layer.strips.rows > 0) {
+      for (int i = 0; i < 2; i++) {
+        use_scratchpad(layer.strips.forward[i].scratchpad_desc());
+        if (with_backward) use_scratchpad(layer.strips.backward[i].scratchpad_desc());
       }
-      convert_into(convert_b_bytes_, layer.grad_input, layer.conv_backward.diff_src_desc());
+      strip_bytes_[0] = std::max(strip_bytes_[0], layer.strips.input_bytes());
+      strip_bytes_[1] = std::max(strip_bytes_[1], layer.strips.output_bytes());
+    } else {
+      scratchpad_bytes_ = std::max(scratchpad_bytes_, conv_scratchpad);
     }
   }
 }
 
 size_t VggNetPlan::activation_element_bytes() const { return precision_ == Precision::Bf16 ? 2 : 4; }
 
-size_t VggNetPlan::buffer_bytes() const {
+size_t VggNetPlan::turn_buffer_bytes(int slot) const {
+  return with_backward_ ? std::max(turn_bytes_[slot], largest_activation_ * sizeof(float)) : turn_bytes_[slot];
+}
+
+size_t VggNetPlan::buffer_bytes(bool with_scratchpad) const {
   const size_t image = size_t(batch_) * height_ * width_ * 3 * sizeof(float);
   size_t bytes = with_backward_ ? 2 * image : image;
   for (const LayerPlan& layer : layers_) {
-    bytes += layer.output.get_size();
-    if (layer.has_pool) bytes += layer.pool.dst_desc().get_size() + layer.pool.workspace_desc().get_size();
+    if (layer.kept) bytes += layer.output.get_size();
+    if (layer.has_pool) bytes += layer.pool.workspace_desc().get_size();
   }
-  if (with_backward_) {
-    bytes += 2 * largest_activation_ * sizeof(float);
-    if (precision_ == Precision::Bf16) bytes += largest_activation_ * sizeof(kernels::bf16_bits);
-  }
-  bytes += convert_a_bytes_ + convert_b_bytes_;
-  return bytes + scratchpad_bytes_ + sizeof(float);
+  bytes += turn_buffer_bytes(0) + turn_buffer_bytes(1) + relu_mask_words_ * sizeof(uint32_t);
+  bytes += strip_bytes_[0] + strip_bytes_[1];
+  if (with_backward_ && precision_ == Precision::Bf16) bytes += largest_activation_ * sizeof(kernels::bf16_bits);
+  return bytes + (with_scratchpad ? scratchpad_bytes() : 0);
 }
 
 std::vector<std::pair<int, memory::desc>> VggNetPlan::weight_formats() const {
   std::vector<std::pair<int, memory::desc>> formats;
   for (int l = 0; l < int(layers_.size()); l++) {
-    formats.emplace_back(l, layers_[l].conv.weights_desc());
-    if (with_backward_) formats.emplace_back(l, layers_[l].conv_backward.weights_desc());
+    const LayerPlan& p = layers_[l];
+    const bool striped = p.strips.rows > 0;
+    formats.emplace_back(l, striped ? p.strips.forward[0].weights_desc() : p.conv.weights_desc());
+    if (with_backward_)
+      formats.emplace_back(l, striped ? p.strips.backward[0].weights_desc() : p.conv_backward.weights_desc());
   }
   return formats;
 }
@@ -273,9 +316,10 @@ int VggNetPlan::primitive_count() const {
   const bool bf16 = precision_ == Precision::Bf16;
   for (const LayerPlan& p : layers_) {
     // The conversions VggNet makes where formats differ (see its convert()).
-    count += 1 + (p.input != p.conv.src_desc()) + (p.output != p.conv.dst_desc()) + p.has_pool;
+    const int convs = p.strips.rows > 0 ? 2 : 1;  // a striped conv: a full strip's and the last strip's
+    count += convs + (p.input != p.conv.src_desc()) + (p.output != p.conv.dst_desc()) + p.has_pool;
     if (with_backward_)
-      count += 1 + (!bf16 && p.grad_output != p.conv_backward.diff_dst_desc()) +
+      count += convs + (!bf16 && p.grad_output != p.conv_backward.diff_dst_desc()) +
                (p.grad_input != p.conv_backward.diff_src_desc()) + p.has_pool;
   }
   return count;
@@ -287,8 +331,13 @@ std::string VggNetPlan::convolution_implementation() const {
   return layers_.front().conv.impl_info_str();
 }
 
-VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan)
-    : engine_(engine), stream_(engine), batch_(plan.batch_), bf16_(plan.precision_ == Precision::Bf16) {
+VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan, SharedScratchpad* shared)
+    : engine_(engine),
+      stream_(engine),
+      batch_(plan.batch_),
+      bf16_(plan.precision_ == Precision::Bf16),
+      shared_(shared),
+      scratchpad_bytes_(plan.scratchpad_bytes()) {
   const int last_layer = int(plan.layers_.size()) - 1;
   if (last_layer >= weights.num_layers())
     throw Error("cpu: the loss needs conv layer " + std::to_string(last_layer) + " but the weights hold " +
@@ -301,120 +350,190 @@ VggNet::VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan
   };
 
   image_ = memory(nhwc(plan.batch_, 3, plan.height_, plan.width_), engine_);
+  if (!shared_) scratchpad_ = flat(scratchpad_bytes_, dt::u8);
+  void* scratchpad = shared_ ? nullptr : scratchpad_.get_data_handle();  // (shared: bound when it runs)
+  if (plan.strip_bytes_[0] > 0) strip_input_ = flat(plan.strip_bytes_[0], dt::u8);
+  if (plan.strip_bytes_[1] > 0) strip_output_ = flat(plan.strip_bytes_[1], dt::u8);
   if (plan.with_backward_) image_grad_ = memory(image_.get_desc(), engine_);
-  if (plan.convert_a_bytes_ > 0) convert_a_ = flat(plan.convert_a_bytes_, dt::u8);
-  if (plan.convert_b_bytes_ > 0) convert_b_ = flat(plan.convert_b_bytes_, dt::u8);
   layers_.resize(last_layer + 1);
-  pooled_.resize(last_layer + 1);
   workspaces_.resize(last_layer + 1);
+  // The turn buffers; with a backward they are the gradient's ping-pong buffers too.
+  if (plan.turn_buffer_bytes(0) > 0) ping_ = flat(plan.turn_buffer_bytes(0), dt::u8);
+  if (plan.turn_buffer_bytes(1) > 0) pong_ = flat(plan.turn_buffer_bytes(1), dt::u8);
+  auto turn = [&](int slot) { return slot == 0 ? ping_ : pong_; };
+  if (plan.relu_mask_words_ > 0) relu_masks_.reset(new uint32_t[plan.relu_mask_words_]);  // written by each forward
+  uint32_t* next_mask = relu_masks_.get();
 
   memory input = image_;
   for (int l = 0; l <= last_layer; l++) {
     const VggNetPlan::LayerPlan& p = plan.layers_[l];
     Layer& layer = layers_[l];
     layer.shape = p.shape;
-    memory src = input.get_desc() == p.conv.src_desc() ? input : view(convert_a_, p.conv.src_desc());
+    layer.kept = p.kept;
+    layer.recomputed = p.recomputed;
+    // Where the plan put each map (its slots); a conversion where layouts differ.
+    memory src = p.src_slot < 0 ? input : view(turn(p.src_slot), p.conv.src_desc());
     layer.convert_input = convert(input, src);
-    layer.output = memory(p.output, engine_);
-    memory dst = p.output == p.conv.dst_desc() ? layer.output : view(convert_b_, p.conv.dst_desc());
-    layer.conv = {dnnl::convolution_forward(p.conv),
-                  {{DNNL_ARG_SRC, src},
-                   {DNNL_ARG_WEIGHTS, weights.kernel(l, p.conv.weights_desc())},
-                   {DNNL_ARG_BIAS, weights.bias(l)},
-                   {DNNL_ARG_DST, dst}}};
+    layer.output = p.kept ? memory(p.output, engine_) : view(turn(p.output_slot), p.output);
+    if (!p.kept && !p.recomputed && plan.with_backward_) {
+      layer.relu_mask = next_mask;
+      next_mask += relu_mask_words(size_t(batch_) * p.shape.pixels() * p.shape.channels);
+    }
+    memory dst =
+        p.dst_slot < 0 || p.dst_slot == p.output_slot ? layer.output : view(turn(p.dst_slot), p.conv.dst_desc());
+    if (p.strips.rows > 0) {
+      // The whole map's conv is not created: its src and dst are the strips'.
+      layer.strips =
+          StripedConv(engine_, p.strips, weights.kernel(l, p.strips.forward[0].weights_desc()),
+                      plan.with_backward_ ? weights.kernel(l, p.strips.backward[0].weights_desc()) : memory(),
+                      weights.bias(l), strip_input_.get_data_handle(), strip_output_.get_data_handle(), scratchpad);
+      layer.conv = {dnnl::primitive(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}};
+    } else {
+      layer.conv = {dnnl::convolution_forward(p.conv),
+                    {{DNNL_ARG_SRC, src},
+                     {DNNL_ARG_WEIGHTS, weights.kernel(l, p.conv.weights_desc())},
+                     {DNNL_ARG_BIAS, weights.bias(l)},
+                     {DNNL_ARG_DST, dst}}};
+      scratch_users.push_back({&layer.conv, p.conv.scratchpad_desc()});
+    }
     layer.convert_output = convert(dst, layer.output);
-    scratch_users.push_back({&layer.conv, p.conv.scratchpad_desc()});
     input = layer.output;
     if (p.has_pool) {
       layer.has_pool = true;
-      pooled_[l] = memory(p.pool.dst_desc(), engine_);
-      layer.pool = {dnnl::pooling_forward(p.pool), {{DNNL_ARG_SRC, layer.output}, {DNNL_ARG_DST, pooled_[l]}}};
+      memory pooled = view(turn(p.pool_slot), p.pool.dst_desc());
+      layer.pool = {dnnl::pooling_forward(p.pool), {{DNNL_ARG_SRC, layer.output}, {DNNL_ARG_DST, pooled}}};
       if (p.pool.workspace_desc().get_size() > 0) {
         workspaces_[l] = memory(p.pool.workspace_desc(), engine_);
         layer.pool.args[DNNL_ARG_WORKSPACE] = workspaces_[l];
       }
       scratch_users.push_back({&layer.pool, p.pool.scratchpad_desc()});
-      input = pooled_[l];
+      input = pooled;
     }
   }
 
   if (plan.with_backward_) {
-    // Gradients live in two buffers used in turn: the conv backward reads
-    // one and writes the other; a pooling backward writes back into the first.
-    // (Around a Winograd layer the conv reads convert_a_ and writes convert_b_,
-    // with reorders from and to the ping-pong buffers.)
-    ping_ = flat(plan.largest_activation_);
-    pong_ = flat(plan.largest_activation_);
+    // Gradients live in the two turn buffers (each as large as the largest
+    // activation in float32): each step (a conversion between layouts, a
+    // conv's or a pool's backward) reads the one and writes the other.
     if (bf16_) conv_grad_ = flat(plan.largest_activation_, dt::bf16);
-    auto other = [&](const memory& buffer) {
-      return buffer.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
+    memory current = ping_;  // the buffer holding the gradient the next step reads
+    auto next = [&](const memory::desc& d) {
+      current = current.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_;
+      return view(current, d);
     };
-    memory current = ping_;  // buffer holding d J / d output of layer l
     for (int l = last_layer; l >= 0; l--) {
       const VggNetPlan::LayerPlan& p = plan.layers_[l];
       const auto& bwd = p.conv_backward;
       Layer& layer = layers_[l];
       layer.grad_output = view(current, p.grad_output);
+      if (p.recomputed) {
+        // Into the buffer the gradient is not in (the plan checked that nothing is converted here).
+        layer.recomputed_output = view(current.get_data_handle() == ping_.get_data_handle() ? pong_ : ping_, p.output);
+        layer.recompute = layer.conv;
+        layer.recompute.args[DNNL_ARG_DST] = layer.recomputed_output;
+        scratch_users.push_back({&layer.recompute, p.conv.scratchpad_desc()});
+      }
       memory diff_dst;
       if (bf16_) {
         // The ReLU backward writes it (the plan checked the layout).
         layer.conv_grad = view(conv_grad_, bwd.diff_dst_desc());
         diff_dst = layer.conv_grad;
       } else {
-        diff_dst = layer.grad_output.get_desc() == bwd.diff_dst_desc() ? layer.grad_output
-                                                                       : view(convert_a_, bwd.diff_dst_desc());
+        diff_dst = p.grad_output == bwd.diff_dst_desc() ? layer.grad_output : next(bwd.diff_dst_desc());
         layer.convert_grad_output = convert(layer.grad_output, diff_dst);
       }
       // d J / d (this conv's input), float32, in the layout that input arrived in.
-      memory grad_input = l == 0 ? image_grad_ : view(other(current), p.grad_input);
       memory diff_src =
-          grad_input.get_desc() == bwd.diff_src_desc() ? grad_input : view(convert_b_, bwd.diff_src_desc());
-      layer.conv_backward = {dnnl::convolution_backward_data(bwd),
-                             {{DNNL_ARG_DIFF_DST, diff_dst},
-                              {DNNL_ARG_WEIGHTS, weights.kernel(l, bwd.weights_desc())},
-                              {DNNL_ARG_DIFF_SRC, diff_src}}};
+          l == 0 && image_grad_.get_desc() == bwd.diff_src_desc() ? image_grad_ : next(bwd.diff_src_desc());
+      memory grad_input = l == 0 ? image_grad_ : p.grad_input == bwd.diff_src_desc() ? diff_src : next(p.grad_input);
+      if (p.strips.rows > 0) {
+        layer.conv_backward = {dnnl::primitive(), {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_src}}};
+      } else {
+        layer.conv_backward = {dnnl::convolution_backward_data(bwd),
+                               {{DNNL_ARG_DIFF_DST, diff_dst},
+                                {DNNL_ARG_WEIGHTS, weights.kernel(l, bwd.weights_desc())},
+                                {DNNL_ARG_DIFF_SRC, diff_src}}};
+        scratch_users.push_back({&layer.conv_backward, bwd.scratchpad_desc()});
+      }
       layer.convert_grad_input = convert(diff_src, grad_input);
-      scratch_users.push_back({&layer.conv_backward, bwd.scratchpad_desc()});
       if (l == 0) break;
       const VggNetPlan::LayerPlan& below = plan.layers_[l - 1];
       if (below.has_pool) {
-        memory grad_prev = view(current, below.pool_backward.diff_src_desc());
+        memory grad_prev = next(below.pool_backward.diff_src_desc());
         layer.pool_backward = {dnnl::pooling_backward(below.pool_backward),
                                {{DNNL_ARG_DIFF_DST, grad_input}, {DNNL_ARG_DIFF_SRC, grad_prev}}};
         if (workspaces_[l - 1]) layer.pool_backward.args[DNNL_ARG_WORKSPACE] = workspaces_[l - 1];
         scratch_users.push_back({&layer.pool_backward, below.pool_backward.scratchpad_desc()});
-      } else {
-        current = other(current);
       }
     }
   }
 
-  scratchpad_ = flat(plan.scratchpad_bytes_ / sizeof(float) + 1);
-  for (const auto& [step, desc] : scratch_users)
-    step->args[DNNL_ARG_SCRATCHPAD] = memory(desc, engine_, scratchpad_.get_data_handle());
+  scratchpad_views_.reserve(scratch_users.size());
+  for (const auto& [step, desc] : scratch_users) {
+    scratchpad_views_.emplace_back(desc, engine_, scratchpad);
+    step->args[DNNL_ARG_SCRATCHPAD] = scratchpad_views_.back();
+  }
+  bound_scratchpad_ = scratchpad;
+}
+
+void VggNet::bind_scratchpad() {
+  if (!shared_) return;
+  void* scratchpad = shared_->reserve(scratchpad_bytes_);
+  if (scratchpad == bound_scratchpad_) return;
+  for (memory& view : scratchpad_views_) view.set_data_handle(scratchpad);
+  for (Layer& layer : layers_) layer.strips.set_scratchpad(scratchpad);
+  bound_scratchpad_ = scratchpad;
+}
+
+const void* VggNet::readable_activation(int layer) const {
+  const Layer& l = layers_[layer];
+  if (l.kept || layer == readable_) return l.output.get_data_handle();
+  if (l.recomputed && recomputed_ready_) return l.recomputed_output.get_data_handle();
+  throw Error(std::string("cpu: activation: ") + kVgg19[layer].name + "'s activation is not kept");
 }
 
 const float* VggNet::activation(int layer) const {
   if (bf16_) throw Error("cpu: activation: the activations are bf16");
-  return static_cast<const float*>(layers_[layer].output.get_data_handle());
+  return static_cast<const float*>(readable_activation(layer));
 }
 
 const kernels::bf16_bits* VggNet::activation_bf16(int layer) const {
   if (!bf16_) throw Error("cpu: activation_bf16: the activations are float32");
-  return static_cast<const kernels::bf16_bits*>(layers_[layer].output.get_data_handle());
+  return static_cast<const kernels::bf16_bits*>(readable_activation(layer));
 }
 
-void VggNet::forward() {
-  for (const Layer& layer : layers_) {
+void VggNet::forward(const std::function<void(int)>& visit) {
+  bind_scratchpad();
+  recomputed_ready_ = false;
+  for (int l = 0; l < int(layers_.size()); l++) {
+    const Layer& layer = layers_[l];
     layer.convert_input.run(stream_);
-    layer.conv.run(stream_);
+    if (layer.strips.active())
+      layer.strips.forward(stream_, layer.conv.args.at(DNNL_ARG_SRC), layer.conv.args.at(DNNL_ARG_DST));
+    else
+      layer.conv.run(stream_);
     layer.convert_output.run(stream_);
+    if (layer.relu_mask) {
+      stream_.wait();
+      const size_t n = size_t(batch_) * layer.shape.pixels() * layer.shape.channels;
+      if (bf16_)
+        pack_relu_mask(static_cast<const kernels::bf16_bits*>(layer.output.get_data_handle()), n, layer.relu_mask);
+      else
+        pack_relu_mask(static_cast<const float*>(layer.output.get_data_handle()), n, layer.relu_mask);
+    }
+    if (visit) {
+      stream_.wait();
+      readable_ = l;
+      visit(l);
+      readable_ = -1;
+    }
     if (layer.has_pool) layer.pool.run(stream_);
   }
   stream_.wait();
 }
 
 void VggNet::backward(const std::function<void(int, float*, kernels::bf16_bits*)>& through_relu) {
+  bind_scratchpad();
   const int last = last_layer();
   {
     const Layer& top = layers_[last];
@@ -424,9 +543,25 @@ void VggNet::backward(const std::function<void(int, float*, kernels::bf16_bits*)
   for (int l = last; l >= 0; l--) {
     const Layer& layer = layers_[l];
     float* grad = static_cast<float*>(layer.grad_output.get_data_handle());
-    through_relu(l, grad, bf16_ ? static_cast<kernels::bf16_bits*>(layer.conv_grad.get_data_handle()) : nullptr);
+    auto* conv_grad = bf16_ ? static_cast<kernels::bf16_bits*>(layer.conv_grad.get_data_handle()) : nullptr;
+    const size_t n = size_t(batch_) * layer.shape.pixels() * layer.shape.channels;
+    if (layer.recomputed) {
+      layer.recompute.run(stream_);
+      stream_.wait();
+      recomputed_ready_ = true;
+    }
+    if (layer.kept || layer.recomputed)
+      through_relu(l, grad, conv_grad);
+    else if (bf16_)
+      relu_mask_backward_bf16(grad, layer.relu_mask, conv_grad, n);
+    else
+      relu_mask_backward(grad, layer.relu_mask, n);
     layer.convert_grad_output.run(stream_);
-    layer.conv_backward.run(stream_);
+    if (layer.strips.active())
+      layer.strips.backward(stream_, layer.conv_backward.args.at(DNNL_ARG_DIFF_DST),
+                            layer.conv_backward.args.at(DNNL_ARG_DIFF_SRC));
+    else
+      layer.conv_backward.run(stream_);
     layer.convert_grad_input.run(stream_);
     if (l > 0 && layers_[l - 1].has_pool) layer.pool_backward.run(stream_);
     stream_.wait();

@@ -1,6 +1,11 @@
 // The VGG-19 conv stack on oneDNN for one (batch, height, width): every
 // primitive, activation and gradient buffer is created once here, so that
-// forward() and backward() allocate nothing.
+// forward() and backward() allocate nothing. A net holds what its loss and
+// its backward read and no more (the weights are frozen, so no convolution's
+// backward reads its input): the loss layers' activations, one bit per
+// element of every other layer's ReLU, and two turn buffers that the
+// forward's other maps and the backward's gradients take in turn; a Winograd
+// conv whose scratchpad would outgrow its maps runs in strips (conv_strips.h).
 #pragma once
 
 #include <dnnl.hpp>
@@ -14,6 +19,7 @@
 #include <vector>
 
 #include "../engine.h"
+#include "conv_strips.h"
 #include "kernels/bf16.h"
 
 namespace nst::cpu {
@@ -54,6 +60,28 @@ struct LayerShape {
 // Winograd kernel), and never in bf16 (vgg_net.cc's winograd_rule says why).
 bool winograd_enabled();
 
+// What the loss reads of a net's layers once its forward has run, by layer
+// (missing = false).
+struct LayerReads {
+  // The layer's activation is kept after the forward (its own buffer), for
+  // the backward or a read after it. The others' activations and every
+  // pooled map go to two buffers used in turn (in a net with a backward, the
+  // gradient's ping-pong buffers); they can be read while the forward visits
+  // them (VggNet::forward), and the backward keeps only their ReLU's mask,
+  // one bit per element (relu_mask.h says why that is all it needs).
+  std::vector<bool> kept;
+  // The activation is NHWC (the Gram kernels read it as an N x C matrix);
+  // other layers may keep a Winograd layer's blocked layout, which the
+  // element-wise kernels (ReLU backward, content loss against a target from a
+  // net of the same layers) accept.
+  std::vector<bool> nhwc;
+  // conv1_1's activation is read in the backward but not kept: the backward
+  // computes it again from the image, into the turn buffer the gradient is
+  // not in (its 3 input channels make it 0.5% of the forward's arithmetic;
+  // kept, it is the largest activation, a quarter of the notebook's net).
+  bool recompute_first = false;
+};
+
 // A net's primitive descriptors and the bytes of every buffer it allocates,
 // decided without allocating anything: what VggNet builds from, and what the
 // engine's memory estimate adds up (so the estimate is the net's real buffers).
@@ -67,24 +95,27 @@ bool winograd_enabled();
 class VggNetPlan {
  public:
   // Runs conv1_1 .. conv[last_layer]; with_backward adds the gradient path.
-  // needs_nhwc[l] (missing = false): layer l's activation must be NHWC
-  // (the Gram kernels read it as an N x C matrix); other layers may keep a
-  // Winograd layer's blocked layout, which the element-wise kernels (ReLU
-  // backward, content loss against a target from a net of the same layers)
-  // accept.
+  // `reads`: which activations are kept, and in which layout.
   // rule_size (default: this net's own): the size of the image whose maps
   // decide which layers run Winograd. A tile's net passes the whole image's,
   // so that a tile computes each layer with the algorithm the whole image
   // does (tile_session.cc: Winograd and direct convolutions round differently).
   VggNetPlan(const dnnl::engine& engine, int batch, int height, int width, int last_layer, Pooling pooling,
-             bool with_backward, const std::vector<bool>& needs_nhwc, Precision precision = Precision::Fp32,
+             bool with_backward, const LayerReads& reads, Precision precision = Precision::Fp32,
              ImageSize rule_size = {0, 0});
 
-  // Bytes of the buffers VggNet allocates: the image (and its gradient), every
-  // layer's output, the pooled maps and max pooling's workspaces, the
-  // gradient ping-pong buffers (and in bf16 the bf16 copy the convolutions'
-  // backward reads), the layout and type conversions, the shared scratchpad.
-  size_t buffer_bytes() const;
+  // Bytes of the buffers VggNet allocates: the image (and its gradient), the
+  // kept layers' outputs, max pooling's workspaces, the two turn buffers (the
+  // other activations, the pooled maps and the layout and type conversions in
+  // the forward; the gradient and its conversions in the backward), with a
+  // backward the other layers' ReLU masks (and in bf16 the bf16 copy the
+  // convolutions' backward reads), the striped convs' strips, the shared
+  // scratchpad.
+  size_t buffer_bytes(bool with_scratchpad = true) const;
+  // Bytes of the scratchpad the primitives share (the largest any asks for).
+  size_t scratchpad_bytes() const { return scratchpad_bytes_ + sizeof(float); }
+  // Bytes of turn buffer 0 or 1 (with a backward, at least the largest activation in float32).
+  size_t turn_buffer_bytes(int slot) const;
   const LayerShape& shape(int layer) const { return layers_[layer].shape; }
   // Bytes of one element of the activations (4 in fp32, 2 in bf16).
   size_t activation_element_bytes() const;
@@ -101,6 +132,13 @@ class VggNetPlan {
   friend class VggNet;
   struct LayerPlan {
     LayerShape shape;
+    bool kept = true;         // the activation has its own buffer (LayerReads::kept)
+    bool recomputed = false;  // conv1_1, computed again in the backward (LayerReads::recompute_first)
+    // The turn buffer (0 or 1; -1: none) that holds, in the forward, the
+    // conv's input converted to its layout, the conv's dst where it is not
+    // the output (converted into it) or the output is not kept, the output
+    // when not kept, and the pooled map.
+    int src_slot = -1, dst_slot = -1, output_slot = -1, pool_slot = -1;
     bool winograd = false;           // conv (and its backward) on nChw16c
     dnnl::memory::desc input;        // what the conv's input arrives as (image, previous output or pooled map)
     dnnl::memory::desc output;       // the post-ReLU activation
@@ -111,22 +149,44 @@ class VggNetPlan {
     dnnl::pooling_forward::primitive_desc pool;
     dnnl::convolution_backward_data::primitive_desc conv_backward;  // with_backward
     dnnl::pooling_backward::primitive_desc pool_backward;           // with_backward and has_pool
+    StripPlan strips;  // a Winograd conv with a large scratchpad: run in strips (rows > 0)
   };
   int batch_, height_, width_;
   bool with_backward_;
   Precision precision_;
   std::vector<LayerPlan> layers_;
-  size_t largest_activation_ = 0;  // elements: the size of each gradient buffer
-  size_t convert_a_bytes_ = 0;     // the conversion buffers (0: none needed)
-  size_t convert_b_bytes_ = 0;
-  size_t scratchpad_bytes_ = 0;  // the largest scratchpad of any primitive
+  size_t largest_activation_ = 0;   // elements: the size of each gradient buffer
+  size_t turn_bytes_[2] = {0, 0};   // the largest map each turn buffer holds in the forward
+  size_t relu_mask_words_ = 0;      // with_backward: the not kept layers' ReLU masks
+  size_t strip_bytes_[2] = {0, 0};  // the striped convs' strip buffers: a strip's input, its output
+  size_t scratchpad_bytes_ = 0;     // the largest scratchpad of any primitive
+};
+
+// One scratchpad for nets that never run at the same time (a tile session's
+// nets of several shapes): it grows to the largest a net asks for, and each
+// net points its primitives at it when it runs.
+class SharedScratchpad {
+ public:
+  void* reserve(size_t bytes) {
+    if (bytes > bytes_) {
+      data_.reset();
+      data_.reset(new std::byte[bytes]);  // not cleared: touched as the primitives use it
+      bytes_ = bytes;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  size_t bytes_ = 0;
 };
 
 class VggNet {
  public:
   // The net `plan` describes, its buffers allocated; `weights` must hold the
-  // plan's layers.
-  VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan);
+  // plan's layers. With `shared`, its scratchpad is that one (not counted
+  // in plan.buffer_bytes(false)), else its own.
+  VggNet(const dnnl::engine& engine, CpuWeights& weights, const VggNetPlan& plan, SharedScratchpad* shared = nullptr);
 
   float* image() { return static_cast<float*>(image_.get_data_handle()); }
   const float* image_gradient() const { return static_cast<float*>(image_grad_.get_data_handle()); }
@@ -136,21 +196,26 @@ class VggNet {
   const LayerShape& shape(int layer) const { return layers_[layer].shape; }
   // Whether the activations are bf16 (else float32).
   bool bf16() const { return bf16_; }
-  // The post-ReLU output of a layer: batch x H x W x C where needs_nhwc said
-  // so, else possibly nChw16c (same size: C is a multiple of 16 there);
-  // float32, or bf16 where bf16().
+  // The post-ReLU output of a kept layer (LayerReads), of the layer the
+  // forward visits, or of the recomputed conv1_1 in the backward: batch x H x
+  // W x C where LayerReads::nhwc said so, else possibly nChw16c (same size: C
+  // is a multiple of 16 there); float32, or bf16 where bf16(). Another
+  // layer's is an Error.
   const float* activation(int layer) const;
   const kernels::bf16_bits* activation_bf16(int layer) const;
 
-  void forward();
-  // From the last layer down: `through_relu(layer, grad, conv_grad)` receives
-  // d J / d activation in `grad` (float32: the gradient from the layers above,
-  // or zeros at the last), adds the loss terms of that layer and takes it back
-  // through the layer's ReLU (relu_backward_cpu: the activation's positivity
-  // is the mask): in place in `grad` when `conv_grad` is null (fp32), else
-  // into `conv_grad`, rounded to bf16 (same layout; bf16). Then the gradient
-  // flows through the convolution and the pooling below. Ends in
-  // image_gradient().
+  // `visit(layer)` (if given) runs after each layer's activation is computed,
+  // before the next layer's: it may read activation(layer).
+  void forward(const std::function<void(int)>& visit = {});
+  // From the last layer down. At a kept or recomputed layer `through_relu(layer, grad,
+  // conv_grad)` receives d J / d activation in `grad` (float32: the gradient
+  // from the layers above, or zeros at the last), adds the loss terms of that
+  // layer and takes it back through the layer's ReLU (relu_backward_cpu: the
+  // activation's positivity is the mask): in place in `grad` when `conv_grad`
+  // is null (fp32), else into `conv_grad`, rounded to bf16 (same layout;
+  // bf16). Another layer goes back through its ReLU by its mask (relu_mask.h).
+  // Then the gradient flows through the convolution and the pooling below.
+  // Ends in image_gradient().
   void backward(const std::function<void(int, float*, kernels::bf16_bits*)>& through_relu);
 
  private:
@@ -168,8 +233,14 @@ class VggNet {
   };
   struct Layer {
     LayerShape shape;
-    Convert convert_input;  // previous output / pooled -> conv's src format
-    Step conv;
+    bool kept = true;
+    bool recomputed = false;
+    uint32_t* relu_mask = nullptr;  // a not kept layer's, in a net with a backward
+    Step recompute;                 // recomputed: the conv again, into `recomputed_output`
+    dnnl::memory recomputed_output;
+    Convert convert_input;   // previous output / pooled -> conv's src format
+    Step conv;               // (striped: its src and dst args only)
+    StripedConv strips;      // a striped conv (VggNetPlan: LayerPlan::strips)
     Convert convert_output;  // conv's dst -> output (NHWC for a style layer)
     dnnl::memory output;     // post-ReLU activation
     bool has_pool = false;
@@ -183,6 +254,7 @@ class VggNet {
     Step pool_backward;           // gradient of the pooled tensor -> of the previous layer's output
   };
   Convert convert(const dnnl::memory& from, const dnnl::memory& to);
+  const void* readable_activation(int layer) const;
 
   dnnl::engine engine_;
   dnnl::stream stream_;
@@ -190,13 +262,22 @@ class VggNet {
   bool bf16_;
   dnnl::memory image_, image_grad_;
   std::vector<Layer> layers_;
-  std::vector<dnnl::memory> pooled_, workspaces_;
-  dnnl::memory ping_, pong_;  // float32 gradient buffers, each as large as the largest activation
-  dnnl::memory conv_grad_;    // bf16: the convolutions' diff_dst, as large
-  // Two more for the conversions (layouts around Winograd layers, the image
-  // to bf16), each as large as the largest it holds (allocated only when used).
-  dnnl::memory convert_a_, convert_b_;
-  dnnl::memory scratchpad_;
+  std::vector<dnnl::memory> workspaces_;
+  // The forward's turn buffers; with a backward, float32 gradient buffers
+  // too, each as large as the largest activation (ping_, pong_).
+  dnnl::memory ping_, pong_;
+  std::unique_ptr<uint32_t[]> relu_masks_;  // every not kept layer's, one after the other
+  int readable_ = -1;                       // a layer not kept whose activation can be read now
+  bool recomputed_ready_ = false;           // the backward has recomputed conv1_1
+  dnnl::memory conv_grad_;                  // bf16: the convolutions' diff_dst, as large
+  dnnl::memory scratchpad_;                 // its own (without a SharedScratchpad)
+  SharedScratchpad* shared_ = nullptr;
+  size_t scratchpad_bytes_ = 0;
+  // What points at the scratchpad: the primitives' arguments and the strips.
+  std::vector<dnnl::memory> scratchpad_views_;
+  void* bound_scratchpad_ = nullptr;
+  void bind_scratchpad();
+  dnnl::memory strip_input_, strip_output_;  // the striped convs' strips
 };
 
 // Hands the pages of the buffers freed so far back to the system. glibc

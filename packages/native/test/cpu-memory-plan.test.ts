@@ -95,7 +95,7 @@ describe.skipIf(!addon)(`cpu memory estimate${skipReason ? ` (skipped: ${skipRea
       );
     }
 
-  it.skipIf(!bf16)('bf16 plans for less than fp32: half the bytes of the activations the convolutions keep, no Winograd scratchpad', () => {
+  it.skipIf(!bf16)('bf16 plans for less than fp32: half the bytes of the activations the backward keeps, no Winograd scratchpad', () => {
     const saved = process.env.NST_CPU_FEATURES;
     Object.assign(process.env, bf16);
     const engines = { fp32: addon!.createEngine('cpu', { precision: 'fp32' }), bf16: addon!.createEngine('cpu', { precision: 'bf16' }) };
@@ -108,7 +108,8 @@ describe.skipIf(!addon)(`cpu memory estimate${skipReason ? ` (skipped: ${skipRea
       const shape = { height, width, batch: 1, pooling: 'avg' as const, loss: LOSS, styleSizes: [{ height, width }] };
       const [fp32, half] = [engines.fp32.estimateMemory(shape), engines.bf16.estimateMemory(shape)];
       console.log(`${width}x${height}: estimate fp32 ${mib(fp32)}, bf16 ${mib(half)}`);
-      expect(half).toBeLessThan(0.8 * fp32);
+      // (Since fp32 recomputes conv1_1 in the backward and bf16 keeps it, the gap is 10-20%, not half.)
+      expect(half).toBeLessThan(0.9 * fp32);
     }
     engines.fp32.dispose();
     engines.bf16.dispose();
