@@ -256,8 +256,10 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
     const scratch = 3 * layout.tileHeight * layout.tileWidth * 12;
     for (const mode of ['keep', 'recompute'] as const) {
       const held = mode === 'keep' ? content : images;
-      // x, the gradient and the loop's copy; Adam's moments, or L-BFGS's history.
-      const loopImages = (lbfgs ? 3 : 5) * images;
+      // x, the gradient and the loop's two copies (the last good image, and at the end the final
+      // one beside it: packages/job/src/loop.ts); Adam's moments, or L-BFGS's history. (The 8192x8192
+      // render of bench/RESULTS.md peaked 1.4 GiB over a plan that counted one copy.)
+      const loopImages = (lbfgs ? 4 : 6) * images;
       const startImages = 2 * images + styles;
       const hostOf = (pairs: number) => Math.max(loopImages, startImages) + held + scratch + history(pairs);
       const engineFixed = memory.fixed - heldWeights;

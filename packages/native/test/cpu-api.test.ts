@@ -15,7 +15,7 @@ import {
   type NativeSessionConfig,
 } from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { addon, relL2, skipReason } from './helpers.js';
+import { BLOCKS_1_2_LOSS, addon, relL2, skipReason } from './helpers.js';
 
 const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const config: NativeSessionConfig = {
@@ -23,13 +23,7 @@ const config: NativeSessionConfig = {
   width: 12,
   batch: 1,
   pooling: 'avg',
-  loss: {
-    content: [{ convIndex: 3, weight: 1 }],
-    style: [
-      { convIndex: 0, weight: 0.5 },
-      { convIndex: 2, weight: 0.5 },
-    ],
-  },
+  loss: BLOCKS_1_2_LOSS,
 };
 const pixels = 10 * 12 * 3;
 const targets = [

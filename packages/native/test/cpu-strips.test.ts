@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NativeSessionConfig } from '@nst/native';
 import { testImage, testWeights } from '../../../test/reference/random-weights.js';
-import { addon, relDiff, relL2, skipReason } from './helpers.js';
+import { BLOCKS_1_2_LOSS, addon, relDiff, relL2, skipReason } from './helpers.js';
 
 const height = 256;
 const width = 320;
@@ -21,13 +21,7 @@ const config: NativeSessionConfig = {
   width,
   batch: 1,
   pooling: 'avg',
-  loss: {
-    content: [{ convIndex: 3, weight: 1 }],
-    style: [
-      { convIndex: 0, weight: 0.5 },
-      { convIndex: 2, weight: 0.5 },
-    ],
-  },
+  loss: BLOCKS_1_2_LOSS,
 };
 const pixels = height * width * 3;
 const targets = [

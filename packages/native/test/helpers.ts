@@ -1,5 +1,5 @@
 /** Shared by the native tests: the addon (or why it is absent). */
-import { loadNativeAddon, type NativeAddon } from '@nst/native';
+import { loadNativeAddon, type NativeAddon, type NativeSessionConfig } from '@nst/native';
 import { available } from '@nst/test-helpers';
 
 export { relDiff, relL2 } from '@nst/test-helpers';
@@ -20,3 +20,12 @@ export function cudaUnavailableReason(): string {
     return (e as Error).message;
   }
 }
+
+/** A small loss over conv1_1 .. conv2_2 (content conv2_2, style conv1_1 and conv2_1): four layers of weights. */
+export const BLOCKS_1_2_LOSS: NativeSessionConfig['loss'] = {
+  content: [{ convIndex: 3, weight: 1 }],
+  style: [
+    { convIndex: 0, weight: 0.5 },
+    { convIndex: 2, weight: 0.5 },
+  ],
+};
