@@ -19,7 +19,6 @@ import {
   type Targets,
 } from '@nst/core';
 import type { CheckpointStore } from './checkpoint.js';
-import { releaseDropped } from './memory.js';
 import { saveRendered, type ItemOutput } from './output.js';
 import type { FileState } from './settings.js';
 
@@ -159,10 +158,8 @@ export async function runOptimisation(
       await session.setImages(inputs.initialImages);
       start = digest(inputs.initialImages);
     }
-    // The session has them: the loop's references go, and their memory with them.
-    const handedOver = inputs.initialImages.byteLength + inputs.targets.reduce((a, t) => a + t.content.data.byteLength, 0);
+    // The session has them: the loop's references go.
     inputs = undefined;
-    releaseDropped(handedOver);
     const startIteration = iteration;
     // L-BFGS starts from the images just set; a resumed run starts a new history.
     const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs) : undefined;

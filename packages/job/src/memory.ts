@@ -1,7 +1,5 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { memoryRefusal, type Backend, type MemoryShape } from '@nst/core';
 
 /**
@@ -52,24 +50,4 @@ export function checkMemory(
   const needed = backend.estimateMemory(shape);
   if (needed <= available) return;
   throw memoryRefusal(backend.name, shape, needed, available, (s) => backend.estimateMemory(s));
-}
-
-let collect: (() => void) | undefined;
-
-/**
- * Frees now the memory of large JavaScript arrays the caller has just
- * dropped (a render's inputs once its session holds its own copies). V8
- * frees an ArrayBuffer's memory only when a garbage collection finds it
- * unreachable, and a render allocates too few JavaScript objects for one to
- * come soon: the content and start images stayed resident under the whole
- * loop, beside what the memory plan counts. One full collection, tens of
- * milliseconds; only for `bytes` of 256 MiB and more.
- */
-export function releaseDropped(bytes: number): void {
-  if (bytes < 256 * 2 ** 20 || process.env.NST_NO_RELEASE === '1') return;
-  if (!collect) {
-    v8.setFlagsFromString('--expose-gc');
-    collect = vm.runInNewContext('gc') as () => void;
-  }
-  collect();
 }
