@@ -371,22 +371,23 @@ export function startWorker(o: WorkerOptions): { worker: Worker<RenderJob['data'
             report(true);
           },
           onFrameDone: async (r) => {
-            if (!r.skipped) {
-              o.log(`video ${jobId}: frame ${r.frame + 1}/${r.frames} done in ${r.seconds.toFixed(1)} s`);
-              const bytes = await fs.readFile(r.file);
-              // The first frame's input too: the job's content thumbnail.
-              if (r.frame === 0)
-                await o.store
-                  .put(frameKey(jobId, `input-${frameName(0)}`), await fs.readFile(path.join(plan.inputDir, frameName(0))))
-                  .catch(bestEffort('the first input frame'));
-              await o.store.put(frameKey(jobId, frameName(r.frame)), bytes).catch(bestEffort(`frame ${r.frame + 1}`));
-              await preview(bytes);
-              if (r.losses) {
-                lastLosses = r.losses;
-                p.history.add(r.frame + 1, r.losses.total);
-              }
-              stats.imageDone();
+            // A frame found done is one of the p.restored already reported: reporting it again
+            // would move the job's frames done back (to 1, 2, ... as renderVideo walks them).
+            if (r.skipped) return;
+            o.log(`video ${jobId}: frame ${r.frame + 1}/${r.frames} done in ${r.seconds.toFixed(1)} s`);
+            const bytes = await fs.readFile(r.file);
+            // The first frame's input too: the job's content thumbnail.
+            if (r.frame === 0)
+              await o.store
+                .put(frameKey(jobId, `input-${frameName(0)}`), await fs.readFile(path.join(plan.inputDir, frameName(0))))
+                .catch(bestEffort('the first input frame'));
+            await o.store.put(frameKey(jobId, frameName(r.frame)), bytes).catch(bestEffort(`frame ${r.frame + 1}`));
+            await preview(bytes);
+            if (r.losses) {
+              lastLosses = r.losses;
+              p.history.add(r.frame + 1, r.losses.total);
             }
+            stats.imageDone();
             frames = { done: r.done, total: r.frames, secondsPerFrame: r.secondsPerFrame, etaSeconds: r.etaSeconds };
             report(true);
           },

@@ -15,10 +15,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { QueueEvents } from 'bullmq';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadNativeAddon } from '@nst/native';
-import { folderStore, frameKey, s3Store } from '@nst/server';
+import { folderStore, frameKey, QUEUE_NAME, redisConnection, s3Store } from '@nst/server';
 import {
   call,
   getJson,
@@ -149,6 +150,12 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
     const workerArgs = ['worker', '--store', store, '--backend', 'cpu', '--lock-seconds', '8', '--preview-seconds', '1'];
     const first = startCli(workerArgs, redisUrl, workerEnv);
     procs.push(first);
+    // Every progress the workers write, in order (the events stream below samples them every 200 ms).
+    const queueEvents = new QueueEvents(QUEUE_NAME, { connection: redisConnection(redisUrl) });
+    onTestFinished(() => queueEvents.close());
+    await queueEvents.waitUntilReady();
+    const written: { jobId: string; done?: number }[] = [];
+    queueEvents.on('progress', ({ jobId, data }) => written.push({ jobId, done: (data as { frames?: { done: number } }).frames?.done }));
     await first.waitFor(/worker ready/, 120_000);
 
     const submitted = await submitJob(base, token, { content: new Blob([readFileSync(clip)]), style }, OPTIONS);
@@ -184,6 +191,7 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
 
     const second = startCli(workerArgs, redisUrl, workerEnv);
     procs.push(second);
+    onTestFinished(() => second.stop()); // the next tests' jobs are their own workers', whatever happens here
     await second.waitFor(new RegExp(`video ${id}: ${stored} of ${FRAMES} frames done before`), 120_000);
     // The frames it found were not made again: the same files, untouched, until the video is stored.
     expect(Array.from({ length: stored }, (_, t) => identity(t))).toEqual(before);
@@ -197,6 +205,11 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
     const progress = events.filter((e) => e.event === 'progress').map((e) => e.data);
     const done = progress.map((p) => (p.frames as { done: number }).done);
     expect(done).toEqual([...done].sort((a, b) => a - b));
+    // And every progress written: the second worker starts at the frames stored, never below.
+    const doneWritten = written.filter((w) => w.jobId === id && w.done !== undefined).map((w) => w.done as number);
+    expect(doneWritten.length).toBeGreaterThan(FRAMES);
+    expect(doneWritten).toEqual([...doneWritten].sort((a, b) => a - b));
+    expect(doneWritten).toContain(stored);
     expect(
       progress.some(
         (p) => p.state === 'running' && (p.eta as number) > 0 && ((p.frames as Record<string, number>)['seconds-per-frame'] ?? 0) > 0,
@@ -252,7 +265,6 @@ describe.skipIf(!ready && process.env.CI !== 'true')('video jobs through the que
       // And near the PNG frame it encodes (H.264 at this tiny size costs a few levels).
       expect(meanAbs(a, await rgb(path.join(dir, 'reference.frames', name))), name).toBeLessThan(16);
     }
-    await second.stop(); // the next tests' jobs are their own workers'
   }, 900_000);
 
   it('cancels a running video within seconds (its worker takes the next job); a worker stopped with SIGTERM hands its video back', async () => {
