@@ -69,4 +69,16 @@ int entry_at_layer(const std::vector<WeightedLayer>& layers, int conv_index) {
   return -1;
 }
 
+std::vector<bool> layer_flags(const std::vector<WeightedLayer>& layers) {
+  std::vector<bool> flags(std::size(kVgg19), false);
+  for (const auto& l : layers) flags[l.conv_index] = true;
+  return flags;
+}
+
+std::vector<bool> loss_layer_flags(const LossSpec& loss) {
+  std::vector<bool> flags = layer_flags(loss.style);
+  for (const auto& l : loss.content) flags[l.conv_index] = true;
+  return flags;
+}
+
 }  // namespace nst

@@ -28,4 +28,9 @@ int deepest_layer(const LossSpec& loss);
 // validated list names a layer at most once), or -1.
 int entry_at_layer(const std::vector<WeightedLayer>& layers, int conv_index);
 
+// One flag per VGG-19 conv layer: true where `layers` has an entry.
+std::vector<bool> layer_flags(const std::vector<WeightedLayer>& layers);
+// The same over the loss's content and style layers together.
+std::vector<bool> loss_layer_flags(const LossSpec& loss);
+
 }  // namespace nst

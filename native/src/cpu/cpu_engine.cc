@@ -34,19 +34,13 @@ static std::string onednn_version() {
 }
 
 // The layers of these loss terms.
-static std::vector<bool> layers_of(const std::vector<WeightedLayer>& terms) {
-  std::vector<bool> layers(std::size(kVgg19), false);
-  for (const auto& l : terms) layers[l.conv_index] = true;
-  return layers;
-}
-
 // NHWC at the style layers (the Gram kernels read them as N x C matrices) in
 // every net, so that the content net's layouts are the training net's.
 // The training net keeps its loss layers' activations for the backward
 // (conv1_1's recomputed there); the target nets keep none: the targets are
 // taken as their forward visits each layer.
 static LayerReads reads_of(const SessionConfig& c, std::vector<bool> kept, bool recompute_first = false) {
-  return {std::move(kept), layers_of(c.loss.style), recompute_first};
+  return {std::move(kept), layer_flags(c.loss.style), recompute_first};
 }
 
 // The nets a session builds, as plans: the one it optimises (forward and
@@ -55,8 +49,7 @@ static LayerReads reads_of(const SessionConfig& c, std::vector<bool> kept, bool 
 // and one per style image size for the style targets. The session and its
 // memory estimate both build from these.
 static VggNetPlan training_plan(const dnnl::engine& engine, const SessionConfig& c, Precision p) {
-  std::vector<bool> kept = layers_of(c.loss.style);
-  for (const auto& l : c.loss.content) kept[l.conv_index] = true;
+  std::vector<bool> kept = loss_layer_flags(c.loss);
   const bool recompute_first = kept[0];
   kept[0] = false;
   return {

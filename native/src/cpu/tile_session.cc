@@ -23,9 +23,7 @@ namespace {
 
 // The layers the loss reads by position: every content and style layer, kept, NHWC.
 LayerReads loss_layers(const LossSpec& loss) {
-  std::vector<bool> layers(std::size(kVgg19), false);
-  for (const auto& l : loss.content) layers[l.conv_index] = true;
-  for (const auto& l : loss.style) layers[l.conv_index] = true;
+  const std::vector<bool> layers = loss_layer_flags(loss);
   return {layers, layers};
 }
 

@@ -19,6 +19,7 @@ import {
   type Targets,
 } from '@nst/core';
 import type { CheckpointStore } from './checkpoint.js';
+import { releaseDropped } from './memory.js';
 import { saveRendered, type ItemOutput } from './output.js';
 import type { FileState } from './settings.js';
 
@@ -131,35 +132,18 @@ export async function runOptimisation(
 ): Promise<RenderResult> {
   const { session: options } = plan;
   const pixelsPerImage = options.height * options.width * 3;
-  let inputs: RenderInputs | undefined = plan.takeInputs();
-  if (inputs.initialImages.length !== options.batch * pixelsPerImage) throw new Error('initialImages has the wrong length');
   if (plan.outPaths.length !== options.batch) throw new Error('one output path per batch item is needed');
-
-  const session = await (plan.createSession ?? ((o: SessionOptions) => backend.createSession(o)))(options);
+  const { session, resumed, start, handedOver } = await startSession(backend, plan, events);
+  // The session has its own copies: the inputs' memory goes now.
+  releaseDropped(handedOver);
   let disposed = false;
   const dispose = () => {
     if (!disposed) session.dispose();
     disposed = true;
   };
   try {
-    await session.setTargets(inputs.targets);
-    let iteration = 0;
+    let iteration = resumed?.iteration ?? 0;
     const store = plan.checkpoints;
-    const resumed = plan.resume ? await resumeState(store, options.batch * pixelsPerImage, events) : undefined;
-    // What the images started as, to tell at the end whether they moved at all (a digest: no copy kept).
-    let start: string;
-    if (resumed) {
-      await session.setImages(resumed.images);
-      await session.writeOptimizerState({ m: resumed.m, v: resumed.v });
-      iteration = Math.min(resumed.iteration, plan.iterations);
-      events.onResumed?.(iteration);
-      start = digest(resumed.images);
-    } else {
-      await session.setImages(inputs.initialImages);
-      start = digest(inputs.initialImages);
-    }
-    // The session has them: the loop's references go.
-    inputs = undefined;
     const startIteration = iteration;
     // L-BFGS starts from the images just set; a resumed run starts a new history.
     const lbfgs: LbfgsRun | undefined = plan.optimizer === 'lbfgs' ? await startLbfgs(session, plan.lbfgs) : undefined;
@@ -295,6 +279,45 @@ export async function runOptimisation(
     return { iterations: iteration, evaluations, startIteration, seconds, interrupted, finalLosses, outPaths: plan.outPaths, images };
   } finally {
     dispose();
+  }
+}
+
+/**
+ * A new session holding the render's inputs: its targets set, then its
+ * images (the initial ones, or the checkpoint's with Adam's state). In a
+ * function of its own so that nothing of the loop's holds the inputs after:
+ * a suspended async function keeps the values its locals and temporaries
+ * last held, and those of a large render are images of hundreds of MiB.
+ * `resumed`: the iteration the checkpoint continues; `start`: the images'
+ * digest, to tell at the end whether they moved at all; `handedOver`: the
+ * inputs' bytes, now the session's.
+ */
+async function startSession(
+  backend: Backend,
+  plan: RenderPlan,
+  events: RenderEvents,
+): Promise<{ session: Session; resumed?: { iteration: number }; start: string; handedOver: number }> {
+  const { session: options } = plan;
+  const inputs = plan.takeInputs();
+  if (inputs.initialImages.length !== options.batch * options.height * options.width * 3)
+    throw new Error('initialImages has the wrong length');
+  const handedOver = inputs.initialImages.byteLength + inputs.targets.reduce((a, t) => a + t.content.data.byteLength, 0);
+  const session = await (plan.createSession ?? ((o: SessionOptions) => backend.createSession(o)))(options);
+  try {
+    await session.setTargets(inputs.targets);
+    const ck = plan.resume ? await resumeState(plan.checkpoints, inputs.initialImages.length, events) : undefined;
+    if (!ck) {
+      await session.setImages(inputs.initialImages);
+      return { session, start: digest(inputs.initialImages), handedOver };
+    }
+    await session.setImages(ck.images);
+    await session.writeOptimizerState({ m: ck.m, v: ck.v });
+    const iteration = Math.min(ck.iteration, plan.iterations);
+    events.onResumed?.(iteration);
+    return { session, resumed: { iteration }, start: digest(ck.images), handedOver };
+  } catch (e) {
+    session.dispose();
+    throw e;
   }
 }
 

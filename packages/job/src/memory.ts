@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { memoryRefusal, type Backend, type MemoryShape } from '@nst/core';
 
 /**
@@ -50,4 +52,25 @@ export function checkMemory(
   const needed = backend.estimateMemory(shape);
   if (needed <= available) return;
   throw memoryRefusal(backend.name, shape, needed, available, (s) => backend.estimateMemory(s));
+}
+
+let collect: (() => void) | undefined;
+
+/**
+ * Frees now the memory of large JavaScript arrays the caller has just
+ * dropped (a render's inputs once its session holds its own copies). V8
+ * frees an ArrayBuffer's memory only when a garbage collection finds it
+ * unreachable, and a render allocates too few JavaScript objects for one to
+ * come soon. One full collection, tens of milliseconds; only for `bytes` of
+ * 256 MiB and more. (It frees only what nothing reaches: see startSession in
+ * loop.ts and loadGroupInputs in pipeline.ts for what kept the inputs
+ * reachable before.)
+ */
+export function releaseDropped(bytes: number): void {
+  if (bytes < 256 * 2 ** 20) return;
+  if (!collect) {
+    v8.setFlagsFromString('--expose-gc');
+    collect = vm.runInNewContext('gc') as () => void;
+  }
+  collect();
 }
