@@ -8,7 +8,8 @@
 //   npx turbo run build && node bench/tiling/run.mjs [--sizes 1024x768,2048x1536] [--iterations 3]
 //
 // The tiled row renders under --memory of half the untiled plan's peak
-// (`--tile auto` then picks the tiling), or --tile N with --tile-core N.
+// (`--tile auto` then picks the tiling), or --tile N with --tile-core N (a
+// list: one core per size, in order).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -27,7 +28,7 @@ const arg = (name, fallback) => {
 };
 const sizes = arg('sizes', '1024x768,2048x1536').split(',');
 const iterations = arg('iterations', '3');
-const tileCore = arg('tile-core');
+const tileCores = arg('tile-core')?.split(',');
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'nst-tiling-bench-'));
 async function picture(file, width, height, seed) {
@@ -63,7 +64,8 @@ const load = () =>
 const rows = [];
 console.log(`# bench/tiling/run.mjs, ${new Date().toISOString()}, load average at the start ${load()}`);
 console.log(`# ${os.cpus()[0].model}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
-for (const size of sizes) {
+for (const [k, size] of sizes.entries()) {
+  const tileCore = tileCores?.[Math.min(k, tileCores.length - 1)];
   const [width, height] = size.split('x').map(Number);
   const content = await picture(path.join(dir, `c${size}.png`), width, height, 1);
   const style = await picture(path.join(dir, `s${size}.png`), width, height, 2);

@@ -252,7 +252,14 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
     const netOf = (t: Tile) =>
       memory.nets[shapes.findIndex((s) => s.height === t.extended.y1 - t.extended.y0 && s.width === t.extended.x1 - t.extended.x0)];
     const largestNet = Math.max(...memory.nets);
-    const allNets = outputTiles.reduce((a, t) => a + netOf(t), 0) + styleTiles.reduce((a, t) => Math.max(a, netOf(t)), 0);
+    // What the pool may hold at once: a net per output tile (each keeps its tile's activations for
+    // pass 2), and the largest net of a style image's tiles; a style image of the output's size has
+    // the output's tiles, whose nets the pool reuses (a net is keyed by its tile's shape and its
+    // image's size: native/src/tile_pool.h).
+    const ownStyleTiles = shape.styleSizes
+      .filter((s) => s.height !== shape.height || s.width !== shape.width)
+      .flatMap((s) => imageTiles(s.height, s.width, core, deepest));
+    const allNets = outputTiles.reduce((a, t) => a + netOf(t), 0) + ownStyleTiles.reduce((a, t) => Math.max(a, netOf(t)), 0);
     const scratch = 3 * layout.tileHeight * layout.tileWidth * 12;
     for (const mode of ['keep', 'recompute'] as const) {
       const held = mode === 'keep' ? content : images;
