@@ -4,7 +4,7 @@
 # budget (the final scale runs in 6 tiles: untiled it would need about 11.6 GiB), then the
 # README's pictures of it: docs/print.jpg (the whole, 1024x768) and docs/print-crop.jpg (a
 # 100% crop).
-#   bash bench/print/run.sh [OUT_DIR]   (about 35 minutes on a quiet 2-core machine)
+#   bash bench/print/run.sh [OUT_DIR]   (44 minutes on the 2-core development machine, beside other work)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/bench/print/out}

@@ -238,8 +238,12 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
   for (const core of cores) {
     const layout = tiledLayout({ ...shape, core }, shape.styleSizes);
     const outputTiles = layout.tiles;
-    const styleTiles = shape.styleSizes.flatMap((s) => imageTiles(s.height, s.width, core, deepest));
-    const shapes = tileShapes([...outputTiles, ...styleTiles]);
+    // A style image of the output's size has the output's tiles, whose nets the tile pool reuses (a
+    // net is keyed by its tile's shape and its image's size: native/src/tile_pool.h); others have their own.
+    const ownStyleTiles = shape.styleSizes
+      .filter((s) => s.height !== shape.height || s.width !== shape.width)
+      .flatMap((s) => imageTiles(s.height, s.width, core, deepest));
+    const shapes = tileShapes([...outputTiles, ...ownStyleTiles]);
     const sessionOptions = {
       tileHeight: layout.tileHeight,
       tileWidth: layout.tileWidth,
@@ -253,19 +257,13 @@ export function planRun(backend: Backend, request: PlanRequest, settings: Machin
       memory.nets[shapes.findIndex((s) => s.height === t.extended.y1 - t.extended.y0 && s.width === t.extended.x1 - t.extended.x0)];
     const largestNet = Math.max(...memory.nets);
     // What the pool may hold at once: a net per output tile (each keeps its tile's activations for
-    // pass 2), and the largest net of a style image's tiles; a style image of the output's size has
-    // the output's tiles, whose nets the pool reuses (a net is keyed by its tile's shape and its
-    // image's size: native/src/tile_pool.h).
-    const ownStyleTiles = shape.styleSizes
-      .filter((s) => s.height !== shape.height || s.width !== shape.width)
-      .flatMap((s) => imageTiles(s.height, s.width, core, deepest));
+    // pass 2), and the largest net of the style images' own tiles.
     const allNets = outputTiles.reduce((a, t) => a + netOf(t), 0) + ownStyleTiles.reduce((a, t) => Math.max(a, netOf(t)), 0);
     const scratch = 3 * layout.tileHeight * layout.tileWidth * 12;
     for (const mode of ['keep', 'recompute'] as const) {
       const held = mode === 'keep' ? content : images;
       // x, the gradient and the loop's two copies (the last good image, and at the end the final
-      // one beside it: packages/job/src/loop.ts); Adam's moments, or L-BFGS's history. (The 8192x8192
-      // render of bench/RESULTS.md peaked 1.4 GiB over a plan that counted one copy.)
+      // one beside it: packages/job/src/loop.ts); Adam's moments, or L-BFGS's history.
       const loopImages = (lbfgs ? 4 : 6) * images;
       const startImages = 2 * images + styles;
       const hostOf = (pairs: number) => Math.max(loopImages, startImages) + held + scratch + history(pairs);
